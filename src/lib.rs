@@ -1,0 +1,3 @@
+//! shardmq: a thread-per-core sharded MQTT broker.
+pub mod config;
+pub mod protocol;
