@@ -29,8 +29,21 @@ fn error(text: &str) -> String {
     }
 }
 
+/// Each `(text, expected error)` pair.
+fn assert_errors(cases: &[(&str, &str)]) {
+    for (text, expected) in cases {
+        assert_eq!(error(text), *expected, "{text:?}");
+    }
+}
+
 fn messages(warnings: &[ConfigWarning]) -> Vec<String> {
     warnings.iter().map(ToString::to_string).collect()
+}
+
+/// `text` parses without warnings to exactly these listener addresses.
+fn assert_listeners(text: &str, expected: &[&str]) {
+    let expected: Vec<SocketAddr> = expected.iter().map(|a| a.parse().unwrap()).collect();
+    assert_eq!(addrs(&parse_quiet(text)), expected, "{text:?}");
 }
 
 fn addrs(config: &Config) -> Vec<SocketAddr> {
@@ -117,9 +130,7 @@ fn bad_values_name_file_line_key_and_range() {
         ("max_keepalive 60 # one minute", "broker.conf:1: max_keepalive: unexpected extra value `#` (comments must be on their own line)"),
         ("max_keepalive 60 90", "broker.conf:1: max_keepalive: unexpected extra value `90`"),
     ];
-    for (text, expected) in cases {
-        assert_eq!(error(text), expected, "{text:?}");
-    }
+    assert_errors(&cases);
 }
 
 #[test]
@@ -264,54 +275,36 @@ fn log_type_accumulates_after_replacing_defaults() {
 
 #[test]
 fn multiple_listeners_replace_the_default() {
-    let c = parse_quiet(
+    assert_listeners(
         "listener 1883\nlistener 8883 127.0.0.1\nlistener 0 localhost\nlistener 0 localhost",
+        &[
+            "0.0.0.0:1883",
+            "127.0.0.1:8883",
+            "127.0.0.1:0",
+            "127.0.0.1:0",
+        ],
     );
-    let expected: Vec<SocketAddr> = [
-        "0.0.0.0:1883",
-        "127.0.0.1:8883",
-        "127.0.0.1:0",
-        "127.0.0.1:0",
-    ]
-    .iter()
-    .map(|a| a.parse().unwrap())
-    .collect();
-    assert_eq!(addrs(&c), expected);
 }
 
 #[test]
 fn ipv6_listener() {
-    let c = parse_quiet("listener 1883 ::1\nlistener 1884 [::]\nlistener 1885 fe80::1");
-    let expected: Vec<SocketAddr> = ["[::1]:1883", "[::]:1884", "[fe80::1]:1885"]
-        .iter()
-        .map(|a| a.parse().unwrap())
-        .collect();
-    assert_eq!(addrs(&c), expected);
+    assert_listeners(
+        "listener 1883 ::1\nlistener 1884 [::]\nlistener 1885 fe80::1",
+        &["[::1]:1883", "[::]:1884", "[fe80::1]:1885"],
+    );
 }
 
 #[test]
 fn legacy_port_and_bind_address() {
-    assert_eq!(
-        addrs(&parse_quiet("port 1884")),
-        ["0.0.0.0:1884".parse::<SocketAddr>().unwrap()]
-    );
-    assert_eq!(
-        addrs(&parse_quiet("bind_address ::1\nport 0")),
-        ["[::1]:0".parse::<SocketAddr>().unwrap()]
-    );
+    assert_listeners("port 1884", &["0.0.0.0:1884"]);
+    assert_listeners("bind_address ::1\nport 0", &["[::1]:0"]);
+    assert_listeners("bind_address localhost", &["127.0.0.1:1883"]);
     // Mosquitto keeps an explicitly configured default listener next to `listener` lines.
     let c = parse_quiet("port 1884\nlistener 8883");
-    assert_eq!(
-        c.listeners,
-        [
-            Listener {
-                addr: "0.0.0.0:1884".parse().unwrap()
-            },
-            Listener {
-                addr: "0.0.0.0:8883".parse().unwrap()
-            }
-        ]
-    );
+    let addr = |a: &str| Listener {
+        addr: a.parse().unwrap(),
+    };
+    assert_eq!(c.listeners, [addr("0.0.0.0:1884"), addr("0.0.0.0:8883")]);
 }
 
 #[test]
@@ -327,9 +320,7 @@ fn bad_listeners() {
         ("listener 1883\n\nlistener 1883", "broker.conf:3: listener: duplicate listener 0.0.0.0:1883 (already configured on line 1)"),
         ("port 1883\nlistener 1883", "broker.conf:2: listener: duplicate listener 0.0.0.0:1883 (already configured on line 1)"),
     ];
-    for (text, expected) in cases {
-        assert_eq!(error(text), expected, "{text:?}");
-    }
+    assert_errors(&cases);
 }
 
 #[test]
@@ -574,9 +565,7 @@ fn bridge_structure_errors() {
         ("connection a\nremote_clientid", "broker.conf:2: remote_clientid: missing value (expected a value)"),
         ("connection a\nbridge_bind_address host", "broker.conf:2: bridge_bind_address: expected an IPv4 or IPv6 address or `localhost`, got `host`"),
     ];
-    for (text, expected) in cases {
-        assert_eq!(error(text), expected, "{text:?}");
-    }
+    assert_errors(&cases);
 }
 
 #[test]

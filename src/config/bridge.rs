@@ -6,7 +6,7 @@
 //! [`BridgeSection`] into a public `BridgeConfig` and stores the values that
 //! are only checked here.
 
-use super::directives::{Apply, Directive, Scope};
+use super::directives::{Apply, ApplyFn, Directive, Scope};
 use super::lexer::Line;
 use super::limits::PROTOCOL_MAX_PACKET_SIZE;
 use super::parser::{Parser, Section};
@@ -45,10 +45,7 @@ impl BridgeSection {
     }
 }
 
-const fn bridge(
-    key: &'static str,
-    apply: fn(&mut Parser<'_>, &Line<'_>) -> Result<(), String>,
-) -> Directive {
+const fn bridge(key: &'static str, apply: ApplyFn) -> Directive {
     Directive::new(key, Scope::Bridge, Apply::Custom(apply))
 }
 

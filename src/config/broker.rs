@@ -1,74 +1,44 @@
 //! Directives that set broker-wide fields of [`Config`] (and the listener
 //! headers), with their parse/apply functions.
 
-use super::directives::{Apply, Directive, Scope};
+use super::directives::{Apply, ApplyFn, Directive, Scope};
 use super::lexer::{missing, Line};
 use super::limits::{MAX_QUEUED_MESSAGES_CAP, MIN_PACKET_SIZE, PROTOCOL_MAX_PACKET_SIZE};
 use super::parser::Parser;
-use super::{listener, value, LogDest, LogTypes};
+use super::{listener, value, Config, LogDest, LogTypes};
+
+const fn global(key: &'static str, apply: ApplyFn) -> Directive {
+    Directive::new(key, Scope::Global, Apply::Custom(apply))
+}
+
+const fn flag(key: &'static str, field: fn(&mut Config) -> &mut bool) -> Directive {
+    Directive::new(key, Scope::Global, Apply::Flag(field))
+}
 
 /// Supported keys.
 pub(super) const DIRECTIVES: &[Directive] = &[
     Directive::new("listener", Scope::Header, Apply::Custom(listener::listener)),
-    Directive::new("port", Scope::Global, Apply::Custom(listener::port)),
-    Directive::new(
-        "bind_address",
-        Scope::Global,
-        Apply::Custom(listener::bind_address),
-    ),
+    global("port", listener::port),
+    global("bind_address", listener::bind_address),
     Directive::new(
         "max_connections",
         Scope::Listener,
         Apply::Custom(max_connections),
     ),
-    Directive::new(
-        "max_inflight_messages",
-        Scope::Global,
-        Apply::Custom(max_inflight_messages),
-    ),
-    Directive::new(
-        "max_queued_messages",
-        Scope::Global,
-        Apply::Custom(max_queued_messages),
-    ),
-    Directive::new(
-        "max_queued_bytes",
-        Scope::Global,
-        Apply::Custom(max_queued_bytes),
-    ),
-    Directive::new(
-        "queue_qos0_messages",
-        Scope::Global,
-        Apply::Flag(|c| &mut c.queue_qos0_messages),
-    ),
-    Directive::new(
-        "max_packet_size",
-        Scope::Global,
-        Apply::Custom(max_packet_size),
-    ),
-    Directive::new("max_keepalive", Scope::Global, Apply::Custom(max_keepalive)),
-    Directive::new(
-        "persistent_client_expiration",
-        Scope::Global,
-        Apply::Custom(persistent_client_expiration),
-    ),
-    Directive::new(
-        "allow_anonymous",
-        Scope::Global,
-        Apply::Flag(|c| &mut c.allow_anonymous),
-    ),
-    Directive::new(
-        "retain_available",
-        Scope::Global,
-        Apply::Flag(|c| &mut c.retain_available),
-    ),
-    Directive::new(
-        "allow_zero_length_clientid",
-        Scope::Global,
-        Apply::Flag(|c| &mut c.allow_zero_length_clientid),
-    ),
-    Directive::new("log_dest", Scope::Global, Apply::Custom(log_dest)),
-    Directive::new("log_type", Scope::Global, Apply::Custom(log_type)),
+    global("max_inflight_messages", max_inflight_messages),
+    global("max_queued_messages", max_queued_messages),
+    global("max_queued_bytes", max_queued_bytes),
+    flag("queue_qos0_messages", |c| &mut c.queue_qos0_messages),
+    global("max_packet_size", max_packet_size),
+    global("max_keepalive", max_keepalive),
+    global("persistent_client_expiration", persistent_client_expiration),
+    flag("allow_anonymous", |c| &mut c.allow_anonymous),
+    flag("retain_available", |c| &mut c.retain_available),
+    flag("allow_zero_length_clientid", |c| {
+        &mut c.allow_zero_length_clientid
+    }),
+    global("log_dest", log_dest),
+    global("log_type", log_type),
 ];
 
 /// `max_connections`: -1 (or 0, which Mosquitto also treats as no limit) = unlimited.

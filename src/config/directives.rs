@@ -20,6 +20,9 @@ pub(super) enum Scope {
     Bridge,
 }
 
+/// Parses a line and updates the parser; `Err` is the reason (without `path:line: key:`).
+pub(super) type ApplyFn = fn(&mut Parser<'_>, &Line<'_>) -> Result<(), String>;
+
 /// What a directive does with its line.
 #[derive(Clone, Copy)]
 pub(super) enum Apply {
@@ -28,7 +31,7 @@ pub(super) enum Apply {
     /// Sets a boolean field of [`Config`] from `true`/`false`.
     Flag(fn(&mut Config) -> &mut bool),
     /// Parses the line and updates the parser; `Err` is the reason.
-    Custom(fn(&mut Parser<'_>, &Line<'_>) -> Result<(), String>),
+    Custom(ApplyFn),
 }
 
 /// One entry of the table.
