@@ -56,6 +56,16 @@ use crate::protocol::{SubscriptionOptions, TopicFilter};
 use crate::runtime::channel::ConnectedReceiver;
 use crate::runtime::net::TcpListener;
 
+/// The shard that owns the session of `client_id` among `shards` shards
+/// (FNV-1a of the id: stable across shards, runs and machines).
+pub fn home_shard(client_id: &str, shards: usize) -> usize {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in client_id.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    (h % shards as u64) as usize
+}
+
 /// The session table of a shard.
 #[derive(Default)]
 struct Sessions {
@@ -172,12 +182,7 @@ impl Shard {
 
     /// The home shard of a client id.
     pub fn home_of(&self, client_id: &str) -> usize {
-        // FNV-1a: stable across shards and runs.
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in client_id.bytes() {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-        (h % self.mesh.peers() as u64) as usize
+        home_shard(client_id, self.mesh.peers())
     }
 
     fn random(&self) -> u64 {
