@@ -20,7 +20,8 @@ fn drain(data: &[u8], v: ProtocolVersion) {
             Ok(p) => {
                 assert!(buf.len() < before);
                 let mut again = BytesMut::new();
-                p.encode(v, &mut again).expect("a decoded packet re-encodes");
+                p.encode(v, &mut again)
+                    .expect("a decoded packet re-encodes");
                 assert_eq!(again.len(), p.encoded_len(v).expect("encodable"));
                 assert_eq!(decode(&mut again, v, LIMIT).as_ref(), Ok(&p));
             }
@@ -34,7 +35,11 @@ fn drain(data: &[u8], v: ProtocolVersion) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    for v in [ProtocolVersion::V31, ProtocolVersion::V311, ProtocolVersion::V5] {
+    for v in [
+        ProtocolVersion::V31,
+        ProtocolVersion::V311,
+        ProtocolVersion::V5,
+    ] {
         drain(data, v);
     }
 });

@@ -96,31 +96,32 @@ pub(super) fn decode(
     }
     let frame = buf.split_to(total).freeze();
     let mut r = Reader::new(&frame, h.len);
-    Ok(decode_body(h.byte, &mut r, version)?)
+    decode_body(h.byte, &mut r, version)
 }
 
-fn decode_body(byte: u8, r: &mut Reader<'_>, v: ProtocolVersion) -> Result<Packet, Malformed> {
+/// Decodes the body of a packet whose first byte is `byte` (type 1..=15,
+/// checked by [`check_first_byte`]). PUBLISH and its acknowledgements build
+/// the `Packet` themselves, so that the large struct is not moved around on
+/// the hot path.
+fn decode_body(byte: u8, r: &mut Reader<'_>, v: ProtocolVersion) -> Result<Packet, DecodeError> {
     let kind = byte >> 4;
-    Ok(match kind {
-        1 => Packet::Connect(Box::new(decode_connect(r)?)),
-        2 => Packet::ConnAck(decode_connack(r, v)?),
-        3 => Packet::Publish(decode_publish(byte & 0x0F, r, v)?),
-        4 => Packet::PubAck(decode_pub_resp(kind, r, v)?),
-        5 => Packet::PubRec(decode_pub_resp(kind, r, v)?),
-        6 => Packet::PubRel(decode_pub_resp(kind, r, v)?),
-        7 => Packet::PubComp(decode_pub_resp(kind, r, v)?),
-        8 => Packet::Subscribe(decode_subscribe(r, v)?),
-        9 => Packet::SubAck(decode_suback(r, v)?),
-        10 => Packet::Unsubscribe(decode_unsubscribe(r, v)?),
-        11 => Packet::UnsubAck(decode_unsuback(r, v)?),
-        12 => empty_body(r, Packet::PingReq)?,
-        13 => empty_body(r, Packet::PingResp)?,
-        14 => Packet::Disconnect(decode_disconnect(r, v)?),
-        _ => Packet::Auth(decode_auth(r)?),
-    })
+    match kind {
+        CONNECT => Ok(Packet::Connect(Box::new(decode_connect(r)?))),
+        2 => Ok(Packet::ConnAck(decode_connack(r, v)?)),
+        PUBLISH => decode_publish(byte & 0x0F, r, v),
+        4..=7 => decode_pub_resp(kind, r, v),
+        SUBSCRIBE => Ok(Packet::Subscribe(decode_subscribe(r, v)?)),
+        9 => Ok(Packet::SubAck(decode_suback(r, v)?)),
+        UNSUBSCRIBE => Ok(Packet::Unsubscribe(decode_unsubscribe(r, v)?)),
+        11 => Ok(Packet::UnsubAck(decode_unsuback(r, v)?)),
+        12 => empty_body(r, Packet::PingReq),
+        13 => empty_body(r, Packet::PingResp),
+        14 => Ok(Packet::Disconnect(decode_disconnect(r, v)?)),
+        _ => Ok(Packet::Auth(decode_auth(r)?)),
+    }
 }
 
-fn empty_body(r: &Reader<'_>, p: Packet) -> Result<Packet, Malformed> {
+fn empty_body(r: &Reader<'_>, p: Packet) -> Result<Packet, DecodeError> {
     r.finish("PINGREQ or PINGRESP with a body")?;
     Ok(p)
 }

@@ -159,9 +159,20 @@ fn repeatable(id: u8, ctx: PropCtx) -> bool {
 
 /// Reads a property length and the properties it covers.
 pub(crate) fn decode(r: &mut Reader<'_>, ctx: PropCtx) -> Result<Properties, Malformed> {
+    let mut props = Properties::default();
+    decode_into(r, ctx, &mut props)?;
+    Ok(props)
+}
+
+/// [`decode`] into `props` (which starts empty): no move of the large
+/// struct on the hot paths.
+pub(crate) fn decode_into(
+    r: &mut Reader<'_>,
+    ctx: PropCtx,
+    props: &mut Properties,
+) -> Result<(), Malformed> {
     let len = r.varint()?;
     let mut p = r.sub(len as usize)?;
-    let mut props = Properties::default();
     let mut seen: u64 = 0;
     while !p.is_empty() {
         let id = u8::try_from(p.varint()?).map_err(|_| malformed("unknown property identifier"))?;
@@ -173,9 +184,9 @@ pub(crate) fn decode(r: &mut Reader<'_>, ctx: PropCtx) -> Result<Properties, Mal
             return Err(protocol_error("duplicate property"));
         }
         seen |= bit;
-        read_one(&mut p, id, &mut props)?;
+        read_one(&mut p, id, props)?;
     }
-    Ok(props)
+    Ok(())
 }
 
 fn flag(r: &mut Reader<'_>) -> Result<Option<u8>, Malformed> {
