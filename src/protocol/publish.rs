@@ -7,6 +7,7 @@ use bytes::{BufMut, BytesMut};
 
 use super::control::{decode_reason_tail, reason_tail_len, write_reason_tail};
 use super::error::{DecodeError, EncodeError};
+use super::frame::{PUBACK, PUBREC, PUBREL};
 use super::packet::{Packet, ProtocolVersion, PubResp, Publish, QoS};
 use super::properties::{decode_into, props_len, write_props, PropCtx, Properties};
 use super::reason::{allowed, ReasonCode};
@@ -113,13 +114,13 @@ impl Publish {
 /// The reason codes allowed in each acknowledgement (by packet type).
 fn ack_table(packet_type: u8) -> &'static [ReasonCode] {
     match packet_type {
-        4 | 5 => allowed::PUBACK,
+        PUBACK | PUBREC => allowed::PUBACK,
         _ => allowed::PUBREL,
     }
 }
 
-/// Decodes a PUBACK, PUBREC, PUBREL or PUBCOMP body (`packet_type` 4..=7)
-/// into the matching `Packet`.
+/// Decodes a PUBACK, PUBREC, PUBREL or PUBCOMP body (`packet_type` is one
+/// of the four) into the matching `Packet`.
 pub(super) fn decode_pub_resp(
     packet_type: u8,
     r: &mut Reader<'_>,
@@ -139,9 +140,9 @@ pub(super) fn decode_pub_resp(
         r.finish("bytes after the packet identifier")?;
     }
     Ok(match packet_type {
-        4 => Packet::PubAck(resp),
-        5 => Packet::PubRec(resp),
-        6 => Packet::PubRel(resp),
+        PUBACK => Packet::PubAck(resp),
+        PUBREC => Packet::PubRec(resp),
+        PUBREL => Packet::PubRel(resp),
         _ => Packet::PubComp(resp),
     })
 }
