@@ -163,7 +163,7 @@ pub fn raise_open_files_limit(max_connections: Option<usize>) {
         }
     }
     if let Some(max) = max_connections {
-        if max as u64 > lim.rlim_cur as u64 {
+        if max as u64 > lim.rlim_cur {
             log::warn!(
                 "max_connections {max} exceeds the open-files limit {}: connections beyond it will be refused (raise `ulimit -n`)",
                 lim.rlim_cur

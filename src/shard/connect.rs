@@ -26,6 +26,7 @@ const CONNACK_BAD_PROTOCOL: [u8; 4] = [0x20, 0x02, 0x00, 0x01];
 /// A plain function returning an `async move` block rather than an
 /// `async fn`: an async fn keeps its arguments twice in its state (rustc
 /// #62958), and this future lives as long as the connection.
+#[allow(clippy::manual_async_fn)] // deliberate: see the doc above
 pub fn serve_new(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr) -> impl std::future::Future<Output = ()> {
     async move {
         match read_connect_boxed(&shard, &mut stream).await {
@@ -90,6 +91,7 @@ async fn read_connect(shard: &Shard, stream: &mut TcpStream) -> Result<(Box<Conn
 
 /// Serves a connection whose CONNECT has been read, here or on the shard
 /// that accepted it. (Not an `async fn`: see [`serve_new`].)
+#[allow(clippy::manual_async_fn)] // deliberate: see the doc above
 pub fn admit(
     shard: Rc<Shard>,
     mut stream: TcpStream,

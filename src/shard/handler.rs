@@ -19,6 +19,7 @@ use crate::runtime::net::TcpStream;
 /// awaits (a mesh barrier), through a boxed future.
 /// (A plain function returning an `async move` block: an `async fn` would
 /// keep its arguments twice in its state, rustc #62958.)
+#[allow(clippy::manual_async_fn)] // deliberate: see the doc above
 pub fn run<'a>(
     shard: &'a Rc<Shard>,
     stream: &'a mut TcpStream,
@@ -124,8 +125,8 @@ fn process(
 fn handle(shard: &Rc<Shard>, conn: &Rc<ConnShared>, packet: Packet) -> Result<(), CloseReason> {
     match packet {
         Packet::Publish(p) => shard.on_client_publish(conn, p)?,
-        Packet::PubAck(r) => shard.on_ack(conn, &r, OutState::AwaitPubAck),
-        Packet::PubComp(r) => shard.on_ack(conn, &r, OutState::AwaitPubComp),
+        Packet::PubAck(r) => shard.on_ack(conn, &r, OutState::Ack),
+        Packet::PubComp(r) => shard.on_ack(conn, &r, OutState::Complete),
         Packet::PubRec(r) => shard.on_pubrec(conn, &r),
         Packet::PubRel(r) => shard.on_pubrel(conn, &r),
         Packet::Unsubscribe(u) => shard.on_unsubscribe(conn, u),

@@ -20,15 +20,15 @@ pub type SessionId = u64;
 /// Session Expiry Interval value meaning "never expires".
 pub const NEVER_EXPIRES: u32 = u32::MAX;
 
-/// Where an outbound QoS 1/2 message is in its handshake.
+/// Which acknowledgement an outbound QoS 1/2 message is waiting for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutState {
     /// QoS 1 PUBLISH sent, PUBACK pending.
-    AwaitPubAck,
+    Ack,
     /// QoS 2 PUBLISH sent, PUBREC pending.
-    AwaitPubRec,
+    Received,
     /// PUBREL sent, PUBCOMP pending.
-    AwaitPubComp,
+    Complete,
 }
 
 struct Inflight {
@@ -180,7 +180,7 @@ impl Session {
         }
         let pid = self.alloc_pid();
         conn.write_with(|out| enc.write_to(Some(pid), false, out));
-        let state = if qos == QoS::AtLeastOnce { OutState::AwaitPubAck } else { OutState::AwaitPubRec };
+        let state = if qos == QoS::AtLeastOnce { OutState::Ack } else { OutState::Received };
         self.inflight.push_back(Inflight { pid, msg: Arc::clone(msg), qos, retain, state });
         Delivery::Sent
     }
@@ -211,8 +211,8 @@ impl Session {
     /// Handles PUBREC: moves to PUBCOMP-pending. False if unknown.
     pub fn received(&mut self, pid: PacketId) -> bool {
         match self.inflight.iter_mut().find(|f| f.pid == pid) {
-            Some(f) if f.state != OutState::AwaitPubAck => {
-                f.state = OutState::AwaitPubComp;
+            Some(f) if f.state != OutState::Ack => {
+                f.state = OutState::Complete;
                 true
             }
             _ => false,
@@ -248,7 +248,7 @@ impl Session {
     pub fn resend_inflight(&mut self) {
         let Some(conn) = self.conn.clone() else { return };
         for f in &self.inflight {
-            if f.state == OutState::AwaitPubComp {
+            if f.state == OutState::Complete {
                 let pubrel = Packet::PubRel(PubResp::new(f.pid));
                 conn.write_with(|out| {
                     // A PUBREL always encodes (fixed shape).
