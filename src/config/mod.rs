@@ -70,9 +70,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            listeners: vec![Listener {
-                addr: SocketAddr::from(([0, 0, 0, 0], 1883)),
-            }],
+            listeners: vec![Listener { addr: SocketAddr::from(([0, 0, 0, 0], 1883)) }],
             shards: None,
             max_connections: None,
             max_inflight_messages: 20,
@@ -86,13 +84,7 @@ impl Default for Config {
             retain_available: true,
             allow_zero_length_clientid: true,
             log_dest: LogDest::Stderr,
-            log_types: LogTypes {
-                error: true,
-                warning: true,
-                notice: true,
-                information: true,
-                debug: false,
-            },
+            log_types: LogTypes { error: true, warning: true, notice: true, information: true, debug: false },
         }
     }
 }
@@ -101,18 +93,10 @@ impl Default for Config {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
     /// `path:line: key: reason (allowed)`.
     #[error("{path}:{line}: {key}: {reason}")]
-    Invalid {
-        path: String,
-        line: usize,
-        key: String,
-        reason: String,
-    },
+    Invalid { path: String, line: usize, key: String, reason: String },
 }
 
 /// A warning worth printing (a Mosquitto key we recognise but do not support yet).
@@ -126,10 +110,8 @@ pub struct ConfigWarning {
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Io { path: path.display().to_string(), source })?;
         Config::parse(&text, &path.display().to_string())
     }
 
