@@ -1,4 +1,38 @@
-//! shardmq: a thread-per-core sharded MQTT broker.
+//! shardmq: a thread-per-core sharded MQTT 3.1.1 / 5.0 broker.
+//!
+//! # Layout
+//!
+//! The file tree is the architecture. Data flows top to bottom:
+//!
+//! | module       | role |
+//! |--------------|------|
+//! | [`protocol`] | Pure MQTT 3.1/3.1.1/5.0 codec: bytes in, typed packets out, and back. No I/O, no broker types. |
+//! | [`config`]   | Mosquitto-format configuration: lexer, directive table, sections, `file:line` errors. |
+//! | [`logging`]  | Mosquitto-style log lines honouring `log_dest` / `log_type`. |
+//! | [`runtime`]  | The only module that names glommio: executors pinned per core, TCP, timers, the channel mesh type. |
+//! | [`mesh`]     | One bounded SPSC queue per ordered pair of shards, batched, and the [`mesh::ShardMsg`] enum: the only thing that crosses cores. |
+//! | [`index`]    | Subscription trie (local and replica), retained store, shard sets. Pure data structures. |
+//! | [`shard`]    | One core's broker: listener, connection tasks, sessions, QoS windows, fan-out, keepalive buckets. All `!Send`. |
+//! | [`server`]   | Boots the shards (`start`), checks the port, raises limits, stops them (`BrokerHandle::shutdown`). |
+//! | [`limits`]   | Every fixed bound, with compile-time checks that tie them together. |
+//!
+//! # The design in one paragraph
+//!
+//! Each shard is a single-threaded executor pinned to a core. It accepts
+//! connections on its own SO_REUSEPORT socket and hands each one, once its
+//! CONNECT is read, to the client id's home shard, so a session is owned by
+//! exactly one shard. Subscribing on a shard updates its local trie and
+//! broadcasts the filter to every other shard's replica; a PUBLISH is matched
+//! on the shard that received it, delivered to local subscribers, and sent
+//! once per destination shard over the mesh, where that shard fans it out.
+//! No locks, no shared mutable state on the data path.
+
 pub mod config;
+pub mod index;
+pub mod limits;
+pub mod logging;
+pub mod mesh;
 pub mod protocol;
 pub mod runtime;
+pub mod server;
+pub mod shard;

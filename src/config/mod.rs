@@ -3,6 +3,25 @@
 //!
 //! Only this module knows the file format; the rest of the broker reads the
 //! typed [`Config`].
+//!
+//! Layout:
+//! - `lexer.rs`: lines, `#` comments, tokens, rest-of-line values.
+//! - `directives.rs`: the directive table type, lookup, "did you mean".
+//! - `broker.rs`, `listener.rs`: supported keys and how they apply.
+//! - `mosquitto.rs`: Mosquitto keys that only warn (not supported yet).
+//! - `bridge.rs`: `connection` sections, validated then ignored for now.
+//! - `parser.rs`: the section state machine (global, listener, connection).
+//! - `value.rs`: typed value parsers; [`limits`]: the bounds they enforce.
+
+mod bridge;
+mod broker;
+mod directives;
+mod lexer;
+pub mod limits;
+mod listener;
+mod mosquitto;
+mod parser;
+mod value;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -11,25 +30,53 @@ use std::time::Duration;
 /// A listener: `listener <port> [address]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listener {
+    /// Address and port to bind (port 0 = any free port).
     pub addr: SocketAddr,
 }
 
 /// Where log lines go (`log_dest`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogDest {
+    /// Standard error (the default).
     Stderr,
+    /// Standard output.
     Stdout,
+    /// Nowhere.
     None,
 }
 
 /// Which log lines are written (`log_type`), as a bit set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LogTypes {
+    /// `error` lines (`log::Level::Error`).
     pub error: bool,
+    /// `warning` lines (`log::Level::Warn`).
     pub warning: bool,
+    /// `notice` lines (`log::Level::Info`).
     pub notice: bool,
+    /// `information` lines (`log::Level::Info`).
     pub information: bool,
+    /// `debug` lines (`log::Level::Debug` and `Trace`).
     pub debug: bool,
+}
+
+impl LogTypes {
+    /// `log_type none`.
+    pub const NONE: LogTypes = LogTypes {
+        error: false,
+        warning: false,
+        notice: false,
+        information: false,
+        debug: false,
+    };
+    /// `log_type all`.
+    pub const ALL: LogTypes = LogTypes {
+        error: true,
+        warning: true,
+        notice: true,
+        information: true,
+        debug: true,
+    };
 }
 
 /// The whole broker configuration, validated. Every shard gets its own copy.
@@ -70,7 +117,9 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            listeners: vec![Listener { addr: SocketAddr::from(([0, 0, 0, 0], 1883)) }],
+            listeners: vec![Listener {
+                addr: SocketAddr::from(([0, 0, 0, 0], 1883)),
+            }],
             shards: None,
             max_connections: None,
             max_inflight_messages: 20,
@@ -84,7 +133,13 @@ impl Default for Config {
             retain_available: true,
             allow_zero_length_clientid: true,
             log_dest: LogDest::Stderr,
-            log_types: LogTypes { error: true, warning: true, notice: true, information: true, debug: false },
+            log_types: LogTypes {
+                error: true,
+                warning: true,
+                notice: true,
+                information: true,
+                debug: false,
+            },
         }
     }
 }
@@ -92,31 +147,66 @@ impl Default for Config {
 /// A configuration error, naming the file, the line, the key and the fix.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file could not be read.
     #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        /// The file.
+        path: String,
+        /// Why reading failed.
+        source: std::io::Error,
+    },
     /// `path:line: key: reason (allowed)`.
     #[error("{path}:{line}: {key}: {reason}")]
-    Invalid { path: String, line: usize, key: String, reason: String },
+    Invalid {
+        /// The file (as given to [`Config::parse`]).
+        path: String,
+        /// 1-based line number.
+        line: usize,
+        /// The key of that line.
+        key: String,
+        /// What is wrong and what is allowed.
+        reason: String,
+    },
 }
 
 /// A warning worth printing (a Mosquitto key we recognise but do not support yet).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigWarning {
+    /// The file (as given to [`Config::parse`]).
     pub path: String,
+    /// 1-based line number.
     pub line: usize,
+    /// What is ignored or replaced, e.g. `acl_file is a Mosquitto option shardmq
+    /// does not support yet; ignored`.
     pub message: String,
+}
+
+/// `path:line: message`.
+impl std::fmt::Display for ConfigWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}: {}", self.path, self.line, self.message)
+    }
 }
 
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Io { path: path.display().to_string(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
         Config::parse(&text, &path.display().to_string())
     }
 
     /// Parses and validates config text; `path` is used in messages.
+    ///
+    /// Known Mosquitto options that shardmq does not support yet (and bridge
+    /// sections) become warnings; unknown keys and bad values are errors.
     pub fn parse(text: &str, path: &str) -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
-        todo!("{text} {path}")
+        let mut parser = parser::Parser::new(path);
+        for line in lexer::lines(text) {
+            parser.line(&line)?;
+        }
+        parser.finish()
     }
 }

@@ -27,6 +27,7 @@ pub struct Malformed {
 }
 
 impl Malformed {
+    /// A malformed-packet error with the 5.0 reason and a static description.
     pub const fn new(reason: ReasonCode, detail: &'static str) -> Malformed {
         Malformed { reason, detail }
     }
@@ -43,4 +44,8 @@ pub enum EncodeError {
     /// (AUTH in 3.1.1, for example).
     #[error("not encodable in this protocol version: {0}")]
     Unsupported(&'static str),
+    /// The packet breaks an invariant of the model (a PUBLISH whose packet
+    /// id does not match its QoS, DUP on QoS 0).
+    #[error("invalid packet: {0}")]
+    Invalid(&'static str),
 }

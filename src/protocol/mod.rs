@@ -10,19 +10,28 @@
 //! - [`EncodedPublish`] encodes a PUBLISH once and reuses the bytes for every
 //!   subscriber with the same protocol version and QoS.
 
+mod connect;
+mod control;
 mod error;
+mod frame;
 mod packet;
 mod properties;
+mod publish;
 mod reason;
+mod subscribe;
 pub mod topic;
+mod wire;
 
 use bytes::{Bytes, BytesMut};
 
 pub use error::{DecodeError, EncodeError, Malformed};
 pub use packet::*;
 pub use properties::Properties;
-pub use reason::ReasonCode;
+pub use properties::MAX_SUBSCRIPTION_ID;
+pub use publish::DUP_BIT;
+pub use reason::{allowed as reason_codes, ReasonCode};
 pub use topic::{matches, TopicFilter, TopicName};
+pub use wire::{varint_len, MAX_FIELD_LEN};
 
 /// Largest remaining length the variable byte integer can express.
 pub const MAX_REMAINING_LENGTH: usize = 268_435_455;
@@ -44,18 +53,22 @@ pub fn decode(
     version: ProtocolVersion,
     max_packet_size: usize,
 ) -> Result<Packet, DecodeError> {
-    todo!("{buf:?} {version:?} {max_packet_size}")
+    frame::decode(buf, version, max_packet_size)
 }
 
 impl Packet {
     /// Appends the encoding of this packet for `version` to `out`.
+    ///
+    /// CONNECT is written in its own [`Connect::protocol`] version; fields
+    /// that do not exist in `version` are left out. On error nothing is
+    /// written.
     pub fn encode(&self, version: ProtocolVersion, out: &mut BytesMut) -> Result<(), EncodeError> {
-        todo!("{version:?} {out:?}")
+        frame::encode(self, version, out)
     }
 
     /// The size `encode` would write, fixed header included.
     pub fn encoded_len(&self, version: ProtocolVersion) -> Result<usize, EncodeError> {
-        todo!("{version:?}")
+        frame::encoded_len(self, version)
     }
 }
 
@@ -71,14 +84,27 @@ pub struct EncodedPublish {
 
 impl EncodedPublish {
     /// Encodes `publish` with the given QoS (overriding `publish.qos`), the
-    /// retain flag given, and a placeholder packet id when `qos` > 0.
+    /// retain flag given, and a placeholder packet id (0) when `qos` > 0.
+    /// `publish.dup` and `publish.packet_id` are ignored. In 5.0 the
+    /// properties are written as they are: per-subscriber properties
+    /// (Subscription Identifiers, Topic Alias) need their own encoding.
     pub fn new(
         publish: &Publish,
         version: ProtocolVersion,
         qos: QoS,
         retain: bool,
     ) -> Result<EncodedPublish, EncodeError> {
-        todo!("{publish:?} {version:?} {qos:?} {retain}")
+        let len = publish::body_len(publish, version, qos)?;
+        frame::check_remaining(len)?;
+        let mut out = BytesMut::with_capacity(frame::packet_len(len));
+        frame::put_fixed_header(&mut out, publish::first_byte(false, qos, retain), len);
+        let header = out.len();
+        let placeholder = (qos != QoS::AtMostOnce).then_some(0);
+        let id_at = publish::write_body(publish, version, placeholder, &mut out);
+        Ok(EncodedPublish {
+            bytes: out.freeze(),
+            packet_id_at: id_at.map(|at| header + at),
+        })
     }
 
     /// The whole encoded packet (with the placeholder id when QoS > 0).
@@ -91,13 +117,30 @@ impl EncodedPublish {
         self.bytes.len()
     }
 
+    /// Never true for a real packet; here for the `len` convention.
     pub fn is_empty(&self) -> bool {
         self.bytes.is_empty()
     }
 
     /// Appends the packet to `out` with `packet_id` (ignored for QoS 0) and
-    /// the DUP flag set as given.
+    /// the DUP flag set as given (ignored for QoS 0, where DUP must be 0).
+    ///
+    /// A QoS > 0 packet written with `packet_id` `None` keeps the invalid
+    /// placeholder id 0; callers always pass the id they allocated.
     pub fn write_to(&self, packet_id: Option<PacketId>, dup: bool, out: &mut BytesMut) {
-        todo!("{packet_id:?} {dup} {out:?} {:?}", self.packet_id_at)
+        let start = out.len();
+        out.extend_from_slice(&self.bytes);
+        let Some(at) = self.packet_id_at else { return };
+        debug_assert!(
+            packet_id.is_some(),
+            "QoS > 0 PUBLISH written without a packet id"
+        );
+        let written = &mut out[start..];
+        if let Some(id) = packet_id {
+            written[at..at + 2].copy_from_slice(&id.get().to_be_bytes());
+        }
+        if dup {
+            written[0] |= DUP_BIT;
+        }
     }
 }

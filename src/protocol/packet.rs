@@ -155,7 +155,11 @@ pub struct PubResp {
 impl PubResp {
     /// A success response with no properties.
     pub fn new(packet_id: PacketId) -> PubResp {
-        PubResp { packet_id, reason: ReasonCode::Success, properties: Properties::default() }
+        PubResp {
+            packet_id,
+            reason: ReasonCode::Success,
+            properties: Properties::default(),
+        }
     }
 }
 
@@ -238,7 +242,10 @@ pub struct Disconnect {
 impl Disconnect {
     /// A disconnect with this reason and no properties.
     pub fn new(reason: ReasonCode) -> Disconnect {
-        Disconnect { reason, properties: Properties::default() }
+        Disconnect {
+            reason,
+            properties: Properties::default(),
+        }
     }
 }
 

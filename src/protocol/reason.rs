@@ -137,3 +137,150 @@ impl ReasonCode {
         }
     }
 }
+
+/// The codes each packet may carry in MQTT 5.0 (spec 3.x.2.1). Value 0 has
+/// one meaning per packet, so a table also decides which zero variant a
+/// decoded 0 becomes.
+pub mod allowed {
+    use super::ReasonCode::{self, *};
+
+    /// CONNACK (3.2.2.2).
+    pub const CONNACK: &[ReasonCode] = &[
+        Success,
+        UnspecifiedError,
+        MalformedPacket,
+        ProtocolError,
+        ImplementationSpecificError,
+        UnsupportedProtocolVersion,
+        ClientIdentifierNotValid,
+        BadUserNameOrPassword,
+        NotAuthorized,
+        ServerUnavailable,
+        ServerBusy,
+        Banned,
+        BadAuthenticationMethod,
+        TopicNameInvalid,
+        PacketTooLarge,
+        QuotaExceeded,
+        PayloadFormatInvalid,
+        RetainNotSupported,
+        QoSNotSupported,
+        UseAnotherServer,
+        ServerMoved,
+        ConnectionRateExceeded,
+    ];
+
+    /// PUBACK and PUBREC (3.4.2.1, 3.5.2.1).
+    pub const PUBACK: &[ReasonCode] = &[
+        Success,
+        NoMatchingSubscribers,
+        UnspecifiedError,
+        ImplementationSpecificError,
+        NotAuthorized,
+        TopicNameInvalid,
+        PacketIdentifierInUse,
+        QuotaExceeded,
+        PayloadFormatInvalid,
+    ];
+
+    /// PUBREL and PUBCOMP (3.6.2.1, 3.7.2.1).
+    pub const PUBREL: &[ReasonCode] = &[Success, PacketIdentifierNotFound];
+
+    /// SUBACK (3.9.3).
+    pub const SUBACK: &[ReasonCode] = &[
+        GrantedQoS0,
+        GrantedQoS1,
+        GrantedQoS2,
+        UnspecifiedError,
+        ImplementationSpecificError,
+        NotAuthorized,
+        TopicFilterInvalid,
+        PacketIdentifierInUse,
+        QuotaExceeded,
+        SharedSubscriptionsNotSupported,
+        SubscriptionIdentifiersNotSupported,
+        WildcardSubscriptionsNotSupported,
+    ];
+
+    /// UNSUBACK (3.11.3).
+    pub const UNSUBACK: &[ReasonCode] = &[
+        Success,
+        NoSubscriptionExisted,
+        UnspecifiedError,
+        ImplementationSpecificError,
+        NotAuthorized,
+        TopicFilterInvalid,
+        PacketIdentifierInUse,
+    ];
+
+    /// DISCONNECT (3.14.2.1).
+    pub const DISCONNECT: &[ReasonCode] = &[
+        NormalDisconnection,
+        DisconnectWithWillMessage,
+        UnspecifiedError,
+        MalformedPacket,
+        ProtocolError,
+        ImplementationSpecificError,
+        NotAuthorized,
+        ServerBusy,
+        ServerShuttingDown,
+        KeepAliveTimeout,
+        SessionTakenOver,
+        TopicFilterInvalid,
+        TopicNameInvalid,
+        ReceiveMaximumExceeded,
+        TopicAliasInvalid,
+        PacketTooLarge,
+        MessageRateTooHigh,
+        QuotaExceeded,
+        AdministrativeAction,
+        PayloadFormatInvalid,
+        RetainNotSupported,
+        QoSNotSupported,
+        UseAnotherServer,
+        ServerMoved,
+        SharedSubscriptionsNotSupported,
+        ConnectionRateExceeded,
+        MaximumConnectTime,
+        SubscriptionIdentifiersNotSupported,
+        WildcardSubscriptionsNotSupported,
+    ];
+
+    /// AUTH (3.15.2.1).
+    pub const AUTH: &[ReasonCode] = &[Success, ContinueAuthentication, ReAuthenticate];
+
+    /// 3.1.1 SUBACK return codes.
+    pub const SUBACK_V3: &[ReasonCode] = &[GrantedQoS0, GrantedQoS1, GrantedQoS2, UnspecifiedError];
+
+    /// 3.1.1 CONNACK return codes, indexed by the byte on the wire.
+    pub const CONNACK_V3: &[ReasonCode] = &[
+        Success,
+        UnsupportedProtocolVersion,
+        ClientIdentifierNotValid,
+        ServerUnavailable,
+        BadUserNameOrPassword,
+        NotAuthorized,
+    ];
+}
+
+impl ReasonCode {
+    /// The code in `table` whose wire value is `v` (see [`allowed`]).
+    pub fn from_value(v: u8, table: &[ReasonCode]) -> Option<ReasonCode> {
+        table.iter().copied().find(|c| c.value() == v)
+    }
+
+    /// Decodes a 3.1.1 CONNACK return code (0..=5).
+    pub fn from_v3_connack(v: u8) -> Option<ReasonCode> {
+        allowed::CONNACK_V3.get(usize::from(v)).copied()
+    }
+
+    /// The 3.1.1 SUBACK return code: the granted QoS, or 0x80 for any failure.
+    pub const fn to_v3_suback(self) -> u8 {
+        match self {
+            ReasonCode::GrantedQoS0 => 0,
+            ReasonCode::GrantedQoS1 => 1,
+            ReasonCode::GrantedQoS2 => 2,
+            _ => 0x80,
+        }
+    }
+}

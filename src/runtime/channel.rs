@@ -9,3 +9,22 @@ pub use glommio::channels::shared_channel::ConnectedReceiver;
 pub fn full_mesh<T: Send + 'static>(peers: usize, capacity: usize) -> MeshBuilder<T, Full> {
     MeshBuilder::full(peers, capacity)
 }
+
+/// Why a non-blocking send did not happen; the message is handed back.
+pub enum TrySendError<T> {
+    /// The queue is full: retry later.
+    Full(T),
+    /// The receiving executor is gone (shutdown).
+    Closed(Option<T>),
+}
+
+/// Sends without waiting; hands the message back when it cannot.
+pub fn try_send_to<T: Send>(senders: &Senders<T>, peer: usize, msg: T) -> Result<(), TrySendError<T>> {
+    use glommio::{GlommioError, ResourceType};
+    match senders.try_send_to(peer, msg) {
+        Ok(()) => Ok(()),
+        Err(GlommioError::WouldBlock(ResourceType::Channel(m))) => Err(TrySendError::Full(m)),
+        Err(GlommioError::Closed(ResourceType::Channel(m))) => Err(TrySendError::Closed(Some(m))),
+        Err(_) => Err(TrySendError::Closed(None)),
+    }
+}

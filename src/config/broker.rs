@@ -1,0 +1,188 @@
+//! Directives that set broker-wide fields of [`Config`] (and the listener
+//! headers), with their parse/apply functions.
+
+use super::directives::{Apply, ApplyFn, Directive, Scope};
+use super::lexer::{missing, Line};
+use super::limits::{MAX_QUEUED_MESSAGES_CAP, MIN_PACKET_SIZE, PROTOCOL_MAX_PACKET_SIZE};
+use super::parser::Parser;
+use super::{listener, value, Config, LogDest, LogTypes};
+
+const fn global(key: &'static str, apply: ApplyFn) -> Directive {
+    Directive::new(key, Scope::Global, Apply::Custom(apply))
+}
+
+const fn flag(key: &'static str, field: fn(&mut Config) -> &mut bool) -> Directive {
+    Directive::new(key, Scope::Global, Apply::Flag(field))
+}
+
+/// Supported keys.
+pub(super) const DIRECTIVES: &[Directive] = &[
+    Directive::new("listener", Scope::Header, Apply::Custom(listener::listener)),
+    global("port", listener::port),
+    global("bind_address", listener::bind_address),
+    Directive::new(
+        "max_connections",
+        Scope::Listener,
+        Apply::Custom(max_connections),
+    ),
+    global("max_inflight_messages", max_inflight_messages),
+    global("max_queued_messages", max_queued_messages),
+    global("max_queued_bytes", max_queued_bytes),
+    flag("queue_qos0_messages", |c| &mut c.queue_qos0_messages),
+    global("max_packet_size", max_packet_size),
+    global("max_keepalive", max_keepalive),
+    global("persistent_client_expiration", persistent_client_expiration),
+    flag("allow_anonymous", |c| &mut c.allow_anonymous),
+    flag("retain_available", |c| &mut c.retain_available),
+    flag("allow_zero_length_clientid", |c| {
+        &mut c.allow_zero_length_clientid
+    }),
+    global("log_dest", log_dest),
+    global("log_type", log_type),
+];
+
+/// `max_connections`: -1 (or 0, which Mosquitto also treats as no limit) = unlimited.
+///
+/// Mosquitto counts per listener; shardmq applies one broker-wide limit (the last one given).
+fn max_connections(p: &mut Parser<'_>, line: &Line<'_>) -> Result<(), String> {
+    let limit = value::integer(
+        line.single("-1..2147483647")?,
+        -1,
+        i32::MAX.into(),
+        "-1 means unlimited",
+    )?;
+    p.config.max_connections = usize::try_from(limit).ok().filter(|&n| n > 0);
+    Ok(())
+}
+
+/// `max_inflight_messages`: 1..65535, 0 = unlimited (65535).
+fn max_inflight_messages(p: &mut Parser<'_>, line: &Line<'_>) -> Result<(), String> {
+    let token = line.single("1..65535")?;
+    let n = value::integer(token, 0, u16::MAX.into(), "")
+        .map_err(|_| format!("expected 1..65535, got {token} (0 means unlimited)"))?;
+    p.config.max_inflight_messages = u16::try_from(n).ok().filter(|&n| n > 0).unwrap_or(u16::MAX);
+    Ok(())
+}
+
+/// `max_queued_messages`: 0 = unlimited, which shardmq caps at [`MAX_QUEUED_MESSAGES_CAP`].
+fn max_queued_messages(p: &mut Parser<'_>, line: &Line<'_>) -> Result<(), String> {
+    let note = "0 means unlimited, capped at 1000000";
+    let n = value::count(line.single("0..1000000")?, MAX_QUEUED_MESSAGES_CAP, note)?;
+    p.config.max_queued_messages = if n == 0 { MAX_QUEUED_MESSAGES_CAP } else { n };
+    Ok(())
+}
+
+/// `max_queued_bytes`: 0 = unlimited.
+fn max_queued_bytes(p: &mut Parser<'_>, line: &Line<'_>) -> Result<(), String> {
+    let max = usize::try_from(i64::MAX).unwrap_or(usize::MAX);
+    p.config.max_queued_bytes =
+        value::count(line.single("a byte count")?, max, "0 means unlimited")?;
+    Ok(())
+}
+
+/// `max_packet_size`: 20..268435460, 0 = the protocol maximum.
+fn max_packet_size(p: &mut Parser<'_>, line: &Line<'_>) -> Result<(), String> {
+    let token = line.single("20..268435460")?;
+    let n = value::count(token, PROTOCOL_MAX_PACKET_SIZE, "")
+        .ok()
+        .filter(|&n| n == 0 || n >= MIN_PACKET_SIZE);
+    let n = n.ok_or_else(|| {
+        format!("expected {MIN_PACKET_SIZE}..{PROTOCOL_MAX_PACKET_SIZE}, got {token} (0 means the protocol maximum)")
+    })?;
+    p.config.max_packet_size = if n == 0 { PROTOCOL_MAX_PACKET_SIZE } else { n };
+    Ok(())
+}
+
+/// `max_keepalive`: 0..65535 seconds.
+fn max_keepalive(p: &mut Parser<'_>, line: &Line<'_>) -> Result<(), String> {
+    p.config.max_keepalive = value::port_number(line.single("0..65535")?, 0)?;
+    Ok(())
+}
+
+/// `persistent_client_expiration <n><h|d|w|m|y>`.
+fn persistent_client_expiration(p: &mut Parser<'_>, line: &Line<'_>) -> Result<(), String> {
+    let token = line.single("<n><h|d|w|m|y>, e.g. 14d")?;
+    p.config.persistent_client_expiration = Some(value::duration(token)?);
+    Ok(())
+}
+
+/// Every `log_dest` Mosquitto accepts.
+const LOG_DESTS: &[&str] = &["stderr", "stdout", "none", "file", "syslog", "topic", "dlt"];
+
+/// `log_dest stderr|stdout|none|file <path>|syslog|topic|dlt`.
+///
+/// Mosquitto logs to every `log_dest` given; shardmq has one destination: the last line wins.
+/// Destinations it cannot write to yet fall back to stderr with a warning.
+fn log_dest(p: &mut Parser<'_>, line: &Line<'_>) -> Result<(), String> {
+    let first = line
+        .tokens()
+        .next()
+        .ok_or_else(|| missing("stderr, stdout or none"))?;
+    let kind = value::choice(first, LOG_DESTS)?;
+    if kind == "file" {
+        let path = line.rest[kind.len()..].trim();
+        if path.is_empty() {
+            return Err("missing path (expected log_dest file <path>)".to_string());
+        }
+    } else {
+        line.single("stderr, stdout or none")?;
+    }
+    p.config.log_dest = match kind {
+        "stdout" => LogDest::Stdout,
+        "none" => LogDest::None,
+        "stderr" => LogDest::Stderr,
+        _ => {
+            p.warn(
+                line.number,
+                format!("log_dest {kind} is not supported yet, using stderr"),
+            );
+            LogDest::Stderr
+        }
+    };
+    Ok(())
+}
+
+/// Every `log_type` Mosquitto accepts.
+const LOG_TYPES: &[&str] = &[
+    "error",
+    "warning",
+    "notice",
+    "information",
+    "debug",
+    "all",
+    "none",
+    "subscribe",
+    "unsubscribe",
+    "websockets",
+];
+
+/// `log_type <type>...`: the first line replaces the defaults, later lines add
+/// (as in Mosquitto). shardmq also accepts several types on one line.
+fn log_type(p: &mut Parser<'_>, line: &Line<'_>) -> Result<(), String> {
+    if line.rest.is_empty() {
+        return Err(missing(
+            "error, warning, notice, information, debug, all or none",
+        ));
+    }
+    if !p.log_types_set {
+        p.config.log_types = LogTypes::NONE;
+        p.log_types_set = true;
+    }
+    for token in line.tokens() {
+        let types = &mut p.config.log_types;
+        match value::choice(token, LOG_TYPES)? {
+            "error" => types.error = true,
+            "warning" => types.warning = true,
+            "notice" => types.notice = true,
+            "information" => types.information = true,
+            "debug" => types.debug = true,
+            "all" => *types = LogTypes::ALL,
+            "none" => *types = LogTypes::NONE,
+            other => p.warn(
+                line.number,
+                format!("log_type {other} is not supported yet; ignored"),
+            ),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,159 @@
+//! The section state machine: feeds lexed lines through the directive table.
+//!
+//! States: [`Section::Global`] until the first header line, then
+//! [`Section::Listener`] after `listener`, [`Section::Connection`] after
+//! `connection <name>`. Broker-wide and per-listener keys are valid in every
+//! state (as in Mosquitto, a global key after a `listener` line is still
+//! global); bridge keys only inside a `connection` section. A header line
+//! closes the open section first, which is where a bridge is validated as a
+//! whole.
+
+use super::bridge::BridgeSection;
+use super::directives::{self, Apply, Directive, Scope};
+use super::lexer::Line;
+use super::listener::Listeners;
+use super::value;
+use super::{Config, ConfigError, ConfigWarning};
+
+/// The section the next line belongs to.
+pub(super) enum Section {
+    /// Before any `listener` or `connection` line.
+    Global,
+    /// After a `listener` line: per-listener keys apply to that listener.
+    Listener,
+    /// After `connection <name>`: bridge keys apply to this bridge.
+    Connection(BridgeSection),
+}
+
+/// Parser state for one file.
+pub(super) struct Parser<'p> {
+    path: &'p str,
+    /// The configuration built so far (starts at the defaults).
+    pub config: Config,
+    /// Explicit listeners and the legacy default listener.
+    pub listeners: Listeners,
+    /// Whether a `log_type` line was seen (the first one replaces the defaults).
+    pub log_types_set: bool,
+    /// The open section.
+    pub section: Section,
+    /// Names of closed bridge sections (duplicates are an error).
+    pub bridge_names: Vec<String>,
+    warnings: Vec<ConfigWarning>,
+}
+
+impl<'p> Parser<'p> {
+    /// A parser at the defaults; `path` is used in messages.
+    pub fn new(path: &'p str) -> Self {
+        Parser {
+            path,
+            config: Config::default(),
+            listeners: Listeners::default(),
+            log_types_set: false,
+            section: Section::Global,
+            bridge_names: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// Applies one line.
+    pub fn line(&mut self, line: &Line<'_>) -> Result<(), ConfigError> {
+        let Some(directive) = directives::lookup(line.key) else {
+            if directives::is_unsupported_prefix(line.key) {
+                self.warn_unsupported(line);
+                return Ok(());
+            }
+            return Err(self.error(line.number, line.key, directives::unknown(line.key)));
+        };
+        self.apply(directive, line)
+    }
+
+    fn apply(&mut self, directive: &Directive, line: &Line<'_>) -> Result<(), ConfigError> {
+        match directive.scope {
+            Scope::Header => self.close_section()?,
+            Scope::Bridge if !matches!(self.section, Section::Connection(_)) => {
+                let reason = "only valid after a `connection` line (it is a bridge option)";
+                return Err(self.error(line.number, line.key, reason.to_string()));
+            }
+            Scope::Global | Scope::Listener | Scope::Bridge => {}
+        }
+        let applied = match directive.apply {
+            Apply::Unsupported => {
+                self.warn_unsupported(line);
+                Ok(())
+            }
+            Apply::Flag(field) => {
+                value::boolean_line(line).map(|flag| *field(&mut self.config) = flag)
+            }
+            Apply::Custom(apply) => apply(self, line),
+        };
+        applied.map_err(|reason| self.error(line.number, line.key, reason))
+    }
+
+    /// Closes the open section (validating a bridge) and returns to `Global`.
+    fn close_section(&mut self) -> Result<(), ConfigError> {
+        if let Section::Connection(bridge) = std::mem::replace(&mut self.section, Section::Global) {
+            let line = bridge.line;
+            bridge
+                .check()
+                .map_err(|reason| self.error(line, "connection", reason))?;
+            self.warn(
+                line,
+                format!(
+                    "bridges are not supported yet; connection {} ignored",
+                    bridge.name
+                ),
+            );
+            self.bridge_names.push(bridge.name);
+        }
+        Ok(())
+    }
+
+    /// The open bridge section (bridge directives run only inside one).
+    pub fn bridge(&mut self) -> Result<&mut BridgeSection, String> {
+        match &mut self.section {
+            Section::Connection(bridge) => Ok(bridge),
+            _ => Err("only valid after a `connection` line".to_string()),
+        }
+    }
+
+    /// Records a warning for `line`.
+    pub fn warn(&mut self, line: usize, message: String) {
+        self.warnings.push(ConfigWarning {
+            path: self.path.to_string(),
+            line,
+            message,
+        });
+    }
+
+    fn warn_unsupported(&mut self, line: &Line<'_>) {
+        let message = format!(
+            "{} is a Mosquitto option shardmq does not support yet; ignored",
+            line.key
+        );
+        self.warn(line.number, message);
+    }
+
+    fn error(&self, line: usize, key: &str, reason: String) -> ConfigError {
+        invalid(self.path, line, key, reason)
+    }
+
+    /// Closes the last section and returns the validated result.
+    pub fn finish(mut self) -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
+        self.close_section()?;
+        let path = self.path;
+        self.config.listeners = self
+            .listeners
+            .finish()
+            .map_err(|(line, key, reason)| invalid(path, line, key, reason))?;
+        Ok((self.config, self.warnings))
+    }
+}
+
+fn invalid(path: &str, line: usize, key: &str, reason: String) -> ConfigError {
+    ConfigError::Invalid {
+        path: path.to_string(),
+        line,
+        key: key.to_string(),
+        reason,
+    }
+}

@@ -1,0 +1,173 @@
+//! Booting and stopping a broker: `start(config)` is what `main` calls and
+//! what tests call with port 0 to run a whole broker in-process.
+//!
+//! Start-up, in order: raise the open-files limit to the hard limit; refuse
+//! to start if any listener's port is already taken (glommio always sets
+//! SO_REUSEPORT, which would otherwise silently share it with another
+//! broker); create one SO_REUSEPORT socket per shard per listener; start one
+//! executor per shard, pinned to its core; wait until every shard is up.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::config::Config;
+use crate::limits::MAX_SHARDS;
+use crate::mesh::{self, Mesh};
+use crate::runtime::{self, ExecutorHandle, ExecutorSpec};
+use crate::shard::Shard;
+
+/// Why the broker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("listener {addr}: the port is already in use by another process (stop it, or choose another port with `listener <port>` or -p)")]
+    PortInUse { addr: SocketAddr },
+    #[error("listener {addr}: {source}")]
+    Listen { addr: SocketAddr, source: io::Error },
+    #[error("--shards {0}: expected 1..={MAX_SHARDS}")]
+    Shards(usize),
+    #[error("starting shard {shard}: {source}")]
+    Executor { shard: usize, source: io::Error },
+}
+
+/// A running broker. Dropping it does not stop it; call [`shutdown`].
+///
+/// [`shutdown`]: BrokerHandle::shutdown
+pub struct BrokerHandle {
+    addrs: Vec<SocketAddr>,
+    stop: Arc<AtomicBool>,
+    shards: Vec<ExecutorHandle<()>>,
+}
+
+impl BrokerHandle {
+    /// The bound address of each listener (port 0 resolved).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// The flag that stops the broker when set (for signal handlers).
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.stop)
+    }
+
+    /// Number of shards running.
+    pub fn shards(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// Stops the broker: wills are published, 5.0 clients get DISCONNECT
+    /// "server shutting down", sockets close; returns when every shard exited.
+    pub fn shutdown(self) -> io::Result<()> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.wait()
+    }
+
+    /// Waits until the broker stops (its stop flag was set elsewhere).
+    pub fn wait(self) -> io::Result<()> {
+        for shard in self.shards {
+            shard.join()?;
+        }
+        Ok(())
+    }
+}
+
+/// Starts a broker with `config` and returns once every shard is serving.
+pub fn start(config: Config) -> Result<BrokerHandle, StartError> {
+    raise_open_files_limit(config.max_connections);
+    let cores = runtime::executor::available_cores();
+    let shards = config.shards.unwrap_or(cores.len().max(1));
+    if shards == 0 || shards > MAX_SHARDS {
+        return Err(StartError::Shards(shards));
+    }
+    let addrs = config.listeners.iter().map(|l| probe_port(l.addr)).collect::<Result<Vec<_>, _>>()?;
+    let mut sockets: Vec<Vec<OwnedFd>> = Vec::with_capacity(shards);
+    for _ in 0..shards {
+        sockets.push(addrs.iter().map(|a| reuseport_listener(*a)).collect::<Result<_, _>>()?);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let builder = mesh::builder(shards);
+    let (ready_tx, ready_rx) = crossbeam_channel::bounded::<()>(shards);
+    let mut handles = Vec::with_capacity(shards);
+    for (shard, fds) in sockets.into_iter().enumerate() {
+        let core = (!cores.is_empty()).then(|| cores[shard % cores.len()]);
+        let spec = ExecutorSpec::new(format!("shard-{shard}"), core);
+        let (config, builder, stop, ready) = (config.clone(), builder.clone(), Arc::clone(&stop), ready_tx.clone());
+        let handle = runtime::start(&spec, move || async move {
+            let listeners = fds
+                .into_iter()
+                // SAFETY: each fd is a listening TCP socket we own.
+                .map(|fd| unsafe { runtime::net::TcpListener::from_raw_fd(fd.into_raw_fd()) })
+                .collect();
+            let (mesh, receivers) = match Mesh::join(builder).await {
+                Ok(joined) => joined,
+                Err(e) => {
+                    log::error!("shard {shard}: {e}");
+                    return;
+                }
+            };
+            let _ = ready.send(());
+            Shard::run(config, mesh, receivers, listeners, stop).await;
+        })
+        .map_err(|source| StartError::Executor { shard, source })?;
+        handles.push(handle);
+    }
+    for _ in 0..shards {
+        if ready_rx.recv().is_err() {
+            break;
+        }
+    }
+    log::info!("shardmq listening on {addrs:?} with {shards} shard(s)");
+    Ok(BrokerHandle { addrs, stop, shards: handles })
+}
+
+/// Binds `addr` without SO_REUSEPORT to find out whether another process
+/// holds it; returns the address with port 0 resolved.
+fn probe_port(addr: SocketAddr) -> Result<SocketAddr, StartError> {
+    match std::net::TcpListener::bind(addr) {
+        Ok(probe) => probe.local_addr().map_err(|source| StartError::Listen { addr, source }),
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => Err(StartError::PortInUse { addr }),
+        Err(source) => Err(StartError::Listen { addr, source }),
+    }
+}
+
+fn reuseport_listener(addr: SocketAddr) -> Result<OwnedFd, StartError> {
+    let err = |source| StartError::Listen { addr, source };
+    let domain = if addr.is_ipv6() { Domain::IPV6 } else { Domain::IPV4 };
+    let socket = Socket::new(domain, Type::STREAM, Some(Protocol::TCP)).map_err(err)?;
+    socket.set_reuse_port(true).map_err(err)?;
+    socket.set_reuse_address(true).map_err(err)?;
+    socket.bind(&addr.into()).map_err(err)?;
+    socket.listen(4096).map_err(err)?;
+    socket.set_nonblocking(true).map_err(err)?;
+    Ok(socket.into())
+}
+
+/// Raises the soft open-files limit to the hard one; warns when
+/// `max_connections` cannot fit under it.
+pub fn raise_open_files_limit(max_connections: Option<usize>) {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit only read and write `lim`.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                log::warn!("cannot raise the open-files limit to {}", lim.rlim_max);
+            }
+        }
+    }
+    if let Some(max) = max_connections {
+        if max as u64 > lim.rlim_cur as u64 {
+            log::warn!(
+                "max_connections {max} exceeds the open-files limit {}: connections beyond it will be refused (raise `ulimit -n`)",
+                lim.rlim_cur
+            );
+        }
+    }
+}

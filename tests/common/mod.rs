@@ -1,0 +1,256 @@
+//! Shared test support: an in-process broker on port 0, a raw-bytes MQTT
+//! client built on the crate's codec, and client ids homed on a chosen
+//! shard (to force publisher and subscriber onto different shards).
+
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::num::NonZeroU16;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use shardmq::config::{Config, Listener};
+use shardmq::protocol::{
+    decode, ConnAck, Connect, DecodeError, Packet, Properties, ProtocolVersion, PubResp, Publish, QoS, SubAck,
+    Subscribe, SubscriptionOptions, TopicFilter, TopicName,
+};
+use shardmq::server::{self, BrokerHandle};
+
+/// How long a test waits for any single expected packet.
+pub const WAIT: Duration = Duration::from_secs(5);
+
+/// A broker running in this process; shut down on drop.
+pub struct TestBroker {
+    handle: Option<BrokerHandle>,
+    pub addr: SocketAddr,
+    pub shards: usize,
+}
+
+impl TestBroker {
+    /// A broker with `shards` shards on 127.0.0.1:0 and default settings.
+    pub fn start(shards: usize) -> TestBroker {
+        TestBroker::with(shards, |_| {})
+    }
+
+    /// Like `start`, with the config adjusted by `f` first.
+    pub fn with(shards: usize, f: impl FnOnce(&mut Config)) -> TestBroker {
+        let mut config = Config::default();
+        config.listeners = vec![Listener { addr: "127.0.0.1:0".parse().unwrap() }];
+        config.shards = Some(shards);
+        f(&mut config);
+        let handle = server::start(config).expect("broker starts");
+        let addr = handle.local_addrs()[0];
+        TestBroker { handle: Some(handle), addr, shards }
+    }
+
+    /// A client id (prefix + suffix) whose session lives on `shard`.
+    pub fn id_on(&self, shard: usize, prefix: &str) -> String {
+        id_on(shard, self.shards, prefix)
+    }
+
+    /// Stops the broker now and waits for it.
+    pub fn stop(mut self) {
+        if let Some(h) = self.handle.take() {
+            h.shutdown().expect("clean shutdown");
+        }
+    }
+}
+
+impl Drop for TestBroker {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            let _ = h.shutdown();
+        }
+    }
+}
+
+/// A client id starting with `prefix` homed on `shard` of `shards`.
+pub fn id_on(shard: usize, shards: usize, prefix: &str) -> String {
+    (0..)
+        .map(|i| format!("{prefix}-{i}"))
+        .find(|id| shardmq::shard::home_shard(id, shards) == shard)
+        .expect("some id hashes to every shard")
+}
+
+/// A blocking MQTT client speaking raw packets.
+pub struct RawClient {
+    pub stream: TcpStream,
+    pub version: ProtocolVersion,
+    buf: BytesMut,
+}
+
+impl RawClient {
+    /// Opens a TCP connection (no CONNECT sent).
+    pub fn open(addr: SocketAddr, version: ProtocolVersion) -> RawClient {
+        let stream = TcpStream::connect(addr).expect("tcp connect");
+        stream.set_nodelay(true).unwrap();
+        RawClient { stream, version, buf: BytesMut::new() }
+    }
+
+    /// Connects and returns the CONNACK.
+    pub fn connect(addr: SocketAddr, version: ProtocolVersion, client_id: &str, clean: bool) -> (RawClient, ConnAck) {
+        let mut c = RawClient::open(addr, version);
+        let ack = c.handshake(connect_packet(version, client_id, clean, 60));
+        (c, ack)
+    }
+
+    /// Sends CONNECT and waits for CONNACK.
+    pub fn handshake(&mut self, connect: Connect) -> ConnAck {
+        self.send(&Packet::Connect(Box::new(connect)));
+        match self.recv() {
+            Some(Packet::ConnAck(a)) => a,
+            other => panic!("expected CONNACK, got {other:?}"),
+        }
+    }
+
+    pub fn send(&mut self, p: &Packet) {
+        let mut out = BytesMut::new();
+        p.encode(self.version, &mut out).expect("encodable");
+        self.stream.write_all(&out).expect("write");
+    }
+
+    pub fn send_bytes(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write");
+    }
+
+    /// The next packet within `WAIT`, or `None` if the connection closed.
+    pub fn recv(&mut self) -> Option<Packet> {
+        self.recv_within(WAIT).unwrap_or_else(|| panic!("no packet within {WAIT:?}"))
+    }
+
+    /// `Some(None)`: closed. `None`: nothing within `d`.
+    pub fn recv_within(&mut self, d: Duration) -> Option<Option<Packet>> {
+        let deadline = Instant::now() + d;
+        loop {
+            match decode(&mut self.buf, self.version, usize::MAX) {
+                Ok(p) => return Some(Some(p)),
+                Err(DecodeError::Incomplete { .. }) => {}
+                Err(DecodeError::Malformed(m)) => panic!("broker sent a malformed packet: {m}"),
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            self.stream.set_read_timeout(Some(left)).unwrap();
+            let mut tmp = [0u8; 8192];
+            match self.stream.read(&mut tmp) {
+                Ok(0) => return Some(None),
+                Ok(n) => self.buf.extend_from_slice(&tmp[..n]),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => return None,
+                Err(_) => return Some(None),
+            }
+        }
+    }
+
+    /// Asserts that nothing arrives for `d`.
+    pub fn expect_silence(&mut self, d: Duration) {
+        if let Some(p) = self.recv_within(d) {
+            panic!("expected nothing, got {p:?}");
+        }
+    }
+
+    /// Waits until the broker closes the connection; returns the packets
+    /// received before (a 5.0 DISCONNECT, say).
+    pub fn expect_closed(&mut self) -> Vec<Packet> {
+        let mut got = Vec::new();
+        loop {
+            match self.recv_within(WAIT) {
+                Some(None) => return got,
+                Some(Some(p)) => got.push(p),
+                None => panic!("connection still open after {WAIT:?}; got {got:?}"),
+            }
+        }
+    }
+
+    pub fn subscribe(&mut self, filter: &str, qos: QoS) -> SubAck {
+        self.subscribe_with(filter, SubscriptionOptions::new(qos))
+    }
+
+    pub fn subscribe_with(&mut self, filter: &str, opts: SubscriptionOptions) -> SubAck {
+        let sub = Subscribe {
+            packet_id: pid(1),
+            filters: vec![(TopicFilter::from_str(filter).unwrap(), opts)],
+            properties: Properties::default(),
+        };
+        self.send(&Packet::Subscribe(sub));
+        match self.recv() {
+            Some(Packet::SubAck(a)) => a,
+            other => panic!("expected SUBACK, got {other:?}"),
+        }
+    }
+
+    /// Publishes; for QoS 1/2 completes the handshake.
+    pub fn publish(&mut self, topic: &str, payload: &[u8], qos: QoS, retain: bool, id: u16) {
+        self.send(&Packet::Publish(publish(topic, payload, qos, retain, id)));
+        match qos {
+            QoS::AtMostOnce => {}
+            QoS::AtLeastOnce => assert!(matches!(self.recv(), Some(Packet::PubAck(_)))),
+            QoS::ExactlyOnce => {
+                assert!(matches!(self.recv(), Some(Packet::PubRec(_))));
+                self.send(&Packet::PubRel(PubResp::new(pid(id))));
+                assert!(matches!(self.recv(), Some(Packet::PubComp(_))));
+            }
+        }
+    }
+
+    /// Receives one PUBLISH (acknowledging QoS 1 with PUBACK, QoS 2 fully).
+    pub fn expect_publish(&mut self) -> Publish {
+        match self.recv() {
+            Some(Packet::Publish(p)) => {
+                self.ack(&p);
+                p
+            }
+            other => panic!("expected PUBLISH, got {other:?}"),
+        }
+    }
+
+    /// Acknowledges a received PUBLISH as its QoS requires.
+    pub fn ack(&mut self, p: &Publish) {
+        match (p.qos, p.packet_id) {
+            (QoS::AtLeastOnce, Some(id)) => self.send(&Packet::PubAck(PubResp::new(id))),
+            (QoS::ExactlyOnce, Some(id)) => {
+                self.send(&Packet::PubRec(PubResp::new(id)));
+                assert!(matches!(self.recv(), Some(Packet::PubRel(_))));
+                self.send(&Packet::PubComp(PubResp::new(id)));
+            }
+            _ => {}
+        }
+    }
+
+    pub fn disconnect(mut self) {
+        self.send(&Packet::Disconnect(shardmq::protocol::Disconnect::new(
+            shardmq::protocol::ReasonCode::NormalDisconnection,
+        )));
+    }
+}
+
+pub fn pid(n: u16) -> NonZeroU16 {
+    NonZeroU16::new(n).expect("non-zero packet id")
+}
+
+pub fn connect_packet(version: ProtocolVersion, client_id: &str, clean: bool, keep_alive: u16) -> Connect {
+    Connect {
+        protocol: version,
+        clean_start: clean,
+        keep_alive,
+        client_id: client_id.to_string(),
+        will: None,
+        username: None,
+        password: None,
+        properties: Properties::default(),
+        bridge: false,
+    }
+}
+
+pub fn publish(topic: &str, payload: &[u8], qos: QoS, retain: bool, id: u16) -> Publish {
+    Publish {
+        dup: false,
+        qos,
+        retain,
+        topic: TopicName::from_str(topic).unwrap(),
+        packet_id: (qos != QoS::AtMostOnce).then(|| pid(id)),
+        payload: Bytes::copy_from_slice(payload),
+        properties: Properties::default(),
+    }
+}

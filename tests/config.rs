@@ -1,0 +1,759 @@
+//! Mosquitto-format config: every supported key, warnings for known but
+//! unsupported keys, `file:line` errors, bridge sections, and a fuzz test.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use proptest::prelude::*;
+use shardmq::config::{Config, ConfigError, ConfigWarning, Listener, LogDest, LogTypes};
+
+const PATH: &str = "broker.conf";
+
+fn parse(text: &str) -> (Config, Vec<ConfigWarning>) {
+    Config::parse(text, PATH).unwrap_or_else(|e| panic!("{text:?} should parse: {e}"))
+}
+
+fn parse_quiet(text: &str) -> Config {
+    let (config, warnings) = parse(text);
+    assert!(
+        warnings.is_empty(),
+        "{text:?}: unexpected warnings {warnings:?}"
+    );
+    config
+}
+
+fn error(text: &str) -> String {
+    match Config::parse(text, PATH) {
+        Err(e) => e.to_string(),
+        Ok(ok) => panic!("{text:?} should fail, got {ok:?}"),
+    }
+}
+
+/// Each `(text, expected error)` pair.
+fn assert_errors(cases: &[(&str, &str)]) {
+    for (text, expected) in cases {
+        assert_eq!(error(text), *expected, "{text:?}");
+    }
+}
+
+fn messages(warnings: &[ConfigWarning]) -> Vec<String> {
+    warnings.iter().map(ToString::to_string).collect()
+}
+
+/// `text` parses without warnings to exactly these listener addresses.
+fn assert_listeners(text: &str, expected: &[&str]) {
+    let expected: Vec<SocketAddr> = expected.iter().map(|a| a.parse().unwrap()).collect();
+    assert_eq!(addrs(&parse_quiet(text)), expected, "{text:?}");
+}
+
+fn addrs(config: &Config) -> Vec<SocketAddr> {
+    config.listeners.iter().map(|l| l.addr).collect()
+}
+
+#[test]
+fn empty_file_gives_defaults() {
+    assert_eq!(parse_quiet(""), Config::default());
+    assert_eq!(
+        parse_quiet("# only a comment\n\n   \n\t# indented comment\n"),
+        Config::default()
+    );
+    let defaults = Config::default();
+    assert_eq!(
+        addrs(&defaults),
+        ["0.0.0.0:1883".parse::<SocketAddr>().unwrap()]
+    );
+    assert_eq!(defaults.max_inflight_messages, 20);
+    assert_eq!(defaults.max_queued_messages, 1000);
+    assert_eq!(
+        defaults.log_types,
+        LogTypes {
+            debug: false,
+            ..LogTypes::ALL
+        }
+    );
+}
+
+#[test]
+fn numeric_keys() {
+    let c = parse_quiet(
+        "max_connections 100\nmax_inflight_messages 10\nmax_queued_messages 50\nmax_queued_bytes 4096\n\
+         max_packet_size 1024\nmax_keepalive 30\n",
+    );
+    assert_eq!(c.max_connections, Some(100));
+    assert_eq!(c.max_inflight_messages, 10);
+    assert_eq!(c.max_queued_messages, 50);
+    assert_eq!(c.max_queued_bytes, 4096);
+    assert_eq!(c.max_packet_size, 1024);
+    assert_eq!(c.max_keepalive, 30);
+}
+
+#[test]
+fn special_numeric_values() {
+    let c = parse_quiet(
+        "max_connections -1\nmax_inflight_messages 0\nmax_queued_messages 0\nmax_queued_bytes 0\n\
+         max_packet_size 0\nmax_keepalive 0\n",
+    );
+    assert_eq!(c.max_connections, None);
+    assert_eq!(c.max_inflight_messages, 65535);
+    assert_eq!(
+        c.max_queued_messages,
+        shardmq::config::limits::MAX_QUEUED_MESSAGES_CAP
+    );
+    assert_eq!(c.max_queued_bytes, 0);
+    assert_eq!(c.max_packet_size, 268_435_460);
+    assert_eq!(c.max_keepalive, 0);
+    assert_eq!(parse_quiet("max_connections 0").max_connections, None);
+    assert_eq!(
+        parse_quiet("max_inflight_messages 65535").max_inflight_messages,
+        65535
+    );
+    assert_eq!(parse_quiet("max_packet_size 20").max_packet_size, 20);
+    assert_eq!(
+        parse_quiet("max_packet_size 268435460").max_packet_size,
+        268_435_460
+    );
+}
+
+#[test]
+fn bad_values_name_file_line_key_and_range() {
+    let cases = [
+        ("\n\nmax_inflight_messages 70000", "broker.conf:3: max_inflight_messages: expected 1..65535, got 70000 (0 means unlimited)"),
+        ("max_inflight_messages -1", "broker.conf:1: max_inflight_messages: expected 1..65535, got -1 (0 means unlimited)"),
+        ("max_connections -2", "broker.conf:1: max_connections: expected -1..2147483647, got -2 (-1 means unlimited)"),
+        ("max_connections many", "broker.conf:1: max_connections: expected -1..2147483647, got `many` (-1 means unlimited)"),
+        ("max_queued_messages 1000001", "broker.conf:1: max_queued_messages: expected 0..1000000, got 1000001 (0 means unlimited, capped at 1000000)"),
+        ("max_queued_bytes -5", "broker.conf:1: max_queued_bytes: expected 0..9223372036854775807, got -5 (0 means unlimited)"),
+        ("max_packet_size 19", "broker.conf:1: max_packet_size: expected 20..268435460, got 19 (0 means the protocol maximum)"),
+        ("max_packet_size 268435461", "broker.conf:1: max_packet_size: expected 20..268435460, got 268435461 (0 means the protocol maximum)"),
+        ("max_keepalive 65536", "broker.conf:1: max_keepalive: expected 0..65535, got 65536"),
+        ("max_keepalive", "broker.conf:1: max_keepalive: missing value (expected 0..65535)"),
+        ("max_keepalive 60 # one minute", "broker.conf:1: max_keepalive: unexpected extra value `#` (comments must be on their own line)"),
+        ("max_keepalive 60 90", "broker.conf:1: max_keepalive: unexpected extra value `90`"),
+    ];
+    assert_errors(&cases);
+}
+
+#[test]
+fn booleans() {
+    let c = parse_quiet("queue_qos0_messages true\nallow_anonymous false\nretain_available false\nallow_zero_length_clientid false");
+    assert!(c.queue_qos0_messages);
+    assert!(!c.allow_anonymous && !c.retain_available && !c.allow_zero_length_clientid);
+    assert!(
+        !parse_quiet("allow_anonymous 0").allow_anonymous,
+        "Mosquitto also reads 0/1"
+    );
+    for key in [
+        "queue_qos0_messages",
+        "allow_anonymous",
+        "retain_available",
+        "allow_zero_length_clientid",
+    ] {
+        assert_eq!(
+            error(&format!("{key} yes")),
+            format!("broker.conf:1: {key}: expected true or false, got `yes`")
+        );
+        assert_eq!(
+            error(&format!("{key} True")),
+            format!("broker.conf:1: {key}: expected true or false, got `True`")
+        );
+        assert_eq!(
+            error(key),
+            format!("broker.conf:1: {key}: missing value (expected true or false)")
+        );
+    }
+}
+
+#[test]
+fn persistent_client_expiration() {
+    let cases = [
+        ("2h", 2 * 3600),
+        ("14d", 14 * 86_400),
+        ("1w", 7 * 86_400),
+        ("3m", 90 * 86_400),
+        ("1y", 365 * 86_400),
+    ];
+    for (text, seconds) in cases {
+        let c = parse_quiet(&format!("persistent_client_expiration {text}"));
+        assert_eq!(
+            c.persistent_client_expiration,
+            Some(Duration::from_secs(seconds)),
+            "{text}"
+        );
+    }
+    for bad in ["10", "10s", "0d", "d", "-1d"] {
+        assert_eq!(
+            error(&format!("persistent_client_expiration {bad}")),
+            format!("broker.conf:1: persistent_client_expiration: expected <n><h|d|w|m|y> with n >= 1, e.g. 14d, got `{bad}`")
+        );
+    }
+}
+
+#[test]
+fn log_dest() {
+    assert_eq!(parse_quiet("log_dest stdout").log_dest, LogDest::Stdout);
+    assert_eq!(parse_quiet("log_dest none").log_dest, LogDest::None);
+    assert_eq!(
+        parse_quiet("log_dest stdout\nlog_dest stderr").log_dest,
+        LogDest::Stderr
+    );
+    for kind in [
+        "file /var/log/mosquitto/my log.log",
+        "syslog",
+        "topic",
+        "dlt",
+    ] {
+        let (c, warnings) = parse(&format!("log_dest stdout\nlog_dest {kind}"));
+        assert_eq!(c.log_dest, LogDest::Stderr);
+        let name = kind.split(' ').next().unwrap();
+        assert_eq!(
+            messages(&warnings),
+            [format!(
+                "broker.conf:2: log_dest {name} is not supported yet, using stderr"
+            )]
+        );
+    }
+    assert_eq!(
+        error("log_dest file"),
+        "broker.conf:1: log_dest: missing path (expected log_dest file <path>)"
+    );
+    assert_eq!(
+        error("log_dest syslog x"),
+        "broker.conf:1: log_dest: unexpected extra value `x`"
+    );
+    assert_eq!(
+        error("log_dest console"),
+        "broker.conf:1: log_dest: expected stderr, stdout, none, file, syslog, topic or dlt, got `console`"
+    );
+    assert!(error("log_dest").starts_with("broker.conf:1: log_dest: missing value"));
+}
+
+#[test]
+fn log_type_accumulates_after_replacing_defaults() {
+    let c = parse_quiet("log_type error\nlog_type debug");
+    assert_eq!(
+        c.log_types,
+        LogTypes {
+            error: true,
+            debug: true,
+            ..LogTypes::NONE
+        }
+    );
+    assert_eq!(parse_quiet("log_type all").log_types, LogTypes::ALL);
+    assert_eq!(
+        parse_quiet("log_type all\nlog_type none").log_types,
+        LogTypes::NONE
+    );
+    assert_eq!(
+        parse_quiet("log_type none\nlog_type warning").log_types,
+        LogTypes {
+            warning: true,
+            ..LogTypes::NONE
+        }
+    );
+    assert_eq!(
+        parse_quiet("log_type notice information").log_types,
+        LogTypes {
+            notice: true,
+            information: true,
+            ..LogTypes::NONE
+        }
+    );
+    let (c, warnings) = parse("log_type subscribe\nlog_type unsubscribe websockets");
+    assert_eq!(c.log_types, LogTypes::NONE);
+    assert_eq!(
+        messages(&warnings),
+        [
+            "broker.conf:1: log_type subscribe is not supported yet; ignored",
+            "broker.conf:2: log_type unsubscribe is not supported yet; ignored",
+            "broker.conf:2: log_type websockets is not supported yet; ignored",
+        ]
+    );
+    assert!(error("log_type chatty")
+        .starts_with("broker.conf:1: log_type: expected error, warning, notice"));
+    assert!(error("log_type").starts_with("broker.conf:1: log_type: missing value"));
+}
+
+#[test]
+fn multiple_listeners_replace_the_default() {
+    assert_listeners(
+        "listener 1883\nlistener 8883 127.0.0.1\nlistener 0 localhost\nlistener 0 localhost",
+        &[
+            "0.0.0.0:1883",
+            "127.0.0.1:8883",
+            "127.0.0.1:0",
+            "127.0.0.1:0",
+        ],
+    );
+}
+
+#[test]
+fn ipv6_listener() {
+    assert_listeners(
+        "listener 1883 ::1\nlistener 1884 [::]\nlistener 1885 fe80::1",
+        &["[::1]:1883", "[::]:1884", "[fe80::1]:1885"],
+    );
+}
+
+#[test]
+fn legacy_port_and_bind_address() {
+    assert_listeners("port 1884", &["0.0.0.0:1884"]);
+    assert_listeners("bind_address ::1\nport 0", &["[::1]:0"]);
+    assert_listeners("bind_address localhost", &["127.0.0.1:1883"]);
+    // Mosquitto keeps an explicitly configured default listener next to `listener` lines.
+    let c = parse_quiet("port 1884\nlistener 8883");
+    let addr = |a: &str| Listener {
+        addr: a.parse().unwrap(),
+    };
+    assert_eq!(c.listeners, [addr("0.0.0.0:1884"), addr("0.0.0.0:8883")]);
+}
+
+#[test]
+fn bad_listeners() {
+    let cases = [
+        ("listener", "broker.conf:1: listener: missing value (expected <port> [address])"),
+        ("listener 65536", "broker.conf:1: listener: expected 0..65535, got 65536"),
+        ("listener 1883 0.0.0.0 extra", "broker.conf:1: listener: unexpected extra value `extra`"),
+        ("listener 1883 example.com", "broker.conf:1: listener: expected an IPv4 or IPv6 address or `localhost`, got `example.com`"),
+        ("listener 0 /tmp/mqtt.sock", "broker.conf:1: listener: expected an IPv4 or IPv6 address or `localhost`, got `/tmp/mqtt.sock` (unix sockets are not supported yet)"),
+        ("port -1", "broker.conf:1: port: expected 0..65535, got -1"),
+        ("bind_address 300.1.1.1", "broker.conf:1: bind_address: expected an IPv4 or IPv6 address or `localhost`, got `300.1.1.1`"),
+        ("listener 1883\n\nlistener 1883", "broker.conf:3: listener: duplicate listener 0.0.0.0:1883 (already configured on line 1)"),
+        ("port 1883\nlistener 1883", "broker.conf:2: listener: duplicate listener 0.0.0.0:1883 (already configured on line 1)"),
+    ];
+    assert_errors(&cases);
+}
+
+#[test]
+fn per_listener_keys_apply_in_listener_sections() {
+    let (c, warnings) = parse(
+        "listener 1883\nmax_connections 10\nprotocol websockets\nlistener 1884\nmount_point a/",
+    );
+    assert_eq!(c.max_connections, Some(10));
+    assert_eq!(
+        messages(&warnings),
+        [
+            "broker.conf:3: protocol is a Mosquitto option shardmq does not support yet; ignored",
+            "broker.conf:5: mount_point is a Mosquitto option shardmq does not support yet; ignored",
+        ]
+    );
+}
+
+#[test]
+fn known_unsupported_keys_warn() {
+    let keys = [
+        "acl_file /etc/acl",
+        "password_file /etc/pw",
+        "persistence true",
+        "persistence_location /var/lib/",
+        "persistence_file m.db",
+        "autosave_interval 1800",
+        "cafile /c",
+        "certfile /c",
+        "keyfile /k",
+        "protocol websockets",
+        "http_dir /www",
+        "socket_domain ipv4",
+        "mount_point a/",
+        "per_listener_settings true",
+        "include_dir /etc/mosquitto/conf.d",
+        "sys_interval 10",
+        "user mosquitto",
+        "pid_file /run/m.pid",
+        "connection_messages true",
+        "log_timestamp true",
+        "log_timestamp_format %Y",
+        "message_size_limit 0",
+        "max_topic_alias 10",
+        "upgrade_outgoing_qos false",
+        "check_retain_source true",
+        "set_tcp_nodelay true",
+        "memory_limit 0",
+        "plugin /p.so",
+        "plugin_opt_host db",
+        "auth_plugin /a.so",
+        "auth_opt_db x",
+        "clientid_prefixes sec-",
+        "use_username_as_clientid true",
+        "require_certificate true",
+        "tls_version tlsv1.2",
+        "ciphers ALL",
+        "psk_hint hint",
+        "psk_file /psk",
+        "allow_duplicate_messages true",
+        "retry_interval 20",
+        "store_clean_interval 10",
+        "max_inflight_bytes 0",
+        "websockets_log_level 0",
+        "capath /ca",
+        "crlfile /crl",
+        "dhparamfile /dh",
+        "max_qos 1",
+        "bind_interface eth0",
+        "use_identity_as_username true",
+        "auto_id_prefix auto-",
+        "autosave_on_changes false",
+        "log_facility 5",
+    ];
+    for (index, line) in keys.iter().enumerate() {
+        let (config, warnings) = parse(&format!("# {index}\n{line}"));
+        assert_eq!(config, Config::default());
+        let key = line.split(' ').next().unwrap();
+        let expected = format!(
+            "broker.conf:2: {key} is a Mosquitto option shardmq does not support yet; ignored"
+        );
+        assert_eq!(messages(&warnings), [expected]);
+        assert_eq!((warnings[0].path.as_str(), warnings[0].line), (PATH, 2));
+    }
+}
+
+#[test]
+fn unknown_keys_fail_with_a_suggestion() {
+    assert_eq!(
+        error("\nmax_conections 5"),
+        "broker.conf:2: max_conections: unknown option (did you mean `max_connections`?)"
+    );
+    assert_eq!(
+        error("allow_anonymus true"),
+        "broker.conf:1: allow_anonymus: unknown option (did you mean `allow_anonymous`?)"
+    );
+    assert_eq!(
+        error("listner 1883"),
+        "broker.conf:1: listner: unknown option (did you mean `listener`?)"
+    );
+    assert_eq!(
+        error("frobnicate_everything 1"),
+        "broker.conf:1: frobnicate_everything: unknown option"
+    );
+    assert_eq!(error("shards 4"), "broker.conf:1: shards: unknown option");
+    assert_eq!(
+        error("plugin_opt_ x"),
+        "broker.conf:1: plugin_opt_: unknown option"
+    );
+}
+
+#[test]
+fn errors_are_structured() {
+    match Config::parse("a\nmax_keepalive x", "/etc/b.conf") {
+        Err(ConfigError::Invalid {
+            path,
+            line,
+            key,
+            reason,
+        }) => {
+            assert_eq!((path.as_str(), line, key.as_str()), ("/etc/b.conf", 1, "a"));
+            assert_eq!(reason, "unknown option");
+        }
+        other => panic!("{other:?}"),
+    }
+    let missing = std::path::Path::new("/nonexistent/shardmq.conf");
+    assert!(matches!(Config::load(missing), Err(ConfigError::Io { .. })));
+}
+
+#[test]
+fn load_reads_a_file() {
+    let path =
+        std::env::temp_dir().join(format!("shardmq-config-test-{}.conf", std::process::id()));
+    std::fs::write(&path, "max_keepalive 42\nacl_file /x\n").unwrap();
+    let (config, warnings) = Config::load(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(config.max_keepalive, 42);
+    assert_eq!(warnings[0].path, path.display().to_string());
+}
+
+#[test]
+fn whitespace_and_line_endings() {
+    let c = parse_quiet("\u{feff}# header\r\n\r\n   max_keepalive    30   \r\n\tallow_anonymous\tfalse\t\r\n#max_keepalive 1\n");
+    assert_eq!((c.max_keepalive, c.allow_anonymous), (30, false));
+}
+
+const BRIDGE: &str = "connection up\naddress broker.example.com:1883\ntopic sensor/# out 1\n";
+
+#[test]
+fn one_warning_per_bridge() {
+    let text = format!("{BRIDGE}connection up2\naddresses 10.0.0.1 10.0.0.2:8883 ::1:1883\ntopic # both 2 local/ remote/\n");
+    let (config, warnings) = parse(&text);
+    assert_eq!(config, Config::default());
+    assert_eq!(
+        messages(&warnings),
+        [
+            "broker.conf:1: bridges are not supported yet; connection up ignored",
+            "broker.conf:4: bridges are not supported yet; connection up2 ignored",
+        ]
+    );
+}
+
+#[test]
+fn every_bridge_key_is_accepted_in_a_connection() {
+    let lines = [
+        "round_robin true",
+        "start_type lazy",
+        "threshold 10",
+        "idle_timeout 60",
+        "restart_timeout 5 30",
+        "restart_timeout 10",
+        "keepalive_interval 60",
+        "cleansession false",
+        "local_cleansession true",
+        "remote_clientid emqx_c",
+        "clientid c",
+        "local_clientid local.c",
+        "remote_username u",
+        "username u",
+        "remote_password p w",
+        "password p",
+        "local_username lu",
+        "local_password lp",
+        "notifications true",
+        "notifications_local_only false",
+        "notification_topic $SYS/state",
+        "try_private true",
+        "bridge_protocol_version mqttv50",
+        "bridge_attempt_unsubscribe true",
+        "bridge_outgoing_retain false",
+        "bridge_max_packet_size 0",
+        "bridge_bind_address 10.0.0.5",
+        "bridge_cafile /ca.pem",
+        "bridge_capath /ca",
+        "bridge_certfile /c.pem",
+        "bridge_keyfile /k.pem",
+        "bridge_insecure false",
+        "bridge_tls_version tlsv1.2",
+        "bridge_alpn mqtt",
+        "bridge_identity id",
+        "bridge_psk deadbeef",
+        "bridge_require_ocsp false",
+        "bridge_receive_maximum 20",
+        "bridge_session_expiry_interval 3600",
+        "bridge_max_topic_alias 10",
+        "topic control/# in 1",
+        "topic a/+/b",
+        "topic c out",
+        "topic d both 0 \"\" remote/",
+        "topic \"\" in 0 l/x r/y",
+    ];
+    let (_, warnings) = parse(&format!("{BRIDGE}{}", lines.join("\n")));
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+}
+
+#[test]
+fn bridge_structure_errors() {
+    let cases = [
+        ("address host", "broker.conf:1: address: only valid after a `connection` line (it is a bridge option)"),
+        ("listener 1883\ntopic a/#", "broker.conf:2: topic: only valid after a `connection` line (it is a bridge option)"),
+        (&format!("{BRIDGE}listener 1884\ntry_private false") as &str, "broker.conf:5: try_private: only valid after a `connection` line (it is a bridge option)"),
+        ("connection", "broker.conf:1: connection: missing value (expected <name>)"),
+        ("connection a b", "broker.conf:1: connection: unexpected extra value `b`"),
+        ("connection a\ntopic x/#", "broker.conf:1: connection: connection a needs at least one `address` line"),
+        ("connection a\naddress h\n\nconnection b", "broker.conf:1: connection: connection a needs at least one `topic` line"),
+        ("connection a\naddress h\ntopic t\nremote_password p", "broker.conf:1: connection: connection a: remote_password needs remote_username"),
+        (&format!("{BRIDGE}{BRIDGE}"), "broker.conf:4: connection: duplicate connection name `up`"),
+        ("connection a\naddress", "broker.conf:2: address: missing value (expected <host[:port]> ...)"),
+        ("connection a\naddress h:0", "broker.conf:2: address: expected <host>[:<port>] with port 1..65535 (an IPv6 address needs a port), got `h:0`"),
+        ("connection a\naddress :1883", "broker.conf:2: address: expected <host>[:<port>] with port 1..65535 (an IPv6 address needs a port), got `:1883`"),
+        ("connection a\ntopic a/# sideways", "broker.conf:2: topic: expected out, in or both, got `sideways`"),
+        ("connection a\ntopic a/# in 3", "broker.conf:2: topic: expected 0..2, got 3 (QoS)"),
+        ("connection a\ntopic a/#/b", "broker.conf:2: topic: `a/#/b` is not a valid topic filter (wildcards must be whole levels, `#` last)"),
+        ("connection a\ntopic # in 0 l/+ r/", "broker.conf:2: topic: prefix `l/+` must not contain wildcards"),
+        ("connection a\ntopic \"\" in 0 \"\" \"\"", "broker.conf:2: topic: an empty pattern (\"\") needs a local or remote prefix"),
+        ("connection a\ntopic a in 0 l r extra", "broker.conf:2: topic: unexpected extra value `extra`"),
+        ("connection a\nstart_type eager", "broker.conf:2: start_type: expected automatic, lazy or once, got `eager`"),
+        ("connection a\nbridge_protocol_version 5", "broker.conf:2: bridge_protocol_version: expected mqttv31, mqttv311 or mqttv50, got `5`"),
+        ("connection a\nkeepalive_interval 4", "broker.conf:2: keepalive_interval: expected 5..65535, got 4"),
+        ("connection a\nthreshold 0", "broker.conf:2: threshold: expected 1..2147483647, got 0"),
+        ("connection a\nrestart_timeout 30 5", "broker.conf:2: restart_timeout: cap 5 is below base 30"),
+        ("connection a\ncleansession maybe", "broker.conf:2: cleansession: expected true or false, got `maybe`"),
+        ("connection a\nremote_clientid", "broker.conf:2: remote_clientid: missing value (expected a value)"),
+        ("connection a\nbridge_bind_address host", "broker.conf:2: bridge_bind_address: expected an IPv4 or IPv6 address or `localhost`, got `host`"),
+    ];
+    assert_errors(&cases);
+}
+
+#[test]
+fn global_keys_are_fine_inside_a_connection() {
+    let (c, warnings) = parse(&format!(
+        "{BRIDGE}max_keepalive 5\nlistener 1883\nmax_connections 3"
+    ));
+    assert_eq!((c.max_keepalive, c.max_connections), (5, Some(3)));
+    assert_eq!(warnings.len(), 1);
+}
+
+const REALISTIC: &str = r#"
+# =================================================================
+# General configuration
+# =================================================================
+per_listener_settings false
+max_inflight_messages 40
+max_queued_messages 2000
+queue_qos0_messages false
+message_size_limit 0
+allow_zero_length_clientid true
+persistent_client_expiration 14d
+retain_available true
+max_keepalive 120
+pid_file /run/mosquitto/mosquitto.pid
+user mosquitto
+
+# Persistence
+persistence true
+persistence_location /var/lib/mosquitto/
+autosave_interval 1800
+
+# Logging
+log_dest file /var/log/mosquitto/mosquitto.log
+log_dest stdout
+log_type error
+log_type warning
+log_type notice
+connection_messages true
+log_timestamp true
+
+# Listeners
+listener 1883 0.0.0.0
+max_connections 500
+listener 8883
+cafile /etc/mosquitto/ca_certificates/ca.crt
+certfile /etc/mosquitto/certs/server.crt
+keyfile /etc/mosquitto/certs/server.key
+require_certificate false
+tls_version tlsv1.2
+listener 9001 ::
+protocol websockets
+
+# Security
+allow_anonymous false
+password_file /etc/mosquitto/passwd
+acl_file /etc/mosquitto/acl
+
+include_dir /etc/mosquitto/conf.d
+
+# Bridge into the cloud
+connection emqx1
+address broker.example.com:1883
+bridge_protocol_version mqttv50
+remote_clientid emqx_c
+remote_username emqx_u
+remote_password public
+cleansession false
+restart_timeout 5 30
+notifications true
+topic sensor/# out 1
+topic control/# in 1
+topic "" both 2 local/status remote/status
+"#;
+
+#[test]
+fn realistic_mosquitto_conf() {
+    let (c, warnings) = parse(REALISTIC);
+    assert_eq!(
+        addrs(&c),
+        ["0.0.0.0:1883", "0.0.0.0:8883", "[::]:9001"].map(|a| a.parse::<SocketAddr>().unwrap())
+    );
+    assert_eq!(
+        (
+            c.max_inflight_messages,
+            c.max_queued_messages,
+            c.max_keepalive
+        ),
+        (40, 2000, 120)
+    );
+    assert_eq!(c.max_connections, Some(500));
+    assert_eq!(
+        c.persistent_client_expiration,
+        Some(Duration::from_secs(14 * 86_400))
+    );
+    assert_eq!(c.log_dest, LogDest::Stdout);
+    assert_eq!(
+        c.log_types,
+        LogTypes {
+            error: true,
+            warning: true,
+            notice: true,
+            ..LogTypes::NONE
+        }
+    );
+    assert!(!c.allow_anonymous);
+    let lines: Vec<usize> = warnings.iter().map(|w| w.line).collect();
+    assert_eq!(
+        lines,
+        [5, 9, 14, 15, 18, 19, 20, 23, 28, 29, 35, 36, 37, 38, 39, 41, 45, 46, 48, 51]
+    );
+    assert_eq!(
+        warnings.last().unwrap().message,
+        "bridges are not supported yet; connection emqx1 ignored"
+    );
+}
+
+/// Tokens that are valid, invalid, or odd in some position.
+const VOCABULARY: &[&str] = &[
+    "listener",
+    "port",
+    "bind_address",
+    "max_connections",
+    "max_inflight_messages",
+    "max_queued_messages",
+    "max_packet_size",
+    "max_keepalive",
+    "persistent_client_expiration",
+    "allow_anonymous",
+    "log_dest",
+    "log_type",
+    "connection",
+    "address",
+    "addresses",
+    "topic",
+    "remote_password",
+    "restart_timeout",
+    "start_type",
+    "acl_file",
+    "plugin_opt_",
+    "auth_opt_x",
+    "#",
+    "+",
+    "\"\"",
+    "in",
+    "out",
+    "both",
+    "0",
+    "1",
+    "-1",
+    "2",
+    "65535",
+    "65536",
+    "99999999999999999999999",
+    "true",
+    "false",
+    "14d",
+    "d",
+    "é",
+    "::1",
+    "[::]",
+    "localhost",
+    "file",
+    "all",
+    "none",
+    "a/#",
+    "a/+/b",
+    "",
+    " ",
+    "\t",
+    "\r",
+    "\u{feff}",
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 500, max_shrink_iters: 200, ..ProptestConfig::default() })]
+
+    #[test]
+    fn parse_never_panics(lines in prop::collection::vec(prop::collection::vec(prop::sample::select(VOCABULARY), 0..6), 0..24)) {
+        let text: String = lines.iter().map(|tokens| tokens.join(" ") + "\n").collect();
+        match Config::parse(&text, PATH) {
+            Ok((config, _)) => prop_assert!(!config.listeners.is_empty()),
+            Err(e) => prop_assert!(e.to_string().starts_with("broker.conf:")),
+        }
+    }
+
+    #[test]
+    fn arbitrary_text_never_panics(text in "\\PC{0,200}") {
+        let _ = Config::parse(&text, PATH);
+    }
+}
