@@ -82,6 +82,7 @@ pub fn write(dir: &Path, name: &str, h: &Histogram<u64>) -> std::io::Result<std:
 }
 
 /// One data row of a percentile file.
+#[cfg(test)]
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Point {
     pub value: f64,
@@ -89,6 +90,7 @@ pub struct Point {
     pub total_count: u64,
 }
 
+#[cfg(test)]
 /// Reads the data rows of a percentile file (header and footer skipped);
 /// an error names the first line that is not a row.
 pub fn parse(text: &str) -> Result<Vec<Point>, String> {

@@ -118,48 +118,41 @@ pub struct Report {
     pub histogram: Option<Histogram<u64>>,
 }
 
-/// One metric line: name, value, unit, and whether smaller is better (for
-/// the ratio column of `compare`).
+/// One metric line of a table.
 #[derive(Debug, Clone)]
 pub struct Row {
     pub name: &'static str,
     pub value: f64,
     pub unit: &'static str,
-    pub lower_is_better: bool,
 }
 
 impl Report {
     /// The metrics worth printing for this report's scenario.
     pub fn rows(&self) -> Vec<Row> {
-        let row = |name, value, unit, lower_is_better| Row {
-            name,
-            value,
-            unit,
-            lower_is_better,
-        };
+        let row = |name, value, unit| Row { name, value, unit };
         let mut rows = Vec::new();
         if let Some(idle) = &self.idle {
-            rows.push(row("connections held", idle.held as f64, "", false));
-            rows.push(row("failed", idle.failed as f64, "", true));
-            rows.push(row("dropped while held", idle.dropped as f64, "", true));
-            rows.push(row("connect time", idle.connect_s, "s", true));
-            rows.extend(idle.rss_held_mib.map(|v| row("broker RSS", v, "MiB", true)));
+            rows.push(row("connections held", idle.held as f64, ""));
+            rows.push(row("failed", idle.failed as f64, ""));
+            rows.push(row("dropped while held", idle.dropped as f64, ""));
+            rows.push(row("connect time", idle.connect_s, "s"));
+            rows.extend(idle.rss_held_mib.map(|v| row("broker RSS", v, "MiB")));
             rows.extend(
                 idle.rss_per_conn_kib
-                    .map(|v| row("RSS / connection", v, "KiB", true)),
+                    .map(|v| row("RSS / connection", v, "KiB")),
             );
             return rows;
         }
         if let Some(s) = &self.storm {
-            rows.push(row("connects/s", s.connects_per_s, "/s", false));
-            rows.push(row("connected", s.connected as f64, "", false));
-            rows.push(row("failed", s.failed as f64, "", true));
+            rows.push(row("connects/s", s.connects_per_s, "/s"));
+            rows.push(row("connected", s.connected as f64, ""));
+            rows.push(row("failed", s.failed as f64, ""));
         } else {
-            rows.push(row("sent/s", self.sent_per_s, "/s", false));
-            rows.push(row("delivered/s", self.delivered_per_s, "/s", false));
-            rows.push(row("lost", self.lost as f64, "", true));
-            rows.push(row("duplicates", self.duplicates as f64, "", true));
-            rows.push(row("out of order", self.out_of_order as f64, "", true));
+            rows.push(row("sent/s", self.sent_per_s, "/s"));
+            rows.push(row("delivered/s", self.delivered_per_s, "/s"));
+            rows.push(row("lost", self.lost as f64, ""));
+            rows.push(row("duplicates", self.duplicates as f64, ""));
+            rows.push(row("out of order", self.out_of_order as f64, ""));
         }
         if let Some(l) = &self.latency {
             for (name, v) in [
@@ -170,21 +163,20 @@ impl Report {
                 ("latency p99.99", l.p99_99_ms),
                 ("latency max", l.max_ms),
             ] {
-                rows.push(row(name, v, "ms", true));
+                rows.push(row(name, v, "ms"));
             }
         }
         if let Some(b) = &self.broker_usage {
             rows.extend(
                 b.cpu_us_per_msg
-                    .map(|v| row("broker CPU / msg", v, "us", true)),
+                    .map(|v| row("broker CPU / msg", v, "us")),
             );
-            rows.push(row("broker RSS", b.rss_mib, "MiB", true));
+            rows.push(row("broker RSS", b.rss_mib, "MiB"));
         }
         rows.push(row(
             "errors",
             (self.errors + self.failed_connections) as f64,
             "",
-            true,
         ));
         rows
     }
