@@ -29,21 +29,35 @@ impl BrokerProc {
     /// Starts `template` (see module docs) pinned to `cores` if given.
     pub fn start(name: &str, template: &str, cores: Option<&[usize]>) -> Result<BrokerProc> {
         let port = free_port()?;
-        let dir = std::env::temp_dir().join(format!("shardmq-load-{}-{name}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).map_err(LoadError::io(format!("creating {}", dir.display())))?;
+        let dir =
+            std::env::temp_dir().join(format!("shardmq-load-{}-{name}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir)
+            .map_err(LoadError::io(format!("creating {}", dir.display())))?;
         let conf = dir.join("broker.conf");
-        std::fs::write(&conf, config_text(port)).map_err(LoadError::io(format!("writing {}", conf.display())))?;
-        let command = template.replace("{port}", &port.to_string()).replace("{conf}", &conf.to_string_lossy());
-        let log = File::create(dir.join("broker.log")).map_err(LoadError::io("creating the broker log"))?;
-        let log2 = log.try_clone().map_err(LoadError::io("creating the broker log"))?;
+        std::fs::write(&conf, config_text(port))
+            .map_err(LoadError::io(format!("writing {}", conf.display())))?;
+        let command = template
+            .replace("{port}", &port.to_string())
+            .replace("{conf}", &conf.to_string_lossy());
+        let log = File::create(dir.join("broker.log"))
+            .map_err(LoadError::io("creating the broker log"))?;
+        let log2 = log
+            .try_clone()
+            .map_err(LoadError::io("creating the broker log"))?;
         let mut cmd = Command::new("sh");
-        cmd.arg("-c").arg(format!("exec {command}")).stdin(Stdio::null()).stdout(log).stderr(log2);
+        cmd.arg("-c")
+            .arg(format!("exec {command}"))
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2);
         if let Some(cores) = cores {
             let cores = cores.to_vec();
             // SAFETY: only the async-signal-safe sched_setaffinity runs in the child.
             unsafe { cmd.pre_exec(move || pin_self(&cores)) };
         }
-        let child = cmd.spawn().map_err(LoadError::io(format!("starting broker {name}: {command}")))?;
+        let child = cmd
+            .spawn()
+            .map_err(LoadError::io(format!("starting broker {name}: {command}")))?;
         let mut proc = BrokerProc { child, port, dir };
         proc.wait_listening(name, &command)?;
         Ok(proc)
@@ -114,7 +128,9 @@ fn config_text(port: u16) -> String {
 /// A port that was free a moment ago.
 fn free_port() -> Result<u16> {
     let l = TcpListener::bind("127.0.0.1:0").map_err(LoadError::io("finding a free port"))?;
-    l.local_addr().map(|a| a.port()).map_err(LoadError::io("finding a free port"))
+    l.local_addr()
+        .map(|a| a.port())
+        .map_err(LoadError::io("finding a free port"))
 }
 
 /// Pins the calling process to `cores`.

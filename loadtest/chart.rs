@@ -33,14 +33,30 @@ fn curve(h: &Histogram<u64>) -> Vec<(f64, f64)> {
     if h.is_empty() {
         return Vec::new();
     }
-    h.iter_quantiles(5).map(|v| (nines(v.quantile_iterated_to()), v.value_iterated_to() as f64 / 1e6)).collect()
+    h.iter_quantiles(5)
+        .map(|v| {
+            (
+                nines(v.quantile_iterated_to()),
+                v.value_iterated_to() as f64 / 1e6,
+            )
+        })
+        .collect()
 }
 
 /// Writes the chart of `series` (name, histogram) to `path`.
 pub fn write(path: &Path, title: &str, series: &[(String, &Histogram<u64>)]) -> Result<(), String> {
-    let curves: Vec<(&String, Vec<(f64, f64)>)> = series.iter().map(|(n, h)| (n, curve(h))).collect();
-    let x_max = curves.iter().flat_map(|(_, c)| c.iter().map(|p| p.0)).fold(1.0f64, f64::max).ceil();
-    let y_max = curves.iter().flat_map(|(_, c)| c.iter().map(|p| p.1)).fold(0.001f64, f64::max) * 1.1;
+    let curves: Vec<(&String, Vec<(f64, f64)>)> =
+        series.iter().map(|(n, h)| (n, curve(h))).collect();
+    let x_max = curves
+        .iter()
+        .flat_map(|(_, c)| c.iter().map(|p| p.0))
+        .fold(1.0f64, f64::max)
+        .ceil();
+    let y_max = curves
+        .iter()
+        .flat_map(|(_, c)| c.iter().map(|p| p.1))
+        .fold(0.001f64, f64::max)
+        * 1.1;
     let fail = |e: &dyn std::fmt::Display| format!("drawing {}: {e}", path.display());
     let root = SVGBackend::new(path, (1000, 600)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| fail(&e))?;
@@ -65,7 +81,12 @@ pub fn write(path: &Path, title: &str, series: &[(String, &Histogram<u64>)]) -> 
             .draw_series(LineSeries::new(points, color))
             .map_err(|e| fail(&e))?
             .label(name.as_str())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], Palette99::pick(i).stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(
+                    vec![(x, y), (x + 20, y)],
+                    Palette99::pick(i).stroke_width(2),
+                )
+            });
     }
     chart
         .configure_series_labels()
@@ -97,10 +118,15 @@ mod tests {
             a.record(i * 1000).unwrap();
             b.record(i * 2000).unwrap();
         }
-        let path = std::env::temp_dir().join(format!("shardmq-load-chart-{}.svg", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("shardmq-load-chart-{}.svg", std::process::id()));
         write(&path, "test", &[("a".into(), &a), ("b".into(), &b)]).unwrap();
         let svg = std::fs::read_to_string(&path).unwrap();
         let _ = std::fs::remove_file(&path);
-        assert!(svg.starts_with("<svg") && svg.contains("99.9%"), "{}", &svg[..200.min(svg.len())]);
+        assert!(
+            svg.starts_with("<svg") && svg.contains("99.9%"),
+            "{}",
+            &svg[..200.min(svg.len())]
+        );
     }
 }

@@ -221,11 +221,12 @@ pub struct CompareArgs {
     /// Repeat for each broker; ratios are against the first.
     #[arg(long = "broker", required = true)]
     pub brokers: Vec<BrokerSpec>,
-    /// Cores to pin started brokers to (e.g. "0" or "0-3").
-    #[arg(long)]
+    /// Core ids to pin started brokers to (e.g. "0" or "0-3").
+    #[arg(long, value_parser = parse_core_list)]
     pub broker_cores: Option<CoreSpec>,
-    /// Cores for the harness (overrides the scenario's --cores).
-    #[arg(long)]
+    /// Core ids for the harness (e.g. "1" or "4-7"; overrides the
+    /// scenario's --cores).
+    #[arg(long, value_parser = parse_core_list)]
     pub load_cores: Option<CoreSpec>,
     /// Where to write the latency chart.
     #[arg(long, default_value = "compare-latency.svg")]
@@ -369,6 +370,14 @@ impl std::str::FromStr for BrokerSpec {
             name: name.to_string(),
             target,
         })
+    }
+}
+
+/// Parses a list of core ids, where a single number is one core (not a count).
+fn parse_core_list(s: &str) -> Result<CoreSpec, String> {
+    match s.trim().parse::<usize>() {
+        Ok(id) => Ok(CoreSpec::List(vec![id])),
+        Err(_) => s.parse(),
     }
 }
 

@@ -54,12 +54,16 @@ pub fn run(args: &CompareArgs) -> Result<()> {
 
 fn check(args: &CompareArgs) -> Result<()> {
     if args.scenario.traffic().is_some_and(|t| t.saturate) {
-        return Err(LoadError::Usage("compare does not combine with --saturate: run --saturate per broker".into()));
+        return Err(LoadError::Usage(
+            "compare does not combine with --saturate: run --saturate per broker".into(),
+        ));
     }
     let mut names: Vec<&str> = args.brokers.iter().map(|b| b.name.as_str()).collect();
     names.sort_unstable();
     if names.windows(2).any(|w| w[0] == w[1]) {
-        return Err(LoadError::Usage("compare: broker names must be unique".into()));
+        return Err(LoadError::Usage(
+            "compare: broker names must be unique".into(),
+        ));
     }
     Ok(())
 }
@@ -70,7 +74,12 @@ fn run_one(args: &CompareArgs, name: &str, target: &BrokerTarget) -> Entry {
     if let Some(cores) = &args.load_cores {
         sc.conn_mut().cores = Some(cores.clone());
     }
-    let mut entry = Entry { name: name.to_string(), address: String::new(), report: None, error: None };
+    let mut entry = Entry {
+        name: name.to_string(),
+        address: String::new(),
+        report: None,
+        error: None,
+    };
     let started = match target {
         BrokerTarget::Address(addr) => {
             sc.conn_mut().host = addr.clone();
@@ -116,24 +125,49 @@ fn run_one(args: &CompareArgs, name: &str, target: &BrokerTarget) -> Entry {
 pub fn table(entries: &[Entry]) -> String {
     let mut out = String::new();
     if let Some(r) = entries.iter().find_map(|e| e.report.as_ref()) {
-        out.push_str(&format!("{}\n", r.headline().replacen(&format!(" against {}", r.broker), "", 1)));
+        out.push_str(&format!(
+            "{}\n",
+            r.headline()
+                .replacen(&format!(" against {}", r.broker), "", 1)
+        ));
     }
-    let width = entries.iter().map(|e| e.name.len()).max().unwrap_or(0).max(22);
+    let width = entries
+        .iter()
+        .map(|e| e.name.len())
+        .max()
+        .unwrap_or(0)
+        .max(22);
     out.push_str(&format!("  {:<20}", "metric"));
     for e in entries {
         out.push_str(&format!(" {:>width$}", e.name));
     }
     out.push('\n');
-    let rows = entries.iter().find_map(|e| e.report.as_ref()).map(|r| r.rows()).unwrap_or_default();
-    let base = entries.first().and_then(|e| e.report.as_ref()).map(|r| r.rows());
+    let rows = entries
+        .iter()
+        .find_map(|e| e.report.as_ref())
+        .map(|r| r.rows())
+        .unwrap_or_default();
+    let base = entries
+        .first()
+        .and_then(|e| e.report.as_ref())
+        .map(|r| r.rows());
     for (i, row) in rows.iter().enumerate() {
-        out.push_str(&format!("  {:<20}", format!("{} {}", row.name, row.unit).trim_end()));
+        out.push_str(&format!(
+            "  {:<20}",
+            format!("{} {}", row.name, row.unit).trim_end()
+        ));
         for (j, e) in entries.iter().enumerate() {
-            let cell = match e.report.as_ref().and_then(|r| r.rows().into_iter().find(|x| x.name == row.name)) {
+            let cell = match e
+                .report
+                .as_ref()
+                .and_then(|r| r.rows().into_iter().find(|x| x.name == row.name))
+            {
                 Some(v) => {
                     let base_value = base.as_ref().and_then(|b| b.get(i)).map(|b| b.value);
                     match base_value {
-                        Some(b) if j > 0 && b != 0.0 => format!("{} (x{:.2})", fmt_value(v.value), v.value / b),
+                        Some(b) if j > 0 && b != 0.0 => {
+                            format!("{} (x{:.2})", fmt_value(v.value), v.value / b)
+                        }
                         _ => fmt_value(v.value),
                     }
                 }

@@ -144,12 +144,12 @@ impl Report {
             return rows;
         }
         if let Some(s) = &self.storm {
-            rows.push(row("connects/s", s.connects_per_s, "/s"));
+            rows.push(row("connects", s.connects_per_s, "/s"));
             rows.push(row("connected", s.connected as f64, ""));
             rows.push(row("failed", s.failed as f64, ""));
         } else {
-            rows.push(row("sent/s", self.sent_per_s, "/s"));
-            rows.push(row("delivered/s", self.delivered_per_s, "/s"));
+            rows.push(row("sent", self.sent_per_s, "msg/s"));
+            rows.push(row("delivered", self.delivered_per_s, "msg/s"));
             rows.push(row("lost", self.lost as f64, ""));
             rows.push(row("duplicates", self.duplicates as f64, ""));
             rows.push(row("out of order", self.out_of_order as f64, ""));
@@ -167,10 +167,7 @@ impl Report {
             }
         }
         if let Some(b) = &self.broker_usage {
-            rows.extend(
-                b.cpu_us_per_msg
-                    .map(|v| row("broker CPU / msg", v, "us")),
-            );
+            rows.extend(b.cpu_us_per_msg.map(|v| row("broker CPU / msg", v, "us")));
             rows.push(row("broker RSS", b.rss_mib, "MiB"));
         }
         rows.push(row(
