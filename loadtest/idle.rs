@@ -309,6 +309,7 @@ fn report(
         target_rate: 0.0,
         warmup_s: 0.0,
         duration_s: args.duration.as_secs_f64(),
+        scheduled: 0,
         sent: 0,
         sent_per_s: 0.0,
         delivered: 0,

@@ -35,6 +35,9 @@ struct Window {
     qos: QoS,
     /// Ids not in use; empty means the window is full.
     free: RefCell<Vec<PacketId>>,
+    /// `busy[id]`: id is in use (a flow in progress). Guards against a
+    /// broker acking an id twice, which would otherwise free it twice.
+    busy: RefCell<Vec<bool>>,
     /// PUBRELs owed (QoS 2), at most one per id in use.
     pubrel: RefCell<VecDeque<PacketId>>,
     /// Wakes the sender: an id was freed or a PUBREL is owed.
@@ -49,6 +52,7 @@ impl Window {
         Window {
             qos,
             free: RefCell::new(free),
+            busy: RefCell::new(vec![false; capacity as usize + 1]),
             pubrel: RefCell::new(VecDeque::with_capacity(capacity as usize)),
             changed: Notify::default(),
             acked: Cell::new(0),
@@ -68,19 +72,36 @@ impl Window {
         self.capacity - self.free.borrow().len()
     }
 
-    fn release(&self, id: PacketId) {
+    /// Takes a free id for a new flow (`None` when the window is full).
+    fn take(&self) -> Option<PacketId> {
+        let id = self.free.borrow_mut().pop()?;
+        self.busy.borrow_mut()[usize::from(id.get())] = true;
+        Some(id)
+    }
+
+    /// Ends the flow of `id`; an error if no flow uses it.
+    fn release(&self, id: PacketId) -> io::Result<()> {
+        let mut busy = self.busy.borrow_mut();
+        match busy.get_mut(usize::from(id.get())) {
+            Some(b) if *b => *b = false,
+            _ => return Err(io::Error::other(format!("ack for packet id {id} that is not in flight"))),
+        }
         self.free.borrow_mut().push(id);
         self.acked.set(self.acked.get() + 1);
         self.changed.notify();
+        Ok(())
     }
 
     /// Handles an ack from the broker.
     fn on_packet(&self, p: Packet) -> io::Result<()> {
         match (self.qos, p) {
             (QoS::AtLeastOnce, Packet::PubAck(r)) | (QoS::ExactlyOnce, Packet::PubComp(r)) => {
-                self.release(r.packet_id)
+                self.release(r.packet_id)?
             }
             (QoS::ExactlyOnce, Packet::PubRec(r)) => {
+                if !self.busy.borrow().get(usize::from(r.packet_id.get())).copied().unwrap_or(false) {
+                    return Err(io::Error::other(format!("PUBREC for packet id {} not in flight", r.packet_id)));
+                }
                 self.pubrel.borrow_mut().push_back(r.packet_id);
                 self.changed.notify();
             }
@@ -233,7 +254,7 @@ fn queue_message(
     .write(&mut payload);
     let packet_id = match window.qos {
         QoS::AtMostOnce => None,
-        _ => window.free.borrow_mut().pop(),
+        _ => window.take(),
     };
     let publish = Publish {
         dup: false,

@@ -91,14 +91,19 @@ pub struct Report {
     pub target_rate: f64,
     pub warmup_s: f64,
     pub duration_s: f64,
-    /// Messages sent with a due time in the measured window.
+    /// Messages (or connects) due in the measured window by the schedule.
+    pub scheduled: u64,
+    /// Messages sent with a due time in the measured window. Fewer than
+    /// `scheduled` means the publishers fell behind (a full inflight window
+    /// or a broker that stopped reading): those messages have no latency
+    /// sample, so read the percentiles with that in mind.
     pub sent: u64,
     pub sent_per_s: f64,
     /// Deliveries of those messages.
     pub delivered: u64,
     pub delivered_per_s: f64,
     /// Deliveries expected over the whole run (warm-up included) and the
-    /// ones that never came, by sequence number.
+    /// ones that had not arrived when the run ended, by sequence number.
     pub expected: u64,
     pub lost: u64,
     pub duplicates: u64,
@@ -149,6 +154,9 @@ impl Report {
             rows.push(row("failed", s.failed as f64, ""));
         } else {
             rows.push(row("sent", self.sent_per_s, "msg/s"));
+            if self.scheduled > self.sent {
+                rows.push(row("not sent (behind)", (self.scheduled - self.sent) as f64, ""));
+            }
             rows.push(row("delivered", self.delivered_per_s, "msg/s"));
             rows.push(row("lost", self.lost as f64, ""));
             rows.push(row("duplicates", self.duplicates as f64, ""));
@@ -180,21 +188,21 @@ impl Report {
 
     /// One line describing the run's settings.
     pub fn headline(&self) -> String {
+        let version = if self.mqtt_version == 5 { "5.0" } else { "3.1.1" };
+        let head = format!("{} against {}: MQTT {version}", self.scenario, self.broker);
+        if let Some(idle) = &self.idle {
+            return format!(
+                "{head}, {} connections over {} process(es), held {}s",
+                idle.requested, idle.procs, self.duration_s
+            );
+        }
+        let timing = format!("{}s warm-up + {}s measured", self.warmup_s, self.duration_s);
+        if self.storm.is_some() {
+            return format!("{head}, target {} connects/s, {} workers, {timing}", self.target_rate, self.workers);
+        }
         format!(
-            "{} against {}: MQTT {}, {} pub / {} sub ({} connections, {} workers), QoS {}, {} B payload, \
-             target {} /s, {}s warm-up + {}s",
-            self.scenario,
-            self.broker,
-            if self.mqtt_version == 5 { "5.0" } else { "3.1.1" },
-            self.publishers,
-            self.subscribers,
-            self.connections,
-            self.workers,
-            self.qos,
-            self.payload_bytes,
-            self.target_rate,
-            self.warmup_s,
-            self.duration_s,
+            "{head}, {} pub -> {} sub ({} workers), QoS {}, {} B payload, target {} msg/s, {timing}",
+            self.publishers, self.subscribers, self.workers, self.qos, self.payload_bytes, self.target_rate,
         )
     }
 

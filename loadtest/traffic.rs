@@ -63,12 +63,15 @@ pub fn measure(
     let start = now_ns() + ns(START_DELAY);
     fleet.control.start_at(start);
     let usage = watch_run(&fleet, &spec, plan, start, opts, &mut progress)?;
+    let (from, to) = spec.window(start);
+    let scheduled = scheduled_between(&spec, plan, start, from, to);
     progress.finish();
     let final_snap = fleet.control.snapshot();
     let samples = fleet.control.error_samples();
     let workers = fleet.workers();
     let totals = stats::merge(fleet.finish()?, plan);
     let mut report = build_report(&spec, plan, opts, &totals, workers, usage);
+    report.scheduled = scheduled;
     report.errors = final_snap.errors;
     report.failed_connections = final_snap.failed;
     report.error_samples = samples;
@@ -132,23 +135,29 @@ fn watch_run(
 
 const MIB: f64 = 1024.0 * 1024.0;
 
-/// Messages (or connection attempts) the schedules will send in all.
+/// Messages (or connection attempts) the schedules will send in all,
+/// less the sequence numbers `--drop-every` skips.
 fn planned_sends(spec: &RunSpec, plan: &Plan, start: u64) -> u64 {
     let (_, end) = spec.window(start);
-    let senders = if plan.publishers > 0 {
-        plan.publishers
-    } else {
-        plan.roles.len()
-    };
-    (0..senders)
-        .map(|i| {
-            let due = Schedule::staggered(spec.rate, i, senders, start, end).due_by(u64::MAX);
-            due - spec
-                .drop_every
-                .filter(|&n| n > 0 && plan.publishers > 0)
-                .map_or(0, |n| due / n)
+    let skip = spec.drop_every.filter(|&n| n > 0 && plan.publishers > 0);
+    schedules(spec, plan, start)
+        .map(|s| {
+            let due = s.due_by(end);
+            due - skip.map_or(0, |n| due / n)
         })
         .sum()
+}
+
+/// Sends due in `[from, to)` over all schedules.
+fn scheduled_between(spec: &RunSpec, plan: &Plan, start: u64, from: u64, to: u64) -> u64 {
+    schedules(spec, plan, start).map(|s| s.due_by(to.saturating_sub(1)) - s.due_by(from.saturating_sub(1))).sum()
+}
+
+/// The schedule of every sender (publishers, or connection openers).
+fn schedules<'a>(spec: &'a RunSpec, plan: &Plan, start: u64) -> impl Iterator<Item = Schedule> + 'a {
+    let (_, end) = spec.window(start);
+    let senders = if plan.publishers > 0 { plan.publishers } else { plan.roles.len() };
+    (0..senders).map(move |i| Schedule::staggered(spec.rate, i, senders, start, end))
 }
 
 /// Everything sent and every expected delivery (or connect outcome) seen.
@@ -198,6 +207,7 @@ fn build_report(
         target_rate: spec.rate,
         warmup_s: spec.warmup.as_secs_f64(),
         duration_s: spec.duration.as_secs_f64(),
+        scheduled: 0,
         sent: t.sent_measured,
         sent_per_s: t.sent_measured as f64 / secs,
         delivered: t.received_measured,
