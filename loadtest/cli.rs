@@ -133,6 +133,17 @@ pub struct TrafficArgs {
     pub drop_every: Option<u64>,
 }
 
+/// What every traffic scenario (fanout, fanin, pairs) takes.
+#[derive(Debug, Clone, Args)]
+pub struct TrafficRun {
+    #[command(flatten)]
+    pub traffic: TrafficArgs,
+    #[command(flatten)]
+    pub time: TimeArgs,
+    #[command(flatten)]
+    pub conn: ConnArgs,
+}
+
 /// `fanout`.
 #[derive(Debug, Clone, Args)]
 pub struct FanoutArgs {
@@ -141,11 +152,7 @@ pub struct FanoutArgs {
     #[arg(long, default_value_t = 10)]
     pub subscribers: usize,
     #[command(flatten)]
-    pub traffic: TrafficArgs,
-    #[command(flatten)]
-    pub time: TimeArgs,
-    #[command(flatten)]
-    pub conn: ConnArgs,
+    pub run: TrafficRun,
 }
 
 /// `fanin`.
@@ -160,11 +167,7 @@ pub struct FaninArgs {
     #[arg(long, num_args = 0..=1, default_missing_value = "shardmq-load")]
     pub shared: Option<String>,
     #[command(flatten)]
-    pub traffic: TrafficArgs,
-    #[command(flatten)]
-    pub time: TimeArgs,
-    #[command(flatten)]
-    pub conn: ConnArgs,
+    pub run: TrafficRun,
 }
 
 /// `pairs`.
@@ -173,11 +176,7 @@ pub struct PairsArgs {
     #[arg(long, default_value_t = 10)]
     pub pairs: usize,
     #[command(flatten)]
-    pub traffic: TrafficArgs,
-    #[command(flatten)]
-    pub time: TimeArgs,
-    #[command(flatten)]
-    pub conn: ConnArgs,
+    pub run: TrafficRun,
 }
 
 /// `idle`.

@@ -84,7 +84,11 @@ impl Window {
         let mut busy = self.busy.borrow_mut();
         match busy.get_mut(usize::from(id.get())) {
             Some(b) if *b => *b = false,
-            _ => return Err(io::Error::other(format!("ack for packet id {id} that is not in flight"))),
+            _ => {
+                return Err(io::Error::other(format!(
+                    "ack for packet id {id} that is not in flight"
+                )))
+            }
         }
         self.free.borrow_mut().push(id);
         self.acked.set(self.acked.get() + 1);
@@ -99,8 +103,17 @@ impl Window {
                 self.release(r.packet_id)?
             }
             (QoS::ExactlyOnce, Packet::PubRec(r)) => {
-                if !self.busy.borrow().get(usize::from(r.packet_id.get())).copied().unwrap_or(false) {
-                    return Err(io::Error::other(format!("PUBREC for packet id {} not in flight", r.packet_id)));
+                if !self
+                    .busy
+                    .borrow()
+                    .get(usize::from(r.packet_id.get()))
+                    .copied()
+                    .unwrap_or(false)
+                {
+                    return Err(io::Error::other(format!(
+                        "PUBREC for packet id {} not in flight",
+                        r.packet_id
+                    )));
                 }
                 self.pubrel.borrow_mut().push_back(r.packet_id);
                 self.changed.notify();

@@ -155,7 +155,11 @@ impl Report {
         } else {
             rows.push(row("sent", self.sent_per_s, "msg/s"));
             if self.scheduled > self.sent {
-                rows.push(row("not sent (behind)", (self.scheduled - self.sent) as f64, ""));
+                rows.push(row(
+                    "not sent (behind)",
+                    (self.scheduled - self.sent) as f64,
+                    "",
+                ));
             }
             rows.push(row("delivered", self.delivered_per_s, "msg/s"));
             rows.push(row("lost", self.lost as f64, ""));
@@ -188,7 +192,11 @@ impl Report {
 
     /// One line describing the run's settings.
     pub fn headline(&self) -> String {
-        let version = if self.mqtt_version == 5 { "5.0" } else { "3.1.1" };
+        let version = if self.mqtt_version == 5 {
+            "5.0"
+        } else {
+            "3.1.1"
+        };
         let head = format!("{} against {}: MQTT {version}", self.scenario, self.broker);
         if let Some(idle) = &self.idle {
             return format!(
@@ -198,7 +206,10 @@ impl Report {
         }
         let timing = format!("{}s warm-up + {}s measured", self.warmup_s, self.duration_s);
         if self.storm.is_some() {
-            return format!("{head}, target {} connects/s, {} workers, {timing}", self.target_rate, self.workers);
+            return format!(
+                "{head}, target {} connects/s, {} workers, {timing}",
+                self.target_rate, self.workers
+            );
         }
         format!(
             "{head}, {} pub -> {} sub ({} workers), QoS {}, {} B payload, target {} msg/s, {timing}",

@@ -26,9 +26,9 @@ impl Scenario {
     /// Connection options of any scenario.
     pub fn conn(&self) -> &ConnArgs {
         match self {
-            Scenario::Fanout(a) => &a.conn,
-            Scenario::Fanin(a) => &a.conn,
-            Scenario::Pairs(a) => &a.conn,
+            Scenario::Fanout(a) => &a.run.conn,
+            Scenario::Fanin(a) => &a.run.conn,
+            Scenario::Pairs(a) => &a.run.conn,
             Scenario::Idle(a) => &a.conn,
             Scenario::ConnectStorm(a) => &a.conn,
         }
@@ -37,9 +37,9 @@ impl Scenario {
     /// Mutable connection options (compare points them at each broker).
     pub fn conn_mut(&mut self) -> &mut ConnArgs {
         match self {
-            Scenario::Fanout(a) => &mut a.conn,
-            Scenario::Fanin(a) => &mut a.conn,
-            Scenario::Pairs(a) => &mut a.conn,
+            Scenario::Fanout(a) => &mut a.run.conn,
+            Scenario::Fanin(a) => &mut a.run.conn,
+            Scenario::Pairs(a) => &mut a.run.conn,
             Scenario::Idle(a) => &mut a.conn,
             Scenario::ConnectStorm(a) => &mut a.conn,
         }
@@ -48,9 +48,9 @@ impl Scenario {
     /// Traffic options, for the scenarios that publish.
     pub fn traffic(&self) -> Option<&TrafficArgs> {
         match self {
-            Scenario::Fanout(a) => Some(&a.traffic),
-            Scenario::Fanin(a) => Some(&a.traffic),
-            Scenario::Pairs(a) => Some(&a.traffic),
+            Scenario::Fanout(a) => Some(&a.run.traffic),
+            Scenario::Fanin(a) => Some(&a.run.traffic),
+            Scenario::Pairs(a) => Some(&a.run.traffic),
             Scenario::Idle(_) | Scenario::ConnectStorm(_) => None,
         }
     }
@@ -70,23 +70,20 @@ impl Scenario {
 /// Runs `scenario`, naming the broker `label` in the report.
 pub fn run(scenario: &Scenario, label: &str) -> Result<Outcome> {
     let tag = run_tag();
-    let (plan, traffic, time, conn) = match scenario {
-        Scenario::Fanout(a) => (
-            Plan::fanout(a.publishers, a.subscribers, &tag),
-            &a.traffic,
-            &a.time,
-            &a.conn,
-        ),
-        Scenario::Fanin(a) => (
-            Plan::fanin(a.publishers, a.subscribers, a.shared.as_deref(), &tag),
-            &a.traffic,
-            &a.time,
-            &a.conn,
-        ),
-        Scenario::Pairs(a) => (Plan::pairs(a.pairs, &tag), &a.traffic, &a.time, &a.conn),
+    let (plan, run) = match scenario {
+        Scenario::Fanout(a) => (Plan::fanout(a.publishers, a.subscribers, &tag), &a.run),
+        Scenario::Fanin(a) => {
+            let shared = a.shared.as_deref();
+            (
+                Plan::fanin(a.publishers, a.subscribers, shared, &tag),
+                &a.run,
+            )
+        }
+        Scenario::Pairs(a) => (Plan::pairs(a.pairs, &tag), &a.run),
         Scenario::Idle(a) => return crate::idle::run(a, label).map(|r| Outcome::Run(Box::new(r))),
         Scenario::ConnectStorm(a) => return storm(a, label, tag),
     };
+    let (traffic, time, conn) = (&run.traffic, &run.time, &run.conn);
     if plan.publishers == 0 || plan.subscribers == 0 {
         return Err(LoadError::Usage(format!(
             "{}: needs at least one publisher and one subscriber",

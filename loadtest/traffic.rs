@@ -150,13 +150,23 @@ fn planned_sends(spec: &RunSpec, plan: &Plan, start: u64) -> u64 {
 
 /// Sends due in `[from, to)` over all schedules.
 fn scheduled_between(spec: &RunSpec, plan: &Plan, start: u64, from: u64, to: u64) -> u64 {
-    schedules(spec, plan, start).map(|s| s.due_by(to.saturating_sub(1)) - s.due_by(from.saturating_sub(1))).sum()
+    schedules(spec, plan, start)
+        .map(|s| s.due_by(to.saturating_sub(1)) - s.due_by(from.saturating_sub(1)))
+        .sum()
 }
 
 /// The schedule of every sender (publishers, or connection openers).
-fn schedules<'a>(spec: &'a RunSpec, plan: &Plan, start: u64) -> impl Iterator<Item = Schedule> + 'a {
+fn schedules<'a>(
+    spec: &'a RunSpec,
+    plan: &Plan,
+    start: u64,
+) -> impl Iterator<Item = Schedule> + 'a {
     let (_, end) = spec.window(start);
-    let senders = if plan.publishers > 0 { plan.publishers } else { plan.roles.len() };
+    let senders = if plan.publishers > 0 {
+        plan.publishers
+    } else {
+        plan.roles.len()
+    };
     (0..senders).map(move |i| Schedule::staggered(spec.rate, i, senders, start, end))
 }
 

@@ -87,7 +87,7 @@ fn temp_dir(test: &str) -> PathBuf {
     dir
 }
 
-/// Runs the harness; panics with its output if it fails.
+/// Runs the harness with `args`; panics with its output if it fails.
 fn harness(args: &[&str]) -> Output {
     let out = Command::new(BIN)
         .args(args)
@@ -103,9 +103,11 @@ fn harness(args: &[&str]) -> Output {
     out
 }
 
-/// Runs a scenario with `--json` and returns the parsed report.
-fn json_run(args: &[&str]) -> Value {
-    let out = harness(args);
+/// Runs a command line (words split on spaces) with `--json` and returns
+/// the parsed report.
+fn json_run(line: &str) -> Value {
+    let args: Vec<&str> = line.split_whitespace().chain(["--json"]).collect();
+    let out = harness(&args);
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "--json output does not parse: {e}\n{}",
@@ -128,19 +130,19 @@ fn hgrm_rows(path: &Path) -> Vec<(f64, f64, u64)> {
         "{text}"
     );
     assert!(text.contains("#[Mean    ="), "{text}");
-    text.lines()
-        .filter(|l| {
-            !l.trim().is_empty() && !l.starts_with('#') && !l.trim_start().starts_with("Value")
-        })
-        .map(|l| {
-            let c: Vec<&str> = l.split_whitespace().collect();
-            (
-                c[0].parse().unwrap(),
-                c[1].parse().unwrap(),
-                c[2].parse().unwrap(),
-            )
-        })
-        .collect()
+    let rows = text.lines().filter(|l| {
+        let l = l.trim();
+        !l.is_empty() && !l.starts_with('#') && !l.starts_with("Value")
+    });
+    rows.map(|l| {
+        let c: Vec<&str> = l.split_whitespace().collect();
+        (
+            c[0].parse().unwrap(),
+            c[1].parse().unwrap(),
+            c[2].parse().unwrap(),
+        )
+    })
+    .collect()
 }
 
 #[test]
@@ -149,23 +151,11 @@ fn fanout_delivers_every_message_to_every_subscriber() {
         return;
     };
     let dir = temp_dir("fanout-hgrm");
-    let host = m.host();
-    let r = json_run(&[
-        "fanout",
-        "--host",
-        &host,
-        "--subscribers",
-        "5",
-        "--rate",
-        "500",
-        "--duration",
-        "2s",
-        "--warmup",
-        "500ms",
-        "--json",
-        "--hgrm-dir",
-        dir.to_str().unwrap(),
-    ]);
+    let r = json_run(&format!(
+        "fanout --host {} --subscribers 5 --rate 500 --duration 2s --warmup 500ms --hgrm-dir {}",
+        m.host(),
+        dir.display()
+    ));
     assert_eq!(num(&r, "sent"), 1000, "{r}");
     assert_eq!(num(&r, "delivered"), 5000, "{r}");
     assert_eq!(
@@ -188,25 +178,10 @@ fn skipped_sequence_numbers_are_reported_lost() {
     let Some(m) = Mosquitto::start("drop") else {
         return;
     };
-    let host = m.host();
-    let r = json_run(&[
-        "fanout",
-        "--host",
-        &host,
-        "--subscribers",
-        "3",
-        "--qos",
-        "1",
-        "--rate",
-        "500",
-        "--duration",
-        "1s",
-        "--warmup",
-        "200ms",
-        "--drop-every",
-        "7",
-        "--json",
-    ]);
+    let r = json_run(&format!(
+        "fanout --host {} --subscribers 3 --qos 1 --rate 500 --duration 1s --warmup 200ms --drop-every 7",
+        m.host()
+    ));
     let dropped = num(&r, "dropped_by_test");
     assert_eq!(dropped, 600 / 7, "{r}");
     assert_eq!(num(&r, "lost"), dropped * 3, "{r}");
@@ -219,49 +194,16 @@ fn pairs_qos2_over_mqtt5_and_shared_fanin_lose_nothing() {
     let Some(m) = Mosquitto::start("pairs") else {
         return;
     };
-    let host = m.host();
-    let common = [
-        "--host",
-        &host,
-        "--rate",
-        "1000",
-        "--duration",
-        "1s",
-        "--warmup",
-        "200ms",
-        "--json",
-    ];
-    let r = json_run(
-        &[
-            &[
-                "pairs",
-                "--pairs",
-                "10",
-                "--qos",
-                "2",
-                "--mqtt-version",
-                "5",
-            ],
-            &common[..],
-        ]
-        .concat(),
+    let common = format!(
+        "--host {} --rate 1000 --duration 1s --warmup 200ms --mqtt-version 5",
+        m.host()
     );
+    let r = json_run(&format!("pairs --pairs 10 --qos 2 {common}"));
     assert_eq!(num(&r, "sent"), 1000, "{r}");
     assert_eq!((num(&r, "delivered"), num(&r, "lost")), (1000, 0), "{r}");
-    let args = [
-        "fanin",
-        "--publishers",
-        "4",
-        "--subscribers",
-        "3",
-        "--shared",
-        "g",
-        "--qos",
-        "1",
-        "--mqtt-version",
-        "5",
-    ];
-    let r = json_run(&[&args[..], &common[..]].concat());
+    let r = json_run(&format!(
+        "fanin --publishers 4 --subscribers 3 --shared g --qos 1 {common}"
+    ));
     assert_eq!(
         (num(&r, "delivered"), num(&r, "lost"), num(&r, "duplicates")),
         (1000, 0, 0),
@@ -274,36 +216,15 @@ fn idle_and_connect_storm_report_their_figures() {
     let Some(m) = Mosquitto::start("idle") else {
         return;
     };
-    let host = m.host();
-    let pid = m.child.id().to_string();
-    let r = json_run(&[
-        "idle",
-        "--host",
-        &host,
-        "--connections",
-        "300",
-        "--procs",
-        "2",
-        "--duration",
-        "500ms",
-        "--broker-pid",
-        &pid,
-        "--json",
-    ]);
+    let (host, pid) = (m.host(), m.child.id());
+    let r = json_run(&format!(
+        "idle --host {host} --connections 300 --procs 2 --duration 500ms --broker-pid {pid}"
+    ));
     assert_eq!(num(&r["idle"], "held"), 300, "{r}");
     assert!(r["idle"]["rss_per_conn_kib"].is_number(), "{r}");
-    let r = json_run(&[
-        "connect-storm",
-        "--host",
-        &host,
-        "--rate",
-        "200",
-        "--duration",
-        "1s",
-        "--warmup",
-        "0s",
-        "--json",
-    ]);
+    let r = json_run(&format!(
+        "connect-storm --host {host} --rate 200 --duration 1s --warmup 0s"
+    ));
     assert_eq!(
         (num(&r["storm"], "connected"), num(&r["storm"], "failed")),
         (200, 0),
@@ -320,26 +241,21 @@ fn compare_two_brokers_prints_ratios_and_draws_svg() {
     }
     let dir = temp_dir("compare");
     let svg = dir.join("cmp.svg");
-    let out = harness(&[
+    let mut args = vec![
         "compare",
-        "--broker",
-        "first=cmd:mosquitto -c {conf}",
-        "--broker",
-        "second=cmd:mosquitto -c {conf}",
         "--svg",
         svg.to_str().unwrap(),
         "--settle",
         "100ms",
-        "fanout",
-        "--subscribers",
-        "2",
-        "--rate",
-        "500",
-        "--duration",
-        "1s",
-        "--warmup",
-        "200ms",
+    ];
+    args.extend([
+        "--broker",
+        "first=cmd:mosquitto -c {conf}",
+        "--broker",
+        "second=cmd:mosquitto -c {conf}",
     ]);
+    args.extend("fanout --subscribers 2 --rate 500 --duration 1s --warmup 200ms".split(' '));
+    let out = harness(&args);
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(
         table.contains("first") && table.contains("second"),
