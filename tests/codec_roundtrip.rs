@@ -77,16 +77,18 @@ fn several_packets_in_one_buffer_decode_in_order() {
     );
 }
 
-/// A QoS 0 3.1.1 PUBLISH to "t" whose remaining length is `remaining`.
-fn publish_with_remaining(remaining: usize) -> Packet {
+/// A QoS 0 PUBLISH to "t" with `properties` whose remaining length is
+/// `remaining`; `props_len` is the encoded size of the properties section
+/// (0 for 3.1.1).
+fn publish_with_remaining(remaining: usize, properties: Properties, props_len: usize) -> Packet {
     Packet::Publish(Publish {
         dup: false,
         qos: QoS::AtMostOnce,
         retain: false,
         topic: TopicName::from_str("t").unwrap(),
         packet_id: None,
-        payload: Bytes::from(vec![0xA5; remaining - 3]),
-        properties: Properties::default(),
+        payload: Bytes::from(vec![0xA5; remaining - 3 - props_len]),
+        properties,
     })
 }
 
@@ -100,7 +102,7 @@ fn remaining_length_boundaries() {
         (2_097_151, 4),
         (2_097_152, 5),
     ] {
-        let p = publish_with_remaining(remaining);
+        let p = publish_with_remaining(remaining, Properties::default(), 0);
         let bytes = round_trip(&p, ProtocolVersion::V311);
         assert_eq!(bytes.len(), header + remaining);
         assert_eq!(varint_len(remaining) + 1, header);
@@ -115,23 +117,14 @@ fn remaining_length_boundaries() {
 
 #[test]
 fn v5_publish_boundaries_with_properties() {
-    let v = ProtocolVersion::V5;
-    for remaining in [127, 128, 16_383, 16_384] {
+    for remaining in [127, 128, 16_383, 16_384, 2_097_151, 2_097_152] {
         let props = Properties {
             message_expiry_interval: Some(1),
             ..Properties::default()
         };
-        // topic (3) + props (1 + 5) + payload
-        let p = Packet::Publish(Publish {
-            dup: false,
-            qos: QoS::AtMostOnce,
-            retain: false,
-            topic: TopicName::from_str("t").unwrap(),
-            packet_id: None,
-            payload: Bytes::from(vec![1; remaining - 9]),
-            properties: props,
-        });
-        let bytes = round_trip(&p, v);
+        // Property length (1) + identifier (1) + four-byte integer.
+        let p = publish_with_remaining(remaining, props, 6);
+        let bytes = round_trip(&p, ProtocolVersion::V5);
         assert_eq!(bytes.len(), 1 + varint_len(remaining) + remaining);
     }
 }

@@ -486,7 +486,7 @@ fn remaining_length_table() {
             other => assert!(value == 0 && other.is_err(), "{value}: {other:?}"),
         }
         // The encoder writes the same bytes (bodies up to 2 MiB).
-        if value >= 3 && value <= 2_097_152 {
+        if (3..=2_097_152).contains(&value) {
             let p = Packet::Publish(Publish {
                 dup: false,
                 qos: QoS::AtMostOnce,

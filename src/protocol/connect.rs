@@ -116,7 +116,7 @@ fn decode_will(
     retain: bool,
 ) -> Result<LastWill, Malformed> {
     let properties = decode_props(r, v, PropCtx::Will)?;
-    let topic = TopicName::new(r.utf8_bytes()?)?;
+    let topic = TopicName::new(r.binary()?)?;
     let payload = r.binary()?;
     Ok(LastWill {
         topic,

@@ -11,25 +11,26 @@ use super::properties::{self, PropCtx, Properties};
 use super::reason::{allowed, ReasonCode};
 use super::wire::{malformed, Reader};
 
-/// Reads the 5.0 tail `[reason code [properties]]`: an absent reason code is
-/// `default`, absent properties are empty. Nothing may follow.
+/// Reads the 5.0 tail `[reason code [properties]]` into `reason` and
+/// `props`: an absent reason code is `table[0]`, absent properties are
+/// empty. Nothing may follow.
 pub(super) fn decode_reason_tail(
     r: &mut Reader<'_>,
     table: &[ReasonCode],
     ctx: PropCtx,
-) -> Result<(ReasonCode, Properties), Malformed> {
+    reason: &mut ReasonCode,
+    props: &mut Properties,
+) -> Result<(), Malformed> {
+    *reason = table[0];
     if r.is_empty() {
-        return Ok((table[0], Properties::default()));
+        return Ok(());
     }
-    let reason = ReasonCode::from_value(r.u8()?, table)
+    *reason = ReasonCode::from_value(r.u8()?, table)
         .ok_or(malformed("reason code not allowed in this packet"))?;
-    let props = if r.is_empty() {
-        Properties::default()
-    } else {
-        properties::decode(r, ctx)?
-    };
-    r.finish("bytes after the properties")?;
-    Ok((reason, props))
+    if !r.is_empty() {
+        properties::decode_into(r, ctx, props)?;
+    }
+    r.finish("bytes after the properties")
 }
 
 /// Encoded size of the 5.0 tail: the short forms when possible.
@@ -65,8 +66,15 @@ pub(super) fn decode_disconnect(
         r.finish("DISCONNECT with a body before MQTT 5.0")?;
         return Ok(Disconnect::new(ReasonCode::NormalDisconnection));
     }
-    let (reason, properties) = decode_reason_tail(r, allowed::DISCONNECT, PropCtx::Disconnect)?;
-    Ok(Disconnect { reason, properties })
+    let mut d = Disconnect::new(ReasonCode::NormalDisconnection);
+    decode_reason_tail(
+        r,
+        allowed::DISCONNECT,
+        PropCtx::Disconnect,
+        &mut d.reason,
+        &mut d.properties,
+    )?;
+    Ok(d)
 }
 
 impl Disconnect {
@@ -89,8 +97,18 @@ impl Disconnect {
 
 /// Decodes an AUTH body (5.0 only; `frame` rejects it before).
 pub(super) fn decode_auth(r: &mut Reader<'_>) -> Result<Auth, Malformed> {
-    let (reason, properties) = decode_reason_tail(r, allowed::AUTH, PropCtx::Auth)?;
-    Ok(Auth { reason, properties })
+    let mut a = Auth {
+        reason: ReasonCode::Success,
+        properties: Properties::default(),
+    };
+    decode_reason_tail(
+        r,
+        allowed::AUTH,
+        PropCtx::Auth,
+        &mut a.reason,
+        &mut a.properties,
+    )?;
+    Ok(a)
 }
 
 impl Auth {

@@ -17,10 +17,20 @@ use super::MAX_REMAINING_LENGTH;
 const MIN_PACKET: usize = 2;
 /// Packet types (the high nibble of the first byte).
 const CONNECT: u8 = 1;
+const CONNACK: u8 = 2;
 const PUBLISH: u8 = 3;
-const PUBREL: u8 = 6;
+/// PUBACK; PUBREC, PUBREL and PUBCOMP follow it.
+pub(super) const PUBACK: u8 = 4;
+pub(super) const PUBREC: u8 = 5;
+pub(super) const PUBREL: u8 = 6;
+pub(super) const PUBCOMP: u8 = 7;
 const SUBSCRIBE: u8 = 8;
+const SUBACK: u8 = 9;
 const UNSUBSCRIBE: u8 = 10;
+const UNSUBACK: u8 = 11;
+const PINGREQ: u8 = 12;
+const PINGRESP: u8 = 13;
+const DISCONNECT: u8 = 14;
 const AUTH: u8 = 15;
 
 /// A parsed fixed header.
@@ -96,31 +106,32 @@ pub(super) fn decode(
     }
     let frame = buf.split_to(total).freeze();
     let mut r = Reader::new(&frame, h.len);
-    Ok(decode_body(h.byte, &mut r, version)?)
+    decode_body(h.byte, &mut r, version)
 }
 
-fn decode_body(byte: u8, r: &mut Reader<'_>, v: ProtocolVersion) -> Result<Packet, Malformed> {
+/// Decodes the body of a packet whose first byte is `byte` (type 1..=15,
+/// checked by [`check_first_byte`]). PUBLISH and its acknowledgements build
+/// the `Packet` themselves, so that the large struct is not moved around on
+/// the hot path.
+fn decode_body(byte: u8, r: &mut Reader<'_>, v: ProtocolVersion) -> Result<Packet, DecodeError> {
     let kind = byte >> 4;
-    Ok(match kind {
-        1 => Packet::Connect(Box::new(decode_connect(r)?)),
-        2 => Packet::ConnAck(decode_connack(r, v)?),
-        3 => Packet::Publish(decode_publish(byte & 0x0F, r, v)?),
-        4 => Packet::PubAck(decode_pub_resp(kind, r, v)?),
-        5 => Packet::PubRec(decode_pub_resp(kind, r, v)?),
-        6 => Packet::PubRel(decode_pub_resp(kind, r, v)?),
-        7 => Packet::PubComp(decode_pub_resp(kind, r, v)?),
-        8 => Packet::Subscribe(decode_subscribe(r, v)?),
-        9 => Packet::SubAck(decode_suback(r, v)?),
-        10 => Packet::Unsubscribe(decode_unsubscribe(r, v)?),
-        11 => Packet::UnsubAck(decode_unsuback(r, v)?),
-        12 => empty_body(r, Packet::PingReq)?,
-        13 => empty_body(r, Packet::PingResp)?,
-        14 => Packet::Disconnect(decode_disconnect(r, v)?),
-        _ => Packet::Auth(decode_auth(r)?),
-    })
+    match kind {
+        CONNECT => Ok(Packet::Connect(Box::new(decode_connect(r)?))),
+        CONNACK => Ok(Packet::ConnAck(decode_connack(r, v)?)),
+        PUBLISH => decode_publish(byte & 0x0F, r, v),
+        PUBACK..=PUBCOMP => decode_pub_resp(kind, r, v),
+        SUBSCRIBE => Ok(Packet::Subscribe(decode_subscribe(r, v)?)),
+        SUBACK => Ok(Packet::SubAck(decode_suback(r, v)?)),
+        UNSUBSCRIBE => Ok(Packet::Unsubscribe(decode_unsubscribe(r, v)?)),
+        UNSUBACK => Ok(Packet::UnsubAck(decode_unsuback(r, v)?)),
+        PINGREQ => empty_body(r, Packet::PingReq),
+        PINGRESP => empty_body(r, Packet::PingResp),
+        DISCONNECT => Ok(Packet::Disconnect(decode_disconnect(r, v)?)),
+        _ => Ok(Packet::Auth(decode_auth(r)?)),
+    }
 }
 
-fn empty_body(r: &Reader<'_>, p: Packet) -> Result<Packet, Malformed> {
+fn empty_body(r: &Reader<'_>, p: Packet) -> Result<Packet, DecodeError> {
     r.finish("PINGREQ or PINGRESP with a body")?;
     Ok(p)
 }
@@ -128,8 +139,8 @@ fn empty_body(r: &Reader<'_>, p: Packet) -> Result<Packet, Malformed> {
 /// First byte and remaining length of `p` encoded for `v`.
 fn header(p: &Packet, v: ProtocolVersion) -> Result<(u8, usize), EncodeError> {
     let (byte, len) = match p {
-        Packet::Connect(c) => (0x10, c.body_len()?),
-        Packet::ConnAck(c) => (0x20, c.body_len(v)?),
+        Packet::Connect(c) => (CONNECT << 4, c.body_len()?),
+        Packet::ConnAck(c) => (CONNACK << 4, c.body_len(v)?),
         Packet::Publish(p) => {
             p.check_encodable()?;
             (
@@ -137,18 +148,18 @@ fn header(p: &Packet, v: ProtocolVersion) -> Result<(u8, usize), EncodeError> {
                 publish::body_len(p, v, p.qos)?,
             )
         }
-        Packet::PubAck(r) => (0x40, r.body_len(v)?),
-        Packet::PubRec(r) => (0x50, r.body_len(v)?),
-        Packet::PubRel(r) => (0x62, r.body_len(v)?),
-        Packet::PubComp(r) => (0x70, r.body_len(v)?),
-        Packet::Subscribe(s) => (0x82, s.body_len(v)?),
-        Packet::SubAck(s) => (0x90, s.body_len(v)?),
-        Packet::Unsubscribe(u) => (0xA2, u.body_len(v)?),
-        Packet::UnsubAck(u) => (0xB0, u.body_len(v)?),
-        Packet::PingReq => (0xC0, 0),
-        Packet::PingResp => (0xD0, 0),
-        Packet::Disconnect(d) => (0xE0, d.body_len(v)?),
-        Packet::Auth(a) => (0xF0, a.body_len(v)?),
+        Packet::PubAck(r) => (PUBACK << 4, r.body_len(v)?),
+        Packet::PubRec(r) => (PUBREC << 4, r.body_len(v)?),
+        Packet::PubRel(r) => (PUBREL << 4 | 0b0010, r.body_len(v)?),
+        Packet::PubComp(r) => (PUBCOMP << 4, r.body_len(v)?),
+        Packet::Subscribe(s) => (SUBSCRIBE << 4 | 0b0010, s.body_len(v)?),
+        Packet::SubAck(s) => (SUBACK << 4, s.body_len(v)?),
+        Packet::Unsubscribe(u) => (UNSUBSCRIBE << 4 | 0b0010, u.body_len(v)?),
+        Packet::UnsubAck(u) => (UNSUBACK << 4, u.body_len(v)?),
+        Packet::PingReq => (PINGREQ << 4, 0),
+        Packet::PingResp => (PINGRESP << 4, 0),
+        Packet::Disconnect(d) => (DISCONNECT << 4, d.body_len(v)?),
+        Packet::Auth(a) => (AUTH << 4, a.body_len(v)?),
     };
     check_remaining(len)?;
     Ok((byte, len))

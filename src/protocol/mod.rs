@@ -9,6 +9,45 @@
 //! - [`Packet::encode`] writes straight into a `BytesMut`.
 //! - [`EncodedPublish`] encodes a PUBLISH once and reuses the bytes for every
 //!   subscriber with the same protocol version and QoS.
+//!
+//! # Zero-copy rule
+//!
+//! [`decode`] splits each packet off the front of the read buffer
+//! (`split_to(n).freeze()`), and the `Bytes` fields of the packet (topic,
+//! payload, password, binary properties) are slices of it: decoding copies
+//! no payload. The flip side: such a slice keeps the whole read chunk alive.
+//! Anything kept beyond the handling of the packet (a retained message, an
+//! offline queue entry, a cross-shard forward) must call
+//! [`Publish::detach`] first. String fields (client id, user properties...)
+//! are owned `String`s and never pin the buffer.
+//!
+//! # Layout
+//!
+//! One data model serves all versions ([`packet`](Packet)): the packets of
+//! 3.1.1 and 5.0 differ only by fields that 3.1.1 lacks, so each packet
+//! family lives in one file whose decoder and encoder branch on
+//! [`ProtocolVersion::is_v5`] in the few places that differ, rather than in
+//! parallel `v311/` and `v5/` trees that would repeat every field.
+//!
+//! - `wire`: the bounds-checked `Reader` cursor (every read is checked, so
+//!   a hostile length can never index past the buffer), variable byte
+//!   integers, strings and binary fields, and their writers.
+//! - `frame`: the fixed header (type, flags, remaining length, the maximum
+//!   packet size check) and the dispatch to the families, both ways.
+//! - `connect`: CONNECT and CONNACK (3.1 `MQIsdp`, bridge bit, Will).
+//! - `publish`: PUBLISH, PUBACK/PUBREC/PUBREL/PUBCOMP, the shared encoding
+//!   behind [`EncodedPublish`].
+//! - `subscribe`: SUBSCRIBE, SUBACK, UNSUBSCRIBE, UNSUBACK.
+//! - `control`: DISCONNECT and AUTH, and the "reason code, properties" tail
+//!   with its 5.0 short forms.
+//! - `properties`: the 5.0 properties, the table of packets each may
+//!   appear in, duplicate and value checks.
+//! - [`topic`]: validated [`TopicName`] and [`TopicFilter`], and [`matches()`].
+//! - `reason`, `error`: reason codes (with per-packet tables) and errors.
+//!
+//! Every encoder computes the exact length first (`encoded_len`), then
+//! writes the fixed header and the body in one pass into a reserved
+//! `BytesMut`; an encode error leaves `out` unchanged.
 
 mod connect;
 mod control;

@@ -15,7 +15,7 @@ use super::error::{EncodeError, Malformed};
 use super::packet::ProtocolVersion;
 use super::topic::TopicName;
 use super::wire::{
-    field_len, malformed, protocol_error, put_field, put_varint, varint_len, Reader,
+    field_len, malformed, protocol_error, put_field, put_varint, varint_len, write_varint, Reader,
 };
 use super::MAX_REMAINING_LENGTH;
 
@@ -159,9 +159,20 @@ fn repeatable(id: u8, ctx: PropCtx) -> bool {
 
 /// Reads a property length and the properties it covers.
 pub(crate) fn decode(r: &mut Reader<'_>, ctx: PropCtx) -> Result<Properties, Malformed> {
+    let mut props = Properties::default();
+    decode_into(r, ctx, &mut props)?;
+    Ok(props)
+}
+
+/// [`decode`] into `props` (which starts empty): no move of the large
+/// struct on the hot paths.
+pub(crate) fn decode_into(
+    r: &mut Reader<'_>,
+    ctx: PropCtx,
+    props: &mut Properties,
+) -> Result<(), Malformed> {
     let len = r.varint()?;
     let mut p = r.sub(len as usize)?;
-    let mut props = Properties::default();
     let mut seen: u64 = 0;
     while !p.is_empty() {
         let id = u8::try_from(p.varint()?).map_err(|_| malformed("unknown property identifier"))?;
@@ -173,9 +184,9 @@ pub(crate) fn decode(r: &mut Reader<'_>, ctx: PropCtx) -> Result<Properties, Mal
             return Err(protocol_error("duplicate property"));
         }
         seen |= bit;
-        read_one(&mut p, id, &mut props)?;
+        read_one(&mut p, id, props)?;
     }
-    Ok(props)
+    Ok(())
 }
 
 fn flag(r: &mut Reader<'_>) -> Result<Option<u8>, Malformed> {
@@ -424,14 +435,25 @@ pub(crate) fn section_len(p: &Properties) -> Result<usize, EncodeError> {
 }
 
 /// Writes the properties section; [`section_len`] was checked first.
+///
+/// Writes the content after a one-byte length placeholder, then fills in
+/// the length (shifting the content in the rare case of 128 bytes or more),
+/// so the properties are walked only once.
 pub(crate) fn write(p: &Properties, out: &mut BytesMut) {
+    let at = out.len();
+    out.put_u8(0);
     if p.is_empty() {
-        out.put_u8(0);
         return;
     }
-    let n = content_len(p).unwrap_or(0);
-    put_varint(out, n);
     visit(p, out);
+    let n = out.len() - at - 1;
+    let mut len = [0; 4];
+    let used = write_varint(&mut len, n);
+    if used > 1 {
+        out.put_bytes(0, used - 1);
+        out.copy_within(at + 1..at + 1 + n, at + used);
+    }
+    out[at..at + used].copy_from_slice(&len[..used]);
 }
 
 /// [`decode`] in 5.0; empty properties (nothing read) before 5.0.
@@ -481,6 +503,22 @@ mod tests {
         let p = decode_bytes(&[4, 0x0B, 1, 0x0B, 2], PropCtx::Publish).unwrap();
         assert_eq!(p.subscription_identifiers, vec![1, 2]);
         assert!(decode_bytes(&[4, 0x0B, 1, 0x0B, 2], PropCtx::Subscribe).is_err());
+    }
+
+    #[test]
+    fn long_sections_shift_into_place() {
+        for len in [100, 124, 125, 126, 200, 20_000] {
+            let p = Properties {
+                reason_string: Some("r".repeat(len)),
+                ..Properties::default()
+            };
+            let mut out = BytesMut::from(&b"xy"[..]);
+            write(&p, &mut out);
+            assert_eq!(out.len() - 2, section_len(&p).unwrap(), "{len}");
+            let b = out.freeze();
+            let back = decode(&mut Reader::new(&b, 2), PropCtx::Disconnect).unwrap();
+            assert_eq!(back, p);
+        }
     }
 
     #[test]

@@ -6,9 +6,10 @@
 use bytes::{BufMut, BytesMut};
 
 use super::control::{decode_reason_tail, reason_tail_len, write_reason_tail};
-use super::error::{EncodeError, Malformed};
-use super::packet::{ProtocolVersion, PubResp, Publish, QoS};
-use super::properties::{decode_props, props_len, write_props, PropCtx};
+use super::error::{DecodeError, EncodeError};
+use super::frame::{PUBACK, PUBREC, PUBREL};
+use super::packet::{Packet, ProtocolVersion, PubResp, Publish, QoS};
+use super::properties::{decode_into, props_len, write_props, PropCtx, Properties};
 use super::reason::{allowed, ReasonCode};
 use super::topic::TopicName;
 use super::wire::{field_len, malformed, protocol_error, put_field, Reader};
@@ -19,17 +20,20 @@ const RETAIN_BIT: u8 = 0x01;
 const QOS_SHIFT: u8 = 1;
 
 /// Decodes a PUBLISH body; `flags` is the low nibble of the first byte.
+///
+/// Returns the whole `Packet` (and fills the properties in place) so that
+/// the large struct is built once, in the caller's return slot.
 pub(super) fn decode_publish(
     flags: u8,
     r: &mut Reader<'_>,
     v: ProtocolVersion,
-) -> Result<Publish, Malformed> {
+) -> Result<Packet, DecodeError> {
     let qos = QoS::from_u8((flags >> QOS_SHIFT) & 0x03).ok_or(malformed("PUBLISH with QoS 3"))?;
     let dup = flags & DUP_BIT != 0;
     if dup && qos == QoS::AtMostOnce {
-        return Err(malformed("DUP set on a QoS 0 PUBLISH"));
+        return Err(malformed("DUP set on a QoS 0 PUBLISH").into());
     }
-    let topic = r.utf8_bytes()?;
+    let topic = r.binary()?;
     let topic = if v.is_v5() {
         TopicName::new_or_empty(topic)?
     } else {
@@ -39,12 +43,15 @@ pub(super) fn decode_publish(
         QoS::AtMostOnce => None,
         _ => Some(r.packet_id()?),
     };
-    let properties = decode_props(r, v, PropCtx::Publish)?;
+    let mut properties = Properties::default();
+    if v.is_v5() {
+        decode_into(r, PropCtx::Publish, &mut properties)?;
+    }
     if topic.is_empty() && properties.topic_alias.is_none() {
-        return Err(protocol_error("empty topic without a topic alias"));
+        return Err(protocol_error("empty topic without a topic alias").into());
     }
     let payload = r.rest();
-    Ok(Publish {
+    Ok(Packet::Publish(Publish {
         dup,
         qos,
         retain: flags & RETAIN_BIT != 0,
@@ -52,7 +59,7 @@ pub(super) fn decode_publish(
         packet_id,
         payload,
         properties,
-    })
+    }))
 }
 
 /// First byte of a PUBLISH with these flags.
@@ -107,27 +114,36 @@ impl Publish {
 /// The reason codes allowed in each acknowledgement (by packet type).
 fn ack_table(packet_type: u8) -> &'static [ReasonCode] {
     match packet_type {
-        4 | 5 => allowed::PUBACK,
+        PUBACK | PUBREC => allowed::PUBACK,
         _ => allowed::PUBREL,
     }
 }
 
-/// Decodes a PUBACK, PUBREC, PUBREL or PUBCOMP body.
+/// Decodes a PUBACK, PUBREC, PUBREL or PUBCOMP body (`packet_type` is one
+/// of the four) into the matching `Packet`.
 pub(super) fn decode_pub_resp(
     packet_type: u8,
     r: &mut Reader<'_>,
     v: ProtocolVersion,
-) -> Result<PubResp, Malformed> {
-    let packet_id = r.packet_id()?;
-    if !v.is_v5() {
+) -> Result<Packet, DecodeError> {
+    let mut resp = PubResp::new(r.packet_id()?);
+    if v.is_v5() {
+        let table = ack_table(packet_type);
+        decode_reason_tail(
+            r,
+            table,
+            PropCtx::PubResp,
+            &mut resp.reason,
+            &mut resp.properties,
+        )?;
+    } else {
         r.finish("bytes after the packet identifier")?;
-        return Ok(PubResp::new(packet_id));
     }
-    let (reason, properties) = decode_reason_tail(r, ack_table(packet_type), PropCtx::PubResp)?;
-    Ok(PubResp {
-        packet_id,
-        reason,
-        properties,
+    Ok(match packet_type {
+        PUBACK => Packet::PubAck(resp),
+        PUBREC => Packet::PubRec(resp),
+        PUBREL => Packet::PubRel(resp),
+        _ => Packet::PubComp(resp),
     })
 }
 

@@ -62,7 +62,37 @@ impl SubscriptionOptions {
 
 /// Reads a topic filter (zero-copy).
 fn filter(r: &mut Reader<'_>) -> Result<TopicFilter, Malformed> {
-    TopicFilter::new(r.utf8_bytes()?)
+    TopicFilter::new(r.binary()?)
+}
+
+/// Reads the payload of a SUBSCRIBE or UNSUBSCRIBE: `entry` until the end,
+/// at least once.
+fn entries<T>(
+    r: &mut Reader<'_>,
+    mut entry: impl FnMut(&mut Reader<'_>) -> Result<T, Malformed>,
+    none: &'static str,
+) -> Result<Vec<T>, Malformed> {
+    let mut out = Vec::new();
+    while !r.is_empty() {
+        out.push(entry(r)?);
+    }
+    if out.is_empty() {
+        return Err(protocol_error(none));
+    }
+    Ok(out)
+}
+
+/// A SUBSCRIBE payload entry: filter and options.
+fn subscription(
+    r: &mut Reader<'_>,
+    v: ProtocolVersion,
+) -> Result<(TopicFilter, SubscriptionOptions), Malformed> {
+    let f = filter(r)?;
+    let opts = SubscriptionOptions::from_byte(r.u8()?, v)?;
+    if opts.no_local && f.share().is_some() {
+        return Err(protocol_error("No Local on a shared subscription"));
+    }
+    Ok((f, opts))
 }
 
 /// Decodes a SUBSCRIBE body.
@@ -72,18 +102,7 @@ pub(super) fn decode_subscribe(
 ) -> Result<Subscribe, Malformed> {
     let packet_id = r.packet_id()?;
     let properties = decode_props(r, v, PropCtx::Subscribe)?;
-    let mut filters = Vec::new();
-    while !r.is_empty() {
-        let f = filter(r)?;
-        let opts = SubscriptionOptions::from_byte(r.u8()?, v)?;
-        if opts.no_local && f.share().is_some() {
-            return Err(protocol_error("No Local on a shared subscription"));
-        }
-        filters.push((f, opts));
-    }
-    if filters.is_empty() {
-        return Err(protocol_error("SUBSCRIBE without topic filters"));
-    }
+    let filters = entries(r, |r| subscription(r, v), "SUBSCRIBE without topic filters")?;
     Ok(Subscribe {
         packet_id,
         filters,
@@ -119,13 +138,7 @@ pub(super) fn decode_unsubscribe(
 ) -> Result<Unsubscribe, Malformed> {
     let packet_id = r.packet_id()?;
     let properties = decode_props(r, v, PropCtx::Unsubscribe)?;
-    let mut filters = Vec::new();
-    while !r.is_empty() {
-        filters.push(filter(r)?);
-    }
-    if filters.is_empty() {
-        return Err(protocol_error("UNSUBSCRIBE without topic filters"));
-    }
+    let filters = entries(r, filter, "UNSUBSCRIBE without topic filters")?;
     Ok(Unsubscribe {
         packet_id,
         filters,

@@ -22,12 +22,19 @@ pub struct TopicFilter(Bytes);
 impl TopicName {
     /// Validates `bytes` as a non-empty topic name.
     pub fn new(bytes: Bytes) -> Result<TopicName, Malformed> {
-        check_common(&bytes, ReasonCode::TopicNameInvalid)?;
-        if bytes.iter().any(|&b| b == b'+' || b == b'#') {
-            return Err(Malformed::new(
-                ReasonCode::TopicNameInvalid,
-                "wildcard in topic name",
-            ));
+        // Fast path for the hot decode: one branch-free pass flags NUL,
+        // wildcards and non-ASCII bytes; only then the precise checks.
+        let (special, high) = bytes.iter().fold((false, 0u8), |(special, high), &c| {
+            (special | (c == 0) | (c == b'+') | (c == b'#'), high | c)
+        });
+        if special || high >= 0x80 || bytes.is_empty() || bytes.len() > MAX_FIELD_LEN {
+            check_common(&bytes, ReasonCode::TopicNameInvalid)?;
+            if bytes.iter().any(|&b| b == b'+' || b == b'#') {
+                return Err(Malformed::new(
+                    ReasonCode::TopicNameInvalid,
+                    "wildcard in topic name",
+                ));
+            }
         }
         Ok(TopicName(bytes))
     }

@@ -190,19 +190,28 @@ pub const fn varint_len(v: usize) -> usize {
     }
 }
 
-/// Writes `v` (at most [`MAX_REMAINING_LENGTH`]) as a variable byte integer.
-pub(crate) fn put_varint(out: &mut BytesMut, v: usize) {
+/// Writes `v` (at most [`MAX_REMAINING_LENGTH`]) as a variable byte integer
+/// at the front of `out`; returns the bytes written.
+pub(crate) fn write_varint(out: &mut [u8; 4], v: usize) -> usize {
     debug_assert!(v <= MAX_REMAINING_LENGTH);
     let mut v = v;
-    loop {
+    for (i, slot) in out.iter_mut().enumerate() {
         let byte = (v & 0x7F) as u8;
         v >>= 7;
         if v == 0 {
-            out.put_u8(byte);
-            return;
+            *slot = byte;
+            return i + 1;
         }
-        out.put_u8(byte | 0x80);
+        *slot = byte | 0x80;
     }
+    4
+}
+
+/// Appends `v` (at most [`MAX_REMAINING_LENGTH`]) as a variable byte integer.
+pub(crate) fn put_varint(out: &mut BytesMut, v: usize) {
+    let mut buf = [0; 4];
+    let n = write_varint(&mut buf, v);
+    out.put_slice(&buf[..n]);
 }
 
 /// Encoded size of a string or binary field (length prefix included).

@@ -23,7 +23,8 @@ const CONNACK_BAD_PROTOCOL: [u8; 4] = [0x20, 0x02, 0x00, 0x01];
 
 /// Serves a freshly accepted connection.
 pub async fn serve_new(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr) {
-    let read = crate::runtime::time::timeout(CONNECT_TIMEOUT, read_connect(&shard, &mut stream)).await;
+    // Boxed: transient, and it would otherwise add to every task's size.
+    let read = Box::pin(crate::runtime::time::timeout(CONNECT_TIMEOUT, read_connect(&shard, &mut stream))).await;
     match read {
         Some(Ok((connect, leftover))) => admit(shard, stream, peer, connect, leftover).await,
         Some(Err(ConnectError::BadProtocol)) => {

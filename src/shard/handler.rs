@@ -9,15 +9,20 @@ use super::conn::{next_event, CloseReason, ConnShared, Event};
 use super::session::OutState;
 use super::Shard;
 use crate::limits::PENDING_KEEP;
-use crate::protocol::{decode, DecodeError, Disconnect, Packet, PubResp, ReasonCode};
+use crate::protocol::{decode, DecodeError, Disconnect, Packet, PubResp, ReasonCode, Subscribe};
 use crate::runtime::net::TcpStream;
 
 /// Runs until the connection must close; returns why.
+///
+/// Kept small: this future lives in every connection's task for the
+/// connection's lifetime. Packets are handled synchronously; only SUBSCRIBE
+/// awaits (a mesh barrier), through a boxed future.
 pub async fn run(shard: &Rc<Shard>, stream: &mut TcpStream, conn: &Rc<ConnShared>, mut pending: BytesMut) -> CloseReason {
     if !pending.is_empty() {
-        if let Err(reason) = process(shard, conn, &mut pending).await {
+        if let Err(reason) = process_all(shard, conn, &mut pending).await {
             return reason;
         }
+        keep_partial(&mut pending);
         shard.end_step();
     }
     loop {
@@ -31,7 +36,7 @@ pub async fn run(shard: &Rc<Shard>, stream: &mut TcpStream, conn: &Rc<ConnShared
                 } else {
                     pending.extend_from_slice(&chunk);
                 }
-                let result = process(shard, conn, &mut pending).await;
+                let result = process_all(shard, conn, &mut pending).await;
                 keep_partial(&mut pending);
                 if let Err(reason) = result {
                     shard.end_step();
@@ -41,6 +46,14 @@ pub async fn run(shard: &Rc<Shard>, stream: &mut TcpStream, conn: &Rc<ConnShared
         }
         shard.end_step();
     }
+}
+
+/// Handles every complete packet in `buf`, awaiting SUBSCRIBEs in turn.
+async fn process_all(shard: &Rc<Shard>, conn: &Rc<ConnShared>, buf: &mut BytesMut) -> Result<(), CloseReason> {
+    while let Some(sub) = process(shard, conn, buf)? {
+        Box::pin(shard.on_subscribe(conn, sub)).await?;
+    }
+    Ok(())
 }
 
 /// Keeps only a private copy of a partial packet, so the shard-wide read
@@ -55,15 +68,17 @@ fn keep_partial(pending: &mut BytesMut) {
     }
 }
 
-/// Decodes and handles every complete packet in `buf`.
-async fn process(shard: &Rc<Shard>, conn: &Rc<ConnShared>, buf: &mut BytesMut) -> Result<(), CloseReason> {
+/// Decodes and handles complete packets in `buf` until it runs out or a
+/// SUBSCRIBE comes, which is returned for the caller to await.
+fn process(shard: &Rc<Shard>, conn: &Rc<ConnShared>, buf: &mut BytesMut) -> Result<Option<Subscribe>, CloseReason> {
     loop {
         if conn.is_closing() {
-            return Ok(());
+            return Ok(None);
         }
         match decode(buf, conn.version, shard.config.max_packet_size) {
-            Ok(packet) => handle(shard, conn, packet).await?,
-            Err(DecodeError::Incomplete { .. }) => return Ok(()),
+            Ok(Packet::Subscribe(s)) => return Ok(Some(s)),
+            Ok(packet) => handle(shard, conn, packet)?,
+            Err(DecodeError::Incomplete { .. }) => return Ok(None),
             Err(DecodeError::Malformed(m)) => {
                 log::info!("{}: malformed packet: {m}; disconnecting", conn.peer);
                 return Err(CloseReason::Protocol(m.reason));
@@ -72,21 +87,23 @@ async fn process(shard: &Rc<Shard>, conn: &Rc<ConnShared>, buf: &mut BytesMut) -
     }
 }
 
-async fn handle(shard: &Rc<Shard>, conn: &Rc<ConnShared>, packet: Packet) -> Result<(), CloseReason> {
+fn handle(shard: &Rc<Shard>, conn: &Rc<ConnShared>, packet: Packet) -> Result<(), CloseReason> {
     match packet {
         Packet::Publish(p) => shard.on_client_publish(conn, p)?,
         Packet::PubAck(r) => shard.on_ack(conn, &r, OutState::AwaitPubAck),
         Packet::PubComp(r) => shard.on_ack(conn, &r, OutState::AwaitPubComp),
         Packet::PubRec(r) => shard.on_pubrec(conn, &r),
         Packet::PubRel(r) => shard.on_pubrel(conn, &r),
-        Packet::Subscribe(s) => shard.on_subscribe(conn, s).await?,
         Packet::Unsubscribe(u) => shard.on_unsubscribe(conn, u),
         Packet::PingReq => shard.send_packet(conn, &Packet::PingResp),
         Packet::Disconnect(d) => return Err(shard.on_disconnect(conn, &d)),
         Packet::Auth(_) => return Err(CloseReason::Protocol(ReasonCode::ProtocolError)),
-        Packet::Connect(_) | Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
-            return Err(CloseReason::Protocol(ReasonCode::ProtocolError))
-        }
+        Packet::Subscribe(_)
+        | Packet::Connect(_)
+        | Packet::ConnAck(_)
+        | Packet::SubAck(_)
+        | Packet::UnsubAck(_)
+        | Packet::PingResp => return Err(CloseReason::Protocol(ReasonCode::ProtocolError)),
     }
     Ok(())
 }
