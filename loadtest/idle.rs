@@ -109,7 +109,7 @@ fn connect(conn: &ConnArgs, n: usize, progress: &mut Progress) -> Result<(Fleet,
 /// The `idle-worker` child: connect, report, hold until stdin closes.
 pub fn child(args: &IdleWorkerArgs) -> Result<()> {
     raise_fd_limit();
-    let mut progress = Progress::new();
+    let mut progress = Progress::quiet();
     let (fleet, ready) = connect(&args.conn, args.connections, &mut progress)?;
     let mut out = std::io::stdout().lock();
     let report = |out: &mut std::io::StdoutLock, line: String| {

@@ -15,6 +15,20 @@
 //! [`chart`]. [`idle`] spreads huge connection counts over child processes.
 //!
 //! `main` only parses the command line and calls [`app::run`].
+//!
+//! Examples (every run stops by itself at warm-up + duration + grace):
+//!
+//! ```text
+//! shardmq-load fanout --host 127.0.0.1:1883 --subscribers 100 --rate 1000 --duration 10s
+//! shardmq-load pairs --pairs 100 --qos 1 --rate 20000 --hgrm-dir out/ --json
+//! shardmq-load fanin --publishers 50 --subscribers 4 --shared grp --mqtt-version 5
+//! shardmq-load pairs --pairs 10 --saturate --p99-bound-ms 5 --rate 1000
+//! shardmq-load idle --connections 50000 --source 127.0.0.2,127.0.0.3 --broker-pid 1234
+//! shardmq-load connect-storm --rate 2000 --duration 5s
+//! shardmq-load compare --broker 'mosq=cmd:mosquitto -c {conf}' \
+//!     --broker 'shardmq=cmd:shardmq -c {conf}' --broker-cores 0 --load-cores 1 \
+//!     fanout --subscribers 100 --rate 1000
+//! ```
 
 mod app;
 mod broker_proc;

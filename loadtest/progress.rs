@@ -31,6 +31,14 @@ impl Progress {
         }
     }
 
+    /// No line at all (child processes, whose stderr is the parent's).
+    pub fn quiet() -> Progress {
+        Progress {
+            enabled: false,
+            ..Progress::new()
+        }
+    }
+
     /// Prints the line if a second has passed since the last one.
     pub fn tick(&mut self, control: &Control, phase: &str) {
         for h in control.drain_intervals() {

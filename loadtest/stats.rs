@@ -84,13 +84,14 @@ impl Default for WorkerStats {
 impl WorkerStats {
     /// Records a latency sample if `due_ns` lies in the measured `window`;
     /// returns whether it did.
+    /// (The progress line's interval histogram takes every sample.)
     pub fn sample(&mut self, due_ns: u64, now_ns: u64, window: (u64, u64)) -> bool {
+        let v = now_ns.saturating_sub(due_ns).clamp(1, HIST_MAX_NS);
+        self.interval.saturating_record(v);
         if due_ns < window.0 || due_ns >= window.1 {
             return false;
         }
-        let v = now_ns.saturating_sub(due_ns).clamp(1, HIST_MAX_NS);
         self.latency.saturating_record(v);
-        self.interval.saturating_record(v);
         true
     }
 }

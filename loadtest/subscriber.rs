@@ -108,7 +108,10 @@ fn on_publish(ctx: &Ctx, publish: &Publish, seen: &mut HashMap<u32, SeqTracker>)
     let now = now_ns();
     let mut stats = ctx.stats.borrow_mut();
     stats.received += 1;
-    let Some(h) = Header::read(&publish.payload) else {
+    let header = Header::read(&publish.payload);
+    // Ids beyond the plan's publishers are someone else's messages; they
+    // must not grow the tracker map.
+    let Some(h) = header.filter(|h| (h.publisher as usize) < ctx.spec.publishers) else {
         stats.foreign += 1;
         return;
     };

@@ -212,7 +212,9 @@ fn build_report(
         payload_bytes: spec.payload,
         publishers: plan.publishers,
         subscribers: plan.subscribers,
-        connections: plan.roles.len(),
+        connections: storm
+            .as_ref()
+            .map_or(plan.roles.len(), |s| s.attempts as usize),
         workers,
         target_rate: spec.rate,
         warmup_s: spec.warmup.as_secs_f64(),
