@@ -10,8 +10,9 @@ use std::cell::RefCell;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
+use std::task::Poll;
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use shardmq::protocol::{
     self, ConnAck, Connect, DecodeError, Packet, PacketId, Properties, ProtocolVersion, QoS,
     Subscribe, SubscriptionOptions, TopicFilter,
@@ -89,21 +90,23 @@ impl Reader {
     }
 
     /// Reads one chunk from the socket into the buffer; EOF is an error.
+    ///
+    /// Cancel-safe: the buffer is grown and trimmed within each poll, so a
+    /// read abandoned for a timer (keepalive) leaves no filler bytes behind.
     pub async fn fill(&mut self) -> io::Result<()> {
-        let len = self.buf.len();
-        self.buf.resize(len + self.chunk, 0);
-        let stream = &self.stream;
-        let buf = &mut self.buf;
-        let n = std::future::poll_fn(|cx| poll_read(&mut stream.borrow_mut(), cx, &mut buf[len..]))
-            .await;
-        let n = match n {
-            Ok(n) => n,
-            Err(e) => {
-                self.buf.truncate(len);
-                return Err(e);
-            }
-        };
-        self.buf.truncate(len + n);
+        let (stream, buf, chunk) = (&self.stream, &mut self.buf, self.chunk);
+        let n = std::future::poll_fn(|cx| {
+            let len = buf.len();
+            buf.resize(len + chunk, 0);
+            let polled = poll_read(&mut stream.borrow_mut(), cx, &mut buf[len..]);
+            let n = match &polled {
+                Poll::Ready(Ok(n)) => *n,
+                _ => 0,
+            };
+            buf.truncate(len + n);
+            polled
+        })
+        .await?;
         if n == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
@@ -122,23 +125,22 @@ impl Writer {
             .map_err(|e| codec_err("cannot encode packet", e))
     }
 
-    /// Writes everything queued.
+    /// Writes everything queued. Cancel-safe: what was written is removed
+    /// from the buffer as it goes, so a later flush resumes where this one
+    /// stopped.
     pub async fn flush(&mut self) -> io::Result<()> {
-        let mut off = 0;
-        while off < self.buf.len() {
-            let stream = &self.stream;
-            let chunk = &self.buf[off..];
+        while !self.buf.is_empty() {
+            let (stream, buf) = (&self.stream, &self.buf);
             let n =
-                std::future::poll_fn(|cx| poll_write(&mut stream.borrow_mut(), cx, chunk)).await?;
+                std::future::poll_fn(|cx| poll_write(&mut stream.borrow_mut(), cx, buf)).await?;
             if n == 0 {
                 return Err(io::Error::new(
                     io::ErrorKind::WriteZero,
                     "the broker stopped reading",
                 ));
             }
-            off += n;
+            self.buf.advance(n);
         }
-        self.buf.clear();
         Ok(())
     }
 

@@ -222,8 +222,12 @@ pub async fn until_stopped(ctx: &Ctx, body: impl Future<Output = ()>) {
     or(body, ctx.stop.wait()).await
 }
 
-/// Best-effort DISCONNECT before the connection is dropped.
+/// Best-effort DISCONNECT before the connection is dropped; skipped when a
+/// write was cut short (the stream is mid-packet, closing is all we can do).
 pub async fn goodbye(session: &mut crate::client::Writer) {
+    if !session.buf.is_empty() {
+        return;
+    }
     let bye = Packet::Disconnect(Disconnect::new(ReasonCode::NormalDisconnection));
     let _ = time::timeout(GOODBYE_TIMEOUT, session.send(&bye)).await;
 }
