@@ -147,8 +147,10 @@ pub struct TrafficRun {
 /// `fanout`.
 #[derive(Debug, Clone, Args)]
 pub struct FanoutArgs {
+    /// Publisher connections (sharing --rate).
     #[arg(long, default_value_t = 1)]
     pub publishers: usize,
+    /// Subscriber connections; each receives every message.
     #[arg(long, default_value_t = 10)]
     pub subscribers: usize,
     #[command(flatten)]
@@ -158,8 +160,10 @@ pub struct FanoutArgs {
 /// `fanin`.
 #[derive(Debug, Clone, Args)]
 pub struct FaninArgs {
+    /// Publisher connections, each on its own topic (sharing --rate).
     #[arg(long, default_value_t = 10)]
     pub publishers: usize,
+    /// Subscriber connections on the wildcard (or the shared group).
     #[arg(long, default_value_t = 1)]
     pub subscribers: usize,
     /// Subscribe through the shared subscription `$share/<GROUP>/...`
@@ -173,6 +177,7 @@ pub struct FaninArgs {
 /// `pairs`.
 #[derive(Debug, Clone, Args)]
 pub struct PairsArgs {
+    /// Publisher/subscriber pairs (the publishers share --rate).
     #[arg(long, default_value_t = 10)]
     pub pairs: usize,
     #[command(flatten)]

@@ -33,7 +33,8 @@ impl Signal {
         self.inner.raised.get()
     }
 
-    /// Resolves once the flag is raised.
+    /// Resolves once the flag is raised. Each pending wait keeps a waker
+    /// until `raise`, so await it once per task, never in a loop.
     pub fn wait(&self) -> impl Future<Output = ()> + '_ {
         let mut registered = false;
         std::future::poll_fn(move |cx| {
