@@ -9,13 +9,12 @@ use plotters::prelude::*;
 /// Right end of the x axis: 99.9999%.
 const MAX_NINES: f64 = 6.0;
 
-/// x coordinate of quantile `q`: the number of nines, -log10(1 - q).
-fn nines(q: f64) -> f64 {
-    if q >= 1.0 {
-        MAX_NINES
-    } else {
-        (-(1.0 - q).log10()).min(MAX_NINES)
-    }
+/// x coordinate of quantile `q` of `count` samples: the number of nines,
+/// -log10(1 - q). The maximum (q = 1) goes where one sample in `count`
+/// would be, as HdrHistogram's plots do.
+fn nines(q: f64, count: u64) -> f64 {
+    let q = q.min(1.0 - 1.0 / count.max(2) as f64);
+    (-(1.0 - q).log10()).min(MAX_NINES)
 }
 
 /// Axis label for `x` nines: 0 -> "0%", 1 -> "90%", 3 -> "99.9%".
@@ -36,7 +35,7 @@ fn curve(h: &Histogram<u64>) -> Vec<(f64, f64)> {
     h.iter_quantiles(5)
         .map(|v| {
             (
-                nines(v.quantile_iterated_to()),
+                nines(v.quantile_iterated_to(), h.len()),
                 v.value_iterated_to() as f64 / 1e6,
             )
         })
@@ -106,8 +105,9 @@ mod tests {
     fn labels_and_nines() {
         let labels: Vec<String> = (0..5).map(|x| percentile_label(x as f64)).collect();
         assert_eq!(labels, ["0%", "90%", "99%", "99.9%", "99.99%"]);
-        assert!((nines(0.999) - 3.0).abs() < 1e-9);
-        assert_eq!(nines(1.0), MAX_NINES);
+        assert!((nines(0.999, 1_000_000) - 3.0).abs() < 1e-9);
+        assert!((nines(1.0, 10_000) - 4.0).abs() < 1e-9);
+        assert_eq!(nines(1.0, u64::MAX), MAX_NINES);
     }
 
     #[test]
