@@ -8,7 +8,7 @@ use hdrhistogram::Histogram;
 use crate::control::{Control, Snapshot};
 use crate::stats::new_histogram;
 
-/// Prints `[  3s] phase  sent 1000/s  delivered 5000/s  p99 0.42ms  errors 0`.
+/// Prints `[  3s] phase  conns 6  sent 1000/s  delivered 5000/s  p99 1s 0.4ms / so far 0.5ms  errors 0`.
 pub struct Progress {
     enabled: bool,
     started: Instant,
@@ -16,6 +16,8 @@ pub struct Progress {
     last_snap: Snapshot,
     /// Latencies of the current second, merged from the workers.
     second: Histogram<u64>,
+    /// Latencies since the start (warm-up included).
+    so_far: Histogram<u64>,
 }
 
 impl Progress {
@@ -28,6 +30,7 @@ impl Progress {
             last: now,
             last_snap: Snapshot::default(),
             second: new_histogram(),
+            so_far: new_histogram(),
         }
     }
 
@@ -43,6 +46,7 @@ impl Progress {
     pub fn tick(&mut self, control: &Control, phase: &str) {
         for h in control.drain_intervals() {
             let _ = self.second.add(&h);
+            let _ = self.so_far.add(&h);
         }
         let elapsed = self.last.elapsed();
         if !self.enabled || elapsed < Duration::from_secs(1) {
@@ -51,16 +55,19 @@ impl Progress {
         let snap = control.snapshot();
         let per_s =
             |now: u64, before: u64| (now.saturating_sub(before)) as f64 / elapsed.as_secs_f64();
-        let p99 = match self.second.len() {
+        let p99 = |h: &Histogram<u64>| match h.len() {
             0 => "-".to_string(),
-            _ => format!("{:.3}ms", self.second.value_at_quantile(0.99) as f64 / 1e6),
+            _ => format!("{:.3}ms", h.value_at_quantile(0.99) as f64 / 1e6),
         };
         eprint!(
-            "\r\x1b[2K[{:>4.0}s] {phase:<10} conns {}  sent {:.0}/s  delivered {:.0}/s  p99(1s) {p99}  errors {}",
+            "\r\x1b[2K[{:>4.0}s] {phase:<10} conns {}  sent {:.0}/s  delivered {:.0}/s  \
+             p99 1s {} / so far {}  errors {}",
             self.started.elapsed().as_secs_f64(),
             snap.ready,
             per_s(snap.sent, self.last_snap.sent),
             per_s(snap.delivered, self.last_snap.delivered),
+            p99(&self.second),
+            p99(&self.so_far),
             snap.errors + snap.failed,
         );
         let _ = std::io::stderr().flush();
