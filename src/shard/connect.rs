@@ -22,20 +22,30 @@ use crate::runtime::net::{self, TcpStream};
 const CONNACK_BAD_PROTOCOL: [u8; 4] = [0x20, 0x02, 0x00, 0x01];
 
 /// Serves a freshly accepted connection.
-pub async fn serve_new(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr) {
-    // Boxed: transient, and it would otherwise add to every task's size.
-    let read = Box::pin(crate::runtime::time::timeout(CONNECT_TIMEOUT, read_connect(&shard, &mut stream))).await;
-    match read {
-        Some(Ok((connect, leftover))) => admit(shard, stream, peer, connect, leftover).await,
-        Some(Err(ConnectError::BadProtocol)) => {
-            let conn = ConnShared::new(peer, ProtocolVersion::V311, usize::MAX, shard.now());
-            conn.write_with(|out| out.extend_from_slice(&CONNACK_BAD_PROTOCOL));
-            flush_before_close(&mut stream, &conn, SHUTDOWN_FLUSH).await;
+///
+/// A plain function returning an `async move` block rather than an
+/// `async fn`: an async fn keeps its arguments twice in its state (rustc
+/// #62958), and this future lives as long as the connection.
+pub fn serve_new(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr) -> impl std::future::Future<Output = ()> {
+    async move {
+        match read_connect_boxed(&shard, &mut stream).await {
+            // A task of its own: this (transient) one ends and frees its state.
+            Some(Ok((connect, leftover))) => crate::runtime::spawn(admit(shard, stream, peer, connect, leftover)),
+            Some(Err(ConnectError::BadProtocol)) => refuse_protocol(&shard, stream, peer).await,
+            Some(Err(e)) => log::info!("{peer}: closed before CONNECT: {e}"),
+            None => log::info!("{peer}: no CONNECT within {CONNECT_TIMEOUT:?}; closed"),
         }
-        Some(Err(e)) => log::info!("{peer}: closed before CONNECT: {e}"),
-        None => log::info!("{peer}: no CONNECT within {CONNECT_TIMEOUT:?}; closed"),
     }
 }
+
+/// Answers an unknown protocol level with a 3.1.1 CONNACK 0x01 and closes.
+fn refuse_protocol(shard: &Shard, mut stream: TcpStream, peer: SocketAddr) -> Boxed<'static, ()> {
+    let conn = ConnShared::new(peer, ProtocolVersion::V311, usize::MAX, shard.now());
+    conn.write_with(|out| out.extend_from_slice(&CONNACK_BAD_PROTOCOL));
+    Box::pin(async move { flush_before_close(&mut stream, &conn, SHUTDOWN_FLUSH).await })
+}
+
+type Boxed<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + 'a>>;
 
 #[derive(Debug, thiserror::Error)]
 enum ConnectError {
@@ -47,6 +57,14 @@ enum ConnectError {
     BadProtocol,
     #[error("malformed CONNECT: {0}")]
     Malformed(crate::protocol::Malformed),
+}
+
+type ReadConnect<'a> = Boxed<'a, Option<Result<(Box<Connect>, BytesMut), ConnectError>>>;
+
+/// Boxed and built in a plain function: the CONNECT phase is transient and
+/// must not add to the size of every connection's task.
+fn read_connect_boxed<'a>(shard: &'a Shard, stream: &'a mut TcpStream) -> ReadConnect<'a> {
+    Box::pin(crate::runtime::time::timeout(CONNECT_TIMEOUT, read_connect(shard, stream)))
 }
 
 async fn read_connect(shard: &Shard, stream: &mut TcpStream) -> Result<(Box<Connect>, BytesMut), ConnectError> {
@@ -71,38 +89,53 @@ async fn read_connect(shard: &Shard, stream: &mut TcpStream) -> Result<(Box<Conn
 }
 
 /// Serves a connection whose CONNECT has been read, here or on the shard
-/// that accepted it.
-pub async fn admit(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr, mut connect: Box<Connect>, leftover: BytesMut) {
-    let assigned = connect.client_id.is_empty();
-    if assigned {
-        connect.client_id = shard.assign_client_id();
-    }
-    let home = shard.home_of(&connect.client_id);
-    if home != shard.id {
-        hand_over(&shard, stream, peer, connect, leftover, home);
-        return;
-    }
-    let max_packet = connect.properties.maximum_packet_size.map_or(usize::MAX, |m| m as usize);
-    let conn = Rc::new(ConnShared::new(peer, connect.protocol, max_packet, shard.now()));
-    if let Err(code) = check(&shard, &connect, assigned) {
-        let ack = ConnAck { session_present: false, code, properties: Properties::default() };
-        shard.send_packet(&conn, &Packet::ConnAck(ack));
+/// that accepted it. (Not an `async fn`: see [`serve_new`].)
+pub fn admit(
+    shard: Rc<Shard>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    mut connect: Box<Connect>,
+    leftover: BytesMut,
+) -> impl std::future::Future<Output = ()> {
+    async move {
+        let assigned = connect.client_id.is_empty();
+        if assigned {
+            connect.client_id = shard.assign_client_id();
+        }
+        let home = shard.home_of(&connect.client_id);
+        if home != shard.id {
+            hand_over(&shard, stream, peer, connect, leftover, home);
+            return;
+        }
+        let max_packet = connect.properties.maximum_packet_size.map_or(usize::MAX, |m| m as usize);
+        let conn = Rc::new(ConnShared::new(peer, connect.protocol, max_packet, shard.now()));
+        if let Err(code) = check(&shard, &connect, assigned) {
+            refuse(&shard, &conn, code);
+            flush_before_close(&mut stream, &conn, SHUTDOWN_FLUSH).await;
+            return;
+        }
+        shard.connections.set(shard.connections.get() + 1);
+        let present = shard.attach(&conn, &connect);
+        shard.send_packet(&conn, &Packet::ConnAck(connack(&shard, &connect, assigned, present)));
+        drop(connect);
+        shard.resume(&conn);
+        shard.keepalive.borrow_mut().watch(&conn);
+        shard.end_step();
+        let reason = handler::run(&shard, &mut stream, &conn, leftover).await;
+        shard.finish(&conn, reason);
+        if let (true, Some(code)) = (conn.version.is_v5(), reason.disconnect_code()) {
+            shard.send_packet(&conn, &Packet::Disconnect(Disconnect::new(code)));
+        }
         flush_before_close(&mut stream, &conn, SHUTDOWN_FLUSH).await;
-        return;
+        shard.connections.set(shard.connections.get() - 1);
     }
-    shard.connections.set(shard.connections.get() + 1);
-    let present = shard.attach(&conn, &connect);
-    shard.send_packet(&conn, &Packet::ConnAck(connack(&shard, &connect, assigned, present)));
-    shard.resume(&conn);
-    shard.keepalive.borrow_mut().watch(&conn);
-    shard.end_step();
-    let reason = handler::run(&shard, &mut stream, &conn, leftover).await;
-    shard.finish(&conn, reason);
-    if let (true, Some(code)) = (conn.version.is_v5(), reason.disconnect_code()) {
-        shard.send_packet(&conn, &Packet::Disconnect(Disconnect::new(code)));
-    }
-    flush_before_close(&mut stream, &conn, SHUTDOWN_FLUSH).await;
-    shard.connections.set(shard.connections.get() - 1);
+}
+
+/// Writes a refusing CONNACK (kept out of `admit` so the packet does not
+/// occupy the task's state).
+fn refuse(shard: &Shard, conn: &Rc<ConnShared>, code: ReasonCode) {
+    let ack = ConnAck { session_present: false, code, properties: Properties::default() };
+    shard.send_packet(conn, &Packet::ConnAck(ack));
 }
 
 fn hand_over(shard: &Rc<Shard>, stream: TcpStream, peer: SocketAddr, connect: Box<Connect>, leftover: BytesMut, home: usize) {
@@ -213,7 +246,7 @@ impl Shard {
         if let Some(s) = sessions.by_id.get_mut(&sid) {
             s.conn = Some(Rc::clone(conn));
             s.version = connect.protocol;
-            s.will = connect.will.clone();
+            s.will = connect.will.clone().map(Box::new);
             s.expiry = expiry;
             s.offline_since = None;
             let client_max = connect.properties.receive_maximum.unwrap_or(u16::MAX);
@@ -241,7 +274,7 @@ impl Shard {
         let sid = self.next_session.get();
         self.next_session.set(sid + 1);
         let mut sessions = self.sessions.borrow_mut();
-        sessions.by_id.insert(sid, Session::new(sid, Rc::clone(client_id), version));
+        sessions.by_id.insert(sid, Box::new(Session::new(sid, Rc::clone(client_id), version)));
         sessions.by_client.insert(Rc::clone(client_id), sid);
         sid
     }

@@ -17,43 +17,73 @@ use crate::runtime::net::TcpStream;
 /// Kept small: this future lives in every connection's task for the
 /// connection's lifetime. Packets are handled synchronously; only SUBSCRIBE
 /// awaits (a mesh barrier), through a boxed future.
-pub async fn run(shard: &Rc<Shard>, stream: &mut TcpStream, conn: &Rc<ConnShared>, mut pending: BytesMut) -> CloseReason {
-    if !pending.is_empty() {
-        if let Err(reason) = process_all(shard, conn, &mut pending).await {
-            return reason;
+/// (A plain function returning an `async move` block: an `async fn` would
+/// keep its arguments twice in its state, rustc #62958.)
+pub fn run<'a>(
+    shard: &'a Rc<Shard>,
+    stream: &'a mut TcpStream,
+    conn: &'a Rc<ConnShared>,
+    mut pending: BytesMut,
+) -> impl std::future::Future<Output = CloseReason> + 'a {
+    async move {
+        if !pending.is_empty() {
+            if let Err(reason) = process_all(shard, conn, &mut pending).await {
+                return reason;
+            }
+            keep_partial(&mut pending);
+            shard.end_step();
         }
-        keep_partial(&mut pending);
-        shard.end_step();
-    }
-    loop {
-        match next_event(shard, stream, conn).await {
-            Event::Closed(reason) => return reason,
-            Event::Drained => shard.drain_session(conn),
-            Event::Data(chunk) => {
-                conn.seen(shard.now());
-                if pending.is_empty() {
-                    pending = chunk;
-                } else {
-                    pending.extend_from_slice(&chunk);
-                }
-                let result = process_all(shard, conn, &mut pending).await;
-                keep_partial(&mut pending);
-                if let Err(reason) = result {
-                    shard.end_step();
-                    return reason;
+        loop {
+            match next_event(shard, stream, conn).await {
+                Event::Closed(reason) => return reason,
+                Event::Drained => shard.drain_session(conn),
+                Event::Data(chunk) => {
+                    conn.seen(shard.now());
+                    if pending.is_empty() {
+                        pending = chunk;
+                    } else {
+                        pending.extend_from_slice(&chunk);
+                    }
+                    let result = process_all(shard, conn, &mut pending).await;
+                    keep_partial(&mut pending);
+                    if let Err(reason) = result {
+                        shard.end_step();
+                        return reason;
+                    }
                 }
             }
+            shard.end_step();
         }
-        shard.end_step();
     }
 }
 
 /// Handles every complete packet in `buf`, awaiting SUBSCRIBEs in turn.
-async fn process_all(shard: &Rc<Shard>, conn: &Rc<ConnShared>, buf: &mut BytesMut) -> Result<(), CloseReason> {
-    while let Some(sub) = process(shard, conn, buf)? {
-        Box::pin(shard.on_subscribe(conn, sub)).await?;
+async fn process_all(
+    shard: &Rc<Shard>,
+    conn: &Rc<ConnShared>,
+    buf: &mut BytesMut,
+) -> Result<(), CloseReason> {
+    loop {
+        // `sub` must not be in scope across the await: generator layouts are
+        // scope-based, and a `Subscribe` would add ~400 bytes to every task.
+        let subscribing = match process(shard, conn, buf)? {
+            Some(sub) => subscribe_boxed(shard, conn, sub),
+            None => return Ok(()),
+        };
+        subscribing.await?;
     }
-    Ok(())
+}
+
+type Boxed<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + 'a>>;
+
+/// Built in a plain function so that the unboxed future never occupies
+/// space in the caller's (long-lived) state machine.
+fn subscribe_boxed<'a>(
+    shard: &'a Rc<Shard>,
+    conn: &'a Rc<ConnShared>,
+    sub: Subscribe,
+) -> Boxed<'a, Result<(), CloseReason>> {
+    Box::pin(shard.on_subscribe(conn, sub))
 }
 
 /// Keeps only a private copy of a partial packet, so the shard-wide read
@@ -70,7 +100,11 @@ fn keep_partial(pending: &mut BytesMut) {
 
 /// Decodes and handles complete packets in `buf` until it runs out or a
 /// SUBSCRIBE comes, which is returned for the caller to await.
-fn process(shard: &Rc<Shard>, conn: &Rc<ConnShared>, buf: &mut BytesMut) -> Result<Option<Subscribe>, CloseReason> {
+fn process(
+    shard: &Rc<Shard>,
+    conn: &Rc<ConnShared>,
+    buf: &mut BytesMut,
+) -> Result<Option<Subscribe>, CloseReason> {
     loop {
         if conn.is_closing() {
             return Ok(None);
@@ -112,7 +146,9 @@ impl Shard {
     /// PUBACK or PUBCOMP: frees a window slot and sends what was queued.
     fn on_ack(&self, conn: &Rc<ConnShared>, r: &PubResp, expected: OutState) {
         let mut sessions = self.sessions.borrow_mut();
-        let Some(s) = sessions.by_id.get_mut(&conn.session.get()) else { return };
+        let Some(s) = sessions.by_id.get_mut(&conn.session.get()) else {
+            return;
+        };
         if s.complete(r.packet_id, expected) {
             s.drain();
             drop(sessions);
@@ -122,7 +158,12 @@ impl Shard {
 
     /// PUBREC: answer PUBREL (5.0: "not found" if the id is unknown).
     fn on_pubrec(&self, conn: &Rc<ConnShared>, r: &PubResp) {
-        let known = self.sessions.borrow_mut().by_id.get_mut(&conn.session.get()).is_some_and(|s| s.received(r.packet_id));
+        let known = self
+            .sessions
+            .borrow_mut()
+            .by_id
+            .get_mut(&conn.session.get())
+            .is_some_and(|s| s.received(r.packet_id));
         let mut rel = PubResp::new(r.packet_id);
         if !known && conn.version.is_v5() {
             rel.reason = ReasonCode::PacketIdentifierNotFound;
@@ -137,7 +178,7 @@ impl Shard {
             .borrow_mut()
             .by_id
             .get_mut(&conn.session.get())
-            .is_some_and(|s| s.inbound_qos2.remove(&r.packet_id.get()));
+            .is_some_and(|s| s.qos2_remove(r.packet_id.get()));
         let mut comp = PubResp::new(r.packet_id);
         if !known && conn.version.is_v5() {
             comp.reason = ReasonCode::PacketIdentifierNotFound;
@@ -157,6 +198,8 @@ impl Shard {
                 s.expiry = expiry;
             }
         }
-        CloseReason::Disconnect { with_will: d.reason == ReasonCode::DisconnectWithWillMessage }
+        CloseReason::Disconnect {
+            with_will: d.reason == ReasonCode::DisconnectWithWillMessage,
+        }
     }
 }

@@ -69,7 +69,9 @@ pub fn home_shard(client_id: &str, shards: usize) -> usize {
 /// The session table of a shard.
 #[derive(Default)]
 struct Sessions {
-    by_id: HashMap<SessionId, Session, RandomState>,
+    /// Boxed: the table then holds pointers, not 300-byte sessions at a
+    /// 7/8 load factor.
+    by_id: HashMap<SessionId, Box<Session>, RandomState>,
     by_client: HashMap<Rc<str>, SessionId, RandomState>,
 }
 

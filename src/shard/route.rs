@@ -104,7 +104,7 @@ impl Shard {
                 if s.inbound_qos2.len() >= usize::from(self.config.max_inflight_messages) && !s.inbound_qos2.contains(&pid.get()) {
                     return Err(CloseReason::Protocol(ReasonCode::ReceiveMaximumExceeded));
                 }
-                s.inbound_qos2.insert(pid.get())
+                s.qos2_insert(pid.get())
             };
             if fresh {
                 self.route_publish(sid, p);
@@ -142,18 +142,10 @@ impl Shard {
     }
 
     /// Publishes a will as if its client had sent it.
-    pub fn publish_will(self: &Rc<Self>, sid: SessionId, will: LastWill) {
-        let mut properties = will.properties;
+    pub fn publish_will(self: &Rc<Self>, sid: SessionId, will: Box<LastWill>) {
+        let LastWill { topic, payload, qos, retain, mut properties } = *will;
         properties.will_delay_interval = None;
-        let p = Publish {
-            dup: false,
-            qos: will.qos,
-            retain: will.retain,
-            topic: will.topic,
-            packet_id: None,
-            payload: will.payload,
-            properties,
-        };
+        let p = Publish { dup: false, qos, retain, topic, packet_id: None, payload, properties };
         self.route_publish(sid, p);
     }
 

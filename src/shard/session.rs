@@ -1,12 +1,13 @@
 //! Session state: subscriptions, the outbound QoS 1/2 window and queue, and
 //! inbound QoS 2 packet ids. Lives on its home shard only (see `connect`).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasherDefault;
 use std::num::NonZeroU16;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use ahash::RandomState;
+use ahash::AHasher;
 
 use super::conn::ConnShared;
 use super::encode::EncodeCache;
@@ -68,16 +69,18 @@ pub struct Session {
     /// The live connection, if the client is online.
     pub conn: Option<Rc<ConnShared>>,
     pub version: ProtocolVersion,
-    /// Filter -> options, as subscribed.
-    pub subscriptions: HashMap<TopicFilter, SubscriptionOptions, RandomState>,
+    /// Filter -> options, as subscribed. (A zero-sized hasher builder keeps
+    /// an idle session small; only this session's own filters hash here.)
+    pub subscriptions: HashMap<TopicFilter, SubscriptionOptions, BuildHasherDefault<AHasher>>,
     /// Seconds the session outlives its connection; 0 = ends with it.
     pub expiry: u32,
     /// Shard-clock second the client went offline.
     pub offline_since: Option<u64>,
-    /// The current connection's will.
-    pub will: Option<LastWill>,
-    /// Inbound QoS 2 packet ids with PUBREC sent and PUBREL pending.
-    pub inbound_qos2: HashSet<u16, RandomState>,
+    /// The current connection's will (boxed: rare, and large).
+    pub will: Option<Box<LastWill>>,
+    /// Inbound QoS 2 packet ids with PUBREC sent and PUBREL pending; at
+    /// most `max_inflight_messages` of them.
+    pub inbound_qos2: Vec<u16>,
     /// Outbound window size: min(max_inflight_messages, client's Receive Maximum).
     pub window: u16,
     next_pid: u16,
@@ -88,6 +91,26 @@ pub struct Session {
 }
 
 impl Session {
+    /// Files an inbound QoS 2 id; false if it was already pending (a resend).
+    pub fn qos2_insert(&mut self, pid: u16) -> bool {
+        if self.inbound_qos2.contains(&pid) {
+            return false;
+        }
+        self.inbound_qos2.push(pid);
+        true
+    }
+
+    /// Releases an inbound QoS 2 id; false if it was not pending.
+    pub fn qos2_remove(&mut self, pid: u16) -> bool {
+        match self.inbound_qos2.iter().position(|p| *p == pid) {
+            Some(i) => {
+                self.inbound_qos2.swap_remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// A fresh session with no state.
     pub fn new(id: SessionId, client_id: Rc<str>, version: ProtocolVersion) -> Session {
         Session {
@@ -99,7 +122,7 @@ impl Session {
             expiry: 0,
             offline_since: None,
             will: None,
-            inbound_qos2: HashSet::default(),
+            inbound_qos2: Vec::new(),
             window: 20,
             next_pid: 0,
             inflight: VecDeque::new(),
