@@ -1,1 +1,70 @@
-fn main() {}
+//! `shardmq-load`: a thread-per-core load harness for MQTT 3.1.1 / 5.0 brokers.
+//!
+//! Architecture: the main thread is the *controller*. It builds a [`plan`]
+//! (one role per connection), deals the connections round-robin over
+//! *workers* (one glommio executor pinned per core, through
+//! `shardmq::runtime`; one task per connection, see [`worker`]) and drives
+//! the run through [`control`] (start time, stop flag, atomic counters):
+//! connect and subscribe everything, start the open-loop schedules
+//! ([`rate`]), warm up, measure, drain, stop. Payloads carry their due time,
+//! publisher id and sequence number ([`payload`]); subscribers record
+//! latency into a per-worker hdrhistogram and sequence numbers into
+//! [`seq`] trackers, merged at the end ([`stats`]) into a [`report`]
+//! (table, JSON, [`hgrm`] files). [`compare`] repeats a scenario over
+//! several brokers (optionally started by [`broker_proc`]) and draws
+//! [`chart`]. [`idle`] spreads huge connection counts over child processes.
+//!
+//! `main` only parses the command line and calls [`app::run`].
+//!
+//! Examples (every run stops by itself at warm-up + duration + grace):
+//!
+//! ```text
+//! shardmq-load fanout --host 127.0.0.1:1883 --subscribers 100 --rate 1000 --duration 10s
+//! shardmq-load pairs --pairs 100 --qos 1 --rate 20000 --hgrm-dir out/ --json
+//! shardmq-load fanin --publishers 50 --subscribers 4 --shared grp --mqtt-version 5
+//! shardmq-load pairs --pairs 10 --saturate --p99-bound-ms 5 --rate 1000
+//! shardmq-load idle --connections 50000 --source 127.0.0.2,127.0.0.3 --broker-pid 1234
+//! shardmq-load connect-storm --rate 2000 --duration 5s
+//! shardmq-load compare --broker 'mosq=cmd:mosquitto -c {conf}' \
+//!     --broker 'shardmq=cmd:shardmq -c {conf}' --broker-cores 0 --load-cores 1 \
+//!     fanout --subscribers 100 --rate 1000
+//! ```
+
+mod app;
+mod broker_proc;
+mod chart;
+mod cli;
+mod client;
+mod clock;
+mod compare;
+mod control;
+mod error;
+mod fleet;
+mod hgrm;
+mod idle;
+mod payload;
+mod plan;
+mod procstat;
+mod progress;
+mod publisher;
+mod rate;
+mod report;
+mod saturate;
+mod scenario;
+mod seq;
+mod signal;
+mod stats;
+mod storm;
+mod subscriber;
+mod traffic;
+mod worker;
+
+use clap::Parser;
+
+fn main() {
+    let cli = cli::Cli::parse();
+    if let Err(e) = app::run(cli) {
+        eprintln!("shardmq-load: {e}");
+        std::process::exit(e.exit_code());
+    }
+}

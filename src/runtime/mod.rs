@@ -12,6 +12,7 @@
 //! - [`time`]: sleep and timeouts.
 
 pub mod channel;
+pub mod client;
 pub mod executor;
 pub mod net;
 pub mod time;
