@@ -1,6 +1,9 @@
-//! The load harness against a real Mosquitto: counts, loss detection,
-//! histograms, JSON and `compare`. Skipped (with a message) when
-//! `mosquitto` is not installed.
+//! The load harness against a real Mosquitto and against an in-process
+//! shardmq: counts, loss detection, histograms, JSON and `compare`. The
+//! Mosquitto tests are skipped (with a message) when `mosquitto` is not
+//! installed, except under CI (`CI` set), where that is a failure.
+
+mod common;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -22,6 +25,10 @@ impl Mosquitto {
     /// Starts one, or `None` (after saying so) if mosquitto is not installed.
     fn start(test: &str) -> Option<Mosquitto> {
         if !on_path("mosquitto") {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{test}: `mosquitto` is not installed; the test command installs it (apt-get install -y mosquitto)"
+            );
             eprintln!("SKIPPED {test}: `mosquitto` is not installed (apt-get install mosquitto)");
             return None;
         }
@@ -277,4 +284,30 @@ fn compare_two_brokers_prints_ratios_and_draws_svg() {
         "{chart}"
     );
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn in_process_shardmq_counts_losses_and_qos2_exactly() {
+    let broker = common::TestBroker::start(2);
+    let host = broker.addr.to_string();
+    let r = json_run(&format!(
+        "fanout --host {host} --subscribers 5 --qos 1 --rate 500 --duration 1s --warmup 200ms"
+    ));
+    assert_eq!((num(&r, "sent"), num(&r, "delivered")), (500, 2500), "{r}");
+    assert_eq!((num(&r, "lost"), num(&r, "duplicates"), num(&r, "errors")), (0, 0, 0), "{r}");
+    assert_eq!(num(&r["latency"], "count"), 2500, "{r}");
+
+    let r = json_run(&format!(
+        "fanout --host {host} --subscribers 3 --qos 1 --rate 500 --duration 1s --warmup 200ms --drop-every 7"
+    ));
+    let dropped = num(&r, "dropped_by_test");
+    assert_eq!(dropped, 600 / 7, "{r}");
+    assert_eq!(num(&r, "lost"), dropped * 3, "{r}");
+
+    let r = json_run(&format!(
+        "pairs --host {host} --pairs 20 --qos 2 --mqtt-version 5 --rate 1000 --duration 1s --warmup 200ms"
+    ));
+    assert_eq!(num(&r, "delivered"), num(&r, "sent"), "{r}");
+    assert_eq!((num(&r, "lost"), num(&r, "duplicates"), num(&r, "out_of_order")), (0, 0, 0), "{r}");
+    broker.stop();
 }
