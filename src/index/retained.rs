@@ -125,10 +125,7 @@ impl<V: Clone> RetainedStore<V> {
             out.extend(node.entry.as_ref().and_then(|e| e.value.clone()));
             return;
         };
-        let (level, next) = match r.find('/') {
-            Some(i) => (&r[..i], Some(&r[i + 1..])),
-            None => (r, None),
-        };
+        let (level, next) = super::trie::split_level(r);
         // Wildcards at the first level do not match `$` topics.
         let visible = |name: &str| !(root && name.starts_with('$'));
         match level {

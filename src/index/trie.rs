@@ -39,7 +39,7 @@ impl<K, V> Node<K, V> {
 }
 
 /// Splits the first level off a topic or filter: `a/b/c` -> (`a`, Some(`b/c`)).
-fn split_level(s: &str) -> (&str, Option<&str>) {
+pub(super) fn split_level(s: &str) -> (&str, Option<&str>) {
     match s.find('/') {
         Some(i) => (&s[..i], Some(&s[i + 1..])),
         None => (s, None),

@@ -88,6 +88,8 @@ pub struct Session {
     inflight: VecDeque<Inflight>,
     queue: VecDeque<Queued>,
     queued_bytes: usize,
+    /// QoS 0 entries in `queue`.
+    queued_qos0: usize,
 }
 
 impl Session {
@@ -128,6 +130,7 @@ impl Session {
             inflight: VecDeque::new(),
             queue: VecDeque::new(),
             queued_bytes: 0,
+            queued_qos0: 0,
         }
     }
 
@@ -136,7 +139,10 @@ impl Session {
     /// allow, else queues it within `limits`.
     pub fn deliver(&mut self, msg: &Arc<Message>, qos: QoS, retain: bool, cache: &mut EncodeCache, limits: &QueueLimits) -> Delivery {
         if let Some(conn) = &self.conn {
-            let has_room = !conn.out_full() && self.queue.is_empty();
+            // Order is kept per QoS (the spec's guarantee): QoS 0 only waits
+            // behind queued QoS 0, QoS 1/2 behind anything queued.
+            let blocked = if qos == QoS::AtMostOnce { self.queued_qos0 > 0 } else { !self.queue.is_empty() };
+            let has_room = !conn.out_full() && !blocked;
             if qos == QoS::AtMostOnce && has_room {
                 return match cache.get(msg, self.version, qos, retain) {
                     Some(enc) if enc.len() <= conn.max_packet => {
@@ -149,11 +155,14 @@ impl Session {
             if qos != QoS::AtMostOnce && has_room && self.inflight.len() < usize::from(self.window) {
                 return self.send_new(msg, qos, retain, cache);
             }
-            if qos == QoS::AtMostOnce {
+            // Held back. Only a full buffer needs the "drained" wake-up; a
+            // full window reopens through the acknowledgement path.
+            if conn.out_full() {
                 conn.set_starved();
+            }
+            if qos == QoS::AtMostOnce {
                 return Delivery::Dropped; // slow consumer: QoS 0 is dropped
             }
-            conn.set_starved();
         } else if qos == QoS::AtMostOnce && !limits.queue_qos0 {
             return Delivery::Dropped;
         }
@@ -167,6 +176,7 @@ impl Session {
             return Delivery::Dropped;
         }
         self.queued_bytes += size;
+        self.queued_qos0 += usize::from(qos == QoS::AtMostOnce);
         self.queue.push_back(Queued { msg: Arc::clone(msg), qos, retain });
         Delivery::Queued
     }
@@ -229,6 +239,7 @@ impl Session {
             }
             let Some(q) = self.queue.pop_front() else { break };
             self.queued_bytes -= q.msg.publish.payload.len() + q.msg.publish.topic.as_bytes().len();
+            self.queued_qos0 -= usize::from(q.qos == QoS::AtMostOnce);
             let mut cache = EncodeCache::default();
             if q.qos == QoS::AtMostOnce {
                 if let Some(enc) = cache.get(&q.msg, self.version, q.qos, q.retain) {
@@ -238,7 +249,7 @@ impl Session {
                 self.send_new(&q.msg, q.qos, q.retain, &mut cache);
             }
         }
-        if !self.queue.is_empty() {
+        if !self.queue.is_empty() && conn.out_full() {
             conn.set_starved();
         }
     }
