@@ -14,10 +14,7 @@ use super::session::{Session, SessionId, NEVER_EXPIRES};
 use super::{handler, Shard, Stats};
 use crate::limits::SHUTDOWN_FLUSH;
 use crate::mesh::{Handover, ShardMsg};
-use crate::protocol::{
-    decode, ConnAck, Connect, DecodeError, Disconnect, Packet, Properties, ProtocolVersion,
-    ReasonCode,
-};
+use crate::protocol::{decode, ConnAck, Connect, DecodeError, Disconnect, Packet, Properties, ProtocolVersion, ReasonCode};
 use crate::runtime::net::{self, TcpStream};
 
 /// CONNACK "unacceptable protocol version" in 3.1.1 form: what a client
@@ -52,31 +49,20 @@ enum ConnectError {
     Malformed(crate::protocol::Malformed),
 }
 
-async fn read_connect(
-    shard: &Shard,
-    stream: &mut TcpStream,
-) -> Result<(Box<Connect>, BytesMut), ConnectError> {
+async fn read_connect(shard: &Shard, stream: &mut TcpStream) -> Result<(Box<Connect>, BytesMut), ConnectError> {
     let mut pending = BytesMut::new();
     loop {
-        let chunk = poll_fn(|cx| poll_read_chunk(shard, stream, cx))
-            .await
-            .map_err(|_| ConnectError::Closed)?;
+        let chunk = poll_fn(|cx| poll_read_chunk(shard, stream, cx)).await.map_err(|_| ConnectError::Closed)?;
         if pending.is_empty() {
             pending = chunk;
         } else {
             pending.extend_from_slice(&chunk);
         }
-        match decode(
-            &mut pending,
-            ProtocolVersion::V311,
-            shard.config.max_packet_size,
-        ) {
+        match decode(&mut pending, ProtocolVersion::V311, shard.config.max_packet_size) {
             Ok(Packet::Connect(c)) => return Ok((c, BytesMut::from(&pending[..]))),
             Ok(_) => return Err(ConnectError::NotConnect),
             Err(DecodeError::Incomplete { .. }) => pending = BytesMut::from(&pending[..]),
-            Err(DecodeError::Malformed(m))
-                if m.reason == ReasonCode::UnsupportedProtocolVersion =>
-            {
+            Err(DecodeError::Malformed(m)) if m.reason == ReasonCode::UnsupportedProtocolVersion => {
                 return Err(ConnectError::BadProtocol)
             }
             Err(DecodeError::Malformed(m)) => return Err(ConnectError::Malformed(m)),
@@ -86,13 +72,7 @@ async fn read_connect(
 
 /// Serves a connection whose CONNECT has been read, here or on the shard
 /// that accepted it.
-pub async fn admit(
-    shard: Rc<Shard>,
-    mut stream: TcpStream,
-    peer: SocketAddr,
-    mut connect: Box<Connect>,
-    leftover: BytesMut,
-) {
+pub async fn admit(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr, mut connect: Box<Connect>, leftover: BytesMut) {
     let assigned = connect.client_id.is_empty();
     if assigned {
         connect.client_id = shard.assign_client_id();
@@ -102,32 +82,17 @@ pub async fn admit(
         hand_over(&shard, stream, peer, connect, leftover, home);
         return;
     }
-    let max_packet = connect
-        .properties
-        .maximum_packet_size
-        .map_or(usize::MAX, |m| m as usize);
-    let conn = Rc::new(ConnShared::new(
-        peer,
-        connect.protocol,
-        max_packet,
-        shard.now(),
-    ));
+    let max_packet = connect.properties.maximum_packet_size.map_or(usize::MAX, |m| m as usize);
+    let conn = Rc::new(ConnShared::new(peer, connect.protocol, max_packet, shard.now()));
     if let Err(code) = check(&shard, &connect, assigned) {
-        let ack = ConnAck {
-            session_present: false,
-            code,
-            properties: Properties::default(),
-        };
+        let ack = ConnAck { session_present: false, code, properties: Properties::default() };
         shard.send_packet(&conn, &Packet::ConnAck(ack));
         flush_before_close(&mut stream, &conn, SHUTDOWN_FLUSH).await;
         return;
     }
     shard.connections.set(shard.connections.get() + 1);
     let present = shard.attach(&conn, &connect);
-    shard.send_packet(
-        &conn,
-        &Packet::ConnAck(connack(&shard, &connect, assigned, present)),
-    );
+    shard.send_packet(&conn, &Packet::ConnAck(connack(&shard, &connect, assigned, present)));
     shard.resume(&conn);
     shard.keepalive.borrow_mut().watch(&conn);
     shard.end_step();
@@ -140,27 +105,12 @@ pub async fn admit(
     shard.connections.set(shard.connections.get() - 1);
 }
 
-fn hand_over(
-    shard: &Rc<Shard>,
-    stream: TcpStream,
-    peer: SocketAddr,
-    connect: Box<Connect>,
-    leftover: BytesMut,
-    home: usize,
-) {
+fn hand_over(shard: &Rc<Shard>, stream: TcpStream, peer: SocketAddr, connect: Box<Connect>, leftover: BytesMut, home: usize) {
     match net::detach(stream) {
         Ok(fd) => {
             Stats::bump(&shard.stats.handed_over);
             let leftover = Bytes::copy_from_slice(&leftover);
-            shard.mesh.send(
-                home,
-                ShardMsg::Handover(Box::new(Handover {
-                    fd,
-                    peer,
-                    connect,
-                    leftover,
-                })),
-            );
+            shard.mesh.send(home, ShardMsg::Handover(Box::new(Handover { fd, peer, connect, leftover })));
             shard.mesh.flush();
         }
         Err(e) => log::warn!("{peer}: cannot hand the connection to shard {home}: {e}"),
@@ -170,10 +120,7 @@ fn hand_over(
 /// CONNECT checks that end in a refusing CONNACK.
 fn check(shard: &Shard, connect: &Connect, assigned: bool) -> Result<(), ReasonCode> {
     let config = &shard.config;
-    if assigned
-        && (!config.allow_zero_length_clientid
-            || (!connect.protocol.is_v5() && !connect.clean_start))
-    {
+    if assigned && (!config.allow_zero_length_clientid || (!connect.protocol.is_v5() && !connect.clean_start)) {
         return Err(ReasonCode::ClientIdentifierNotValid);
     }
     if !config.allow_anonymous {
@@ -184,11 +131,7 @@ fn check(shard: &Shard, connect: &Connect, assigned: bool) -> Result<(), ReasonC
         return Err(ReasonCode::ServerUnavailable);
     }
     let ka = connect.keep_alive;
-    if !connect.protocol.is_v5()
-        && config.max_keepalive != 0
-        && (ka > config.max_keepalive || ka == 0)
-        && config.max_keepalive < 65535
-    {
+    if !connect.protocol.is_v5() && config.max_keepalive != 0 && (ka > config.max_keepalive || ka == 0) && config.max_keepalive < 65535 {
         return Err(ReasonCode::ClientIdentifierNotValid);
     }
     Ok(())
@@ -209,19 +152,13 @@ fn connack(shard: &Shard, connect: &Connect, assigned: bool, present: bool) -> C
         if config.max_packet_size < crate::protocol::MAX_REMAINING_LENGTH + 5 {
             properties.maximum_packet_size = Some(config.max_packet_size as u32);
         }
-        if connect.keep_alive > config.max_keepalive
-            || (connect.keep_alive == 0 && config.max_keepalive < 65535)
-        {
+        if connect.keep_alive > config.max_keepalive || (connect.keep_alive == 0 && config.max_keepalive < 65535) {
             properties.server_keep_alive = Some(config.max_keepalive);
         }
         properties.subscription_identifier_available = Some(0);
         properties.shared_subscription_available = Some(0);
     }
-    ConnAck {
-        session_present: present,
-        code: ReasonCode::Success,
-        properties,
-    }
+    ConnAck { session_present: present, code: ReasonCode::Success, properties }
 }
 
 impl Shard {
@@ -245,9 +182,7 @@ impl Shard {
             NEVER_EXPIRES
         };
         match self.config.persistent_client_expiration {
-            Some(cap) if asked != 0 => {
-                asked.min(u32::try_from(cap.as_secs()).unwrap_or(NEVER_EXPIRES - 1))
-            }
+            Some(cap) if asked != 0 => asked.min(u32::try_from(cap.as_secs()).unwrap_or(NEVER_EXPIRES - 1)),
             _ => asked,
         }
     }
@@ -265,16 +200,8 @@ impl Shard {
             }
         }
         let resumed = !connect.clean_start && existing.is_some();
-        let sid = if resumed {
-            existing.unwrap_or_default()
-        } else {
-            self.new_session(&client_id, connect.protocol)
-        };
-        let keep_alive = if connect.keep_alive > self.config.max_keepalive
-            || connect.keep_alive == 0
-                && connect.protocol.is_v5()
-                && self.config.max_keepalive < 65535
-        {
+        let sid = if resumed { existing.unwrap_or_default() } else { self.new_session(&client_id, connect.protocol) };
+        let keep_alive = if connect.keep_alive > self.config.max_keepalive || connect.keep_alive == 0 && connect.protocol.is_v5() && self.config.max_keepalive < 65535 {
             self.config.max_keepalive
         } else {
             connect.keep_alive
@@ -299,9 +226,7 @@ impl Shard {
     fn take_over(self: &Rc<Self>, sid: SessionId) {
         let (old, will) = {
             let mut sessions = self.sessions.borrow_mut();
-            let Some(s) = sessions.by_id.get_mut(&sid) else {
-                return;
-            };
+            let Some(s) = sessions.by_id.get_mut(&sid) else { return };
             (s.conn.take(), s.will.take())
         };
         if let Some(old) = old {
@@ -316,9 +241,7 @@ impl Shard {
         let sid = self.next_session.get();
         self.next_session.set(sid + 1);
         let mut sessions = self.sessions.borrow_mut();
-        sessions
-            .by_id
-            .insert(sid, Session::new(sid, Rc::clone(client_id), version));
+        sessions.by_id.insert(sid, Session::new(sid, Rc::clone(client_id), version));
         sessions.by_client.insert(Rc::clone(client_id), sid);
         sid
     }
@@ -340,9 +263,7 @@ impl Shard {
         let sid = conn.session.get();
         let (will, ends) = {
             let mut sessions = self.sessions.borrow_mut();
-            let Some(s) = sessions.by_id.get_mut(&sid) else {
-                return;
-            };
+            let Some(s) = sessions.by_id.get_mut(&sid) else { return };
             if !s.conn.as_ref().is_some_and(|c| Rc::ptr_eq(c, conn)) {
                 return; // taken over: the session is someone else's now
             }
@@ -362,12 +283,7 @@ impl Shard {
 
     /// Sends queued messages after the connection's buffer drained.
     pub fn drain_session(&self, conn: &Rc<ConnShared>) {
-        if let Some(s) = self
-            .sessions
-            .borrow_mut()
-            .by_id
-            .get_mut(&conn.session.get())
-        {
+        if let Some(s) = self.sessions.borrow_mut().by_id.get_mut(&conn.session.get()) {
             s.drain();
         }
         self.mark_dirty(conn);
