@@ -126,11 +126,14 @@ impl Session {
             if qos != QoS::AtMostOnce && has_room && self.inflight.len() < usize::from(self.window) {
                 return self.send_new(msg, qos, retain, cache);
             }
-            if qos == QoS::AtMostOnce {
+            // Only a full buffer waits for `Drained`; a full window is
+            // reopened by the acknowledgement (starving on it would spin).
+            if conn.out_full() {
                 conn.set_starved();
+            }
+            if qos == QoS::AtMostOnce {
                 return Delivery::Dropped; // slow consumer: QoS 0 is dropped
             }
-            conn.set_starved();
         } else if qos == QoS::AtMostOnce && !limits.queue_qos0 {
             return Delivery::Dropped;
         }
@@ -215,7 +218,7 @@ impl Session {
                 self.send_new(&q.msg, q.qos, q.retain, &mut cache);
             }
         }
-        if !self.queue.is_empty() {
+        if !self.queue.is_empty() && conn.out_full() {
             conn.set_starved();
         }
     }
