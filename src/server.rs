@@ -102,7 +102,16 @@ pub fn start(config: Config) -> Result<BrokerHandle, StartError> {
                 // SAFETY: each fd is a listening TCP socket we own.
                 .map(|fd| unsafe { runtime::net::TcpListener::from_raw_fd(fd.into_raw_fd()) })
                 .collect();
-            let (mesh, receivers) = match Mesh::join(builder).await {
+            // glommio can lose the wake-up of a mesh join while the executor
+            // is parked with no timer armed (start-up then hangs forever,
+            // ~1 in 20 under load): a ticking timer makes the parked
+            // executor re-check its cross-executor channels.
+            let ticker = async {
+                loop {
+                    runtime::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+            };
+            let (mesh, receivers) = match futures_lite::future::or(Mesh::join(builder), ticker).await {
                 Ok(joined) => joined,
                 Err(e) => {
                     log::error!("shard {shard}: {e}");

@@ -112,6 +112,11 @@ pub struct Config {
     pub log_dest: LogDest,
     /// `log_type`, default error, warning, notice, information.
     pub log_types: LogTypes,
+    /// Time a new connection has to send CONNECT; default
+    /// [`crate::limits::CONNECT_TIMEOUT`]. Not a config-file key: tests
+    /// shorten it.
+    #[doc(hidden)]
+    pub connect_timeout: Duration,
 }
 
 impl Default for Config {
@@ -140,6 +145,7 @@ impl Default for Config {
                 information: true,
                 debug: false,
             },
+            connect_timeout: crate::limits::CONNECT_TIMEOUT,
         }
     }
 }

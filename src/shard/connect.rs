@@ -12,7 +12,7 @@ use bytes::{Bytes, BytesMut};
 use super::conn::{flush_before_close, poll_read_chunk, CloseReason, ConnShared};
 use super::session::{Session, SessionId, NEVER_EXPIRES};
 use super::{handler, Shard, Stats};
-use crate::limits::{CONNECT_TIMEOUT, SHUTDOWN_FLUSH};
+use crate::limits::SHUTDOWN_FLUSH;
 use crate::mesh::{Handover, ShardMsg};
 use crate::protocol::{decode, ConnAck, Connect, DecodeError, Disconnect, Packet, Properties, ProtocolVersion, ReasonCode};
 use crate::runtime::net::{self, TcpStream};
@@ -34,7 +34,7 @@ pub fn serve_new(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr) -> i
             Some(Ok((connect, leftover))) => crate::runtime::spawn(admit(shard, stream, peer, connect, leftover)),
             Some(Err(ConnectError::BadProtocol)) => refuse_protocol(&shard, stream, peer).await,
             Some(Err(e)) => log::info!("{peer}: closed before CONNECT: {e}"),
-            None => log::info!("{peer}: no CONNECT within {CONNECT_TIMEOUT:?}; closed"),
+            None => log::info!("{peer}: no CONNECT within {:?}; closed", shard.config.connect_timeout),
         }
     }
 }
@@ -65,7 +65,7 @@ type ReadConnect<'a> = Boxed<'a, Option<Result<(Box<Connect>, BytesMut), Connect
 /// Boxed and built in a plain function: the CONNECT phase is transient and
 /// must not add to the size of every connection's task.
 fn read_connect_boxed<'a>(shard: &'a Shard, stream: &'a mut TcpStream) -> ReadConnect<'a> {
-    Box::pin(crate::runtime::time::timeout(CONNECT_TIMEOUT, read_connect(shard, stream)))
+    Box::pin(crate::runtime::time::timeout(shard.config.connect_timeout, read_connect(shard, stream)))
 }
 
 async fn read_connect(shard: &Shard, stream: &mut TcpStream) -> Result<(Box<Connect>, BytesMut), ConnectError> {

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use shardmq::config::{Config, Listener};
 use shardmq::protocol::{
-    decode, ConnAck, Connect, DecodeError, Packet, Properties, ProtocolVersion, PubResp, Publish, QoS, SubAck,
-    Subscribe, SubscriptionOptions, TopicFilter, TopicName,
+    decode, ConnAck, Connect, DecodeError, LastWill, Packet, Properties, ProtocolVersion, PubResp,
+    Publish, QoS, ReasonCode, SubAck, Subscribe, SubscriptionOptions, TopicFilter, TopicName,
 };
 use shardmq::server::{self, BrokerHandle};
 
@@ -36,12 +36,18 @@ impl TestBroker {
     /// Like `start`, with the config adjusted by `f` first.
     pub fn with(shards: usize, f: impl FnOnce(&mut Config)) -> TestBroker {
         let mut config = Config::default();
-        config.listeners = vec![Listener { addr: "127.0.0.1:0".parse().unwrap() }];
+        config.listeners = vec![Listener {
+            addr: "127.0.0.1:0".parse().unwrap(),
+        }];
         config.shards = Some(shards);
         f(&mut config);
         let handle = server::start(config).expect("broker starts");
         let addr = handle.local_addrs()[0];
-        TestBroker { handle: Some(handle), addr, shards }
+        TestBroker {
+            handle: Some(handle),
+            addr,
+            shards,
+        }
     }
 
     /// A client id (prefix + suffix) whose session lives on `shard`.
@@ -85,11 +91,34 @@ impl RawClient {
     pub fn open(addr: SocketAddr, version: ProtocolVersion) -> RawClient {
         let stream = TcpStream::connect(addr).expect("tcp connect");
         stream.set_nodelay(true).unwrap();
-        RawClient { stream, version, buf: BytesMut::new() }
+        RawClient {
+            stream,
+            version,
+            buf: BytesMut::new(),
+        }
+    }
+
+    /// Sends `connect` on a new connection and returns the CONNACK.
+    pub fn connect_with(addr: SocketAddr, connect: Connect) -> (RawClient, ConnAck) {
+        let mut c = RawClient::open(addr, connect.protocol);
+        let ack = c.handshake(connect);
+        (c, ack)
+    }
+
+    /// Connects, asserting success, and returns the client and Session Present.
+    pub fn connected(addr: SocketAddr, connect: Connect) -> (RawClient, bool) {
+        let (c, ack) = RawClient::connect_with(addr, connect);
+        assert_eq!(ack.code, ReasonCode::Success, "CONNACK refused: {ack:?}");
+        (c, ack.session_present)
     }
 
     /// Connects and returns the CONNACK.
-    pub fn connect(addr: SocketAddr, version: ProtocolVersion, client_id: &str, clean: bool) -> (RawClient, ConnAck) {
+    pub fn connect(
+        addr: SocketAddr,
+        version: ProtocolVersion,
+        client_id: &str,
+        clean: bool,
+    ) -> (RawClient, ConnAck) {
         let mut c = RawClient::open(addr, version);
         let ack = c.handshake(connect_packet(version, client_id, clean, 60));
         (c, ack)
@@ -116,7 +145,8 @@ impl RawClient {
 
     /// The next packet within `WAIT`, or `None` if the connection closed.
     pub fn recv(&mut self) -> Option<Packet> {
-        self.recv_within(WAIT).unwrap_or_else(|| panic!("no packet within {WAIT:?}"))
+        self.recv_within(WAIT)
+            .unwrap_or_else(|| panic!("no packet within {WAIT:?}"))
     }
 
     /// `Some(None)`: closed. `None`: nothing within `d`.
@@ -137,7 +167,9 @@ impl RawClient {
             match self.stream.read(&mut tmp) {
                 Ok(0) => return Some(None),
                 Ok(n) => self.buf.extend_from_slice(&tmp[..n]),
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => return None,
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    return None
+                }
                 Err(_) => return Some(None),
             }
         }
@@ -194,6 +226,21 @@ impl RawClient {
         }
     }
 
+    /// Receives one PUBLISH without acknowledging it.
+    pub fn recv_publish(&mut self) -> Publish {
+        match self.recv() {
+            Some(Packet::Publish(p)) => p,
+            other => panic!("expected PUBLISH, got {other:?}"),
+        }
+    }
+
+    /// Receives `n` PUBLISH packets (acknowledged) and returns their payloads.
+    pub fn expect_payloads(&mut self, n: usize) -> Vec<Vec<u8>> {
+        (0..n)
+            .map(|_| self.expect_publish().payload.to_vec())
+            .collect()
+    }
+
     /// Receives one PUBLISH (acknowledging QoS 1 with PUBACK, QoS 2 fully).
     pub fn expect_publish(&mut self) -> Publish {
         match self.recv() {
@@ -229,7 +276,12 @@ pub fn pid(n: u16) -> NonZeroU16 {
     NonZeroU16::new(n).expect("non-zero packet id")
 }
 
-pub fn connect_packet(version: ProtocolVersion, client_id: &str, clean: bool, keep_alive: u16) -> Connect {
+pub fn connect_packet(
+    version: ProtocolVersion,
+    client_id: &str,
+    clean: bool,
+    keep_alive: u16,
+) -> Connect {
     Connect {
         protocol: version,
         clean_start: clean,
@@ -243,6 +295,63 @@ pub fn connect_packet(version: ProtocolVersion, client_id: &str, clean: bool, ke
     }
 }
 
+/// A 5.0 CONNECT whose session outlives the connection by `expiry` seconds.
+pub fn connect_v5_expiry(client_id: &str, clean: bool, expiry: u32) -> Connect {
+    let mut c = connect_packet(ProtocolVersion::V5, client_id, clean, 60);
+    c.properties.session_expiry_interval = Some(expiry);
+    c
+}
+
+/// A persistent session CONNECT: 3.1.1 clean session 0, or 5.0 with a
+/// Session Expiry of one hour.
+pub fn connect_persistent(version: ProtocolVersion, client_id: &str) -> Connect {
+    match version {
+        ProtocolVersion::V5 => connect_v5_expiry(client_id, false, 3600),
+        v => connect_packet(v, client_id, false, 60),
+    }
+}
+
+/// `connect` with a will on `topic`.
+pub fn with_will(
+    mut connect: Connect,
+    topic: &str,
+    payload: &[u8],
+    qos: QoS,
+    retain: bool,
+) -> Connect {
+    connect.will = Some(LastWill {
+        topic: TopicName::from_str(topic).unwrap(),
+        payload: Bytes::copy_from_slice(payload),
+        qos,
+        retain,
+        properties: Properties::default(),
+    });
+    connect
+}
+
+/// Both protocol versions a broker speaks with modern clients.
+pub const VERSIONS: [ProtocolVersion; 2] = [ProtocolVersion::V311, ProtocolVersion::V5];
+
+/// A subscriber homed on shard 1 and a publisher homed on shard 0, both
+/// connected with clean sessions; the subscriber is subscribed to `filter`.
+pub fn sub_and_pub(
+    b: &TestBroker,
+    version: ProtocolVersion,
+    filter: &str,
+    qos: QoS,
+) -> (RawClient, RawClient) {
+    let (mut sub, _) = RawClient::connected(
+        b.addr,
+        connect_packet(version, &b.id_on(1, "sub"), true, 60),
+    );
+    sub.subscribe(filter, qos);
+    let (publ, _) = RawClient::connected(
+        b.addr,
+        connect_packet(version, &b.id_on(0, "pub"), true, 60),
+    );
+    (sub, publ)
+}
+
 pub fn publish(topic: &str, payload: &[u8], qos: QoS, retain: bool, id: u16) -> Publish {
     Publish {
         dup: false,
@@ -253,4 +362,27 @@ pub fn publish(topic: &str, payload: &[u8], qos: QoS, retain: bool, id: u16) -> 
         payload: Bytes::copy_from_slice(payload),
         properties: Properties::default(),
     }
+}
+
+/// A child process killed (and reaped) when dropped.
+pub struct ChildGuard(pub std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs `f` on a fresh current-thread tokio runtime, failing after `limit`.
+pub fn block_on_timeout<F: std::future::Future>(limit: Duration, f: F) -> F::Output {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(async {
+        tokio::time::timeout(limit, f)
+            .await
+            .expect("test timed out")
+    })
 }
