@@ -24,18 +24,8 @@ impl Sub {
     fn start(b: &TestBroker, version: &str, filter: &str, qos: u8, count: usize) -> Sub {
         // stdbuf: line-buffered output through the pipe, so SUBACK is seen.
         let mut child = Command::new("stdbuf")
-            .args([
-                "-oL",
-                "mosquitto_sub",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &b.addr.port().to_string(),
-                "-V",
-                version,
-                "-q",
-                &qos.to_string(),
-            ])
+            .args(["-oL", "mosquitto_sub"])
+            .args(common_args(b, version, qos))
             .args([
                 "-t",
                 filter,
@@ -98,19 +88,33 @@ impl Sub {
     }
 }
 
-fn mosquitto_pub(b: &TestBroker, version: &str, topic: &str, payload: &str, qos: u8, retain: bool) {
-    let mut cmd = Command::new("mosquitto_pub");
-    cmd.args([
+/// Host, port, protocol version and QoS arguments of both clients.
+fn common_args(b: &TestBroker, version: &str, qos: u8) -> Vec<String> {
+    let port = b.addr.port().to_string();
+    [
         "-h",
         "127.0.0.1",
         "-p",
-        &b.addr.port().to_string(),
+        &port,
         "-V",
         version,
         "-q",
         &qos.to_string(),
-    ])
-    .args(["-t", topic, "-m", payload, "-i", &b.id_on(0, "mpub")]);
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+fn mosquitto_pub(b: &TestBroker, version: &str, topic: &str, payload: &str, qos: u8, retain: bool) {
+    let mut cmd = Command::new("mosquitto_pub");
+    cmd.args(common_args(b, version, qos)).args([
+        "-t",
+        topic,
+        "-m",
+        payload,
+        "-i",
+        &b.id_on(0, "mpub"),
+    ]);
     if retain {
         cmd.arg("-r");
     }
