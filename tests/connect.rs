@@ -157,15 +157,3 @@ fn keepalive_kept_by_pings() {
         std::thread::sleep(Duration::from_millis(500));
     }
 }
-
-#[test]
-fn first_packet_must_be_connect() {
-    let b = TestBroker::start(2);
-    let mut c = RawClient::open(b.addr, ProtocolVersion::V311);
-    // SUBSCRIBE id 1, "a" QoS 0.
-    c.send_bytes(&[0x82, 0x06, 0x00, 0x01, 0x00, 0x01, b'a', 0x00]);
-    assert!(
-        c.expect_closed().is_empty(),
-        "nothing is answered before CONNECT"
-    );
-}

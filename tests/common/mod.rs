@@ -35,11 +35,13 @@ impl TestBroker {
 
     /// Like `start`, with the config adjusted by `f` first.
     pub fn with(shards: usize, f: impl FnOnce(&mut Config)) -> TestBroker {
-        let mut config = Config::default();
-        config.listeners = vec![Listener {
-            addr: "127.0.0.1:0".parse().unwrap(),
-        }];
-        config.shards = Some(shards);
+        let mut config = Config {
+            listeners: vec![Listener {
+                addr: "127.0.0.1:0".parse().unwrap(),
+            }],
+            shards: Some(shards),
+            ..Config::default()
+        };
         f(&mut config);
         let handle = server::start(config).expect("broker starts");
         let addr = handle.local_addrs()[0];
