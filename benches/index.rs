@@ -23,7 +23,9 @@ fn filters(n: usize, wildcard_pct: usize) -> Vec<String> {
 }
 
 fn topics(n: usize, count: usize) -> Vec<String> {
-    (0..count).map(|i| format!("fleet/{}/{}/m{}", (i * 31) % 1000, (i * 7) % n, i % 7)).collect()
+    (0..count)
+        .map(|i| format!("fleet/{}/{}/m{}", (i * 31) % 1000, (i * 7) % n, i % 7))
+        .collect()
 }
 
 fn run_for(budget: Duration, mut f: impl FnMut() -> u64) -> (u64, Duration) {

@@ -109,7 +109,10 @@ async fn receiver(rx: runtime::channel::ConnectedReceiver<mesh::Batch>) -> (Hist
 }
 
 fn main() {
-    println!("shardmq mesh: 2 shards pinned to cores {:?}", available_cores().iter().take(2).collect::<Vec<_>>());
+    println!(
+        "shardmq mesh: 2 shards pinned to cores {:?}",
+        available_cores().iter().take(2).collect::<Vec<_>>()
+    );
     for spin in [Duration::ZERO, Duration::from_micros(50)] {
         let (h, rate) = run(spin);
         println!(

@@ -52,7 +52,9 @@ fn main() -> ExitCode {
         for l in &mut config.listeners {
             l.addr.set_port(port);
         }
-        config.listeners.dedup_by(|a: &mut Listener, b: &mut Listener| a == b);
+        config
+            .listeners
+            .dedup_by(|a: &mut Listener, b: &mut Listener| a == b);
     }
     if cli.shards.is_some() {
         config.shards = cli.shards;

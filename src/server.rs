@@ -83,10 +83,19 @@ pub fn start(config: Config) -> Result<BrokerHandle, StartError> {
     if shards == 0 || shards > MAX_SHARDS {
         return Err(StartError::Shards(shards));
     }
-    let addrs = config.listeners.iter().map(|l| probe_port(l.addr)).collect::<Result<Vec<_>, _>>()?;
+    let addrs = config
+        .listeners
+        .iter()
+        .map(|l| probe_port(l.addr))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut sockets: Vec<Vec<OwnedFd>> = Vec::with_capacity(shards);
     for _ in 0..shards {
-        sockets.push(addrs.iter().map(|a| reuseport_listener(*a)).collect::<Result<_, _>>()?);
+        sockets.push(
+            addrs
+                .iter()
+                .map(|a| reuseport_listener(*a))
+                .collect::<Result<_, _>>()?,
+        );
     }
     let stop = Arc::new(AtomicBool::new(false));
     let builder = mesh::builder(shards);
@@ -95,7 +104,12 @@ pub fn start(config: Config) -> Result<BrokerHandle, StartError> {
     for (shard, fds) in sockets.into_iter().enumerate() {
         let core = (!cores.is_empty()).then(|| cores[shard % cores.len()]);
         let spec = ExecutorSpec::new(format!("shard-{shard}"), core);
-        let (config, builder, stop, ready) = (config.clone(), builder.clone(), Arc::clone(&stop), ready_tx.clone());
+        let (config, builder, stop, ready) = (
+            config.clone(),
+            builder.clone(),
+            Arc::clone(&stop),
+            ready_tx.clone(),
+        );
         let handle = runtime::start(&spec, move || async move {
             let listeners = fds
                 .into_iter()
@@ -111,13 +125,14 @@ pub fn start(config: Config) -> Result<BrokerHandle, StartError> {
                     runtime::time::sleep(std::time::Duration::from_millis(5)).await;
                 }
             };
-            let (mesh, receivers) = match futures_lite::future::or(Mesh::join(builder), ticker).await {
-                Ok(joined) => joined,
-                Err(e) => {
-                    log::error!("shard {shard}: {e}");
-                    return;
-                }
-            };
+            let (mesh, receivers) =
+                match futures_lite::future::or(Mesh::join(builder), ticker).await {
+                    Ok(joined) => joined,
+                    Err(e) => {
+                        log::error!("shard {shard}: {e}");
+                        return;
+                    }
+                };
             let _ = ready.send(());
             Shard::run(config, mesh, receivers, listeners, stop).await;
         })
@@ -130,14 +145,20 @@ pub fn start(config: Config) -> Result<BrokerHandle, StartError> {
         }
     }
     log::info!("shardmq listening on {addrs:?} with {shards} shard(s)");
-    Ok(BrokerHandle { addrs, stop, shards: handles })
+    Ok(BrokerHandle {
+        addrs,
+        stop,
+        shards: handles,
+    })
 }
 
 /// Binds `addr` without SO_REUSEPORT to find out whether another process
 /// holds it; returns the address with port 0 resolved.
 fn probe_port(addr: SocketAddr) -> Result<SocketAddr, StartError> {
     match std::net::TcpListener::bind(addr) {
-        Ok(probe) => probe.local_addr().map_err(|source| StartError::Listen { addr, source }),
+        Ok(probe) => probe
+            .local_addr()
+            .map_err(|source| StartError::Listen { addr, source }),
         Err(e) if e.kind() == io::ErrorKind::AddrInUse => Err(StartError::PortInUse { addr }),
         Err(source) => Err(StartError::Listen { addr, source }),
     }
@@ -145,7 +166,11 @@ fn probe_port(addr: SocketAddr) -> Result<SocketAddr, StartError> {
 
 fn reuseport_listener(addr: SocketAddr) -> Result<OwnedFd, StartError> {
     let err = |source| StartError::Listen { addr, source };
-    let domain = if addr.is_ipv6() { Domain::IPV6 } else { Domain::IPV4 };
+    let domain = if addr.is_ipv6() {
+        Domain::IPV6
+    } else {
+        Domain::IPV4
+    };
     let socket = Socket::new(domain, Type::STREAM, Some(Protocol::TCP)).map_err(err)?;
     socket.set_reuse_port(true).map_err(err)?;
     socket.set_reuse_address(true).map_err(err)?;
@@ -158,7 +183,10 @@ fn reuseport_listener(addr: SocketAddr) -> Result<OwnedFd, StartError> {
 /// Raises the soft open-files limit to the hard one; warns when
 /// `max_connections` cannot fit under it.
 pub fn raise_open_files_limit(max_connections: Option<usize>) {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit/setrlimit only read and write `lim`.
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {

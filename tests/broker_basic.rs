@@ -11,7 +11,10 @@ fn qos0_crosses_shards_v311_and_v5() {
     for version in [ProtocolVersion::V311, ProtocolVersion::V5] {
         let (mut sub, ack) = RawClient::connect(b.addr, version, &b.id_on(0, "sub"), true);
         assert_eq!(ack.code, ReasonCode::Success);
-        assert_eq!(sub.subscribe("a/+/c", QoS::AtMostOnce).codes, vec![ReasonCode::GrantedQoS0]);
+        assert_eq!(
+            sub.subscribe("a/+/c", QoS::AtMostOnce).codes,
+            vec![ReasonCode::GrantedQoS0]
+        );
         let (mut publ, _) = RawClient::connect(b.addr, version, &b.id_on(1, "pub"), true);
         publ.publish("a/b/c", b"hello", QoS::AtMostOnce, false, 1);
         let p = sub.expect_publish();

@@ -294,7 +294,11 @@ fn in_process_shardmq_counts_losses_and_qos2_exactly() {
         "fanout --host {host} --subscribers 5 --qos 1 --rate 500 --duration 1s --warmup 200ms"
     ));
     assert_eq!((num(&r, "sent"), num(&r, "delivered")), (500, 2500), "{r}");
-    assert_eq!((num(&r, "lost"), num(&r, "duplicates"), num(&r, "errors")), (0, 0, 0), "{r}");
+    assert_eq!(
+        (num(&r, "lost"), num(&r, "duplicates"), num(&r, "errors")),
+        (0, 0, 0),
+        "{r}"
+    );
     assert_eq!(num(&r["latency"], "count"), 2500, "{r}");
 
     let r = json_run(&format!(
@@ -308,6 +312,14 @@ fn in_process_shardmq_counts_losses_and_qos2_exactly() {
         "pairs --host {host} --pairs 20 --qos 2 --mqtt-version 5 --rate 1000 --duration 1s --warmup 200ms"
     ));
     assert_eq!(num(&r, "delivered"), num(&r, "sent"), "{r}");
-    assert_eq!((num(&r, "lost"), num(&r, "duplicates"), num(&r, "out_of_order")), (0, 0, 0), "{r}");
+    assert_eq!(
+        (
+            num(&r, "lost"),
+            num(&r, "duplicates"),
+            num(&r, "out_of_order")
+        ),
+        (0, 0, 0),
+        "{r}"
+    );
     broker.stop();
 }

@@ -5,12 +5,15 @@ mod common;
 
 use bytes::Bytes;
 use common::*;
-use shardmq::protocol::{LastWill, Packet, Properties, ProtocolVersion, QoS, ReasonCode, TopicName};
+use shardmq::protocol::{
+    LastWill, Packet, Properties, ProtocolVersion, QoS, ReasonCode, TopicName,
+};
 
 #[test]
 fn shutdown_publishes_wills_then_disconnects_v5_clients() {
     let b = TestBroker::start(2);
-    let (mut watcher, _) = RawClient::connect(b.addr, ProtocolVersion::V5, &b.id_on(1, "watcher"), true);
+    let (mut watcher, _) =
+        RawClient::connect(b.addr, ProtocolVersion::V5, &b.id_on(1, "watcher"), true);
     watcher.subscribe("wills/#", QoS::AtLeastOnce);
     let mut dying = RawClient::open(b.addr, ProtocolVersion::V5);
     let mut connect = connect_packet(ProtocolVersion::V5, &b.id_on(0, "dying"), true, 60);
@@ -25,11 +28,16 @@ fn shutdown_publishes_wills_then_disconnects_v5_clients() {
 
     let stopper = std::thread::spawn(move || b.stop());
     let will = watcher.expect_publish();
-    assert_eq!((will.topic.as_str(), &will.payload[..]), ("wills/dying", &b"gone"[..]));
+    assert_eq!(
+        (will.topic.as_str(), &will.payload[..]),
+        ("wills/dying", &b"gone"[..])
+    );
     for client in [&mut watcher, &mut dying] {
         let last = client.expect_closed();
         assert!(
-            last.iter().any(|p| matches!(p, Packet::Disconnect(d) if d.reason == ReasonCode::ServerShuttingDown)),
+            last.iter().any(
+                |p| matches!(p, Packet::Disconnect(d) if d.reason == ReasonCode::ServerShuttingDown)
+            ),
             "expected DISCONNECT 0x8B before close, got {last:?}"
         );
     }

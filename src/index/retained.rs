@@ -33,7 +33,10 @@ struct Node<V> {
 
 impl<V> Default for Node<V> {
     fn default() -> Self {
-        Node { children: HashMap::default(), entry: None }
+        Node {
+            children: HashMap::default(),
+            entry: None,
+        }
     }
 }
 
@@ -47,7 +50,11 @@ pub struct RetainedStore<V> {
 
 impl<V> Default for RetainedStore<V> {
     fn default() -> Self {
-        RetainedStore { root: Node::default(), len: 0, tombstones: 0 }
+        RetainedStore {
+            root: Node::default(),
+            len: 0,
+            tombstones: 0,
+        }
     }
 }
 

@@ -28,13 +28,21 @@ struct Node<K, V> {
 
 impl<K, V> Default for Node<K, V> {
     fn default() -> Self {
-        Node { children: HashMap::default(), plus: None, hash: Vec::new(), exact: Vec::new() }
+        Node {
+            children: HashMap::default(),
+            plus: None,
+            hash: Vec::new(),
+            exact: Vec::new(),
+        }
     }
 }
 
 impl<K, V> Node<K, V> {
     fn is_empty(&self) -> bool {
-        self.children.is_empty() && self.plus.is_none() && self.hash.is_empty() && self.exact.is_empty()
+        self.children.is_empty()
+            && self.plus.is_none()
+            && self.hash.is_empty()
+            && self.exact.is_empty()
     }
 }
 
@@ -48,7 +56,10 @@ pub(super) fn split_level(s: &str) -> (&str, Option<&str>) {
 
 impl<K: PartialEq, V> Default for SubTrie<K, V> {
     fn default() -> Self {
-        SubTrie { root: Node::default(), len: 0 }
+        SubTrie {
+            root: Node::default(),
+            len: 0,
+        }
     }
 }
 
@@ -116,7 +127,10 @@ impl<K: PartialEq, V> SubTrie<K, V> {
             };
             return list.iter_mut().find(|(k, _)| k == key).map(|(_, v)| v);
         }
-        node.exact.iter_mut().find(|(k, _)| k == key).map(|(_, v)| v)
+        node.exact
+            .iter_mut()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v)
     }
 
     /// Removes `key`'s entry for `filter`, pruning empty nodes.
@@ -210,7 +224,10 @@ mod tests {
     #[test]
     fn wildcards_and_dollar_rule() {
         let mut t = SubTrie::new();
-        for (i, f) in ["a/b", "a/+", "a/#", "#", "+/b", "$SYS/#", "+/+/c", "a/b/#"].iter().enumerate() {
+        for (i, f) in ["a/b", "a/+", "a/#", "#", "+/b", "$SYS/#", "+/+/c", "a/b/#"]
+            .iter()
+            .enumerate()
+        {
             t.insert(f, i as u32, ());
         }
         assert_eq!(matched(&t, "a/b"), vec![0, 1, 2, 3, 4, 7]);

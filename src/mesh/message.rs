@@ -53,7 +53,11 @@ pub enum ShardMsg {
     /// The sender no longer has any subscription on this filter.
     SubRemove(TopicFilter),
     /// Set (`Some`) or delete (`None`) the retained message of a topic.
-    Retain { topic: TopicName, stamp: RetainStamp, message: Option<Arc<Message>> },
+    Retain {
+        topic: TopicName,
+        stamp: RetainStamp,
+        message: Option<Arc<Message>>,
+    },
     /// Adopt this connection: its session lives on the destination.
     Handover(Box<Handover>),
     /// Answer with `BarrierAck` once everything sent before it is applied.

@@ -20,7 +20,9 @@ pub use message::{Handover, Message, Origin, ShardMsg};
 
 use crate::index::ShardSet;
 use crate::limits::{MESH_BATCH, MESH_CAPACITY, MESH_OUTBOX_LIMIT};
-use crate::runtime::channel::{full_mesh, try_send_to, ConnectedReceiver, Full, MeshBuilder, Senders, TrySendError};
+use crate::runtime::channel::{
+    full_mesh, try_send_to, ConnectedReceiver, Full, MeshBuilder, Senders, TrySendError,
+};
 
 /// What travels on one queue: a batch of messages in order.
 pub type Batch = Vec<ShardMsg>;
@@ -49,9 +51,13 @@ pub struct Mesh {
 impl Mesh {
     /// Joins the mesh; returns this shard's end and its receivers
     /// (peer id, queue).
-    pub async fn join(builder: MeshBuilder<Batch, Full>) -> std::io::Result<(Rc<Mesh>, Vec<(usize, ConnectedReceiver<Batch>)>)> {
-        let (senders, mut receivers) =
-            builder.join().await.map_err(|e| std::io::Error::other(format!("joining the shard mesh: {e:?}")))?;
+    pub async fn join(
+        builder: MeshBuilder<Batch, Full>,
+    ) -> std::io::Result<(Rc<Mesh>, Vec<(usize, ConnectedReceiver<Batch>)>)> {
+        let (senders, mut receivers) = builder
+            .join()
+            .await
+            .map_err(|e| std::io::Error::other(format!("joining the shard mesh: {e:?}")))?;
         let me = senders.peer_id();
         let peers = senders.nr_consumers();
         let mesh = Mesh {

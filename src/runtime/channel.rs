@@ -19,7 +19,11 @@ pub enum TrySendError<T> {
 }
 
 /// Sends without waiting; hands the message back when it cannot.
-pub fn try_send_to<T: Send>(senders: &Senders<T>, peer: usize, msg: T) -> Result<(), TrySendError<T>> {
+pub fn try_send_to<T: Send>(
+    senders: &Senders<T>,
+    peer: usize,
+    msg: T,
+) -> Result<(), TrySendError<T>> {
     use glommio::{GlommioError, ResourceType};
     match senders.try_send_to(peer, msg) {
         Ok(()) => Ok(()),

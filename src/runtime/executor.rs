@@ -29,7 +29,11 @@ pub struct ExecutorSpec {
 impl ExecutorSpec {
     /// An executor pinned to `core` (or unpinned with `None`), no spinning.
     pub fn new(name: impl Into<String>, core: Option<usize>) -> ExecutorSpec {
-        ExecutorSpec { name: name.into(), core, spin_before_park: Duration::ZERO }
+        ExecutorSpec {
+            name: name.into(),
+            core,
+            spin_before_park: Duration::ZERO,
+        }
     }
 }
 
@@ -41,7 +45,9 @@ pub struct ExecutorHandle<T: Send + 'static> {
 impl<T: Send + 'static> ExecutorHandle<T> {
     /// Waits for the executor's main future to finish.
     pub fn join(self) -> io::Result<T> {
-        self.inner.join().map_err(|e| io::Error::other(e.to_string()))
+        self.inner
+            .join()
+            .map_err(|e| io::Error::other(e.to_string()))
     }
 }
 

@@ -31,12 +31,20 @@ pub async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
 }
 
 /// Reads what is available into `buf`; `Pending` registers the waker.
-pub fn poll_read(stream: &mut TcpStream, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+pub fn poll_read(
+    stream: &mut TcpStream,
+    cx: &mut Context<'_>,
+    buf: &mut [u8],
+) -> Poll<io::Result<usize>> {
     Pin::new(stream).poll_read(cx, buf)
 }
 
 /// Writes what the socket accepts from `buf`; `Pending` registers the waker.
-pub fn poll_write(stream: &mut TcpStream, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+pub fn poll_write(
+    stream: &mut TcpStream,
+    cx: &mut Context<'_>,
+    buf: &[u8],
+) -> Poll<io::Result<usize>> {
     Pin::new(stream).poll_write(cx, buf)
 }
 

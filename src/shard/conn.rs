@@ -81,7 +81,12 @@ pub struct ConnShared {
 
 impl ConnShared {
     /// A connection for `version` at shard-clock second `now`.
-    pub fn new(peer: SocketAddr, version: ProtocolVersion, max_packet: usize, now: u64) -> ConnShared {
+    pub fn new(
+        peer: SocketAddr,
+        version: ProtocolVersion,
+        max_packet: usize,
+        now: u64,
+    ) -> ConnShared {
         ConnShared {
             peer,
             version,
@@ -183,7 +188,12 @@ pub async fn next_event(shard: &Shard, stream: &mut TcpStream, conn: &ConnShared
     poll_fn(|cx| poll_event(shard, stream, conn, cx)).await
 }
 
-fn poll_event(shard: &Shard, stream: &mut TcpStream, conn: &ConnShared, cx: &mut Context<'_>) -> Poll<Event> {
+fn poll_event(
+    shard: &Shard,
+    stream: &mut TcpStream,
+    conn: &ConnShared,
+    cx: &mut Context<'_>,
+) -> Poll<Event> {
     if let Some(reason) = conn.close.get() {
         return Poll::Ready(Event::Closed(reason));
     }
@@ -213,7 +223,11 @@ fn register(conn: &ConnShared, waker: &Waker) {
 }
 
 /// Writes as much of the outgoing buffer as the socket takes.
-fn poll_flush(stream: &mut TcpStream, conn: &ConnShared, cx: &mut Context<'_>) -> Result<(), CloseReason> {
+fn poll_flush(
+    stream: &mut TcpStream,
+    conn: &ConnShared,
+    cx: &mut Context<'_>,
+) -> Result<(), CloseReason> {
     let mut out = conn.out.borrow_mut();
     while !out.is_empty() {
         match net::poll_write(stream, cx, &out) {
@@ -229,7 +243,11 @@ fn poll_flush(stream: &mut TcpStream, conn: &ConnShared, cx: &mut Context<'_>) -
 }
 
 /// Reads into the shard-wide buffer and splits off what was read.
-pub fn poll_read_chunk(shard: &Shard, stream: &mut TcpStream, cx: &mut Context<'_>) -> Poll<Result<BytesMut, CloseReason>> {
+pub fn poll_read_chunk(
+    shard: &Shard,
+    stream: &mut TcpStream,
+    cx: &mut Context<'_>,
+) -> Poll<Result<BytesMut, CloseReason>> {
     let mut buf = shard.read_buf.borrow_mut();
     if buf.len() < READ_MIN {
         buf.clear();
@@ -244,7 +262,11 @@ pub fn poll_read_chunk(shard: &Shard, stream: &mut TcpStream, cx: &mut Context<'
 }
 
 /// Writes whatever is left in the outgoing buffer, for at most `limit`.
-pub async fn flush_before_close(stream: &mut TcpStream, conn: &ConnShared, limit: std::time::Duration) {
+pub async fn flush_before_close(
+    stream: &mut TcpStream,
+    conn: &ConnShared,
+    limit: std::time::Duration,
+) {
     let flushed = poll_fn(|cx| match poll_flush(stream, conn, cx) {
         Err(_) => Poll::Ready(()),
         Ok(()) if conn.out.borrow().is_empty() => Poll::Ready(()),

@@ -14,7 +14,10 @@ use super::session::{Session, SessionId, NEVER_EXPIRES};
 use super::{handler, Shard, Stats};
 use crate::limits::SHUTDOWN_FLUSH;
 use crate::mesh::{Handover, ShardMsg};
-use crate::protocol::{decode, ConnAck, Connect, DecodeError, Disconnect, Packet, Properties, ProtocolVersion, ReasonCode};
+use crate::protocol::{
+    decode, ConnAck, Connect, DecodeError, Disconnect, Packet, Properties, ProtocolVersion,
+    ReasonCode,
+};
 use crate::runtime::net::{self, TcpStream};
 
 /// CONNACK "unacceptable protocol version" in 3.1.1 form: what a client
@@ -27,14 +30,23 @@ const CONNACK_BAD_PROTOCOL: [u8; 4] = [0x20, 0x02, 0x00, 0x01];
 /// `async fn`: an async fn keeps its arguments twice in its state (rustc
 /// #62958), and this future lives as long as the connection.
 #[allow(clippy::manual_async_fn)] // deliberate: see the doc above
-pub fn serve_new(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr) -> impl std::future::Future<Output = ()> {
+pub fn serve_new(
+    shard: Rc<Shard>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+) -> impl std::future::Future<Output = ()> {
     async move {
         match read_connect_boxed(&shard, &mut stream).await {
             // A task of its own: this (transient) one ends and frees its state.
-            Some(Ok((connect, leftover))) => crate::runtime::spawn(admit(shard, stream, peer, connect, leftover)),
+            Some(Ok((connect, leftover))) => {
+                crate::runtime::spawn(admit(shard, stream, peer, connect, leftover))
+            }
             Some(Err(ConnectError::BadProtocol)) => refuse_protocol(&shard, stream, peer).await,
             Some(Err(e)) => log::info!("{peer}: closed before CONNECT: {e}"),
-            None => log::info!("{peer}: no CONNECT within {:?}; closed", shard.config.connect_timeout),
+            None => log::info!(
+                "{peer}: no CONNECT within {:?}; closed",
+                shard.config.connect_timeout
+            ),
         }
     }
 }
@@ -65,23 +77,37 @@ type ReadConnect<'a> = Boxed<'a, Option<Result<(Box<Connect>, BytesMut), Connect
 /// Boxed and built in a plain function: the CONNECT phase is transient and
 /// must not add to the size of every connection's task.
 fn read_connect_boxed<'a>(shard: &'a Shard, stream: &'a mut TcpStream) -> ReadConnect<'a> {
-    Box::pin(crate::runtime::time::timeout(shard.config.connect_timeout, read_connect(shard, stream)))
+    Box::pin(crate::runtime::time::timeout(
+        shard.config.connect_timeout,
+        read_connect(shard, stream),
+    ))
 }
 
-async fn read_connect(shard: &Shard, stream: &mut TcpStream) -> Result<(Box<Connect>, BytesMut), ConnectError> {
+async fn read_connect(
+    shard: &Shard,
+    stream: &mut TcpStream,
+) -> Result<(Box<Connect>, BytesMut), ConnectError> {
     let mut pending = BytesMut::new();
     loop {
-        let chunk = poll_fn(|cx| poll_read_chunk(shard, stream, cx)).await.map_err(|_| ConnectError::Closed)?;
+        let chunk = poll_fn(|cx| poll_read_chunk(shard, stream, cx))
+            .await
+            .map_err(|_| ConnectError::Closed)?;
         if pending.is_empty() {
             pending = chunk;
         } else {
             pending.extend_from_slice(&chunk);
         }
-        match decode(&mut pending, ProtocolVersion::V311, shard.config.max_packet_size) {
+        match decode(
+            &mut pending,
+            ProtocolVersion::V311,
+            shard.config.max_packet_size,
+        ) {
             Ok(Packet::Connect(c)) => return Ok((c, BytesMut::from(&pending[..]))),
             Ok(_) => return Err(ConnectError::NotConnect),
             Err(DecodeError::Incomplete { .. }) => pending = BytesMut::from(&pending[..]),
-            Err(DecodeError::Malformed(m)) if m.reason == ReasonCode::UnsupportedProtocolVersion => {
+            Err(DecodeError::Malformed(m))
+                if m.reason == ReasonCode::UnsupportedProtocolVersion =>
+            {
                 return Err(ConnectError::BadProtocol)
             }
             Err(DecodeError::Malformed(m)) => return Err(ConnectError::Malformed(m)),
@@ -109,8 +135,16 @@ pub fn admit(
             hand_over(&shard, stream, peer, connect, leftover, home);
             return;
         }
-        let max_packet = connect.properties.maximum_packet_size.map_or(usize::MAX, |m| m as usize);
-        let conn = Rc::new(ConnShared::new(peer, connect.protocol, max_packet, shard.now()));
+        let max_packet = connect
+            .properties
+            .maximum_packet_size
+            .map_or(usize::MAX, |m| m as usize);
+        let conn = Rc::new(ConnShared::new(
+            peer,
+            connect.protocol,
+            max_packet,
+            shard.now(),
+        ));
         if let Err(code) = check(&shard, &connect, assigned) {
             refuse(&shard, &conn, code);
             flush_before_close(&mut stream, &conn, SHUTDOWN_FLUSH).await;
@@ -118,7 +152,10 @@ pub fn admit(
         }
         shard.connections.set(shard.connections.get() + 1);
         let present = shard.attach(&conn, &connect);
-        shard.send_packet(&conn, &Packet::ConnAck(connack(&shard, &connect, assigned, present)));
+        shard.send_packet(
+            &conn,
+            &Packet::ConnAck(connack(&shard, &connect, assigned, present)),
+        );
         drop(connect);
         shard.resume(&conn);
         shard.keepalive.borrow_mut().watch(&conn);
@@ -136,16 +173,35 @@ pub fn admit(
 /// Writes a refusing CONNACK (kept out of `admit` so the packet does not
 /// occupy the task's state).
 fn refuse(shard: &Shard, conn: &Rc<ConnShared>, code: ReasonCode) {
-    let ack = ConnAck { session_present: false, code, properties: Properties::default() };
+    let ack = ConnAck {
+        session_present: false,
+        code,
+        properties: Properties::default(),
+    };
     shard.send_packet(conn, &Packet::ConnAck(ack));
 }
 
-fn hand_over(shard: &Rc<Shard>, stream: TcpStream, peer: SocketAddr, connect: Box<Connect>, leftover: BytesMut, home: usize) {
+fn hand_over(
+    shard: &Rc<Shard>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    connect: Box<Connect>,
+    leftover: BytesMut,
+    home: usize,
+) {
     match net::detach(stream) {
         Ok(fd) => {
             Stats::bump(&shard.stats.handed_over);
             let leftover = Bytes::copy_from_slice(&leftover);
-            shard.mesh.send(home, ShardMsg::Handover(Box::new(Handover { fd, peer, connect, leftover })));
+            shard.mesh.send(
+                home,
+                ShardMsg::Handover(Box::new(Handover {
+                    fd,
+                    peer,
+                    connect,
+                    leftover,
+                })),
+            );
             shard.mesh.flush();
         }
         Err(e) => log::warn!("{peer}: cannot hand the connection to shard {home}: {e}"),
@@ -155,7 +211,10 @@ fn hand_over(shard: &Rc<Shard>, stream: TcpStream, peer: SocketAddr, connect: Bo
 /// CONNECT checks that end in a refusing CONNACK.
 fn check(shard: &Shard, connect: &Connect, assigned: bool) -> Result<(), ReasonCode> {
     let config = &shard.config;
-    if assigned && (!config.allow_zero_length_clientid || (!connect.protocol.is_v5() && !connect.clean_start)) {
+    if assigned
+        && (!config.allow_zero_length_clientid
+            || (!connect.protocol.is_v5() && !connect.clean_start))
+    {
         return Err(ReasonCode::ClientIdentifierNotValid);
     }
     if !config.allow_anonymous {
@@ -166,7 +225,11 @@ fn check(shard: &Shard, connect: &Connect, assigned: bool) -> Result<(), ReasonC
         return Err(ReasonCode::ServerUnavailable);
     }
     let ka = connect.keep_alive;
-    if !connect.protocol.is_v5() && config.max_keepalive != 0 && (ka > config.max_keepalive || ka == 0) && config.max_keepalive < 65535 {
+    if !connect.protocol.is_v5()
+        && config.max_keepalive != 0
+        && (ka > config.max_keepalive || ka == 0)
+        && config.max_keepalive < 65535
+    {
         return Err(ReasonCode::ClientIdentifierNotValid);
     }
     Ok(())
@@ -187,13 +250,19 @@ fn connack(shard: &Shard, connect: &Connect, assigned: bool, present: bool) -> C
         if config.max_packet_size < crate::protocol::MAX_REMAINING_LENGTH + 5 {
             properties.maximum_packet_size = Some(config.max_packet_size as u32);
         }
-        if connect.keep_alive > config.max_keepalive || (connect.keep_alive == 0 && config.max_keepalive < 65535) {
+        if connect.keep_alive > config.max_keepalive
+            || (connect.keep_alive == 0 && config.max_keepalive < 65535)
+        {
             properties.server_keep_alive = Some(config.max_keepalive);
         }
         properties.subscription_identifier_available = Some(0);
         properties.shared_subscription_available = Some(0);
     }
-    ConnAck { session_present: present, code: ReasonCode::Success, properties }
+    ConnAck {
+        session_present: present,
+        code: ReasonCode::Success,
+        properties,
+    }
 }
 
 impl Shard {
@@ -217,7 +286,9 @@ impl Shard {
             NEVER_EXPIRES
         };
         match self.config.persistent_client_expiration {
-            Some(cap) if asked != 0 => asked.min(u32::try_from(cap.as_secs()).unwrap_or(NEVER_EXPIRES - 1)),
+            Some(cap) if asked != 0 => {
+                asked.min(u32::try_from(cap.as_secs()).unwrap_or(NEVER_EXPIRES - 1))
+            }
             _ => asked,
         }
     }
@@ -235,8 +306,16 @@ impl Shard {
             }
         }
         let resumed = !connect.clean_start && existing.is_some();
-        let sid = if resumed { existing.unwrap_or_default() } else { self.new_session(&client_id, connect.protocol) };
-        let keep_alive = if connect.keep_alive > self.config.max_keepalive || connect.keep_alive == 0 && connect.protocol.is_v5() && self.config.max_keepalive < 65535 {
+        let sid = if resumed {
+            existing.unwrap_or_default()
+        } else {
+            self.new_session(&client_id, connect.protocol)
+        };
+        let keep_alive = if connect.keep_alive > self.config.max_keepalive
+            || connect.keep_alive == 0
+                && connect.protocol.is_v5()
+                && self.config.max_keepalive < 65535
+        {
             self.config.max_keepalive
         } else {
             connect.keep_alive
@@ -261,7 +340,9 @@ impl Shard {
     fn take_over(self: &Rc<Self>, sid: SessionId) {
         let (old, will) = {
             let mut sessions = self.sessions.borrow_mut();
-            let Some(s) = sessions.by_id.get_mut(&sid) else { return };
+            let Some(s) = sessions.by_id.get_mut(&sid) else {
+                return;
+            };
             (s.conn.take(), s.will.take())
         };
         if let Some(old) = old {
@@ -276,7 +357,10 @@ impl Shard {
         let sid = self.next_session.get();
         self.next_session.set(sid + 1);
         let mut sessions = self.sessions.borrow_mut();
-        sessions.by_id.insert(sid, Box::new(Session::new(sid, Rc::clone(client_id), version)));
+        sessions.by_id.insert(
+            sid,
+            Box::new(Session::new(sid, Rc::clone(client_id), version)),
+        );
         sessions.by_client.insert(Rc::clone(client_id), sid);
         sid
     }
@@ -298,7 +382,9 @@ impl Shard {
         let sid = conn.session.get();
         let (will, ends) = {
             let mut sessions = self.sessions.borrow_mut();
-            let Some(s) = sessions.by_id.get_mut(&sid) else { return };
+            let Some(s) = sessions.by_id.get_mut(&sid) else {
+                return;
+            };
             if !s.conn.as_ref().is_some_and(|c| Rc::ptr_eq(c, conn)) {
                 return; // taken over: the session is someone else's now
             }
@@ -318,7 +404,12 @@ impl Shard {
 
     /// Sends queued messages after the connection's buffer drained.
     pub fn drain_session(&self, conn: &Rc<ConnShared>) {
-        if let Some(s) = self.sessions.borrow_mut().by_id.get_mut(&conn.session.get()) {
+        if let Some(s) = self
+            .sessions
+            .borrow_mut()
+            .by_id
+            .get_mut(&conn.session.get())
+        {
             s.drain();
         }
         self.mark_dirty(conn);

@@ -16,7 +16,13 @@ pub struct EncodeCache {
 impl EncodeCache {
     /// The encoding of `msg` for this version, QoS and retain flag, made on
     /// first use. `None` if the message cannot be encoded (too large).
-    pub fn get(&mut self, msg: &Arc<Message>, version: ProtocolVersion, qos: QoS, retain: bool) -> Option<&EncodedPublish> {
+    pub fn get(
+        &mut self,
+        msg: &Arc<Message>,
+        version: ProtocolVersion,
+        qos: QoS,
+        retain: bool,
+    ) -> Option<&EncodedPublish> {
         let i = usize::from(version.is_v5()) * 6 + qos as usize * 2 + usize::from(retain);
         if self.slots[i].is_none() {
             self.slots[i] = EncodedPublish::new(&msg.publish, version, qos, retain).ok();

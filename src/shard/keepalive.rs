@@ -21,7 +21,10 @@ impl Keepalive {
     /// Files `conn` under its current deadline (no-op without keepalive).
     pub fn watch(&mut self, conn: &Rc<ConnShared>) {
         if let Some(deadline) = conn.keepalive_deadline() {
-            self.buckets.entry(deadline).or_default().push(Rc::downgrade(conn));
+            self.buckets
+                .entry(deadline)
+                .or_default()
+                .push(Rc::downgrade(conn));
         }
     }
 

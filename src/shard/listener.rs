@@ -24,13 +24,18 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
             Some(Ok(stream)) => {
                 backoff = Duration::ZERO;
                 Stats::bump(&shard.stats.accepted);
-                let Ok(peer) = stream.peer_addr() else { continue };
+                let Ok(peer) = stream.peer_addr() else {
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 crate::runtime::spawn(connect::serve_new(Rc::clone(&shard), stream, peer));
             }
             Some(Err(e)) => {
                 backoff = (backoff * 2).clamp(Duration::from_millis(5), ACCEPT_BACKOFF_MAX);
-                log::warn!("shard {}: accept failed: {e}; retrying in {backoff:?}", shard.id);
+                log::warn!(
+                    "shard {}: accept failed: {e}; retrying in {backoff:?}",
+                    shard.id
+                );
                 crate::runtime::time::sleep(backoff).await;
             }
         }

@@ -121,13 +121,17 @@ pub struct Shard {
 impl Shard {
     fn new(config: Config, mesh: Rc<Mesh>, stop: Arc<AtomicBool>) -> Shard {
         let shards = mesh.peers();
-        let conn_quota = config.max_connections.map_or(usize::MAX, |m| m.div_ceil(shards));
+        let conn_quota = config
+            .max_connections
+            .map_or(usize::MAX, |m| m.div_ceil(shards));
         let queue_limits = QueueLimits {
             max_messages: config.max_queued_messages,
             max_bytes: config.max_queued_bytes,
             queue_qos0: config.queue_qos0_messages,
         };
-        let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64);
         Shard {
             id: mesh.me(),
             config,
@@ -198,10 +202,15 @@ impl Shard {
 
     /// A strictly increasing retained-update stamp.
     fn next_stamp(&self) -> RetainStamp {
-        let wall = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
         let nanos = wall.max(self.last_stamp.get() + 1);
         self.last_stamp.set(nanos);
-        RetainStamp { nanos, shard: self.id as u16 }
+        RetainStamp {
+            nanos,
+            shard: self.id as u16,
+        }
     }
 
     /// Files `conn` for the end-of-step flush.
@@ -242,7 +251,10 @@ impl Shard {
                 self.expire_sessions(now);
                 if now % 60 == 0 {
                     let cutoff = self.next_stamp().nanos.saturating_sub(60_000_000_000);
-                    self.retained.borrow_mut().purge_tombstones(RetainStamp { nanos: cutoff, shard: 0 });
+                    self.retained.borrow_mut().purge_tombstones(RetainStamp {
+                        nanos: cutoff,
+                        shard: 0,
+                    });
                 }
             }
         }
@@ -255,7 +267,11 @@ impl Shard {
             .borrow()
             .by_id
             .values()
-            .filter(|s| s.offline_since.is_some_and(|t| s.expiry != session::NEVER_EXPIRES && t + u64::from(s.expiry) <= now))
+            .filter(|s| {
+                s.offline_since.is_some_and(|t| {
+                    s.expiry != session::NEVER_EXPIRES && t + u64::from(s.expiry) <= now
+                })
+            })
             .map(|s| s.id)
             .collect();
         if expired.is_empty() {
@@ -272,10 +288,21 @@ impl Shard {
     /// connection (5.0 clients get DISCONNECT 0x8B) and return.
     async fn shutdown(self: &Rc<Self>) {
         self.closing.raise();
-        let online: Vec<SessionId> =
-            self.sessions.borrow().by_id.values().filter(|s| s.conn.is_some()).map(|s| s.id).collect();
+        let online: Vec<SessionId> = self
+            .sessions
+            .borrow()
+            .by_id
+            .values()
+            .filter(|s| s.conn.is_some())
+            .map(|s| s.id)
+            .collect();
         for sid in online {
-            let will = self.sessions.borrow_mut().by_id.get_mut(&sid).and_then(|s| s.will.take());
+            let will = self
+                .sessions
+                .borrow_mut()
+                .by_id
+                .get_mut(&sid)
+                .and_then(|s| s.will.take());
             if let Some(will) = will {
                 self.publish_will(sid, will);
             }

@@ -15,8 +15,8 @@ use super::{connect, Shard, Stats};
 use crate::index::ShardSet;
 use crate::mesh::{Batch, Message, Origin, ShardMsg};
 use crate::protocol::{
-    LastWill, Packet, Publish, QoS, ReasonCode, RetainHandling, SubAck, Subscribe, SubscriptionOptions,
-    TopicFilter, UnsubAck, Unsubscribe,
+    LastWill, Packet, Publish, QoS, ReasonCode, RetainHandling, SubAck, Subscribe,
+    SubscriptionOptions, TopicFilter, UnsubAck, Unsubscribe,
 };
 use crate::runtime::channel::ConnectedReceiver;
 
@@ -48,11 +48,22 @@ impl Shard {
             ShardMsg::SubRemove(f) => {
                 self.replica.borrow_mut().remove(index_key(&f), &from);
             }
-            ShardMsg::Retain { topic, stamp, message } => {
-                self.retained.borrow_mut().apply(topic.as_str(), stamp, message);
+            ShardMsg::Retain {
+                topic,
+                stamp,
+                message,
+            } => {
+                self.retained
+                    .borrow_mut()
+                    .apply(topic.as_str(), stamp, message);
             }
             ShardMsg::Handover(h) => {
-                let crate::mesh::Handover { fd, peer, connect, leftover } = *h;
+                let crate::mesh::Handover {
+                    fd,
+                    peer,
+                    connect,
+                    leftover,
+                } = *h;
                 let shard = Rc::clone(self);
                 crate::runtime::spawn(async move {
                     let stream = crate::runtime::net::adopt(fd);
@@ -80,7 +91,11 @@ impl Shard {
     }
 
     /// A PUBLISH from a client of session `sid`: checks, acknowledges, routes.
-    pub fn on_client_publish(self: &Rc<Self>, conn: &Rc<ConnShared>, p: Publish) -> Result<(), CloseReason> {
+    pub fn on_client_publish(
+        self: &Rc<Self>,
+        conn: &Rc<ConnShared>,
+        p: Publish,
+    ) -> Result<(), CloseReason> {
         Stats::bump(&self.stats.received);
         if p.retain && !self.config.retain_available {
             return Err(CloseReason::Protocol(ReasonCode::RetainNotSupported));
@@ -100,8 +115,12 @@ impl Shard {
         } else {
             let fresh = {
                 let mut sessions = self.sessions.borrow_mut();
-                let Some(s) = sessions.by_id.get_mut(&sid) else { return Err(CloseReason::Io) };
-                if s.inbound_qos2.len() >= usize::from(self.config.max_inflight_messages) && !s.inbound_qos2.contains(&pid.get()) {
+                let Some(s) = sessions.by_id.get_mut(&sid) else {
+                    return Err(CloseReason::Io);
+                };
+                if s.inbound_qos2.len() >= usize::from(self.config.max_inflight_messages)
+                    && !s.inbound_qos2.contains(&pid.get())
+                {
                     return Err(CloseReason::Protocol(ReasonCode::ReceiveMaximumExceeded));
                 }
                 s.qos2_insert(pid.get())
@@ -133,7 +152,13 @@ impl Shard {
         p.properties.topic_alias = None;
         p.properties.subscription_identifiers.clear();
         let retain = p.retain;
-        let msg = Arc::new(Message { publish: p, origin: Origin { shard: self.id as u16, session: sid } });
+        let msg = Arc::new(Message {
+            publish: p,
+            origin: Origin {
+                shard: self.id as u16,
+                session: sid,
+            },
+        });
         if retain {
             self.retain_update(&msg);
         }
@@ -143,9 +168,23 @@ impl Shard {
 
     /// Publishes a will as if its client had sent it.
     pub fn publish_will(self: &Rc<Self>, sid: SessionId, will: Box<LastWill>) {
-        let LastWill { topic, payload, qos, retain, mut properties } = *will;
+        let LastWill {
+            topic,
+            payload,
+            qos,
+            retain,
+            mut properties,
+        } = *will;
         properties.will_delay_interval = None;
-        let p = Publish { dup: false, qos, retain, topic, packet_id: None, payload, properties };
+        let p = Publish {
+            dup: false,
+            qos,
+            retain,
+            topic,
+            packet_id: None,
+            payload,
+            properties,
+        };
         self.route_publish(sid, p);
     }
 
@@ -153,14 +192,22 @@ impl Shard {
         let stamp = self.next_stamp();
         let value = (!msg.publish.payload.is_empty()).then(|| Arc::clone(msg));
         let topic = &msg.publish.topic;
-        self.retained.borrow_mut().apply(topic.as_str(), stamp, value.clone());
-        self.mesh.broadcast(|| ShardMsg::Retain { topic: topic.clone(), stamp, message: value.clone() });
+        self.retained
+            .borrow_mut()
+            .apply(topic.as_str(), stamp, value.clone());
+        self.mesh.broadcast(|| ShardMsg::Retain {
+            topic: topic.clone(),
+            stamp,
+            message: value.clone(),
+        });
     }
 
     /// Sends `msg` once to every other shard with a matching filter.
     fn forward(self: &Rc<Self>, msg: &Arc<Message>) {
         let mut shards = ShardSet::default();
-        self.replica.borrow().for_each_match(msg.publish.topic.as_str(), |s, _| shards.insert(*s));
+        self.replica
+            .borrow()
+            .for_each_match(msg.publish.topic.as_str(), |s, _| shards.insert(*s));
         for peer in shards.iter() {
             Stats::bump(&self.stats.forwarded);
             self.mesh.send(peer, ShardMsg::Forward(Arc::clone(msg)));
@@ -171,7 +218,11 @@ impl Shard {
     /// the highest QoS of its matching subscriptions.
     fn fanout_local(self: &Rc<Self>, msg: &Arc<Message>) {
         let mut matches = std::mem::take(&mut *self.matches.borrow_mut());
-        self.local.borrow().for_each_match(msg.publish.topic.as_str(), |sid, opts| matches.push((*sid, *opts)));
+        self.local
+            .borrow()
+            .for_each_match(msg.publish.topic.as_str(), |sid, opts| {
+                matches.push((*sid, *opts))
+            });
         if matches.len() > 1 {
             merge_overlapping(&mut matches);
         }
@@ -179,10 +230,18 @@ impl Shard {
         {
             let mut sessions = self.sessions.borrow_mut();
             for (sid, opts) in matches.drain(..) {
-                if opts.no_local && msg.origin == (Origin { shard: self.id as u16, session: sid }) {
+                if opts.no_local
+                    && msg.origin
+                        == (Origin {
+                            shard: self.id as u16,
+                            session: sid,
+                        })
+                {
                     continue;
                 }
-                let Some(s) = sessions.by_id.get_mut(&sid) else { continue };
+                let Some(s) = sessions.by_id.get_mut(&sid) else {
+                    continue;
+                };
                 let qos = msg.publish.qos.min(opts.qos);
                 let retain = opts.retain_as_published && msg.publish.retain;
                 let outcome = s.deliver(msg, qos, retain, &mut cache, &self.queue_limits);
@@ -206,9 +265,15 @@ impl Shard {
 
     /// SUBSCRIBE: index the filters, wait until every shard knows them,
     /// answer SUBACK, then send the matching retained messages.
-    pub async fn on_subscribe(self: &Rc<Self>, conn: &Rc<ConnShared>, sub: Subscribe) -> Result<(), CloseReason> {
+    pub async fn on_subscribe(
+        self: &Rc<Self>,
+        conn: &Rc<ConnShared>,
+        sub: Subscribe,
+    ) -> Result<(), CloseReason> {
         if conn.version.is_v5() && !sub.properties.subscription_identifiers.is_empty() {
-            return Err(CloseReason::Protocol(ReasonCode::SubscriptionIdentifiersNotSupported));
+            return Err(CloseReason::Protocol(
+                ReasonCode::SubscriptionIdentifiersNotSupported,
+            ));
         }
         let sid = conn.session.get();
         let mut codes = Vec::with_capacity(sub.filters.len());
@@ -237,7 +302,11 @@ impl Shard {
         if conn.is_closing() {
             return Ok(());
         }
-        let ack = Packet::SubAck(SubAck { packet_id: sub.packet_id, codes, properties: Default::default() });
+        let ack = Packet::SubAck(SubAck {
+            packet_id: sub.packet_id,
+            codes,
+            properties: Default::default(),
+        });
         self.send_packet(conn, &ack);
         self.send_retained(sid, &wants_retained).await;
         Ok(())
@@ -247,14 +316,24 @@ impl Shard {
     async fn send_retained(self: &Rc<Self>, sid: SessionId, filters: &[(TopicFilter, QoS)]) {
         for (filter, max_qos) in filters {
             let mut found = Vec::new();
-            self.retained.borrow().collect_matching(filter.as_str(), &mut found);
+            self.retained
+                .borrow()
+                .collect_matching(filter.as_str(), &mut found);
             for chunk in found.chunks(crate::limits::RETAINED_CHUNK) {
                 {
                     let mut sessions = self.sessions.borrow_mut();
-                    let Some(s) = sessions.by_id.get_mut(&sid) else { return };
+                    let Some(s) = sessions.by_id.get_mut(&sid) else {
+                        return;
+                    };
                     for msg in chunk {
                         let mut cache = EncodeCache::default();
-                        let outcome = s.deliver(msg, msg.publish.qos.min(*max_qos), true, &mut cache, &self.queue_limits);
+                        let outcome = s.deliver(
+                            msg,
+                            msg.publish.qos.min(*max_qos),
+                            true,
+                            &mut cache,
+                            &self.queue_limits,
+                        );
                         self.count(outcome);
                     }
                     if let Some(conn) = &s.conn {
@@ -268,10 +347,17 @@ impl Shard {
     }
 
     /// Adds a subscription; true if the session already had this filter.
-    pub fn add_subscription(self: &Rc<Self>, sid: SessionId, filter: &TopicFilter, opts: SubscriptionOptions) -> bool {
+    pub fn add_subscription(
+        self: &Rc<Self>,
+        sid: SessionId,
+        filter: &TopicFilter,
+        opts: SubscriptionOptions,
+    ) -> bool {
         let existed = {
             let mut sessions = self.sessions.borrow_mut();
-            let Some(s) = sessions.by_id.get_mut(&sid) else { return false };
+            let Some(s) = sessions.by_id.get_mut(&sid) else {
+                return false;
+            };
             s.subscriptions.insert(filter.clone(), opts).is_some()
         };
         self.local.borrow_mut().insert(index_key(filter), sid, opts);
@@ -290,7 +376,9 @@ impl Shard {
     pub fn remove_subscription(self: &Rc<Self>, sid: SessionId, filter: &TopicFilter) -> bool {
         let existed = {
             let mut sessions = self.sessions.borrow_mut();
-            let Some(s) = sessions.by_id.get_mut(&sid) else { return false };
+            let Some(s) = sessions.by_id.get_mut(&sid) else {
+                return false;
+            };
             s.subscriptions.remove(filter).is_some()
         };
         if !existed {
@@ -314,10 +402,24 @@ impl Shard {
         let codes = unsub
             .filters
             .iter()
-            .map(|f| if self.remove_subscription(sid, f) { ReasonCode::Success } else { ReasonCode::NoSubscriptionExisted })
+            .map(|f| {
+                if self.remove_subscription(sid, f) {
+                    ReasonCode::Success
+                } else {
+                    ReasonCode::NoSubscriptionExisted
+                }
+            })
             .collect();
-        let codes = if conn.version.is_v5() { codes } else { Vec::new() };
-        let ack = Packet::UnsubAck(UnsubAck { packet_id: unsub.packet_id, codes, properties: Default::default() });
+        let codes = if conn.version.is_v5() {
+            codes
+        } else {
+            Vec::new()
+        };
+        let ack = Packet::UnsubAck(UnsubAck {
+            packet_id: unsub.packet_id,
+            codes,
+            properties: Default::default(),
+        });
         self.send_packet(conn, &ack);
     }
 
@@ -344,8 +446,14 @@ impl Shard {
                 }
             }
         });
-        if crate::runtime::time::timeout(BARRIER_TIMEOUT, done).await.is_none() {
-            log::warn!("shard {}: subscription barrier timed out; a peer shard is not answering", self.id);
+        if crate::runtime::time::timeout(BARRIER_TIMEOUT, done)
+            .await
+            .is_none()
+        {
+            log::warn!(
+                "shard {}: subscription barrier timed out; a peer shard is not answering",
+                self.id
+            );
         }
         self.barriers.borrow_mut().remove(&token);
     }
@@ -354,7 +462,9 @@ impl Shard {
     pub fn end_session(self: &Rc<Self>, sid: SessionId) {
         let filters: Vec<TopicFilter> = {
             let sessions = self.sessions.borrow();
-            let Some(s) = sessions.by_id.get(&sid) else { return };
+            let Some(s) = sessions.by_id.get(&sid) else {
+                return;
+            };
             s.subscriptions.keys().cloned().collect()
         };
         for f in &filters {

@@ -12,7 +12,9 @@ use ahash::AHasher;
 use super::conn::ConnShared;
 use super::encode::EncodeCache;
 use crate::mesh::Message;
-use crate::protocol::{LastWill, Packet, PacketId, ProtocolVersion, PubResp, QoS, SubscriptionOptions, TopicFilter};
+use crate::protocol::{
+    LastWill, Packet, PacketId, ProtocolVersion, PubResp, QoS, SubscriptionOptions, TopicFilter,
+};
 
 /// Shard-unique session number (never reused while the shard runs).
 pub type SessionId = u64;
@@ -137,11 +139,22 @@ impl Session {
     /// Delivers `msg` at `qos` (already downgraded to the subscription's
     /// maximum): writes it to the connection if the window and buffer
     /// allow, else queues it within `limits`.
-    pub fn deliver(&mut self, msg: &Arc<Message>, qos: QoS, retain: bool, cache: &mut EncodeCache, limits: &QueueLimits) -> Delivery {
+    pub fn deliver(
+        &mut self,
+        msg: &Arc<Message>,
+        qos: QoS,
+        retain: bool,
+        cache: &mut EncodeCache,
+        limits: &QueueLimits,
+    ) -> Delivery {
         if let Some(conn) = &self.conn {
             // Order is kept per QoS (the spec's guarantee): QoS 0 only waits
             // behind queued QoS 0, QoS 1/2 behind anything queued.
-            let blocked = if qos == QoS::AtMostOnce { self.queued_qos0 > 0 } else { !self.queue.is_empty() };
+            let blocked = if qos == QoS::AtMostOnce {
+                self.queued_qos0 > 0
+            } else {
+                !self.queue.is_empty()
+            };
             let has_room = !conn.out_full() && !blocked;
             if qos == QoS::AtMostOnce && has_room {
                 return match cache.get(msg, self.version, qos, retain) {
@@ -152,7 +165,8 @@ impl Session {
                     _ => Delivery::Dropped,
                 };
             }
-            if qos != QoS::AtMostOnce && has_room && self.inflight.len() < usize::from(self.window) {
+            if qos != QoS::AtMostOnce && has_room && self.inflight.len() < usize::from(self.window)
+            {
                 return self.send_new(msg, qos, retain, cache);
             }
             // Held back. Only a full buffer needs the "drained" wake-up; a
@@ -169,7 +183,13 @@ impl Session {
         self.enqueue(msg, qos, retain, limits)
     }
 
-    fn enqueue(&mut self, msg: &Arc<Message>, qos: QoS, retain: bool, limits: &QueueLimits) -> Delivery {
+    fn enqueue(
+        &mut self,
+        msg: &Arc<Message>,
+        qos: QoS,
+        retain: bool,
+        limits: &QueueLimits,
+    ) -> Delivery {
         let size = msg.publish.payload.len() + msg.publish.topic.as_bytes().len();
         let over_bytes = limits.max_bytes != 0 && self.queued_bytes + size > limits.max_bytes;
         if self.queue.len() >= limits.max_messages || over_bytes {
@@ -177,21 +197,45 @@ impl Session {
         }
         self.queued_bytes += size;
         self.queued_qos0 += usize::from(qos == QoS::AtMostOnce);
-        self.queue.push_back(Queued { msg: Arc::clone(msg), qos, retain });
+        self.queue.push_back(Queued {
+            msg: Arc::clone(msg),
+            qos,
+            retain,
+        });
         Delivery::Queued
     }
 
     /// Writes a new QoS 1/2 PUBLISH and files it as inflight.
-    fn send_new(&mut self, msg: &Arc<Message>, qos: QoS, retain: bool, cache: &mut EncodeCache) -> Delivery {
-        let Some(conn) = self.conn.clone() else { return Delivery::Dropped };
-        let Some(enc) = cache.get(msg, self.version, qos, retain) else { return Delivery::Dropped };
+    fn send_new(
+        &mut self,
+        msg: &Arc<Message>,
+        qos: QoS,
+        retain: bool,
+        cache: &mut EncodeCache,
+    ) -> Delivery {
+        let Some(conn) = self.conn.clone() else {
+            return Delivery::Dropped;
+        };
+        let Some(enc) = cache.get(msg, self.version, qos, retain) else {
+            return Delivery::Dropped;
+        };
         if enc.len() > conn.max_packet {
             return Delivery::Dropped;
         }
         let pid = self.alloc_pid();
         conn.write_with(|out| enc.write_to(Some(pid), false, out));
-        let state = if qos == QoS::AtLeastOnce { OutState::Ack } else { OutState::Received };
-        self.inflight.push_back(Inflight { pid, msg: Arc::clone(msg), qos, retain, state });
+        let state = if qos == QoS::AtLeastOnce {
+            OutState::Ack
+        } else {
+            OutState::Received
+        };
+        self.inflight.push_back(Inflight {
+            pid,
+            msg: Arc::clone(msg),
+            qos,
+            retain,
+            state,
+        });
         Delivery::Sent
     }
 
@@ -199,7 +243,9 @@ impl Session {
     fn alloc_pid(&mut self) -> PacketId {
         loop {
             self.next_pid = self.next_pid.wrapping_add(1);
-            let Some(pid) = NonZeroU16::new(self.next_pid) else { continue };
+            let Some(pid) = NonZeroU16::new(self.next_pid) else {
+                continue;
+            };
             if !self.inflight.iter().any(|f| f.pid == pid) {
                 return pid;
             }
@@ -209,7 +255,11 @@ impl Session {
     /// Handles PUBACK / PUBCOMP: frees the slot. False if `pid` was not
     /// awaiting that acknowledgement.
     pub fn complete(&mut self, pid: PacketId, expected: OutState) -> bool {
-        match self.inflight.iter().position(|f| f.pid == pid && f.state == expected) {
+        match self
+            .inflight
+            .iter()
+            .position(|f| f.pid == pid && f.state == expected)
+        {
             Some(i) => {
                 self.inflight.remove(i);
                 true
@@ -231,13 +281,19 @@ impl Session {
 
     /// Sends queued messages while the window and the buffer allow.
     pub fn drain(&mut self) {
-        let Some(conn) = self.conn.clone() else { return };
+        let Some(conn) = self.conn.clone() else {
+            return;
+        };
         while !conn.out_full() {
-            let Some(front) = self.queue.front() else { break };
+            let Some(front) = self.queue.front() else {
+                break;
+            };
             if front.qos != QoS::AtMostOnce && self.inflight.len() >= usize::from(self.window) {
                 break;
             }
-            let Some(q) = self.queue.pop_front() else { break };
+            let Some(q) = self.queue.pop_front() else {
+                break;
+            };
             self.queued_bytes -= q.msg.publish.payload.len() + q.msg.publish.topic.as_bytes().len();
             self.queued_qos0 -= usize::from(q.qos == QoS::AtMostOnce);
             let mut cache = EncodeCache::default();
@@ -257,7 +313,9 @@ impl Session {
     /// On session resume: resends every inflight message (PUBLISH with DUP,
     /// or PUBREL for those past PUBREC), in their original order.
     pub fn resend_inflight(&mut self) {
-        let Some(conn) = self.conn.clone() else { return };
+        let Some(conn) = self.conn.clone() else {
+            return;
+        };
         for f in &self.inflight {
             if f.state == OutState::Complete {
                 let pubrel = Packet::PubRel(PubResp::new(f.pid));
