@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::limits::MAX_SHARDS;
 use crate::mesh::{self, Mesh};
 use crate::runtime::{self, ExecutorHandle, ExecutorSpec};
-use crate::shard::Shard;
+use crate::shard::{Control, Shard, StatsCell, StatsSnapshot};
 
 /// Why the broker could not start.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +40,7 @@ pub enum StartError {
 pub struct BrokerHandle {
     addrs: Vec<SocketAddr>,
     stop: Arc<AtomicBool>,
+    stats: Vec<Arc<StatsCell>>,
     shards: Vec<ExecutorHandle<()>>,
 }
 
@@ -52,6 +53,11 @@ impl BrokerHandle {
     /// The flag that stops the broker when set (for signal handlers).
     pub fn stop_flag(&self) -> Arc<AtomicBool> {
         Arc::clone(&self.stop)
+    }
+
+    /// Each shard's counters as last published (every 100 ms tick).
+    pub fn stats(&self) -> Vec<StatsSnapshot> {
+        self.stats.iter().map(|s| s.read()).collect()
     }
 
     /// Number of shards running.
@@ -98,18 +104,18 @@ pub fn start(config: Config) -> Result<BrokerHandle, StartError> {
         );
     }
     let stop = Arc::new(AtomicBool::new(false));
+    let stats: Vec<Arc<StatsCell>> = (0..shards).map(|_| Arc::default()).collect();
     let builder = mesh::builder(shards);
     let (ready_tx, ready_rx) = crossbeam_channel::bounded::<()>(shards);
     let mut handles = Vec::with_capacity(shards);
     for (shard, fds) in sockets.into_iter().enumerate() {
         let core = (!cores.is_empty()).then(|| cores[shard % cores.len()]);
         let spec = ExecutorSpec::new(format!("shard-{shard}"), core);
-        let (config, builder, stop, ready) = (
-            config.clone(),
-            builder.clone(),
-            Arc::clone(&stop),
-            ready_tx.clone(),
-        );
+        let (config, builder, ready) = (config.clone(), builder.clone(), ready_tx.clone());
+        let control = Control {
+            stop: Arc::clone(&stop),
+            stats: Arc::clone(&stats[shard]),
+        };
         let handle = runtime::start(&spec, move || async move {
             let listeners = fds
                 .into_iter()
@@ -134,7 +140,7 @@ pub fn start(config: Config) -> Result<BrokerHandle, StartError> {
                     }
                 };
             let _ = ready.send(());
-            Shard::run(config, mesh, receivers, listeners, stop).await;
+            Shard::run(config, mesh, receivers, listeners, control).await;
         })
         .map_err(|source| StartError::Executor { shard, source })?;
         handles.push(handle);
@@ -148,6 +154,7 @@ pub fn start(config: Config) -> Result<BrokerHandle, StartError> {
     Ok(BrokerHandle {
         addrs,
         stop,
+        stats,
         shards: handles,
     })
 }

@@ -59,5 +59,24 @@ fn stalled_subscriber_does_not_stall_shard_or_publisher() {
     );
     let bulk = reader.join().unwrap();
     assert!(bulk > 0, "the healthy subscriber received bulk messages");
+    // The stalled subscriber's bounded buffer filled: the rest was dropped,
+    // and counted (stats refresh every tick).
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let dropped = loop {
+        let dropped: u64 = b.stats().iter().map(|s| s.dropped).sum();
+        if dropped > 0 || Instant::now() > deadline {
+            break dropped;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        dropped > 0,
+        "QoS 0 drops for the stalled subscriber are counted"
+    );
+    let copies = 2 * COUNT as u64; // two subscribers
+    assert!(
+        dropped + bulk as u64 <= copies,
+        "dropped {dropped} + received {bulk} > {copies} copies"
+    );
     drop(stalled);
 }

@@ -4,6 +4,8 @@
 
 mod common;
 
+use shardmq::shard::StatsSnapshot;
+
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
@@ -103,11 +105,47 @@ fn takeover_storm_loses_no_qos1_message() {
         missing.len(),
         &missing[..missing.len().min(20)]
     );
+    assert_storm_stats(&b, &id);
     assert!(
         started.elapsed() < Duration::from_secs(20),
         "storm took {:?}",
         started.elapsed()
     );
+}
+
+/// From the broker's own counters: every reconnect took the session over on
+/// its home shard, both same-shard and cross-shard arrivals happened (the
+/// kernel spreads accepts over the shards' SO_REUSEPORT sockets), and no
+/// duplicate session exists.
+fn assert_storm_stats(b: &TestBroker, id: &str) {
+    let home = shardmq::shard::home_shard(id, b.shards);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let stats = loop {
+        let stats = b.stats();
+        let accepted: u64 = stats.iter().map(|s| s.accepted).sum();
+        if accepted >= 202 || Instant::now() > deadline {
+            break stats;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let total = stats.iter().fold(StatsSnapshot::default(), |a, s| a + *s);
+    assert_eq!(
+        total.accepted, 202,
+        "storm client 201 times + publisher: {stats:?}"
+    );
+    assert_eq!(
+        stats[home].taken_over, 200,
+        "all takeovers on the home shard: {stats:?}"
+    );
+    assert_eq!(total.taken_over, 200, "{stats:?}");
+    let other = 1 - home;
+    assert!(stats[home].accepted > 0, "no same-shard arrival: {stats:?}");
+    assert!(
+        stats[other].handed_over > 0,
+        "no cross-shard arrival: {stats:?}"
+    );
+    // The publisher (clean session) has gone; the storm id has one session.
+    assert_eq!(total.sessions, 1, "one session per client id: {stats:?}");
 }
 
 #[test]

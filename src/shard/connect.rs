@@ -346,6 +346,7 @@ impl Shard {
             (s.conn.take(), s.will.take())
         };
         if let Some(old) = old {
+            Stats::bump(&self.stats.taken_over);
             old.close(CloseReason::SessionTakenOver);
             if let Some(will) = will {
                 self.publish_will(sid, will);

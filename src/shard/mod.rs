@@ -42,7 +42,7 @@ use std::time::{Duration, Instant};
 use ahash::RandomState;
 use bytes::BytesMut;
 
-pub use stats::Stats;
+pub use stats::{Stats, StatsCell, StatsSnapshot};
 
 use self::conn::{CloseReason, ConnShared};
 use self::keepalive::Keepalive;
@@ -64,6 +64,14 @@ pub fn home_shard(client_id: &str, shards: usize) -> usize {
         h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
     }
     (h % shards as u64) as usize
+}
+
+/// What a shard shares with the control plane (the owner of the broker).
+pub struct Control {
+    /// Set to stop the broker; every shard checks it on its tick.
+    pub stop: Arc<AtomicBool>,
+    /// This shard's published counters.
+    pub stats: Arc<StatsCell>,
 }
 
 /// The session table of a shard.
@@ -108,6 +116,8 @@ pub struct Shard {
     pub stats: Stats,
     /// Control plane: set by the owner of the broker to stop it.
     stop: Arc<AtomicBool>,
+    /// Control plane: where this shard publishes its counters each tick.
+    published: Arc<StatsCell>,
     /// Raised when the shard starts shutting down.
     closing: Signal,
     /// Peers that reported `WillsSent` during shutdown.
@@ -119,7 +129,7 @@ pub struct Shard {
 }
 
 impl Shard {
-    fn new(config: Config, mesh: Rc<Mesh>, stop: Arc<AtomicBool>) -> Shard {
+    fn new(config: Config, mesh: Rc<Mesh>, control: Control) -> Shard {
         let shards = mesh.peers();
         let conn_quota = config
             .max_connections
@@ -153,7 +163,8 @@ impl Shard {
             connections: Cell::new(0),
             conn_quota,
             stats: Stats::default(),
-            stop,
+            stop: control.stop,
+            published: control.stats,
             closing: Signal::default(),
             wills_from: Cell::new(0),
             wills_waker: RefCell::new(None),
@@ -169,9 +180,9 @@ impl Shard {
         mesh: Rc<Mesh>,
         receivers: Vec<(usize, ConnectedReceiver<Batch>)>,
         listeners: Vec<TcpListener>,
-        stop: Arc<AtomicBool>,
+        control: Control,
     ) {
-        let shard = Rc::new(Shard::new(config, mesh, stop));
+        let shard = Rc::new(Shard::new(config, mesh, control));
         for (peer, rx) in receivers {
             crate::runtime::spawn(route::mesh_receiver(Rc::clone(&shard), peer, rx));
         }
@@ -240,8 +251,10 @@ impl Shard {
         let mut last_second = 0;
         loop {
             crate::runtime::time::sleep(TICK).await;
+            self.publish_stats();
             if self.stop.load(Ordering::Relaxed) {
                 self.shutdown().await;
+                self.publish_stats();
                 return;
             }
             let now = self.now();
@@ -258,6 +271,12 @@ impl Shard {
                 }
             }
         }
+    }
+
+    fn publish_stats(&self) {
+        let sessions = self.sessions.borrow().by_id.len();
+        self.published
+            .publish(&self.stats.snapshot(self.connections.get(), sessions));
     }
 
     /// Ends offline sessions whose expiry passed.

@@ -1,9 +1,15 @@
-//! Per-shard counters. Shard-local; a later `$SYS`/metrics issue gathers
-//! them over the control plane.
+//! Per-shard counters.
+//!
+//! [`Stats`] is shard-local (plain `Cell`s, bumped on the data path). Once
+//! per tick the shard copies it into its [`StatsCell`], a set of atomics
+//! that only this shard writes and that the control plane
+//! (`BrokerHandle::stats`, later `$SYS` and metrics) reads. Nothing on the
+//! data path reads another shard's counters.
 
 use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Counters of one shard (monotonic).
+/// Counters of one shard (monotonic). Shard-local.
 #[derive(Default, Debug)]
 pub struct Stats {
     /// PUBLISH packets received from clients.
@@ -16,15 +22,120 @@ pub struct Stats {
     pub dropped: Cell<u64>,
     /// Messages forwarded to other shards (once per destination shard).
     pub forwarded: Cell<u64>,
-    /// Connections accepted.
+    /// Connections accepted by this shard's listeners.
     pub accepted: Cell<u64>,
-    /// Connections handed to their home shard.
+    /// Accepted connections handed to their session's home shard.
     pub handed_over: Cell<u64>,
+    /// Sessions taken over from a live connection (always on the home shard).
+    pub taken_over: Cell<u64>,
 }
 
 impl Stats {
     /// Adds one to a counter.
     pub fn bump(counter: &Cell<u64>) {
         counter.set(counter.get() + 1);
+    }
+}
+
+/// A copy of the counters, plus gauges, as the control plane sees them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    pub received: u64,
+    pub sent: u64,
+    pub queued: u64,
+    pub dropped: u64,
+    pub forwarded: u64,
+    pub accepted: u64,
+    pub handed_over: u64,
+    pub taken_over: u64,
+    /// Connections attached to sessions on this shard now.
+    pub connections: u64,
+    /// Sessions (online and offline) homed on this shard now.
+    pub sessions: u64,
+}
+
+impl std::ops::Add for StatsSnapshot {
+    type Output = StatsSnapshot;
+
+    fn add(self, o: StatsSnapshot) -> StatsSnapshot {
+        StatsSnapshot {
+            received: self.received + o.received,
+            sent: self.sent + o.sent,
+            queued: self.queued + o.queued,
+            dropped: self.dropped + o.dropped,
+            forwarded: self.forwarded + o.forwarded,
+            accepted: self.accepted + o.accepted,
+            handed_over: self.handed_over + o.handed_over,
+            taken_over: self.taken_over + o.taken_over,
+            connections: self.connections + o.connections,
+            sessions: self.sessions + o.sessions,
+        }
+    }
+}
+
+/// One shard's published counters: written by that shard on its tick only,
+/// read by the control plane. `Send + Sync`.
+#[derive(Debug, Default)]
+pub struct StatsCell {
+    values: [AtomicU64; 10],
+}
+
+impl StatsCell {
+    /// Publishes a snapshot (called by the owning shard only).
+    pub fn publish(&self, s: &StatsSnapshot) {
+        let v = [
+            s.received,
+            s.sent,
+            s.queued,
+            s.dropped,
+            s.forwarded,
+            s.accepted,
+            s.handed_over,
+            s.taken_over,
+            s.connections,
+            s.sessions,
+        ];
+        for (slot, value) in self.values.iter().zip(v) {
+            slot.store(value, Ordering::Relaxed);
+        }
+    }
+
+    /// The last published snapshot.
+    pub fn read(&self) -> StatsSnapshot {
+        let v: Vec<u64> = self
+            .values
+            .iter()
+            .map(|a| a.load(Ordering::Relaxed))
+            .collect();
+        StatsSnapshot {
+            received: v[0],
+            sent: v[1],
+            queued: v[2],
+            dropped: v[3],
+            forwarded: v[4],
+            accepted: v[5],
+            handed_over: v[6],
+            taken_over: v[7],
+            connections: v[8],
+            sessions: v[9],
+        }
+    }
+}
+
+impl Stats {
+    /// The counters with the given gauges, ready to publish.
+    pub fn snapshot(&self, connections: usize, sessions: usize) -> StatsSnapshot {
+        StatsSnapshot {
+            received: self.received.get(),
+            sent: self.sent.get(),
+            queued: self.queued.get(),
+            dropped: self.dropped.get(),
+            forwarded: self.forwarded.get(),
+            accepted: self.accepted.get(),
+            handed_over: self.handed_over.get(),
+            taken_over: self.taken_over.get(),
+            connections: connections as u64,
+            sessions: sessions as u64,
+        }
     }
 }

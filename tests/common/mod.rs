@@ -57,6 +57,11 @@ impl TestBroker {
         id_on(shard, self.shards, prefix)
     }
 
+    /// Each shard's counters as last published (they refresh every tick).
+    pub fn stats(&self) -> Vec<shardmq::shard::StatsSnapshot> {
+        self.handle.as_ref().map(|h| h.stats()).unwrap_or_default()
+    }
+
     /// Stops the broker now and waits for it.
     pub fn stop(mut self) {
         if let Some(h) = self.handle.take() {
