@@ -390,7 +390,12 @@ impl Shard {
                 return; // taken over: the session is someone else's now
             }
             s.conn = None;
-            s.offline_since = Some(self.now());
+            let now = self.now();
+            s.offline_since = Some(now);
+            if s.expiry != 0 && s.expiry != NEVER_EXPIRES {
+                let due = now + u64::from(s.expiry);
+                self.expiries.borrow_mut().entry(due).or_default().push(sid);
+            }
             (s.will.take(), s.expiry == 0)
         };
         if let (true, Some(will)) = (reason.publishes_will(), will) {

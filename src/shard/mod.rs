@@ -102,6 +102,8 @@ pub struct Shard {
     retained: RefCell<RetainedStore<Arc<Message>>>,
     last_stamp: Cell<u64>,
     keepalive: RefCell<Keepalive>,
+    /// Offline sessions by the shard-clock second their expiry falls due.
+    expiries: RefCell<std::collections::BTreeMap<u64, Vec<SessionId>>>,
     /// Barrier token -> (acks still missing, waiting task).
     barriers: RefCell<HashMap<u64, (usize, Option<Waker>), RandomState>>,
     next_barrier: Cell<u64>,
@@ -155,6 +157,7 @@ impl Shard {
             retained: RefCell::default(),
             last_stamp: Cell::new(0),
             keepalive: RefCell::default(),
+            expiries: RefCell::default(),
             barriers: RefCell::default(),
             next_barrier: Cell::new(1),
             dirty: RefCell::default(),
@@ -280,19 +283,33 @@ impl Shard {
     }
 
     /// Ends offline sessions whose expiry passed.
+    ///
+    /// Only the sessions filed under a second that is due are looked at (a
+    /// scan of every session each second would stall a shard that holds
+    /// many). An entry is stale if the client came back since it was filed.
     fn expire_sessions(self: &Rc<Self>, now: u64) {
-        let expired: Vec<SessionId> = self
-            .sessions
-            .borrow()
-            .by_id
-            .values()
-            .filter(|s| {
-                s.offline_since.is_some_and(|t| {
-                    s.expiry != session::NEVER_EXPIRES && t + u64::from(s.expiry) <= now
+        let mut due = Vec::new();
+        {
+            let mut expiries = self.expiries.borrow_mut();
+            while let Some(entry) = expiries.first_entry() {
+                if *entry.key() > now {
+                    break;
+                }
+                due.extend(entry.remove());
+            }
+        }
+        let expired: Vec<SessionId> = {
+            let sessions = self.sessions.borrow();
+            due.into_iter()
+                .filter(|sid| {
+                    sessions.by_id.get(sid).is_some_and(|s| {
+                        s.offline_since.is_some_and(|t| {
+                            s.expiry != session::NEVER_EXPIRES && t + u64::from(s.expiry) <= now
+                        })
+                    })
                 })
-            })
-            .map(|s| s.id)
-            .collect();
+                .collect()
+        };
         if expired.is_empty() {
             return;
         }
