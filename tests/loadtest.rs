@@ -323,3 +323,41 @@ fn in_process_shardmq_counts_losses_and_qos2_exactly() {
     );
     broker.stop();
 }
+
+#[test]
+fn run_ends_on_time_and_reports_loss_when_the_broker_stalls() {
+    let Some(m) = Mosquitto::start("stall") else {
+        return;
+    };
+    let started = Instant::now();
+    let run = std::thread::spawn({
+        let host = m.host();
+        move || {
+            json_run(&format!(
+                "fanout --host {host} --subscribers 3 --qos 1 --rate 200 --duration 2s --warmup 200ms --grace 1s"
+            ))
+        }
+    });
+    // Freeze the broker mid-run: it neither reads nor answers any more.
+    std::thread::sleep(Duration::from_millis(1200));
+    let pid = m.child.id() as libc::pid_t;
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let report = run.join().expect("harness finished");
+    let elapsed = started.elapsed();
+    // SAFETY: as above; let the guard kill a running process.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    // Bound: connect + warm-up 0.2 s + duration 2 s + grace 1 s, plus slack.
+    assert!(
+        elapsed < Duration::from_secs(10),
+        "harness ran {elapsed:?} against a stalled broker"
+    );
+    assert!(
+        num(&report, "lost") > 0,
+        "messages stuck in the frozen broker are reported lost: {report}"
+    );
+    assert!(
+        num(&report, "delivered") > 0,
+        "what arrived before the stall is counted: {report}"
+    );
+}
