@@ -157,3 +157,46 @@ fn keepalive_kept_by_pings() {
         std::thread::sleep(Duration::from_millis(500));
     }
 }
+
+#[test]
+fn max_connections_refuses_with_server_unavailable_and_frees_on_close() {
+    // 2 shards share max_connections 4 as a quota of 2 each.
+    let b = TestBroker::with(2, |c| c.max_connections = Some(4));
+    let ids: Vec<String> = (0..3).map(|i| b.id_on(0, &format!("cap{i}"))).collect();
+    let (first, _) = RawClient::connected(
+        b.addr,
+        connect_packet(ProtocolVersion::V5, &ids[0], true, 60),
+    );
+    let (_second, _) = RawClient::connected(
+        b.addr,
+        connect_packet(ProtocolVersion::V5, &ids[1], true, 60),
+    );
+    let (mut third, ack) = RawClient::connect_with(
+        b.addr,
+        connect_packet(ProtocolVersion::V5, &ids[2], true, 60),
+    );
+    assert_eq!(ack.code, ReasonCode::ServerUnavailable);
+    third.expect_closed();
+    // The other shard has its own quota.
+    let (_other, _) = RawClient::connected(
+        b.addr,
+        connect_packet(ProtocolVersion::V311, &b.id_on(1, "cap-other"), true, 60),
+    );
+    // A slot frees when a client leaves.
+    first.disconnect();
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let (_c, ack) = RawClient::connect_with(
+            b.addr,
+            connect_packet(ProtocolVersion::V5, &ids[2], true, 60),
+        );
+        if ack.code == ReasonCode::Success {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "slot never freed: {ack:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
