@@ -129,11 +129,6 @@ impl ConnShared {
         self.out.borrow().len() >= MAX_OUT_BUFFER
     }
 
-    /// Bytes waiting to be written.
-    pub fn out_len(&self) -> usize {
-        self.out.borrow().len()
-    }
-
     pub(super) fn set_starved(&self) {
         self.starved.set(true);
     }
@@ -149,11 +144,6 @@ impl ConnShared {
     /// True once a close was asked for.
     pub fn is_closing(&self) -> bool {
         self.close.get().is_some()
-    }
-
-    /// The reason the close was asked for, if any.
-    pub fn close_reason(&self) -> Option<CloseReason> {
-        self.close.get()
     }
 
     /// Wakes the connection's task (to write, or to close).
