@@ -1,5 +1,6 @@
 //! Every fixed bound of the broker, in one place, tied together by
-//! compile-time assertions. Configurable limits live in `config::Config`.
+//! compile-time assertions. Configurable limits live in `config::Config`;
+//! the bounds the config parser enforces on them are here too.
 
 use std::time::Duration;
 
@@ -37,6 +38,16 @@ pub const OUT_BUFFER_KEEP: usize = 16 * 1024;
 /// beyond this and the connection went idle.
 pub const PENDING_KEEP: usize = 16 * 1024;
 
+/// Most bytes reserved ahead for a partial packet (beyond it the buffer
+/// grows by doubling as bytes actually arrive), so a client announcing a
+/// huge packet cannot make the broker reserve it before sending it.
+pub const PARTIAL_RESERVE_MAX: usize = 1024 * 1024;
+
+/// Largest CONNECT accepted: what a connection may make the broker buffer
+/// before it is accepted. Client id, will topic, will payload, user name and
+/// password are each at most 64 KiB, plus properties.
+pub const MAX_CONNECT_PACKET: usize = 512 * 1024;
+
 /// Time a new connection has to send CONNECT.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -49,6 +60,15 @@ pub const KEEPALIVE_BUCKET: Duration = Duration::from_secs(1);
 /// Longest back-off after an accept error such as EMFILE.
 pub const ACCEPT_BACKOFF_MAX: Duration = Duration::from_millis(500);
 
+/// How long start-up retries a listener port that is in use, so a broker
+/// restarted right after a crash waits out the dead one's socket teardown;
+/// a port held by a live process is reported after it.
+pub const RESTART_BIND_WAIT: Duration = Duration::from_secs(2);
+
+/// How long start-up waits for every shard to report it is serving (and,
+/// after a failed start, for the started ones to stop).
+pub const START_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Time allowed at shutdown to flush outgoing buffers before closing.
 pub const SHUTDOWN_FLUSH: Duration = Duration::from_secs(1);
 
@@ -56,8 +76,38 @@ pub const SHUTDOWN_FLUSH: Duration = Duration::from_secs(1);
 /// large retained set does not monopolise the shard.
 pub const RETAINED_CHUNK: usize = 256;
 
+/// How long a SUBSCRIBE waits for every peer to confirm its filters.
+pub const BARRIER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long shutdown waits for every peer to report its wills published.
+pub const WILLS_WAIT: Duration = Duration::from_secs(2);
+
+/// First back-off after an accept error (doubling up to [`ACCEPT_BACKOFF_MAX`]).
+pub const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
+
+/// Addresses one bridge `address` line may list.
+pub const MAX_BRIDGE_ADDRESSES: usize = 32;
+
+// ---- Bounds the config parser enforces.
+
+/// The largest MQTT packet: a 1-byte header, a 4-byte remaining length and
+/// 268_435_455 bytes of remaining length.
+pub const PROTOCOL_MAX_PACKET_SIZE: usize = 268_435_460;
+
+/// The smallest `max_packet_size` Mosquitto accepts.
+pub const MIN_PACKET_SIZE: usize = 20;
+
+/// What `max_queued_messages 0` ("unlimited" in Mosquitto) means in shardmq,
+/// and the largest value accepted.
+pub const MAX_QUEUED_MESSAGES_CAP: usize = 1_000_000;
+
+const _: () = assert!(MIN_PACKET_SIZE < PROTOCOL_MAX_PACKET_SIZE);
+const _: () = assert!(PROTOCOL_MAX_PACKET_SIZE == 1 + 4 + 268_435_455);
+
 const _: () = assert!(MESH_CAPACITY >= 1024);
 const _: () = assert!(MESH_BATCH <= MESH_OUTBOX_LIMIT);
 const _: () = assert!(READ_MIN < READ_CHUNK);
+const _: () = assert!(MAX_CONNECT_PACKET > 5 * 65_535);
+const _: () = assert!(PENDING_KEEP <= PARTIAL_RESERVE_MAX);
 const _: () = assert!(OUT_BUFFER_KEEP < MAX_OUT_BUFFER);
 const _: () = assert!(MAX_SHARDS % 64 == 0);

@@ -60,6 +60,11 @@ fn main() -> ExitCode {
         config.shards = cli.shards;
     }
     shardmq::logging::init(&config.log_dest, &config.log_types, cli.verbose);
+    // Before start: a SIGHUP sent once the port answers must find it.
+    if let Err(e) = log_hangups() {
+        eprintln!("error: cannot install the handler for SIGHUP: {e}");
+        return ExitCode::from(1);
+    }
     let broker = match shardmq::server::start(config) {
         Ok(b) => b,
         Err(e) => {
@@ -84,4 +89,19 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// SIGHUP asks a broker to reload (Mosquitto reloads on it, and operators'
+/// tools send it). Until reload exists it is logged and the broker carries
+/// on, instead of dying of the default action.
+fn log_hangups() -> std::io::Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])?;
+    std::thread::Builder::new()
+        .name("sighup".into())
+        .spawn(move || {
+            for _ in signals.forever() {
+                log::warn!("SIGHUP received: configuration reload is not supported yet; carrying on with the running configuration");
+            }
+        })?;
+    Ok(())
 }

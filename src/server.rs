@@ -12,11 +12,12 @@ use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::Config;
-use crate::limits::MAX_SHARDS;
+use crate::limits::{MAX_SHARDS, RESTART_BIND_WAIT, START_TIMEOUT};
 use crate::mesh::{self, Mesh};
 use crate::runtime::{self, ExecutorHandle, ExecutorSpec};
 use crate::shard::{Control, Shard, StatsCell, StatsSnapshot};
@@ -32,6 +33,8 @@ pub enum StartError {
     Shards(usize),
     #[error("starting shard {shard}: {source}")]
     Executor { shard: usize, source: io::Error },
+    #[error("starting the shards: {0}")]
+    Shard(String),
 }
 
 /// A running broker. Dropping it does not stop it; call [`shutdown`].
@@ -106,7 +109,7 @@ pub fn start(config: Config) -> Result<BrokerHandle, StartError> {
     let stop = Arc::new(AtomicBool::new(false));
     let stats: Vec<Arc<StatsCell>> = (0..shards).map(|_| Arc::default()).collect();
     let builder = mesh::builder(shards);
-    let (ready_tx, ready_rx) = crossbeam_channel::bounded::<()>(shards);
+    let (ready_tx, ready_rx) = crossbeam_channel::bounded::<Result<(), String>>(shards);
     let mut handles = Vec::with_capacity(shards);
     for (shard, fds) in sockets.into_iter().enumerate() {
         let core = (!cores.is_empty()).then(|| cores[shard % cores.len()]);
@@ -116,39 +119,48 @@ pub fn start(config: Config) -> Result<BrokerHandle, StartError> {
             stop: Arc::clone(&stop),
             stats: Arc::clone(&stats[shard]),
         };
-        let handle = runtime::start(&spec, move || async move {
+        let started = runtime::start(&spec, move || async move {
             let listeners = fds
                 .into_iter()
                 // SAFETY: each fd is a listening TCP socket we own.
                 .map(|fd| unsafe { runtime::net::TcpListener::from_raw_fd(fd.into_raw_fd()) })
                 .collect();
-            // glommio can lose the wake-up of a mesh join while the executor
-            // is parked with no timer armed (start-up then hangs forever,
-            // ~1 in 20 under load): a ticking timer makes the parked
-            // executor re-check its cross-executor channels.
-            let ticker = async {
-                loop {
-                    runtime::time::sleep(std::time::Duration::from_millis(5)).await;
+            let stop = Arc::clone(&control.stop);
+            match join_mesh(builder, &stop).await {
+                Ok((mesh, receivers)) => {
+                    let _ = ready.send(Ok(()));
+                    Shard::run(config, mesh, receivers, listeners, control).await;
                 }
-            };
-            let (mesh, receivers) =
-                match futures_lite::future::or(Mesh::join(builder), ticker).await {
-                    Ok(joined) => joined,
-                    Err(e) => {
-                        log::error!("shard {shard}: {e}");
-                        return;
-                    }
-                };
-            let _ = ready.send(());
-            Shard::run(config, mesh, receivers, listeners, control).await;
-        })
-        .map_err(|source| StartError::Executor { shard, source })?;
-        handles.push(handle);
-    }
-    for _ in 0..shards {
-        if ready_rx.recv().is_err() {
-            break;
+                Err(e) => {
+                    let _ = ready.send(Err(format!("shard {shard}: {e}")));
+                }
+            }
+        });
+        match started {
+            Ok(handle) => handles.push(handle),
+            Err(source) => {
+                abort_start(&stop, handles);
+                return Err(StartError::Executor { shard, source });
+            }
         }
+    }
+    // Only the shards hold senders now: a shard that dies before it reports
+    // ends the wait instead of hanging it.
+    drop(ready_tx);
+    let deadline = Instant::now() + START_TIMEOUT;
+    for _ in 0..shards {
+        let failure = match ready_rx.recv_deadline(deadline) {
+            Ok(Ok(())) => continue,
+            Ok(Err(e)) => e,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                format!("not every shard was up after {START_TIMEOUT:?}")
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                "a shard exited during start-up".to_string()
+            }
+        };
+        abort_start(&stop, handles);
+        return Err(StartError::Shard(failure));
     }
     log::info!("shardmq listening on {addrs:?} with {shards} shard(s)");
     Ok(BrokerHandle {
@@ -159,15 +171,67 @@ pub fn start(config: Config) -> Result<BrokerHandle, StartError> {
     })
 }
 
+/// Joins the shard mesh, or gives up once `stop` is set (start-up failed
+/// elsewhere and the missing peer will never join).
+async fn join_mesh(builder: mesh::MeshBuilder, stop: &AtomicBool) -> io::Result<mesh::Joined> {
+    // glommio can lose the wake-up of a mesh join while the executor is
+    // parked with no timer armed (start-up then hangs forever, ~1 in 20
+    // under load): a ticking timer makes the parked executor re-check its
+    // cross-executor channels, and the stop flag.
+    let ticker = async {
+        while !stop.load(Ordering::Relaxed) {
+            runtime::time::sleep(Duration::from_millis(5)).await;
+        }
+        Err(io::Error::other("start-up aborted"))
+    };
+    futures_lite::future::or(Mesh::join(builder), ticker).await
+}
+
+/// Stops the shards already started after a failed start, and waits for
+/// them for at most [`START_TIMEOUT`]: one stuck inside its runtime is
+/// abandoned (and dies with the process) rather than hanging the caller.
+fn abort_start(stop: &AtomicBool, handles: Vec<ExecutorHandle<()>>) {
+    stop.store(true, Ordering::Relaxed);
+    let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(1);
+    let joiner = std::thread::Builder::new()
+        .name("start-abort".into())
+        .spawn(move || {
+            for h in handles {
+                if let Err(e) = h.join() {
+                    log::warn!("stopping a shard after a failed start: {e}");
+                }
+            }
+            let _ = done_tx.send(());
+        });
+    if joiner.is_ok() && done_rx.recv_timeout(START_TIMEOUT).is_err() {
+        log::warn!("a shard did not stop after the failed start; abandoning it");
+    }
+}
+
 /// Binds `addr` without SO_REUSEPORT to find out whether another process
 /// holds it; returns the address with port 0 resolved.
+///
+/// A broker killed a moment ago still holds its listening sockets while the
+/// kernel tears its connections down (a few hundred ms with many of them),
+/// and a supervisor restarts it at once: so "in use" is retried for up to
+/// [`RESTART_BIND_WAIT`] before it is reported.
 fn probe_port(addr: SocketAddr) -> Result<SocketAddr, StartError> {
-    match std::net::TcpListener::bind(addr) {
-        Ok(probe) => probe
-            .local_addr()
-            .map_err(|source| StartError::Listen { addr, source }),
-        Err(e) if e.kind() == io::ErrorKind::AddrInUse => Err(StartError::PortInUse { addr }),
-        Err(source) => Err(StartError::Listen { addr, source }),
+    let deadline = Instant::now() + RESTART_BIND_WAIT;
+    loop {
+        match std::net::TcpListener::bind(addr) {
+            Ok(probe) => {
+                return probe
+                    .local_addr()
+                    .map_err(|source| StartError::Listen { addr, source })
+            }
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+                if Instant::now() >= deadline {
+                    return Err(StartError::PortInUse { addr });
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(source) => return Err(StartError::Listen { addr, source }),
+        }
     }
 }
 

@@ -97,7 +97,7 @@ fn special_numeric_values() {
     assert_eq!(c.max_inflight_messages, 65535);
     assert_eq!(
         c.max_queued_messages,
-        shardmq::config::limits::MAX_QUEUED_MESSAGES_CAP
+        shardmq::limits::MAX_QUEUED_MESSAGES_CAP
     );
     assert_eq!(c.max_queued_bytes, 0);
     assert_eq!(c.max_packet_size, 268_435_460);

@@ -24,12 +24,7 @@ struct Mosquitto {
 impl Mosquitto {
     /// Starts one, or `None` (after saying so) if mosquitto is not installed.
     fn start(test: &str) -> Option<Mosquitto> {
-        if !on_path("mosquitto") {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "{test}: `mosquitto` is not installed; the test command installs it (apt-get install -y mosquitto)"
-            );
-            eprintln!("SKIPPED {test}: `mosquitto` is not installed (apt-get install mosquitto)");
+        if !mosquitto_installed(test) {
             return None;
         }
         let port = free_port();
@@ -72,6 +67,19 @@ impl Drop for Mosquitto {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// False (after saying so) when mosquitto is missing; under CI that fails.
+fn mosquitto_installed(test: &str) -> bool {
+    if on_path("mosquitto") {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{test}: `mosquitto` is not installed; the test command installs it (apt-get install -y mosquitto)"
+    );
+    eprintln!("SKIPPED {test}: `mosquitto` is not installed (apt-get install mosquitto)");
+    false
 }
 
 fn on_path(exe: &str) -> bool {
@@ -247,8 +255,7 @@ fn idle_and_connect_storm_report_their_figures() {
 
 #[test]
 fn compare_two_brokers_prints_ratios_and_draws_svg() {
-    if !on_path("mosquitto") {
-        eprintln!("SKIPPED compare: `mosquitto` is not installed (apt-get install mosquitto)");
+    if !mosquitto_installed("compare") {
         return;
     }
     let dir = temp_dir("compare");

@@ -8,9 +8,9 @@
 
 use super::directives::{Apply, ApplyFn, Directive, Scope};
 use super::lexer::Line;
-use super::limits::PROTOCOL_MAX_PACKET_SIZE;
 use super::parser::{Parser, Section};
 use super::value;
+use crate::limits::{MAX_BRIDGE_ADDRESSES, PROTOCOL_MAX_PACKET_SIZE};
 
 /// An open `connection` section.
 pub(super) struct BridgeSection {
@@ -120,9 +120,6 @@ const RANGES: &[(&str, i64, i64)] = &[
     ("bridge_max_topic_alias", 0, u16::MAX as i64),
 ];
 
-/// At most this many `address` hosts per bridge.
-const MAX_ADDRESSES: usize = 32;
-
 /// `connection <name>`: opens a bridge section.
 fn connection(p: &mut Parser<'_>, line: &Line<'_>) -> Result<(), String> {
     let name = line.single("<name>")?;
@@ -142,7 +139,7 @@ fn connection(p: &mut Parser<'_>, line: &Line<'_>) -> Result<(), String> {
 
 /// `address` / `addresses <host[:port]>...`.
 fn addresses(p: &mut Parser<'_>, line: &Line<'_>) -> Result<(), String> {
-    let hosts = line.some_tokens(1, MAX_ADDRESSES, "<host[:port]> ...")?;
+    let hosts = line.some_tokens(1, MAX_BRIDGE_ADDRESSES, "<host[:port]> ...")?;
     for host in &hosts {
         check_address(host)?;
     }

@@ -3,9 +3,9 @@
 
 use super::directives::{Apply, ApplyFn, Directive, Scope};
 use super::lexer::{missing, Line};
-use super::limits::{MAX_QUEUED_MESSAGES_CAP, MIN_PACKET_SIZE, PROTOCOL_MAX_PACKET_SIZE};
 use super::parser::Parser;
 use super::{listener, value, Config, LogDest, LogTypes};
+use crate::limits::{MAX_QUEUED_MESSAGES_CAP, MIN_PACKET_SIZE, PROTOCOL_MAX_PACKET_SIZE};
 
 const fn global(key: &'static str, apply: ApplyFn) -> Directive {
     Directive::new(key, Scope::Global, Apply::Custom(apply))

@@ -11,13 +11,12 @@
 //! - `mosquitto.rs`: Mosquitto keys that only warn (not supported yet).
 //! - `bridge.rs`: `connection` sections, validated then ignored for now.
 //! - `parser.rs`: the section state machine (global, listener, connection).
-//! - `value.rs`: typed value parsers; [`limits`]: the bounds they enforce.
+//! - `value.rs`: typed value parsers; the bounds they enforce are in [`crate::limits`].
 
 mod bridge;
 mod broker;
 mod directives;
 mod lexer;
-pub mod limits;
 mod listener;
 mod mosquitto;
 mod parser;

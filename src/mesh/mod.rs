@@ -21,14 +21,21 @@ pub use message::{Handover, Message, Origin, ShardMsg};
 use crate::index::ShardSet;
 use crate::limits::{MESH_BATCH, MESH_CAPACITY, MESH_OUTBOX_LIMIT};
 use crate::runtime::channel::{
-    full_mesh, try_send_to, ConnectedReceiver, Full, MeshBuilder, Senders, TrySendError,
+    full_mesh, try_send_to, ConnectedReceiver, Full, MeshBuilder as RtMeshBuilder, Senders,
+    TrySendError,
 };
 
 /// What travels on one queue: a batch of messages in order.
 pub type Batch = Vec<ShardMsg>;
 
 /// The builder every shard joins at start; clone one per shard.
-pub fn builder(shards: usize) -> MeshBuilder<Batch, Full> {
+pub type MeshBuilder = RtMeshBuilder<Batch, Full>;
+
+/// A shard's end of the mesh and its receivers (peer id, queue).
+pub type Joined = (Rc<Mesh>, Vec<(usize, ConnectedReceiver<Batch>)>);
+
+/// The builder every shard joins at start; clone one per shard.
+pub fn builder(shards: usize) -> MeshBuilder {
     full_mesh(shards, MESH_CAPACITY)
 }
 
@@ -51,9 +58,7 @@ pub struct Mesh {
 impl Mesh {
     /// Joins the mesh; returns this shard's end and its receivers
     /// (peer id, queue).
-    pub async fn join(
-        builder: MeshBuilder<Batch, Full>,
-    ) -> std::io::Result<(Rc<Mesh>, Vec<(usize, ConnectedReceiver<Batch>)>)> {
+    pub async fn join(builder: MeshBuilder) -> std::io::Result<Joined> {
         let (senders, mut receivers) = builder
             .join()
             .await

@@ -143,6 +143,18 @@ impl Publish {
     }
 }
 
+impl LastWill {
+    /// Copies topic, payload and binary properties into allocations of their
+    /// own (see [`Publish::detach`]): a will outlives the CONNECT it came in.
+    pub fn detach(&mut self) {
+        self.topic = self.topic.detached();
+        self.payload = Bytes::copy_from_slice(&self.payload);
+        if let Some(c) = self.properties.correlation_data.as_mut() {
+            *c = Bytes::copy_from_slice(c);
+        }
+    }
+}
+
 /// PUBACK, PUBREC, PUBREL and PUBCOMP share this shape.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PubResp {

@@ -10,9 +10,10 @@ use std::rc::Rc;
 use bytes::{Bytes, BytesMut};
 
 use super::conn::{flush_before_close, poll_read_chunk, CloseReason, ConnShared};
+use super::partial::Partial;
 use super::session::{Session, SessionId, NEVER_EXPIRES};
 use super::{handler, Shard, Stats};
-use crate::limits::SHUTDOWN_FLUSH;
+use crate::limits::{MAX_CONNECT_PACKET, SHUTDOWN_FLUSH};
 use crate::mesh::{Handover, ShardMsg};
 use crate::protocol::{
     decode, ConnAck, Connect, DecodeError, Disconnect, Packet, Properties, ProtocolVersion,
@@ -87,24 +88,19 @@ async fn read_connect(
     shard: &Shard,
     stream: &mut TcpStream,
 ) -> Result<(Box<Connect>, BytesMut), ConnectError> {
-    let mut pending = BytesMut::new();
+    // Before CONNECT is accepted a connection may make us buffer only a
+    // CONNECT's worth: a larger announced packet closes it at once.
+    let limit = shard.config.max_packet_size.min(MAX_CONNECT_PACKET);
+    let mut pending = Partial::default();
     loop {
         let chunk = poll_fn(|cx| poll_read_chunk(shard, stream, cx))
             .await
             .map_err(|_| ConnectError::Closed)?;
-        if pending.is_empty() {
-            pending = chunk;
-        } else {
-            pending.extend_from_slice(&chunk);
-        }
-        match decode(
-            &mut pending,
-            ProtocolVersion::V311,
-            shard.config.max_packet_size,
-        ) {
-            Ok(Packet::Connect(c)) => return Ok((c, BytesMut::from(&pending[..]))),
+        let buf = pending.push(chunk);
+        match decode(buf, ProtocolVersion::V311, limit) {
+            Ok(Packet::Connect(c)) => return Ok((c, std::mem::take(buf))),
             Ok(_) => return Err(ConnectError::NotConnect),
-            Err(DecodeError::Incomplete { .. }) => pending = BytesMut::from(&pending[..]),
+            Err(DecodeError::Incomplete { needed }) => pending.settle(needed),
             Err(DecodeError::Malformed(m))
                 if m.reason == ReasonCode::UnsupportedProtocolVersion =>
             {
@@ -327,7 +323,10 @@ impl Shard {
         if let Some(s) = sessions.by_id.get_mut(&sid) {
             s.conn = Some(Rc::clone(conn));
             s.version = connect.protocol;
-            s.will = connect.will.clone().map(Box::new);
+            s.will = connect.will.clone().map(|mut w| {
+                w.detach();
+                Box::new(w)
+            });
             s.expiry = expiry;
             s.offline_since = None;
             let client_max = connect.properties.receive_maximum.unwrap_or(u16::MAX);

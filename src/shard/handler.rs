@@ -6,9 +6,9 @@ use std::rc::Rc;
 use bytes::BytesMut;
 
 use super::conn::{next_event, CloseReason, ConnShared, Event};
+use super::partial::Partial;
 use super::session::OutState;
 use super::Shard;
-use crate::limits::PENDING_KEEP;
 use crate::protocol::{decode, DecodeError, Disconnect, Packet, PubResp, ReasonCode, Subscribe};
 use crate::runtime::net::TcpStream;
 
@@ -24,29 +24,25 @@ pub fn run<'a>(
     shard: &'a Rc<Shard>,
     stream: &'a mut TcpStream,
     conn: &'a Rc<ConnShared>,
-    mut pending: BytesMut,
+    leftover: BytesMut,
 ) -> impl std::future::Future<Output = CloseReason> + 'a {
     async move {
-        if !pending.is_empty() {
-            if let Err(reason) = process_all(shard, conn, &mut pending).await {
-                return reason;
-            }
-            keep_partial(&mut pending);
+        let mut pending = Partial::from_chunk(leftover);
+        let result = process_all(shard, conn, pending.bytes()).await;
+        settle(&mut pending, result);
+        if let Err(reason) = result {
             shard.end_step();
+            return reason;
         }
+        shard.end_step();
         loop {
             match next_event(shard, stream, conn).await {
                 Event::Closed(reason) => return reason,
                 Event::Drained => shard.drain_session(conn),
                 Event::Data(chunk) => {
                     conn.seen(shard.now());
-                    if pending.is_empty() {
-                        pending = chunk;
-                    } else {
-                        pending.extend_from_slice(&chunk);
-                    }
-                    let result = process_all(shard, conn, &mut pending).await;
-                    keep_partial(&mut pending);
+                    let result = process_all(shard, conn, pending.push(chunk)).await;
+                    settle(&mut pending, result);
                     if let Err(reason) = result {
                         shard.end_step();
                         return reason;
@@ -58,21 +54,35 @@ pub fn run<'a>(
     }
 }
 
-/// Handles every complete packet in `buf`, awaiting SUBSCRIBEs in turn.
+/// Keeps only an owned copy of a partial packet (see [`Partial`]).
+fn settle(pending: &mut Partial, result: Result<usize, CloseReason>) {
+    pending.settle(result.unwrap_or(0));
+}
+
+/// Handles every complete packet in `buf`, awaiting SUBSCRIBEs in turn;
+/// returns how many more bytes the next packet needs.
 async fn process_all(
     shard: &Rc<Shard>,
     conn: &Rc<ConnShared>,
     buf: &mut BytesMut,
-) -> Result<(), CloseReason> {
+) -> Result<usize, CloseReason> {
     loop {
         // `sub` must not be in scope across the await: generator layouts are
         // scope-based, and a `Subscribe` would add ~400 bytes to every task.
         let subscribing = match process(shard, conn, buf)? {
-            Some(sub) => subscribe_boxed(shard, conn, sub),
-            None => return Ok(()),
+            Step::Subscribe(sub) => subscribe_boxed(shard, conn, *sub),
+            Step::NeedMore(needed) => return Ok(needed),
         };
         subscribing.await?;
     }
+}
+
+/// Where [`process`] stopped.
+enum Step {
+    /// A SUBSCRIBE, for the caller to await.
+    Subscribe(Box<Subscribe>),
+    /// The buffer holds no complete packet; the next needs this many more bytes.
+    NeedMore(usize),
 }
 
 type Boxed<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + 'a>>;
@@ -87,33 +97,21 @@ fn subscribe_boxed<'a>(
     Box::pin(shard.on_subscribe(conn, sub))
 }
 
-/// Keeps only a private copy of a partial packet, so the shard-wide read
-/// buffer is never pinned by an idle connection.
-fn keep_partial(pending: &mut BytesMut) {
-    if pending.is_empty() {
-        if pending.capacity() > PENDING_KEEP || pending.capacity() > 0 {
-            *pending = BytesMut::new();
-        }
-    } else {
-        *pending = BytesMut::from(&pending[..]);
-    }
-}
-
 /// Decodes and handles complete packets in `buf` until it runs out or a
-/// SUBSCRIBE comes, which is returned for the caller to await.
+/// SUBSCRIBE comes.
 fn process(
     shard: &Rc<Shard>,
     conn: &Rc<ConnShared>,
     buf: &mut BytesMut,
-) -> Result<Option<Subscribe>, CloseReason> {
+) -> Result<Step, CloseReason> {
     loop {
         if conn.is_closing() {
-            return Ok(None);
+            return Ok(Step::NeedMore(0));
         }
         match decode(buf, conn.version, shard.config.max_packet_size) {
-            Ok(Packet::Subscribe(s)) => return Ok(Some(s)),
+            Ok(Packet::Subscribe(s)) => return Ok(Step::Subscribe(Box::new(s))),
             Ok(packet) => handle(shard, conn, packet)?,
-            Err(DecodeError::Incomplete { .. }) => return Ok(None),
+            Err(DecodeError::Incomplete { needed }) => return Ok(Step::NeedMore(needed)),
             Err(DecodeError::Malformed(m)) => {
                 log::info!("{}: malformed packet: {m}; disconnecting", conn.peer);
                 return Err(CloseReason::Protocol(m.reason));

@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures_lite::future;
 
 use super::{connect, Shard, Stats};
-use crate::limits::ACCEPT_BACKOFF_MAX;
+use crate::limits::{ACCEPT_BACKOFF_MAX, ACCEPT_BACKOFF_MIN};
 use crate::runtime::net::{self, TcpListener};
 
 /// Accepts until the shard starts shutting down. Accept errors (EMFILE,
@@ -31,7 +31,7 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
                 crate::runtime::spawn(connect::serve_new(Rc::clone(&shard), stream, peer));
             }
             Some(Err(e)) => {
-                backoff = (backoff * 2).clamp(Duration::from_millis(5), ACCEPT_BACKOFF_MAX);
+                backoff = (backoff * 2).clamp(ACCEPT_BACKOFF_MIN, ACCEPT_BACKOFF_MAX);
                 log::warn!(
                     "shard {}: accept failed: {e}; retrying in {backoff:?}",
                     shard.id

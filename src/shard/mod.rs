@@ -26,6 +26,7 @@ mod encode;
 mod handler;
 mod keepalive;
 mod listener;
+mod partial;
 mod route;
 mod session;
 mod signal;
@@ -50,7 +51,7 @@ use self::session::{QueueLimits, Session, SessionId};
 use self::signal::Signal;
 use crate::config::Config;
 use crate::index::{RetainStamp, RetainedStore, SubTrie};
-use crate::limits::{READ_CHUNK, SHUTDOWN_FLUSH, TICK};
+use crate::limits::{READ_CHUNK, SHUTDOWN_FLUSH, TICK, WILLS_WAIT};
 use crate::mesh::{Batch, Mesh, Message};
 use crate::protocol::{SubscriptionOptions, TopicFilter};
 use crate::runtime::channel::ConnectedReceiver;
@@ -353,7 +354,7 @@ impl Shard {
             *self.wills_waker.borrow_mut() = Some(cx.waker().clone());
             std::task::Poll::Pending
         });
-        crate::runtime::time::timeout(Duration::from_secs(2), all_wills).await;
+        crate::runtime::time::timeout(WILLS_WAIT, all_wills).await;
         for s in self.sessions.borrow().by_id.values() {
             if let Some(conn) = &s.conn {
                 conn.close(CloseReason::ServerShuttingDown);

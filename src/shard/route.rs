@@ -6,22 +6,19 @@ use std::future::poll_fn;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::Duration;
 
 use super::conn::{CloseReason, ConnShared};
 use super::encode::EncodeCache;
 use super::session::{Delivery, SessionId};
 use super::{connect, Shard, Stats};
 use crate::index::ShardSet;
+use crate::limits::BARRIER_TIMEOUT;
 use crate::mesh::{Batch, Message, Origin, ShardMsg};
 use crate::protocol::{
     LastWill, Packet, Publish, QoS, ReasonCode, RetainHandling, SubAck, Subscribe,
     SubscriptionOptions, TopicFilter, UnsubAck, Unsubscribe,
 };
 use crate::runtime::channel::ConnectedReceiver;
-
-/// How long a SUBSCRIBE waits for every peer to confirm its filters.
-const BARRIER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Drains one peer's queue for the life of the shard.
 pub async fn mesh_receiver(shard: Rc<Shard>, peer: usize, rx: ConnectedReceiver<Batch>) {
@@ -353,6 +350,8 @@ impl Shard {
         filter: &TopicFilter,
         opts: SubscriptionOptions,
     ) -> bool {
+        // Stored beyond this read: must not pin the shard's read buffer.
+        let filter = &filter.detached();
         let existed = {
             let mut sessions = self.sessions.borrow_mut();
             let Some(s) = sessions.by_id.get_mut(&sid) else {

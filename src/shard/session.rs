@@ -13,7 +13,8 @@ use super::conn::ConnShared;
 use super::encode::EncodeCache;
 use crate::mesh::Message;
 use crate::protocol::{
-    LastWill, Packet, PacketId, ProtocolVersion, PubResp, QoS, SubscriptionOptions, TopicFilter,
+    EncodedPublish, LastWill, Packet, PacketId, ProtocolVersion, PubResp, QoS, SubscriptionOptions,
+    TopicFilter,
 };
 
 /// Shard-unique session number (never reused while the shard runs).
@@ -158,10 +159,7 @@ impl Session {
             let has_room = !conn.out_full() && !blocked;
             if qos == QoS::AtMostOnce && has_room {
                 return match cache.get(msg, self.version, qos, retain) {
-                    Some(enc) if enc.len() <= conn.max_packet => {
-                        conn.write_with(|out| enc.write_to(None, false, out));
-                        Delivery::Sent
-                    }
+                    Some(enc) if write_publish(conn, enc, None, false) => Delivery::Sent,
                     _ => Delivery::Dropped,
                 };
             }
@@ -219,11 +217,10 @@ impl Session {
         let Some(enc) = cache.get(msg, self.version, qos, retain) else {
             return Delivery::Dropped;
         };
-        if enc.len() > conn.max_packet {
+        let pid = self.alloc_pid();
+        if !write_publish(&conn, enc, Some(pid), false) {
             return Delivery::Dropped;
         }
-        let pid = self.alloc_pid();
-        conn.write_with(|out| enc.write_to(Some(pid), false, out));
         let state = if qos == QoS::AtLeastOnce {
             OutState::Ack
         } else {
@@ -299,7 +296,7 @@ impl Session {
             let mut cache = EncodeCache::default();
             if q.qos == QoS::AtMostOnce {
                 if let Some(enc) = cache.get(&q.msg, self.version, q.qos, q.retain) {
-                    conn.write_with(|out| enc.write_to(None, false, out));
+                    write_publish(&conn, enc, None, false);
                 }
             } else {
                 self.send_new(&q.msg, q.qos, q.retain, &mut cache);
@@ -311,24 +308,43 @@ impl Session {
     }
 
     /// On session resume: resends every inflight message (PUBLISH with DUP,
-    /// or PUBREL for those past PUBREC), in their original order.
+    /// or PUBREL for those past PUBREC), in their original order. A message
+    /// now larger than the client's Maximum Packet Size is discarded, as if
+    /// its delivery had completed (MQTT 5.0, 3.1.2.11.4).
     pub fn resend_inflight(&mut self) {
         let Some(conn) = self.conn.clone() else {
             return;
         };
-        for f in &self.inflight {
+        let version = self.version;
+        self.inflight.retain(|f| {
             if f.state == OutState::Complete {
                 let pubrel = Packet::PubRel(PubResp::new(f.pid));
                 conn.write_with(|out| {
                     // A PUBREL always encodes (fixed shape).
-                    let _ = pubrel.encode(self.version, out);
+                    let _ = pubrel.encode(version, out);
                 });
-                continue;
+                return true;
             }
             let mut cache = EncodeCache::default();
-            if let Some(enc) = cache.get(&f.msg, self.version, f.qos, f.retain) {
-                conn.write_with(|out| enc.write_to(Some(f.pid), true, out));
-            }
-        }
+            cache
+                .get(&f.msg, version, f.qos, f.retain)
+                .is_some_and(|enc| write_publish(&conn, enc, Some(f.pid), true))
+        });
     }
+}
+
+/// Writes a PUBLISH to `conn` unless it exceeds the client's Maximum Packet
+/// Size; false if it was discarded. Every PUBLISH to a client goes through
+/// here: live delivery, the session queue and resends alike.
+fn write_publish(
+    conn: &ConnShared,
+    enc: &EncodedPublish,
+    pid: Option<PacketId>,
+    dup: bool,
+) -> bool {
+    if enc.len() > conn.max_packet {
+        return false;
+    }
+    conn.write_with(|out| enc.write_to(pid, dup, out));
+    true
 }

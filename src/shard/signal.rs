@@ -26,9 +26,41 @@ impl Signal {
             if self.raised.get() {
                 return Poll::Ready(());
             }
-            self.waiters.borrow_mut().push(cx.waker().clone());
+            // One entry per waiting task however often it polls: the accept
+            // loop waits on every accept, and must not add one per connection.
+            let mut waiters = self.waiters.borrow_mut();
+            if !waiters.iter().any(|w| w.will_wake(cx.waker())) {
+                waiters.push(cx.waker().clone());
+            }
             Poll::Pending
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::Future;
+    use std::sync::Arc;
+    use std::task::{Context, Wake, Waker};
+
+    struct Task;
+    impl Wake for Task {
+        fn wake(self: Arc<Self>) {}
+    }
+
+    #[test]
+    fn a_task_waiting_again_and_again_is_filed_once() {
+        let signal = Signal::default();
+        let waker = Waker::from(Arc::new(Task));
+        let mut cx = Context::from_waker(&waker);
+        for _ in 0..10_000 {
+            let mut wait = std::pin::pin!(signal.wait());
+            assert!(wait.as_mut().poll(&mut cx).is_pending());
+        }
+        assert_eq!(signal.waiters.borrow().len(), 1);
+        signal.raise();
+        assert!(signal.waiters.borrow().is_empty());
     }
 }
