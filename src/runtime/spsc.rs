@@ -287,3 +287,139 @@ impl<T> Drop for MeshEnd<T> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::thread;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::runtime::reactor::tests::run_within;
+    use crate::runtime::reactor::{Driver, Reactor, Readiness, Token};
+
+    fn two_ends<T: Send>(capacity: usize) -> (Reactor, Reactor, MeshEnd<T>, MeshEnd<T>) {
+        let r0 = Reactor::new().expect("reactor");
+        let r1 = Reactor::new().expect("reactor");
+        let mut ends = full_mesh(&[r0.wake_handle(), r1.wake_handle()], capacity);
+        let e1 = ends.pop().expect("end 1");
+        let e0 = ends.pop().expect("end 0");
+        (r0, r1, e0, e1)
+    }
+
+    #[test]
+    fn queues_are_per_ordered_pair_and_in_order() {
+        let wakes: Vec<_> = (0..3)
+            .map(|_| Reactor::new().expect("reactor").wake_handle())
+            .collect();
+        let ends = full_mesh::<(usize, u32)>(&wakes, 8);
+        assert_eq!(ends.len(), 3);
+        for end in &ends {
+            assert_eq!(end.peers(), 3);
+            for peer in end.others() {
+                for i in 0..3 {
+                    end.try_send(peer, (end.me(), i)).expect("send");
+                }
+            }
+        }
+        for end in &ends {
+            for peer in end.others() {
+                let mut got = Vec::new();
+                assert_eq!(end.drain(peer, 100, |m| got.push(m)), 3);
+                assert_eq!(got, [(peer, 0), (peer, 1), (peer, 2)]);
+                assert_eq!(end.try_recv(peer), None);
+            }
+        }
+    }
+
+    #[test]
+    fn a_dropped_end_closes_its_queues() {
+        let (_r0, _r1, e0, e1) = two_ends::<u32>(4);
+        e1.try_send(0, 7).expect("send");
+        drop(e1);
+        assert!(matches!(e0.try_send(1, 1), Err(TrySendError::Closed(1))));
+        assert!(!e0.is_closed(1));
+        assert_eq!(
+            e0.try_recv(1),
+            Some(7),
+            "what was sent before the drop arrives"
+        );
+        assert_eq!(e0.try_recv(1), None);
+        assert!(e0.is_closed(1));
+    }
+
+    /// Sends `total` messages to peer 1, keeping the one a full queue
+    /// handed back and retrying it from `run_pending`.
+    struct Flood {
+        end: MeshEnd<u32>,
+        next: u32,
+        total: u32,
+        held: Option<u32>,
+        fulls: u32,
+    }
+
+    impl Driver for Flood {
+        fn ready(&mut self, _: Token, _: Readiness) {}
+        fn run_pending(&mut self) -> bool {
+            let mut sent = false;
+            for _ in 0..64 {
+                let msg = match self.held.take() {
+                    Some(m) => m,
+                    None if self.next < self.total => {
+                        self.next += 1;
+                        self.next - 1
+                    }
+                    None => break,
+                };
+                match self.end.try_send(1, msg) {
+                    Ok(()) => sent = true,
+                    Err(TrySendError::Full(m)) => {
+                        self.fulls += 1;
+                        self.held = Some(m);
+                        break;
+                    }
+                    Err(TrySendError::Closed(_)) => panic!("receiver gone"),
+                }
+            }
+            sent
+        }
+        fn end_turn(&mut self) {}
+        fn next_deadline(&self) -> Option<Instant> {
+            None
+        }
+        fn on_timer(&mut self, _: Instant) {}
+        fn finished(&self) -> bool {
+            self.held.is_none() && self.next == self.total
+        }
+    }
+
+    #[test]
+    fn a_sender_parked_on_a_full_queue_is_woken_when_room_appears() {
+        let (r0, _r1, e0, e1) = two_ends::<u32>(2);
+        let sender_wake = r0.wake_handle();
+        const TOTAL: u32 = 200;
+        let flood = Flood {
+            end: e0,
+            next: 0,
+            total: TOTAL,
+            held: None,
+            fulls: 0,
+        };
+        let sending = thread::spawn(move || run_within(r0, flood, Duration::from_secs(5)));
+        // A slow receiver: the sender fills the queue and parks each time.
+        let start = Instant::now();
+        let mut got = Vec::new();
+        while got.len() < TOTAL as usize {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "stalled at {}",
+                got.len()
+            );
+            thread::sleep(Duration::from_micros(200));
+            e1.drain(0, 1, |m| got.push(m));
+        }
+        let flood = sending.join().expect("sender");
+        assert_eq!(got, (0..TOTAL).collect::<Vec<_>>());
+        assert!(flood.fulls > 0, "the queue never filled");
+        assert!(sender_wake.wake_count() > 0, "the sender was never woken");
+    }
+}

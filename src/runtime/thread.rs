@@ -51,3 +51,26 @@ pub fn spawn_pinned<T: Send + 'static>(
         })
         .map_err(|e| io::Error::new(e.kind(), format!("starting thread {err_name}: {e}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::executor::available_cores;
+
+    #[test]
+    fn runs_pinned_and_named() {
+        let core = available_cores().first().copied();
+        let handle = spawn_pinned("pinned-test".into(), core, || {
+            std::thread::current().name().map(str::to_owned)
+        })
+        .expect("spawn");
+        assert_eq!(handle.join().expect("join").as_deref(), Some("pinned-test"));
+    }
+
+    #[test]
+    fn an_unavailable_core_is_an_error_naming_the_thread() {
+        let err = spawn_pinned("nowhere".into(), Some(usize::MAX), || ()).expect_err("pinned");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        assert!(err.to_string().contains("nowhere"), "{err}");
+    }
+}

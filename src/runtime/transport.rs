@@ -302,3 +302,206 @@ fn retry_eintr<T>(mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read as _;
+    use std::sync::mpsc;
+    use std::thread;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::runtime::reactor::tests::run_within;
+    use crate::runtime::reactor::{Driver, Reactor, Readiness, Registrar};
+
+    const CONN: Token = Token(7);
+    /// Bytes written at most while filling the socket buffers: far above
+    /// what loopback buffers hold.
+    const FILL_LIMIT: usize = 256 * 1024 * 1024;
+
+    #[derive(Debug, PartialEq)]
+    enum Step {
+        Connecting,
+        /// Filled until `WouldBlock`; waiting for writable.
+        Blocked,
+        Writable,
+    }
+
+    struct Writer {
+        registrar: Registrar,
+        conn: Transport,
+        step: Step,
+        written: usize,
+        start_reader: mpsc::Sender<usize>,
+        give_up: Instant,
+    }
+
+    impl Driver for Writer {
+        fn ready(&mut self, token: Token, r: Readiness) {
+            assert_eq!(token, CONN);
+            if !r.writable {
+                return;
+            }
+            match self.step {
+                Step::Connecting => {
+                    if !self.conn.connect_result().expect("connect") {
+                        return;
+                    }
+                    let chunk = [0x5a_u8; 64 * 1024];
+                    loop {
+                        match self.conn.write(&chunk) {
+                            Ok(n) => self.written += n,
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                            Err(e) => panic!("write: {e}"),
+                        }
+                        assert!(self.written < FILL_LIMIT, "write never blocked");
+                    }
+                    self.step = Step::Blocked;
+                    self.start_reader.send(self.written).expect("reader alive");
+                }
+                Step::Blocked => self.step = Step::Writable,
+                Step::Writable => {}
+            }
+        }
+        fn run_pending(&mut self) -> bool {
+            false
+        }
+        fn end_turn(&mut self) {}
+        fn next_deadline(&self) -> Option<Instant> {
+            Some(self.give_up)
+        }
+        fn on_timer(&mut self, _: Instant) {}
+        fn finished(&self) -> bool {
+            self.step == Step::Writable || Instant::now() >= self.give_up
+        }
+    }
+
+    #[test]
+    fn a_blocked_write_gets_writable_once_the_peer_reads() {
+        let listener = Listener::bind("127.0.0.1:0".parse().expect("addr")).expect("listener");
+        let addr = listener.local_addr().expect("addr");
+        let mut conn = connect_from(None, addr).expect("connect");
+
+        // Loopback completes the handshake in the kernel; accept is bounded.
+        let mut accepted = None;
+        for _ in 0..2000 {
+            match listener.accept() {
+                Ok((t, _)) => {
+                    accepted = Some(t);
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    thread::sleep(Duration::from_millis(1))
+                }
+                Err(e) => panic!("accept: {e}"),
+            }
+        }
+        let peer = accepted.expect("no connection accepted within 2 s");
+        assert_eq!(
+            peer.peer_addr().expect("peer"),
+            conn.local_addr().expect("local")
+        );
+
+        // The peer reads only once told, then everything until EOF.
+        let (start_reader, go) = mpsc::channel::<usize>();
+        let reader = thread::spawn(move || {
+            let Ok(_) = go.recv_timeout(Duration::from_secs(5)) else {
+                return 0;
+            };
+            let mut s = std::net::TcpStream::from(peer.into_owned_fd());
+            s.set_nonblocking(false).expect("blocking");
+            s.set_read_timeout(Some(Duration::from_secs(5)))
+                .expect("timeout");
+            let mut buf = vec![0; 256 * 1024];
+            let mut total = 0;
+            loop {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => return total,
+                    Ok(n) => total += n,
+                }
+            }
+        });
+
+        let reactor = Reactor::new().expect("reactor");
+        let registrar = reactor.registrar().expect("registrar");
+        registrar
+            .register(&mut conn, CONN, Interest::READABLE | Interest::WRITABLE)
+            .expect("register");
+        let writer = Writer {
+            registrar,
+            conn,
+            step: Step::Connecting,
+            written: 0,
+            start_reader,
+            give_up: Instant::now() + Duration::from_secs(5),
+        };
+        let writer = run_within(reactor, writer, Duration::from_secs(10));
+        assert_eq!(
+            writer.step,
+            Step::Writable,
+            "no writable readiness after the peer read"
+        );
+        assert!(writer.written > 0);
+
+        let written = writer.written;
+        let Writer {
+            registrar, conn, ..
+        } = writer;
+        let fd = registrar.detach(conn).expect("detach");
+        drop(fd); // EOF for the reader
+        assert_eq!(reader.join().expect("reader"), written);
+    }
+
+    #[test]
+    fn a_refused_connect_is_reported_by_connect_result() {
+        // A port that was just free: bind, note it, close.
+        let addr = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            l.local_addr().expect("addr")
+        };
+        let mut conn = connect_from(Some("127.0.0.1".parse().expect("ip")), addr).expect("start");
+        let mut reactor = Reactor::new().expect("reactor");
+        let registrar = reactor.registrar().expect("registrar");
+        registrar
+            .register(&mut conn, CONN, Interest::WRITABLE)
+            .expect("register");
+
+        struct Connect {
+            conn: Transport,
+            result: Option<io::Result<bool>>,
+            give_up: Instant,
+        }
+        impl Driver for Connect {
+            fn ready(&mut self, _: Token, r: Readiness) {
+                if r.writable || r.closed {
+                    match self.conn.connect_result() {
+                        Ok(false) => {}
+                        other => self.result = Some(other),
+                    }
+                }
+            }
+            fn run_pending(&mut self) -> bool {
+                false
+            }
+            fn end_turn(&mut self) {}
+            fn next_deadline(&self) -> Option<Instant> {
+                Some(self.give_up)
+            }
+            fn on_timer(&mut self, _: Instant) {}
+            fn finished(&self) -> bool {
+                self.result.is_some() || Instant::now() >= self.give_up
+            }
+        }
+        let mut driver = Connect {
+            conn,
+            result: None,
+            give_up: Instant::now() + Duration::from_secs(2),
+        };
+        reactor.run(&mut driver).expect("run");
+        let err = match driver.result {
+            Some(Err(e)) => e,
+            other => panic!("expected a refused connect, got {other:?}"),
+        };
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused);
+    }
+}
