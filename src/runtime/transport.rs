@@ -1,0 +1,507 @@
+//! Non-blocking byte streams for the readiness loop: [`Transport`] (a
+//! client connection, TCP today; TLS and WebSocket later), [`Listener`],
+//! and outgoing [`connect_from`].
+//!
+//! Every call is non-blocking and returns `WouldBlock` when it would wait;
+//! the reactor then reports readiness (edge-triggered) for the token the
+//! source was registered under.
+
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Shutdown, SocketAddr};
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use mio::event::Source;
+use mio::{Interest, Registry, Token};
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// Backlog of a listener made by [`Listener::bind`].
+pub const LISTEN_BACKLOG: i32 = 1024;
+
+/// A `read`/`write` interrupted by a signal is retried at most this many
+/// times before EINTR is returned (a non-blocking socket call practically
+/// never is).
+const EINTR_RETRIES: usize = 8;
+
+/// One client connection's byte stream.
+///
+/// Owned by the connection's state machine on one shard thread; `Send`, so
+/// it can move to another shard as an fd ([`Transport::into_owned_fd`] after
+/// deregistering, or `Registrar::detach`). Its kind is private: a new kind
+/// (TLS, WebSocket) adds an arm to each method, not a case for callers.
+#[derive(Debug)]
+pub struct Transport {
+    kind: Kind,
+}
+
+#[derive(Debug)]
+enum Kind {
+    Tcp(mio::net::TcpStream),
+}
+
+impl Transport {
+    /// Reads what is available into `buf`: `Ok(0)` is EOF, `WouldBlock`
+    /// means wait for readable.
+    pub fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match &mut self.kind {
+            Kind::Tcp(s) => retry_eintr(|| s.read(buf)),
+        }
+    }
+
+    /// Writes what the socket accepts from `buf`; `WouldBlock` means wait
+    /// for writable.
+    pub fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match &mut self.kind {
+            Kind::Tcp(s) => retry_eintr(|| s.write(buf)),
+        }
+    }
+
+    /// The remote address; `NotConnected` while a connect is in progress.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        match &self.kind {
+            Kind::Tcp(s) => s.peer_addr(),
+        }
+    }
+
+    /// The local address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        match &self.kind {
+            Kind::Tcp(s) => s.local_addr(),
+        }
+    }
+
+    /// Sets `TCP_NODELAY`.
+    pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
+        match &self.kind {
+            Kind::Tcp(s) => s.set_nodelay(nodelay),
+        }
+    }
+
+    /// Shuts down the read, write or both halves.
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        match &self.kind {
+            Kind::Tcp(s) => s.shutdown(how),
+        }
+    }
+
+    /// For a [`connect_from`] transport, on writable (or closed) readiness:
+    /// `Ok(true)` once connected, `Ok(false)` while still in progress (wait
+    /// for the next writable), `Err` if the connect failed (refused,
+    /// unreachable...).
+    pub fn connect_result(&self) -> io::Result<bool> {
+        match &self.kind {
+            Kind::Tcp(s) => {
+                if let Some(e) = s.take_error()? {
+                    return Err(e);
+                }
+                match s.peer_addr() {
+                    Ok(_) => Ok(true),
+                    Err(e)
+                        if e.kind() == io::ErrorKind::NotConnected
+                            || e.raw_os_error() == Some(libc::EINPROGRESS) =>
+                    {
+                        Ok(false)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        }
+    }
+
+    /// Gives up the socket, to hand it to another shard thread. Deregister
+    /// it from this shard's reactor first (or use `Registrar::detach`): an
+    /// epoll registration follows the socket, not the fd.
+    pub fn into_owned_fd(self) -> OwnedFd {
+        match self.kind {
+            Kind::Tcp(s) => OwnedFd::from(s),
+        }
+    }
+
+    /// Adopts a connected, non-blocking TCP socket (one from
+    /// [`Transport::into_owned_fd`] or an accept on another thread).
+    pub fn from_owned_fd(fd: OwnedFd) -> Transport {
+        debug_assert!(is_nonblocking(&fd), "adopted socket must be non-blocking");
+        Transport {
+            kind: Kind::Tcp(mio::net::TcpStream::from(fd)),
+        }
+    }
+
+    fn source(&mut self) -> &mut mio::net::TcpStream {
+        match &mut self.kind {
+            Kind::Tcp(s) => s,
+        }
+    }
+}
+
+impl Source for Transport {
+    fn register(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interest: Interest,
+    ) -> io::Result<()> {
+        self.source().register(registry, token, interest)
+    }
+
+    fn reregister(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interest: Interest,
+    ) -> io::Result<()> {
+        self.source().reregister(registry, token, interest)
+    }
+
+    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+        self.source().deregister(registry)
+    }
+}
+
+/// A listening TCP socket; accepted connections are non-blocking
+/// [`Transport`]s.
+///
+/// Owned by one shard thread (each shard binds its own with SO_REUSEPORT,
+/// or adopts one with [`Listener::from_owned_fd`]); `Send`.
+#[derive(Debug)]
+pub struct Listener(mio::net::TcpListener);
+
+impl Listener {
+    /// Binds and listens on `addr` with `SO_REUSEADDR` and `SO_REUSEPORT`
+    /// (one listener per shard on the same port), non-blocking.
+    pub fn bind(addr: SocketAddr) -> io::Result<Listener> {
+        let bind = || -> io::Result<Socket> {
+            let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+            socket.set_reuse_address(true)?;
+            socket.set_reuse_port(true)?;
+            socket.set_nonblocking(true)?;
+            socket.bind(&addr.into())?;
+            socket.listen(LISTEN_BACKLOG)?;
+            Ok(socket)
+        };
+        let socket =
+            bind().map_err(|e| io::Error::new(e.kind(), format!("listening on {addr}: {e}")))?;
+        Ok(Listener(mio::net::TcpListener::from(OwnedFd::from(socket))))
+    }
+
+    /// Adopts a listening, non-blocking socket.
+    pub fn from_owned_fd(fd: OwnedFd) -> Listener {
+        debug_assert!(is_nonblocking(&fd), "adopted listener must be non-blocking");
+        Listener(mio::net::TcpListener::from(fd))
+    }
+
+    /// Gives up the socket (deregister it first).
+    pub fn into_owned_fd(self) -> OwnedFd {
+        OwnedFd::from(self.0)
+    }
+
+    /// Accepts one connection; `WouldBlock` when none is waiting (accept
+    /// until then on each readable event).
+    pub fn accept(&self) -> io::Result<(Transport, SocketAddr)> {
+        let (stream, addr) = retry_eintr(|| self.0.accept())?;
+        Ok((
+            Transport {
+                kind: Kind::Tcp(stream),
+            },
+            addr,
+        ))
+    }
+
+    /// The bound address (the real port after binding port 0).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
+}
+
+impl Source for Listener {
+    fn register(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interest: Interest,
+    ) -> io::Result<()> {
+        self.0.register(registry, token, interest)
+    }
+
+    fn reregister(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interest: Interest,
+    ) -> io::Result<()> {
+        self.0.reregister(registry, token, interest)
+    }
+
+    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+        self.0.deregister(registry)
+    }
+}
+
+/// Starts a non-blocking connect to `addr`, from `source` when given (the
+/// port is picked at connect time, `IP_BIND_ADDRESS_NO_PORT`, so many
+/// sources share the ephemeral range), with `TCP_NODELAY` set.
+///
+/// Returns at once: register the transport `WRITABLE` and call
+/// [`Transport::connect_result`] on each writable readiness.
+pub fn connect_from(source: Option<IpAddr>, addr: SocketAddr) -> io::Result<Transport> {
+    let start = || -> io::Result<Socket> {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_nodelay(true)?;
+        if let Some(ip) = source {
+            bind_address_no_port(&socket)?;
+            socket.bind(&SocketAddr::new(ip, 0).into())?;
+        }
+        socket.set_nonblocking(true)?;
+        match socket.connect(&addr.into()) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+            Err(e) => return Err(e),
+        }
+        Ok(socket)
+    };
+    let socket = start().map_err(|e| {
+        let from = source.map_or_else(String::new, |ip| format!(" from {ip}"));
+        io::Error::new(e.kind(), format!("connecting to {addr}{from}: {e}"))
+    })?;
+    Ok(Transport {
+        kind: Kind::Tcp(mio::net::TcpStream::from(OwnedFd::from(socket))),
+    })
+}
+
+fn bind_address_no_port(socket: &Socket) -> io::Result<()> {
+    let one: libc::c_int = 1;
+    // SAFETY: a valid fd and a c_int option value of the right size.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+fn is_nonblocking(fd: &OwnedFd) -> bool {
+    // SAFETY: F_GETFL on an fd we hold open reads its flags only.
+    let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+    flags >= 0 && flags & libc::O_NONBLOCK != 0
+}
+
+fn retry_eintr<T>(mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    let mut tries = 0;
+    loop {
+        match op() {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted && tries < EINTR_RETRIES => {
+                tries += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read as _;
+    use std::sync::mpsc;
+    use std::thread;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::runtime::reactor::tests::run_within;
+    use crate::runtime::reactor::{Driver, Reactor, Readiness, Registrar};
+
+    const CONN: Token = Token(7);
+    /// Bytes written at most while filling the socket buffers: far above
+    /// what loopback buffers hold.
+    const FILL_LIMIT: usize = 256 * 1024 * 1024;
+
+    #[derive(Debug, PartialEq)]
+    enum Step {
+        Connecting,
+        /// Filled until `WouldBlock`; waiting for writable.
+        Blocked,
+        Writable,
+    }
+
+    struct Writer {
+        registrar: Registrar,
+        conn: Transport,
+        step: Step,
+        written: usize,
+        start_reader: mpsc::Sender<usize>,
+        give_up: Instant,
+    }
+
+    impl Driver for Writer {
+        fn ready(&mut self, token: Token, r: Readiness) {
+            assert_eq!(token, CONN);
+            if !r.writable {
+                return;
+            }
+            match self.step {
+                Step::Connecting => {
+                    if !self.conn.connect_result().expect("connect") {
+                        return;
+                    }
+                    let chunk = [0x5a_u8; 64 * 1024];
+                    loop {
+                        match self.conn.write(&chunk) {
+                            Ok(n) => self.written += n,
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                            Err(e) => panic!("write: {e}"),
+                        }
+                        assert!(self.written < FILL_LIMIT, "write never blocked");
+                    }
+                    self.step = Step::Blocked;
+                    self.start_reader.send(self.written).expect("reader alive");
+                }
+                Step::Blocked => self.step = Step::Writable,
+                Step::Writable => {}
+            }
+        }
+        fn run_pending(&mut self) -> bool {
+            false
+        }
+        fn end_turn(&mut self) {}
+        fn next_deadline(&self) -> Option<Instant> {
+            Some(self.give_up)
+        }
+        fn on_timer(&mut self, _: Instant) {}
+        fn finished(&self) -> bool {
+            self.step == Step::Writable || Instant::now() >= self.give_up
+        }
+    }
+
+    #[test]
+    fn a_blocked_write_gets_writable_once_the_peer_reads() {
+        let listener = Listener::bind("127.0.0.1:0".parse().expect("addr")).expect("listener");
+        let addr = listener.local_addr().expect("addr");
+        let mut conn = connect_from(None, addr).expect("connect");
+
+        // Loopback completes the handshake in the kernel; accept is bounded.
+        let mut accepted = None;
+        for _ in 0..2000 {
+            match listener.accept() {
+                Ok((t, _)) => {
+                    accepted = Some(t);
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    thread::sleep(Duration::from_millis(1))
+                }
+                Err(e) => panic!("accept: {e}"),
+            }
+        }
+        let peer = accepted.expect("no connection accepted within 2 s");
+        assert_eq!(
+            peer.peer_addr().expect("peer"),
+            conn.local_addr().expect("local")
+        );
+
+        // The peer reads only once told, then everything until EOF.
+        let (start_reader, go) = mpsc::channel::<usize>();
+        let reader = thread::spawn(move || {
+            let Ok(_) = go.recv_timeout(Duration::from_secs(5)) else {
+                return 0;
+            };
+            let mut s = std::net::TcpStream::from(peer.into_owned_fd());
+            s.set_nonblocking(false).expect("blocking");
+            s.set_read_timeout(Some(Duration::from_secs(5)))
+                .expect("timeout");
+            let mut buf = vec![0; 256 * 1024];
+            let mut total = 0;
+            loop {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => return total,
+                    Ok(n) => total += n,
+                }
+            }
+        });
+
+        let reactor = Reactor::new().expect("reactor");
+        let registrar = reactor.registrar().expect("registrar");
+        registrar
+            .register(&mut conn, CONN, Interest::READABLE | Interest::WRITABLE)
+            .expect("register");
+        let writer = Writer {
+            registrar,
+            conn,
+            step: Step::Connecting,
+            written: 0,
+            start_reader,
+            give_up: Instant::now() + Duration::from_secs(5),
+        };
+        let writer = run_within(reactor, writer, Duration::from_secs(10));
+        assert_eq!(
+            writer.step,
+            Step::Writable,
+            "no writable readiness after the peer read"
+        );
+        assert!(writer.written > 0);
+
+        let written = writer.written;
+        let Writer {
+            registrar, conn, ..
+        } = writer;
+        let fd = registrar.detach(conn).expect("detach");
+        drop(fd); // EOF for the reader
+        assert_eq!(reader.join().expect("reader"), written);
+    }
+
+    #[test]
+    fn a_refused_connect_is_reported_by_connect_result() {
+        // A port that was just free: bind, note it, close.
+        let addr = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            l.local_addr().expect("addr")
+        };
+        let mut conn = connect_from(Some("127.0.0.1".parse().expect("ip")), addr).expect("start");
+        let mut reactor = Reactor::new().expect("reactor");
+        let registrar = reactor.registrar().expect("registrar");
+        registrar
+            .register(&mut conn, CONN, Interest::WRITABLE)
+            .expect("register");
+
+        struct Connect {
+            conn: Transport,
+            result: Option<io::Result<bool>>,
+            give_up: Instant,
+        }
+        impl Driver for Connect {
+            fn ready(&mut self, _: Token, r: Readiness) {
+                if r.writable || r.closed {
+                    match self.conn.connect_result() {
+                        Ok(false) => {}
+                        other => self.result = Some(other),
+                    }
+                }
+            }
+            fn run_pending(&mut self) -> bool {
+                false
+            }
+            fn end_turn(&mut self) {}
+            fn next_deadline(&self) -> Option<Instant> {
+                Some(self.give_up)
+            }
+            fn on_timer(&mut self, _: Instant) {}
+            fn finished(&self) -> bool {
+                self.result.is_some() || Instant::now() >= self.give_up
+            }
+        }
+        let mut driver = Connect {
+            conn,
+            result: None,
+            give_up: Instant::now() + Duration::from_secs(2),
+        };
+        reactor.run(&mut driver).expect("run");
+        let err = match driver.result {
+            Some(Err(e)) => e,
+            other => panic!("expected a refused connect, got {other:?}"),
+        };
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused);
+    }
+}
