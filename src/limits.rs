@@ -7,9 +7,12 @@ use std::time::Duration;
 /// Most shards (and mesh peers) a broker runs; a `ShardSet` holds this many bits.
 pub const MAX_SHARDS: usize = 256;
 
-/// Slots in each SPSC queue of the mesh. Below ~1024 glommio's cross-core
-/// channels slow down noticeably.
+/// Slots (batches) in each SPSC queue of the mesh.
 pub const MESH_CAPACITY: usize = 1024;
+
+/// Batches a shard takes from one peer's queue per pending-work round, so
+/// one busy peer cannot starve the others or the shard's sockets.
+pub const MESH_DRAIN: usize = 64;
 
 /// Messages a shard gathers for one peer before it sends the batch even in
 /// the middle of a processing step.
@@ -18,6 +21,20 @@ pub const MESH_BATCH: usize = 256;
 /// Messages waiting for one peer (beyond the queue) before connections on
 /// this shard stop reading: backpressure instead of unbounded growth.
 pub const MESH_OUTBOX_LIMIT: usize = 64 * 1024;
+
+/// Reads from one connection per loop turn before the others get theirs;
+/// a connection with more input is revisited in the same turn's pending
+/// work, so one busy client cannot starve a shard.
+pub const READS_PER_TURN: usize = 4;
+
+/// Connections revisited per pending-work round (see [`READS_PER_TURN`]).
+pub const AGAIN_PER_ROUND: usize = 256;
+
+/// Connections accepted from one listener per loop turn.
+pub const ACCEPTS_PER_TURN: usize = 64;
+
+/// Listeners (ports) one broker may have.
+pub const MAX_LISTENERS: usize = 64;
 
 /// Size of the shard-wide read buffer every connection reads into.
 pub const READ_CHUNK: usize = 64 * 1024;

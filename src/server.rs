@@ -9,18 +9,19 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::Config;
-use crate::limits::{MAX_SHARDS, RESTART_BIND_WAIT, START_TIMEOUT};
-use crate::mesh::{self, Mesh};
-use crate::runtime::{self, ExecutorHandle, ExecutorSpec};
-use crate::shard::{Control, Shard, StatsCell, StatsSnapshot};
+use crate::limits::{MAX_LISTENERS, MAX_SHARDS, MESH_CAPACITY, RESTART_BIND_WAIT, START_TIMEOUT};
+use crate::mesh::{Batch, Mesh};
+use crate::runtime::{self, Listener, MeshEnd, Reactor, Registrar, Wake};
+use crate::shard::{Control, Shard, ShardLoop, StatsCell, StatsSnapshot};
 
 /// Why the broker could not start.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +32,8 @@ pub enum StartError {
     Listen { addr: SocketAddr, source: io::Error },
     #[error("--shards {0}: expected 1..={MAX_SHARDS}")]
     Shards(usize),
+    #[error("{0} listeners configured: at most {MAX_LISTENERS} are supported")]
+    Listeners(usize),
     #[error("starting shard {shard}: {source}")]
     Executor { shard: usize, source: io::Error },
     #[error("starting the shards: {0}")]
@@ -44,7 +47,9 @@ pub struct BrokerHandle {
     addrs: Vec<SocketAddr>,
     stop: Arc<AtomicBool>,
     stats: Vec<Arc<StatsCell>>,
-    shards: Vec<ExecutorHandle<()>>,
+    /// Each shard's wake-up line: shutdown wakes them at once.
+    wakes: Vec<Arc<Wake>>,
+    shards: Vec<JoinHandle<()>>,
 }
 
 impl BrokerHandle {
@@ -72,13 +77,18 @@ impl BrokerHandle {
     /// "server shutting down", sockets close; returns when every shard exited.
     pub fn shutdown(self) -> io::Result<()> {
         self.stop.store(true, Ordering::Relaxed);
+        for w in &self.wakes {
+            w.force();
+        }
         self.wait()
     }
 
     /// Waits until the broker stops (its stop flag was set elsewhere).
     pub fn wait(self) -> io::Result<()> {
-        for shard in self.shards {
-            shard.join()?;
+        for (i, shard) in self.shards.into_iter().enumerate() {
+            shard
+                .join()
+                .map_err(|_| io::Error::other(format!("shard {i} panicked")))?;
         }
         Ok(())
     }
@@ -87,10 +97,13 @@ impl BrokerHandle {
 /// Starts a broker with `config` and returns once every shard is serving.
 pub fn start(config: Config) -> Result<BrokerHandle, StartError> {
     raise_open_files_limit(config.max_connections);
-    let cores = runtime::executor::available_cores();
+    let cores = runtime::available_cores();
     let shards = config.shards.unwrap_or(cores.len().max(1));
     if shards == 0 || shards > MAX_SHARDS {
         return Err(StartError::Shards(shards));
+    }
+    if config.listeners.len() > MAX_LISTENERS {
+        return Err(StartError::Listeners(config.listeners.len()));
     }
     let addrs = config
         .listeners
@@ -106,40 +119,44 @@ pub fn start(config: Config) -> Result<BrokerHandle, StartError> {
                 .collect::<Result<_, _>>()?,
         );
     }
+    // Everything a shard needs that can fail is made here, before any
+    // thread starts: a failure is then a plain error with nothing to stop.
+    let reactors = (0..shards)
+        .map(|shard| Reactor::new().map_err(|source| StartError::Executor { shard, source }))
+        .collect::<Result<Vec<_>, _>>()?;
+    let wakes: Vec<Arc<Wake>> = reactors.iter().map(Reactor::wake_handle).collect();
+    let registrars = reactors
+        .iter()
+        .enumerate()
+        .map(|(shard, r)| {
+            r.registrar()
+                .map_err(|source| StartError::Executor { shard, source })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let ends = runtime::full_mesh(&wakes, MESH_CAPACITY);
     let stop = Arc::new(AtomicBool::new(false));
     let stats: Vec<Arc<StatsCell>> = (0..shards).map(|_| Arc::default()).collect();
-    let builder = mesh::builder(shards);
     let (ready_tx, ready_rx) = crossbeam_channel::bounded::<Result<(), String>>(shards);
     let mut handles = Vec::with_capacity(shards);
-    for (shard, fds) in sockets.into_iter().enumerate() {
+    let parts = reactors.into_iter().zip(registrars).zip(ends).zip(sockets);
+    for (shard, (((reactor, registrar), end), fds)) in parts.enumerate() {
         let core = (!cores.is_empty()).then(|| cores[shard % cores.len()]);
-        let spec = ExecutorSpec::new(format!("shard-{shard}"), core);
-        let (config, builder, ready) = (config.clone(), builder.clone(), ready_tx.clone());
-        let control = Control {
-            stop: Arc::clone(&stop),
-            stats: Arc::clone(&stats[shard]),
+        let boot = ShardBoot {
+            config: config.clone(),
+            reactor,
+            registrar,
+            end,
+            fds,
+            control: Control {
+                stop: Arc::clone(&stop),
+                stats: Arc::clone(&stats[shard]),
+            },
+            ready: ready_tx.clone(),
         };
-        let started = runtime::start(&spec, move || async move {
-            let listeners = fds
-                .into_iter()
-                // SAFETY: each fd is a listening TCP socket we own.
-                .map(|fd| unsafe { runtime::net::TcpListener::from_raw_fd(fd.into_raw_fd()) })
-                .collect();
-            let stop = Arc::clone(&control.stop);
-            match join_mesh(builder, &stop).await {
-                Ok((mesh, receivers)) => {
-                    let _ = ready.send(Ok(()));
-                    Shard::run(config, mesh, receivers, listeners, control).await;
-                }
-                Err(e) => {
-                    let _ = ready.send(Err(format!("shard {shard}: {e}")));
-                }
-            }
-        });
-        match started {
+        match runtime::spawn_pinned(format!("shard-{shard}"), core, move || boot.run(shard)) {
             Ok(handle) => handles.push(handle),
             Err(source) => {
-                abort_start(&stop, handles);
+                abort_start(&stop, &wakes, handles);
                 return Err(StartError::Executor { shard, source });
             }
         }
@@ -159,7 +176,7 @@ pub fn start(config: Config) -> Result<BrokerHandle, StartError> {
                 "a shard exited during start-up".to_string()
             }
         };
-        abort_start(&stop, handles);
+        abort_start(&stop, &wakes, handles);
         return Err(StartError::Shard(failure));
     }
     log::info!("shardmq listening on {addrs:?} with {shards} shard(s)");
@@ -167,38 +184,68 @@ pub fn start(config: Config) -> Result<BrokerHandle, StartError> {
         addrs,
         stop,
         stats,
+        wakes,
         shards: handles,
     })
 }
 
-/// Joins the shard mesh, or gives up once `stop` is set (start-up failed
-/// elsewhere and the missing peer will never join).
-async fn join_mesh(builder: mesh::MeshBuilder, stop: &AtomicBool) -> io::Result<mesh::Joined> {
-    // glommio can lose the wake-up of a mesh join while the executor is
-    // parked with no timer armed (start-up then hangs forever, ~1 in 20
-    // under load): a ticking timer makes the parked executor re-check its
-    // cross-executor channels, and the stop flag.
-    let ticker = async {
-        while !stop.load(Ordering::Relaxed) {
-            runtime::time::sleep(Duration::from_millis(5)).await;
+/// What one shard thread is started with. Everything is `Send`; the shard
+/// state built from it on the thread is not.
+struct ShardBoot {
+    config: Config,
+    reactor: Reactor,
+    registrar: Registrar,
+    end: MeshEnd<Batch>,
+    fds: Vec<OwnedFd>,
+    control: Control,
+    ready: crossbeam_channel::Sender<Result<(), String>>,
+}
+
+impl ShardBoot {
+    /// The shard thread: builds the shard, reports, runs its loop until
+    /// shutdown completes.
+    fn run(self, id: usize) {
+        let ShardBoot {
+            config,
+            mut reactor,
+            registrar,
+            end,
+            fds,
+            control,
+            ready,
+        } = self;
+        let listeners = fds.into_iter().map(Listener::from_owned_fd).collect();
+        let shard = Shard::new(config, Mesh::new(end), registrar, listeners, control);
+        let mut driver = match ShardLoop::new(shard) {
+            Ok(driver) => driver,
+            Err(e) => {
+                let _ = ready.send(Err(format!("shard {id}: {e}")));
+                return;
+            }
+        };
+        let _ = ready.send(Ok(()));
+        drop(ready);
+        if let Err(e) = reactor.run(&mut driver) {
+            log::error!("shard {id}: {e}; the shard stopped");
         }
-        Err(io::Error::other("start-up aborted"))
-    };
-    futures_lite::future::or(Mesh::join(builder), ticker).await
+    }
 }
 
 /// Stops the shards already started after a failed start, and waits for
-/// them for at most [`START_TIMEOUT`]: one stuck inside its runtime is
-/// abandoned (and dies with the process) rather than hanging the caller.
-fn abort_start(stop: &AtomicBool, handles: Vec<ExecutorHandle<()>>) {
+/// them for at most [`START_TIMEOUT`]: one stuck is abandoned (and dies
+/// with the process) rather than hanging the caller.
+fn abort_start(stop: &AtomicBool, wakes: &[Arc<Wake>], handles: Vec<JoinHandle<()>>) {
     stop.store(true, Ordering::Relaxed);
+    for w in wakes {
+        w.force();
+    }
     let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(1);
     let joiner = std::thread::Builder::new()
         .name("start-abort".into())
         .spawn(move || {
             for h in handles {
-                if let Err(e) = h.join() {
-                    log::warn!("stopping a shard after a failed start: {e}");
+                if h.join().is_err() {
+                    log::warn!("a shard panicked while stopping after a failed start");
                 }
             }
             let _ = done_tx.send(());

@@ -59,7 +59,9 @@ fn publisher(
 #[test]
 fn takeover_storm_loses_no_qos1_message() {
     let started = Instant::now();
-    let b = TestBroker::start(2);
+    // The session queue must hold what arrives while the client is between
+    // connections: at full speed that is more than Mosquitto's default 1000.
+    let b = TestBroker::with(2, |c| c.max_queued_messages = 1_000_000);
     let id = b.id_on(1, "storm");
     let (mut current, _) =
         RawClient::connected(b.addr, connect_persistent(ProtocolVersion::V5, &id));

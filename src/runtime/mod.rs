@@ -38,7 +38,7 @@ pub mod transport;
 pub use executor::{start, ExecutorHandle, ExecutorSpec};
 pub use reactor::{Driver, Interest, Reactor, Readiness, Registrar, Token, Wake};
 pub use spsc::{full_mesh, MeshEnd, TrySendError};
-pub use thread::spawn_pinned;
+pub use thread::{available_cores, spawn_pinned};
 pub use transport::{connect_from, Listener, Transport};
 
 /// Spawns a task on the current executor and detaches it.

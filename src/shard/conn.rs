@@ -1,24 +1,26 @@
-//! A client connection: the state shared between its task and its session
-//! ([`ConnShared`]), and the task's I/O loop.
+//! A client connection: the state its session and the shard's fan-out
+//! share ([`ConnShared`]), and the state machine the shard's slab holds
+//! ([`Conn`]): transport, partial packet, phase.
 //!
 //! Reads go into the shard-wide buffer; only a partial packet left at the
-//! end of a read is copied into the connection's own `pending` buffer, so an
-//! idle connection holds no read buffer. Writes go through the connection's
-//! `out` buffer, which fan-out appends to and which is released once it
-//! drains (if it grew large).
+//! end of a read is copied into the connection's own [`Partial`], so an
+//! idle connection holds no read buffer. Writes go through the
+//! connection's `out` buffer, which fan-out appends to and the end of the
+//! loop turn flushes; it is released once it drains (if it grew large).
 
 use std::cell::{Cell, RefCell};
-use std::future::poll_fn;
+use std::io;
 use std::net::SocketAddr;
-use std::task::{Context, Poll, Waker};
+use std::rc::Rc;
+use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
 
+use super::partial::Partial;
 use super::session::SessionId;
-use super::Shard;
-use crate::limits::{MAX_OUT_BUFFER, OUT_BUFFER_KEEP, READ_CHUNK, READ_MIN};
+use crate::limits::{MAX_OUT_BUFFER, OUT_BUFFER_KEEP};
 use crate::protocol::{ProtocolVersion, ReasonCode};
-use crate::runtime::net::{self, TcpStream};
+use crate::runtime::Transport;
 
 /// Why a connection ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +37,8 @@ pub enum CloseReason {
     SessionTakenOver,
     /// The broker is shutting down.
     ServerShuttingDown,
+    /// Refused at CONNECT (the CONNACK says why), or no CONNECT in time.
+    Refused,
 }
 
 impl CloseReason {
@@ -51,14 +55,17 @@ impl CloseReason {
             CloseReason::KeepAliveTimeout => Some(ReasonCode::KeepAliveTimeout),
             CloseReason::SessionTakenOver => Some(ReasonCode::SessionTakenOver),
             CloseReason::ServerShuttingDown => Some(ReasonCode::ServerShuttingDown),
-            CloseReason::Disconnect { .. } | CloseReason::Io => None,
+            CloseReason::Disconnect { .. } | CloseReason::Io | CloseReason::Refused => None,
         }
     }
 }
 
-/// State shared by a connection's task, its session and the shard's
+/// State shared by a connection's slab entry, its session and the shard's
 /// fan-out. Shard-local (`Rc`).
 pub struct ConnShared {
+    /// The connection's slot in the shard's slab; `None` once it is gone
+    /// (the slot may then hold another connection).
+    pub token: Cell<Option<usize>>,
     pub peer: SocketAddr,
     pub version: ProtocolVersion,
     /// Largest packet the client accepts (its Maximum Packet Size).
@@ -66,17 +73,19 @@ pub struct ConnShared {
     /// The session this connection serves (set once attached).
     pub session: Cell<SessionId>,
     out: RefCell<BytesMut>,
-    waker: RefCell<Option<Waker>>,
     close: Cell<Option<CloseReason>>,
     /// Filed in the shard's dirty list since the last flush.
     dirty: Cell<bool>,
     /// Messages were held back for lack of room: drain the session queue
     /// once the buffer empties.
     starved: Cell<bool>,
+    /// Waiting for a SUBSCRIBE barrier: input is not processed meanwhile
+    /// (packets are handled in order).
+    pub blocked: Cell<bool>,
     /// Shard-clock second of the last packet received.
     last_seen: Cell<u64>,
     /// 1.5 x keepalive in seconds, rounded up; 0 = no keepalive.
-    keepalive_limit: Cell<u64>,
+    keepalive_limit: Cell<u32>,
 }
 
 impl ConnShared {
@@ -88,15 +97,16 @@ impl ConnShared {
         now: u64,
     ) -> ConnShared {
         ConnShared {
+            token: Cell::new(None),
             peer,
             version,
             max_packet,
             session: Cell::new(0),
             out: RefCell::new(BytesMut::new()),
-            waker: RefCell::new(None),
             close: Cell::new(None),
             dirty: Cell::new(false),
             starved: Cell::new(false),
+            blocked: Cell::new(false),
             last_seen: Cell::new(now),
             keepalive_limit: Cell::new(0),
         }
@@ -104,13 +114,13 @@ impl ConnShared {
 
     /// Sets the keepalive in seconds (0 disables it).
     pub fn set_keepalive(&self, secs: u16) {
-        self.keepalive_limit.set((u64::from(secs) * 3).div_ceil(2));
+        self.keepalive_limit.set((u32::from(secs) * 3).div_ceil(2));
     }
 
     /// The shard-clock second by which a packet must arrive.
     pub fn keepalive_deadline(&self) -> Option<u64> {
         let limit = self.keepalive_limit.get();
-        (limit > 0).then(|| self.last_seen.get() + limit)
+        (limit > 0).then(|| self.last_seen.get() + u64::from(limit))
     }
 
     /// Records activity at `now`.
@@ -119,7 +129,7 @@ impl ConnShared {
     }
 
     /// Appends to the outgoing buffer. The caller marks the connection dirty
-    /// (via `Shard::dirty`) so it is flushed at the end of the step.
+    /// (via `Shard::mark_dirty`) so it is flushed at the end of the turn.
     pub fn write_with(&self, f: impl FnOnce(&mut BytesMut)) {
         f(&mut self.out.borrow_mut());
     }
@@ -129,16 +139,35 @@ impl ConnShared {
         self.out.borrow().len() >= MAX_OUT_BUFFER
     }
 
+    /// True when nothing waits to be written.
+    pub fn out_empty(&self) -> bool {
+        self.out.borrow().is_empty()
+    }
+
     pub(super) fn set_starved(&self) {
         self.starved.set(true);
     }
 
-    /// Asks the task to close the connection (first reason wins).
+    /// True (once) if the buffer drained while messages were held back.
+    pub(super) fn take_drained(&self) -> bool {
+        if self.starved.get() && self.out_empty() {
+            self.starved.set(false);
+            return true;
+        }
+        false
+    }
+
+    /// Asks the shard to close the connection (first reason wins); the
+    /// shard tears it down at the end of the turn.
     pub fn close(&self, reason: CloseReason) {
         if self.close.get().is_none() {
             self.close.set(Some(reason));
         }
-        self.wake();
+    }
+
+    /// Why the connection is closing, once a close was asked for.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.close.get()
     }
 
     /// True once a close was asked for.
@@ -146,14 +175,7 @@ impl ConnShared {
         self.close.get().is_some()
     }
 
-    /// Wakes the connection's task (to write, or to close).
-    pub fn wake(&self) {
-        if let Some(w) = self.waker.borrow().as_ref() {
-            w.wake_by_ref();
-        }
-    }
-
-    /// Marks for the shard's end-of-step flush; false if already marked.
+    /// Marks for the shard's end-of-turn flush; false if already marked.
     pub(super) fn mark_dirty(&self) -> bool {
         !self.dirty.replace(true)
     }
@@ -161,106 +183,67 @@ impl ConnShared {
     pub(super) fn clear_dirty(&self) {
         self.dirty.set(false);
     }
-}
 
-/// What the I/O loop hands to the packet handler.
-pub enum Event {
-    /// Bytes read (a slice of the shard buffer, now owned).
-    Data(BytesMut),
-    /// The outgoing buffer drained while the session had queued messages.
-    Drained,
-    /// The connection must end.
-    Closed(CloseReason),
-}
-
-/// Waits for the next event, writing pending output meanwhile.
-pub async fn next_event(shard: &Shard, stream: &mut TcpStream, conn: &ConnShared) -> Event {
-    poll_fn(|cx| poll_event(shard, stream, conn, cx)).await
-}
-
-fn poll_event(
-    shard: &Shard,
-    stream: &mut TcpStream,
-    conn: &ConnShared,
-    cx: &mut Context<'_>,
-) -> Poll<Event> {
-    if let Some(reason) = conn.close.get() {
-        return Poll::Ready(Event::Closed(reason));
-    }
-    register(conn, cx.waker());
-    if let Err(reason) = poll_flush(stream, conn, cx) {
-        return Poll::Ready(Event::Closed(reason));
-    }
-    if conn.starved.get() && conn.out.borrow().is_empty() {
-        conn.starved.set(false);
-        return Poll::Ready(Event::Drained);
-    }
-    if shard.mesh.poll_uncongested(cx.waker()).is_pending() {
-        return Poll::Pending;
-    }
-    poll_read_chunk(shard, stream, cx).map(|r| match r {
-        Ok(chunk) => Event::Data(chunk),
-        Err(reason) => Event::Closed(reason),
-    })
-}
-
-fn register(conn: &ConnShared, waker: &Waker) {
-    let mut slot = conn.waker.borrow_mut();
-    match slot.as_ref() {
-        Some(w) if w.will_wake(waker) => {}
-        _ => *slot = Some(waker.clone()),
+    /// Writes as much of the outgoing buffer as `transport` takes. `Ok(true)`
+    /// when it drained, `Ok(false)` when the socket is full.
+    pub fn flush_to(&self, transport: &mut Transport) -> io::Result<bool> {
+        let mut out = self.out.borrow_mut();
+        while !out.is_empty() {
+            match transport.write(&out) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => out.advance(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(e),
+            }
+        }
+        if out.capacity() > OUT_BUFFER_KEEP {
+            *out = BytesMut::new();
+        }
+        Ok(true)
     }
 }
 
-/// Writes as much of the outgoing buffer as the socket takes.
-fn poll_flush(
-    stream: &mut TcpStream,
-    conn: &ConnShared,
-    cx: &mut Context<'_>,
-) -> Result<(), CloseReason> {
-    let mut out = conn.out.borrow_mut();
-    while !out.is_empty() {
-        match net::poll_write(stream, cx, &out) {
-            Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Err(CloseReason::Io),
-            Poll::Ready(Ok(n)) => out.advance(n),
-            Poll::Pending => return Ok(()),
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Accepted; its CONNECT has not fully arrived.
+    Connecting,
+    /// CONNECT accepted: attached to its session.
+    Attached,
+    /// Closing: its last bytes (CONNACK refusal, DISCONNECT) are flushed
+    /// until the buffer drains or `until` passes, then the socket closes.
+    Closing { until: Instant },
+}
+
+/// A connection as the shard's slab holds it: a state machine, not a task.
+/// Shard-local; what it waits for is `phase` (and `shared.blocked`).
+pub struct Conn {
+    pub transport: Transport,
+    /// Set once CONNECT was read (or refused): what sessions and fan-out see.
+    pub shared: Option<Rc<ConnShared>>,
+    /// Bytes of a packet that has not fully arrived.
+    pub partial: Partial,
+    pub phase: Phase,
+    /// Tells this connection from a later one in the same slab slot (the
+    /// deadline queues name connections by slot and serial).
+    pub serial: u32,
+    /// Write interest is registered (only while output waits).
+    pub writable: bool,
+    /// Counted in the shard's attached connections.
+    pub counted: bool,
+}
+
+impl Conn {
+    /// A freshly accepted (or handed-over) connection, before CONNECT.
+    pub fn new(transport: Transport, serial: u32) -> Conn {
+        Conn {
+            transport,
+            shared: None,
+            partial: Partial::default(),
+            phase: Phase::Connecting,
+            serial,
+            writable: false,
+            counted: false,
         }
     }
-    if out.capacity() > OUT_BUFFER_KEEP {
-        *out = BytesMut::new();
-    }
-    Ok(())
-}
-
-/// Reads into the shard-wide buffer and splits off what was read.
-pub fn poll_read_chunk(
-    shard: &Shard,
-    stream: &mut TcpStream,
-    cx: &mut Context<'_>,
-) -> Poll<Result<BytesMut, CloseReason>> {
-    let mut buf = shard.read_buf.borrow_mut();
-    if buf.len() < READ_MIN {
-        buf.clear();
-        buf.reserve(READ_CHUNK);
-        buf.resize(READ_CHUNK, 0);
-    }
-    match net::poll_read(stream, cx, &mut buf[..]) {
-        Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => Poll::Ready(Err(CloseReason::Io)),
-        Poll::Ready(Ok(n)) => Poll::Ready(Ok(buf.split_to(n))),
-        Poll::Pending => Poll::Pending,
-    }
-}
-
-/// Writes whatever is left in the outgoing buffer, for at most `limit`.
-pub async fn flush_before_close(
-    stream: &mut TcpStream,
-    conn: &ConnShared,
-    limit: std::time::Duration,
-) {
-    let flushed = poll_fn(|cx| match poll_flush(stream, conn, cx) {
-        Err(_) => Poll::Ready(()),
-        Ok(()) if conn.out.borrow().is_empty() => Poll::Ready(()),
-        Ok(()) => Poll::Pending,
-    });
-    crate::runtime::time::timeout(limit, flushed).await;
 }

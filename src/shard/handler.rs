@@ -1,117 +1,69 @@
-//! The packet loop of an attached connection: decode what arrives, act on
-//! each packet, and end the step so output and mesh batches go out.
+//! The packets of an attached connection: decode what arrived, act on
+//! each in order. A SUBSCRIBE parks the connection's input (its barrier is
+//! a pending record, see `subscribe`) until every shard knows the filter.
 
 use std::rc::Rc;
 
 use bytes::BytesMut;
 
-use super::conn::{next_event, CloseReason, ConnShared, Event};
-use super::partial::Partial;
+use super::conn::{CloseReason, ConnShared, Phase};
 use super::session::OutState;
 use super::Shard;
-use crate::protocol::{decode, DecodeError, Disconnect, Packet, PubResp, ReasonCode, Subscribe};
-use crate::runtime::net::TcpStream;
+use crate::protocol::{decode, DecodeError, Disconnect, Packet, PubResp, ReasonCode};
 
-/// Runs until the connection must close; returns why.
-///
-/// Kept small: this future lives in every connection's task for the
-/// connection's lifetime. Packets are handled synchronously; only SUBSCRIBE
-/// awaits (a mesh barrier), through a boxed future.
-/// (A plain function returning an `async move` block: an `async fn` would
-/// keep its arguments twice in its state, rustc #62958.)
-#[allow(clippy::manual_async_fn)] // deliberate: see the doc above
-pub fn run<'a>(
-    shard: &'a Rc<Shard>,
-    stream: &'a mut TcpStream,
-    conn: &'a Rc<ConnShared>,
-    leftover: BytesMut,
-) -> impl std::future::Future<Output = CloseReason> + 'a {
-    async move {
-        let mut pending = Partial::from_chunk(leftover);
-        let result = process_all(shard, conn, pending.bytes()).await;
-        settle(&mut pending, result);
-        if let Err(reason) = result {
-            shard.end_step();
-            return reason;
-        }
-        shard.end_step();
-        loop {
-            match next_event(shard, stream, conn).await {
-                Event::Closed(reason) => return reason,
-                Event::Drained => shard.drain_session(conn),
-                Event::Data(chunk) => {
-                    conn.seen(shard.now());
-                    let result = process_all(shard, conn, pending.push(chunk)).await;
-                    settle(&mut pending, result);
-                    if let Err(reason) = result {
-                        shard.end_step();
-                        return reason;
-                    }
-                }
+impl Shard {
+    /// Handles `chunk` (or, with `None`, what is left in the partial packet
+    /// after a pause) from attached connection `token`.
+    pub(super) fn on_bytes(self: &Rc<Self>, token: usize, chunk: Option<BytesMut>) {
+        let (conn, mut partial) = {
+            let mut conns = self.conns.borrow_mut();
+            let Some(c) = conns.get_mut(token) else {
+                return;
+            };
+            let Some(conn) = c.shared.clone() else {
+                return;
+            };
+            if c.phase != Phase::Attached || conn.blocked.get() {
+                return;
             }
-            shard.end_step();
+            (conn, std::mem::take(&mut c.partial))
+        };
+        if chunk.is_some() {
+            conn.seen(self.now());
+        }
+        let buf = match chunk {
+            Some(chunk) => partial.push(chunk),
+            None => partial.bytes(),
+        };
+        let needed = match process(self, &conn, buf) {
+            Ok(needed) => needed,
+            Err(reason) => {
+                self.close_conn(&conn, reason);
+                0
+            }
+        };
+        partial.settle(needed);
+        if let Some(c) = self.conns.borrow_mut().get_mut(token) {
+            c.partial = partial;
         }
     }
 }
 
-/// Keeps only an owned copy of a partial packet (see [`Partial`]).
-fn settle(pending: &mut Partial, result: Result<usize, CloseReason>) {
-    pending.settle(result.unwrap_or(0));
-}
-
-/// Handles every complete packet in `buf`, awaiting SUBSCRIBEs in turn;
-/// returns how many more bytes the next packet needs.
-async fn process_all(
+/// Decodes and handles complete packets in `buf` until it runs out, the
+/// connection closes or a SUBSCRIBE blocks it; returns how many more bytes
+/// the next packet needs.
+fn process(
     shard: &Rc<Shard>,
     conn: &Rc<ConnShared>,
     buf: &mut BytesMut,
 ) -> Result<usize, CloseReason> {
     loop {
-        // `sub` must not be in scope across the await: generator layouts are
-        // scope-based, and a `Subscribe` would add ~400 bytes to every task.
-        let subscribing = match process(shard, conn, buf)? {
-            Step::Subscribe(sub) => subscribe_boxed(shard, conn, *sub),
-            Step::NeedMore(needed) => return Ok(needed),
-        };
-        subscribing.await?;
-    }
-}
-
-/// Where [`process`] stopped.
-enum Step {
-    /// A SUBSCRIBE, for the caller to await.
-    Subscribe(Box<Subscribe>),
-    /// The buffer holds no complete packet; the next needs this many more bytes.
-    NeedMore(usize),
-}
-
-type Boxed<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + 'a>>;
-
-/// Built in a plain function so that the unboxed future never occupies
-/// space in the caller's (long-lived) state machine.
-fn subscribe_boxed<'a>(
-    shard: &'a Rc<Shard>,
-    conn: &'a Rc<ConnShared>,
-    sub: Subscribe,
-) -> Boxed<'a, Result<(), CloseReason>> {
-    Box::pin(shard.on_subscribe(conn, sub))
-}
-
-/// Decodes and handles complete packets in `buf` until it runs out or a
-/// SUBSCRIBE comes.
-fn process(
-    shard: &Rc<Shard>,
-    conn: &Rc<ConnShared>,
-    buf: &mut BytesMut,
-) -> Result<Step, CloseReason> {
-    loop {
-        if conn.is_closing() {
-            return Ok(Step::NeedMore(0));
+        if conn.is_closing() || conn.blocked.get() {
+            return Ok(0);
         }
         match decode(buf, conn.version, shard.config.max_packet_size) {
-            Ok(Packet::Subscribe(s)) => return Ok(Step::Subscribe(Box::new(s))),
             Ok(packet) => handle(shard, conn, packet)?,
-            Err(DecodeError::Incomplete { needed }) => return Ok(Step::NeedMore(needed)),
+            Err(DecodeError::Incomplete { needed }) => return Ok(needed),
             Err(DecodeError::Malformed(m)) => {
                 log::info!("{}: malformed packet: {m}; disconnecting", conn.peer);
                 return Err(CloseReason::Protocol(m.reason));
@@ -127,12 +79,12 @@ fn handle(shard: &Rc<Shard>, conn: &Rc<ConnShared>, packet: Packet) -> Result<()
         Packet::PubComp(r) => shard.on_ack(conn, &r, OutState::Complete),
         Packet::PubRec(r) => shard.on_pubrec(conn, &r),
         Packet::PubRel(r) => shard.on_pubrel(conn, &r),
+        Packet::Subscribe(sub) => shard.on_subscribe(conn, sub)?,
         Packet::Unsubscribe(u) => shard.on_unsubscribe(conn, u),
         Packet::PingReq => shard.send_packet(conn, &Packet::PingResp),
         Packet::Disconnect(d) => return Err(shard.on_disconnect(conn, &d)),
         Packet::Auth(_) => return Err(CloseReason::Protocol(ReasonCode::ProtocolError)),
-        Packet::Subscribe(_)
-        | Packet::Connect(_)
+        Packet::Connect(_)
         | Packet::ConnAck(_)
         | Packet::SubAck(_)
         | Packet::UnsubAck(_)

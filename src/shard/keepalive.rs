@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::rc::{Rc, Weak};
 
-use super::conn::{CloseReason, ConnShared};
+use super::conn::ConnShared;
 
 /// Shard-local wheel of keepalive buckets keyed by shard-clock second.
 #[derive(Default)]
@@ -28,8 +28,10 @@ impl Keepalive {
         }
     }
 
-    /// Expires or re-files every connection whose bucket is due at `now`.
-    pub fn check(&mut self, now: u64) {
+    /// Re-files every connection whose bucket is due at `now` and is still
+    /// seen in time; returns those whose keepalive expired.
+    pub fn check(&mut self, now: u64) -> Vec<Rc<ConnShared>> {
+        let mut expired = Vec::new();
         while let Some(entry) = self.buckets.first_entry() {
             if *entry.key() > now {
                 break;
@@ -43,9 +45,10 @@ impl Keepalive {
                     Some(deadline) if deadline > now => {
                         self.buckets.entry(deadline).or_default().push(weak);
                     }
-                    _ => conn.close(CloseReason::KeepAliveTimeout),
+                    _ => expired.push(conn),
                 }
             }
         }
+        expired
     }
 }

@@ -1,43 +1,100 @@
-//! The accept loop: one per listener per shard (SO_REUSEPORT spreads new
-//! connections over the shards' sockets).
+//! Accepting: each shard owns its own SO_REUSEPORT socket per listener (the
+//! kernel spreads new connections over the shards), registered with the
+//! shard's loop under [`listener_token`].
 
-use std::rc::Rc;
-use std::time::Duration;
+use std::time::Instant;
 
-use futures_lite::future;
+use super::conn::Conn;
+use super::{Shard, Stats};
+use crate::limits::{ACCEPTS_PER_TURN, ACCEPT_BACKOFF_MAX, ACCEPT_BACKOFF_MIN, MAX_LISTENERS};
+use crate::runtime::{Interest, Token};
 
-use super::{connect, Shard, Stats};
-use crate::limits::{ACCEPT_BACKOFF_MAX, ACCEPT_BACKOFF_MIN};
-use crate::runtime::net::{self, TcpListener};
+/// The token of listener `i` (counted down from the top, far from the
+/// connections' slab slots and below the reactor's own waker token).
+pub fn listener_token(i: usize) -> Token {
+    Token(usize::MAX - 1 - i)
+}
 
-/// Accepts until the shard starts shutting down. Accept errors (EMFILE,
-/// ENFILE, ENOBUFS...) back off exponentially instead of spinning.
-pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
-    let mut backoff = Duration::ZERO;
-    loop {
-        let next = future::or(async { Some(net::accept(&listener).await) }, async {
-            shard.closing.wait().await;
-            None
-        });
-        match next.await {
-            None => return,
-            Some(Ok(stream)) => {
-                backoff = Duration::ZERO;
-                Stats::bump(&shard.stats.accepted);
-                let Ok(peer) = stream.peer_addr() else {
-                    continue;
-                };
-                let _ = stream.set_nodelay(true);
-                crate::runtime::spawn(connect::serve_new(Rc::clone(&shard), stream, peer));
-            }
-            Some(Err(e)) => {
-                backoff = (backoff * 2).clamp(ACCEPT_BACKOFF_MIN, ACCEPT_BACKOFF_MAX);
-                log::warn!(
-                    "shard {}: accept failed: {e}; retrying in {backoff:?}",
-                    shard.id
-                );
-                crate::runtime::time::sleep(backoff).await;
+/// The listener index of `token`, if it is one.
+pub fn listener_index(token: Token) -> Option<usize> {
+    let i = (usize::MAX - 1).checked_sub(token.0)?;
+    (i < MAX_LISTENERS).then_some(i)
+}
+
+impl Shard {
+    /// Registers this shard's listeners with its loop.
+    pub(super) fn register_listeners(&self) -> std::io::Result<()> {
+        for (i, listener) in self.listeners.borrow_mut().iter_mut().enumerate() {
+            self.registrar
+                .register(listener, listener_token(i), Interest::READABLE)?;
+        }
+        Ok(())
+    }
+
+    /// Accepts what every listener has waiting, at most [`ACCEPTS_PER_TURN`]
+    /// each; more waiting is accepted from the pending work.
+    pub(super) fn accept_all(&self) {
+        self.accept_again.set(false);
+        let n = self.listeners.borrow().len();
+        for i in 0..n {
+            self.accept_from(i);
+        }
+    }
+
+    /// Accepts from listener `i`. Errors (EMFILE, ENFILE, ENOBUFS...) pause
+    /// accepting with an exponential back-off instead of spinning.
+    pub(super) fn accept_from(&self, i: usize) {
+        if self.accept_paused.get().is_some() {
+            return;
+        }
+        for _ in 0..ACCEPTS_PER_TURN {
+            let accepted = match self.listeners.borrow().get(i) {
+                Some(listener) => listener.accept(),
+                None => return,
+            };
+            match accepted {
+                Ok((transport, _peer)) => {
+                    self.accept_backoff.set(std::time::Duration::ZERO);
+                    Stats::bump(&self.stats.accepted);
+                    let _ = transport.set_nodelay(true);
+                    self.adopt(transport);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    let backoff = (self.accept_backoff.get() * 2)
+                        .clamp(ACCEPT_BACKOFF_MIN, ACCEPT_BACKOFF_MAX);
+                    self.accept_backoff.set(backoff);
+                    self.accept_paused.set(Some(Instant::now() + backoff));
+                    log::warn!(
+                        "shard {}: accept failed: {e}; retrying in {backoff:?}",
+                        self.id
+                    );
+                    return;
+                }
             }
         }
+        self.accept_again.set(true);
+    }
+
+    /// Files a new connection (accepted here, or handed over) in the slab
+    /// and the loop; returns its token, or `None` if it could not be
+    /// registered (it is then closed).
+    pub(super) fn adopt(&self, mut transport: crate::runtime::Transport) -> Option<usize> {
+        let serial = self.next_serial.get().wrapping_add(1);
+        self.next_serial.set(serial);
+        let mut conns = self.conns.borrow_mut();
+        let entry = conns.vacant_entry();
+        let token = entry.key();
+        if let Err(e) = self
+            .registrar
+            .register(&mut transport, Token(token), Interest::READABLE)
+        {
+            log::warn!("shard {}: {e}", self.id);
+            return None;
+        }
+        entry.insert(Conn::new(transport, serial));
+        drop(conns);
+        self.connect_deadline((token, serial));
+        Some(token)
     }
 }

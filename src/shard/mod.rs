@@ -6,12 +6,18 @@
 //! and its end of the mesh. Everything here is `!Send` (`Rc`, `RefCell`), so
 //! the compiler keeps it on its core.
 //!
-//! - [`listener`]: accept loop with back-off.
-//! - [`connect`]: CONNECT, home-shard hand-over, takeover, CONNACK.
-//! - [`handler`]: the per-connection packet loop after CONNECT.
-//! - [`route`]: publish routing, fan-out, retained, subscriptions, mesh input.
+//! - [`driver`]: the shard as the readiness loop's [`Driver`]: what each turn does.
+//! - [`io`]: a connection's reads, flushes and teardown.
+//! - [`listener`]: accepting, with back-off.
+//! - [`connect`]: CONNECT, home-shard hand-over, CONNACK.
+//! - [`lifecycle`]: a session created, resumed, taken over, offline, ended.
+//! - [`handler`]: the packets of an attached connection.
+//! - [`route`]: publish routing, fan-out, retained updates.
+//! - [`subscribe`]: SUBSCRIBE (a pending barrier), UNSUBSCRIBE, retained delivery.
+//! - [`inbox`]: what arrives over the mesh.
+//! - [`timers`]: deadlines (tick, CONNECT, closing, barriers) and shutdown.
 //! - [`session`]: session state and the outbound QoS window.
-//! - [`conn`]: the connection's shared state and I/O loop.
+//! - [`conn`]: a connection's shared state and its slab entry.
 //! - [`keepalive`]: per-second keepalive buckets.
 //!
 //! Session placement: every client id has a home shard,
@@ -22,40 +28,46 @@
 
 mod conn;
 mod connect;
+mod driver;
 mod encode;
 mod handler;
+mod inbox;
+mod io;
 mod keepalive;
+mod lifecycle;
 mod listener;
 mod partial;
 mod route;
 mod session;
-mod signal;
 mod stats;
+mod subscribe;
+mod timers;
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use ahash::RandomState;
 use bytes::BytesMut;
+use slab::Slab;
 
+pub use driver::ShardLoop;
 pub use stats::{Stats, StatsCell, StatsSnapshot};
 
-use self::conn::{CloseReason, ConnShared};
+use self::conn::{CloseReason, Conn, ConnShared};
 use self::keepalive::Keepalive;
 use self::session::{QueueLimits, Session, SessionId};
-use self::signal::Signal;
+use self::subscribe::{PendingSubscribe, RetainedJob};
+use self::timers::{Deadlines, Stopping};
 use crate::config::Config;
 use crate::index::{RetainStamp, RetainedStore, SubTrie};
-use crate::limits::{READ_CHUNK, SHUTDOWN_FLUSH, TICK, WILLS_WAIT};
-use crate::mesh::{Batch, Mesh, Message};
+use crate::limits::READ_CHUNK;
+use crate::mesh::{Mesh, Message};
 use crate::protocol::{SubscriptionOptions, TopicFilter};
-use crate::runtime::channel::ConnectedReceiver;
-use crate::runtime::net::TcpListener;
+use crate::runtime::{Listener, Registrar};
 
 /// The shard that owns the session of `client_id` among `shards` shards
 /// (FNV-1a of the id: stable across shards, runs and machines).
@@ -69,7 +81,7 @@ pub fn home_shard(client_id: &str, shards: usize) -> usize {
 
 /// What a shard shares with the control plane (the owner of the broker).
 pub struct Control {
-    /// Set to stop the broker; every shard checks it on its tick.
+    /// Set to stop the broker; every shard checks it each turn.
     pub stop: Arc<AtomicBool>,
     /// This shard's published counters.
     pub stats: Arc<StatsCell>,
@@ -84,11 +96,20 @@ struct Sessions {
     by_client: HashMap<Rc<str>, SessionId, RandomState>,
 }
 
-/// One core's broker state. Shard-local; never crosses the mesh.
+/// One core's broker state. Shard-local (`Rc`, `RefCell`: `!Send`); never
+/// crosses the mesh. Driven by its thread's readiness loop ([`ShardLoop`]).
 pub struct Shard {
     pub id: usize,
     pub config: Config,
-    pub mesh: Rc<Mesh>,
+    pub mesh: Mesh,
+    /// Registers sockets with this shard's readiness loop.
+    registrar: Registrar,
+    /// This shard's accepting sockets (token `LISTENER_TOKEN - i`); emptied
+    /// when shutdown begins.
+    listeners: RefCell<Vec<Listener>>,
+    /// Connections, by token. Each is a state machine (see [`conn::Conn`]).
+    conns: RefCell<Slab<Conn>>,
+    next_serial: Cell<u32>,
     /// The shard-wide read buffer every connection reads into.
     read_buf: RefCell<BytesMut>,
     started: Instant,
@@ -104,15 +125,32 @@ pub struct Shard {
     last_stamp: Cell<u64>,
     keepalive: RefCell<Keepalive>,
     /// Offline sessions by the shard-clock second their expiry falls due.
-    expiries: RefCell<std::collections::BTreeMap<u64, Vec<SessionId>>>,
-    /// Barrier token -> (acks still missing, waiting task).
-    barriers: RefCell<HashMap<u64, (usize, Option<Waker>), RandomState>>,
+    expiries: RefCell<BTreeMap<u64, Vec<SessionId>>>,
+    /// SUBSCRIBEs waiting for every peer's barrier answer, by token.
+    barriers: RefCell<HashMap<u64, PendingSubscribe, RandomState>>,
     next_barrier: Cell<u64>,
-    /// Connections written to during this step, flushed at its end.
+    /// Retained messages still to deliver after SUBACKs, a chunk per round.
+    retained_jobs: RefCell<VecDeque<RetainedJob>>,
+    /// Connections written to (or asked to close) this turn.
     dirty: RefCell<Vec<Rc<ConnShared>>>,
+    /// Connections with input left to read or process (a read budget ran
+    /// out, a barrier completed, the mesh decongested).
+    again: RefCell<Vec<usize>>,
+    /// Connections that stopped reading while the mesh was congested.
+    stalled: RefCell<Vec<usize>>,
+    /// Listeners that may have more connections waiting.
+    accept_again: Cell<bool>,
+    /// Accepting is paused until then after an error (EMFILE...).
+    accept_paused: Cell<Option<Instant>>,
+    accept_backoff: Cell<Duration>,
+    /// Timed waits: the tick, CONNECT timeouts, closing flushes, barriers.
+    deadlines: RefCell<Deadlines>,
+    /// Where shutdown is.
+    stopping: Cell<Stopping>,
     /// Scratch for fan-out matches, reused.
     matches: RefCell<Vec<(SessionId, SubscriptionOptions)>>,
     queue_limits: QueueLimits,
+    /// Connections attached to sessions here.
     connections: Cell<usize>,
     /// This shard's share of `max_connections`.
     conn_quota: usize,
@@ -121,18 +159,21 @@ pub struct Shard {
     stop: Arc<AtomicBool>,
     /// Control plane: where this shard publishes its counters each tick.
     published: Arc<StatsCell>,
-    /// Raised when the shard starts shutting down.
-    closing: Signal,
     /// Peers that reported `WillsSent` during shutdown.
     wills_from: Cell<usize>,
-    /// The shutdown sequence waiting for `WillsSent` from every peer.
-    wills_waker: RefCell<Option<Waker>>,
     /// Shard-local pseudo-random state (assigned client ids).
     rng: Cell<u64>,
 }
 
 impl Shard {
-    fn new(config: Config, mesh: Rc<Mesh>, control: Control) -> Shard {
+    /// A shard with no connections yet, on the thread that will run it.
+    pub fn new(
+        config: Config,
+        mesh: Mesh,
+        registrar: Registrar,
+        listeners: Vec<Listener>,
+        control: Control,
+    ) -> Rc<Shard> {
         let shards = mesh.peers();
         let conn_quota = config
             .max_connections
@@ -145,11 +186,18 @@ impl Shard {
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64);
-        Shard {
-            id: mesh.me(),
+        let id = mesh.me();
+        let started = Instant::now();
+        Rc::new(Shard {
+            id,
             config,
+            mesh,
+            registrar,
+            listeners: RefCell::new(listeners),
+            conns: RefCell::new(Slab::new()),
+            next_serial: Cell::new(0),
             read_buf: RefCell::new(BytesMut::with_capacity(READ_CHUNK)),
-            started: Instant::now(),
+            started,
             sessions: RefCell::default(),
             next_session: Cell::new(1),
             local: RefCell::default(),
@@ -161,7 +209,15 @@ impl Shard {
             expiries: RefCell::default(),
             barriers: RefCell::default(),
             next_barrier: Cell::new(1),
+            retained_jobs: RefCell::default(),
             dirty: RefCell::default(),
+            again: RefCell::default(),
+            stalled: RefCell::default(),
+            accept_again: Cell::new(false),
+            accept_paused: Cell::new(None),
+            accept_backoff: Cell::new(Duration::ZERO),
+            deadlines: RefCell::new(Deadlines::new(started)),
+            stopping: Cell::new(Stopping::Running),
             matches: RefCell::default(),
             queue_limits,
             connections: Cell::new(0),
@@ -169,31 +225,9 @@ impl Shard {
             stats: Stats::default(),
             stop: control.stop,
             published: control.stats,
-            closing: Signal::default(),
             wills_from: Cell::new(0),
-            wills_waker: RefCell::new(None),
-            rng: Cell::new(seed ^ (mesh.me() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1),
-            mesh,
-        }
-    }
-
-    /// Runs a shard on the current executor until the stop flag is set and
-    /// the shutdown sequence has finished.
-    pub async fn run(
-        config: Config,
-        mesh: Rc<Mesh>,
-        receivers: Vec<(usize, ConnectedReceiver<Batch>)>,
-        listeners: Vec<TcpListener>,
-        control: Control,
-    ) {
-        let shard = Rc::new(Shard::new(config, mesh, control));
-        for (peer, rx) in receivers {
-            crate::runtime::spawn(route::mesh_receiver(Rc::clone(&shard), peer, rx));
-        }
-        for listener in listeners {
-            crate::runtime::spawn(listener::accept_loop(Rc::clone(&shard), listener));
-        }
-        shard.tick_loop().await;
+            rng: Cell::new(seed ^ (id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1),
+        })
     }
 
     /// Seconds since the shard started (the keepalive and expiry clock).
@@ -228,53 +262,17 @@ impl Shard {
         }
     }
 
-    /// Files `conn` for the end-of-step flush.
+    /// Files `conn` for the end-of-turn flush.
     fn mark_dirty(&self, conn: &Rc<ConnShared>) {
         if conn.mark_dirty() {
             self.dirty.borrow_mut().push(Rc::clone(conn));
         }
     }
 
-    /// End of a processing step: hand batches to the mesh and wake every
-    /// connection with new output so its task writes it.
-    pub fn end_step(self: &Rc<Self>) {
-        self.mesh.flush();
-        let dirty = std::mem::take(&mut *self.dirty.borrow_mut());
-        for conn in &dirty {
-            conn.clear_dirty();
-            conn.wake();
-        }
-        let mut slot = self.dirty.borrow_mut();
-        if slot.is_empty() {
-            *slot = dirty;
-            slot.clear();
-        }
-    }
-
-    async fn tick_loop(self: &Rc<Self>) {
-        let mut last_second = 0;
-        loop {
-            crate::runtime::time::sleep(TICK).await;
-            self.publish_stats();
-            if self.stop.load(Ordering::Relaxed) {
-                self.shutdown().await;
-                self.publish_stats();
-                return;
-            }
-            let now = self.now();
-            if now != last_second {
-                last_second = now;
-                self.keepalive.borrow_mut().check(now);
-                self.expire_sessions(now);
-                if now % 60 == 0 {
-                    let cutoff = self.next_stamp().nanos.saturating_sub(60_000_000_000);
-                    self.retained.borrow_mut().purge_tombstones(RetainStamp {
-                        nanos: cutoff,
-                        shard: 0,
-                    });
-                }
-            }
-        }
+    /// Asks for `conn` to be closed at the end of the turn (first reason wins).
+    fn close_conn(&self, conn: &Rc<ConnShared>, reason: CloseReason) {
+        conn.close(reason);
+        self.mark_dirty(conn);
     }
 
     fn publish_stats(&self) {
@@ -288,7 +286,7 @@ impl Shard {
     /// Only the sessions filed under a second that is due are looked at (a
     /// scan of every session each second would stall a shard that holds
     /// many). An entry is stale if the client came back since it was filed.
-    fn expire_sessions(self: &Rc<Self>, now: u64) {
+    fn expire_sessions(&self, now: u64) {
         let mut due = Vec::new();
         {
             let mut expiries = self.expiries.borrow_mut();
@@ -311,59 +309,8 @@ impl Shard {
                 })
                 .collect()
         };
-        if expired.is_empty() {
-            return;
-        }
         for sid in expired {
             self.end_session(sid);
         }
-        self.end_step();
-    }
-
-    /// Shutdown: stop accepting, publish every will, wait until every peer
-    /// has too (so wills reach subscribers everywhere), then close every
-    /// connection (5.0 clients get DISCONNECT 0x8B) and return.
-    async fn shutdown(self: &Rc<Self>) {
-        self.closing.raise();
-        let online: Vec<SessionId> = self
-            .sessions
-            .borrow()
-            .by_id
-            .values()
-            .filter(|s| s.conn.is_some())
-            .map(|s| s.id)
-            .collect();
-        for sid in online {
-            let will = self
-                .sessions
-                .borrow_mut()
-                .by_id
-                .get_mut(&sid)
-                .and_then(|s| s.will.take());
-            if let Some(will) = will {
-                self.publish_will(sid, will);
-            }
-        }
-        self.mesh.broadcast(|| crate::mesh::ShardMsg::WillsSent);
-        self.end_step();
-        let peers = self.mesh.peers() - 1;
-        let all_wills = std::future::poll_fn(|cx| {
-            if self.wills_from.get() >= peers {
-                return std::task::Poll::Ready(());
-            }
-            *self.wills_waker.borrow_mut() = Some(cx.waker().clone());
-            std::task::Poll::Pending
-        });
-        crate::runtime::time::timeout(WILLS_WAIT, all_wills).await;
-        for s in self.sessions.borrow().by_id.values() {
-            if let Some(conn) = &s.conn {
-                conn.close(CloseReason::ServerShuttingDown);
-            }
-        }
-        let deadline = Instant::now() + SHUTDOWN_FLUSH + Duration::from_millis(500);
-        while self.connections.get() > 0 && Instant::now() < deadline {
-            crate::runtime::time::sleep(Duration::from_millis(10)).await;
-        }
-        self.mesh.flush();
     }
 }

@@ -1,92 +1,18 @@
 //! Routing: a client's PUBLISH to local subscribers and, once per
-//! destination shard, over the mesh; retained updates; subscriptions and
-//! their replication; and everything that arrives from the mesh.
+//! destination shard, over the mesh; wills; retained updates.
 
-use std::future::poll_fn;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::task::Poll;
 
 use super::conn::{CloseReason, ConnShared};
 use super::encode::EncodeCache;
 use super::session::{Delivery, SessionId};
-use super::{connect, Shard, Stats};
+use super::{Shard, Stats};
 use crate::index::ShardSet;
-use crate::limits::BARRIER_TIMEOUT;
-use crate::mesh::{Batch, Message, Origin, ShardMsg};
-use crate::protocol::{
-    LastWill, Packet, Publish, QoS, ReasonCode, RetainHandling, SubAck, Subscribe,
-    SubscriptionOptions, TopicFilter, UnsubAck, Unsubscribe,
-};
-use crate::runtime::channel::ConnectedReceiver;
-
-/// Drains one peer's queue for the life of the shard.
-pub async fn mesh_receiver(shard: Rc<Shard>, peer: usize, rx: ConnectedReceiver<Batch>) {
-    while let Some(batch) = rx.recv().await {
-        for msg in batch {
-            shard.on_mesh(peer, msg);
-        }
-        shard.end_step();
-    }
-}
-
-/// The filter a subscription is indexed under.
-fn index_key(filter: &TopicFilter) -> &str {
-    filter.share().map_or(filter.as_str(), |(_, inner)| inner)
-}
+use crate::mesh::{Message, Origin, ShardMsg};
+use crate::protocol::{LastWill, Packet, Publish, QoS, ReasonCode, SubscriptionOptions};
 
 impl Shard {
-    fn on_mesh(self: &Rc<Self>, from: usize, msg: ShardMsg) {
-        match msg {
-            ShardMsg::Forward(m) => self.fanout_local(&m),
-            ShardMsg::SubAdd(f) => {
-                self.replica.borrow_mut().insert(index_key(&f), from, ());
-            }
-            ShardMsg::SubRemove(f) => {
-                self.replica.borrow_mut().remove(index_key(&f), &from);
-            }
-            ShardMsg::Retain {
-                topic,
-                stamp,
-                message,
-            } => {
-                self.retained
-                    .borrow_mut()
-                    .apply(topic.as_str(), stamp, message);
-            }
-            ShardMsg::Handover(h) => {
-                let crate::mesh::Handover {
-                    fd,
-                    peer,
-                    connect,
-                    leftover,
-                } = *h;
-                let shard = Rc::clone(self);
-                crate::runtime::spawn(async move {
-                    let stream = crate::runtime::net::adopt(fd);
-                    connect::admit(shard, stream, peer, connect, leftover.as_ref().into()).await;
-                });
-            }
-            ShardMsg::Barrier(token) => self.mesh.send(from, ShardMsg::BarrierAck(token)),
-            ShardMsg::BarrierAck(token) => {
-                if let Some((missing, waker)) = self.barriers.borrow_mut().get_mut(&token) {
-                    *missing = missing.saturating_sub(1);
-                    if *missing == 0 {
-                        if let Some(w) = waker.take() {
-                            w.wake();
-                        }
-                    }
-                }
-            }
-            ShardMsg::WillsSent => {
-                self.wills_from.set(self.wills_from.get() + 1);
-                if let Some(w) = self.wills_waker.borrow_mut().take() {
-                    w.wake();
-                }
-            }
-        }
-    }
-
     /// A PUBLISH from a client of session `sid`: checks, acknowledges, routes.
     pub fn on_client_publish(
         self: &Rc<Self>,
@@ -213,7 +139,7 @@ impl Shard {
 
     /// Delivers `msg` to this shard's subscribers: one copy per session at
     /// the highest QoS of its matching subscriptions.
-    fn fanout_local(self: &Rc<Self>, msg: &Arc<Message>) {
+    pub(super) fn fanout_local(self: &Rc<Self>, msg: &Arc<Message>) {
         let mut matches = std::mem::take(&mut *self.matches.borrow_mut());
         self.local
             .borrow()
@@ -251,237 +177,13 @@ impl Shard {
         *self.matches.borrow_mut() = matches;
     }
 
-    fn count(&self, outcome: Delivery) {
+    pub(super) fn count(&self, outcome: Delivery) {
         let counter = match outcome {
             Delivery::Sent => &self.stats.sent,
             Delivery::Queued => &self.stats.queued,
             Delivery::Dropped => &self.stats.dropped,
         };
         Stats::bump(counter);
-    }
-
-    /// SUBSCRIBE: index the filters, wait until every shard knows them,
-    /// answer SUBACK, then send the matching retained messages.
-    pub async fn on_subscribe(
-        self: &Rc<Self>,
-        conn: &Rc<ConnShared>,
-        sub: Subscribe,
-    ) -> Result<(), CloseReason> {
-        if conn.version.is_v5() && !sub.properties.subscription_identifiers.is_empty() {
-            return Err(CloseReason::Protocol(
-                ReasonCode::SubscriptionIdentifiersNotSupported,
-            ));
-        }
-        let sid = conn.session.get();
-        let mut codes = Vec::with_capacity(sub.filters.len());
-        let mut wants_retained = Vec::new();
-        for (filter, opts) in &sub.filters {
-            if filter.share().is_some() {
-                codes.push(if conn.version.is_v5() {
-                    ReasonCode::SharedSubscriptionsNotSupported
-                } else {
-                    ReasonCode::UnspecifiedError
-                });
-                continue;
-            }
-            let existed = self.add_subscription(sid, filter, *opts);
-            codes.push(granted(opts.qos));
-            let send = match opts.retain_handling {
-                RetainHandling::OnSubscribe => true,
-                RetainHandling::OnNewSubscribe => !existed,
-                RetainHandling::Never => false,
-            };
-            if send && self.config.retain_available {
-                wants_retained.push((filter.clone(), opts.qos));
-            }
-        }
-        self.barrier().await;
-        if conn.is_closing() {
-            return Ok(());
-        }
-        let ack = Packet::SubAck(SubAck {
-            packet_id: sub.packet_id,
-            codes,
-            properties: Default::default(),
-        });
-        self.send_packet(conn, &ack);
-        self.send_retained(sid, &wants_retained).await;
-        Ok(())
-    }
-
-    /// Sends the retained messages matching each filter, in chunks.
-    async fn send_retained(self: &Rc<Self>, sid: SessionId, filters: &[(TopicFilter, QoS)]) {
-        for (filter, max_qos) in filters {
-            let mut found = Vec::new();
-            self.retained
-                .borrow()
-                .collect_matching(filter.as_str(), &mut found);
-            for chunk in found.chunks(crate::limits::RETAINED_CHUNK) {
-                {
-                    let mut sessions = self.sessions.borrow_mut();
-                    let Some(s) = sessions.by_id.get_mut(&sid) else {
-                        return;
-                    };
-                    for msg in chunk {
-                        let mut cache = EncodeCache::default();
-                        let outcome = s.deliver(
-                            msg,
-                            msg.publish.qos.min(*max_qos),
-                            true,
-                            &mut cache,
-                            &self.queue_limits,
-                        );
-                        self.count(outcome);
-                    }
-                    if let Some(conn) = &s.conn {
-                        self.mark_dirty(conn);
-                    }
-                }
-                self.end_step();
-                crate::runtime::yield_if_needed().await;
-            }
-        }
-    }
-
-    /// Adds a subscription; true if the session already had this filter.
-    pub fn add_subscription(
-        self: &Rc<Self>,
-        sid: SessionId,
-        filter: &TopicFilter,
-        opts: SubscriptionOptions,
-    ) -> bool {
-        // Stored beyond this read: must not pin the shard's read buffer.
-        let filter = &filter.detached();
-        let existed = {
-            let mut sessions = self.sessions.borrow_mut();
-            let Some(s) = sessions.by_id.get_mut(&sid) else {
-                return false;
-            };
-            s.subscriptions.insert(filter.clone(), opts).is_some()
-        };
-        self.local.borrow_mut().insert(index_key(filter), sid, opts);
-        if !existed {
-            let mut counts = self.filter_counts.borrow_mut();
-            let count = counts.entry(filter.clone()).or_insert(0);
-            *count += 1;
-            if *count == 1 {
-                self.mesh.broadcast(|| ShardMsg::SubAdd(filter.clone()));
-            }
-        }
-        existed
-    }
-
-    /// Removes a subscription; true if it existed.
-    pub fn remove_subscription(self: &Rc<Self>, sid: SessionId, filter: &TopicFilter) -> bool {
-        let existed = {
-            let mut sessions = self.sessions.borrow_mut();
-            let Some(s) = sessions.by_id.get_mut(&sid) else {
-                return false;
-            };
-            s.subscriptions.remove(filter).is_some()
-        };
-        if !existed {
-            return false;
-        }
-        self.local.borrow_mut().remove(index_key(filter), &sid);
-        let mut counts = self.filter_counts.borrow_mut();
-        if let Some(count) = counts.get_mut(filter) {
-            *count -= 1;
-            if *count == 0 {
-                counts.remove(filter);
-                self.mesh.broadcast(|| ShardMsg::SubRemove(filter.clone()));
-            }
-        }
-        true
-    }
-
-    /// UNSUBSCRIBE: remove and answer UNSUBACK.
-    pub fn on_unsubscribe(self: &Rc<Self>, conn: &Rc<ConnShared>, unsub: Unsubscribe) {
-        let sid = conn.session.get();
-        let codes = unsub
-            .filters
-            .iter()
-            .map(|f| {
-                if self.remove_subscription(sid, f) {
-                    ReasonCode::Success
-                } else {
-                    ReasonCode::NoSubscriptionExisted
-                }
-            })
-            .collect();
-        let codes = if conn.version.is_v5() {
-            codes
-        } else {
-            Vec::new()
-        };
-        let ack = Packet::UnsubAck(UnsubAck {
-            packet_id: unsub.packet_id,
-            codes,
-            properties: Default::default(),
-        });
-        self.send_packet(conn, &ack);
-    }
-
-    /// Waits until every peer has applied everything this shard sent it
-    /// before (its `SubAdd`s in particular). Peers answer in order on their
-    /// queue to us, so their earlier retained updates have arrived too.
-    async fn barrier(self: &Rc<Self>) {
-        let peers = self.mesh.peers() - 1;
-        if peers == 0 {
-            return;
-        }
-        let token = self.next_barrier.get();
-        self.next_barrier.set(token + 1);
-        self.barriers.borrow_mut().insert(token, (peers, None));
-        self.mesh.broadcast(|| ShardMsg::Barrier(token));
-        self.mesh.flush();
-        let done = poll_fn(|cx| {
-            let mut barriers = self.barriers.borrow_mut();
-            match barriers.get_mut(&token) {
-                Some((0, _)) | None => Poll::Ready(()),
-                Some((_, waker)) => {
-                    *waker = Some(cx.waker().clone());
-                    Poll::Pending
-                }
-            }
-        });
-        if crate::runtime::time::timeout(BARRIER_TIMEOUT, done)
-            .await
-            .is_none()
-        {
-            log::warn!(
-                "shard {}: subscription barrier timed out; a peer shard is not answering",
-                self.id
-            );
-        }
-        self.barriers.borrow_mut().remove(&token);
-    }
-
-    /// Removes a session and all its subscriptions.
-    pub fn end_session(self: &Rc<Self>, sid: SessionId) {
-        let filters: Vec<TopicFilter> = {
-            let sessions = self.sessions.borrow();
-            let Some(s) = sessions.by_id.get(&sid) else {
-                return;
-            };
-            s.subscriptions.keys().cloned().collect()
-        };
-        for f in &filters {
-            self.remove_subscription(sid, f);
-        }
-        let mut sessions = self.sessions.borrow_mut();
-        if let Some(s) = sessions.by_id.remove(&sid) {
-            sessions.by_client.remove(&s.client_id);
-        }
-    }
-}
-
-/// The SUBACK code granting `qos`.
-fn granted(qos: QoS) -> ReasonCode {
-    match qos {
-        QoS::AtMostOnce => ReasonCode::GrantedQoS0,
-        QoS::AtLeastOnce => ReasonCode::GrantedQoS1,
-        QoS::ExactlyOnce => ReasonCode::GrantedQoS2,
     }
 }
 

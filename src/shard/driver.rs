@@ -1,0 +1,96 @@
+//! The shard as its thread's readiness loop sees it: one [`ShardLoop`]
+//! per pinned shard thread, plugged into [`crate::runtime::Reactor::run`].
+//!
+//! A turn: mesh batches from peers, connections with input left over,
+//! retained deliveries, accepting (all bounded per round); socket events;
+//! then the end of the turn flushes dirty connections and hands mesh
+//! batches to the queues. Nothing here waits: whatever must wait (a
+//! barrier, a flush before close, shutdown) is a record the loop completes
+//! when its message or deadline arrives.
+
+use std::rc::Rc;
+use std::time::Instant;
+
+use super::listener::listener_index;
+use super::timers::Stopping;
+use super::Shard;
+use crate::limits::AGAIN_PER_ROUND;
+use crate::runtime::{Driver, Readiness, Token};
+
+/// A shard bound to its thread's loop. Shard-local.
+pub struct ShardLoop(pub Rc<Shard>);
+
+impl ShardLoop {
+    /// Registers the shard's listeners; the loop can then run it.
+    pub fn new(shard: Rc<Shard>) -> std::io::Result<ShardLoop> {
+        shard.register_listeners()?;
+        Ok(ShardLoop(shard))
+    }
+}
+
+impl Driver for ShardLoop {
+    fn ready(&mut self, token: Token, readiness: Readiness) {
+        match listener_index(token) {
+            Some(i) => self.0.accept_from(i),
+            None => self.0.conn_ready(token.0, readiness),
+        }
+    }
+
+    fn run_pending(&mut self) -> bool {
+        let shard = &self.0;
+        let mut busy = shard.check_stop();
+        busy |= shard.mesh.receive(|peer, msg| shard.on_mesh(peer, msg)) > 0;
+        busy |= shard.mesh.flush();
+        busy |= shard.read_again();
+        busy |= shard.deliver_retained();
+        if shard.accept_again.get() {
+            shard.accept_all();
+            busy = true;
+        }
+        if !shard.dirty.borrow().is_empty() {
+            shard.flush_dirty();
+            busy = true;
+        }
+        busy
+    }
+
+    fn end_turn(&mut self) {
+        self.0.flush_dirty();
+        self.0.mesh.flush();
+        self.0.advance_shutdown(Instant::now());
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        Some(self.0.next_deadline())
+    }
+
+    fn on_timer(&mut self, now: Instant) {
+        self.0.on_timer(now);
+    }
+
+    fn finished(&self) -> bool {
+        self.0.stopping.get() == Stopping::Done
+    }
+}
+
+impl Shard {
+    /// Reads connections that had more input than one turn's budget, were
+    /// unblocked by a barrier, or waited for the mesh to decongest; at most
+    /// [`AGAIN_PER_ROUND`] of them. True if there were any.
+    fn read_again(self: &Rc<Self>) -> bool {
+        if !self.mesh.congested() && !self.stalled.borrow().is_empty() {
+            let stalled = std::mem::take(&mut *self.stalled.borrow_mut());
+            self.again.borrow_mut().extend(stalled);
+        }
+        let batch: Vec<usize> = {
+            let mut again = self.again.borrow_mut();
+            let n = again.len().min(AGAIN_PER_ROUND);
+            again.drain(..n).collect()
+        };
+        for &token in &batch {
+            self.on_bytes(token, None);
+            self.read_conn(token);
+        }
+        !batch.is_empty()
+    }
+}

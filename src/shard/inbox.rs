@@ -1,0 +1,51 @@
+//! What arrives over the mesh from other shards: forwarded messages, the
+//! replica updates (filters and retained messages), handed-over
+//! connections, barriers and shutdown notices.
+
+use std::rc::Rc;
+
+use super::subscribe::index_key;
+use super::Shard;
+use crate::mesh::{Handover, ShardMsg};
+use crate::runtime::Transport;
+
+impl Shard {
+    /// Applies one message from shard `from` (in the order it was sent).
+    pub(super) fn on_mesh(self: &Rc<Self>, from: usize, msg: ShardMsg) {
+        match msg {
+            ShardMsg::Forward(m) => self.fanout_local(&m),
+            ShardMsg::SubAdd(f) => {
+                self.replica.borrow_mut().insert(index_key(&f), from, ());
+            }
+            ShardMsg::SubRemove(f) => {
+                self.replica.borrow_mut().remove(index_key(&f), &from);
+            }
+            ShardMsg::Retain {
+                topic,
+                stamp,
+                message,
+            } => {
+                self.retained
+                    .borrow_mut()
+                    .apply(topic.as_str(), stamp, message);
+            }
+            ShardMsg::Handover(h) => self.on_handover(*h),
+            ShardMsg::Barrier(token) => self.mesh.send(from, ShardMsg::BarrierAck(token)),
+            ShardMsg::BarrierAck(token) => self.on_barrier_ack(token),
+            ShardMsg::WillsSent => self.wills_from.set(self.wills_from.get() + 1),
+        }
+    }
+
+    /// A connection accepted elsewhere whose session lives here.
+    fn on_handover(self: &Rc<Self>, h: Handover) {
+        let Handover {
+            fd,
+            peer,
+            connect,
+            leftover,
+        } = h;
+        if let Some(token) = self.adopt(Transport::from_owned_fd(fd)) {
+            self.admit(token, peer, connect, leftover.as_ref().into());
+        }
+    }
+}

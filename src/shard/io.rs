@@ -1,0 +1,238 @@
+//! A connection's socket work: reading into the shard-wide buffer (with a
+//! per-turn budget), flushing output at the end of a turn (write interest
+//! only while a send would block), and teardown.
+
+use std::rc::Rc;
+use std::time::Instant;
+
+use bytes::BytesMut;
+
+use super::conn::{CloseReason, Conn, Phase};
+use super::Shard;
+use crate::limits::{READS_PER_TURN, READ_CHUNK, READ_MIN, SHUTDOWN_FLUSH};
+use crate::protocol::{Disconnect, Packet};
+use crate::runtime::{Interest, Readiness, Token};
+
+/// What one read gave.
+enum Read {
+    Data(BytesMut),
+    /// Nothing more for now (edge-triggered: readiness will be reported).
+    Empty,
+    /// EOF or a socket error.
+    Closed,
+}
+
+impl Shard {
+    /// Readiness of connection `token`.
+    pub(super) fn conn_ready(self: &Rc<Self>, token: usize, r: Readiness) {
+        if r.writable {
+            self.flush_token(token);
+        }
+        if r.readable || r.closed {
+            self.read_conn(token);
+        }
+    }
+
+    /// Reads and handles what `token` sent, at most [`READS_PER_TURN`]
+    /// reads; a connection with more is revisited from the pending work.
+    pub(super) fn read_conn(self: &Rc<Self>, token: usize) {
+        for _ in 0..READS_PER_TURN {
+            let Some(phase) = self.readable_phase(token) else {
+                return;
+            };
+            if self.mesh.congested() {
+                self.stalled.borrow_mut().push(token);
+                return;
+            }
+            match self.read_chunk(token) {
+                Read::Data(chunk) if phase == Phase::Connecting => {
+                    self.on_connect_bytes(token, chunk)
+                }
+                Read::Data(chunk) => self.on_bytes(token, Some(chunk)),
+                Read::Empty => return,
+                Read::Closed => return self.close_token(token, CloseReason::Io),
+            }
+        }
+        self.again.borrow_mut().push(token);
+    }
+
+    /// The phase of a connection whose input may be read now.
+    fn readable_phase(&self, token: usize) -> Option<Phase> {
+        let conns = self.conns.borrow();
+        let conn = conns.get(token)?;
+        let waiting = conn
+            .shared
+            .as_ref()
+            .is_some_and(|s| s.is_closing() || s.blocked.get());
+        match conn.phase {
+            Phase::Closing { .. } => None,
+            _ if waiting => None,
+            phase => Some(phase),
+        }
+    }
+
+    fn read_chunk(&self, token: usize) -> Read {
+        let mut buf = self.read_buf.borrow_mut();
+        if buf.len() < READ_MIN {
+            // The old chunk stays alive only through views still in use.
+            *buf = BytesMut::with_capacity(READ_CHUNK);
+            buf.resize(READ_CHUNK, 0);
+        }
+        let mut conns = self.conns.borrow_mut();
+        let Some(conn) = conns.get_mut(token) else {
+            return Read::Empty;
+        };
+        match conn.transport.read(&mut buf[..]) {
+            Ok(0) => Read::Closed,
+            Ok(n) => Read::Data(buf.split_to(n)),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Read::Empty,
+            Err(_) => Read::Closed,
+        }
+    }
+
+    /// Closes `token`: an attached one at the end of the turn (will,
+    /// session, DISCONNECT), one still connecting at once.
+    pub(super) fn close_token(&self, token: usize, reason: CloseReason) {
+        let shared = self
+            .conns
+            .borrow()
+            .get(token)
+            .and_then(|c| c.shared.clone());
+        match shared {
+            Some(conn) => self.close_conn(&conn, reason),
+            None => self.drop_conn(token),
+        }
+    }
+
+    /// End of turn: flushes every connection written to, tears down those
+    /// asked to close, and drains session queues whose buffer emptied.
+    /// Repeats while that makes more work, a bounded number of times.
+    pub(super) fn flush_dirty(self: &Rc<Self>) {
+        for _ in 0..4 {
+            let dirty = std::mem::take(&mut *self.dirty.borrow_mut());
+            if dirty.is_empty() {
+                return;
+            }
+            for conn in &dirty {
+                conn.clear_dirty();
+                let Some(token) = conn.token.get() else {
+                    continue;
+                };
+                if let Some(reason) = conn.close_reason() {
+                    self.tear_down(token, reason);
+                } else {
+                    self.flush_token(token);
+                }
+            }
+            let mut slot = self.dirty.borrow_mut();
+            if slot.is_empty() {
+                *slot = dirty;
+                slot.clear();
+            }
+        }
+    }
+
+    /// Writes what `token` has waiting; arms write interest if the socket
+    /// is full, disarms it once drained.
+    pub(super) fn flush_token(self: &Rc<Self>, token: usize) {
+        let (result, shared, phase) = {
+            let mut conns = self.conns.borrow_mut();
+            let Some(conn) = conns.get_mut(token) else {
+                return;
+            };
+            let Some(shared) = conn.shared.clone() else {
+                return;
+            };
+            let result = shared.flush_to(&mut conn.transport);
+            if let Ok(drained) = result {
+                self.set_writable(token, conn, !drained);
+            }
+            (result, shared, conn.phase)
+        };
+        match (result, phase) {
+            (Err(_), Phase::Closing { .. }) | (Ok(true), Phase::Closing { .. }) => {
+                self.drop_conn(token)
+            }
+            (Err(_), _) => self.close_conn(&shared, CloseReason::Io),
+            (Ok(_), _) => {
+                if shared.take_drained() {
+                    self.drain_session(&shared);
+                }
+            }
+        }
+    }
+
+    fn set_writable(&self, token: usize, conn: &mut Conn, want: bool) {
+        if conn.writable == want {
+            return;
+        }
+        let interest = if want {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        match self
+            .registrar
+            .reregister(&mut conn.transport, Token(token), interest)
+        {
+            Ok(()) => conn.writable = want,
+            Err(e) => log::warn!("connection {token}: {e}"),
+        }
+    }
+
+    /// An attached connection asked to close: will and session first, then
+    /// a 5.0 DISCONNECT, then its last bytes flush until drained or timed out.
+    fn tear_down(self: &Rc<Self>, token: usize, reason: CloseReason) {
+        let (shared, phase) = {
+            let conns = self.conns.borrow();
+            let Some(conn) = conns.get(token) else {
+                return;
+            };
+            (conn.shared.clone(), conn.phase)
+        };
+        let Some(shared) = shared else {
+            return self.drop_conn(token);
+        };
+        if phase == Phase::Attached {
+            self.finish(&shared, reason);
+            if let (true, Some(code)) = (shared.version.is_v5(), reason.disconnect_code()) {
+                self.send_packet(&shared, &Packet::Disconnect(Disconnect::new(code)));
+                shared.clear_dirty();
+            }
+        }
+        if !matches!(phase, Phase::Closing { .. }) {
+            self.start_closing(token);
+        }
+        self.flush_token(token);
+    }
+
+    /// Stops reading `token` and lets its last bytes flush for at most
+    /// [`SHUTDOWN_FLUSH`].
+    pub(super) fn start_closing(&self, token: usize) {
+        let until = Instant::now() + SHUTDOWN_FLUSH;
+        let mut conns = self.conns.borrow_mut();
+        let Some(conn) = conns.get_mut(token) else {
+            return;
+        };
+        conn.phase = Phase::Closing { until };
+        self.deadlines
+            .borrow_mut()
+            .closing
+            .push_back((until, (token, conn.serial)));
+    }
+
+    /// Removes `token` and closes its socket.
+    pub(super) fn drop_conn(&self, token: usize) {
+        let Some(conn) = self.conns.borrow_mut().try_remove(token) else {
+            return;
+        };
+        if let Some(shared) = &conn.shared {
+            shared.token.set(None);
+        }
+        if conn.counted {
+            self.connections.set(self.connections.get() - 1);
+        }
+        // Dropping the transport closes the socket, which also removes it
+        // from the poll.
+    }
+}

@@ -1,0 +1,186 @@
+//! A session's life on its home shard: created or resumed at CONNECT,
+//! taken over by a newer connection, offline with a deadline, ended.
+
+use std::rc::Rc;
+
+use super::conn::{CloseReason, ConnShared};
+use super::session::{Session, SessionId, NEVER_EXPIRES};
+use super::{Shard, Stats};
+use crate::protocol::{Connect, ProtocolVersion, TopicFilter};
+
+impl Shard {
+    /// A client id for a client that sent none, homed on this shard.
+    pub(super) fn assign_client_id(&self) -> String {
+        loop {
+            let id = format!("auto-{:016x}", self.random());
+            if self.home_of(&id) == self.id {
+                return id;
+            }
+        }
+    }
+
+    /// The session lifetime a CONNECT asks for, in seconds.
+    pub(super) fn session_expiry(&self, connect: &Connect) -> u32 {
+        let asked = if connect.protocol.is_v5() {
+            connect.properties.session_expiry_interval.unwrap_or(0)
+        } else if connect.clean_start {
+            0
+        } else {
+            NEVER_EXPIRES
+        };
+        match self.config.persistent_client_expiration {
+            Some(cap) if asked != 0 => {
+                asked.min(u32::try_from(cap.as_secs()).unwrap_or(NEVER_EXPIRES - 1))
+            }
+            _ => asked,
+        }
+    }
+
+    /// Binds `conn` to its client's session: takes over a connected one,
+    /// resumes or discards an existing one, or creates one. Returns Session
+    /// Present.
+    pub(super) fn attach(self: &Rc<Self>, conn: &Rc<ConnShared>, connect: &Connect) -> bool {
+        let client_id: Rc<str> = Rc::from(connect.client_id.as_str());
+        let existing = self.sessions.borrow().by_client.get(&client_id).copied();
+        if let Some(sid) = existing {
+            self.take_over(sid);
+            if connect.clean_start {
+                self.end_session(sid);
+            }
+        }
+        let resumed = !connect.clean_start && existing.is_some();
+        let sid = if resumed {
+            existing.unwrap_or_default()
+        } else {
+            self.new_session(&client_id, connect.protocol)
+        };
+        let keep_alive = if connect.keep_alive > self.config.max_keepalive
+            || connect.keep_alive == 0
+                && connect.protocol.is_v5()
+                && self.config.max_keepalive < 65535
+        {
+            self.config.max_keepalive
+        } else {
+            connect.keep_alive
+        };
+        conn.set_keepalive(keep_alive);
+        conn.session.set(sid);
+        let expiry = self.session_expiry(connect);
+        let mut sessions = self.sessions.borrow_mut();
+        if let Some(s) = sessions.by_id.get_mut(&sid) {
+            s.conn = Some(Rc::clone(conn));
+            s.version = connect.protocol;
+            s.will = connect.will.clone().map(|mut w| {
+                w.detach();
+                Box::new(w)
+            });
+            s.expiry = expiry;
+            s.offline_since = None;
+            let client_max = connect.properties.receive_maximum.unwrap_or(u16::MAX);
+            s.window = self.config.max_inflight_messages.min(client_max).max(1);
+        }
+        resumed
+    }
+
+    /// Closes the session's current connection, if any, publishing its will.
+    pub(super) fn take_over(self: &Rc<Self>, sid: SessionId) {
+        let (old, will) = {
+            let mut sessions = self.sessions.borrow_mut();
+            let Some(s) = sessions.by_id.get_mut(&sid) else {
+                return;
+            };
+            (s.conn.take(), s.will.take())
+        };
+        if let Some(old) = old {
+            Stats::bump(&self.stats.taken_over);
+            self.close_conn(&old, CloseReason::SessionTakenOver);
+            if let Some(will) = will {
+                self.publish_will(sid, will);
+            }
+        }
+    }
+
+    pub(super) fn new_session(&self, client_id: &Rc<str>, version: ProtocolVersion) -> SessionId {
+        let sid = self.next_session.get();
+        self.next_session.set(sid + 1);
+        let mut sessions = self.sessions.borrow_mut();
+        sessions.by_id.insert(
+            sid,
+            Box::new(Session::new(sid, Rc::clone(client_id), version)),
+        );
+        sessions.by_client.insert(Rc::clone(client_id), sid);
+        sid
+    }
+
+    /// After CONNACK on a resumed session: resend what was in flight, then
+    /// what was queued.
+    pub(super) fn resume(&self, conn: &Rc<ConnShared>) {
+        let mut sessions = self.sessions.borrow_mut();
+        if let Some(s) = sessions.by_id.get_mut(&conn.session.get()) {
+            s.resend_inflight();
+            s.drain();
+        }
+        self.mark_dirty(conn);
+    }
+
+    /// The connection ended: publish the will if due, and end the session
+    /// or keep it offline, unless another connection took it over.
+    pub(super) fn finish(self: &Rc<Self>, conn: &Rc<ConnShared>, reason: CloseReason) {
+        let sid = conn.session.get();
+        let (will, ends) = {
+            let mut sessions = self.sessions.borrow_mut();
+            let Some(s) = sessions.by_id.get_mut(&sid) else {
+                return;
+            };
+            if !s.conn.as_ref().is_some_and(|c| Rc::ptr_eq(c, conn)) {
+                return; // taken over: the session is someone else's now
+            }
+            s.conn = None;
+            let now = self.now();
+            s.offline_since = Some(now);
+            if s.expiry != 0 && s.expiry != NEVER_EXPIRES {
+                let due = now + u64::from(s.expiry);
+                self.expiries.borrow_mut().entry(due).or_default().push(sid);
+            }
+            (s.will.take(), s.expiry == 0)
+        };
+        if let (true, Some(will)) = (reason.publishes_will(), will) {
+            self.publish_will(sid, will);
+        }
+        if ends {
+            self.end_session(sid);
+        }
+        log::debug!("{}: connection closed: {reason:?}", conn.peer);
+    }
+
+    /// Sends queued messages after the connection's buffer drained.
+    pub fn drain_session(&self, conn: &Rc<ConnShared>) {
+        if let Some(s) = self
+            .sessions
+            .borrow_mut()
+            .by_id
+            .get_mut(&conn.session.get())
+        {
+            s.drain();
+        }
+        self.mark_dirty(conn);
+    }
+
+    /// Removes a session and all its subscriptions.
+    pub fn end_session(&self, sid: SessionId) {
+        let filters: Vec<TopicFilter> = {
+            let sessions = self.sessions.borrow();
+            let Some(s) = sessions.by_id.get(&sid) else {
+                return;
+            };
+            s.subscriptions.keys().cloned().collect()
+        };
+        for f in &filters {
+            self.remove_subscription(sid, f);
+        }
+        let mut sessions = self.sessions.borrow_mut();
+        if let Some(s) = sessions.by_id.remove(&sid) {
+            sessions.by_client.remove(&s.client_id);
+        }
+    }
+}

@@ -1,0 +1,300 @@
+//! Subscriptions: SUBSCRIBE and UNSUBSCRIBE, the index updates and their
+//! replication, and the retained messages a new subscription is sent.
+//!
+//! A SUBSCRIBE is answered only once every other shard has applied the new
+//! filters (a barrier round-trip over the mesh), so that a client holding
+//! its SUBACK receives every message published anywhere afterwards. The
+//! wait is a [`PendingSubscribe`] record, not a suspended task: the
+//! connection's input is paused (`blocked`) until the last `BarrierAck`
+//! arrives or [`BARRIER_TIMEOUT`] passes.
+
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::conn::{CloseReason, ConnShared};
+use super::encode::EncodeCache;
+use super::session::SessionId;
+use super::Shard;
+use crate::limits::{BARRIER_TIMEOUT, RETAINED_CHUNK};
+use crate::mesh::{Message, ShardMsg};
+use crate::protocol::{
+    Packet, PacketId, QoS, ReasonCode, RetainHandling, SubAck, Subscribe, SubscriptionOptions,
+    TopicFilter, UnsubAck, Unsubscribe,
+};
+
+/// The filter a subscription is indexed under.
+pub(super) fn index_key(filter: &TopicFilter) -> &str {
+    filter.share().map_or(filter.as_str(), |(_, inner)| inner)
+}
+
+/// A SUBSCRIBE whose filters are indexed here and broadcast, waiting for
+/// every peer to confirm. Shard-local.
+pub struct PendingSubscribe {
+    conn: Rc<ConnShared>,
+    packet_id: PacketId,
+    codes: Vec<ReasonCode>,
+    /// Filters whose retained messages go out after the SUBACK.
+    wants_retained: Vec<(TopicFilter, QoS)>,
+    /// Peers yet to answer.
+    missing: usize,
+}
+
+/// Retained messages being delivered to a session after its SUBACK, at
+/// most [`RETAINED_CHUNK`] per round so a large retained set does not
+/// monopolise the shard. Shard-local.
+pub struct RetainedJob {
+    sid: SessionId,
+    /// (message, the subscription's maximum QoS), in delivery order.
+    messages: VecDeque<(Arc<Message>, QoS)>,
+}
+
+impl Shard {
+    /// SUBSCRIBE: index the filters, then answer once every shard knows
+    /// them (at once with a single shard).
+    pub(super) fn on_subscribe(
+        self: &Rc<Self>,
+        conn: &Rc<ConnShared>,
+        sub: Subscribe,
+    ) -> Result<(), CloseReason> {
+        if conn.version.is_v5() && !sub.properties.subscription_identifiers.is_empty() {
+            return Err(CloseReason::Protocol(
+                ReasonCode::SubscriptionIdentifiersNotSupported,
+            ));
+        }
+        let sid = conn.session.get();
+        let mut codes = Vec::with_capacity(sub.filters.len());
+        let mut wants_retained = Vec::new();
+        for (filter, opts) in &sub.filters {
+            if filter.share().is_some() {
+                codes.push(if conn.version.is_v5() {
+                    ReasonCode::SharedSubscriptionsNotSupported
+                } else {
+                    ReasonCode::UnspecifiedError
+                });
+                continue;
+            }
+            let existed = self.add_subscription(sid, filter, *opts);
+            codes.push(granted(opts.qos));
+            let send = match opts.retain_handling {
+                RetainHandling::OnSubscribe => true,
+                RetainHandling::OnNewSubscribe => !existed,
+                RetainHandling::Never => false,
+            };
+            if send && self.config.retain_available {
+                wants_retained.push((filter.detached(), opts.qos));
+            }
+        }
+        let pending = PendingSubscribe {
+            conn: Rc::clone(conn),
+            packet_id: sub.packet_id,
+            codes,
+            wants_retained,
+            missing: self.mesh.peers() - 1,
+        };
+        if pending.missing == 0 {
+            self.complete_subscribe(pending);
+            return Ok(());
+        }
+        let token = self.next_barrier.get();
+        self.next_barrier.set(token + 1);
+        conn.blocked.set(true);
+        self.barriers.borrow_mut().insert(token, pending);
+        self.deadlines
+            .borrow_mut()
+            .barrier
+            .push_back((Instant::now() + BARRIER_TIMEOUT, token));
+        self.mesh.broadcast(|| ShardMsg::Barrier(token));
+        Ok(())
+    }
+
+    /// A peer applied everything we sent before barrier `token`.
+    pub(super) fn on_barrier_ack(self: &Rc<Self>, token: u64) {
+        let done = {
+            let mut barriers = self.barriers.borrow_mut();
+            match barriers.get_mut(&token) {
+                Some(p) => {
+                    p.missing = p.missing.saturating_sub(1);
+                    p.missing == 0
+                }
+                None => false,
+            }
+        };
+        if done {
+            let pending = self.barriers.borrow_mut().remove(&token);
+            if let Some(pending) = pending {
+                self.complete_subscribe(pending);
+            }
+        }
+    }
+
+    /// A barrier outlived [`BARRIER_TIMEOUT`]: answer anyway.
+    pub(super) fn barrier_timed_out(self: &Rc<Self>, token: u64) {
+        let pending = self.barriers.borrow_mut().remove(&token);
+        if let Some(pending) = pending {
+            log::warn!(
+                "shard {}: subscription barrier timed out; a peer shard is not answering",
+                self.id
+            );
+            self.complete_subscribe(pending);
+        }
+    }
+
+    /// SUBACK, retained messages, and the connection's input resumes.
+    fn complete_subscribe(self: &Rc<Self>, p: PendingSubscribe) {
+        let conn = p.conn;
+        conn.blocked.set(false);
+        let Some(token) = conn.token.get() else {
+            return;
+        };
+        if conn.is_closing() {
+            return;
+        }
+        let ack = Packet::SubAck(SubAck {
+            packet_id: p.packet_id,
+            codes: p.codes,
+            properties: Default::default(),
+        });
+        self.send_packet(&conn, &ack);
+        self.queue_retained(conn.session.get(), &p.wants_retained);
+        self.again.borrow_mut().push(token);
+    }
+
+    /// Files the retained messages matching each filter for delivery.
+    fn queue_retained(&self, sid: SessionId, filters: &[(TopicFilter, QoS)]) {
+        let mut messages = VecDeque::new();
+        let mut found = Vec::new();
+        for (filter, max_qos) in filters {
+            self.retained
+                .borrow()
+                .collect_matching(filter.as_str(), &mut found);
+            messages.extend(found.drain(..).map(|m| (m, *max_qos)));
+        }
+        if !messages.is_empty() {
+            self.retained_jobs
+                .borrow_mut()
+                .push_back(RetainedJob { sid, messages });
+        }
+    }
+
+    /// Delivers the next chunk of the oldest retained job; true if any.
+    pub(super) fn deliver_retained(&self) -> bool {
+        let Some(mut job) = self.retained_jobs.borrow_mut().pop_front() else {
+            return false;
+        };
+        {
+            let mut sessions = self.sessions.borrow_mut();
+            let Some(s) = sessions.by_id.get_mut(&job.sid) else {
+                return true; // the session ended: drop the job
+            };
+            let n = job.messages.len().min(RETAINED_CHUNK);
+            for (msg, max_qos) in job.messages.drain(..n) {
+                let mut cache = EncodeCache::default();
+                let outcome = s.deliver(
+                    &msg,
+                    msg.publish.qos.min(max_qos),
+                    true,
+                    &mut cache,
+                    &self.queue_limits,
+                );
+                self.count(outcome);
+            }
+            if let Some(conn) = &s.conn {
+                self.mark_dirty(conn);
+            }
+        }
+        if !job.messages.is_empty() {
+            self.retained_jobs.borrow_mut().push_back(job);
+        }
+        true
+    }
+
+    /// Adds a subscription; true if the session already had this filter.
+    pub fn add_subscription(
+        &self,
+        sid: SessionId,
+        filter: &TopicFilter,
+        opts: SubscriptionOptions,
+    ) -> bool {
+        // Stored beyond this read: must not pin the shard's read buffer.
+        let filter = &filter.detached();
+        let existed = {
+            let mut sessions = self.sessions.borrow_mut();
+            let Some(s) = sessions.by_id.get_mut(&sid) else {
+                return false;
+            };
+            s.subscriptions.insert(filter.clone(), opts).is_some()
+        };
+        self.local.borrow_mut().insert(index_key(filter), sid, opts);
+        if !existed {
+            let mut counts = self.filter_counts.borrow_mut();
+            let count = counts.entry(filter.clone()).or_insert(0);
+            *count += 1;
+            if *count == 1 {
+                self.mesh.broadcast(|| ShardMsg::SubAdd(filter.clone()));
+            }
+        }
+        existed
+    }
+
+    /// Removes a subscription; true if it existed.
+    pub fn remove_subscription(&self, sid: SessionId, filter: &TopicFilter) -> bool {
+        let existed = {
+            let mut sessions = self.sessions.borrow_mut();
+            let Some(s) = sessions.by_id.get_mut(&sid) else {
+                return false;
+            };
+            s.subscriptions.remove(filter).is_some()
+        };
+        if !existed {
+            return false;
+        }
+        self.local.borrow_mut().remove(index_key(filter), &sid);
+        let mut counts = self.filter_counts.borrow_mut();
+        if let Some(count) = counts.get_mut(filter) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(filter);
+                self.mesh.broadcast(|| ShardMsg::SubRemove(filter.clone()));
+            }
+        }
+        true
+    }
+
+    /// UNSUBSCRIBE: remove and answer UNSUBACK.
+    pub fn on_unsubscribe(&self, conn: &Rc<ConnShared>, unsub: Unsubscribe) {
+        let sid = conn.session.get();
+        let codes = unsub
+            .filters
+            .iter()
+            .map(|f| {
+                if self.remove_subscription(sid, f) {
+                    ReasonCode::Success
+                } else {
+                    ReasonCode::NoSubscriptionExisted
+                }
+            })
+            .collect();
+        let codes = if conn.version.is_v5() {
+            codes
+        } else {
+            Vec::new()
+        };
+        let ack = Packet::UnsubAck(UnsubAck {
+            packet_id: unsub.packet_id,
+            codes,
+            properties: Default::default(),
+        });
+        self.send_packet(conn, &ack);
+    }
+}
+
+/// The SUBACK code granting `qos`.
+fn granted(qos: QoS) -> ReasonCode {
+    match qos {
+        QoS::AtMostOnce => ReasonCode::GrantedQoS0,
+        QoS::AtLeastOnce => ReasonCode::GrantedQoS1,
+        QoS::ExactlyOnce => ReasonCode::GrantedQoS2,
+    }
+}

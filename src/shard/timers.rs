@@ -1,0 +1,246 @@
+//! Everything a shard waits for in time, and the shutdown sequence.
+//!
+//! No timer per connection: the housekeeping tick (stats, stop flag,
+//! per-second keepalive buckets and session expiry) and one FIFO per kind
+//! of timed wait. Each FIFO's waits all have the same length (the CONNECT
+//! timeout, the closing flush, the barrier timeout), so deadlines are
+//! pushed in order and only the fronts are ever looked at. Entries name a
+//! connection by slab slot and serial; a stale one (the connection went on
+//! or went away) is skipped when it comes due.
+
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use super::conn::{CloseReason, Phase};
+use super::Shard;
+use crate::limits::{SHUTDOWN_FLUSH, TICK, WILLS_WAIT};
+use crate::mesh::ShardMsg;
+
+/// A connection's identity in a deadline queue: slab slot and serial.
+pub type ConnRef = (usize, u32);
+
+/// The shard's timed waits. Shard-local.
+pub struct Deadlines {
+    /// Next housekeeping tick.
+    pub tick: Instant,
+    /// Shard-clock second last handled by the tick.
+    last_second: u64,
+    /// Accepted connections whose CONNECT must arrive by then.
+    pub connect: VecDeque<(Instant, ConnRef)>,
+    /// Closing connections whose last bytes may flush until then.
+    pub closing: VecDeque<(Instant, ConnRef)>,
+    /// SUBSCRIBE barriers answered by then at the latest.
+    pub barrier: VecDeque<(Instant, u64)>,
+}
+
+impl Deadlines {
+    /// The first tick one [`TICK`] after `start`.
+    pub fn new(start: Instant) -> Deadlines {
+        Deadlines {
+            tick: start + TICK,
+            last_second: 0,
+            connect: VecDeque::new(),
+            closing: VecDeque::new(),
+            barrier: VecDeque::new(),
+        }
+    }
+
+    /// The earliest of them all.
+    fn earliest(&self) -> Instant {
+        let fronts = [
+            self.connect.front().map(|d| d.0),
+            self.closing.front().map(|d| d.0),
+            self.barrier.front().map(|d| d.0),
+        ];
+        fronts.into_iter().flatten().fold(self.tick, Instant::min)
+    }
+}
+
+/// How far shutdown has gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopping {
+    Running,
+    /// Wills published and `WillsSent` broadcast; waiting for every peer's
+    /// (so wills reach subscribers everywhere) until then.
+    Wills {
+        until: Instant,
+    },
+    /// Every connection was asked to close; flushing until then.
+    Closing {
+        until: Instant,
+    },
+    /// The loop may end.
+    Done,
+}
+
+/// Pops the entries of `queue` due at `now`.
+fn due<T: Copy>(queue: &mut VecDeque<(Instant, T)>, now: Instant) -> Vec<T> {
+    let mut out = Vec::new();
+    while let Some(&(at, item)) = queue.front() {
+        if at > now {
+            break;
+        }
+        queue.pop_front();
+        out.push(item);
+    }
+    out
+}
+
+impl Shard {
+    /// When the loop must call [`Shard::on_timer`] next.
+    pub(super) fn next_deadline(&self) -> Instant {
+        let mut at = self.deadlines.borrow().earliest();
+        if let Some(paused) = self.accept_paused.get() {
+            at = at.min(paused);
+        }
+        match self.stopping.get() {
+            Stopping::Wills { until } | Stopping::Closing { until } => at.min(until),
+            Stopping::Running | Stopping::Done => at,
+        }
+    }
+
+    /// Handles every wait that came due at `now`.
+    pub(super) fn on_timer(self: &Rc<Self>, now: Instant) {
+        if now >= self.deadlines.borrow().tick {
+            self.tick(now);
+        }
+        let (connects, closings, barriers) = {
+            let mut d = self.deadlines.borrow_mut();
+            (
+                due(&mut d.connect, now),
+                due(&mut d.closing, now),
+                due(&mut d.barrier, now),
+            )
+        };
+        for conn in connects {
+            self.expire_connect(conn);
+        }
+        for conn in closings {
+            self.expire_closing(conn);
+        }
+        for token in barriers {
+            self.barrier_timed_out(token);
+        }
+        if self.accept_paused.get().is_some_and(|t| t <= now) {
+            self.accept_paused.set(None);
+            self.accept_again.set(true);
+        }
+        self.advance_shutdown(now);
+    }
+
+    /// Housekeeping: stats, keepalive buckets, session expiry, tombstones.
+    fn tick(self: &Rc<Self>, now: Instant) {
+        self.deadlines.borrow_mut().tick = now + TICK;
+        self.publish_stats();
+        let second = self.now();
+        let last = std::mem::replace(&mut self.deadlines.borrow_mut().last_second, second);
+        if second == last {
+            return;
+        }
+        for conn in self.keepalive.borrow_mut().check(second) {
+            self.close_conn(&conn, CloseReason::KeepAliveTimeout);
+        }
+        self.expire_sessions(second);
+        if second % 60 == 0 {
+            let cutoff = self.next_stamp().nanos.saturating_sub(60_000_000_000);
+            self.retained
+                .borrow_mut()
+                .purge_tombstones(crate::index::RetainStamp {
+                    nanos: cutoff,
+                    shard: 0,
+                });
+        }
+    }
+
+    /// Deadline bookkeeping for a connection just accepted or adopted.
+    pub(super) fn connect_deadline(&self, conn: (usize, u32)) {
+        let at = Instant::now() + self.config.connect_timeout;
+        self.deadlines.borrow_mut().connect.push_back((at, conn));
+    }
+
+    fn expire_connect(&self, (token, serial): (usize, u32)) {
+        let waiting = self
+            .conns
+            .borrow()
+            .get(token)
+            .is_some_and(|c| c.serial == serial && c.phase == Phase::Connecting);
+        if waiting {
+            log::info!(
+                "connection {token}: no CONNECT within {:?}; closed",
+                self.config.connect_timeout
+            );
+            self.drop_conn(token);
+        }
+    }
+
+    fn expire_closing(&self, (token, serial): (usize, u32)) {
+        let closing = self
+            .conns
+            .borrow()
+            .get(token)
+            .is_some_and(|c| c.serial == serial && matches!(c.phase, Phase::Closing { .. }));
+        if closing {
+            self.drop_conn(token);
+        }
+    }
+
+    /// True once the stop flag is set and shutdown has not begun; begins it.
+    pub(super) fn check_stop(self: &Rc<Self>) -> bool {
+        if self.stopping.get() != Stopping::Running || !self.stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        self.begin_shutdown();
+        true
+    }
+
+    /// Shutdown: stop accepting, publish every will, and tell the peers.
+    fn begin_shutdown(self: &Rc<Self>) {
+        self.listeners.borrow_mut().clear();
+        let online: Vec<_> = self
+            .sessions
+            .borrow()
+            .by_id
+            .values()
+            .filter(|s| s.conn.is_some())
+            .map(|s| s.id)
+            .collect();
+        for sid in online {
+            let will = self
+                .sessions
+                .borrow_mut()
+                .by_id
+                .get_mut(&sid)
+                .and_then(|s| s.will.take());
+            if let Some(will) = will {
+                self.publish_will(sid, will);
+            }
+        }
+        self.mesh.broadcast(|| ShardMsg::WillsSent);
+        self.stopping.set(Stopping::Wills {
+            until: Instant::now() + WILLS_WAIT,
+        });
+    }
+
+    /// Moves shutdown on when what it waits for has happened or timed out.
+    pub(super) fn advance_shutdown(&self, now: Instant) {
+        match self.stopping.get() {
+            Stopping::Wills { until }
+                if self.wills_from.get() + 1 >= self.mesh.peers() || now >= until =>
+            {
+                for s in self.sessions.borrow().by_id.values() {
+                    if let Some(conn) = &s.conn {
+                        self.close_conn(conn, CloseReason::ServerShuttingDown);
+                    }
+                }
+                let until = now + SHUTDOWN_FLUSH + SHUTDOWN_FLUSH / 2;
+                self.stopping.set(Stopping::Closing { until });
+            }
+            Stopping::Closing { until } if self.conns.borrow().is_empty() || now >= until => {
+                self.stopping.set(Stopping::Done);
+            }
+            _ => {}
+        }
+    }
+}
