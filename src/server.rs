@@ -68,6 +68,13 @@ impl BrokerHandle {
         self.stats.iter().map(|s| s.read()).collect()
     }
 
+    /// How often each shard's loop was woken out of its wait by another
+    /// thread (mesh peers, the control plane): a shard is woken only when
+    /// it has said it is parking.
+    pub fn wakeups(&self) -> Vec<u64> {
+        self.wakes.iter().map(|w| w.wake_count()).collect()
+    }
+
     /// Number of shards running.
     pub fn shards(&self) -> usize {
         self.shards.len()

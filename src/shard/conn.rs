@@ -10,13 +10,11 @@
 
 use std::cell::{Cell, RefCell};
 use std::io;
-use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
 
-use super::partial::Partial;
+use super::partial::Stored;
 use super::session::SessionId;
 use crate::limits::{MAX_OUT_BUFFER, OUT_BUFFER_KEEP};
 use crate::protocol::{ProtocolVersion, ReasonCode};
@@ -60,16 +58,18 @@ impl CloseReason {
     }
 }
 
+/// [`ConnShared`]'s token once the connection has left the slab.
+const NO_TOKEN: u32 = u32::MAX;
+
 /// State shared by a connection's slab entry, its session and the shard's
 /// fan-out. Shard-local (`Rc`).
 pub struct ConnShared {
-    /// The connection's slot in the shard's slab; `None` once it is gone
-    /// (the slot may then hold another connection).
-    pub token: Cell<Option<usize>>,
-    pub peer: SocketAddr,
+    /// The connection's slot in the shard's slab; [`NO_TOKEN`] once it is
+    /// gone (the slot may then hold another connection).
+    token: Cell<u32>,
     pub version: ProtocolVersion,
     /// Largest packet the client accepts (its Maximum Packet Size).
-    pub max_packet: usize,
+    pub max_packet: u32,
     /// The session this connection serves (set once attached).
     pub session: Cell<SessionId>,
     out: RefCell<BytesMut>,
@@ -83,22 +83,16 @@ pub struct ConnShared {
     /// (packets are handled in order).
     pub blocked: Cell<bool>,
     /// Shard-clock second of the last packet received.
-    last_seen: Cell<u64>,
+    last_seen: Cell<u32>,
     /// 1.5 x keepalive in seconds, rounded up; 0 = no keepalive.
     keepalive_limit: Cell<u32>,
 }
 
 impl ConnShared {
     /// A connection for `version` at shard-clock second `now`.
-    pub fn new(
-        peer: SocketAddr,
-        version: ProtocolVersion,
-        max_packet: usize,
-        now: u64,
-    ) -> ConnShared {
+    pub fn new(version: ProtocolVersion, max_packet: u32, now: u64) -> ConnShared {
         ConnShared {
-            token: Cell::new(None),
-            peer,
+            token: Cell::new(NO_TOKEN),
             version,
             max_packet,
             session: Cell::new(0),
@@ -107,9 +101,21 @@ impl ConnShared {
             dirty: Cell::new(false),
             starved: Cell::new(false),
             blocked: Cell::new(false),
-            last_seen: Cell::new(now),
+            last_seen: Cell::new(now as u32),
             keepalive_limit: Cell::new(0),
         }
+    }
+
+    /// The connection's slab slot, while it has one.
+    pub fn token(&self) -> Option<usize> {
+        let t = self.token.get();
+        (t != NO_TOKEN).then_some(t as usize)
+    }
+
+    /// Records the slab slot (`None`: the connection is gone).
+    pub fn set_token(&self, token: Option<usize>) {
+        self.token
+            .set(token.map_or(NO_TOKEN, |t| u32::try_from(t).unwrap_or(NO_TOKEN)));
     }
 
     /// Sets the keepalive in seconds (0 disables it).
@@ -120,12 +126,12 @@ impl ConnShared {
     /// The shard-clock second by which a packet must arrive.
     pub fn keepalive_deadline(&self) -> Option<u64> {
         let limit = self.keepalive_limit.get();
-        (limit > 0).then(|| self.last_seen.get() + u64::from(limit))
+        (limit > 0).then(|| u64::from(self.last_seen.get()) + u64::from(limit))
     }
 
     /// Records activity at `now`.
     pub fn seen(&self, now: u64) {
-        self.last_seen.set(now);
+        self.last_seen.set(now as u32);
     }
 
     /// Appends to the outgoing buffer. The caller marks the connection dirty
@@ -211,8 +217,9 @@ pub enum Phase {
     /// CONNECT accepted: attached to its session.
     Attached,
     /// Closing: its last bytes (CONNACK refusal, DISCONNECT) are flushed
-    /// until the buffer drains or `until` passes, then the socket closes.
-    Closing { until: Instant },
+    /// until the buffer drains or its closing deadline passes, then the
+    /// socket closes.
+    Closing,
 }
 
 /// A connection as the shard's slab holds it: a state machine, not a task.
@@ -222,7 +229,7 @@ pub struct Conn {
     /// Set once CONNECT was read (or refused): what sessions and fan-out see.
     pub shared: Option<Rc<ConnShared>>,
     /// Bytes of a packet that has not fully arrived.
-    pub partial: Partial,
+    pub partial: Stored,
     pub phase: Phase,
     /// Tells this connection from a later one in the same slab slot (the
     /// deadline queues name connections by slot and serial).
@@ -239,7 +246,7 @@ impl Conn {
         Conn {
             transport,
             shared: None,
-            partial: Partial::default(),
+            partial: None,
             phase: Phase::Connecting,
             serial,
             writable: false,

@@ -26,7 +26,7 @@ impl Shard {
     /// Bytes from a connection whose CONNECT has not fully arrived.
     pub(super) fn on_connect_bytes(self: &Rc<Self>, token: usize, chunk: BytesMut) {
         let mut partial = match self.conns.borrow_mut().get_mut(token) {
-            Some(c) => std::mem::take(&mut c.partial),
+            Some(c) => Partial::resume(c.partial.take()),
             None => return,
         };
         // Before CONNECT is accepted a connection may make us buffer only a
@@ -45,7 +45,7 @@ impl Shard {
             Err(DecodeError::Incomplete { needed }) => {
                 partial.settle(needed);
                 if let Some(c) = self.conns.borrow_mut().get_mut(token) {
-                    c.partial = partial;
+                    c.partial = partial.store();
                 }
             }
             Err(DecodeError::Malformed(m))
@@ -59,7 +59,7 @@ impl Shard {
         }
     }
 
-    fn peer_of(&self, token: usize) -> Option<SocketAddr> {
+    pub(super) fn peer_of(&self, token: usize) -> Option<SocketAddr> {
         self.conns.borrow().get(token)?.transport.peer_addr().ok()
     }
 
@@ -72,15 +72,7 @@ impl Shard {
 
     /// Answers an unknown protocol level with a 3.1.1 CONNACK 0x01 and closes.
     fn refuse_protocol(self: &Rc<Self>, token: usize) {
-        let Some(peer) = self.peer_of(token) else {
-            return self.drop_conn(token);
-        };
-        let conn = Rc::new(ConnShared::new(
-            peer,
-            ProtocolVersion::V311,
-            usize::MAX,
-            self.now(),
-        ));
+        let conn = Rc::new(ConnShared::new(ProtocolVersion::V311, u32::MAX, self.now()));
         conn.write_with(|out| out.extend_from_slice(&CONNACK_BAD_PROTOCOL));
         self.close_attached_to(token, conn);
     }
@@ -88,7 +80,7 @@ impl Shard {
     /// Gives `token` the shared state `conn` and closes it once `conn`'s
     /// output (a refusing CONNACK) is flushed.
     fn close_attached_to(self: &Rc<Self>, token: usize, conn: Rc<ConnShared>) {
-        conn.token.set(Some(token));
+        conn.set_token(Some(token));
         if let Some(c) = self.conns.borrow_mut().get_mut(token) {
             c.shared = Some(conn);
         }
@@ -113,26 +105,20 @@ impl Shard {
         if home != self.id {
             return self.hand_over(token, peer, connect, leftover, home);
         }
-        let max_packet = connect
-            .properties
-            .maximum_packet_size
-            .map_or(usize::MAX, |m| m as usize);
-        let conn = Rc::new(ConnShared::new(
-            peer,
-            connect.protocol,
-            max_packet,
-            self.now(),
-        ));
+        let max_packet = connect.properties.maximum_packet_size.unwrap_or(u32::MAX);
+        let conn = Rc::new(ConnShared::new(connect.protocol, max_packet, self.now()));
         if let Err(code) = check(self, &connect, assigned) {
             refuse(self, &conn, code);
             return self.close_attached_to(token, conn);
         }
-        conn.token.set(Some(token));
+        conn.set_token(Some(token));
         if let Some(c) = self.conns.borrow_mut().get_mut(token) {
             c.shared = Some(Rc::clone(&conn));
             c.phase = Phase::Attached;
             c.counted = true;
-            c.partial = Partial::from_chunk(leftover);
+            let mut partial = Partial::from_chunk(leftover);
+            partial.settle(0);
+            c.partial = partial.store();
         }
         self.connections.set(self.connections.get() + 1);
         let present = self.attach(&conn, &connect);

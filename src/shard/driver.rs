@@ -32,7 +32,10 @@ impl Driver for ShardLoop {
     fn ready(&mut self, token: Token, readiness: Readiness) {
         match listener_index(token) {
             Some(i) => self.0.accept_from(i),
-            None => self.0.conn_ready(token.0, readiness),
+            None => {
+                super::Stats::bump(&self.0.stats.events);
+                self.0.conn_ready(token.0, readiness)
+            }
         }
     }
 

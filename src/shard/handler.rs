@@ -7,6 +7,7 @@ use std::rc::Rc;
 use bytes::BytesMut;
 
 use super::conn::{CloseReason, ConnShared, Phase};
+use super::partial::Partial;
 use super::session::OutState;
 use super::Shard;
 use crate::protocol::{decode, DecodeError, Disconnect, Packet, PubResp, ReasonCode};
@@ -26,7 +27,7 @@ impl Shard {
             if c.phase != Phase::Attached || conn.blocked.get() {
                 return;
             }
-            (conn, std::mem::take(&mut c.partial))
+            (conn, Partial::resume(c.partial.take()))
         };
         if chunk.is_some() {
             conn.seen(self.now());
@@ -44,7 +45,7 @@ impl Shard {
         };
         partial.settle(needed);
         if let Some(c) = self.conns.borrow_mut().get_mut(token) {
-            c.partial = partial;
+            c.partial = partial.store();
         }
     }
 }
@@ -65,7 +66,8 @@ fn process(
             Ok(packet) => handle(shard, conn, packet)?,
             Err(DecodeError::Incomplete { needed }) => return Ok(needed),
             Err(DecodeError::Malformed(m)) => {
-                log::info!("{}: malformed packet: {m}; disconnecting", conn.peer);
+                let peer = conn.token().and_then(|t| shard.peer_of(t));
+                log::info!("{peer:?}: malformed packet: {m}; disconnecting");
                 return Err(CloseReason::Protocol(m.reason));
             }
         }

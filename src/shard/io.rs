@@ -65,7 +65,7 @@ impl Shard {
             .as_ref()
             .is_some_and(|s| s.is_closing() || s.blocked.get());
         match conn.phase {
-            Phase::Closing { .. } => None,
+            Phase::Closing => None,
             _ if waiting => None,
             phase => Some(phase),
         }
@@ -115,7 +115,7 @@ impl Shard {
             }
             for conn in &dirty {
                 conn.clear_dirty();
-                let Some(token) = conn.token.get() else {
+                let Some(token) = conn.token() else {
                     continue;
                 };
                 if let Some(reason) = conn.close_reason() {
@@ -150,9 +150,7 @@ impl Shard {
             (result, shared, conn.phase)
         };
         match (result, phase) {
-            (Err(_), Phase::Closing { .. }) | (Ok(true), Phase::Closing { .. }) => {
-                self.drop_conn(token)
-            }
+            (Err(_), Phase::Closing) | (Ok(true), Phase::Closing) => self.drop_conn(token),
             (Err(_), _) => self.close_conn(&shared, CloseReason::Io),
             (Ok(_), _) => {
                 if shared.take_drained() {
@@ -200,7 +198,7 @@ impl Shard {
                 shared.clear_dirty();
             }
         }
-        if !matches!(phase, Phase::Closing { .. }) {
+        if phase != Phase::Closing {
             self.start_closing(token);
         }
         self.flush_token(token);
@@ -214,7 +212,7 @@ impl Shard {
         let Some(conn) = conns.get_mut(token) else {
             return;
         };
-        conn.phase = Phase::Closing { until };
+        conn.phase = Phase::Closing;
         self.deadlines
             .borrow_mut()
             .closing
@@ -227,7 +225,7 @@ impl Shard {
             return;
         };
         if let Some(shared) = &conn.shared {
-            shared.token.set(None);
+            shared.set_token(None);
         }
         if conn.counted {
             self.connections.set(self.connections.get() - 1);

@@ -150,7 +150,7 @@ impl Shard {
         if ends {
             self.end_session(sid);
         }
-        log::debug!("{}: connection closed: {reason:?}", conn.peer);
+        log::debug!("session {sid}: connection closed: {reason:?}");
     }
 
     /// Sends queued messages after the connection's buffer drained.

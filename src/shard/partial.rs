@@ -12,7 +12,11 @@ use bytes::BytesMut;
 
 use crate::limits::{PARTIAL_RESERVE_MAX, PENDING_KEEP};
 
-/// A connection's partial packet. Shard-local; owned by its connection.
+/// What a connection keeps between reads: an owned partial packet, if any.
+pub type Stored = Option<Box<BytesMut>>;
+
+/// A connection's partial packet while its input is handled. Shard-local;
+/// owned by its connection (kept as [`Stored`] between reads).
 ///
 /// Invariant between reads: `buf` is empty with no allocation, or it owns
 /// its allocation (`owned`), never a view of the shard-wide read buffer.
@@ -24,6 +28,25 @@ pub struct Partial {
 }
 
 impl Partial {
+    /// Takes up what a connection kept between reads (see [`Partial::store`]).
+    pub fn resume(stored: Stored) -> Partial {
+        match stored {
+            Some(buf) => Partial {
+                buf: *buf,
+                owned: true,
+            },
+            None => Partial::default(),
+        }
+    }
+
+    /// What the connection keeps until its next read: nothing when no
+    /// packet is partly there (the common, idle case costs one pointer).
+    /// Call after [`Partial::settle`].
+    pub fn store(self) -> Stored {
+        debug_assert!(self.buf.is_empty() || self.owned, "settle before store");
+        (!self.buf.is_empty()).then(|| Box::new(self.buf))
+    }
+
     /// A partial packet starting with `bytes` (a view of a read chunk, as
     /// left over after CONNECT).
     pub fn from_chunk(bytes: BytesMut) -> Partial {

@@ -61,7 +61,11 @@ impl Shard {
     pub fn send_packet(&self, conn: &Rc<ConnShared>, packet: &Packet) {
         conn.write_with(|out| {
             if let Err(e) = packet.encode(conn.version, out) {
-                log::warn!("{}: cannot encode {:?}: {e}", conn.peer, packet);
+                log::warn!(
+                    "session {}: cannot encode {:?}: {e}",
+                    conn.session.get(),
+                    packet
+                );
             }
         });
         self.mark_dirty(conn);

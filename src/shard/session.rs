@@ -342,7 +342,7 @@ fn write_publish(
     pid: Option<PacketId>,
     dup: bool,
 ) -> bool {
-    if enc.len() > conn.max_packet {
+    if enc.len() > conn.max_packet as usize {
         return false;
     }
     conn.write_with(|out| enc.write_to(pid, dup, out));

@@ -28,6 +28,8 @@ pub struct Stats {
     pub handed_over: Cell<u64>,
     /// Sessions taken over from a live connection (always on the home shard).
     pub taken_over: Cell<u64>,
+    /// Connection readiness events handled (an idle connection causes none).
+    pub events: Cell<u64>,
 }
 
 impl Stats {
@@ -48,6 +50,7 @@ pub struct StatsSnapshot {
     pub accepted: u64,
     pub handed_over: u64,
     pub taken_over: u64,
+    pub events: u64,
     /// Connections attached to sessions on this shard now.
     pub connections: u64,
     /// Sessions (online and offline) homed on this shard now.
@@ -67,6 +70,7 @@ impl std::ops::Add for StatsSnapshot {
             accepted: self.accepted + o.accepted,
             handed_over: self.handed_over + o.handed_over,
             taken_over: self.taken_over + o.taken_over,
+            events: self.events + o.events,
             connections: self.connections + o.connections,
             sessions: self.sessions + o.sessions,
         }
@@ -77,7 +81,7 @@ impl std::ops::Add for StatsSnapshot {
 /// read by the control plane. `Send + Sync`.
 #[derive(Debug, Default)]
 pub struct StatsCell {
-    values: [AtomicU64; 10],
+    values: [AtomicU64; 11],
 }
 
 impl StatsCell {
@@ -92,6 +96,7 @@ impl StatsCell {
             s.accepted,
             s.handed_over,
             s.taken_over,
+            s.events,
             s.connections,
             s.sessions,
         ];
@@ -116,8 +121,9 @@ impl StatsCell {
             accepted: v[5],
             handed_over: v[6],
             taken_over: v[7],
-            connections: v[8],
-            sessions: v[9],
+            events: v[8],
+            connections: v[9],
+            sessions: v[10],
         }
     }
 }
@@ -134,6 +140,7 @@ impl Stats {
             accepted: self.accepted.get(),
             handed_over: self.handed_over.get(),
             taken_over: self.taken_over.get(),
+            events: self.events.get(),
             connections: connections as u64,
             sessions: sessions as u64,
         }

@@ -145,7 +145,7 @@ impl Shard {
     fn complete_subscribe(self: &Rc<Self>, p: PendingSubscribe) {
         let conn = p.conn;
         conn.blocked.set(false);
-        let Some(token) = conn.token.get() else {
+        let Some(token) = conn.token() else {
             return;
         };
         if conn.is_closing() {

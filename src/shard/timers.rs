@@ -180,7 +180,7 @@ impl Shard {
             .conns
             .borrow()
             .get(token)
-            .is_some_and(|c| c.serial == serial && matches!(c.phase, Phase::Closing { .. }));
+            .is_some_and(|c| c.serial == serial && c.phase == Phase::Closing);
         if closing {
             self.drop_conn(token);
         }

@@ -62,6 +62,15 @@ impl TestBroker {
         self.handle.as_ref().map(|h| h.stats()).unwrap_or_default()
     }
 
+    /// How often each shard was woken by another thread (see
+    /// `BrokerHandle::wakeups`).
+    pub fn wakeups(&self) -> Vec<u64> {
+        self.handle
+            .as_ref()
+            .map(|h| h.wakeups())
+            .unwrap_or_default()
+    }
+
     /// Stops the broker now and waits for it.
     pub fn stop(mut self) {
         if let Some(h) = self.handle.take() {
