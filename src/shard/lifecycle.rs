@@ -75,7 +75,7 @@ impl Shard {
                 Box::new(w)
             });
             s.expiry = expiry;
-            s.offline_since = None;
+            s.set_offline_since(None);
             let client_max = connect.properties.receive_maximum.unwrap_or(u16::MAX);
             s.window = self.config.max_inflight_messages.min(client_max).max(1);
         }
@@ -137,7 +137,7 @@ impl Shard {
             }
             s.conn = None;
             let now = self.now();
-            s.offline_since = Some(now);
+            s.set_offline_since(Some(now));
             if s.expiry != 0 && s.expiry != NEVER_EXPIRES {
                 let due = now + u64::from(s.expiry);
                 self.expiries.borrow_mut().entry(due).or_default().push(sid);

@@ -302,7 +302,7 @@ impl Shard {
             due.into_iter()
                 .filter(|sid| {
                     sessions.by_id.get(sid).is_some_and(|s| {
-                        s.offline_since.is_some_and(|t| {
+                        s.offline_since().is_some_and(|t| {
                             s.expiry != session::NEVER_EXPIRES && t + u64::from(s.expiry) <= now
                         })
                     })

@@ -41,8 +41,8 @@ impl Shard {
                 let Some(s) = sessions.by_id.get_mut(&sid) else {
                     return Err(CloseReason::Io);
                 };
-                if s.inbound_qos2.len() >= usize::from(self.config.max_inflight_messages)
-                    && !s.inbound_qos2.contains(&pid.get())
+                if s.inbound_qos2_len() >= usize::from(self.config.max_inflight_messages)
+                    && !s.has_inbound_qos2(pid.get())
                 {
                     return Err(CloseReason::Protocol(ReasonCode::ReceiveMaximumExceeded));
                 }

@@ -65,55 +65,137 @@ pub enum Delivery {
     Dropped,
 }
 
-/// A client session. Shard-local; owned by the shard's session table.
+/// `Session::offline_since` while the client is online.
+const ONLINE: u32 = u32::MAX;
+
+/// A client session.
+///
+/// Shard-local: lives boxed in the session table of its home shard (the
+/// shard `home_shard(client_id)` names, see `connect`), and only that
+/// shard's thread touches it (`Rc` fields make it `!Send`).
+///
+/// Kept small because most sessions are idle: everything that only a
+/// session with traffic in flight needs lives in [`Flow`], boxed and
+/// allocated on first need, and released as soon as it is empty again.
 pub struct Session {
     pub id: SessionId,
     pub client_id: Rc<str>,
     /// The live connection, if the client is online.
     pub conn: Option<Rc<ConnShared>>,
-    pub version: ProtocolVersion,
     /// Filter -> options, as subscribed. (A zero-sized hasher builder keeps
     /// an idle session small; only this session's own filters hash here.)
     pub subscriptions: HashMap<TopicFilter, SubscriptionOptions, BuildHasherDefault<AHasher>>,
-    /// Seconds the session outlives its connection; 0 = ends with it.
-    pub expiry: u32,
-    /// Shard-clock second the client went offline.
-    pub offline_since: Option<u64>,
     /// The current connection's will (boxed: rare, and large).
     pub will: Option<Box<LastWill>>,
-    /// Inbound QoS 2 packet ids with PUBREC sent and PUBREL pending; at
-    /// most `max_inflight_messages` of them.
-    pub inbound_qos2: Vec<u16>,
+    /// Outbound and inbound messages in flight and the offline queue.
+    /// Invariant: `Some` only while not empty (see [`Flow::is_empty`]);
+    /// every path that empties it sets it back to `None`.
+    flow: Option<Box<Flow>>,
+    /// Seconds the session outlives its connection; 0 = ends with it.
+    pub expiry: u32,
+    /// Shard-clock second the client went offline, or [`ONLINE`]. Shard
+    /// clock seconds fit a u32 for 136 years; later ones are clamped.
+    offline_since: u32,
     /// Outbound window size: min(max_inflight_messages, client's Receive Maximum).
     pub window: u16,
+    /// The last packet id handed out. Kept here, not in the [`Flow`], so
+    /// that ids keep advancing across releases and are not reused at once.
     next_pid: u16,
+    pub version: ProtocolVersion,
+}
+
+/// A session's traffic in flight: the outbound window, the queue behind it
+/// and the inbound QoS 2 ids. Owned by its [`Session`] (shard-local).
+///
+/// Boxed and optional in the session: an idle session (most of them) then
+/// pays one pointer for it, not the ~100 bytes of these collections, and a
+/// queue that once grew large gives its memory back when it drains.
+#[derive(Default)]
+struct Flow {
     /// In send order.
     inflight: VecDeque<Inflight>,
     queue: VecDeque<Queued>,
+    /// Topic and payload bytes held in `queue`.
     queued_bytes: usize,
     /// QoS 0 entries in `queue`.
     queued_qos0: usize,
+    /// Inbound QoS 2 packet ids with PUBREC sent and PUBREL pending; at
+    /// most `max_inflight_messages` of them.
+    inbound_qos2: Vec<u16>,
+}
+
+impl Flow {
+    /// Nothing in flight either way and nothing queued: the flow may go.
+    fn is_empty(&self) -> bool {
+        self.inflight.is_empty() && self.queue.is_empty() && self.inbound_qos2.is_empty()
+    }
+
+    fn push_queued(&mut self, q: Queued) {
+        self.queued_bytes += queued_size(&q.msg);
+        self.queued_qos0 += usize::from(q.qos == QoS::AtMostOnce);
+        self.queue.push_back(q);
+    }
+
+    fn pop_queued(&mut self) -> Option<Queued> {
+        let q = self.queue.pop_front()?;
+        self.queued_bytes -= queued_size(&q.msg);
+        self.queued_qos0 -= usize::from(q.qos == QoS::AtMostOnce);
+        Some(q)
+    }
+}
+
+/// What a queued message counts against `QueueLimits::max_bytes`.
+fn queued_size(msg: &Message) -> usize {
+    msg.publish.payload.len() + msg.publish.topic.as_bytes().len()
 }
 
 impl Session {
     /// Files an inbound QoS 2 id; false if it was already pending (a resend).
     pub fn qos2_insert(&mut self, pid: u16) -> bool {
-        if self.inbound_qos2.contains(&pid) {
+        if self.has_inbound_qos2(pid) {
             return false;
         }
-        self.inbound_qos2.push(pid);
+        self.flow_mut().inbound_qos2.push(pid);
         true
     }
 
     /// Releases an inbound QoS 2 id; false if it was not pending.
     pub fn qos2_remove(&mut self, pid: u16) -> bool {
-        match self.inbound_qos2.iter().position(|p| *p == pid) {
-            Some(i) => {
-                self.inbound_qos2.swap_remove(i);
-                true
-            }
-            None => false,
-        }
+        let Some(flow) = self.flow.as_deref_mut() else {
+            return false;
+        };
+        let Some(i) = flow.inbound_qos2.iter().position(|p| *p == pid) else {
+            return false;
+        };
+        flow.inbound_qos2.swap_remove(i);
+        self.release_flow_if_empty();
+        true
+    }
+
+    /// Inbound QoS 2 ids pending (PUBREC sent, PUBREL not yet received).
+    pub fn inbound_qos2_len(&self) -> usize {
+        self.flow.as_ref().map_or(0, |f| f.inbound_qos2.len())
+    }
+
+    /// True if inbound QoS 2 id `pid` is pending.
+    pub fn has_inbound_qos2(&self, pid: u16) -> bool {
+        self.flow
+            .as_ref()
+            .is_some_and(|f| f.inbound_qos2.contains(&pid))
+    }
+
+    /// Shard-clock second the client went offline; `None` while online.
+    pub fn offline_since(&self) -> Option<u64> {
+        (self.offline_since != ONLINE).then_some(u64::from(self.offline_since))
+    }
+
+    /// Records the client going offline at shard-clock second `since`, or
+    /// (`None`) coming back online.
+    pub fn set_offline_since(&mut self, since: Option<u64>) {
+        self.offline_since = match since {
+            Some(t) => u32::try_from(t).map_or(ONLINE - 1, |t| t.min(ONLINE - 1)),
+            None => ONLINE,
+        };
     }
 
     /// A fresh session with no state.
@@ -122,19 +204,35 @@ impl Session {
             id,
             client_id,
             conn: None,
-            version,
             subscriptions: HashMap::default(),
-            expiry: 0,
-            offline_since: None,
             will: None,
-            inbound_qos2: Vec::new(),
+            flow: None,
+            expiry: 0,
+            offline_since: ONLINE,
             window: 20,
             next_pid: 0,
-            inflight: VecDeque::new(),
-            queue: VecDeque::new(),
-            queued_bytes: 0,
-            queued_qos0: 0,
+            version,
         }
+    }
+
+    /// The flow, allocated on first need.
+    fn flow_mut(&mut self) -> &mut Flow {
+        self.flow.get_or_insert_with(Box::default)
+    }
+
+    /// Frees the flow once nothing is in flight or queued any more.
+    fn release_flow_if_empty(&mut self) {
+        if self.flow.as_ref().is_some_and(|f| f.is_empty()) {
+            self.flow = None;
+        }
+    }
+
+    fn inflight_len(&self) -> usize {
+        self.flow.as_ref().map_or(0, |f| f.inflight.len())
+    }
+
+    fn queue_len(&self) -> usize {
+        self.flow.as_ref().map_or(0, |f| f.queue.len())
     }
 
     /// Delivers `msg` at `qos` (already downgraded to the subscription's
@@ -152,9 +250,9 @@ impl Session {
             // Order is kept per QoS (the spec's guarantee): QoS 0 only waits
             // behind queued QoS 0, QoS 1/2 behind anything queued.
             let blocked = if qos == QoS::AtMostOnce {
-                self.queued_qos0 > 0
+                self.flow.as_ref().is_some_and(|f| f.queued_qos0 > 0)
             } else {
-                !self.queue.is_empty()
+                self.queue_len() > 0
             };
             let has_room = !conn.out_full() && !blocked;
             if qos == QoS::AtMostOnce && has_room {
@@ -163,7 +261,7 @@ impl Session {
                     _ => Delivery::Dropped,
                 };
             }
-            if qos != QoS::AtMostOnce && has_room && self.inflight.len() < usize::from(self.window)
+            if qos != QoS::AtMostOnce && has_room && self.inflight_len() < usize::from(self.window)
             {
                 return self.send_new(msg, qos, retain, cache);
             }
@@ -188,14 +286,14 @@ impl Session {
         retain: bool,
         limits: &QueueLimits,
     ) -> Delivery {
-        let size = msg.publish.payload.len() + msg.publish.topic.as_bytes().len();
-        let over_bytes = limits.max_bytes != 0 && self.queued_bytes + size > limits.max_bytes;
-        if self.queue.len() >= limits.max_messages || over_bytes {
+        // Checked before the flow is allocated: a drop leaves none behind.
+        let queued_bytes = self.flow.as_ref().map_or(0, |f| f.queued_bytes);
+        let over_bytes =
+            limits.max_bytes != 0 && queued_bytes + queued_size(msg) > limits.max_bytes;
+        if self.queue_len() >= limits.max_messages || over_bytes {
             return Delivery::Dropped;
         }
-        self.queued_bytes += size;
-        self.queued_qos0 += usize::from(qos == QoS::AtMostOnce);
-        self.queue.push_back(Queued {
+        self.flow_mut().push_queued(Queued {
             msg: Arc::clone(msg),
             qos,
             retain,
@@ -226,7 +324,7 @@ impl Session {
         } else {
             OutState::Received
         };
-        self.inflight.push_back(Inflight {
+        self.flow_mut().inflight.push_back(Inflight {
             pid,
             msg: Arc::clone(msg),
             qos,
@@ -243,7 +341,11 @@ impl Session {
             let Some(pid) = NonZeroU16::new(self.next_pid) else {
                 continue;
             };
-            if !self.inflight.iter().any(|f| f.pid == pid) {
+            let in_flight = self
+                .flow
+                .as_ref()
+                .is_some_and(|f| f.inflight.iter().any(|i| i.pid == pid));
+            if !in_flight {
                 return pid;
             }
         }
@@ -252,22 +354,27 @@ impl Session {
     /// Handles PUBACK / PUBCOMP: frees the slot. False if `pid` was not
     /// awaiting that acknowledgement.
     pub fn complete(&mut self, pid: PacketId, expected: OutState) -> bool {
-        match self
+        let Some(flow) = self.flow.as_deref_mut() else {
+            return false;
+        };
+        let Some(i) = flow
             .inflight
             .iter()
             .position(|f| f.pid == pid && f.state == expected)
-        {
-            Some(i) => {
-                self.inflight.remove(i);
-                true
-            }
-            None => false,
-        }
+        else {
+            return false;
+        };
+        flow.inflight.remove(i);
+        self.release_flow_if_empty();
+        true
     }
 
     /// Handles PUBREC: moves to PUBCOMP-pending. False if unknown.
     pub fn received(&mut self, pid: PacketId) -> bool {
-        match self.inflight.iter_mut().find(|f| f.pid == pid) {
+        let Some(flow) = self.flow.as_deref_mut() else {
+            return false;
+        };
+        match flow.inflight.iter_mut().find(|f| f.pid == pid) {
             Some(f) if f.state != OutState::Ack => {
                 f.state = OutState::Complete;
                 true
@@ -282,17 +389,19 @@ impl Session {
             return;
         };
         while !conn.out_full() {
-            let Some(front) = self.queue.front() else {
+            let window_full = self.inflight_len() >= usize::from(self.window);
+            let Some(flow) = self.flow.as_deref_mut() else {
                 break;
             };
-            if front.qos != QoS::AtMostOnce && self.inflight.len() >= usize::from(self.window) {
+            let Some(front) = flow.queue.front() else {
+                break;
+            };
+            if front.qos != QoS::AtMostOnce && window_full {
                 break;
             }
-            let Some(q) = self.queue.pop_front() else {
+            let Some(q) = flow.pop_queued() else {
                 break;
             };
-            self.queued_bytes -= q.msg.publish.payload.len() + q.msg.publish.topic.as_bytes().len();
-            self.queued_qos0 -= usize::from(q.qos == QoS::AtMostOnce);
             let mut cache = EncodeCache::default();
             if q.qos == QoS::AtMostOnce {
                 if let Some(enc) = cache.get(&q.msg, self.version, q.qos, q.retain) {
@@ -302,9 +411,10 @@ impl Session {
                 self.send_new(&q.msg, q.qos, q.retain, &mut cache);
             }
         }
-        if !self.queue.is_empty() && conn.out_full() {
+        if self.queue_len() > 0 && conn.out_full() {
             conn.set_starved();
         }
+        self.release_flow_if_empty();
     }
 
     /// On session resume: resends every inflight message (PUBLISH with DUP,
@@ -316,7 +426,10 @@ impl Session {
             return;
         };
         let version = self.version;
-        self.inflight.retain(|f| {
+        let Some(flow) = self.flow.as_deref_mut() else {
+            return;
+        };
+        flow.inflight.retain(|f| {
             if f.state == OutState::Complete {
                 let pubrel = Packet::PubRel(PubResp::new(f.pid));
                 conn.write_with(|out| {
@@ -330,6 +443,7 @@ impl Session {
                 .get(&f.msg, version, f.qos, f.retain)
                 .is_some_and(|enc| write_publish(&conn, enc, Some(f.pid), true))
         });
+        self.release_flow_if_empty();
     }
 }
 
@@ -347,4 +461,166 @@ fn write_publish(
     }
     conn.write_with(|out| enc.write_to(pid, dup, out));
     true
+}
+
+/// An idle session costs this much, boxed, per client (RSS budget: 500 B
+/// per idle connection in all).
+const _: () = assert!(std::mem::size_of::<Session>() <= 120);
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::mesh::Origin;
+    use crate::protocol::{Properties, Publish, TopicName};
+
+    const LIMITS: QueueLimits = QueueLimits {
+        max_messages: 100,
+        max_bytes: 0,
+        queue_qos0: true,
+    };
+
+    fn message(qos: QoS) -> Arc<Message> {
+        Arc::new(Message {
+            publish: Publish {
+                dup: false,
+                qos,
+                retain: false,
+                topic: TopicName::new(Bytes::from_static(b"a/b")).expect("valid topic"),
+                packet_id: None,
+                payload: Bytes::from_static(b"hello"),
+                properties: Properties::default(),
+            },
+            origin: Origin {
+                shard: 0,
+                session: 0,
+            },
+        })
+    }
+
+    fn online_session() -> Session {
+        let mut s = Session::new(1, Rc::from("c"), ProtocolVersion::V311);
+        let peer = "127.0.0.1:1".parse().expect("valid address");
+        s.conn = Some(Rc::new(ConnShared::new(
+            peer,
+            ProtocolVersion::V311,
+            usize::MAX,
+            0,
+        )));
+        s
+    }
+
+    fn deliver(s: &mut Session, qos: QoS) -> Delivery {
+        s.deliver(
+            &message(qos),
+            qos,
+            false,
+            &mut EncodeCache::default(),
+            &LIMITS,
+        )
+    }
+
+    fn pid(n: u16) -> PacketId {
+        PacketId::new(n).expect("non-zero")
+    }
+
+    #[test]
+    fn an_idle_session_is_small() {
+        assert!(std::mem::size_of::<Session>() <= 120);
+        let s = online_session();
+        assert!(s.flow.is_none());
+    }
+
+    #[test]
+    fn the_flow_is_released_after_the_last_ack() {
+        let mut s = online_session();
+        assert_eq!(deliver(&mut s, QoS::AtMostOnce), Delivery::Sent);
+        assert!(s.flow.is_none(), "QoS 0 sent live needs no flow");
+
+        assert_eq!(deliver(&mut s, QoS::AtLeastOnce), Delivery::Sent);
+        assert_eq!(deliver(&mut s, QoS::ExactlyOnce), Delivery::Sent);
+        assert!(s.flow.is_some());
+        assert!(s.complete(pid(1), OutState::Ack));
+        assert!(s.flow.is_some(), "the QoS 2 message is still in flight");
+        assert!(s.received(pid(2)));
+        assert!(s.complete(pid(2), OutState::Complete));
+        assert!(s.flow.is_none());
+
+        // Ids keep advancing across the release.
+        assert_eq!(deliver(&mut s, QoS::AtLeastOnce), Delivery::Sent);
+        assert!(!s.complete(pid(1), OutState::Ack));
+        assert!(s.complete(pid(3), OutState::Ack));
+        assert!(s.flow.is_none());
+    }
+
+    #[test]
+    fn the_flow_is_released_after_a_drain_empties_the_queue() {
+        let mut s = online_session();
+        let conn = s.conn.take();
+        assert_eq!(deliver(&mut s, QoS::AtMostOnce), Delivery::Queued);
+        assert_eq!(deliver(&mut s, QoS::AtMostOnce), Delivery::Queued);
+        assert!(s.flow.as_ref().is_some_and(|f| f.queued_qos0 == 2));
+        s.conn = conn;
+        s.drain();
+        assert!(s.flow.is_none());
+
+        // QoS 1 moves from the queue into the window, then is acknowledged.
+        let conn = s.conn.take();
+        assert_eq!(deliver(&mut s, QoS::AtLeastOnce), Delivery::Queued);
+        s.conn = conn;
+        s.drain();
+        assert_eq!(s.queue_len(), 0);
+        assert_eq!(s.inflight_len(), 1);
+        assert!(s.complete(pid(1), OutState::Ack));
+        assert!(s.flow.is_none());
+    }
+
+    #[test]
+    fn a_dropped_message_leaves_no_flow() {
+        let mut s = Session::new(1, Rc::from("c"), ProtocolVersion::V311);
+        let limits = QueueLimits {
+            max_messages: 0,
+            ..LIMITS
+        };
+        let d = s.deliver(
+            &message(QoS::AtLeastOnce),
+            QoS::AtLeastOnce,
+            false,
+            &mut EncodeCache::default(),
+            &limits,
+        );
+        assert_eq!(d, Delivery::Dropped);
+        assert!(s.flow.is_none());
+    }
+
+    #[test]
+    fn the_flow_is_released_after_the_last_pubrel() {
+        let mut s = online_session();
+        assert!(s.qos2_insert(7));
+        assert!(!s.qos2_insert(7));
+        assert!(s.qos2_insert(8));
+        assert_eq!(s.inbound_qos2_len(), 2);
+        assert!(s.has_inbound_qos2(8));
+        assert!(s.qos2_remove(7));
+        assert!(!s.qos2_remove(7));
+        assert!(s.flow.is_some());
+        assert!(s.qos2_remove(8));
+        assert!(s.flow.is_none());
+        assert!(!s.qos2_remove(8));
+    }
+
+    #[test]
+    fn offline_since_round_trips() {
+        let mut s = Session::new(1, Rc::from("c"), ProtocolVersion::V311);
+        assert_eq!(s.offline_since(), None);
+        s.set_offline_since(Some(0));
+        assert_eq!(s.offline_since(), Some(0));
+        s.set_offline_since(Some(86_400));
+        assert_eq!(s.offline_since(), Some(86_400));
+        s.set_offline_since(Some(u64::MAX));
+        assert_eq!(s.offline_since(), Some(u64::from(u32::MAX - 1)));
+        s.set_offline_since(None);
+        assert_eq!(s.offline_since(), None);
+    }
 }
