@@ -90,8 +90,8 @@ pub struct Control {
 /// The session table of a shard.
 #[derive(Default)]
 struct Sessions {
-    /// Boxed: the table then holds pointers, not 300-byte sessions at a
-    /// 7/8 load factor.
+    /// Boxed: the table then holds pointers, not whole sessions at a 7/8
+    /// load factor.
     by_id: HashMap<SessionId, Box<Session>, RandomState>,
     by_client: HashMap<Rc<str>, SessionId, RandomState>,
 }
