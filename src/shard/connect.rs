@@ -128,7 +128,7 @@ impl Shard {
         );
         drop(connect);
         self.resume(&conn);
-        self.keepalive.borrow_mut().watch(&conn);
+        self.watch_keepalive(token, &conn);
         // What the client sent right after CONNECT.
         self.on_bytes(token, None);
     }

@@ -213,10 +213,9 @@ impl Shard {
             return;
         };
         conn.phase = Phase::Closing;
-        self.deadlines
-            .borrow_mut()
-            .closing
-            .push_back((until, (token, conn.serial)));
+        let serial = conn.serial;
+        drop(conns);
+        self.closing_deadline((token, serial), until);
     }
 
     /// Removes `token` and closes its socket.

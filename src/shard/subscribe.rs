@@ -101,10 +101,7 @@ impl Shard {
         self.next_barrier.set(token + 1);
         conn.blocked.set(true);
         self.barriers.borrow_mut().insert(token, pending);
-        self.deadlines
-            .borrow_mut()
-            .barrier
-            .push_back((Instant::now() + BARRIER_TIMEOUT, token));
+        self.barrier_deadline(token, Instant::now() + BARRIER_TIMEOUT);
         self.mesh.broadcast(|| ShardMsg::Barrier(token));
         Ok(())
     }

@@ -13,7 +13,9 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use super::conn::{CloseReason, Phase};
+use slab::Slab;
+
+use super::conn::{CloseReason, Conn, ConnShared, Phase};
 use super::Shard;
 use crate::limits::{SHUTDOWN_FLUSH, TICK, WILLS_WAIT};
 use crate::mesh::ShardMsg;
@@ -73,6 +75,15 @@ pub enum Stopping {
     },
     /// The loop may end.
     Done,
+}
+
+/// Drops the entries of `queue` whose connection went on (or away) once
+/// they outnumber the `live` connections: its length stays within twice
+/// the connections however fast they come and go (amortised O(1)).
+fn compact<T: Copy>(queue: &mut VecDeque<(Instant, T)>, live: usize, is_live: impl Fn(T) -> bool) {
+    if queue.len() > 2 * live + 64 {
+        queue.retain(|&(_, item)| is_live(item));
+    }
 }
 
 /// Pops the entries of `queue` due at `now`.
@@ -139,9 +150,7 @@ impl Shard {
         if second == last {
             return;
         }
-        for conn in self.keepalive.borrow_mut().check(second) {
-            self.close_conn(&conn, CloseReason::KeepAliveTimeout);
-        }
+        self.check_keepalives(second);
         self.expire_sessions(second);
         if second % 60 == 0 {
             let cutoff = self.next_stamp().nanos.saturating_sub(60_000_000_000);
@@ -155,9 +164,78 @@ impl Shard {
     }
 
     /// Deadline bookkeeping for a connection just accepted or adopted.
-    pub(super) fn connect_deadline(&self, conn: (usize, u32)) {
+    pub(super) fn connect_deadline(&self, conn: ConnRef) {
         let at = Instant::now() + self.config.connect_timeout;
-        self.deadlines.borrow_mut().connect.push_back((at, conn));
+        let mut d = self.deadlines.borrow_mut();
+        d.connect.push_back((at, conn));
+        let conns = self.conns.borrow();
+        compact(&mut d.connect, conns.len(), |c| {
+            self.is_in_phase(&conns, c, Phase::Connecting)
+        });
+    }
+
+    /// Deadline bookkeeping for a connection that starts closing.
+    pub(super) fn closing_deadline(&self, conn: ConnRef, at: Instant) {
+        let mut d = self.deadlines.borrow_mut();
+        d.closing.push_back((at, conn));
+        let conns = self.conns.borrow();
+        compact(&mut d.closing, conns.len(), |c| {
+            self.is_in_phase(&conns, c, Phase::Closing)
+        });
+    }
+
+    /// Deadline bookkeeping for a SUBSCRIBE barrier.
+    pub(super) fn barrier_deadline(&self, token: u64, at: Instant) {
+        let mut d = self.deadlines.borrow_mut();
+        d.barrier.push_back((at, token));
+        let barriers = self.barriers.borrow();
+        compact(&mut d.barrier, barriers.len(), |t| {
+            barriers.contains_key(&t)
+        });
+    }
+
+    /// Whether `conn` still names the same connection, in `phase`.
+    fn is_in_phase(&self, conns: &Slab<Conn>, (token, serial): ConnRef, phase: Phase) -> bool {
+        conns
+            .get(token)
+            .is_some_and(|c| c.serial == serial && c.phase == phase)
+    }
+
+    /// Files attached connection `token` in the keepalive wheel.
+    pub(super) fn watch_keepalive(&self, token: usize, conn: &ConnShared) {
+        let Some(deadline) = conn.keepalive_deadline() else {
+            return;
+        };
+        let Some(serial) = self.conns.borrow().get(token).map(|c| c.serial) else {
+            return;
+        };
+        let mut wheel = self.keepalive.borrow_mut();
+        wheel.watch(deadline, (token, serial));
+        let conns = self.conns.borrow();
+        wheel.compact(self.connections.get(), |c| {
+            self.is_in_phase(&conns, c, Phase::Attached)
+        });
+    }
+
+    /// Closes connections silent past their keepalive; re-files the others.
+    fn check_keepalives(&self, now: u64) {
+        let due = self.keepalive.borrow_mut().due(now);
+        for (token, serial) in due {
+            let conn = {
+                let conns = self.conns.borrow();
+                match conns.get(token) {
+                    Some(c) if c.serial == serial && c.phase == Phase::Attached => c.shared.clone(),
+                    _ => None,
+                }
+            };
+            let Some(conn) = conn else { continue };
+            match conn.keepalive_deadline() {
+                Some(deadline) if deadline > now => {
+                    self.keepalive.borrow_mut().watch(deadline, (token, serial))
+                }
+                _ => self.close_conn(&conn, CloseReason::KeepAliveTimeout),
+            }
+        }
     }
 
     fn expire_connect(&self, (token, serial): (usize, u32)) {
