@@ -10,7 +10,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -90,14 +90,6 @@ fn spawn_broker(port: u16, args: &[&str], setup: impl FnOnce(&mut Command)) -> s
         .stderr(Stdio::piped());
     setup(&mut cmd);
     cmd.spawn().expect("start the shardmq binary")
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A config file listening on 127.0.0.1 only (tests never open 0.0.0.0).

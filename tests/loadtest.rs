@@ -88,14 +88,6 @@ fn on_path(exe: &str) -> bool {
         .unwrap_or(false)
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn temp_dir(test: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("shardmq-loadtest-{}-{test}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -166,22 +166,27 @@ impl Shard {
     /// Deadline bookkeeping for a connection just accepted or adopted.
     pub(super) fn connect_deadline(&self, conn: ConnRef) {
         let at = Instant::now() + self.config.connect_timeout;
-        let mut d = self.deadlines.borrow_mut();
-        d.connect.push_back((at, conn));
-        let conns = self.conns.borrow();
-        compact(&mut d.connect, conns.len(), |c| {
-            self.is_in_phase(&conns, c, Phase::Connecting)
-        });
+        self.conn_deadline(|d| &mut d.connect, conn, at, Phase::Connecting);
     }
 
     /// Deadline bookkeeping for a connection that starts closing.
     pub(super) fn closing_deadline(&self, conn: ConnRef, at: Instant) {
+        self.conn_deadline(|d| &mut d.closing, conn, at, Phase::Closing);
+    }
+
+    /// Files `conn`, now in `phase`, in the queue `which` picks.
+    fn conn_deadline(
+        &self,
+        which: fn(&mut Deadlines) -> &mut VecDeque<(Instant, ConnRef)>,
+        conn: ConnRef,
+        at: Instant,
+        phase: Phase,
+    ) {
         let mut d = self.deadlines.borrow_mut();
-        d.closing.push_back((at, conn));
+        let queue = which(&mut d);
+        queue.push_back((at, conn));
         let conns = self.conns.borrow();
-        compact(&mut d.closing, conns.len(), |c| {
-            self.is_in_phase(&conns, c, Phase::Closing)
-        });
+        compact(queue, conns.len(), |c| self.is_in_phase(&conns, c, phase));
     }
 
     /// Deadline bookkeeping for a SUBSCRIBE barrier.

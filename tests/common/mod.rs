@@ -5,7 +5,7 @@
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::num::NonZeroU16;
 use std::time::{Duration, Instant};
 
@@ -286,6 +286,15 @@ impl RawClient {
             shardmq::protocol::ReasonCode::NormalDisconnection,
         )));
     }
+}
+
+/// A port free on 127.0.0.1 right now (for a broker run as a process).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub fn pid(n: u16) -> NonZeroU16 {
