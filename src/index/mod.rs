@@ -12,6 +12,7 @@
 
 mod retained;
 mod shardset;
+mod tree;
 mod trie;
 
 pub use retained::{RetainStamp, RetainedStore};

@@ -7,9 +7,12 @@
 //! (with its stamp) until [`RetainedStore::purge_tombstones`] drops it, so a
 //! late, older set cannot resurrect a deleted message.
 
+use std::collections::hash_map::{self, IntoValues};
 use std::collections::HashMap;
 
 use ahash::RandomState;
+
+use super::tree::{drop_subtrees, split_level, take_children};
 
 /// Orders retained updates: time first, then the shard that made it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -26,6 +29,8 @@ struct Entry<V> {
     value: Option<V>,
 }
 
+/// One topic level. Invariant: every node but the root holds an entry or
+/// has a child (`purge_tombstones` prunes the others).
 struct Node<V> {
     children: HashMap<Box<str>, Node<V>, RandomState>,
     entry: Option<Entry<V>>,
@@ -40,12 +45,93 @@ impl<V> Default for Node<V> {
     }
 }
 
+impl<V> Drop for Node<V> {
+    fn drop(&mut self) {
+        if let Some(children) = self.detach() {
+            drop_subtrees(children, Node::detach);
+        }
+    }
+}
+
+impl<V> Node<V> {
+    /// Moves the children out, `None` for a leaf.
+    fn detach(&mut self) -> Option<IntoValues<Box<str>, Node<V>>> {
+        if self.children.is_empty() {
+            return None;
+        }
+        Some(take_children(&mut self.children).into_values())
+    }
+
+    /// True for a node with neither an entry nor children: it goes.
+    fn is_empty(&self) -> bool {
+        self.entry.is_none() && self.children.is_empty()
+    }
+
+    /// The node's message, if any and not a tombstone.
+    fn message(&self) -> Option<&V> {
+        self.entry.as_ref().and_then(|e| e.value.as_ref())
+    }
+
+    /// Drops the node's tombstone if older than `before`; true if it did.
+    fn purge_entry(&mut self, before: RetainStamp) -> bool {
+        let stale = self.stale(before);
+        if stale {
+            self.entry = None;
+        }
+        stale
+    }
+
+    /// True for a tombstone older than `before`.
+    fn stale(&self, before: RetainStamp) -> bool {
+        matches!(&self.entry, Some(e) if e.value.is_none() && e.stamp < before)
+    }
+}
+
 /// Retained messages of one shard's replica. Shard-local.
+///
+/// Depth is client-controlled (one node per topic level), so nothing
+/// recurses per level; walks keep their state on the heap:
+/// - `apply` follows one path, with constant extra memory;
+/// - `collect_matching` keeps one child iterator per `+` level of the
+///   filter, and under a `#` one per level of the subtree: at most
+///   2 x levels in all;
+/// - `purge_tombstones` lists the inner nodes (24 bytes each);
+/// - dropping tears nodes down with a work-list of one iterator per level
+///   (see [`drop_subtrees`]).
 pub struct RetainedStore<V> {
     root: Node<V>,
     /// Live (non-tombstone) entries.
     len: usize,
     tombstones: usize,
+}
+
+/// The children of one node still to visit in a `collect_matching` walk,
+/// under a `+` level.
+struct Pending<'a, V> {
+    children: hash_map::Iter<'a, Box<str>, Node<V>>,
+    /// The filter after the `+`.
+    rest: Option<&'a str>,
+    /// The `+` is the first level: it skips `$` topics.
+    skip_dollar: bool,
+}
+
+/// An inner node (one with children) in `purge`'s list.
+struct Inner<V> {
+    node: *mut Node<V>,
+    /// The index of the parent in the list (the root's own, for the root).
+    parent: usize,
+    /// A child was left empty: prune it.
+    prune: bool,
+}
+
+impl<V> Inner<V> {
+    fn new(node: &mut Node<V>, parent: usize) -> Self {
+        Inner {
+            node: std::ptr::from_mut(node),
+            parent,
+            prune: false,
+        }
+    }
 }
 
 impl<V> Default for RetainedStore<V> {
@@ -105,72 +191,140 @@ impl<V: Clone> RetainedStore<V> {
         if self.tombstones == 0 {
             return;
         }
-        let mut purged = 0;
-        Self::purge_in(&mut self.root, before, &mut purged);
-        self.tombstones -= purged;
+        self.tombstones -= Self::purge(&mut self.root, before);
     }
 
-    fn purge_in(node: &mut Node<V>, before: RetainStamp, purged: &mut usize) {
-        if matches!(&node.entry, Some(e) if e.value.is_none() && e.stamp < before) {
-            node.entry = None;
-            *purged += 1;
+    /// Drops the tombstones older than `before` under `root`, then prunes
+    /// the nodes left empty, children before their parent. Returns the
+    /// number of tombstones dropped.
+    ///
+    /// Safe Rust walks a tree post-order with `&mut` only by recursion, so
+    /// this lists the inner nodes by raw pointer instead: 24 bytes per inner
+    /// node, on the heap, for the duration of the call.
+    fn purge(root: &mut Node<V>, before: RetainStamp) -> usize {
+        let mut purged = usize::from(root.purge_entry(before));
+        // Each inner node after its parent.
+        let mut inner = vec![Inner::new(root, 0)];
+        let mut at = 0;
+        while let Some(&Inner { node, .. }) = inner.get(at) {
+            // SAFETY: `node` came from the `&mut` that `root` is, or that its
+            // parent's `values_mut` gave, and nothing else uses that node now.
+            // Nothing moves or drops a node in this loop: it only writes
+            // entries, and a map's nodes stay put while it is not changed.
+            let node = unsafe { &mut *node };
+            for child in node.children.values_mut() {
+                let stale = child.purge_entry(before);
+                purged += usize::from(stale);
+                if !child.children.is_empty() {
+                    inner.push(Inner::new(child, at));
+                } else if stale {
+                    inner[at].prune = true;
+                }
+            }
+            at += 1;
         }
-        node.children.retain(|_, child| {
-            Self::purge_in(child, before, purged);
-            child.entry.is_some() || !child.children.is_empty()
-        });
+        for at in (0..inner.len()).rev() {
+            let Inner {
+                node,
+                parent,
+                prune,
+            } = inner[at];
+            if !prune {
+                continue;
+            }
+            // SAFETY: as above, until the first `retain`. In reverse order
+            // every descendant of this node is done and its pointer unused
+            // from now on, so this `&mut` is unique; and the node still sits
+            // where it was, in its parent's map, which only the parent's
+            // `retain`, later in this loop, changes.
+            let node = unsafe { &mut *node };
+            node.children.retain(|_, child| !child.is_empty());
+            if node.is_empty() {
+                inner[parent].prune = true;
+            }
+        }
+        purged
     }
 
     /// Clones every retained message whose topic matches `filter` (a valid,
     /// non-shared filter) into `out`.
     pub fn collect_matching(&self, filter: &str, out: &mut Vec<V>) {
-        Self::collect_in(&self.root, Some(filter), true, out);
-    }
-
-    fn collect_in(node: &Node<V>, rest: Option<&str>, root: bool, out: &mut Vec<V>) {
-        let Some(r) = rest else {
-            out.extend(node.entry.as_ref().and_then(|e| e.value.clone()));
-            return;
-        };
-        let (level, next) = super::trie::split_level(r);
-        // Wildcards at the first level do not match `$` topics.
-        let visible = |name: &str| !(root && name.starts_with('$'));
-        match level {
-            "#" => {
-                if !root {
-                    out.extend(node.entry.as_ref().and_then(|e| e.value.clone()));
+        let mut pending = Vec::new();
+        Self::enter(&self.root, Some(filter), true, &mut pending, out);
+        while let Some(top) = pending.last_mut() {
+            match top.children.next() {
+                Some((name, _)) if top.skip_dollar && name.starts_with('$') => {}
+                Some((_, child)) => {
+                    let rest = top.rest;
+                    Self::enter(child, rest, false, &mut pending, out);
                 }
-                for (name, child) in &node.children {
-                    if visible(name) {
-                        Self::collect_all(child, out);
-                    }
-                }
-            }
-            "+" => {
-                for (name, child) in &node.children {
-                    if visible(name) {
-                        Self::collect_in(child, next, false, out);
-                    }
-                }
-            }
-            _ => {
-                if let Some(child) = node.children.get(level) {
-                    Self::collect_in(child, next, false, out);
-                }
+                None => drop(pending.pop()),
             }
         }
     }
 
-    fn collect_all(node: &Node<V>, out: &mut Vec<V>) {
-        out.extend(node.entry.as_ref().and_then(|e| e.value.clone()));
-        for child in node.children.values() {
-            Self::collect_all(child, out);
+    /// `node` matched the filter up to `rest`: collects what matches at or
+    /// below it, following literal levels and walking the subtrees under
+    /// `#`, and queues its children when the next level is `+`.
+    fn enter<'a>(
+        mut node: &'a Node<V>,
+        mut rest: Option<&'a str>,
+        mut first: bool,
+        pending: &mut Vec<Pending<'a, V>>,
+        out: &mut Vec<V>,
+    ) {
+        while let Some(r) = rest {
+            let (level, next) = split_level(r);
+            match level {
+                "#" => {
+                    // `#` matches the parent level too, except at the root.
+                    if !first {
+                        out.extend(node.message().cloned());
+                    }
+                    Self::collect_below(node, first, out);
+                    return;
+                }
+                "+" => {
+                    pending.push(Pending {
+                        children: node.children.iter(),
+                        rest: next,
+                        skip_dollar: first,
+                    });
+                    return;
+                }
+                _ => match node.children.get(level) {
+                    Some(child) => (node, rest, first) = (child, next, false),
+                    None => return,
+                },
+            }
+        }
+        out.extend(node.message().cloned());
+    }
+
+    /// Collects every message below `node`, skipping `$` topics at the
+    /// first level if `skip_dollar`, with one child iterator per level of the
+    /// branch being walked.
+    fn collect_below(node: &Node<V>, skip_dollar: bool, out: &mut Vec<V>) {
+        let mut levels = vec![node.children.iter()];
+        while let Some(level) = levels.last_mut() {
+            let Some((name, child)) = level.next() else {
+                levels.pop();
+                continue;
+            };
+            if skip_dollar && levels.len() == 1 && name.starts_with('$') {
+                continue;
+            }
+            out.extend(child.message().cloned());
+            if !child.children.is_empty() {
+                levels.push(child.children.iter());
+            }
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::tree::{arb, on_small_stack};
     use super::*;
 
     fn stamp(nanos: u64) -> RetainStamp {
@@ -207,5 +361,84 @@ mod tests {
         assert!(s.is_empty());
         s.purge_tombstones(stamp(100));
         assert!(s.root.children.is_empty());
+    }
+
+    /// Levels of the deep topics: far more than the codec accepts, and
+    /// enough to overflow a small stack at one frame per level.
+    const DEEP: usize = 100_000;
+
+    #[test]
+    fn deep_topics_walk_without_recursion() {
+        on_small_stack(|| {
+            let topic = vec!["t"; DEEP].join("/");
+            let plus = vec!["+"; DEEP].join("/");
+            let mut s = RetainedStore::new();
+            assert!(s.apply(&topic, stamp(1), Some("deep")));
+            assert!(s.apply("short", stamp(1), Some("short")));
+            assert_eq!(matching(&s, "#"), vec!["deep", "short"]);
+            assert_eq!(matching(&s, &plus), vec!["deep"]);
+            assert_eq!(matching(&s, &topic), vec!["deep"]);
+            assert_eq!(matching(&s, &format!("{topic}/#")), vec!["deep"]);
+            assert_eq!(matching(&s, "+"), vec!["short"]);
+            assert!(s.apply(&topic, stamp(2), None));
+            assert_eq!(matching(&s, "#"), vec!["short"]);
+            s.purge_tombstones(stamp(3));
+            assert_eq!((s.len(), s.tombstones), (1, 0));
+            assert_eq!(s.root.children.len(), 1);
+            assert!(s.apply(&topic, stamp(4), Some("deep")));
+            drop(s);
+        });
+    }
+
+    /// Every node but the root holds an entry or a child.
+    fn pruned(s: &RetainedStore<String>) -> bool {
+        let mut nodes: Vec<&Node<String>> = s.root.children.values().collect();
+        while let Some(node) = nodes.pop() {
+            if node.entry.is_none() && node.children.is_empty() {
+                return false;
+            }
+            nodes.extend(node.children.values());
+        }
+        true
+    }
+
+    proptest::proptest! {
+        /// Same matches as the reference matcher, with some topics deleted,
+        /// before and after purging their tombstones; purging prunes.
+        #[test]
+        fn matches_like_the_reference(
+            topics in proptest::collection::vec(arb::topic(), 1..24),
+            filters in proptest::collection::vec(arb::filter(), 1..16),
+        ) {
+            let mut s = RetainedStore::new();
+            for (i, t) in topics.iter().enumerate() {
+                s.apply(t, stamp(i as u64 + 1), Some(t.clone()));
+            }
+            let mut deleted: Vec<&String> = topics.iter().step_by(3).collect();
+            for t in &deleted {
+                s.apply(t, stamp(100), None);
+            }
+            deleted.sort();
+            deleted.dedup();
+            // Nothing is older than the tombstones, then all are.
+            for (before, left) in [(100, deleted.len()), (101, 0)] {
+                for f in &filters {
+                    let mut expected: Vec<String> = topics
+                        .iter()
+                        .filter(|t| !deleted.contains(t) && crate::protocol::matches(f, t))
+                        .cloned()
+                        .collect();
+                    expected.sort();
+                    expected.dedup();
+                    let mut out = Vec::new();
+                    s.collect_matching(f, &mut out);
+                    out.sort();
+                    proptest::prop_assert_eq!(out, expected, "filter {}", f);
+                }
+                s.purge_tombstones(stamp(before));
+                proptest::prop_assert_eq!(s.tombstones, left);
+                proptest::prop_assert!(pruned(&s));
+            }
+        }
     }
 }
