@@ -126,6 +126,11 @@ fn deep_filter(levels: usize) -> String {
 #[test]
 fn a_filter_of_30000_levels_does_not_overflow_a_shard_stack() {
     let b = TestBroker::start(2);
+    let deep_topic = vec!["l"; 30_000].join("/");
+    let (mut publ, _) = RawClient::connected(
+        b.addr,
+        connect_packet(ProtocolVersion::V311, &b.id_on(0, "deep-pub"), true, 60),
+    );
     for shard in 0..2 {
         let (mut c, _) = RawClient::connected(
             b.addr,
@@ -133,13 +138,14 @@ fn a_filter_of_30000_levels_does_not_overflow_a_shard_stack() {
         );
         let ack = c.subscribe(&deep_filter(30_000), QoS::AtMostOnce);
         assert_eq!(ack.codes.len(), 1);
-        let deep_topic = vec!["l"; 30_000].join("/");
-        c.publish("a/b", b"short", QoS::AtLeastOnce, false, 1);
-        c.publish(&deep_topic, b"deep", QoS::AtLeastOnce, true, 2);
+        c.subscribe("a/b", QoS::AtMostOnce);
+        publ.publish("a/b", b"short", QoS::AtLeastOnce, false, 1);
+        publ.publish(&deep_topic, b"deep", QoS::AtLeastOnce, false, 2);
         let got = c.expect_payloads(2);
         assert_eq!(got, vec![b"short".to_vec(), b"deep".to_vec()]);
         c.disconnect();
     }
+    publ.publish(&deep_topic, b"deep", QoS::AtLeastOnce, true, 3);
     // The retained deep topic is matched by a deep `+` filter and by `#`.
     let (mut c, _) = RawClient::connected(
         b.addr,

@@ -5,7 +5,9 @@
 
 mod common;
 
-use std::net::{TcpListener, TcpStream};
+use common::free_port;
+
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
