@@ -9,16 +9,18 @@
 //! | [`protocol`] | Pure MQTT 3.1/3.1.1/5.0 codec: bytes in, typed packets out, and back. No I/O, no broker types. |
 //! | [`config`]   | Mosquitto-format configuration: lexer, directive table, sections, `file:line` errors. |
 //! | [`logging`]  | Mosquitto-style log lines honouring `log_dest` / `log_type`. |
-//! | [`runtime`]  | The only module that names glommio: executors pinned per core, TCP, timers, the channel mesh type. |
+//! | [`runtime`]  | The only module that names mio: the readiness loop each pinned shard thread runs, its wake-ups, the SPSC queues between shards, non-blocking transports. |
 //! | [`mesh`]     | One bounded SPSC queue per ordered pair of shards, batched, and the [`mesh::ShardMsg`] enum: the only thing that crosses cores. |
 //! | [`index`]    | Subscription trie (local and replica), retained store, shard sets. Pure data structures. |
-//! | [`shard`]    | One core's broker: listener, connection tasks, sessions, QoS windows, fan-out, keepalive buckets. All `!Send`. |
+//! | [`shard`]    | One core's broker, driven by its loop: listeners, connections as state machines in a slab, sessions, QoS windows, fan-out, timers. All `!Send`. |
 //! | [`server`]   | Boots the shards (`start`), checks the port, raises limits, stops them (`BrokerHandle::shutdown`). |
 //! | [`limits`]   | Every fixed bound, with compile-time checks that tie them together. |
 //!
 //! # The design in one paragraph
 //!
-//! Each shard is a single-threaded executor pinned to a core. It accepts
+//! Each shard is one thread pinned to a core, running one readiness loop
+//! (epoll through mio) over all its sockets; a connection is a state
+//! machine in the shard's slab, not a task. It accepts
 //! connections on its own SO_REUSEPORT socket and hands each one, once its
 //! CONNECT is read, to the client id's home shard, so a session is owned by
 //! exactly one shard. Subscribing on a shard updates its local trie and

@@ -2,10 +2,13 @@
 //! what tests call with port 0 to run a whole broker in-process.
 //!
 //! Start-up, in order: raise the open-files limit to the hard limit; refuse
-//! to start if any listener's port is already taken (glommio always sets
-//! SO_REUSEPORT, which would otherwise silently share it with another
-//! broker); create one SO_REUSEPORT socket per shard per listener; start one
-//! executor per shard, pinned to its core; wait until every shard is up.
+//! to start if any listener's port is already taken (the shards' sockets
+//! set SO_REUSEPORT, which would otherwise silently share the port with
+//! another broker), retrying a moment for a predecessor that just died;
+//! create one SO_REUSEPORT socket per shard per listener; make every
+//! shard's readiness loop and the mesh between them; start one thread per
+//! shard, pinned to its core; wait until every shard is up. Anything that
+//! fails returns an error and stops what was started.
 
 use std::io;
 use std::net::SocketAddr;

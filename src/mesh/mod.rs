@@ -9,7 +9,8 @@
 //! the peer takes from the queue; past [`MESH_OUTBOX_LIMIT`] connections
 //! stop reading (backpressure).
 //!
-//! This module is the only one that knows which channel type is used.
+//! Only this module and `runtime::spsc` (the queues and their wake-ups)
+//! know which channel type is used.
 
 mod message;
 
