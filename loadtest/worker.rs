@@ -17,10 +17,11 @@
 //!
 //! Publishers' send times and connect-storm attempts are met to the
 //! microsecond, since any lateness is added to the latency reported:
-//! `epoll_wait` waits whole milliseconds (rounded up), so the loop waits
-//! until [`SPIN`] before such a time and polls without waiting from there.
-//! Keepalive pings, connect and goodbye deadlines and the per-second
-//! interval histogram take the plain wait. See [`crate::timers`].
+//! `epoll_wait` waits whole milliseconds (rounded up), so the worker's
+//! [`Alarm`] interrupts it at the send time, and a send time less than
+//! [`SPIN`] away is polled for instead. Keepalive pings, connect and goodbye
+//! deadlines and the per-second interval histogram take the plain wait.
+//! See [`crate::timers`].
 //!
 //! # Bounds per turn
 //!
@@ -39,6 +40,7 @@ use std::time::{Duration, Instant};
 use shardmq::runtime::{spawn_pinned, Driver, Reactor, Readiness, Registrar, Token, Wake};
 use slab::Slab;
 
+use crate::alarm::{self, Alarm};
 use crate::clock::{self, now_ns, ns};
 use crate::conn::{Conn, Dial, Phase, ReadOutcome, ReadScratch, RoleState};
 use crate::control::{Control, Counters};
@@ -56,9 +58,10 @@ const INTERVAL_EVERY: Duration = Duration::from_secs(1);
 /// Time allowed for the goodbye DISCONNECT (at stop, and after each
 /// connect-storm CONNACK).
 pub const GOODBYE_TIMEOUT: Duration = Duration::from_millis(200);
-/// How long before a send time the loop stops waiting in `epoll_wait`
-/// (whose timeout is whole milliseconds, rounded up) and polls instead.
-const SPIN: Duration = Duration::from_millis(1);
+/// Send times closer than this are polled for rather than left to the
+/// alarm: about what the alarm's signal costs, and far more than the time
+/// from setting it to entering `epoll_wait`.
+const SPIN: Duration = Duration::from_micros(50);
 /// Timers fired per kind per turn; more due ones fire next turn.
 const TIMERS_PER_TURN: usize = 4096;
 /// Stale timer entries tolerated beyond the live ones before the heaps
@@ -84,7 +87,7 @@ pub fn spawn(
     let wake = reactor.wake_handle();
     let registrar = reactor.registrar()?;
     let thread = spawn_pinned(format!("load-{index}"), core, move || {
-        let mut worker = Worker::new(index, conns, spec, control, registrar);
+        let mut worker = Worker::new(index, conns, spec, control, registrar)?;
         reactor.run(&mut worker)?;
         Ok(worker.ctx.stats)
     })?;
@@ -177,6 +180,8 @@ impl Ctx {
 struct Worker {
     ctx: Ctx,
     registrar: Registrar,
+    /// Rings this thread at the next send time (see the module doc).
+    alarm: Alarm,
     conns: Slab<Conn>,
     timers: Timers,
     scratch: ReadScratch,
@@ -207,7 +212,7 @@ impl Worker {
         spec: Arc<RunSpec>,
         control: Arc<Control>,
         registrar: Registrar,
-    ) -> Worker {
+    ) -> io::Result<Worker> {
         let mut storm = None;
         let mut to_open = VecDeque::with_capacity(conns.len());
         for (i, role) in conns {
@@ -231,9 +236,10 @@ impl Worker {
             // The opener needs no connection: it is ready at once.
             ctx.counters().ready.fetch_add(1, Relaxed);
         }
-        Worker {
+        Ok(Worker {
             ctx,
             registrar,
+            alarm: Alarm::for_this_thread()?,
             conns: Slab::with_capacity(to_open.len().min(CONNECT_WAVE * 8)),
             timers: Timers::default(),
             scratch: ReadScratch::new(),
@@ -245,7 +251,7 @@ impl Worker {
             backlog_done: false,
             next_interval: now_ns() + ns(INTERVAL_EVERY),
             stop_deadline: None,
-        }
+        })
     }
 
     /// Inserts a connection for `dial`, connecting.
@@ -555,7 +561,10 @@ impl Driver for Worker {
     }
 
     fn run_pending(&mut self) -> bool {
-        let mut did = self.watch_control();
+        // An alarm that rang just before the loop parks must not be lost:
+        // reporting work makes the loop poll instead of wait.
+        let mut did = alarm::rang();
+        did |= self.watch_control();
         did |= self.open_more();
         if !self.backlog_done {
             self.backlog_done = true;
@@ -584,13 +593,23 @@ impl Driver for Worker {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
+        let now = now_ns();
         let spin = ns(SPIN);
         let storm = self.storm.as_ref().and_then(Storm::next_due);
         let send = [self.timers.next(Kind::Send), storm]
             .into_iter()
             .flatten()
             .min()
-            .map(|at| at.saturating_sub(spin));
+            .map(|at| {
+                if at > now + spin {
+                    self.alarm.set(at, now);
+                    at
+                } else {
+                    // Due (or nearly): a deadline passed means "poll, do
+                    // not wait", until it is met.
+                    at.saturating_sub(spin)
+                }
+            });
         let tick = [
             self.timers.next(Kind::Tick),
             Some(self.next_interval),
