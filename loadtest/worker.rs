@@ -287,16 +287,17 @@ impl Worker {
                     Ok(RoleState::Subscriber(Box::new(Subscriber::new(id, filter)))),
                 ),
                 Role::Idle { id } => (format!("i{id}"), Ok(RoleState::Idle)),
+                // Not a connection: taken out in `Worker::new`.
                 Role::Storm { .. } => continue,
             };
-            let opened = state.and_then(|role| {
+            let result = state.and_then(|role| {
                 self.open(Dial {
                     index,
                     name: name.clone(),
                     role,
                 })
             });
-            match opened {
+            match result {
                 Ok(()) => self.ctx.establishing += 1,
                 Err(e) => self.ctx.connection_failed(&name, e),
             }
