@@ -553,3 +553,107 @@ fn connect_packet(spec: &RunSpec, name: &str) -> Connect {
         bridge: false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use shardmq::protocol::{Publish, QoS, TopicName};
+    use shardmq::runtime::Reactor;
+
+    use super::*;
+    use crate::payload::{Header, HEADER_LEN};
+    use crate::worker::test_ctx;
+
+    /// Three QoS 1 PUBLISHes of publisher 0, sequence numbers 0..3.
+    fn wire(version: ProtocolVersion) -> BytesMut {
+        let mut out = BytesMut::new();
+        for seq in 0..3u16 {
+            let mut payload = vec![0; HEADER_LEN + 100 * usize::from(seq)];
+            Header {
+                intended_ns: 1,
+                publisher: 0,
+                seq: u64::from(seq),
+            }
+            .write(&mut payload);
+            let publish = Publish {
+                dup: false,
+                qos: QoS::AtLeastOnce,
+                retain: false,
+                topic: TopicName::from_str("t/0").expect("topic"),
+                packet_id: shardmq::protocol::PacketId::new(seq + 1),
+                payload: Bytes::from(payload),
+                properties: Properties::default(),
+            };
+            queue(&mut out, version, &Packet::Publish(publish)).expect("encode");
+        }
+        out
+    }
+
+    #[test]
+    fn packets_split_anywhere_are_handled_once_each() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+        let mut ctx = test_ctx(QoS::AtLeastOnce, 1, 1000.0);
+        let mut spec = (*ctx.spec).clone();
+        spec.broker = listener.local_addr().expect("addr");
+        ctx.spec = Arc::new(spec);
+        let reactor = Reactor::new().expect("reactor");
+        let registrar = reactor.registrar().expect("registrar");
+        let dial = Dial {
+            index: 0,
+            name: "s0".into(),
+            role: RoleState::Idle,
+        };
+        let mut conn = Conn::open(&ctx.spec, &registrar, 0, 0, dial, 0).expect("open");
+        conn.phase = Phase::Ready;
+        let mut scratch = ReadScratch::new();
+        let bytes = wire(ctx.spec.version);
+
+        // Every split into two reads, then one byte per read.
+        let feeds = (0..=bytes.len())
+            .map(|at| vec![&bytes[..at], &bytes[at..]])
+            .chain(std::iter::once(bytes.chunks(1).collect()));
+        for feed in feeds {
+            conn.role = RoleState::Subscriber(Box::new(Subscriber::new(0, "t/#".into())));
+            conn.out.clear();
+            let received = ctx.stats.received;
+            for part in &feed {
+                conn.take_bytes(part, &mut scratch.decode, &mut ctx)
+                    .expect("decode");
+            }
+            assert!(conn.partial.is_empty(), "a packet left over");
+            assert_eq!(ctx.stats.received - received, 3);
+            assert_eq!(conn.out.len(), 3 * 4, "three PUBACKs");
+            let RoleState::Subscriber(s) = conn.take_role() else {
+                panic!("role changed");
+            };
+            let seen = s.finish().per_publisher[&0].clone();
+            assert_eq!((seen.distinct, seen.duplicates), (3, 0));
+        }
+    }
+
+    #[test]
+    fn a_malformed_packet_is_an_error() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+        let mut ctx = test_ctx(QoS::AtMostOnce, 1, 1000.0);
+        let mut spec = (*ctx.spec).clone();
+        spec.broker = listener.local_addr().expect("addr");
+        ctx.spec = Arc::new(spec);
+        let reactor = Reactor::new().expect("reactor");
+        let registrar = reactor.registrar().expect("registrar");
+        let dial = Dial {
+            index: 0,
+            name: "i0".into(),
+            role: RoleState::Idle,
+        };
+        let mut conn = Conn::open(&ctx.spec, &registrar, 0, 0, dial, 0).expect("open");
+        conn.phase = Phase::Ready;
+        let mut scratch = ReadScratch::new();
+        // Packet type 0 is reserved.
+        let err = conn
+            .take_bytes(&[0x00, 0x00], &mut scratch.decode, &mut ctx)
+            .expect_err("accepted");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    }
+}

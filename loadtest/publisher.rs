@@ -257,3 +257,74 @@ impl Publisher {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use shardmq::protocol::{self, ProtocolVersion};
+
+    use super::*;
+    use crate::worker::test_ctx;
+
+    /// Decodes every packet in `out`.
+    fn packets(out: &mut BytesMut) -> Vec<Packet> {
+        let mut v = Vec::new();
+        while !out.is_empty() {
+            v.push(protocol::decode(out, ProtocolVersion::V311, 1 << 20).expect("whole packet"));
+        }
+        v
+    }
+
+    #[test]
+    fn the_window_holds_sends_back_and_an_ack_releases_them() {
+        let mut ctx = test_ctx(QoS::AtLeastOnce, 4, 1000.0);
+        let mut p = Publisher::new(0, "t/0", &ctx.spec).expect("publisher");
+        let mut out = BytesMut::new();
+        p.pump(0, &mut ctx, &mut out).expect("pump");
+        assert_eq!((out.len(), p.wake_at()), (0, None), "not started");
+
+        let start = 1_000_000_000;
+        ctx.start_ns = Some(start);
+        p.start(&ctx.spec, start);
+        assert_eq!(p.wake_at(), Some(start));
+        // 11 messages due (one per ms), 4 fit in the window.
+        p.pump(start + 10_000_000, &mut ctx, &mut out)
+            .expect("pump");
+        let sent = packets(&mut out);
+        assert_eq!(sent.len(), 4);
+        assert_eq!(p.wake_at(), None, "blocked on the window");
+
+        let Packet::Publish(first) = &sent[0] else {
+            panic!("not a PUBLISH: {:?}", sent[0]);
+        };
+        let id = first.packet_id.expect("QoS 1 id");
+        let h = Header::read(&first.payload).expect("header");
+        assert_eq!((h.publisher, h.seq, h.intended_ns), (0, 0, start));
+        p.on_packet(Packet::PubAck(PubResp::new(id)), &ctx, &mut out)
+            .expect("ack");
+        assert_eq!(p.wake_at(), Some(0), "an ack re-arms at once");
+        let again = p.on_packet(Packet::PubAck(PubResp::new(id)), &ctx, &mut out);
+        assert!(again.is_err(), "a second ack for the same id");
+
+        p.pump(start + 10_000_000, &mut ctx, &mut out)
+            .expect("pump");
+        assert_eq!(packets(&mut out).len(), 1);
+        let outcome = p.finish();
+        assert_eq!((outcome.issued, outcome.sent, outcome.acked), (5, 5, 1));
+    }
+
+    #[test]
+    fn catching_up_goes_in_batches() {
+        let mut ctx = test_ctx(QoS::AtMostOnce, 1, 100_000.0);
+        let mut p = Publisher::new(0, "t/0", &ctx.spec).expect("publisher");
+        let mut out = BytesMut::new();
+        let start = 1_000_000_000;
+        ctx.start_ns = Some(start);
+        p.start(&ctx.spec, start);
+        // One second late: 100,000 due; one batch now, the rest next turn.
+        let now = start + 1_000_000_000;
+        p.pump(now, &mut ctx, &mut out).expect("pump");
+        assert_eq!(packets(&mut out).len() as u64, MAX_BATCH);
+        let wake = p.wake_at().expect("more due");
+        assert!(wake <= now, "the rest is due at once");
+    }
+}

@@ -115,6 +115,21 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// The context of worker `index` of `control`.
+    pub fn new(spec: Arc<RunSpec>, control: Arc<Control>, index: usize) -> Ctx {
+        Ctx {
+            spec,
+            control,
+            index,
+            start_ns: None,
+            stopping: false,
+            stats: WorkerStats::default(),
+            establishing: 0,
+            unpublished_sent: 0,
+            unpublished_delivered: 0,
+        }
+    }
+
     fn counters(&self) -> &Counters {
         &self.control.counters[self.index]
     }
@@ -221,17 +236,7 @@ impl Worker {
                 role => to_open.push_back((i, role)),
             }
         }
-        let ctx = Ctx {
-            spec,
-            control,
-            index,
-            start_ns: None,
-            stopping: false,
-            stats: WorkerStats::default(),
-            establishing: 0,
-            unpublished_sent: 0,
-            unpublished_delivered: 0,
-        };
+        let ctx = Ctx::new(spec, control, index);
         if storm.is_some() {
             // The opener needs no connection: it is ready at once.
             ctx.counters().ready.fetch_add(1, Relaxed);
@@ -648,4 +653,27 @@ impl Driver for Worker {
     fn finished(&self) -> bool {
         self.ctx.stopping && self.conns.is_empty()
     }
+}
+
+/// A worker context for unit tests of the roles: 1 publisher, one worker.
+#[cfg(test)]
+pub fn test_ctx(qos: shardmq::protocol::QoS, inflight: u16, rate: f64) -> Ctx {
+    let spec = RunSpec {
+        broker: ([127, 0, 0, 1], 1883).into(),
+        version: crate::plan::protocol_version(3),
+        qos,
+        payload: crate::payload::HEADER_LEN,
+        inflight,
+        keep_alive: 60,
+        connect_timeout: Duration::from_secs(1),
+        warmup: Duration::ZERO,
+        duration: Duration::from_secs(10),
+        rate,
+        publishers: 1,
+        drop_every: None,
+        sources: Vec::new(),
+        storm_concurrency: 1,
+        tag: "test".into(),
+    };
+    Ctx::new(Arc::new(spec), Arc::new(Control::new(1)), 0)
 }
