@@ -24,9 +24,14 @@ pub fn ns(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// How long from now until the timestamp `at_ns` (zero if it has passed).
-pub fn until(at_ns: u64) -> Duration {
-    Duration::from_nanos(at_ns.saturating_sub(now_ns()))
+/// The clock time of `instant` (0 for instants before the origin).
+pub fn ns_of(instant: Instant) -> u64 {
+    ns(instant.saturating_duration_since(origin()))
+}
+
+/// The instant of the clock time `at_ns`.
+pub fn instant_of(at_ns: u64) -> Instant {
+    origin() + Duration::from_nanos(at_ns)
 }
 
 #[cfg(test)]
@@ -34,11 +39,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn monotonic_and_until() {
+    fn monotonic_and_convertible() {
         let a = now_ns();
         let b = now_ns();
         assert!(b >= a);
-        assert_eq!(until(0), Duration::ZERO);
-        assert!(until(now_ns() + 1_000_000_000) > Duration::from_millis(900));
+        let t = now_ns() + 1_000_000_000;
+        assert_eq!(ns_of(instant_of(t)), t);
+        if let Some(before) = origin().checked_sub(Duration::from_secs(1)) {
+            assert_eq!(ns_of(before), 0);
+        }
     }
 }

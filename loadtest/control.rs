@@ -1,7 +1,9 @@
 //! The control plane between the run's controller thread and its worker
-//! executors: start/stop flags, per-worker progress counters and a bounded
+//! threads: start/stop flags, per-worker progress counters and a bounded
 //! error log. Shared through an `Arc`; everything here is atomic or locked
-//! briefly, never on a per-message path except a relaxed `fetch_add`.
+//! briefly, and workers add to their counters once per loop turn, never
+//! per message. A flag change is followed by a wake-up of every worker
+//! (see [`crate::fleet`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;

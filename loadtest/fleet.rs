@@ -1,16 +1,19 @@
-//! The set of worker executors of one run, seen from the controller thread:
-//! start them, wait for their connections, stop and join them.
+//! The set of worker threads of one run, seen from the controller thread:
+//! start them, wait for their connections, start and stop the run, join.
+//!
+//! Every change of the [`Control`] flags is followed by a wake-up of each
+//! worker's loop ([`Wake::force`](shardmq::runtime::Wake::force)), which
+//! then looks at the flags: no worker polls them.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use shardmq::runtime::ExecutorHandle;
 
 use crate::control::{Control, Snapshot};
 use crate::error::{LoadError, Result};
 use crate::plan::{Plan, RunSpec};
 use crate::progress::Progress;
 use crate::stats::WorkerStats;
+use crate::worker::WorkerHandle;
 
 /// How often the controller polls the workers' counters.
 pub const POLL: Duration = Duration::from_millis(20);
@@ -18,7 +21,7 @@ pub const POLL: Duration = Duration::from_millis(20);
 /// Running workers. Dropping a fleet stops it (without joining).
 pub struct Fleet {
     pub control: Arc<Control>,
-    handles: Vec<ExecutorHandle<WorkerStats>>,
+    workers: Vec<WorkerHandle>,
     /// Connections (roles) in the plan.
     pub connections: usize,
 }
@@ -31,22 +34,22 @@ impl Fleet {
         let control = Arc::new(Control::new(workers));
         let mut fleet = Fleet {
             control: control.clone(),
-            handles: Vec::new(),
+            workers: Vec::new(),
             connections: plan.roles.len(),
         };
         for (i, conns) in plan.deal(workers).into_iter().enumerate() {
             let core = cores.get(i).copied().flatten();
-            let h = crate::worker::spawn(i, core, conns, spec.clone(), control.clone()).map_err(
+            let w = crate::worker::spawn(i, core, conns, spec.clone(), control.clone()).map_err(
                 LoadError::io(format!("starting worker {i} on core {core:?}")),
             )?;
-            fleet.handles.push(h);
+            fleet.workers.push(w);
         }
         Ok(fleet)
     }
 
     /// Workers running.
     pub fn workers(&self) -> usize {
-        self.handles.len()
+        self.workers.len()
     }
 
     /// Waits until every connection is established or has failed, or until
@@ -68,22 +71,42 @@ impl Fleet {
         }
     }
 
+    /// Lets publishers (and connect-storm openers) start, with schedules
+    /// anchored at `at_ns`.
+    pub fn start_at(&self, at_ns: u64) {
+        self.control.start_at(at_ns);
+        self.wake_all();
+    }
+
     /// Stops the workers and collects what they measured.
     pub fn finish(mut self) -> Result<Vec<WorkerStats>> {
-        self.control.stop();
-        let mut out = Vec::with_capacity(self.handles.len());
-        for (i, h) in std::mem::take(&mut self.handles).into_iter().enumerate() {
-            out.push(
-                h.join()
-                    .map_err(LoadError::io(format!("worker {i} failed")))?,
-            );
+        self.stop();
+        let mut out = Vec::with_capacity(self.workers.len());
+        for (i, w) in std::mem::take(&mut self.workers).into_iter().enumerate() {
+            let stats = w
+                .thread
+                .join()
+                .map_err(|_| LoadError::Run(format!("worker {i} panicked")))?
+                .map_err(LoadError::io(format!("worker {i} failed")))?;
+            out.push(stats);
         }
         Ok(out)
+    }
+
+    fn stop(&self) {
+        self.control.stop();
+        self.wake_all();
+    }
+
+    fn wake_all(&self) {
+        for w in &self.workers {
+            w.wake.force();
+        }
     }
 }
 
 impl Drop for Fleet {
     fn drop(&mut self) {
-        self.control.stop();
+        self.stop();
     }
 }

@@ -23,7 +23,7 @@ use crate::progress::Progress;
 use crate::report::{IdleReport, Report};
 use crate::scenario;
 
-/// File descriptors kept free for the executor, stdio and the like.
+/// File descriptors kept free for the workers' loops, stdio and the like.
 const RESERVED_FDS: u64 = 512;
 /// Pause between "all connected" and the memory sample, so the broker's
 /// allocations for the last connections settle.

@@ -2,9 +2,10 @@
 //!
 //! Architecture: the main thread is the *controller*. It builds a [`plan`]
 //! (one role per connection), deals the connections round-robin over
-//! *workers* (one glommio executor pinned per core, through
-//! `shardmq::runtime`; one task per connection, see [`worker`]) and drives
-//! the run through [`control`] (start time, stop flag, atomic counters):
+//! *workers* ([`worker`]: one thread pinned per core running the broker's
+//! own readiness loop, `shardmq::runtime::Reactor`, with every connection a
+//! state machine in a slab, [`conn`]) and drives the run through
+//! [`fleet`] and [`control`] (start time, stop flag, atomic counters):
 //! connect and subscribe everything, start the open-loop schedules
 //! ([`rate`]), warm up, measure, drain, stop. Payloads carry their due time,
 //! publisher id and sequence number ([`payload`]); subscribers record
@@ -30,13 +31,14 @@
 //!     fanout --subscribers 100 --rate 1000
 //! ```
 
+mod alarm;
 mod app;
 mod broker_proc;
 mod chart;
 mod cli;
-mod client;
 mod clock;
 mod compare;
+mod conn;
 mod control;
 mod error;
 mod fleet;
@@ -52,10 +54,10 @@ mod report;
 mod saturate;
 mod scenario;
 mod seq;
-mod signal;
 mod stats;
 mod storm;
 mod subscriber;
+mod timers;
 mod traffic;
 mod worker;
 

@@ -1,62 +1,47 @@
-//! A publisher connection: sends on its open-loop schedule, handles the
-//! QoS 1/2 acknowledgement flows within an inflight window.
+//! A publisher connection's role: its open-loop schedule and the QoS 1/2
+//! acknowledgement flows within an inflight window.
 //!
-//! One task polls two futures: the sender (schedule, window, PUBREL and
-//! PINGREQ writes) and the ack reader (PUBACK, PUBREC, PUBCOMP). They share
-//! the [`Window`]; the reader never writes, it queues PUBRELs for the sender.
+//! Driven by its connection ([`crate::conn::Conn`]): [`Publisher::pump`]
+//! runs when the send timer fires and encodes every message due (at most
+//! [`MAX_BATCH`] at a time); [`Publisher::on_packet`] takes the broker's
+//! acks and answers PUBREC with PUBREL at once. [`Publisher::wake_at`] is
+//! what the send timer should be armed at.
 
-use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
 use std::io;
-use std::rc::Rc;
-use std::sync::atomic::Ordering::Relaxed;
-use std::time::Duration;
 
-use bytes::Bytes;
-use futures_lite::future::or;
+use bytes::{Bytes, BytesMut};
 use shardmq::protocol::{Packet, PacketId, Properties, PubResp, Publish, QoS, TopicName};
-use shardmq::runtime::{self, time};
 
-use crate::client::{Reader, Session, Writer};
-use crate::clock::{now_ns, until};
+use crate::conn::{queue, OUT_HIGH};
 use crate::payload::Header;
+use crate::plan::RunSpec;
 use crate::rate::Schedule;
-use crate::signal::Notify;
 use crate::stats::PubOutcome;
-use crate::worker::{goodbye, until_stopped, Ctx};
+use crate::worker::Ctx;
 
-/// Most messages encoded into one write when catching up.
+/// Most messages encoded per pump when catching up; the rest go out on the
+/// next turn, so one late publisher cannot hold up the others.
 const MAX_BATCH: u64 = 256;
-/// Longest single sleep of the sender (it re-checks its state after).
-const MAX_SLEEP: Duration = Duration::from_secs(1);
 
 /// Packet ids in use and the acknowledgement flows in progress.
 struct Window {
     qos: QoS,
     /// Ids not in use; empty means the window is full.
-    free: RefCell<Vec<PacketId>>,
+    free: Vec<PacketId>,
     /// `busy[id]`: id is in use (a flow in progress). Guards against a
     /// broker acking an id twice, which would otherwise free it twice.
-    busy: RefCell<Vec<bool>>,
-    /// PUBRELs owed (QoS 2), at most one per id in use.
-    pubrel: RefCell<VecDeque<PacketId>>,
-    /// Wakes the sender: an id was freed or a PUBREL is owed.
-    changed: Notify,
-    acked: Cell<u64>,
-    capacity: usize,
+    busy: Vec<bool>,
+    /// Flows completed (PUBACK or PUBCOMP received).
+    acked: u64,
 }
 
 impl Window {
     fn new(qos: QoS, capacity: u16) -> Window {
-        let free = (1..=capacity).rev().filter_map(PacketId::new).collect();
         Window {
             qos,
-            free: RefCell::new(free),
-            busy: RefCell::new(vec![false; capacity as usize + 1]),
-            pubrel: RefCell::new(VecDeque::with_capacity(capacity as usize)),
-            changed: Notify::default(),
-            acked: Cell::new(0),
-            capacity: capacity as usize,
+            free: (1..=capacity).rev().filter_map(PacketId::new).collect(),
+            busy: vec![false; usize::from(capacity) + 1],
+            acked: 0,
         }
     }
 
@@ -64,25 +49,27 @@ impl Window {
     fn room(&self) -> u64 {
         match self.qos {
             QoS::AtMostOnce => u64::MAX,
-            _ => self.free.borrow().len() as u64,
+            _ => self.free.len() as u64,
         }
     }
 
-    fn in_use(&self) -> usize {
-        self.capacity - self.free.borrow().len()
-    }
-
     /// Takes a free id for a new flow (`None` when the window is full).
-    fn take(&self) -> Option<PacketId> {
-        let id = self.free.borrow_mut().pop()?;
-        self.busy.borrow_mut()[usize::from(id.get())] = true;
+    fn take(&mut self) -> Option<PacketId> {
+        let id = self.free.pop()?;
+        self.busy[usize::from(id.get())] = true;
         Some(id)
     }
 
+    fn in_flight(&self, id: PacketId) -> bool {
+        self.busy
+            .get(usize::from(id.get()))
+            .copied()
+            .unwrap_or(false)
+    }
+
     /// Ends the flow of `id`; an error if no flow uses it.
-    fn release(&self, id: PacketId) -> io::Result<()> {
-        let mut busy = self.busy.borrow_mut();
-        match busy.get_mut(usize::from(id.get())) {
+    fn release(&mut self, id: PacketId) -> io::Result<()> {
+        match self.busy.get_mut(usize::from(id.get())) {
             Some(b) if *b => *b = false,
             _ => {
                 return Err(io::Error::other(format!(
@@ -90,33 +77,118 @@ impl Window {
                 )))
             }
         }
-        self.free.borrow_mut().push(id);
-        self.acked.set(self.acked.get() + 1);
-        self.changed.notify();
+        self.free.push(id);
+        self.acked += 1;
+        Ok(())
+    }
+}
+
+/// Publisher `id`: schedule, next sequence number, window and outcome.
+/// Owned by its connection on one worker thread.
+pub struct Publisher {
+    id: u32,
+    topic: TopicName,
+    /// Set at the start time; `None` before.
+    sched: Option<Schedule>,
+    /// The next sequence number to issue.
+    next: u64,
+    window: Window,
+    outcome: PubOutcome,
+    /// When the send timer should fire: the next message's due time, 0 (as
+    /// soon as possible) after a blocked publisher got room, or `None`
+    /// (not started, every message issued, or blocked on the window or the
+    /// out buffer: [`Publisher::unblock`] re-arms it).
+    wake: Option<u64>,
+}
+
+impl Publisher {
+    /// Publisher `id` on `topic`; an error if the topic is not a valid name.
+    pub fn new(id: u32, topic: &str, spec: &RunSpec) -> io::Result<Publisher> {
+        let topic = TopicName::from_str(topic).map_err(|e| {
+            io::Error::new(io::ErrorKind::InvalidInput, format!("invalid topic: {e}"))
+        })?;
+        Ok(Publisher {
+            id,
+            topic,
+            sched: None,
+            next: 0,
+            window: Window::new(spec.qos, spec.inflight),
+            outcome: PubOutcome {
+                id,
+                ..Default::default()
+            },
+            wake: None,
+        })
+    }
+
+    /// Starts the schedule anchored at `start_ns`.
+    pub fn start(&mut self, spec: &RunSpec, start_ns: u64) {
+        let (_, end) = spec.window(start_ns);
+        let sched =
+            Schedule::staggered(spec.rate, self.id as usize, spec.publishers, start_ns, end);
+        self.wake = sched.due(0);
+        self.sched = Some(sched);
+    }
+
+    /// When the send timer should fire (see the field).
+    pub fn wake_at(&self) -> Option<u64> {
+        self.wake
+    }
+
+    /// Encodes the messages due by `now` into `out`, as far as the window,
+    /// [`MAX_BATCH`] and [`OUT_HIGH`] allow, and sets the next wake time.
+    pub fn pump(&mut self, now: u64, ctx: &mut Ctx, out: &mut BytesMut) -> io::Result<()> {
+        let Some(sched) = self.sched else {
+            self.wake = None;
+            return Ok(());
+        };
+        let due = sched.due_by(now);
+        let sent_before = self.outcome.sent;
+        let mut batch = 0;
+        while self.next < due && batch < MAX_BATCH && self.window.room() > 0 && out.len() < OUT_HIGH
+        {
+            self.queue_message(ctx, &sched, out)?;
+            batch += 1;
+        }
+        ctx.count_sent(self.outcome.sent - sent_before);
+        self.wake = match sched.due(self.next) {
+            None => None,
+            Some(_) if self.window.room() == 0 || out.len() >= OUT_HIGH => None,
+            // In the past when the batch limit stopped us: fires next turn.
+            Some(at) => Some(at),
+        };
         Ok(())
     }
 
-    /// Handles an ack from the broker.
-    fn on_packet(&self, p: Packet) -> io::Result<()> {
-        match (self.qos, p) {
+    /// Re-arms a publisher blocked on its window or out buffer: called when
+    /// an ack freed an id or the out buffer drained.
+    pub fn unblock(&mut self) {
+        let pending = self.sched.is_some_and(|s| s.due(self.next).is_some());
+        if self.wake.is_none() && pending {
+            self.wake = Some(0);
+        }
+    }
+
+    /// Handles a packet from the broker; PUBRELs go into `out`.
+    pub fn on_packet(&mut self, p: Packet, ctx: &Ctx, out: &mut BytesMut) -> io::Result<()> {
+        let qos = self.window.qos;
+        match (qos, p) {
             (QoS::AtLeastOnce, Packet::PubAck(r)) | (QoS::ExactlyOnce, Packet::PubComp(r)) => {
-                self.release(r.packet_id)?
+                self.window.release(r.packet_id)?;
+                self.unblock();
             }
             (QoS::ExactlyOnce, Packet::PubRec(r)) => {
-                if !self
-                    .busy
-                    .borrow()
-                    .get(usize::from(r.packet_id.get()))
-                    .copied()
-                    .unwrap_or(false)
-                {
+                if !self.window.in_flight(r.packet_id) {
                     return Err(io::Error::other(format!(
                         "PUBREC for packet id {} not in flight",
                         r.packet_id
                     )));
                 }
-                self.pubrel.borrow_mut().push_back(r.packet_id);
-                self.changed.notify();
+                queue(
+                    out,
+                    ctx.spec.version,
+                    &Packet::PubRel(PubResp::new(r.packet_id)),
+                )?;
             }
             (_, Packet::PingResp) => {}
             (_, Packet::Disconnect(d)) => {
@@ -133,163 +205,126 @@ impl Window {
         }
         Ok(())
     }
-}
 
-/// Runs publisher `id` on `topic` until the run stops.
-pub async fn run(ctx: Rc<Ctx>, id: u32, topic: String, session: Session) {
-    let Session {
-        mut reader,
-        mut writer,
-    } = session;
-    let window = Window::new(ctx.spec.qos, ctx.spec.inflight);
-    let mut out = PubOutcome {
-        id,
-        ..Default::default()
-    };
-    until_stopped(&ctx, async {
-        let topic = match TopicName::from_str(&topic) {
-            Ok(t) => t,
-            Err(e) => return ctx.error("invalid topic", e),
-        };
-        ctx.go.wait().await;
-        let read = read_acks(&ctx, &mut reader, &window);
-        let send = async {
-            if let Err(e) = send_all(&ctx, &mut writer, &window, topic, &mut out).await {
-                ctx.error("publisher write", e);
-            }
-            std::future::pending::<()>().await
-        };
-        or(read, send).await
-    })
-    .await;
-    out.acked = window.acked.get();
-    ctx.stats.borrow_mut().pubs.push(out);
-    goodbye(&mut writer).await;
-}
+    /// What this publisher did, for the worker's stats.
+    pub fn finish(self) -> PubOutcome {
+        PubOutcome {
+            acked: self.window.acked,
+            ..self.outcome
+        }
+    }
 
-async fn read_acks(ctx: &Ctx, reader: &mut Reader, window: &Window) {
-    let res = async {
-        loop {
-            window.on_packet(reader.next().await?)?;
-        }
-    };
-    let e: io::Error = match res.await {
-        Ok(()) => return,
-        Err(e) => e,
-    };
-    ctx.error("publisher read", e);
-}
-
-/// Sends every scheduled message, then completes the flows still in flight.
-async fn send_all(
-    ctx: &Ctx,
-    w: &mut Writer,
-    window: &Window,
-    topic: TopicName,
-    out: &mut PubOutcome,
-) -> io::Result<()> {
-    let spec = &ctx.spec;
-    let start = ctx.start_ns.get();
-    let (_, end) = spec.window(start);
-    let sched = Schedule::staggered(spec.rate, out.id as usize, spec.publishers, start, end);
-    let ping_every = crate::clock::ns(Duration::from_secs(spec.keep_alive.into())) / 2;
-    let mut last_write = now_ns();
-    let mut next = 0u64;
-    loop {
-        queue_pubrels(w, window)?;
-        let due = sched.due_by(now_ns());
-        let n = due.saturating_sub(next).min(MAX_BATCH).min(window.room());
-        let sent_before = out.sent;
-        for _ in 0..n {
-            queue_message(ctx, w, window, &topic, &sched, next, out)?;
-            next += 1;
-        }
-        if ping_every > 0 && now_ns().saturating_sub(last_write) > ping_every && w.buf.is_empty() {
-            w.queue(&Packet::PingReq)?;
-        }
-        if !w.buf.is_empty() {
-            w.flush().await?;
-            ctx.counters()
-                .sent
-                .fetch_add(out.sent - sent_before, Relaxed);
-            last_write = now_ns();
-        }
-        let finished = sched.due(next).is_none();
-        if finished && window.in_use() == 0 {
+    /// Encodes message `self.next` (or skips it for `--drop-every`).
+    fn queue_message(&mut self, ctx: &Ctx, sched: &Schedule, out: &mut BytesMut) -> io::Result<()> {
+        let seq = self.next;
+        self.next += 1;
+        let due = sched.due(seq).unwrap_or(sched.end_ns);
+        self.outcome.issued += 1;
+        if ctx
+            .spec
+            .drop_every
+            .is_some_and(|n| n > 0 && (seq + 1) % n == 0)
+        {
+            self.outcome.dropped += 1;
             return Ok(());
         }
-        if !finished && sched.due_by(now_ns()) > next && window.room() > 0 {
-            runtime::yield_if_needed().await; // behind schedule: catch up
-            continue;
+        let mut payload = vec![0u8; ctx.spec.payload];
+        Header {
+            intended_ns: due,
+            publisher: self.id,
+            seq,
         }
-        let mut wake = if ping_every > 0 {
-            last_write + ping_every
-        } else {
-            u64::MAX
+        .write(&mut payload);
+        let packet_id = match self.window.qos {
+            QoS::AtMostOnce => None,
+            _ => self.window.take(),
         };
-        if window.room() > 0 {
-            wake = wake.min(sched.due(next).unwrap_or(u64::MAX));
+        let publish = Publish {
+            dup: false,
+            qos: self.window.qos,
+            retain: false,
+            topic: self.topic.clone(),
+            packet_id,
+            payload: Bytes::from(payload),
+            properties: Properties::default(),
+        };
+        queue(out, ctx.spec.version, &Packet::Publish(publish))?;
+        self.outcome.sent += 1;
+        let (from, to) = ctx.window();
+        if due >= from && due < to {
+            self.outcome.sent_measured += 1;
         }
-        or(
-            time::sleep(until(wake).min(MAX_SLEEP)),
-            window.changed.notified(),
-        )
-        .await;
+        Ok(())
     }
 }
 
-/// Encodes message `seq` (or skips it for `--drop-every`).
-fn queue_message(
-    ctx: &Ctx,
-    w: &mut Writer,
-    window: &Window,
-    topic: &TopicName,
-    sched: &Schedule,
-    seq: u64,
-    out: &mut PubOutcome,
-) -> io::Result<()> {
-    let due = sched.due(seq).unwrap_or(sched.end_ns);
-    out.issued += 1;
-    if ctx
-        .spec
-        .drop_every
-        .is_some_and(|n| n > 0 && (seq + 1) % n == 0)
-    {
-        out.dropped += 1;
-        return Ok(());
-    }
-    let mut payload = vec![0u8; ctx.spec.payload];
-    Header {
-        intended_ns: due,
-        publisher: out.id,
-        seq,
-    }
-    .write(&mut payload);
-    let packet_id = match window.qos {
-        QoS::AtMostOnce => None,
-        _ => window.take(),
-    };
-    let publish = Publish {
-        dup: false,
-        qos: window.qos,
-        retain: false,
-        topic: topic.clone(),
-        packet_id,
-        payload: Bytes::from(payload),
-        properties: Properties::default(),
-    };
-    w.queue(&Packet::Publish(publish))?;
-    out.sent += 1;
-    let (from, to) = ctx.window();
-    if due >= from && due < to {
-        out.sent_measured += 1;
-    }
-    Ok(())
-}
+#[cfg(test)]
+mod tests {
+    use shardmq::protocol::{self, ProtocolVersion};
 
-fn queue_pubrels(w: &mut Writer, window: &Window) -> io::Result<()> {
-    while let Some(id) = window.pubrel.borrow_mut().pop_front() {
-        w.queue(&Packet::PubRel(PubResp::new(id)))?;
+    use super::*;
+    use crate::worker::test_ctx;
+
+    /// Decodes every packet in `out`.
+    fn packets(out: &mut BytesMut) -> Vec<Packet> {
+        let mut v = Vec::new();
+        while !out.is_empty() {
+            v.push(protocol::decode(out, ProtocolVersion::V311, 1 << 20).expect("whole packet"));
+        }
+        v
     }
-    Ok(())
+
+    #[test]
+    fn the_window_holds_sends_back_and_an_ack_releases_them() {
+        let mut ctx = test_ctx(QoS::AtLeastOnce, 4, 1000.0);
+        let mut p = Publisher::new(0, "t/0", &ctx.spec).expect("publisher");
+        let mut out = BytesMut::new();
+        p.pump(0, &mut ctx, &mut out).expect("pump");
+        assert_eq!((out.len(), p.wake_at()), (0, None), "not started");
+
+        let start = 1_000_000_000;
+        ctx.start_ns = Some(start);
+        p.start(&ctx.spec, start);
+        assert_eq!(p.wake_at(), Some(start));
+        // 11 messages due (one per ms), 4 fit in the window.
+        p.pump(start + 10_000_000, &mut ctx, &mut out)
+            .expect("pump");
+        let sent = packets(&mut out);
+        assert_eq!(sent.len(), 4);
+        assert_eq!(p.wake_at(), None, "blocked on the window");
+
+        let Packet::Publish(first) = &sent[0] else {
+            panic!("not a PUBLISH: {:?}", sent[0]);
+        };
+        let id = first.packet_id.expect("QoS 1 id");
+        let h = Header::read(&first.payload).expect("header");
+        assert_eq!((h.publisher, h.seq, h.intended_ns), (0, 0, start));
+        p.on_packet(Packet::PubAck(PubResp::new(id)), &ctx, &mut out)
+            .expect("ack");
+        assert_eq!(p.wake_at(), Some(0), "an ack re-arms at once");
+        let again = p.on_packet(Packet::PubAck(PubResp::new(id)), &ctx, &mut out);
+        assert!(again.is_err(), "a second ack for the same id");
+
+        p.pump(start + 10_000_000, &mut ctx, &mut out)
+            .expect("pump");
+        assert_eq!(packets(&mut out).len(), 1);
+        let outcome = p.finish();
+        assert_eq!((outcome.issued, outcome.sent, outcome.acked), (5, 5, 1));
+    }
+
+    #[test]
+    fn catching_up_goes_in_batches() {
+        let mut ctx = test_ctx(QoS::AtMostOnce, 1, 100_000.0);
+        let mut p = Publisher::new(0, "t/0", &ctx.spec).expect("publisher");
+        let mut out = BytesMut::new();
+        let start = 1_000_000_000;
+        ctx.start_ns = Some(start);
+        p.start(&ctx.spec, start);
+        // One second late: 100,000 due; one batch now, the rest next turn.
+        let now = start + 1_000_000_000;
+        p.pump(now, &mut ctx, &mut out).expect("pump");
+        assert_eq!(packets(&mut out).len() as u64, MAX_BATCH);
+        let wake = p.wake_at().expect("more due");
+        assert!(wake <= now, "the rest is due at once");
+    }
 }

@@ -6,7 +6,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use shardmq::protocol::QoS;
-use shardmq::runtime::executor::available_cores;
+use shardmq::runtime::thread::available_cores;
 
 use crate::cli::{ConnArgs, CoreSpec, Scenario, TimeArgs, TrafficArgs};
 use crate::error::{LoadError, Result};

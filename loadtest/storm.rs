@@ -1,90 +1,94 @@
 //! connect-storm: each worker opens connections at its share of the rate
-//! (open loop), measures due-time -> CONNACK latency, then disconnects.
+//! (open loop), measures due time -> CONNACK latency, then disconnects.
 //! At most `concurrency / workers` attempts are in flight per worker; when
 //! that many are pending the next ones start late, and their latency
 //! (measured from the due time) shows it.
+//!
+//! The [`Storm`] opener says which attempt is due; the worker opens it as a
+//! connection with [`crate::conn::RoleState::Attempt`], whose CONNACK ends
+//! in [`connected`] and whose failure in [`failed`].
 
-use std::cell::Cell;
-use std::rc::Rc;
-use std::sync::atomic::Ordering::Relaxed;
-
-use shardmq::runtime::{self, time};
-
-use crate::client::Session;
-use crate::clock::{now_ns, until};
+use crate::clock::now_ns;
+use crate::plan::RunSpec;
 use crate::rate::Schedule;
-use crate::signal::Notify;
-use crate::worker::{goodbye, until_stopped, Ctx};
+use crate::worker::Ctx;
 
-/// Opener `index` of `of`: runs the schedule until its end or the stop.
-pub async fn run(ctx: Rc<Ctx>, index: u32, of: u32) {
-    let active = Rc::new(Cell::new(0usize));
-    let freed = Notify::default();
-    until_stopped(&ctx, async {
-        ctx.go.wait().await;
-        let start = ctx.start_ns.get();
-        let (_, end) = ctx.window();
-        let sched = Schedule::staggered(ctx.spec.rate, index as usize, of as usize, start, end);
-        let limit = (ctx.spec.storm_concurrency / of.max(1) as usize).max(1);
-        let mut k = 0u64;
-        while let Some(due) = sched.due(k) {
-            time::sleep(until(due)).await;
-            while active.get() >= limit {
-                freed.notified().await;
-            }
-            active.set(active.get() + 1);
-            let conn = (k * u64::from(of) + u64::from(index)) as usize;
-            runtime::spawn(attempt(
-                ctx.clone(),
-                due,
-                conn,
-                active.clone(),
-                freed.clone(),
-            ));
-            k += 1;
-        }
-        while active.get() > 0 {
-            freed.notified().await;
-        }
-    })
-    .await;
+/// Opener `index` of `of`: the schedule of this worker's attempts.
+/// Worker-local.
+pub struct Storm {
+    index: u32,
+    of: u32,
+    /// Set at the start time; `None` before.
+    sched: Option<Schedule>,
+    /// The next attempt of this opener.
+    k: u64,
+    /// Attempts open (connecting, or saying goodbye).
+    pub active: usize,
+    /// Most attempts open at once.
+    limit: usize,
 }
 
-/// One connection attempt due at `due`.
-async fn attempt(ctx: Rc<Ctx>, due: u64, conn: usize, active: Rc<Cell<usize>>, freed: Notify) {
-    ctx.counters().sent.fetch_add(1, Relaxed);
-    let dial = ctx.dial(conn, &format!("c{conn}"), true);
-    let opened = time::timeout(ctx.spec.connect_timeout, Session::open(&dial)).await;
-    let now = now_ns();
-    let mut session = None;
-    {
-        let mut stats = ctx.stats.borrow_mut();
-        stats.storm.attempts += 1;
-        match opened {
-            Some(Ok(s)) => {
-                stats.storm.connected += 1;
-                if stats.sample(due, now, ctx.window()) {
-                    stats.storm.connected_measured += 1;
-                }
-                ctx.counters().delivered.fetch_add(1, Relaxed);
-                session = Some(s);
-            }
-            Some(Err(e)) => {
-                stats.storm.failed += 1;
-                ctx.error("connect", e);
-            }
-            None => {
-                stats.storm.failed += 1;
-                ctx.error(
-                    "connect",
-                    format!("no CONNACK within {:?}", ctx.spec.connect_timeout),
-                );
-            }
+impl Storm {
+    pub fn new(index: u32, of: u32, spec: &RunSpec) -> Storm {
+        Storm {
+            index,
+            of,
+            sched: None,
+            k: 0,
+            active: 0,
+            limit: (spec.storm_concurrency / of.max(1) as usize).max(1),
         }
     }
-    if let Some(mut s) = session {
-        goodbye(&mut s.writer).await;
+
+    /// Starts the schedule anchored at `start_ns`.
+    pub fn start(&mut self, spec: &RunSpec, start_ns: u64) {
+        let (_, end) = spec.window(start_ns);
+        self.sched = Some(Schedule::staggered(
+            spec.rate,
+            self.index as usize,
+            self.of as usize,
+            start_ns,
+            end,
+        ));
     }
-    active.set(active.get() - 1);
-    freed.notify();
+
+    /// When the next attempt is due, unless the concurrency limit holds it
+    /// back (an attempt ending lets it go) or the schedule is over.
+    pub fn next_due(&self) -> Option<u64> {
+        if self.active >= self.limit {
+            return None;
+        }
+        self.sched?.due(self.k)
+    }
+
+    /// Takes the next attempt if it is due at `now` and allowed: its due
+    /// time and connection number (which spreads source addresses and names
+    /// the client). Counts it active.
+    pub fn take_due(&mut self, now: u64) -> Option<(u64, usize)> {
+        let due = self.next_due().filter(|&d| d <= now)?;
+        let conn = (self.k * u64::from(self.of) + u64::from(self.index)) as usize;
+        self.k += 1;
+        self.active += 1;
+        Some((due, conn))
+    }
+}
+
+/// Attempt due at `due` got its CONNACK now.
+pub fn connected(ctx: &mut Ctx, due: u64) {
+    let now = now_ns();
+    let window = ctx.window();
+    let stats = &mut ctx.stats;
+    stats.storm.attempts += 1;
+    stats.storm.connected += 1;
+    if stats.sample(due, now, window) {
+        stats.storm.connected_measured += 1;
+    }
+    ctx.count_delivered(1);
+}
+
+/// An attempt failed (refused, timed out...).
+pub fn failed(ctx: &mut Ctx, e: impl std::fmt::Display) {
+    ctx.stats.storm.attempts += 1;
+    ctx.stats.storm.failed += 1;
+    ctx.error("connect", e);
 }

@@ -1,179 +1,128 @@
-//! Subscriber and idle connections: read, measure, acknowledge, ping.
+//! Subscriber and idle connection roles: measure, acknowledge, or just
+//! stay connected.
 //!
-//! A subscriber decodes every buffered packet, records latency and sequence
-//! numbers, queues the acks (PUBACK, PUBREC, PUBCOMP) and writes them in one
-//! flush per read, then reads again or pings when keepalive requires.
+//! A subscriber records each PUBLISH's latency (from the due time in its
+//! payload to now, see [`crate::payload`]) and sequence number, and queues
+//! its ack (PUBACK, PUBREC; PUBCOMP for a PUBREL) into the connection's out
+//! buffer, which the worker flushes once per turn.
 
 use std::collections::HashMap;
 use std::io;
-use std::rc::Rc;
-use std::sync::atomic::Ordering::Relaxed;
-use std::time::Duration;
 
-use futures_lite::future::or;
-use shardmq::protocol::{Packet, PubResp, Publish, QoS};
-use shardmq::runtime::time;
+use bytes::BytesMut;
+use shardmq::protocol::{
+    Packet, PacketId, Properties, PubResp, Publish, QoS, Subscribe, SubscriptionOptions,
+    TopicFilter,
+};
 
-use crate::client::{Reader, Session, Writer};
-use crate::clock::{now_ns, until};
+use crate::clock::now_ns;
+use crate::conn::queue;
 use crate::payload::Header;
 use crate::seq::SeqTracker;
 use crate::stats::SubOutcome;
-use crate::worker::{goodbye, until_stopped, Ctx};
+use crate::worker::Ctx;
 
-/// Publishes decoded between two flushes of acks (bounds the ack buffer).
-const MAX_BATCH: usize = 1024;
+/// The packet id of the one SUBSCRIBE a subscriber sends.
+pub const SUBSCRIBE_ID: PacketId = PacketId::MIN;
 
-/// Runs subscriber `id` until the run stops.
-pub async fn run(ctx: Rc<Ctx>, id: u32, session: Session) {
-    let Session {
-        mut reader,
-        mut writer,
-    } = session;
-    let mut seen: HashMap<u32, SeqTracker> = HashMap::new();
-    until_stopped(&ctx, async {
-        if let Err(e) = receive(&ctx, &mut reader, &mut writer, &mut seen).await {
-            ctx.error("subscriber", e);
-        }
-    })
-    .await;
-    ctx.stats.borrow_mut().subs.push(SubOutcome {
-        id,
-        per_publisher: seen,
-    });
-    goodbye(&mut writer).await;
+/// Subscriber `id` on `filter` and what it has seen, per publisher.
+/// Owned by its connection on one worker thread.
+pub struct Subscriber {
+    id: u32,
+    filter: String,
+    /// One tracker per publisher of the plan (never more: foreign
+    /// publishers are counted, not tracked).
+    seen: HashMap<u32, SeqTracker>,
 }
 
-async fn receive(
-    ctx: &Ctx,
-    r: &mut Reader,
-    w: &mut Writer,
-    seen: &mut HashMap<u32, SeqTracker>,
-) -> io::Result<()> {
-    let mut last_ping = now_ns();
-    loop {
-        let mut received = 0;
-        while received < MAX_BATCH {
-            let Some(p) = r.try_next()? else { break };
-            if on_packet(ctx, p, w, seen)? {
-                received += 1;
-            }
+impl Subscriber {
+    pub fn new(id: u32, filter: String) -> Subscriber {
+        Subscriber {
+            id,
+            filter,
+            seen: HashMap::new(),
         }
-        if received > 0 {
-            ctx.counters().delivered.fetch_add(received as u64, Relaxed);
-        }
-        if !w.buf.is_empty() {
-            w.flush().await?;
-        }
-        if received == MAX_BATCH {
-            shardmq::runtime::yield_if_needed().await;
-            continue;
-        }
-        read_or_ping(ctx, r, w, &mut last_ping).await?;
     }
-}
 
-/// Handles one packet; true if it was a PUBLISH.
-fn on_packet(
-    ctx: &Ctx,
-    p: Packet,
-    w: &mut Writer,
-    seen: &mut HashMap<u32, SeqTracker>,
-) -> io::Result<bool> {
-    match p {
-        Packet::Publish(publish) => {
-            on_publish(ctx, &publish, seen);
-            match (publish.qos, publish.packet_id) {
-                (QoS::AtLeastOnce, Some(id)) => w.queue(&Packet::PubAck(PubResp::new(id)))?,
-                (QoS::ExactlyOnce, Some(id)) => w.queue(&Packet::PubRec(PubResp::new(id)))?,
-                _ => {}
-            }
-            Ok(true)
-        }
-        Packet::PubRel(r) => w
-            .queue(&Packet::PubComp(PubResp::new(r.packet_id)))
-            .map(|()| false),
-        Packet::PingResp => Ok(false),
-        Packet::Disconnect(d) => Err(io::Error::other(format!(
-            "broker sent DISCONNECT {:?}",
-            d.reason
-        ))),
-        other => Err(io::Error::other(format!(
-            "unexpected packet for a subscriber: {other:?}"
-        ))),
+    /// The SUBSCRIBE for this subscriber's filter at `qos`.
+    pub fn subscribe_packet(&self, qos: QoS) -> io::Result<Packet> {
+        let filter = TopicFilter::from_str(&self.filter).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("invalid topic filter: {e}"),
+            )
+        })?;
+        Ok(Packet::Subscribe(Subscribe {
+            packet_id: SUBSCRIBE_ID,
+            filters: vec![(filter, SubscriptionOptions::new(qos))],
+            properties: Properties::default(),
+        }))
     }
-}
 
-fn on_publish(ctx: &Ctx, publish: &Publish, seen: &mut HashMap<u32, SeqTracker>) {
-    let now = now_ns();
-    let mut stats = ctx.stats.borrow_mut();
-    stats.received += 1;
-    let header = Header::read(&publish.payload);
-    // Ids beyond the plan's publishers are someone else's messages; they
-    // must not grow the tracker map.
-    let Some(h) = header.filter(|h| (h.publisher as usize) < ctx.spec.publishers) else {
-        stats.foreign += 1;
-        return;
-    };
-    if stats.sample(h.intended_ns, now, ctx.window()) {
-        stats.received_measured += 1;
-    }
-    seen.entry(h.publisher).or_default().record(h.seq);
-}
-
-/// Reads more bytes, or sends a PINGREQ when half the keepalive has passed
-/// since `last_ping` (client-to-server traffic is what keeps a session alive).
-async fn read_or_ping(
-    ctx: &Ctx,
-    r: &mut Reader,
-    w: &mut Writer,
-    last_ping: &mut u64,
-) -> io::Result<()> {
-    let keep_alive = ctx.spec.keep_alive;
-    if keep_alive == 0 {
-        return r.fill().await;
-    }
-    let due = *last_ping + crate::clock::ns(Duration::from_millis(u64::from(keep_alive) * 500));
-    let read = or(async { Some(r.fill().await) }, async {
-        time::sleep(until(due)).await;
-        None
-    });
-    match read.await {
-        Some(res) => res,
-        None => {
-            *last_ping = now_ns();
-            w.send(&Packet::PingReq).await
-        }
-    }
-}
-
-/// Holds an idle connection until the run stops, pinging at half the
-/// keepalive and noticing when the broker drops it.
-pub async fn idle(ctx: Rc<Ctx>, session: Session) {
-    let Session {
-        mut reader,
-        mut writer,
-    } = session;
-    until_stopped(&ctx, async {
-        let res: io::Result<()> = async {
-            let mut last_ping = now_ns();
-            loop {
-                if let Some(p) = reader.try_next()? {
-                    if !matches!(p, Packet::PingResp) {
-                        return Err(io::Error::other(format!(
-                            "unexpected packet on an idle connection: {p:?}"
-                        )));
+    /// Handles a packet from the broker; acks go into `out`.
+    pub fn on_packet(&mut self, p: Packet, ctx: &mut Ctx, out: &mut BytesMut) -> io::Result<()> {
+        let version = ctx.spec.version;
+        match p {
+            Packet::Publish(publish) => {
+                self.on_publish(ctx, &publish);
+                match (publish.qos, publish.packet_id) {
+                    (QoS::AtLeastOnce, Some(id)) => {
+                        queue(out, version, &Packet::PubAck(PubResp::new(id)))
                     }
-                    continue;
+                    (QoS::ExactlyOnce, Some(id)) => {
+                        queue(out, version, &Packet::PubRec(PubResp::new(id)))
+                    }
+                    _ => Ok(()),
                 }
-                read_or_ping(&ctx, &mut reader, &mut writer, &mut last_ping).await?;
             }
+            Packet::PubRel(r) => queue(out, version, &Packet::PubComp(PubResp::new(r.packet_id))),
+            Packet::PingResp => Ok(()),
+            Packet::Disconnect(d) => Err(io::Error::other(format!(
+                "broker sent DISCONNECT {:?}",
+                d.reason
+            ))),
+            other => Err(io::Error::other(format!(
+                "unexpected packet for a subscriber: {other:?}"
+            ))),
         }
-        .await;
-        if let Err(e) = res {
-            ctx.error("idle connection", e);
+    }
+
+    fn on_publish(&mut self, ctx: &mut Ctx, publish: &Publish) {
+        let now = now_ns();
+        ctx.count_delivered(1);
+        let window = ctx.window();
+        let publishers = ctx.spec.publishers;
+        let stats = &mut ctx.stats;
+        stats.received += 1;
+        // Ids beyond the plan's publishers are someone else's messages; they
+        // must not grow the tracker map.
+        let Some(h) =
+            Header::read(&publish.payload).filter(|h| (h.publisher as usize) < publishers)
+        else {
+            stats.foreign += 1;
+            return;
+        };
+        if stats.sample(h.intended_ns, now, window) {
+            stats.received_measured += 1;
         }
-    })
-    .await;
-    goodbye(&mut writer).await;
+        self.seen.entry(h.publisher).or_default().record(h.seq);
+    }
+
+    /// What this subscriber saw, for the worker's stats.
+    pub fn finish(self) -> SubOutcome {
+        SubOutcome {
+            id: self.id,
+            per_publisher: self.seen,
+        }
+    }
+}
+
+/// Handles a packet on an idle connection: only PINGRESP is expected.
+pub fn idle_packet(p: Packet) -> io::Result<()> {
+    match p {
+        Packet::PingResp => Ok(()),
+        p => Err(io::Error::other(format!(
+            "unexpected packet on an idle connection: {p:?}"
+        ))),
+    }
 }

@@ -61,7 +61,7 @@ pub fn measure(
         )));
     }
     let start = now_ns() + ns(START_DELAY);
-    fleet.control.start_at(start);
+    fleet.start_at(start);
     let usage = watch_run(&fleet, &spec, plan, start, opts, &mut progress)?;
     let (from, to) = spec.window(start);
     let scheduled = scheduled_between(&spec, plan, start, from, to);

@@ -1,81 +1,78 @@
-//! A worker: one pinned executor thread holding a share of the run's
-//! connections, one task per connection.
+//! A worker: one pinned thread running the crate's readiness loop
+//! ([`Reactor`], the broker's own runtime) over its share of the run's
+//! connections, each a state machine ([`Conn`]) in a slab keyed by its
+//! reactor token. No task and no future per connection.
 //!
-//! Life of a worker: connect its connections in waves of [`CONNECT_WAVE`]
-//! (subscribers also SUBSCRIBE) and count them ready; a watcher task polls
-//! the [`Control`] flags and raises the local `go` (publishers start) and
-//! `stop` (everything ends) signals; at stop each task says DISCONNECT and
-//! the worker returns its [`WorkerStats`].
+//! Life of a worker:
+//! 1. open its connections, at most [`CONNECT_WAVE`] establishing at once
+//!    (subscribers also SUBSCRIBE), counting each ready or failed;
+//! 2. at the start time ([`Control::start_at`], which the fleet follows
+//!    with a wake-up) start the publishers' open-loop schedules and the
+//!    connect-storm opener;
+//! 3. at stop (likewise) hand every role's outcome to the stats, say
+//!    DISCONNECT, and close everything within [`GOODBYE_TIMEOUT`]; then
+//!    return the [`WorkerStats`].
+//!
+//! # Timers
+//!
+//! Publishers' send times and connect-storm attempts are met to the
+//! microsecond, since any lateness is added to the latency reported:
+//! `epoll_wait` waits whole milliseconds (rounded up), so the worker's
+//! [`Alarm`] interrupts it at the send time, and a send time less than
+//! [`SPIN`] away is polled for instead. Keepalive pings, connect and goodbye
+//! deadlines and the per-second interval histogram take the plain wait.
+//! See [`crate::timers`].
+//!
+//! # Bounds per turn
+//!
+//! [`READS_PER_TURN`](crate::conn::READS_PER_TURN) reads per connection
+//! (then the backlog, one pass per turn), [`TIMERS_PER_TURN`] timers of
+//! each kind, [`CONNECT_WAVE`] connects in progress, and out buffers held
+//! near [`OUT_HIGH`](crate::conn::OUT_HIGH).
 
-use std::cell::{Cell, RefCell};
-use std::future::Future;
+use std::collections::VecDeque;
 use std::io;
-use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Duration;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-use futures_lite::future::or;
-use shardmq::protocol::{Disconnect, Packet, ReasonCode};
-use shardmq::runtime::{self, time, ExecutorHandle, ExecutorSpec};
+use shardmq::runtime::{spawn_pinned, Driver, Reactor, Readiness, Registrar, Token, Wake};
+use slab::Slab;
 
-use crate::client::{Dial, Session, IDLE_CHUNK, TRAFFIC_CHUNK};
+use crate::alarm::{self, Alarm};
+use crate::clock::{self, now_ns, ns};
+use crate::conn::{Conn, Dial, Phase, ReadOutcome, ReadScratch, RoleState};
 use crate::control::{Control, Counters};
 use crate::plan::{Role, RunSpec};
-use crate::signal::Signal;
-use crate::stats::WorkerStats;
+use crate::publisher::Publisher;
+use crate::stats::{new_histogram, WorkerStats};
+use crate::storm::{self, Storm};
+use crate::subscriber::Subscriber;
+use crate::timers::{Kind, Timers};
 
 /// Connections a worker establishes concurrently.
 pub const CONNECT_WAVE: usize = 128;
-/// How often the watcher polls the control flags.
-const WATCH_EVERY: Duration = Duration::from_millis(2);
 /// How often interval histograms go to the progress line.
 const INTERVAL_EVERY: Duration = Duration::from_secs(1);
-/// Time allowed for the goodbye DISCONNECT.
-const GOODBYE_TIMEOUT: Duration = Duration::from_millis(200);
+/// Time allowed for the goodbye DISCONNECT (at stop, and after each
+/// connect-storm CONNACK).
+pub const GOODBYE_TIMEOUT: Duration = Duration::from_millis(200);
+/// Send times closer than this are polled for rather than left to the
+/// alarm: about what the alarm's signal costs, and far more than the time
+/// from setting it to entering `epoll_wait`.
+const SPIN: Duration = Duration::from_micros(50);
+/// Timers fired per kind per turn; more due ones fire next turn.
+const TIMERS_PER_TURN: usize = 4096;
+/// Stale timer entries tolerated beyond the live ones before the heaps
+/// are rebuilt.
+const TIMER_SLACK: usize = 1024;
 
-/// Worker-local state shared by its tasks (`Rc`; never leaves the thread).
-pub struct Ctx {
-    pub spec: Arc<RunSpec>,
-    pub control: Arc<Control>,
-    /// This worker's index into `control.counters`.
-    pub index: usize,
-    /// Raised when publishers may start; `start_ns` is set by then.
-    pub go: Signal,
-    /// Raised when the run ends.
-    pub stop: Signal,
-    pub start_ns: Cell<u64>,
-    pub stats: RefCell<WorkerStats>,
-}
-
-impl Ctx {
-    /// This worker's counters.
-    pub fn counters(&self) -> &Counters {
-        &self.control.counters[self.index]
-    }
-
-    /// Counts an error and keeps its message as a sample.
-    pub fn error(&self, what: &str, e: impl std::fmt::Display) {
-        self.counters().errors.fetch_add(1, Relaxed);
-        self.control.error(format!("{what}: {e}"));
-    }
-
-    /// The measured window (valid once `go` is raised).
-    pub fn window(&self) -> (u64, u64) {
-        self.spec.window(self.start_ns.get())
-    }
-
-    /// Dial settings for connection `index` named `name`.
-    pub fn dial(&self, index: usize, name: &str, idle: bool) -> Dial {
-        Dial {
-            broker: self.spec.broker,
-            source: self.spec.source(index),
-            version: self.spec.version,
-            client_id: format!("sl-{}-{name}", self.spec.tag),
-            keep_alive: self.spec.keep_alive,
-            read_chunk: if idle { IDLE_CHUNK } else { TRAFFIC_CHUNK },
-        }
-    }
+/// A started worker thread, seen from the controller.
+pub struct WorkerHandle {
+    pub thread: JoinHandle<io::Result<WorkerStats>>,
+    /// Wakes the worker's loop to look at the [`Control`] flags.
+    pub wake: Arc<Wake>,
 }
 
 /// Starts worker `index` on `core` with its connections.
@@ -85,149 +82,598 @@ pub fn spawn(
     conns: Vec<(usize, Role)>,
     spec: Arc<RunSpec>,
     control: Arc<Control>,
-) -> io::Result<ExecutorHandle<WorkerStats>> {
-    let exec = ExecutorSpec::new(format!("load-{index}"), core);
-    runtime::start(&exec, move || async move {
-        let ctx = Rc::new(Ctx {
+) -> io::Result<WorkerHandle> {
+    let mut reactor = Reactor::new()?;
+    let wake = reactor.wake_handle();
+    let registrar = reactor.registrar()?;
+    let thread = spawn_pinned(format!("load-{index}"), core, move || {
+        let mut worker = Worker::new(index, conns, spec, control, registrar)?;
+        reactor.run(&mut worker)?;
+        Ok(worker.ctx.stats)
+    })?;
+    Ok(WorkerHandle { thread, wake })
+}
+
+/// What a worker's connections share: the run's settings, the control
+/// plane, and what the worker measured. Worker-local (one thread).
+pub struct Ctx {
+    pub spec: Arc<RunSpec>,
+    pub control: Arc<Control>,
+    /// This worker's index into `control.counters`.
+    index: usize,
+    /// The start time, once the controller has set it (publishers may send).
+    pub start_ns: Option<u64>,
+    /// Set at stop: roles have handed over their outcomes.
+    stopping: bool,
+    pub stats: WorkerStats,
+    /// Plan connections opened and not yet ready or failed.
+    establishing: usize,
+    /// Sends and deliveries not yet added to the shared counters (added
+    /// once per turn, not per message).
+    unpublished_sent: u64,
+    unpublished_delivered: u64,
+}
+
+impl Ctx {
+    /// The context of worker `index` of `control`.
+    pub fn new(spec: Arc<RunSpec>, control: Arc<Control>, index: usize) -> Ctx {
+        Ctx {
             spec,
             control,
             index,
-            go: Signal::default(),
-            stop: Signal::default(),
-            start_ns: Cell::new(0),
-            stats: RefCell::new(WorkerStats::default()),
-        });
-        run(ctx.clone(), conns).await;
-        ctx.stats.replace(WorkerStats::default())
-    })
+            start_ns: None,
+            stopping: false,
+            stats: WorkerStats::default(),
+            establishing: 0,
+            unpublished_sent: 0,
+            unpublished_delivered: 0,
+        }
+    }
+
+    fn counters(&self) -> &Counters {
+        &self.control.counters[self.index]
+    }
+
+    /// Counts an error of an open connection and keeps its message as a
+    /// sample.
+    pub fn error(&self, what: &str, e: impl std::fmt::Display) {
+        self.counters().errors.fetch_add(1, Relaxed);
+        self.control.error(format!("{what}: {e}"));
+    }
+
+    /// A plan connection could not be established.
+    fn connection_failed(&mut self, name: &str, e: impl std::fmt::Display) {
+        self.counters().failed.fetch_add(1, Relaxed);
+        self.control.error(format!("connection {name}: {e}"));
+    }
+
+    /// A plan connection is established (and subscribed).
+    pub fn established(&mut self) {
+        self.establishing -= 1;
+        self.counters().ready.fetch_add(1, Relaxed);
+    }
+
+    /// The measured window (valid once the start time is set).
+    pub fn window(&self) -> (u64, u64) {
+        self.spec.window(self.start_ns.unwrap_or(0))
+    }
+
+    pub fn count_sent(&mut self, n: u64) {
+        self.unpublished_sent += n;
+    }
+
+    pub fn count_delivered(&mut self, n: u64) {
+        self.unpublished_delivered += n;
+    }
+
+    /// Adds this turn's sends and deliveries to the shared counters.
+    fn publish_counts(&mut self) {
+        let (sent, delivered) = (
+            std::mem::take(&mut self.unpublished_sent),
+            std::mem::take(&mut self.unpublished_delivered),
+        );
+        if sent > 0 {
+            self.counters().sent.fetch_add(sent, Relaxed);
+        }
+        if delivered > 0 {
+            self.counters().delivered.fetch_add(delivered, Relaxed);
+        }
+    }
+
+    /// Keeps what a role measured.
+    fn keep_outcome(&mut self, role: RoleState) {
+        match role {
+            RoleState::Publisher(p) => self.stats.pubs.push(p.finish()),
+            RoleState::Subscriber(s) => self.stats.subs.push(s.finish()),
+            RoleState::Idle | RoleState::Attempt { .. } | RoleState::Done => {}
+        }
+    }
 }
 
-async fn run(ctx: Rc<Ctx>, conns: Vec<(usize, Role)>) {
-    runtime::spawn(watch(ctx.clone()));
-    let mut tasks = Vec::with_capacity(conns.len());
-    for wave in conns.chunks(CONNECT_WAVE) {
-        let opening: Vec<_> = wave
+/// One worker's loop state: its connections and everything that drives
+/// them. Lives on the worker thread; implements [`Driver`].
+struct Worker {
+    ctx: Ctx,
+    registrar: Registrar,
+    /// Rings this thread at the next send time (see the module doc).
+    alarm: Alarm,
+    conns: Slab<Conn>,
+    timers: Timers,
+    scratch: ReadScratch,
+    /// Plan connections not opened yet, in plan order.
+    to_open: VecDeque<(usize, Role)>,
+    /// This worker's connect-storm opener, if it has one.
+    storm: Option<Storm>,
+    /// The next [`Conn::serial`].
+    next_serial: u64,
+    /// Connections with output to flush at the end of the turn, by key and
+    /// serial; each at most once ([`Conn::dirty`]).
+    dirty: Vec<(usize, u64)>,
+    /// Connections still readable after their reads of a turn, likewise
+    /// ([`Conn::in_backlog`]).
+    backlog: VecDeque<(usize, u64)>,
+    /// The backlog had its pass this turn.
+    backlog_done: bool,
+    /// When the next interval histogram goes to the progress line.
+    next_interval: u64,
+    /// Set at stop: whatever is still open is dropped at this time.
+    stop_deadline: Option<u64>,
+}
+
+impl Worker {
+    fn new(
+        index: usize,
+        conns: Vec<(usize, Role)>,
+        spec: Arc<RunSpec>,
+        control: Arc<Control>,
+        registrar: Registrar,
+    ) -> io::Result<Worker> {
+        let mut storm = None;
+        let mut to_open = VecDeque::with_capacity(conns.len());
+        for (i, role) in conns {
+            match role {
+                Role::Storm { index, of } => storm = Some(Storm::new(index, of, &spec)),
+                role => to_open.push_back((i, role)),
+            }
+        }
+        let ctx = Ctx::new(spec, control, index);
+        if storm.is_some() {
+            // The opener needs no connection: it is ready at once.
+            ctx.counters().ready.fetch_add(1, Relaxed);
+        }
+        Ok(Worker {
+            ctx,
+            registrar,
+            alarm: Alarm::for_this_thread()?,
+            conns: Slab::with_capacity(to_open.len().min(CONNECT_WAVE * 8)),
+            timers: Timers::default(),
+            scratch: ReadScratch::new(),
+            to_open,
+            storm,
+            next_serial: 0,
+            dirty: Vec::new(),
+            backlog: VecDeque::new(),
+            backlog_done: false,
+            next_interval: now_ns() + ns(INTERVAL_EVERY),
+            stop_deadline: None,
+        })
+    }
+
+    /// Inserts a connection for `dial`, connecting.
+    fn open(&mut self, dial: Dial) -> io::Result<()> {
+        let now = now_ns();
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        let serial = self.next_serial;
+        let conn = Conn::open(&self.ctx.spec, &self.registrar, key, serial, dial, now)?;
+        entry.insert(conn);
+        self.next_serial += 1;
+        self.settle(key, now);
+        Ok(())
+    }
+
+    /// Opens plan connections while fewer than [`CONNECT_WAVE`] are
+    /// establishing. True if it opened any.
+    fn open_more(&mut self) -> bool {
+        let mut opened = false;
+        while !self.ctx.stopping && self.ctx.establishing < CONNECT_WAVE {
+            let Some((index, role)) = self.to_open.pop_front() else {
+                break;
+            };
+            opened = true;
+            let (name, state) = match role {
+                Role::Publisher { id, topic } => (
+                    format!("p{id}"),
+                    Publisher::new(id, &topic, &self.ctx.spec)
+                        .map(|p| RoleState::Publisher(Box::new(p))),
+                ),
+                Role::Subscriber { id, filter } => (
+                    format!("s{id}"),
+                    Ok(RoleState::Subscriber(Box::new(Subscriber::new(id, filter)))),
+                ),
+                Role::Idle { id } => (format!("i{id}"), Ok(RoleState::Idle)),
+                // Not a connection: taken out in `Worker::new`.
+                Role::Storm { .. } => continue,
+            };
+            let result = state.and_then(|role| {
+                self.open(Dial {
+                    index,
+                    name: name.clone(),
+                    role,
+                })
+            });
+            match result {
+                Ok(()) => self.ctx.establishing += 1,
+                Err(e) => self.ctx.connection_failed(&name, e),
+            }
+        }
+        opened
+    }
+
+    /// Opens the connect-storm attempts due at `now` (at most a wave).
+    fn open_attempts(&mut self, now: u64) {
+        for _ in 0..CONNECT_WAVE {
+            let Some((due, conn)) = self.storm.as_mut().and_then(|s| s.take_due(now)) else {
+                return;
+            };
+            self.ctx.count_sent(1);
+            let dial = Dial {
+                index: conn,
+                name: format!("c{conn}"),
+                role: RoleState::Attempt { due },
+            };
+            if let Err(e) = self.open(dial) {
+                storm::failed(&mut self.ctx, e);
+                if let Some(s) = self.storm.as_mut() {
+                    s.active -= 1;
+                }
+            }
+        }
+    }
+
+    /// Looks at the control flags: start, stop. True on a change.
+    fn watch_control(&mut self) -> bool {
+        if self.ctx.stopping {
+            return false;
+        }
+        if self.ctx.control.is_stopped() {
+            self.begin_stop();
+            return true;
+        }
+        if self.ctx.start_ns.is_none() {
+            if let Some(start) = self.ctx.control.start_ns() {
+                self.go(start);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The start time is set: publishers and the storm opener start.
+    fn go(&mut self, start: u64) {
+        self.ctx.start_ns = Some(start);
+        if let Some(s) = self.storm.as_mut() {
+            s.start(&self.ctx.spec, start);
+        }
+        let now = now_ns();
+        let publishers: Vec<usize> = self
+            .conns
             .iter()
-            .map(|(i, role)| runtime::spawn_joinable(establish(ctx.clone(), *i, role.clone())))
+            .filter(|(_, c)| c.phase == Phase::Ready && matches!(c.role, RoleState::Publisher(_)))
+            .map(|(key, _)| key)
             .collect();
-        for (opened, (_, role)) in opening.into_iter().zip(wave) {
-            if let Some(Some(session)) = opened.await {
-                tasks.push(runtime::spawn_joinable(serve(
-                    ctx.clone(),
-                    role.clone(),
-                    session,
-                )));
+        for key in publishers {
+            if let RoleState::Publisher(p) = &mut self.conns[key].role {
+                p.start(&self.ctx.spec, start);
             }
-        }
-        if ctx.stop.is_raised() {
-            break;
+            self.settle(key, now);
         }
     }
-    for t in tasks {
-        t.await;
-    }
-    ctx.stop.wait().await;
-}
 
-/// Polls the control flags; raises `go` and `stop`; ships interval histograms.
-async fn watch(ctx: Rc<Ctx>) {
-    let mut last_interval = crate::clock::now_ns();
-    loop {
-        time::sleep(WATCH_EVERY).await;
-        if !ctx.go.is_raised() {
-            if let Some(start) = ctx.control.start_ns() {
-                ctx.start_ns.set(start);
-                ctx.go.raise();
+    /// The run stops: roles hand over their outcomes, open connections say
+    /// goodbye, the rest is dropped.
+    fn begin_stop(&mut self) {
+        let now = now_ns();
+        let deadline = now + ns(GOODBYE_TIMEOUT);
+        self.ctx.stopping = true;
+        self.stop_deadline = Some(deadline);
+        self.to_open.clear();
+        // No more attempts; those open are dropped or finish their goodbye.
+        self.storm = None;
+        let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            let conn = &mut self.conns[key];
+            match conn.phase {
+                Phase::Ready => {
+                    let role = conn.take_role();
+                    let res = conn.goodbye(&self.ctx, deadline);
+                    self.ctx.keep_outcome(role);
+                    self.done(key, res, now);
+                }
+                Phase::Closing => {}
+                _ => {
+                    let conn = self.conns.remove(key);
+                    self.forget(conn);
+                }
             }
         }
-        let now = crate::clock::now_ns();
-        if now - last_interval >= crate::clock::ns(INTERVAL_EVERY) {
-            last_interval = now;
-            let h = std::mem::replace(
-                &mut ctx.stats.borrow_mut().interval,
-                crate::stats::new_histogram(),
-            );
-            ctx.control.push_interval(h);
+    }
+
+    /// After a handler ran on connection `key`: count its error and close
+    /// it, or settle it.
+    fn done(&mut self, key: usize, res: io::Result<()>, now: u64) {
+        match res {
+            Ok(()) => self.settle(key, now),
+            Err(e) => self.fail(key, e),
         }
-        if ctx.control.is_stopped() {
-            ctx.stop.raise();
+    }
+
+    /// Brings the worker's view of connection `key` up to date: closes it
+    /// if its goodbye is over, lists it for a flush, arms its timers.
+    fn settle(&mut self, key: usize, now: u64) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.phase == Phase::Closing && (conn.out.is_empty() || now >= conn.deadline) {
+            let conn = self.conns.remove(key);
+            self.forget(conn);
             return;
         }
+        if !conn.out.is_empty() && !conn.dirty && !conn.writing() {
+            conn.dirty = true;
+            self.dirty.push((key, conn.serial));
+        }
+        if let Some(at) = conn.tick_at(&self.ctx.spec) {
+            self.timers
+                .arm(&mut conn.armed, Kind::Tick, key, conn.serial, at);
+        }
+        if let Some(at) = conn.send_at() {
+            self.timers
+                .arm(&mut conn.armed, Kind::Send, key, conn.serial, at);
+        }
+    }
+
+    /// Connection `key` failed with `e`: counts it by what it was doing,
+    /// and closes it.
+    fn fail(&mut self, key: usize, e: io::Error) {
+        let Some(conn) = self.conns.try_remove(key) else {
+            return;
+        };
+        match (&conn.role, conn.phase) {
+            // A failed goodbye: nothing more to say.
+            (_, Phase::Closing) => {}
+            (RoleState::Attempt { .. }, _) => storm::failed(&mut self.ctx, e),
+            (role, Phase::Ready) => self.ctx.error(role.what(), e),
+            _ => self.ctx.connection_failed(&conn.name, e),
+        }
+        self.forget(conn);
+    }
+
+    /// Accounts for a connection removed from the slab (and closes it by
+    /// dropping it).
+    fn forget(&mut self, mut conn: Conn) {
+        if let RoleState::Attempt { .. } = conn.role {
+            if let Some(s) = self.storm.as_mut() {
+                s.active -= 1;
+            }
+        } else if conn.phase.establishing() {
+            self.ctx.establishing -= 1;
+        } else if conn.phase == Phase::Ready {
+            self.ctx.keep_outcome(conn.take_role());
+        }
+    }
+
+    /// Reads connection `key` (one turn's worth).
+    fn read(&mut self, key: usize) -> io::Result<()> {
+        let conn = &mut self.conns[key];
+        match conn.read(&mut self.scratch, &mut self.ctx)? {
+            ReadOutcome::Drained => {}
+            ReadOutcome::More => {
+                if !conn.in_backlog {
+                    conn.in_backlog = true;
+                    self.backlog.push_back((key, conn.serial));
+                }
+            }
+            ReadOutcome::Paused => conn.read_paused = true,
+        }
+        Ok(())
+    }
+
+    /// Flushes connection `key`; resumes its reading if that waited for room.
+    fn flush(&mut self, key: usize, now: u64) -> io::Result<()> {
+        let conn = &mut self.conns[key];
+        conn.flush(&self.registrar, key, now)?;
+        if conn.after_flush() && !conn.in_backlog {
+            conn.in_backlog = true;
+            self.backlog.push_back((key, conn.serial));
+        }
+        Ok(())
+    }
+
+    /// One pass over the connections that were still readable.
+    fn drain_backlog(&mut self) -> bool {
+        let n = self.backlog.len();
+        let now = now_ns();
+        for _ in 0..n {
+            let Some((key, serial)) = self.backlog.pop_front() else {
+                break;
+            };
+            let Some(conn) = self.conns.get_mut(key).filter(|c| c.serial == serial) else {
+                continue;
+            };
+            conn.in_backlog = false;
+            let res = self.read(key);
+            self.done(key, res, now);
+        }
+        n > 0
+    }
+
+    /// Fires the `kind` timers due at `now`.
+    fn fire(&mut self, kind: Kind, now: u64) {
+        let mut fired = 0;
+        while fired < TIMERS_PER_TURN {
+            let Some((key, serial, at)) = self.timers.pop_due(kind, now) else {
+                return;
+            };
+            let Some(conn) = self.conns.get_mut(key).filter(|c| c.serial == serial) else {
+                continue;
+            };
+            if !Timers::take_if_armed(&mut conn.armed, kind, at) {
+                continue;
+            }
+            fired += 1;
+            let res = match kind {
+                Kind::Send => conn.on_send_timer(&mut self.ctx, now),
+                Kind::Tick => conn.on_tick(&self.ctx, now),
+            };
+            self.done(key, res, now);
+        }
+    }
+
+    /// Drops every connection still open (the goodbye deadline passed).
+    fn drop_all(&mut self) {
+        for (_, conn) in std::mem::take(&mut self.conns) {
+            self.forget(conn);
+        }
+        self.dirty.clear();
+        self.backlog.clear();
     }
 }
 
-/// Opens connection `index` for `role` (subscribing subscribers); `None`
-/// (with the error counted) on failure or timeout. Storm roles need no
-/// connection and get `Some(None)`.
-async fn establish(ctx: Rc<Ctx>, index: usize, role: Role) -> Option<Option<Session>> {
-    let name = match &role {
-        Role::Publisher { id, .. } => format!("p{id}"),
-        Role::Subscriber { id, .. } => format!("s{id}"),
-        Role::Idle { id } => format!("i{id}"),
-        Role::Storm { .. } => {
-            ctx.counters().ready.fetch_add(1, Relaxed);
-            return Some(None);
+impl Driver for Worker {
+    fn ready(&mut self, token: Token, r: Readiness) {
+        let key = token.0;
+        let now = now_ns();
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let res = if conn.phase == Phase::Connecting {
+            if r.writable || r.closed {
+                conn.on_connect_ready(&self.ctx, &self.registrar, key, now)
+            } else {
+                Ok(())
+            }
+        } else {
+            let mut res = Ok(());
+            if r.writable && conn.writing() {
+                res = self.flush(key, now);
+            }
+            if res.is_ok() && (r.readable || r.closed) && !self.conns[key].in_backlog {
+                res = self.read(key);
+            }
+            res
+        };
+        self.done(key, res, now);
+    }
+
+    fn run_pending(&mut self) -> bool {
+        // An alarm that rang just before the loop parks must not be lost:
+        // reporting work makes the loop poll instead of wait.
+        let mut did = alarm::rang();
+        did |= self.watch_control();
+        did |= self.open_more();
+        if !self.backlog_done {
+            self.backlog_done = true;
+            did |= self.drain_backlog();
         }
+        did
+    }
+
+    fn end_turn(&mut self) {
+        let now = now_ns();
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for &(key, serial) in &dirty {
+            let Some(conn) = self.conns.get_mut(key).filter(|c| c.serial == serial) else {
+                continue;
+            };
+            conn.dirty = false;
+            let res = self.flush(key, now);
+            self.done(key, res, now);
+        }
+        // A flush leaves `out` empty or waiting for writable: none listed again.
+        debug_assert!(self.dirty.is_empty());
+        dirty.clear();
+        self.dirty = dirty;
+        self.backlog_done = false;
+        self.ctx.publish_counts();
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let now = now_ns();
+        let spin = ns(SPIN);
+        let storm = self.storm.as_ref().and_then(Storm::next_due);
+        let send = [self.timers.next(Kind::Send), storm]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|at| {
+                if at > now + spin {
+                    self.alarm.set(at, now);
+                    at
+                } else {
+                    // Due (or nearly): a deadline passed means "poll, do
+                    // not wait", until it is met.
+                    at.saturating_sub(spin)
+                }
+            });
+        let tick = [
+            self.timers.next(Kind::Tick),
+            Some(self.next_interval),
+            self.stop_deadline,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        [send, tick]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(clock::instant_of)
+    }
+
+    fn on_timer(&mut self, now: Instant) {
+        let now = clock::ns_of(now);
+        self.fire(Kind::Send, now);
+        self.fire(Kind::Tick, now);
+        self.open_attempts(now);
+        if now >= self.next_interval {
+            self.next_interval = now + ns(INTERVAL_EVERY);
+            let h = std::mem::replace(&mut self.ctx.stats.interval, new_histogram());
+            self.ctx.control.push_interval(h);
+        }
+        if self.stop_deadline.is_some_and(|d| now >= d) {
+            self.drop_all();
+        }
+        if self.timers.len() > 2 * self.conns.len() + TIMER_SLACK {
+            let live = self.conns.iter().map(|(key, c)| (key, c.serial, c.armed));
+            self.timers.compact(live);
+        }
+    }
+
+    fn finished(&self) -> bool {
+        self.ctx.stopping && self.conns.is_empty()
+    }
+}
+
+/// A worker context for unit tests of the roles: 1 publisher, one worker.
+#[cfg(test)]
+pub fn test_ctx(qos: shardmq::protocol::QoS, inflight: u16, rate: f64) -> Ctx {
+    let spec = RunSpec {
+        broker: ([127, 0, 0, 1], 1883).into(),
+        version: crate::plan::protocol_version(3),
+        qos,
+        payload: crate::payload::HEADER_LEN,
+        inflight,
+        keep_alive: 60,
+        connect_timeout: Duration::from_secs(1),
+        warmup: Duration::ZERO,
+        duration: Duration::from_secs(10),
+        rate,
+        publishers: 1,
+        drop_every: None,
+        sources: Vec::new(),
+        storm_concurrency: 1,
+        tag: "test".into(),
     };
-    let dial = ctx.dial(index, &name, matches!(role, Role::Idle { .. }));
-    let open = async {
-        let mut s = Session::open(&dial).await?;
-        if let Role::Subscriber { filter, .. } = &role {
-            s.subscribe(filter, ctx.spec.qos).await?;
-        }
-        Ok::<_, io::Error>(s)
-    };
-    let outcome = or(
-        async { time::timeout(ctx.spec.connect_timeout, open).await },
-        async {
-            ctx.stop.wait().await;
-            None
-        },
-    )
-    .await;
-    match outcome {
-        Some(Ok(s)) => {
-            ctx.counters().ready.fetch_add(1, Relaxed);
-            Some(Some(s))
-        }
-        Some(Err(e)) => fail(&ctx, &name, e),
-        None if ctx.stop.is_raised() => None,
-        None => fail(
-            &ctx,
-            &name,
-            format!("no CONNACK/SUBACK within {:?}", ctx.spec.connect_timeout),
-        ),
-    }
-}
-
-fn fail<T>(ctx: &Ctx, name: &str, e: impl std::fmt::Display) -> Option<T> {
-    ctx.counters().failed.fetch_add(1, Relaxed);
-    ctx.control.error(format!("connection {name}: {e}"));
-    None
-}
-
-/// Runs a connection's role until it ends or the run stops, then says goodbye.
-async fn serve(ctx: Rc<Ctx>, role: Role, session: Option<Session>) {
-    match (role, session) {
-        (Role::Publisher { id, topic }, Some(s)) => crate::publisher::run(ctx, id, topic, s).await,
-        (Role::Subscriber { id, .. }, Some(s)) => crate::subscriber::run(ctx, id, s).await,
-        (Role::Idle { .. }, Some(s)) => crate::subscriber::idle(ctx, s).await,
-        (Role::Storm { index, of }, _) => crate::storm::run(ctx, index, of).await,
-        (_, None) => {}
-    }
-}
-
-/// Runs `body` until it finishes or the run stops.
-pub async fn until_stopped(ctx: &Ctx, body: impl Future<Output = ()>) {
-    or(body, ctx.stop.wait()).await
-}
-
-/// Best-effort DISCONNECT before the connection is dropped; skipped when a
-/// write was cut short (the stream is mid-packet, closing is all we can do).
-pub async fn goodbye(session: &mut crate::client::Writer) {
-    if !session.buf.is_empty() {
-        return;
-    }
-    let bye = Packet::Disconnect(Disconnect::new(ReasonCode::NormalDisconnection));
-    let _ = time::timeout(GOODBYE_TIMEOUT, session.send(&bye)).await;
+    Ctx::new(Arc::new(spec), Arc::new(Control::new(1)), 0)
 }

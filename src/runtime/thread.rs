@@ -52,7 +52,8 @@ pub fn spawn_pinned<T: Send + 'static>(
         .map_err(|e| io::Error::new(e.kind(), format!("starting thread {err_name}: {e}")))
 }
 
-/// The cores this process may run on, in order.
+/// The cores this process may run on, in order (empty when the affinity
+/// mask cannot be read).
 pub fn available_cores() -> Vec<usize> {
     core_affinity::get_core_ids()
         .map(|ids| ids.into_iter().map(|c| c.id).collect())
