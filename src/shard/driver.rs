@@ -92,7 +92,8 @@ impl Shard {
         };
         for &token in &batch {
             self.on_bytes(token, None);
-            self.read_conn(token);
+            // Its earlier edges may have been passed over: read to the end.
+            self.read_conn(token, true);
         }
         !batch.is_empty()
     }

@@ -15,7 +15,10 @@ use crate::runtime::{Interest, Readiness, Token};
 
 /// What one read gave.
 enum Read {
-    Data(BytesMut),
+    /// Bytes, and whether they drained the socket: a read that returns less
+    /// than it asked for has emptied a stream socket, and data arriving
+    /// later raises a new edge (epoll(7)), so no second read is needed.
+    Data(BytesMut, bool),
     /// Nothing more for now (edge-triggered: readiness will be reported).
     Empty,
     /// EOF or a socket error.
@@ -29,13 +32,17 @@ impl Shard {
             self.flush_token(token);
         }
         if r.readable || r.closed {
-            self.read_conn(token);
+            // After a hang-up, read on to the end of the stream (a short
+            // read does not mean EOF was seen).
+            self.read_conn(token, r.closed);
         }
     }
 
     /// Reads and handles what `token` sent, at most [`READS_PER_TURN`]
     /// reads; a connection with more is revisited from the pending work.
-    pub(super) fn read_conn(self: &Rc<Self>, token: usize) {
+    /// Stops at a read that drained the socket unless `to_the_end`, then
+    /// only at `WouldBlock` or EOF.
+    pub(super) fn read_conn(self: &Rc<Self>, token: usize, to_the_end: bool) {
         for _ in 0..READS_PER_TURN {
             let Some(phase) = self.readable_phase(token) else {
                 return;
@@ -45,10 +52,16 @@ impl Shard {
                 return;
             }
             match self.read_chunk(token) {
-                Read::Data(chunk) if phase == Phase::Connecting => {
-                    self.on_connect_bytes(token, chunk)
+                Read::Data(chunk, drained) => {
+                    if phase == Phase::Connecting {
+                        self.on_connect_bytes(token, chunk);
+                    } else {
+                        self.on_bytes(token, Some(chunk));
+                    }
+                    if drained && !to_the_end {
+                        return;
+                    }
                 }
-                Read::Data(chunk) => self.on_bytes(token, Some(chunk)),
                 Read::Empty => return,
                 Read::Closed => return self.close_token(token, CloseReason::Io),
             }
@@ -84,7 +97,10 @@ impl Shard {
         };
         match conn.transport.read(&mut buf[..]) {
             Ok(0) => Read::Closed,
-            Ok(n) => Read::Data(buf.split_to(n)),
+            Ok(n) => {
+                let drained = n < buf.len();
+                Read::Data(buf.split_to(n), drained)
+            }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Read::Empty,
             Err(_) => Read::Closed,
         }
