@@ -302,6 +302,8 @@ fn reuseport_listener(addr: SocketAddr) -> Result<OwnedFd, StartError> {
     let socket = Socket::new(domain, Type::STREAM, Some(Protocol::TCP)).map_err(err)?;
     socket.set_reuse_port(true).map_err(err)?;
     socket.set_reuse_address(true).map_err(err)?;
+    // Inherited by every accepted socket.
+    socket.set_nodelay(true).map_err(err)?;
     socket.bind(&addr.into()).map_err(err)?;
     socket.listen(4096).map_err(err)?;
     socket.set_nonblocking(true).map_err(err)?;

@@ -1,7 +1,6 @@
 //! What crosses the mesh. Everything here is `Send`; nothing here refers to
 //! shard-local state except by value (ids, not pointers).
 
-use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
@@ -36,7 +35,6 @@ pub struct Message {
 #[derive(Debug)]
 pub struct Handover {
     pub fd: OwnedFd,
-    pub peer: SocketAddr,
     pub connect: Box<Connect>,
     /// Bytes the client sent after CONNECT (detached).
     pub leftover: Bytes,

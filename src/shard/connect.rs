@@ -36,10 +36,7 @@ impl Shard {
         match decode(buf, ProtocolVersion::V311, limit) {
             Ok(Packet::Connect(connect)) => {
                 let leftover = std::mem::take(buf);
-                match self.peer_of(token) {
-                    Some(peer) => self.admit(token, peer, connect, leftover),
-                    None => self.drop_conn(token),
-                }
+                self.admit(token, connect, leftover)
             }
             Ok(_) => self.refuse_early(token, "first packet is not CONNECT"),
             Err(DecodeError::Incomplete { needed }) => {
@@ -93,7 +90,6 @@ impl Shard {
     pub(super) fn admit(
         self: &Rc<Self>,
         token: usize,
-        peer: SocketAddr,
         mut connect: Box<Connect>,
         leftover: BytesMut,
     ) {
@@ -103,7 +99,7 @@ impl Shard {
         }
         let home = self.home_of(&connect.client_id);
         if home != self.id {
-            return self.hand_over(token, peer, connect, leftover, home);
+            return self.hand_over(token, connect, leftover, home);
         }
         let max_packet = connect.properties.maximum_packet_size.unwrap_or(u32::MAX);
         let conn = Rc::new(ConnShared::new(connect.protocol, max_packet, self.now()));
@@ -135,14 +131,7 @@ impl Shard {
 
     /// Moves connection `token` to shard `home`: its socket leaves this
     /// shard's loop and travels as an fd with the CONNECT.
-    fn hand_over(
-        &self,
-        token: usize,
-        peer: SocketAddr,
-        connect: Box<Connect>,
-        leftover: BytesMut,
-        home: usize,
-    ) {
+    fn hand_over(&self, token: usize, connect: Box<Connect>, leftover: BytesMut, home: usize) {
         let Some(conn) = self.conns.borrow_mut().try_remove(token) else {
             return;
         };
@@ -154,13 +143,12 @@ impl Shard {
                     home,
                     ShardMsg::Handover(Box::new(Handover {
                         fd,
-                        peer,
                         connect,
                         leftover,
                     })),
                 );
             }
-            Err(e) => log::warn!("{peer}: cannot hand the connection to shard {home}: {e}"),
+            Err(e) => log::warn!("cannot hand a connection to shard {home}: {e}"),
         }
     }
 }

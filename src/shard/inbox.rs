@@ -40,12 +40,11 @@ impl Shard {
     fn on_handover(self: &Rc<Self>, h: Handover) {
         let Handover {
             fd,
-            peer,
             connect,
             leftover,
         } = h;
         if let Some(token) = self.adopt(Transport::from_owned_fd(fd)) {
-            self.admit(token, peer, connect, leftover.as_ref().into());
+            self.admit(token, connect, leftover.as_ref().into());
         }
     }
 }

@@ -54,9 +54,10 @@ impl Shard {
             };
             match accepted {
                 Ok((transport, _peer)) => {
+                    // TCP_NODELAY comes from the listener (Linux copies it
+                    // to accepted sockets): no setsockopt per connection.
                     self.accept_backoff.set(std::time::Duration::ZERO);
                     Stats::bump(&self.stats.accepted);
-                    let _ = transport.set_nodelay(true);
                     self.adopt(transport);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
