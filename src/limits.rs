@@ -7,6 +7,25 @@ use std::time::Duration;
 /// Most shards (and mesh peers) a broker runs; a `ShardSet` holds this many bits.
 pub const MAX_SHARDS: usize = 256;
 
+/// Events taken from the kernel per `epoll_wait`. More ready sources are
+/// reported by the next wait (the loop does not park while events remain
+/// unread: a full buffer makes the next wait non-blocking).
+pub const EVENTS_CAPACITY: usize = 1024;
+
+/// Most `Driver::run_pending` calls in one loop turn before the loop looks
+/// at sockets and timers again, so that a flood of mesh traffic cannot
+/// starve I/O.
+pub const PENDING_ROUNDS: usize = 64;
+
+/// Backlog of every listening socket (connections the kernel completes
+/// before the shard accepts them).
+pub const LISTEN_BACKLOG: i32 = 4096;
+
+/// A `read`/`write` interrupted by a signal is retried at most this many
+/// times before EINTR is returned (a non-blocking socket call practically
+/// never is).
+pub const EINTR_RETRIES: usize = 8;
+
 /// Slots (batches) in each SPSC queue of the mesh.
 pub const MESH_CAPACITY: usize = 1024;
 

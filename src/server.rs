@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::Config;
-use crate::limits::{MAX_LISTENERS, MAX_SHARDS, MESH_CAPACITY, RESTART_BIND_WAIT, START_TIMEOUT};
+use crate::limits::{
+    LISTEN_BACKLOG, MAX_LISTENERS, MAX_SHARDS, MESH_CAPACITY, RESTART_BIND_WAIT, START_TIMEOUT,
+};
 use crate::mesh::{Batch, Mesh};
 use crate::runtime::{self, Listener, MeshEnd, Reactor, Registrar, Wake};
 use crate::shard::{Control, Shard, ShardLoop, StatsCell, StatsSnapshot};
@@ -305,7 +307,7 @@ fn reuseport_listener(addr: SocketAddr) -> Result<OwnedFd, StartError> {
     // Inherited by every accepted socket.
     socket.set_nodelay(true).map_err(err)?;
     socket.bind(&addr.into()).map_err(err)?;
-    socket.listen(4096).map_err(err)?;
+    socket.listen(LISTEN_BACKLOG).map_err(err)?;
     socket.set_nonblocking(true).map_err(err)?;
     Ok(socket.into())
 }

@@ -37,15 +37,7 @@ use super::transport::{Listener, Transport};
 /// [`Driver::ready`], and refused by [`Registrar::register`].
 pub const WAKE_TOKEN: Token = Token(usize::MAX);
 
-/// Events taken from the kernel per `epoll_wait`. More ready sources are
-/// reported by the next wait (the loop does not park while events remain
-/// unread: a full buffer makes the next wait non-blocking).
-pub const EVENTS_CAPACITY: usize = 1024;
-
-/// Most [`Driver::run_pending`] calls in one turn before the loop ends the
-/// turn and looks at sockets and timers again, so that a flood of mesh
-/// traffic cannot starve I/O.
-pub const PENDING_ROUNDS: usize = 64;
+pub use crate::limits::{EVENTS_CAPACITY, PENDING_ROUNDS};
 
 /// What a source is ready for, from one event.
 ///

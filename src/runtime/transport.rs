@@ -14,13 +14,7 @@ use mio::event::Source;
 use mio::{Interest, Registry, Token};
 use socket2::{Domain, Protocol, Socket, Type};
 
-/// Backlog of a listener made by [`Listener::bind`].
-pub const LISTEN_BACKLOG: i32 = 1024;
-
-/// A `read`/`write` interrupted by a signal is retried at most this many
-/// times before EINTR is returned (a non-blocking socket call practically
-/// never is).
-const EINTR_RETRIES: usize = 8;
+use crate::limits::{EINTR_RETRIES, LISTEN_BACKLOG};
 
 /// One client connection's byte stream.
 ///
