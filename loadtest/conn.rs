@@ -591,10 +591,10 @@ mod tests {
         out
     }
 
-    #[test]
-    fn packets_split_anywhere_are_handled_once_each() {
+    /// A connection in `Ready` to a local listener that never answers.
+    fn ready_conn(qos: QoS, name: &str) -> (std::net::TcpListener, Ctx, Conn) {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
-        let mut ctx = test_ctx(QoS::AtLeastOnce, 1, 1000.0);
+        let mut ctx = test_ctx(qos, 1, 1000.0);
         let mut spec = (*ctx.spec).clone();
         spec.broker = listener.local_addr().expect("addr");
         ctx.spec = Arc::new(spec);
@@ -602,11 +602,17 @@ mod tests {
         let registrar = reactor.registrar().expect("registrar");
         let dial = Dial {
             index: 0,
-            name: "s0".into(),
+            name: name.into(),
             role: RoleState::Idle,
         };
         let mut conn = Conn::open(&ctx.spec, &registrar, 0, 0, dial, 0).expect("open");
         conn.phase = Phase::Ready;
+        (listener, ctx, conn)
+    }
+
+    #[test]
+    fn packets_split_anywhere_are_handled_once_each() {
+        let (_listener, mut ctx, mut conn) = ready_conn(QoS::AtLeastOnce, "s0");
         let mut scratch = ReadScratch::new();
         let bytes = wire(ctx.spec.version);
 
@@ -635,20 +641,7 @@ mod tests {
 
     #[test]
     fn a_malformed_packet_is_an_error() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
-        let mut ctx = test_ctx(QoS::AtMostOnce, 1, 1000.0);
-        let mut spec = (*ctx.spec).clone();
-        spec.broker = listener.local_addr().expect("addr");
-        ctx.spec = Arc::new(spec);
-        let reactor = Reactor::new().expect("reactor");
-        let registrar = reactor.registrar().expect("registrar");
-        let dial = Dial {
-            index: 0,
-            name: "i0".into(),
-            role: RoleState::Idle,
-        };
-        let mut conn = Conn::open(&ctx.spec, &registrar, 0, 0, dial, 0).expect("open");
-        conn.phase = Phase::Ready;
+        let (_listener, mut ctx, mut conn) = ready_conn(QoS::AtMostOnce, "i0");
         let mut scratch = ReadScratch::new();
         // Packet type 0 is reserved.
         let err = conn
