@@ -56,6 +56,25 @@ fn will_not_published_on_clean_disconnect() {
 }
 
 #[test]
+fn no_will_when_a_clean_disconnect_races_a_reconnect() {
+    // The DISCONNECT and the next CONNECT with the same client id can be
+    // read in one loop turn: the takeover must not publish the will of a
+    // connection that already said DISCONNECT.
+    let b = TestBroker::start(2);
+    let mut w = watcher(&b);
+    let mut c = dying(&b, ProtocolVersion::V5, "will/race", false, 60);
+    for _ in 0..50 {
+        c.send(&Packet::Disconnect(Disconnect::new(
+            ReasonCode::NormalDisconnection,
+        )));
+        let next = dying(&b, ProtocolVersion::V5, "will/race", false, 60);
+        drop(std::mem::replace(&mut c, next));
+    }
+    c.disconnect();
+    w.expect_silence(Duration::from_millis(500));
+}
+
+#[test]
 fn v5_disconnect_with_will_message_sends_it() {
     let b = TestBroker::start(2);
     let mut w = watcher(&b);

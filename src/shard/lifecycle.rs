@@ -84,6 +84,18 @@ impl Shard {
 
     /// Closes the session's current connection, if any, publishing its will.
     pub(super) fn take_over(self: &Rc<Self>, sid: SessionId) {
+        // What the old connection sent before the new one arrived comes
+        // first: a DISCONNECT still unread in its socket (the new CONNECT
+        // may come over the mesh ahead of it) must decide about the will.
+        let old_token = self
+            .sessions
+            .borrow()
+            .by_id
+            .get(&sid)
+            .and_then(|s| s.conn.as_ref()?.token());
+        if let Some(token) = old_token {
+            self.read_conn(token, true);
+        }
         let (old, will) = {
             let mut sessions = self.sessions.borrow_mut();
             let Some(s) = sessions.by_id.get_mut(&sid) else {
@@ -91,12 +103,19 @@ impl Shard {
             };
             (s.conn.take(), s.will.take())
         };
-        if let Some(old) = old {
+        let Some(old) = old else {
+            return;
+        };
+        // A connection already closing (its DISCONNECT was read this turn;
+        // teardown happens at the end of the turn) ends for that reason:
+        // a clean DISCONNECT's will is not published by the takeover.
+        let reason = old.close_reason().unwrap_or(CloseReason::SessionTakenOver);
+        if reason == CloseReason::SessionTakenOver {
             Stats::bump(&self.stats.taken_over);
-            self.close_conn(&old, CloseReason::SessionTakenOver);
-            if let Some(will) = will {
-                self.publish_will(sid, will);
-            }
+        }
+        self.close_conn(&old, CloseReason::SessionTakenOver);
+        if let (true, Some(will)) = (reason.publishes_will(), will) {
+            self.publish_will(sid, will);
         }
     }
 
