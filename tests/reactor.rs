@@ -85,23 +85,27 @@ fn a_blocked_writer_registers_write_interest_and_resumes() {
 
 #[test]
 fn a_parked_shard_is_woken_by_a_mesh_message() {
+    const ROUNDS: u64 = 5;
     let b = TestBroker::start(2);
     let (mut sub, mut publ) = sub_and_pub(&b, ProtocolVersion::V5, "wake", QoS::AtMostOnce);
-    // Both shards idle: they park.
-    std::thread::sleep(Duration::from_millis(300));
     let before = b.wakeups();
-    let sent = Instant::now();
-    publ.publish("wake", b"now", QoS::AtMostOnce, false, 1);
-    assert_eq!(sub.expect_payloads(1), vec![b"now".to_vec()]);
-    let took = sent.elapsed();
+    for _ in 0..ROUNDS {
+        // Both shards idle: they park (between their 100 ms ticks).
+        std::thread::sleep(Duration::from_millis(150));
+        let sent = Instant::now();
+        publ.publish("wake", b"now", QoS::AtMostOnce, false, 1);
+        assert_eq!(sub.expect_payloads(1), vec![b"now".to_vec()]);
+        let took = sent.elapsed();
+        assert!(took < Duration::from_secs(2), "delivered after {took:?}");
+    }
     let after = b.wakeups();
-    // The subscriber's shard (1) was parked and got the message through its
-    // wake-up, not by waiting for its next tick.
+    // The subscriber's shard (1) was parked and got each message through a
+    // wake-up, not by waiting for its next tick. (A message may land while
+    // the shard is awake for its tick: it needs no wake-up then.)
     assert!(
-        after[1] > before[1],
+        after[1] - before[1] >= ROUNDS - 2,
         "shard 1 woken: {before:?} -> {after:?}"
     );
-    assert!(took < Duration::from_secs(2), "delivered after {took:?}");
     b.stop();
 }
 
