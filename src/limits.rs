@@ -74,9 +74,10 @@ pub const OUT_BUFFER_KEEP: usize = 16 * 1024;
 /// beyond this and the connection went idle.
 pub const PENDING_KEEP: usize = 16 * 1024;
 
-/// Most bytes reserved ahead for a partial packet (beyond it the buffer
-/// grows by doubling as bytes actually arrive), so a client announcing a
-/// huge packet cannot make the broker reserve it before sending it.
+/// Most bytes reserved ahead for a partial packet in one step (it is never
+/// more than what has arrived; beyond it the buffer grows by doubling as
+/// bytes actually arrive), so a client announcing a huge packet cannot make
+/// the broker reserve it before sending it.
 pub const PARTIAL_RESERVE_MAX: usize = 1024 * 1024;
 
 /// Largest CONNECT accepted: what a connection may make the broker buffer

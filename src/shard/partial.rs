@@ -3,10 +3,11 @@
 //!
 //! Reads land in the shard-wide buffer ([`crate::limits::READ_CHUNK`]); the
 //! common case, whole packets, never copies. What is left at the end of a
-//! read is copied out once into the connection's own buffer, sized for the
-//! packet the fixed header announced (capped at [`PARTIAL_RESERVE_MAX`]), and
-//! later reads are appended to it, so a large packet costs time linear in
-//! its size. An idle connection keeps no view of the shared buffer.
+//! read is copied out once into the connection's own buffer, and later reads
+//! are appended to it (the buffer doubles as bytes arrive), so a large
+//! packet costs time linear in its size, and memory at most twice what the
+//! client has actually sent, whatever size it announced. An idle
+//! connection keeps no view of the shared buffer.
 
 use bytes::BytesMut;
 
@@ -83,7 +84,10 @@ impl Partial {
             }
             return;
         }
-        let room = needed.min(PARTIAL_RESERVE_MAX);
+        // Room for what the packet still lacks, but never more than what
+        // has arrived: memory follows the bytes a client actually sent (the
+        // buffer doubles as they come), not the size it announced.
+        let room = needed.min(self.buf.len()).min(PARTIAL_RESERVE_MAX);
         if !self.owned {
             let mut own = BytesMut::with_capacity(self.buf.len() + room);
             own.extend_from_slice(&self.buf);
@@ -100,18 +104,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_view_is_copied_once_then_appended_to() {
+    fn memory_follows_what_arrived_not_what_was_announced() {
         let mut shared = BytesMut::from(&[1u8; 64][..]);
-        let chunk = shared.split_to(10);
         let mut p = Partial::default();
-        p.push(chunk);
-        p.settle(1000);
-        assert!(p.buf.capacity() >= 1010);
-        let before = p.buf.as_ptr();
-        p.push(shared.split_to(20));
-        p.settle(980);
-        assert_eq!(p.buf.as_ptr(), before, "appended in place, not re-copied");
-        assert_eq!(p.buf.len(), 30);
+        p.push(shared.split_to(10));
+        // The fixed header announced the largest packet MQTT allows.
+        p.settle(268_435_455);
+        assert!(
+            p.owned && p.buf.capacity() <= 2 * 10 + 64,
+            "{}",
+            p.buf.capacity()
+        );
+    }
+
+    #[test]
+    fn appending_moves_the_buffer_a_logarithmic_number_of_times() {
+        let mut p = Partial::default();
+        let mut moves = 0;
+        let mut at = std::ptr::null();
+        for _ in 0..10_000 {
+            p.push(BytesMut::from(&[0u8; 16][..]));
+            p.settle(1 << 30);
+            if p.buf.as_ptr() != at {
+                moves += 1;
+                at = p.buf.as_ptr();
+            }
+        }
+        assert_eq!(p.buf.len(), 160_000);
+        assert!(moves <= 24, "the partial packet moved {moves} times");
     }
 
     #[test]
