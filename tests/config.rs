@@ -1,11 +1,16 @@
 //! Mosquitto-format config: every supported key, warnings for known but
 //! unsupported keys, `file:line` errors, bridge sections, and a fuzz test.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use proptest::prelude::*;
-use shardmq::config::{Config, ConfigError, ConfigWarning, Listener, LogDest, LogTypes};
+use shardmq::config::{
+    BridgeAddress, BridgeConfig, BridgeTls, BridgeTopic, Config, ConfigError, ConfigWarning,
+    Direction, Listener, LogDest, LogTypes, RestartTimeout, StartType,
+};
+use shardmq::protocol::{ProtocolVersion, QoS};
 
 const PATH: &str = "broker.conf";
 
@@ -472,13 +477,229 @@ const BRIDGE: &str = "connection up\naddress broker.example.com:1883\ntopic sens
 fn one_warning_per_bridge() {
     let text = format!("{BRIDGE}connection up2\naddresses 10.0.0.1 10.0.0.2:8883 ::1:1883\ntopic # both 2 local/ remote/\n");
     let (config, warnings) = parse(&text);
-    assert_eq!(config, Config::default());
+    assert_eq!(
+        Config {
+            bridges: Vec::new(),
+            ..config.clone()
+        },
+        Config::default()
+    );
+    let names: Vec<&str> = config.bridges.iter().map(|b| b.name.as_str()).collect();
+    assert_eq!(names, ["up", "up2"]);
     assert_eq!(
         messages(&warnings),
         [
-            "broker.conf:1: bridges are not supported yet; connection up ignored",
-            "broker.conf:4: bridges are not supported yet; connection up2 ignored",
+            "broker.conf:1: bridges are not started yet; connection up is parsed and ignored",
+            "broker.conf:4: bridges are not started yet; connection up2 is parsed and ignored",
         ]
+    );
+}
+
+/// The single bridge of `text`.
+fn only_bridge(text: &str) -> BridgeConfig {
+    let (mut config, _) = parse(text);
+    assert_eq!(config.bridges.len(), 1, "{text:?}");
+    config.bridges.remove(0)
+}
+
+fn address(host: &str, port: u16) -> BridgeAddress {
+    BridgeAddress {
+        host: host.to_string(),
+        port,
+    }
+}
+
+fn topic(
+    pattern: &str,
+    direction: Direction,
+    qos: QoS,
+    local_prefix: &str,
+    remote_prefix: &str,
+) -> BridgeTopic {
+    BridgeTopic {
+        pattern: pattern.to_string(),
+        direction,
+        qos,
+        local_prefix: local_prefix.to_string(),
+        remote_prefix: remote_prefix.to_string(),
+    }
+}
+
+#[test]
+fn emqx_deployment_section_parses_to_its_values() {
+    let b = only_bridge(
+        "connection emqx1\naddress 127.0.0.1:1884\nbridge_protocol_version mqttv50\n\
+         remote_clientid emqx_c\nremote_username emqx_u\nremote_password public\n\
+         topic sensor/# out 1\ntopic control/# in 1\n",
+    );
+    assert_eq!(
+        b,
+        BridgeConfig {
+            name: "emqx1".into(),
+            addresses: vec![address("127.0.0.1", 1884)],
+            round_robin: false,
+            start_type: StartType::Automatic,
+            restart_timeout: RestartTimeout::Backoff {
+                base: Duration::from_secs(5),
+                cap: Duration::from_secs(30),
+            },
+            keepalive_interval: 60,
+            clean_session: false,
+            local_clean_session: false,
+            remote_clientid: "emqx_c".into(),
+            local_clientid: "local.emqx_c".into(),
+            remote_username: Some("emqx_u".into()),
+            remote_password: Some("public".into()),
+            local_username: None,
+            local_password: None,
+            notifications: true,
+            notifications_local_only: false,
+            notification_topic: "$SYS/broker/connection/emqx_c/state".into(),
+            try_private: true,
+            protocol: ProtocolVersion::V5,
+            attempt_unsubscribe: true,
+            outgoing_retain: true,
+            max_packet_size: None,
+            bind_address: None,
+            tls: BridgeTls::default(),
+            receive_maximum: 20,
+            session_expiry_interval: 0,
+            max_topic_alias: 10,
+            topics: vec![
+                topic("sensor/#", Direction::Out, QoS::AtLeastOnce, "", ""),
+                topic("control/#", Direction::In, QoS::AtLeastOnce, "", ""),
+            ],
+        }
+    );
+}
+
+#[test]
+fn bridge_defaults() {
+    let b = only_bridge("connection up\naddress broker.example.com\ntopic a\n");
+    assert_eq!(b.addresses, [address("broker.example.com", 1883)]);
+    assert_eq!(b.protocol, ProtocolVersion::V311);
+    assert_eq!(b.start_type, StartType::Automatic);
+    assert_eq!(b.keepalive_interval, 60);
+    assert!(!b.clean_session && !b.local_clean_session && !b.round_robin);
+    assert!(b.notifications && !b.notifications_local_only);
+    assert!(b.try_private && b.attempt_unsubscribe && b.outgoing_retain);
+    assert_eq!(
+        (
+            b.receive_maximum,
+            b.session_expiry_interval,
+            b.max_topic_alias
+        ),
+        (20, 0, 10)
+    );
+    assert_eq!(b.tls.tls_version, "tlsv1.2");
+    assert_eq!((b.remote_username, b.remote_password), (None, None));
+    // `<name>.<hostname>`, then derived from it.
+    let host = b.remote_clientid.strip_prefix("up.").expect("name first");
+    assert!(!host.is_empty());
+    assert_eq!(b.local_clientid, format!("local.{}", b.remote_clientid));
+    assert_eq!(
+        b.notification_topic,
+        format!("$SYS/broker/connection/{}/state", b.remote_clientid)
+    );
+    assert_eq!(
+        b.topics,
+        [topic("a", Direction::Out, QoS::AtMostOnce, "", "")]
+    );
+}
+
+#[test]
+fn local_cleansession_follows_cleansession_unless_set() {
+    let b = only_bridge(&format!("{BRIDGE}cleansession true"));
+    assert_eq!((b.clean_session, b.local_clean_session), (true, true));
+    let b = only_bridge(&format!(
+        "{BRIDGE}local_cleansession false\ncleansession true"
+    ));
+    assert_eq!((b.clean_session, b.local_clean_session), (true, false));
+}
+
+#[test]
+fn several_sections_keep_file_order_and_their_own_values() {
+    let text = "connection a\naddress a.example\ntopic x/# out 2\nkeepalive_interval 30\n\
+                listener 1883\n\
+                connection b\naddress b.example:8883\ntopic y/# in 0\nclientid bee\n";
+    let (c, warnings) = parse(text);
+    assert_eq!(warnings.len(), 2);
+    let [a, b] = &c.bridges[..] else {
+        panic!("two bridges: {:?}", c.bridges)
+    };
+    assert_eq!((a.name.as_str(), a.keepalive_interval), ("a", 30));
+    assert_eq!((b.name.as_str(), b.keepalive_interval), ("b", 60));
+    assert_eq!(b.addresses, [address("b.example", 8883)]);
+    assert_eq!(
+        (b.remote_clientid.as_str(), b.local_clientid.as_str()),
+        ("bee", "local.bee")
+    );
+    assert_eq!(a.topics[0].qos, QoS::ExactlyOnce);
+    assert_eq!(b.topics[0].direction, Direction::In);
+    assert_eq!(addrs(&c), ["0.0.0.0:1883".parse::<SocketAddr>().unwrap()]);
+}
+
+#[test]
+fn address_lines_accumulate() {
+    let b = only_bridge(
+        "connection up\naddress one\naddresses two:1884 10.0.0.3\naddress ::1:8883\ntopic #\n",
+    );
+    assert_eq!(
+        b.addresses,
+        [
+            address("one", 1883),
+            address("two", 1884),
+            address("10.0.0.3", 1883),
+            address("::1", 8883)
+        ]
+    );
+}
+
+#[test]
+fn restart_timeout_forms() {
+    let timeout =
+        |value: &str| only_bridge(&format!("{BRIDGE}restart_timeout {value}")).restart_timeout;
+    assert_eq!(
+        timeout("10"),
+        RestartTimeout::Constant(Duration::from_secs(10))
+    );
+    assert_eq!(
+        timeout("2 120"),
+        RestartTimeout::Backoff {
+            base: Duration::from_secs(2),
+            cap: Duration::from_secs(120)
+        }
+    );
+    assert_eq!(
+        timeout("7 7"),
+        RestartTimeout::Backoff {
+            base: Duration::from_secs(7),
+            cap: Duration::from_secs(7)
+        }
+    );
+}
+
+#[test]
+fn start_types() {
+    let start = |lines: &str| only_bridge(&format!("{BRIDGE}{lines}")).start_type;
+    let lazy = |threshold, idle_timeout| StartType::Lazy {
+        threshold,
+        idle_timeout: Duration::from_secs(idle_timeout),
+    };
+    assert_eq!(start("start_type lazy"), lazy(10, 60));
+    assert_eq!(
+        start("start_type lazy\nthreshold 50\nidle_timeout 300"),
+        lazy(50, 300)
+    );
+    // The lazy settings may come first.
+    assert_eq!(
+        start("idle_timeout 5\nthreshold 2\nstart_type lazy"),
+        lazy(2, 5)
+    );
+    assert_eq!(start("start_type once"), StartType::Once);
+    assert_eq!(
+        start("threshold 50\nstart_type automatic"),
+        StartType::Automatic
     );
 }
 
@@ -531,8 +752,75 @@ fn every_bridge_key_is_accepted_in_a_connection() {
         "topic d both 0 \"\" remote/",
         "topic \"\" in 0 l/x r/y",
     ];
-    let (_, warnings) = parse(&format!("{BRIDGE}{}", lines.join("\n")));
+    let (c, warnings) = parse(&format!("{BRIDGE}{}", lines.join("\n")));
     assert_eq!(warnings.len(), 1, "{warnings:?}");
+    let b = &c.bridges[0];
+    // Later lines win; aliases set the same field.
+    assert!(b.round_robin && b.local_clean_session && !b.clean_session);
+    assert_eq!(
+        b.start_type,
+        StartType::Lazy {
+            threshold: 10,
+            idle_timeout: Duration::from_secs(60)
+        }
+    );
+    assert_eq!(
+        b.restart_timeout,
+        RestartTimeout::Constant(Duration::from_secs(10))
+    );
+    assert_eq!(
+        (b.remote_clientid.as_str(), b.local_clientid.as_str()),
+        ("c", "local.c")
+    );
+    assert_eq!(
+        (b.remote_username.as_deref(), b.remote_password.as_deref()),
+        (Some("u"), Some("p"))
+    );
+    assert_eq!(
+        (b.local_username.as_deref(), b.local_password.as_deref()),
+        (Some("lu"), Some("lp"))
+    );
+    assert_eq!(b.notification_topic, "$SYS/state");
+    assert_eq!(b.protocol, ProtocolVersion::V5);
+    assert!(b.attempt_unsubscribe && !b.outgoing_retain);
+    assert_eq!(b.max_packet_size, None);
+    assert_eq!(b.bind_address, Some(IpAddr::from([10, 0, 0, 5])));
+    assert_eq!(
+        b.tls,
+        BridgeTls {
+            cafile: Some(PathBuf::from("/ca.pem")),
+            capath: Some(PathBuf::from("/ca")),
+            certfile: Some(PathBuf::from("/c.pem")),
+            keyfile: Some(PathBuf::from("/k.pem")),
+            insecure: false,
+            require_ocsp: false,
+            tls_version: "tlsv1.2".into(),
+            alpn: Some("mqtt".into()),
+            identity: Some("id".into()),
+            psk: Some("deadbeef".into()),
+        }
+    );
+    assert_eq!(
+        (
+            b.receive_maximum,
+            b.session_expiry_interval,
+            b.max_topic_alias
+        ),
+        (20, 3600, 10)
+    );
+    assert_eq!(
+        b.topics,
+        [
+            topic("sensor/#", Direction::Out, QoS::AtLeastOnce, "", ""),
+            topic("control/#", Direction::In, QoS::AtLeastOnce, "", ""),
+            topic("a/+/b", Direction::Out, QoS::AtMostOnce, "", ""),
+            topic("c", Direction::Out, QoS::AtMostOnce, "", ""),
+            topic("d", Direction::Both, QoS::AtMostOnce, "", "remote/"),
+            topic("", Direction::In, QoS::AtMostOnce, "l/x", "r/y"),
+        ]
+    );
+    let b = only_bridge(&format!("{BRIDGE}bridge_max_packet_size 1024"));
+    assert_eq!(b.max_packet_size, Some(1024));
 }
 
 #[test]
@@ -564,6 +852,22 @@ fn bridge_structure_errors() {
         ("connection a\ncleansession maybe", "broker.conf:2: cleansession: expected true or false, got `maybe`"),
         ("connection a\nremote_clientid", "broker.conf:2: remote_clientid: missing value (expected a value)"),
         ("connection a\nbridge_bind_address host", "broker.conf:2: bridge_bind_address: expected an IPv4 or IPv6 address or `localhost`, got `host`"),
+    ];
+    assert_errors(&cases);
+}
+
+#[test]
+fn bad_topic_lines_name_file_and_line() {
+    let cases = [
+        (&format!("{BRIDGE}topic") as &str, "broker.conf:4: topic: missing value (expected <pattern> [[[out|in|both] <qos>] <local-prefix> <remote-prefix>])"),
+        (&format!("{BRIDGE}\n# comment\ntopic a/# sideways"), "broker.conf:6: topic: expected out, in or both, got `sideways`"),
+        (&format!("{BRIDGE}topic a/# both -1"), "broker.conf:4: topic: expected 0..2, got -1 (QoS)"),
+        (&format!("{BRIDGE}topic # out 0 local remote/"), "broker.conf:4: topic: `local#` is not a valid topic filter (wildcards must be whole levels, `#` last)"),
+        (&format!("{BRIDGE}topic a/# out 0 \"\" r/#"), "broker.conf:4: topic: prefix `r/#` must not contain wildcards"),
+        (&format!("{BRIDGE}topic \"\" both 0 local/status"), "broker.conf:4: topic: an empty pattern (\"\") needs both prefixes (the remote topic would be empty)"),
+        (&format!("{BRIDGE}topic \"\" both 0 \"\" remote/status"), "broker.conf:4: topic: an empty pattern (\"\") needs both prefixes (the local topic would be empty)"),
+        (&format!("{BRIDGE}notification_topic state/+"), "broker.conf:4: notification_topic: `state/+` is a topic name and must not contain wildcards"),
+        (&format!("{BRIDGE}bridge_max_packet_size -1"), "broker.conf:4: bridge_max_packet_size: expected 0..268435460, got -1"),
     ];
     assert_errors(&cases);
 }
@@ -679,7 +983,7 @@ fn realistic_mosquitto_conf() {
     );
     assert_eq!(
         warnings.last().unwrap().message,
-        "bridges are not supported yet; connection emqx1 ignored"
+        "bridges are not started yet; connection emqx1 is parsed and ignored"
     );
 }
 

@@ -5,8 +5,8 @@
 //! `connection <name>`. Broker-wide and per-listener keys are valid in every
 //! state (as in Mosquitto, a global key after a `listener` line is still
 //! global); bridge keys only inside a `connection` section. A header line
-//! closes the open section first, which is where a bridge is validated as a
-//! whole.
+//! closes the open section first, which is where a bridge is checked as a
+//! whole and added to [`Config::bridges`].
 
 use super::bridge::BridgeSection;
 use super::directives::{self, Apply, Directive, Scope};
@@ -21,8 +21,9 @@ pub(super) enum Section {
     Global,
     /// After a `listener` line: per-listener keys apply to that listener.
     Listener,
-    /// After `connection <name>`: bridge keys apply to this bridge.
-    Connection(BridgeSection),
+    /// After `connection <name>`: bridge keys apply to this bridge (boxed:
+    /// it holds a whole `BridgeConfig`).
+    Connection(Box<BridgeSection>),
 }
 
 /// Parser state for one file.
@@ -36,8 +37,6 @@ pub(super) struct Parser<'p> {
     pub log_types_set: bool,
     /// The open section.
     pub section: Section,
-    /// Names of closed bridge sections (duplicates are an error).
-    pub bridge_names: Vec<String>,
     warnings: Vec<ConfigWarning>,
 }
 
@@ -50,7 +49,6 @@ impl<'p> Parser<'p> {
             listeners: Listeners::default(),
             log_types_set: false,
             section: Section::Global,
-            bridge_names: Vec::new(),
             warnings: Vec::new(),
         }
     }
@@ -89,21 +87,21 @@ impl<'p> Parser<'p> {
         applied.map_err(|reason| self.error(line.number, line.key, reason))
     }
 
-    /// Closes the open section (validating a bridge) and returns to `Global`.
+    /// Closes the open section (completing a bridge) and returns to `Global`.
     fn close_section(&mut self) -> Result<(), ConfigError> {
         if let Section::Connection(bridge) = std::mem::replace(&mut self.section, Section::Global) {
             let line = bridge.line;
-            bridge
-                .check()
+            let bridge = bridge
+                .finish(super::bridge::hostname)
                 .map_err(|reason| self.error(line, "connection", reason))?;
             self.warn(
                 line,
                 format!(
-                    "bridges are not supported yet; connection {} ignored",
+                    "bridges are not started yet; connection {} is parsed and ignored",
                     bridge.name
                 ),
             );
-            self.bridge_names.push(bridge.name);
+            self.config.bridges.push(bridge);
         }
         Ok(())
     }
@@ -111,7 +109,7 @@ impl<'p> Parser<'p> {
     /// The open bridge section (bridge directives run only inside one).
     pub fn bridge(&mut self) -> Result<&mut BridgeSection, String> {
         match &mut self.section {
-            Section::Connection(bridge) => Ok(bridge),
+            Section::Connection(bridge) => Ok(bridge.as_mut()),
             _ => Err("only valid after a `connection` line".to_string()),
         }
     }
