@@ -106,6 +106,14 @@ pub const RESTART_BIND_WAIT: Duration = Duration::from_secs(2);
 /// after a failed start, for the started ones to stop).
 pub const START_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a deleted retained message's tombstone is kept, so that an
+/// older set arriving late from another shard cannot bring it back.
+pub const TOMBSTONE_AGE: Duration = Duration::from_secs(60);
+
+/// Tombstones purged per second at most (each costs one walk down its
+/// topic): a burst of deletes is purged over time, never in one stall.
+pub const TOMBSTONE_PURGE_BATCH: usize = 4096;
+
 /// Time allowed at shutdown to flush outgoing buffers before closing.
 pub const SHUTDOWN_FLUSH: Duration = Duration::from_secs(1);
 

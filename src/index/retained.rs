@@ -8,7 +8,7 @@
 //! late, older set cannot resurrect a deleted message.
 
 use std::collections::hash_map::{self, IntoValues};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use ahash::RandomState;
 
@@ -62,23 +62,9 @@ impl<V> Node<V> {
         Some(take_children(&mut self.children).into_values())
     }
 
-    /// True for a node with neither an entry nor children: it goes.
-    fn is_empty(&self) -> bool {
-        self.entry.is_none() && self.children.is_empty()
-    }
-
     /// The node's message, if any and not a tombstone.
     fn message(&self) -> Option<&V> {
         self.entry.as_ref().and_then(|e| e.value.as_ref())
-    }
-
-    /// Drops the node's tombstone if older than `before`; true if it did.
-    fn purge_entry(&mut self, before: RetainStamp) -> bool {
-        let stale = self.stale(before);
-        if stale {
-            self.entry = None;
-        }
-        stale
     }
 
     /// True for a tombstone older than `before`.
@@ -95,7 +81,7 @@ impl<V> Node<V> {
 /// - `collect_matching` keeps one child iterator per `+` level of the
 ///   filter, and under a `#` one per level of the subtree: at most
 ///   2 x levels in all;
-/// - `purge_tombstones` lists the inner nodes (24 bytes each);
+/// - `purge_tombstones` follows one path per tombstone it purges;
 /// - dropping tears nodes down with a work-list of one iterator per level
 ///   (see [`drop_subtrees`]).
 pub struct RetainedStore<V> {
@@ -103,6 +89,11 @@ pub struct RetainedStore<V> {
     /// Live (non-tombstone) entries.
     len: usize,
     tombstones: usize,
+    /// Every delete applied, oldest first: what `purge_tombstones` visits,
+    /// so purging costs the tombstones purged, not the size of the store.
+    /// An entry whose topic was set again since is skipped when it comes
+    /// up. Its length is the deletes since the last purge.
+    tomb_log: VecDeque<(RetainStamp, Box<str>)>,
 }
 
 /// The children of one node still to visit in a `collect_matching` walk,
@@ -115,31 +106,13 @@ struct Pending<'a, V> {
     skip_dollar: bool,
 }
 
-/// An inner node (one with children) in `purge`'s list.
-struct Inner<V> {
-    node: *mut Node<V>,
-    /// The index of the parent in the list (the root's own, for the root).
-    parent: usize,
-    /// A child was left empty: prune it.
-    prune: bool,
-}
-
-impl<V> Inner<V> {
-    fn new(node: &mut Node<V>, parent: usize) -> Self {
-        Inner {
-            node: std::ptr::from_mut(node),
-            parent,
-            prune: false,
-        }
-    }
-}
-
 impl<V> Default for RetainedStore<V> {
     fn default() -> Self {
         RetainedStore {
             root: Node::default(),
             len: 0,
             tombstones: 0,
+            tomb_log: VecDeque::new(),
         }
     }
 }
@@ -181,69 +154,65 @@ impl<V: Clone> RetainedStore<V> {
             self.len += 1;
         } else {
             self.tombstones += 1;
+            self.tomb_log.push_back((stamp, topic.into()));
         }
         node.entry = Some(Entry { stamp, value });
         true
     }
 
-    /// Drops tombstones older than `before` and prunes empty nodes.
-    pub fn purge_tombstones(&mut self, before: RetainStamp) {
-        if self.tombstones == 0 {
-            return;
+    /// Drops tombstones older than `before` and prunes the nodes left
+    /// empty, visiting at most `max` deletes (oldest first); the rest wait
+    /// for the next call.
+    pub fn purge_tombstones(&mut self, before: RetainStamp, max: usize) {
+        for _ in 0..max {
+            match self.tomb_log.front() {
+                Some((stamp, _)) if *stamp < before => {}
+                _ => return,
+            }
+            let Some((_, topic)) = self.tomb_log.pop_front() else {
+                return;
+            };
+            if self.remove_stale(&topic, before) {
+                self.tombstones -= 1;
+            }
         }
-        self.tombstones -= Self::purge(&mut self.root, before);
     }
 
-    /// Drops the tombstones older than `before` under `root`, then prunes
-    /// the nodes left empty, children before their parent. Returns the
-    /// number of tombstones dropped.
-    ///
-    /// Safe Rust walks a tree post-order with `&mut` only by recursion, so
-    /// this lists the inner nodes by raw pointer instead: 24 bytes per inner
-    /// node, on the heap, for the duration of the call.
-    fn purge(root: &mut Node<V>, before: RetainStamp) -> usize {
-        let mut purged = usize::from(root.purge_entry(before));
-        // Each inner node after its parent.
-        let mut inner = vec![Inner::new(root, 0)];
-        let mut at = 0;
-        while let Some(&Inner { node, .. }) = inner.get(at) {
-            // SAFETY: `node` came from the `&mut` that `root` is, or that its
-            // parent's `values_mut` gave, and nothing else uses that node now.
-            // Nothing moves or drops a node in this loop: it only writes
-            // entries, and a map's nodes stay put while it is not changed.
-            let node = unsafe { &mut *node };
-            for child in node.children.values_mut() {
-                let stale = child.purge_entry(before);
-                purged += usize::from(stale);
-                if !child.children.is_empty() {
-                    inner.push(Inner::new(child, at));
-                } else if stale {
-                    inner[at].prune = true;
-                }
+    /// Removes `topic`'s tombstone if it is older than `before`, with the
+    /// nodes that leaves empty; true if it did. Two passes down one path:
+    /// the first finds the deepest node that stays, the second cuts the
+    /// chain below it (constant extra memory, no recursion).
+    fn remove_stale(&mut self, topic: &str, before: RetainStamp) -> bool {
+        let mut node = &self.root;
+        // Depth (root = 0) of the deepest node on the path that stays.
+        let mut keep = 0;
+        for (depth, level) in topic.split('/').enumerate() {
+            if node.entry.is_some() || node.children.len() > 1 {
+                keep = depth;
             }
-            at += 1;
+            let Some(child) = node.children.get(level) else {
+                return false;
+            };
+            node = child;
         }
-        for at in (0..inner.len()).rev() {
-            let Inner {
-                node,
-                parent,
-                prune,
-            } = inner[at];
-            if !prune {
-                continue;
-            }
-            // SAFETY: as above, until the first `retain`. In reverse order
-            // every descendant of this node is done and its pointer unused
-            // from now on, so this `&mut` is unique; and the node still sits
-            // where it was, in its parent's map, which only the parent's
-            // `retain`, later in this loop, changes.
-            let node = unsafe { &mut *node };
-            node.children.retain(|_, child| !child.is_empty());
-            if node.is_empty() {
-                inner[parent].prune = true;
-            }
+        if !node.stale(before) {
+            return false;
         }
-        purged
+        let leaf_goes = node.children.is_empty();
+        let mut node = &mut self.root;
+        for (depth, level) in topic.split('/').enumerate() {
+            if leaf_goes && depth == keep {
+                // Everything below is the now-empty chain down to the leaf.
+                node.children.remove(level);
+                return true;
+            }
+            let Some(child) = node.children.get_mut(level) else {
+                return false;
+            };
+            node = child;
+        }
+        node.entry = None;
+        true
     }
 
     /// Clones every retained message whose topic matches `filter` (a valid,
@@ -359,7 +328,7 @@ mod tests {
         assert!(s.apply("t", stamp(7), None));
         assert!(!s.apply("t", stamp(6), Some("late")));
         assert!(s.is_empty());
-        s.purge_tombstones(stamp(100));
+        s.purge_tombstones(stamp(100), usize::MAX);
         assert!(s.root.children.is_empty());
     }
 
@@ -382,7 +351,7 @@ mod tests {
             assert_eq!(matching(&s, "+"), vec!["short"]);
             assert!(s.apply(&topic, stamp(2), None));
             assert_eq!(matching(&s, "#"), vec!["short"]);
-            s.purge_tombstones(stamp(3));
+            s.purge_tombstones(stamp(3), usize::MAX);
             assert_eq!((s.len(), s.tombstones), (1, 0));
             assert_eq!(s.root.children.len(), 1);
             assert!(s.apply(&topic, stamp(4), Some("deep")));
@@ -400,6 +369,24 @@ mod tests {
             nodes.extend(node.children.values());
         }
         true
+    }
+
+    #[test]
+    fn purge_visits_deletes_in_order_within_its_budget() {
+        let mut s = RetainedStore::new();
+        s.apply("a/b", stamp(1), Some("ab"));
+        s.apply("a/b", stamp(10), None);
+        s.apply("a/c/d", stamp(5), None); // from another shard, older
+        s.apply("a/b", stamp(20), Some("ab again")); // set again: stays
+        s.apply("x", stamp(6), None);
+        s.apply("y", stamp(7), None);
+        s.purge_tombstones(stamp(11), 2);
+        assert_eq!((s.len(), s.tombstones), (1, 2), "two deletes visited");
+        s.purge_tombstones(stamp(11), usize::MAX);
+        assert_eq!((s.len(), s.tombstones), (1, 0));
+        assert_eq!(matching(&s, "#"), vec!["ab again"]);
+        assert_eq!(s.root.children.len(), 1, "x, y and a/c pruned");
+        assert!(s.tomb_log.is_empty());
     }
 
     proptest::proptest! {
@@ -435,7 +422,7 @@ mod tests {
                     out.sort();
                     proptest::prop_assert_eq!(out, expected, "filter {}", f);
                 }
-                s.purge_tombstones(stamp(before));
+                s.purge_tombstones(stamp(before), usize::MAX);
                 proptest::prop_assert_eq!(s.tombstones, left);
                 proptest::prop_assert!(pruned(&s));
             }

@@ -17,7 +17,7 @@ use slab::Slab;
 
 use super::conn::{CloseReason, Conn, ConnShared, Phase};
 use super::Shard;
-use crate::limits::{SHUTDOWN_FLUSH, TICK, WILLS_WAIT};
+use crate::limits::{SHUTDOWN_FLUSH, TICK, TOMBSTONE_AGE, TOMBSTONE_PURGE_BATCH, WILLS_WAIT};
 use crate::mesh::ShardMsg;
 
 /// A connection's identity in a deadline queue: slab slot and serial.
@@ -152,15 +152,17 @@ impl Shard {
         }
         self.check_keepalives(second);
         self.expire_sessions(second);
-        if second % 60 == 0 {
-            let cutoff = self.next_stamp().nanos.saturating_sub(60_000_000_000);
-            self.retained
-                .borrow_mut()
-                .purge_tombstones(crate::index::RetainStamp {
-                    nanos: cutoff,
-                    shard: 0,
-                });
-        }
+        let cutoff = self
+            .next_stamp()
+            .nanos
+            .saturating_sub(TOMBSTONE_AGE.as_nanos() as u64);
+        self.retained.borrow_mut().purge_tombstones(
+            crate::index::RetainStamp {
+                nanos: cutoff,
+                shard: 0,
+            },
+            TOMBSTONE_PURGE_BATCH,
+        );
     }
 
     /// Deadline bookkeeping for a connection just accepted or adopted.
