@@ -117,19 +117,14 @@ pub fn start(config: Config) -> Result<BrokerHandle, StartError> {
     if config.listeners.len() > MAX_LISTENERS {
         return Err(StartError::Listeners(config.listeners.len()));
     }
-    let addrs = config
-        .listeners
-        .iter()
-        .map(|l| probe_port(l.addr))
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut sockets: Vec<Vec<OwnedFd>> = Vec::with_capacity(shards);
-    for _ in 0..shards {
-        sockets.push(
-            addrs
-                .iter()
-                .map(|a| reuseport_listener(*a))
-                .collect::<Result<_, _>>()?,
-        );
+    let mut addrs = Vec::with_capacity(config.listeners.len());
+    let mut sockets: Vec<Vec<OwnedFd>> = (0..shards).map(|_| Vec::new()).collect();
+    for listener in &config.listeners {
+        let (addr, fds) = shard_listeners(listener.addr, shards)?;
+        addrs.push(addr);
+        for (shard, fd) in fds.into_iter().enumerate() {
+            sockets[shard].push(fd);
+        }
     }
     // Everything a shard needs that can fail is made here, before any
     // thread starts: a failure is then a plain error with nothing to stop.
@@ -268,7 +263,7 @@ fn abort_start(stop: &AtomicBool, wakes: &[Arc<Wake>], handles: Vec<JoinHandle<(
 }
 
 /// Binds `addr` without SO_REUSEPORT to find out whether another process
-/// holds it; returns the address with port 0 resolved.
+/// holds it (a fixed port; port 0 needs no probe); returns `addr`.
 ///
 /// A broker killed a moment ago still holds its listening sockets while the
 /// kernel tears its connections down (a few hundred ms with many of them),
@@ -294,7 +289,37 @@ fn probe_port(addr: SocketAddr) -> Result<SocketAddr, StartError> {
     }
 }
 
-fn reuseport_listener(addr: SocketAddr) -> Result<OwnedFd, StartError> {
+/// One SO_REUSEPORT socket per shard on `addr`, and the address they are
+/// bound to. A fixed port is first checked for another process
+/// ([`probe_port`]); port 0 is resolved by the first socket, which holds the
+/// port while the others bind (a probe released and bound again could lose
+/// the port to any socket in between).
+fn shard_listeners(
+    addr: SocketAddr,
+    shards: usize,
+) -> Result<(SocketAddr, Vec<OwnedFd>), StartError> {
+    let addr = if addr.port() == 0 {
+        addr
+    } else {
+        probe_port(addr)?
+    };
+    let first = reuseport_listener(addr)?;
+    let bound = first
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .ok_or_else(|| StartError::Listen {
+            addr,
+            source: io::Error::other("the bound address is not an IP address"),
+        })?;
+    let mut fds = vec![OwnedFd::from(first)];
+    for _ in 1..shards {
+        fds.push(reuseport_listener(bound)?.into());
+    }
+    Ok((bound, fds))
+}
+
+fn reuseport_listener(addr: SocketAddr) -> Result<Socket, StartError> {
     let err = |source| StartError::Listen { addr, source };
     let domain = if addr.is_ipv6() {
         Domain::IPV6
@@ -309,7 +334,7 @@ fn reuseport_listener(addr: SocketAddr) -> Result<OwnedFd, StartError> {
     socket.bind(&addr.into()).map_err(err)?;
     socket.listen(LISTEN_BACKLOG).map_err(err)?;
     socket.set_nonblocking(true).map_err(err)?;
-    Ok(socket.into())
+    Ok(socket)
 }
 
 /// Raises the soft open-files limit to the hard one; warns when
