@@ -31,7 +31,6 @@
 //!     fanout --subscribers 100 --rate 1000
 //! ```
 
-mod alarm;
 mod app;
 mod broker_proc;
 mod chart;

@@ -18,8 +18,9 @@
 //! Publishers' send times and connect-storm attempts are met to the
 //! microsecond, since any lateness is added to the latency reported:
 //! `epoll_wait` waits whole milliseconds (rounded up), so the worker's
-//! [`Alarm`] interrupts it at the send time, and a send time less than
-//! [`SPIN`] away is polled for instead. Keepalive pings, connect and goodbye
+//! alarm, a [`Timer`] (timerfd) registered with its loop, wakes it at the
+//! send time, and a send time less than [`SPIN`] away is polled for
+//! instead. Keepalive pings, connect and goodbye
 //! deadlines and the per-second interval histogram take the plain wait.
 //! See [`crate::timers`].
 //!
@@ -37,10 +38,11 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use shardmq::runtime::{spawn_pinned, Driver, Reactor, Readiness, Registrar, Token, Wake};
+use shardmq::runtime::{
+    spawn_pinned, Driver, Interest, Reactor, Readiness, Registrar, Timer, Token, Wake,
+};
 use slab::Slab;
 
-use crate::alarm::{self, Alarm};
 use crate::clock::{self, now_ns, ns};
 use crate::conn::{Conn, Dial, Phase, ReadOutcome, ReadScratch, RoleState};
 use crate::control::{Control, Counters};
@@ -59,9 +61,11 @@ const INTERVAL_EVERY: Duration = Duration::from_secs(1);
 /// connect-storm CONNACK).
 pub const GOODBYE_TIMEOUT: Duration = Duration::from_millis(200);
 /// Send times closer than this are polled for rather than left to the
-/// alarm: about what the alarm's signal costs, and far more than the time
-/// from setting it to entering `epoll_wait`.
+/// alarm: about what arming it and waking on it cost.
 const SPIN: Duration = Duration::from_micros(50);
+/// The alarm's token (the reactor's own waker has `usize::MAX`; connections
+/// are slab keys, far below).
+const ALARM: Token = Token(usize::MAX - 1);
 /// Timers fired per kind per turn; more due ones fire next turn.
 const TIMERS_PER_TURN: usize = 4096;
 /// Stale timer entries tolerated beyond the live ones before the heaps
@@ -195,8 +199,8 @@ impl Ctx {
 struct Worker {
     ctx: Ctx,
     registrar: Registrar,
-    /// Rings this thread at the next send time (see the module doc).
-    alarm: Alarm,
+    /// Wakes the loop at the next send time (see the module doc).
+    alarm: Timer,
     conns: Slab<Conn>,
     timers: Timers,
     scratch: ReadScratch,
@@ -241,10 +245,12 @@ impl Worker {
             // The opener needs no connection: it is ready at once.
             ctx.counters().ready.fetch_add(1, Relaxed);
         }
+        let mut alarm = Timer::new()?;
+        registrar.register(&mut alarm, ALARM, Interest::READABLE)?;
         Ok(Worker {
             ctx,
             registrar,
-            alarm: Alarm::for_this_thread()?,
+            alarm,
             conns: Slab::with_capacity(to_open.len().min(CONNECT_WAVE * 8)),
             timers: Timers::default(),
             scratch: ReadScratch::new(),
@@ -542,6 +548,11 @@ impl Worker {
 
 impl Driver for Worker {
     fn ready(&mut self, token: Token, r: Readiness) {
+        if token == ALARM {
+            // The send time it was set for is handled by `on_timer`.
+            self.alarm.take();
+            return;
+        }
         let key = token.0;
         let now = now_ns();
         let Some(conn) = self.conns.get_mut(key) else {
@@ -567,10 +578,7 @@ impl Driver for Worker {
     }
 
     fn run_pending(&mut self) -> bool {
-        // An alarm that rang just before the loop parks must not be lost:
-        // reporting work makes the loop poll instead of wait.
-        let mut did = alarm::rang();
-        did |= self.watch_control();
+        let mut did = self.watch_control();
         did |= self.open_more();
         if !self.backlog_done {
             self.backlog_done = true;
@@ -608,7 +616,9 @@ impl Driver for Worker {
             .min()
             .map(|at| {
                 if at > now + spin {
-                    self.alarm.set(at, now);
+                    if let Err(e) = self.alarm.set_after(Duration::from_nanos(at - now)) {
+                        self.ctx.error("arming the send-time alarm", e);
+                    }
                     at
                 } else {
                     // Due (or nearly): a deadline passed means "poll, do

@@ -14,13 +14,17 @@
 //! - [`spsc`]: the bounded queue per ordered pair of shards
 //!   ([`MeshEnd`]), with wake-ups only into parking shards.
 //! - [`thread`]: start a named thread pinned to a core.
+//! - [`timer`]: a precise one-shot [`Timer`] (timerfd) for a loop that must
+//!   act within microseconds (epoll's own timeout is whole milliseconds).
 
 pub mod reactor;
 pub mod spsc;
 pub mod thread;
+pub mod timer;
 pub mod transport;
 
 pub use reactor::{Driver, Interest, Reactor, Readiness, Registrar, Token, Wake};
 pub use spsc::{full_mesh, MeshEnd, TrySendError};
 pub use thread::{available_cores, spawn_pinned};
+pub use timer::Timer;
 pub use transport::{connect_from, Listener, Transport};

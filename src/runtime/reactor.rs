@@ -31,6 +31,7 @@ use mio::event::Source;
 use mio::{Events, Poll, Registry, Waker};
 pub use mio::{Interest, Token};
 
+use super::timer::Timer;
 use super::transport::{Listener, Transport};
 
 /// The token the reactor's own waker is registered under; never handed to
@@ -167,17 +168,19 @@ pub struct Registrar {
     registry: Registry,
 }
 
-/// A source a [`Registrar`] accepts: [`Transport`] and [`Listener`].
+/// A source a [`Registrar`] accepts: [`Transport`], [`Listener`] and [`Timer`].
 /// Sealed: only this runtime adds kinds, so no other module names mio.
 pub trait Registrable: Source + sealed::Sealed {}
 
 impl Registrable for Transport {}
 impl Registrable for Listener {}
+impl Registrable for Timer {}
 
 mod sealed {
     pub trait Sealed {}
     impl Sealed for super::Transport {}
     impl Sealed for super::Listener {}
+    impl Sealed for super::Timer {}
 }
 
 impl Registrar {
