@@ -34,7 +34,7 @@ pub const MESH_CAPACITY: usize = 1024;
 pub const MESH_DRAIN: usize = 64;
 
 /// Messages a shard gathers for one peer before it sends the batch even in
-/// the middle of a processing step.
+/// the middle of a loop turn.
 pub const MESH_BATCH: usize = 256;
 
 /// Messages waiting for one peer (beyond the queue) before connections on
@@ -88,7 +88,8 @@ pub const MAX_CONNECT_PACKET: usize = 512 * 1024;
 /// Time a new connection has to send CONNECT.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Shard housekeeping period (keepalive buckets, shutdown flag, expiry).
+/// Shard housekeeping period (stats, keepalive buckets, session expiry,
+/// tombstones); the loop also waits for nearer deadlines.
 pub const TICK: Duration = Duration::from_millis(100);
 
 /// Keepalive bucket width: deadlines are checked per second, not per client.

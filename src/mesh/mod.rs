@@ -85,8 +85,8 @@ impl Mesh {
         }
     }
 
-    /// Hands every non-empty outbox to its queue (end of a processing
-    /// step); true if something was sent.
+    /// Hands every non-empty outbox to its queue (end of a loop turn, and
+    /// retries from the pending work); true if something was sent.
     pub fn flush(&self) -> bool {
         if self.queued.get() == 0 {
             return false;
