@@ -164,11 +164,15 @@ fn shutdown_with_work_pending_ends_cleanly() {
         connect_packet(ProtocolVersion::V311, &b.id_on(1, "half"), true, 60),
     );
     half.send_bytes(&[0x30, 0x80, 0x01, 0x00]);
+    // And a connection whose CONNECT never comes.
+    let mut mute = RawClient::open(b.addr, ProtocolVersion::V311);
+    std::thread::sleep(Duration::from_millis(100));
     let stopping = Instant::now();
     b.stop();
     let took = stopping.elapsed();
     assert!(took < Duration::from_secs(6), "shutdown took {took:?}");
     // Every socket was closed.
     half.expect_closed();
+    mute.expect_closed();
     drop(stalled);
 }

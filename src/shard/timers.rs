@@ -319,6 +319,17 @@ impl Shard {
                         self.close_conn(conn, CloseReason::ServerShuttingDown);
                     }
                 }
+                // Connections that never finished their CONNECT just go.
+                let connecting: Vec<usize> = self
+                    .conns
+                    .borrow()
+                    .iter()
+                    .filter(|(_, c)| c.phase == Phase::Connecting)
+                    .map(|(token, _)| token)
+                    .collect();
+                for token in connecting {
+                    self.drop_conn(token);
+                }
                 let until = now + SHUTDOWN_FLUSH + SHUTDOWN_FLUSH / 2;
                 self.stopping.set(Stopping::Closing { until });
             }
