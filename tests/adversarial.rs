@@ -294,6 +294,42 @@ fn memory_does_not_grow_with_connections_ever_accepted() {
     let _ = std::fs::remove_file(conf);
 }
 
+// ------------------------- a client that sends but never reads its answers
+
+#[test]
+fn a_client_that_never_reads_its_answers_is_held_back_not_buffered() {
+    const FLOOD: usize = 32 * 1024 * 1024;
+    let conf = loopback_conf("noread");
+    let broker = BrokerProcess::start(free_port(), &["-c", conf.to_str().unwrap()]);
+    let (mut c, _) = RawClient::connected(
+        broker.addr,
+        connect_packet(ProtocolVersion::V311, "no-reader", true, 600),
+    );
+    let before = broker.rss();
+    // PINGREQs as fast as the broker takes them, never reading a PINGRESP.
+    let pings = [0xC0u8, 0x00].repeat(32 * 1024);
+    c.stream
+        .set_write_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut sent = 0;
+    while sent < FLOOD {
+        match c.stream.write(&pings) {
+            Ok(n) => sent += n,
+            Err(_) => break, // the broker stopped reading: held back
+        }
+    }
+    let grown = broker.rss().saturating_sub(before);
+    // Before the fix the broker read all 32 MiB and queued 32 MiB of
+    // PINGRESPs. Now it stops reading once 1 MiB of answers waits.
+    assert!(
+        sent < FLOOD,
+        "the broker read all {sent} bytes of a client that never reads"
+    );
+    assert!(grown < 8 * 1024 * 1024, "grew {grown} bytes for one client");
+    assert_serving(broker.addr);
+    let _ = std::fs::remove_file(conf);
+}
+
 // ------------------------------------------------ 4. restart after a crash
 
 #[test]

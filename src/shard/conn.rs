@@ -82,6 +82,10 @@ pub struct ConnShared {
     /// Waiting for a SUBSCRIBE barrier: input is not processed meanwhile
     /// (packets are handled in order).
     pub blocked: Cell<bool>,
+    /// Input paused because the client does not read what it is sent (its
+    /// out buffer reached its bound): TCP flow control then holds the
+    /// client back, instead of its answers piling up here.
+    pub input_paused: Cell<bool>,
     /// Shard-clock second of the last packet received.
     last_seen: Cell<u32>,
     /// 1.5 x keepalive in seconds, rounded up; 0 = no keepalive.
@@ -101,6 +105,7 @@ impl ConnShared {
             dirty: Cell::new(false),
             starved: Cell::new(false),
             blocked: Cell::new(false),
+            input_paused: Cell::new(false),
             last_seen: Cell::new(now as u32),
             keepalive_limit: Cell::new(0),
         }

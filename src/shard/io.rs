@@ -73,10 +73,12 @@ impl Shard {
     fn readable_phase(&self, token: usize) -> Option<Phase> {
         let conns = self.conns.borrow();
         let conn = conns.get(token)?;
-        let waiting = conn
-            .shared
-            .as_ref()
-            .is_some_and(|s| s.is_closing() || s.blocked.get());
+        let waiting = conn.shared.as_ref().is_some_and(|s| {
+            if s.out_full() {
+                s.input_paused.set(true);
+            }
+            s.is_closing() || s.blocked.get() || s.input_paused.get()
+        });
         match conn.phase {
             Phase::Closing => None,
             _ if waiting => None,
@@ -171,6 +173,11 @@ impl Shard {
             (Ok(_), _) => {
                 if shared.take_drained() {
                     self.drain_session(&shared);
+                }
+                if shared.input_paused.get() && !shared.out_full() {
+                    // The client reads again: so may we.
+                    shared.input_paused.set(false);
+                    self.again.borrow_mut().push(token);
                 }
             }
         }
