@@ -5,6 +5,7 @@ use std::rc::Rc;
 
 use super::conn::{CloseReason, ConnShared};
 use super::session::{Session, SessionId, NEVER_EXPIRES};
+use super::will::Will;
 use super::{Shard, Stats};
 use crate::protocol::{Connect, ProtocolVersion, TopicFilter};
 
@@ -70,10 +71,7 @@ impl Shard {
         if let Some(s) = sessions.by_id.get_mut(&sid) {
             s.conn = Some(Rc::clone(conn));
             s.version = connect.protocol;
-            s.will = connect.will.clone().map(|mut w| {
-                w.detach();
-                Box::new(w)
-            });
+            s.will = connect.will.as_ref().map(Will::keep);
             s.expiry = expiry;
             s.set_offline_since(None);
             let client_max = connect.properties.receive_maximum.unwrap_or(u16::MAX);
@@ -115,7 +113,7 @@ impl Shard {
         }
         self.close_conn(&old, CloseReason::SessionTakenOver);
         if let (true, Some(will)) = (reason.publishes_will(), will) {
-            self.publish_will(sid, will);
+            self.publish_will(sid, *will);
         }
     }
 
@@ -164,7 +162,7 @@ impl Shard {
             (s.will.take(), s.expiry == 0)
         };
         if let (true, Some(will)) = (reason.publishes_will(), will) {
-            self.publish_will(sid, will);
+            self.publish_will(sid, *will);
         }
         if ends {
             self.end_session(sid);

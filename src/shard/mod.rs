@@ -19,6 +19,7 @@
 //! - [`session`]: session state and the outbound QoS window.
 //! - [`conn`]: a connection's shared state and its slab entry.
 //! - [`keepalive`]: per-second keepalive buckets.
+//! - [`will`]: a session's will, kept small while its connection lives.
 //!
 //! Session placement: every client id has a home shard,
 //! `hash(client_id) % shards`. A connection accepted elsewhere is handed to
@@ -42,6 +43,7 @@ mod session;
 mod stats;
 mod subscribe;
 mod timers;
+mod will;
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap, VecDeque};

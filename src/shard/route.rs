@@ -7,10 +7,11 @@ use std::sync::Arc;
 use super::conn::{CloseReason, ConnShared};
 use super::encode::EncodeCache;
 use super::session::{Delivery, SessionId};
+use super::will::Will;
 use super::{Shard, Stats};
 use crate::index::ShardSet;
 use crate::mesh::{Message, Origin, ShardMsg};
-use crate::protocol::{LastWill, Packet, Publish, QoS, ReasonCode, SubscriptionOptions};
+use crate::protocol::{Packet, Publish, QoS, ReasonCode, SubscriptionOptions};
 
 impl Shard {
     /// A PUBLISH from a client of session `sid`: checks, acknowledges, routes.
@@ -94,25 +95,8 @@ impl Shard {
     }
 
     /// Publishes a will as if its client had sent it.
-    pub fn publish_will(self: &Rc<Self>, sid: SessionId, will: Box<LastWill>) {
-        let LastWill {
-            topic,
-            payload,
-            qos,
-            retain,
-            mut properties,
-        } = *will;
-        properties.will_delay_interval = None;
-        let p = Publish {
-            dup: false,
-            qos,
-            retain,
-            topic,
-            packet_id: None,
-            payload,
-            properties,
-        };
-        self.route_publish(sid, p);
+    pub fn publish_will(self: &Rc<Self>, sid: SessionId, will: Will) {
+        self.route_publish(sid, will.into_publish());
     }
 
     fn retain_update(self: &Rc<Self>, msg: &Arc<Message>) {

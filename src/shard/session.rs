@@ -11,9 +11,10 @@ use ahash::AHasher;
 
 use super::conn::ConnShared;
 use super::encode::EncodeCache;
+use super::will::Will;
 use crate::mesh::Message;
 use crate::protocol::{
-    EncodedPublish, LastWill, Packet, PacketId, ProtocolVersion, PubResp, QoS, SubscriptionOptions,
+    EncodedPublish, Packet, PacketId, ProtocolVersion, PubResp, QoS, SubscriptionOptions,
     TopicFilter,
 };
 
@@ -85,8 +86,8 @@ pub struct Session {
     /// Filter -> options, as subscribed. (A zero-sized hasher builder keeps
     /// an idle session small; only this session's own filters hash here.)
     pub subscriptions: HashMap<TopicFilter, SubscriptionOptions, BuildHasherDefault<AHasher>>,
-    /// The current connection's will (boxed: rare, and large).
-    pub will: Option<Box<LastWill>>,
+    /// The current connection's will (boxed: not every client has one).
+    pub will: Option<Box<Will>>,
     /// Outbound and inbound messages in flight and the offline queue.
     /// Invariant: `Some` only while not empty (see [`Flow::is_empty`]);
     /// every path that empties it sets it back to `None`.

@@ -299,7 +299,7 @@ impl Shard {
                 .get_mut(&sid)
                 .and_then(|s| s.will.take());
             if let Some(will) = will {
-                self.publish_will(sid, will);
+                self.publish_will(sid, *will);
             }
         }
         self.mesh.broadcast(|| ShardMsg::WillsSent);
