@@ -371,6 +371,49 @@ pub(crate) mod tests {
     use crate::runtime::spsc::{full_mesh, MeshEnd};
     use crate::runtime::transport::Transport;
 
+    /// A test driver for one source: `on_ready` sees each event, and the
+    /// loop ends once `done` holds or `give_up` passes. No pending work
+    /// and no timer of its own.
+    pub(crate) struct Probe<S> {
+        pub(crate) state: S,
+        give_up: Instant,
+        on_ready: fn(&mut S, Token, Readiness),
+        done: fn(&S) -> bool,
+    }
+
+    impl<S> Probe<S> {
+        pub(crate) fn new(
+            state: S,
+            limit: Duration,
+            on_ready: fn(&mut S, Token, Readiness),
+            done: fn(&S) -> bool,
+        ) -> Probe<S> {
+            Probe {
+                state,
+                give_up: Instant::now() + limit,
+                on_ready,
+                done,
+            }
+        }
+    }
+
+    impl<S> Driver for Probe<S> {
+        fn ready(&mut self, token: Token, readiness: Readiness) {
+            (self.on_ready)(&mut self.state, token, readiness);
+        }
+        fn run_pending(&mut self) -> bool {
+            false
+        }
+        fn end_turn(&mut self) {}
+        fn next_deadline(&self) -> Option<Instant> {
+            Some(self.give_up)
+        }
+        fn on_timer(&mut self, _: Instant) {}
+        fn finished(&self) -> bool {
+            (self.done)(&self.state) || Instant::now() >= self.give_up
+        }
+    }
+
     /// Runs `driver` on `reactor` in a thread and hands the driver back,
     /// failing the test if the loop has not finished within `limit`.
     pub(crate) fn run_within<D: Driver + Send + 'static>(

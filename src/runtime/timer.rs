@@ -113,34 +113,8 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
-    use crate::runtime::reactor::tests::run_within;
-    use crate::runtime::{Driver, Reactor, Readiness};
-
-    /// Waits for one timer set 2 ms ahead, with no other deadline.
-    struct Alarm {
-        timer: Timer,
-        fired_at: Option<Instant>,
-        give_up: Instant,
-    }
-
-    impl Driver for Alarm {
-        fn ready(&mut self, token: Token, _: Readiness) {
-            if token == Token(7) && self.timer.take() {
-                self.fired_at = Some(Instant::now());
-            }
-        }
-        fn run_pending(&mut self) -> bool {
-            false
-        }
-        fn end_turn(&mut self) {}
-        fn next_deadline(&self) -> Option<Instant> {
-            Some(self.give_up)
-        }
-        fn on_timer(&mut self, _: Instant) {}
-        fn finished(&self) -> bool {
-            self.fired_at.is_some() || Instant::now() >= self.give_up
-        }
-    }
+    use crate::runtime::reactor::tests::{run_within, Probe};
+    use crate::runtime::Reactor;
 
     #[test]
     fn a_timer_wakes_the_loop_when_set_not_at_its_next_deadline() {
@@ -153,16 +127,18 @@ mod tests {
             .expect("register");
         let set = Instant::now();
         timer.set_after(Duration::from_millis(2)).expect("set");
-        let driver = Alarm {
-            timer,
-            fired_at: None,
-            give_up: set + Duration::from_secs(2),
-        };
-        let driver = run_within(reactor, driver, Duration::from_secs(5));
-        let fired = driver
-            .fired_at
-            .expect("the timer fired")
-            .duration_since(set);
+        let probe = Probe::new(
+            (timer, None::<Instant>),
+            Duration::from_secs(2),
+            |(timer, fired), token, _| {
+                if token == Token(7) && timer.take() {
+                    *fired = Some(Instant::now());
+                }
+            },
+            |(_, fired)| fired.is_some(),
+        );
+        let probe = run_within(reactor, probe, Duration::from_secs(5));
+        let fired = probe.state.1.expect("the timer fired").duration_since(set);
         assert!(fired >= Duration::from_millis(2), "early: {fired:?}");
         assert!(fired < Duration::from_secs(1), "late: {fired:?}");
     }

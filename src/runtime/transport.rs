@@ -302,11 +302,11 @@ mod tests {
     use std::io::Read as _;
     use std::sync::mpsc;
     use std::thread;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     use super::*;
-    use crate::runtime::reactor::tests::run_within;
-    use crate::runtime::reactor::{Driver, Reactor, Readiness, Registrar};
+    use crate::runtime::reactor::tests::{run_within, Probe};
+    use crate::runtime::reactor::{Reactor, Readiness};
 
     const CONN: Token = Token(7);
     /// Bytes written at most while filling the socket buffers: far above
@@ -322,16 +322,15 @@ mod tests {
     }
 
     struct Writer {
-        registrar: Registrar,
         conn: Transport,
         step: Step,
         written: usize,
         start_reader: mpsc::Sender<usize>,
-        give_up: Instant,
     }
 
-    impl Driver for Writer {
-        fn ready(&mut self, token: Token, r: Readiness) {
+    impl Writer {
+        /// Fills the socket, then waits for it to become writable again.
+        fn on_ready(&mut self, token: Token, r: Readiness) {
             assert_eq!(token, CONN);
             if !r.writable {
                 return;
@@ -356,17 +355,6 @@ mod tests {
                 Step::Blocked => self.step = Step::Writable,
                 Step::Writable => {}
             }
-        }
-        fn run_pending(&mut self) -> bool {
-            false
-        }
-        fn end_turn(&mut self) {}
-        fn next_deadline(&self) -> Option<Instant> {
-            Some(self.give_up)
-        }
-        fn on_timer(&mut self, _: Instant) {}
-        fn finished(&self) -> bool {
-            self.step == Step::Writable || Instant::now() >= self.give_up
         }
     }
 
@@ -422,14 +410,15 @@ mod tests {
             .register(&mut conn, CONN, Interest::READABLE | Interest::WRITABLE)
             .expect("register");
         let writer = Writer {
-            registrar,
             conn,
             step: Step::Connecting,
             written: 0,
             start_reader,
-            give_up: Instant::now() + Duration::from_secs(5),
         };
-        let writer = run_within(reactor, writer, Duration::from_secs(10));
+        let probe = Probe::new(writer, Duration::from_secs(5), Writer::on_ready, |w| {
+            w.step == Step::Writable
+        });
+        let writer = run_within(reactor, probe, Duration::from_secs(10)).state;
         assert_eq!(
             writer.step,
             Step::Writable,
@@ -438,9 +427,7 @@ mod tests {
         assert!(writer.written > 0);
 
         let written = writer.written;
-        let Writer {
-            registrar, conn, ..
-        } = writer;
+        let Writer { conn, .. } = writer;
         let fd = registrar.detach(conn).expect("detach");
         drop(fd); // EOF for the reader
         assert_eq!(reader.join().expect("reader"), written);
@@ -460,39 +447,21 @@ mod tests {
             .register(&mut conn, CONN, Interest::WRITABLE)
             .expect("register");
 
-        struct Connect {
-            conn: Transport,
-            result: Option<io::Result<bool>>,
-            give_up: Instant,
-        }
-        impl Driver for Connect {
-            fn ready(&mut self, _: Token, r: Readiness) {
+        let mut probe = Probe::new(
+            (conn, None::<io::Result<bool>>),
+            Duration::from_secs(2),
+            |(conn, result), _, r| {
                 if r.writable || r.closed {
-                    match self.conn.connect_result() {
+                    match conn.connect_result() {
                         Ok(false) => {}
-                        other => self.result = Some(other),
+                        other => *result = Some(other),
                     }
                 }
-            }
-            fn run_pending(&mut self) -> bool {
-                false
-            }
-            fn end_turn(&mut self) {}
-            fn next_deadline(&self) -> Option<Instant> {
-                Some(self.give_up)
-            }
-            fn on_timer(&mut self, _: Instant) {}
-            fn finished(&self) -> bool {
-                self.result.is_some() || Instant::now() >= self.give_up
-            }
-        }
-        let mut driver = Connect {
-            conn,
-            result: None,
-            give_up: Instant::now() + Duration::from_secs(2),
-        };
-        reactor.run(&mut driver).expect("run");
-        let err = match driver.result {
+            },
+            |(_, result)| result.is_some(),
+        );
+        reactor.run(&mut probe).expect("run");
+        let err = match probe.state.1 {
             Some(Err(e)) => e,
             other => panic!("expected a refused connect, got {other:?}"),
         };
