@@ -46,6 +46,11 @@ pub const MESH_OUTBOX_LIMIT: usize = 64 * 1024;
 /// work, so one busy client cannot starve a shard.
 pub const READS_PER_TURN: usize = 4;
 
+/// Rounds of the end-of-turn flush (a flush can drain a session queue,
+/// a teardown publish a will: both dirty more connections); what is left
+/// goes in the next pending-work round.
+pub const FLUSH_ROUNDS: usize = 4;
+
 /// Connections revisited per pending-work round (see [`READS_PER_TURN`]).
 pub const AGAIN_PER_ROUND: usize = 256;
 

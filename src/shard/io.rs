@@ -9,7 +9,7 @@ use bytes::BytesMut;
 
 use super::conn::{CloseReason, Conn, Phase};
 use super::Shard;
-use crate::limits::{READS_PER_TURN, READ_CHUNK, READ_MIN, SHUTDOWN_FLUSH};
+use crate::limits::{FLUSH_ROUNDS, READS_PER_TURN, READ_CHUNK, READ_MIN, SHUTDOWN_FLUSH};
 use crate::protocol::{Disconnect, Packet};
 use crate::runtime::{Interest, Readiness, Token};
 
@@ -126,7 +126,7 @@ impl Shard {
     /// asked to close, and drains session queues whose buffer emptied.
     /// Repeats while that makes more work, a bounded number of times.
     pub(super) fn flush_dirty(self: &Rc<Self>) {
-        for _ in 0..4 {
+        for _ in 0..FLUSH_ROUNDS {
             let dirty = std::mem::take(&mut *self.dirty.borrow_mut());
             if dirty.is_empty() {
                 return;
