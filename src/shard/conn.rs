@@ -68,6 +68,9 @@ pub struct ConnShared {
     /// gone (the slot may then hold another connection).
     token: Cell<u32>,
     pub version: ProtocolVersion,
+    /// Connected with Mosquitto's MQTT 3.x bridge bit (`try_private`): its
+    /// subscriptions are No Local and Retain As Published (see `subscribe`).
+    pub bridge: bool,
     /// Largest packet the client accepts (its Maximum Packet Size).
     pub max_packet: u32,
     /// The session this connection serves (set once attached).
@@ -98,6 +101,7 @@ impl ConnShared {
         ConnShared {
             token: Cell::new(NO_TOKEN),
             version,
+            bridge: false,
             max_packet,
             session: Cell::new(0),
             out: RefCell::new(BytesMut::new()),

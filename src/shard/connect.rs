@@ -102,7 +102,10 @@ impl Shard {
             return self.hand_over(token, connect, leftover, home);
         }
         let max_packet = connect.properties.maximum_packet_size.unwrap_or(u32::MAX);
-        let conn = Rc::new(ConnShared::new(connect.protocol, max_packet, self.now()));
+        let mut conn = ConnShared::new(connect.protocol, max_packet, self.now());
+        // As Mosquitto: the bridge bit counts in 3.x only.
+        conn.bridge = connect.bridge && !connect.protocol.is_v5();
+        let conn = Rc::new(conn);
         if let Err(code) = check(self, &connect, assigned) {
             refuse(self, &conn, code);
             return self.close_attached_to(token, conn);

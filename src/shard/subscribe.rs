@@ -66,7 +66,8 @@ impl Shard {
         let sid = conn.session.get();
         let mut codes = Vec::with_capacity(sub.filters.len());
         let mut wants_retained = Vec::new();
-        for (filter, opts) in &sub.filters {
+        for (filter, asked) in &sub.filters {
+            let opts = stored_options(conn, *asked);
             if filter.share().is_some() {
                 codes.push(if conn.version.is_v5() {
                     ReasonCode::SharedSubscriptionsNotSupported
@@ -75,7 +76,7 @@ impl Shard {
                 });
                 continue;
             }
-            let existed = self.add_subscription(sid, filter, *opts);
+            let existed = self.add_subscription(sid, filter, opts);
             codes.push(granted(opts.qos));
             let send = match opts.retain_handling {
                 RetainHandling::OnSubscribe => true,
@@ -284,6 +285,21 @@ impl Shard {
             properties: Default::default(),
         });
         self.send_packet(conn, &ack);
+    }
+}
+
+/// The options a subscription is kept with. A 3.x bridge's (Mosquitto's
+/// `try_private`) are No Local and Retain As Published, as in Mosquitto:
+/// what it published does not loop back over the bridge, and retained
+/// state crosses it. Kept in the session, so they outlive the connection.
+fn stored_options(conn: &ConnShared, opts: SubscriptionOptions) -> SubscriptionOptions {
+    if !conn.bridge {
+        return opts;
+    }
+    SubscriptionOptions {
+        no_local: true,
+        retain_as_published: true,
+        ..opts
     }
 }
 
