@@ -139,6 +139,43 @@ pub const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
 /// Addresses one bridge `address` line may list.
 pub const MAX_BRIDGE_ADDRESSES: usize = 32;
 
+// ---- The bridge thread.
+
+/// Unacknowledged QoS 1/2 messages one link has in flight to its remote at
+/// most (the remote's MQTT 5 Receive Maximum may lower it): a pipeline,
+/// not stop-and-wait.
+pub const BRIDGE_MAX_INFLIGHT: usize = 1024;
+
+/// Bytes one link's outgoing buffer takes before it stops encoding more
+/// (and waits for the socket to drain).
+pub const BRIDGE_OUT_HIGH_WATER: usize = 256 * 1024;
+
+/// Largest packet accepted from a remote broker when the bridge has no
+/// `bridge_max_packet_size` (the protocol's maximum otherwise).
+pub const BRIDGE_MAX_INCOMING: usize = 16 * 1024 * 1024;
+
+/// Time a link has from starting to connect until CONNACK.
+pub const BRIDGE_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The first retry after an established link dropped comes within this
+/// (then `restart_timeout` applies).
+pub const BRIDGE_QUICK_RETRY: Duration = Duration::from_millis(500);
+
+/// How often a link away from its primary address (`round_robin false`)
+/// checks whether the primary answers again.
+pub const BRIDGE_PRIMARY_PROBE: Duration = Duration::from_secs(5);
+
+/// How long the bridge keeps flushing its links at shutdown, after the
+/// data shards are done.
+pub const BRIDGE_SHUTDOWN_FLUSH: Duration = Duration::from_secs(1);
+
+/// Reload requests waiting for the bridge thread at most.
+pub const BRIDGE_COMMANDS: usize = 16;
+
+/// Messages a link reads from its remote per loop turn before the others
+/// (and the local broker) get their turn.
+pub const BRIDGE_READS_PER_TURN: usize = 16;
+
 // ---- Bounds the config parser enforces.
 
 /// The largest MQTT packet: a 1-byte header, a 4-byte remaining length and
@@ -162,3 +199,5 @@ const _: () = assert!(MAX_CONNECT_PACKET > 5 * 65_535);
 const _: () = assert!(PENDING_KEEP <= PARTIAL_RESERVE_MAX);
 const _: () = assert!(OUT_BUFFER_KEEP < MAX_OUT_BUFFER);
 const _: () = assert!(MAX_SHARDS % 64 == 0);
+const _: () = assert!(BRIDGE_MAX_INFLIGHT < u16::MAX as usize);
+const _: () = assert!(BRIDGE_QUICK_RETRY.as_millis() < BRIDGE_CONNECT_TIMEOUT.as_millis());

@@ -3,8 +3,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use std::sync::Arc;
+
 use clap::Parser;
+use shardmq::bridge::BridgeControl;
 use shardmq::config::{Config, Listener};
+use signal_hook::iterator::Signals;
 
 /// A thread-per-core sharded MQTT 3.1.1 / 5.0 broker.
 #[derive(Parser, Debug)]
@@ -61,10 +65,13 @@ fn main() -> ExitCode {
     }
     shardmq::logging::init(&config.log_dest, &config.log_types, cli.verbose);
     // Before start: a SIGHUP sent once the port answers must find it.
-    if let Err(e) = log_hangups() {
-        eprintln!("error: cannot install the handler for SIGHUP: {e}");
-        return ExitCode::from(1);
-    }
+    let hangups = match Signals::new([signal_hook::consts::SIGHUP]) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot install the handler for SIGHUP: {e}");
+            return ExitCode::from(1);
+        }
+    };
     let broker = match shardmq::server::start(config) {
         Ok(b) => b,
         Err(e) => {
@@ -72,6 +79,10 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if let Err(e) = reload_on_hangup(hangups, cli.config.clone(), broker.bridge_control()) {
+        eprintln!("error: cannot start the SIGHUP thread: {e}");
+        return ExitCode::from(1);
+    }
     let stop = broker.stop_flag();
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         if let Err(e) = signal_hook::flag::register(sig, std::sync::Arc::clone(&stop)) {
@@ -91,17 +102,48 @@ fn main() -> ExitCode {
     }
 }
 
-/// SIGHUP asks a broker to reload (Mosquitto reloads on it, and operators'
-/// tools send it). Until reload exists it is logged and the broker carries
-/// on, instead of dying of the default action.
-fn log_hangups() -> std::io::Result<()> {
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])?;
+/// SIGHUP reloads the configuration file, as Mosquitto does: the bridge
+/// sections are applied at once (links added, removed or changed are
+/// started, stopped or restarted; nothing else is disturbed). Other
+/// settings take effect at the next start, and the log says so.
+fn reload_on_hangup(
+    mut signals: Signals,
+    path: Option<PathBuf>,
+    bridges: Arc<BridgeControl>,
+) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("sighup".into())
         .spawn(move || {
             for _ in signals.forever() {
-                log::warn!("SIGHUP received: configuration reload is not supported yet; carrying on with the running configuration");
+                reload(path.as_deref(), &bridges);
             }
         })?;
     Ok(())
+}
+
+fn reload(path: Option<&std::path::Path>, bridges: &BridgeControl) {
+    let Some(path) = path else {
+        log::info!("SIGHUP: no configuration file (-c) to reload");
+        return;
+    };
+    let config = match Config::load(path) {
+        Ok((config, warnings)) => {
+            for w in warnings {
+                log::warn!("{w}");
+            }
+            config
+        }
+        Err(e) => {
+            log::error!("SIGHUP: {e}; carrying on with the running configuration");
+            return;
+        }
+    };
+    let n = config.bridges.len();
+    match bridges.reload(config.bridges) {
+        Ok(()) => log::info!(
+            "SIGHUP: reloaded {}: {n} bridge(s) applied; other settings take effect at the next start",
+            path.display()
+        ),
+        Err(e) => log::error!("SIGHUP: bridges not reloaded: {e}"),
+    }
 }

@@ -20,9 +20,11 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::config::Config;
+use crate::bridge::{self, BridgeControl, BridgeLoop, BridgeStatus, Local, StatusBoard};
+use crate::config::{BridgeConfig, Config};
 use crate::limits::{
-    LISTEN_BACKLOG, MAX_LISTENERS, MAX_SHARDS, MESH_CAPACITY, RESTART_BIND_WAIT, START_TIMEOUT,
+    BRIDGE_COMMANDS, LISTEN_BACKLOG, MAX_LISTENERS, MAX_SHARDS, MESH_CAPACITY, RESTART_BIND_WAIT,
+    START_TIMEOUT,
 };
 use crate::mesh::{Batch, Mesh};
 use crate::runtime::{self, Listener, MeshEnd, Reactor, Registrar, Wake};
@@ -35,7 +37,7 @@ pub enum StartError {
     PortInUse { addr: SocketAddr },
     #[error("listener {addr}: {source}")]
     Listen { addr: SocketAddr, source: io::Error },
-    #[error("--shards {0}: expected 1..={MAX_SHARDS}")]
+    #[error("--shards {0}: expected 1..={max}", max = MAX_SHARDS - 1)]
     Shards(usize),
     #[error("{0} listeners configured: at most {MAX_LISTENERS} are supported")]
     Listeners(usize),
@@ -52,9 +54,12 @@ pub struct BrokerHandle {
     addrs: Vec<SocketAddr>,
     stop: Arc<AtomicBool>,
     stats: Vec<Arc<StatsCell>>,
-    /// Each shard's wake-up line: shutdown wakes them at once.
+    /// Each shard's wake-up line, then the bridge thread's: shutdown wakes
+    /// them at once.
     wakes: Vec<Arc<Wake>>,
     shards: Vec<JoinHandle<()>>,
+    bridge: Arc<BridgeControl>,
+    bridge_thread: JoinHandle<()>,
 }
 
 impl BrokerHandle {
@@ -77,7 +82,30 @@ impl BrokerHandle {
     /// thread (mesh peers, the control plane): a shard is woken only when
     /// it has said it is parking.
     pub fn wakeups(&self) -> Vec<u64> {
-        self.wakes.iter().map(|w| w.wake_count()).collect()
+        self.wakes[..self.shards.len()]
+            .iter()
+            .map(|w| w.wake_count())
+            .collect()
+    }
+
+    /// Each bridge link's state and counters, as the bridge thread last
+    /// published them (every 100 ms tick).
+    pub fn bridges(&self) -> Vec<BridgeStatus> {
+        self.bridge.statuses()
+    }
+
+    /// Applies reloaded `connection` sections: links added, removed or
+    /// changed are started, stopped or restarted; the others, and every
+    /// local client, are left alone. Returns once the bridge thread has the
+    /// request.
+    pub fn reload_bridges(&self, bridges: Vec<BridgeConfig>) -> Result<(), String> {
+        self.bridge.reload(bridges)
+    }
+
+    /// The bridge thread's control handle, for a reload signal handler
+    /// that outlives this handle's owner.
+    pub fn bridge_control(&self) -> Arc<BridgeControl> {
+        Arc::clone(&self.bridge)
     }
 
     /// Number of shards running.
@@ -102,7 +130,9 @@ impl BrokerHandle {
                 .join()
                 .map_err(|_| io::Error::other(format!("shard {i} panicked")))?;
         }
-        Ok(())
+        self.bridge_thread
+            .join()
+            .map_err(|_| io::Error::other("the bridge thread panicked"))
     }
 }
 
@@ -111,7 +141,8 @@ pub fn start(config: Config) -> Result<BrokerHandle, StartError> {
     raise_open_files_limit(config.max_connections);
     let cores = runtime::available_cores();
     let shards = config.shards.unwrap_or(cores.len().max(1));
-    if shards == 0 || shards > MAX_SHARDS {
+    // The bridge thread is one more mesh peer.
+    if shards == 0 || shards >= MAX_SHARDS {
         return Err(StartError::Shards(shards));
     }
     if config.listeners.len() > MAX_LISTENERS {
@@ -128,7 +159,8 @@ pub fn start(config: Config) -> Result<BrokerHandle, StartError> {
     }
     // Everything a shard needs that can fail is made here, before any
     // thread starts: a failure is then a plain error with nothing to stop.
-    let reactors = (0..shards)
+    let peers = shards + 1;
+    let reactors = (0..peers)
         .map(|shard| Reactor::new().map_err(|source| StartError::Executor { shard, source }))
         .collect::<Result<Vec<_>, _>>()?;
     let wakes: Vec<Arc<Wake>> = reactors.iter().map(Reactor::wake_handle).collect();
@@ -143,11 +175,24 @@ pub fn start(config: Config) -> Result<BrokerHandle, StartError> {
     let ends = runtime::full_mesh(&wakes, MESH_CAPACITY);
     let stop = Arc::new(AtomicBool::new(false));
     let stats: Vec<Arc<StatsCell>> = (0..shards).map(|_| Arc::default()).collect();
-    let (ready_tx, ready_rx) = crossbeam_channel::bounded::<Result<(), String>>(shards);
-    let mut handles = Vec::with_capacity(shards);
+    let (ready_tx, ready_rx) = crossbeam_channel::bounded::<Result<(), String>>(peers);
+    let mut handles = Vec::with_capacity(peers);
+    let mut reactors = reactors;
+    let mut registrars = registrars;
+    let mut ends = ends;
+    let (setup, control) = bridge_setup(&config, &stop, &wakes[shards]);
+    let bridge_boot = BridgeBoot {
+        reactor: reactors.pop().expect("one reactor per peer"),
+        registrar: registrars.pop().expect("one registrar per peer"),
+        end: ends.pop().expect("one mesh end per peer"),
+        shards,
+        setup,
+        ready: ready_tx.clone(),
+    };
+    let bridge_core = core_for(&cores, shards);
     let parts = reactors.into_iter().zip(registrars).zip(ends).zip(sockets);
     for (shard, (((reactor, registrar), end), fds)) in parts.enumerate() {
-        let core = (!cores.is_empty()).then(|| cores[shard % cores.len()]);
+        let core = core_for(&cores, shard);
         let boot = ShardBoot {
             config: config.clone(),
             reactor,
@@ -160,7 +205,9 @@ pub fn start(config: Config) -> Result<BrokerHandle, StartError> {
             },
             ready: ready_tx.clone(),
         };
-        match runtime::spawn_pinned(format!("shard-{shard}"), core, move || boot.run(shard)) {
+        match runtime::spawn_pinned(format!("shard-{shard}"), core, move || {
+            boot.run(shard, shards)
+        }) {
             Ok(handle) => handles.push(handle),
             Err(source) => {
                 abort_start(&stop, &wakes, handles);
@@ -168,11 +215,23 @@ pub fn start(config: Config) -> Result<BrokerHandle, StartError> {
             }
         }
     }
-    // Only the shards hold senders now: a shard that dies before it reports
+    let bridge_thread =
+        match runtime::spawn_pinned("bridge".into(), bridge_core, move || bridge_boot.run()) {
+            Ok(handle) => handle,
+            Err(source) => {
+                abort_start(&stop, &wakes, handles);
+                return Err(StartError::Executor {
+                    shard: shards,
+                    source,
+                });
+            }
+        };
+    handles.push(bridge_thread);
+    // Only the threads hold senders now: one that dies before it reports
     // ends the wait instead of hanging it.
     drop(ready_tx);
     let deadline = Instant::now() + START_TIMEOUT;
-    for _ in 0..shards {
+    for _ in 0..peers {
         let failure = match ready_rx.recv_deadline(deadline) {
             Ok(Ok(())) => continue,
             Ok(Err(e)) => e,
@@ -187,13 +246,45 @@ pub fn start(config: Config) -> Result<BrokerHandle, StartError> {
         return Err(StartError::Shard(failure));
     }
     log::info!("shardmq listening on {addrs:?} with {shards} shard(s)");
+    let bridge_thread = handles.pop().expect("the bridge thread was started");
     Ok(BrokerHandle {
         addrs,
         stop,
         stats,
         wakes,
         shards: handles,
+        bridge: control,
+        bridge_thread,
     })
+}
+
+/// The core thread `i` (a shard, or the bridge thread after them) is
+/// pinned to: the cores in turn.
+fn core_for(cores: &[usize], i: usize) -> Option<usize> {
+    (!cores.is_empty()).then(|| cores[i % cores.len()])
+}
+
+/// What the bridge thread starts with, and the control plane's handle on it.
+fn bridge_setup(
+    config: &Config,
+    stop: &Arc<AtomicBool>,
+    wake: &Arc<Wake>,
+) -> (bridge::Setup, Arc<BridgeControl>) {
+    let (tx, rx) = crossbeam_channel::bounded(BRIDGE_COMMANDS);
+    let board = Arc::new(StatusBoard::default());
+    let control = Arc::new(BridgeControl::new(tx, Arc::clone(wake), Arc::clone(&board)));
+    let setup = bridge::Setup {
+        bridges: config.bridges.clone(),
+        limits: bridge::Limits {
+            max_messages: config.max_queued_messages,
+            max_bytes: config.max_queued_bytes,
+        },
+        queue_qos0: config.queue_qos0_messages,
+        commands: rx,
+        stop: Arc::clone(stop),
+        board,
+    };
+    (setup, control)
 }
 
 /// What one shard thread is started with. Everything is `Send`; the shard
@@ -211,7 +302,7 @@ struct ShardBoot {
 impl ShardBoot {
     /// The shard thread: builds the shard, reports, runs its loop until
     /// shutdown completes.
-    fn run(self, id: usize) {
+    fn run(self, id: usize, shards: usize) {
         let ShardBoot {
             config,
             mut reactor,
@@ -222,7 +313,13 @@ impl ShardBoot {
             ready,
         } = self;
         let listeners = fds.into_iter().map(Listener::from_owned_fd).collect();
-        let shard = Shard::new(config, Mesh::new(end), registrar, listeners, control);
+        let shard = Shard::new(
+            config,
+            Mesh::new(end, shards),
+            registrar,
+            listeners,
+            control,
+        );
         let mut driver = match ShardLoop::new(shard) {
             Ok(driver) => driver,
             Err(e) => {
@@ -234,6 +331,37 @@ impl ShardBoot {
         drop(ready);
         if let Err(e) = reactor.run(&mut driver) {
             log::error!("shard {id}: {e}; the shard stopped");
+        }
+    }
+}
+
+/// What the bridge thread is started with. Everything is `Send`.
+struct BridgeBoot {
+    reactor: Reactor,
+    registrar: Registrar,
+    end: MeshEnd<Batch>,
+    shards: usize,
+    setup: bridge::Setup,
+    ready: crossbeam_channel::Sender<Result<(), String>>,
+}
+
+impl BridgeBoot {
+    /// The bridge thread: builds its loop, reports, runs until shutdown.
+    fn run(self) {
+        let BridgeBoot {
+            mut reactor,
+            registrar,
+            end,
+            shards,
+            setup,
+            ready,
+        } = self;
+        let local = Local::new(Mesh::new(end, shards));
+        let mut driver = BridgeLoop::new(local, registrar, setup);
+        let _ = ready.send(Ok(()));
+        drop(ready);
+        if let Err(e) = reactor.run(&mut driver) {
+            log::error!("bridge thread: {e}; every bridge stopped");
         }
     }
 }

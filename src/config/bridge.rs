@@ -4,8 +4,7 @@
 //! into a typed value; the defaults are Mosquitto's. Values that depend on
 //! others (`remote_clientid`, `local_clientid`, `notification_topic`,
 //! `local_cleansession`, the lazy start settings) are resolved when the
-//! section closes, so their order in the file does not matter. The bridge
-//! link itself is not started yet: the parser warns once per section.
+//! section closes, so their order in the file does not matter.
 //!
 //! The `topic` line and the topic mapping are in `bridge_topic.rs`.
 

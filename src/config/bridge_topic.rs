@@ -157,7 +157,9 @@ impl BridgeTopic {
 ///
 /// A topic matching the filter only through the parent rule (`a/#` matches
 /// `a`) does not start with the prefix `a/` and is not mapped.
-fn remap(topic: &str, filter: &str, from: &str, to: &str) -> Option<String> {
+/// `topic` with prefix `from` replaced by `to`, if `filter` (the prefix
+/// joined to the pattern) matches it: the mapping of one `topic` line.
+pub fn remap(topic: &str, filter: &str, from: &str, to: &str) -> Option<String> {
     let rest = topic.strip_prefix(from)?;
     matches(filter, topic).then(|| format!("{to}{rest}"))
 }

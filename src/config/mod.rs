@@ -9,7 +9,7 @@
 //! - `directives.rs`: the directive table type, lookup, "did you mean".
 //! - `broker.rs`, `listener.rs`: supported keys and how they apply.
 //! - `mosquitto.rs`: Mosquitto keys that only warn (not supported yet).
-//! - `bridge.rs`: `connection` sections into [`BridgeConfig`] (not started yet).
+//! - `bridge.rs`: `connection` sections into [`BridgeConfig`] (run by [`crate::bridge`]).
 //! - `bridge_topic.rs`: a bridge `topic` line ([`BridgeTopic`]) and its topic mapping.
 //! - `parser.rs`: the section state machine (global, listener, connection).
 //! - `value.rs`: typed value parsers; the bounds they enforce are in [`crate::limits`].
@@ -31,7 +31,7 @@ use std::time::Duration;
 pub use bridge::{
     BridgeAddress, BridgeConfig, BridgeTls, RestartTimeout, StartType, DEFAULT_BRIDGE_PORT,
 };
-pub use bridge_topic::{BridgeTopic, Direction};
+pub use bridge_topic::{remap, BridgeTopic, Direction};
 
 /// A listener: `listener <port> [address]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,7 +118,7 @@ pub struct Config {
     pub log_dest: LogDest,
     /// `log_type`, default error, warning, notice, information.
     pub log_types: LogTypes,
-    /// `connection` sections in file order (parsed; not started yet).
+    /// `connection` sections in file order (run by the bridge thread).
     pub bridges: Vec<BridgeConfig>,
     /// Time a new connection has to send CONNECT; default
     /// [`crate::limits::CONNECT_TIMEOUT`]. Not a config-file key: tests
@@ -216,8 +216,7 @@ impl Config {
     /// Parses and validates config text; `path` is used in messages.
     ///
     /// Known Mosquitto options that shardmq does not support yet become
-    /// warnings, and so does each bridge (parsed into [`Config::bridges`],
-    /// not started yet); unknown keys and bad values are errors.
+    /// warnings; unknown keys and bad values are errors.
     pub fn parse(text: &str, path: &str) -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
         let mut parser = parser::Parser::new(path);
         for line in lexer::lines(text) {

@@ -94,13 +94,6 @@ impl<'p> Parser<'p> {
             let bridge = bridge
                 .finish(super::bridge::hostname)
                 .map_err(|reason| self.error(line, "connection", reason))?;
-            self.warn(
-                line,
-                format!(
-                    "bridges are not started yet; connection {} is parsed and ignored",
-                    bridge.name
-                ),
-            );
             self.config.bridges.push(bridge);
         }
         Ok(())

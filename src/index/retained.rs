@@ -23,6 +23,20 @@ pub struct RetainStamp {
     pub shard: u16,
 }
 
+impl RetainStamp {
+    /// The stamp for an update by `shard` now: the wall clock, or one past
+    /// `last` (that shard's previous stamp) if the clock has not moved on.
+    pub fn next(last: u64, shard: u16) -> RetainStamp {
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        RetainStamp {
+            nanos: wall.max(last + 1),
+            shard,
+        }
+    }
+}
+
 struct Entry<V> {
     stamp: RetainStamp,
     /// `None` is a tombstone.

@@ -29,6 +29,9 @@ pub type Batch = Vec<ShardMsg>;
 /// are the only shared part.
 pub struct Mesh {
     end: MeshEnd<Batch>,
+    /// Data shards are peers `0..shards`; the bridge thread, when there
+    /// is one, is the last peer.
+    shards: usize,
     /// Messages gathered per peer, not yet handed to the queue. A batch
     /// that found the queue full stays here (in order) and is retried from
     /// the loop's pending work; the peer wakes us when it takes from it.
@@ -38,11 +41,17 @@ pub struct Mesh {
 }
 
 impl Mesh {
-    /// Wraps this shard's end of the queues.
-    pub fn new(end: MeshEnd<Batch>) -> Mesh {
+    /// Wraps this thread's end of the queues; peers `0..shards` are data
+    /// shards, any peer after them is the bridge thread.
+    pub fn new(end: MeshEnd<Batch>, shards: usize) -> Mesh {
         let peers = end.peers();
+        assert!(
+            (1..=peers).contains(&shards),
+            "a mesh of {peers} peers cannot hold {shards} data shards"
+        );
         Mesh {
             end,
+            shards,
             outbox: RefCell::new((0..peers).map(|_| Vec::new()).collect()),
             queued: Cell::new(0),
         }
@@ -53,12 +62,24 @@ impl Mesh {
         self.end.me()
     }
 
-    /// Number of shards in the mesh, this one included.
+    /// Number of threads in the mesh, this one included: the data shards
+    /// and the bridge thread.
     pub fn peers(&self) -> usize {
         self.end.peers()
     }
 
-    /// Ids of every other shard.
+    /// Number of data shards (the ones that own sessions).
+    pub fn shards(&self) -> usize {
+        self.shards
+    }
+
+    /// The bridge thread's peer id, if the mesh has one.
+    pub fn bridge(&self) -> Option<usize> {
+        (self.peers() > self.shards).then_some(self.shards)
+    }
+
+    /// Ids of every other peer (data shards and the bridge thread): who a
+    /// replica update or barrier goes to.
     pub fn others(&self) -> impl Iterator<Item = usize> + '_ {
         self.end.others()
     }
@@ -113,6 +134,12 @@ impl Mesh {
                 outbox[peer].extend(later);
             }
         }
+    }
+
+    /// True once every data shard (other than this one) has closed its end
+    /// and everything it sent was taken: the shards have stopped.
+    pub fn shards_closed(&self) -> bool {
+        (0..self.shards).all(|peer| peer == self.me() || self.end.is_closed(peer))
     }
 
     /// True when readers should pause until the outboxes drain.

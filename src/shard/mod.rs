@@ -176,7 +176,7 @@ impl Shard {
         listeners: Vec<Listener>,
         control: Control,
     ) -> Rc<Shard> {
-        let shards = mesh.peers();
+        let shards = mesh.shards();
         let conn_quota = config
             .max_connections
             .map_or(usize::MAX, |m| m.div_ceil(shards));
@@ -239,7 +239,7 @@ impl Shard {
 
     /// The home shard of a client id.
     pub fn home_of(&self, client_id: &str) -> usize {
-        home_shard(client_id, self.mesh.peers())
+        home_shard(client_id, self.mesh.shards())
     }
 
     fn random(&self) -> u64 {
@@ -253,15 +253,9 @@ impl Shard {
 
     /// A strictly increasing retained-update stamp.
     fn next_stamp(&self) -> RetainStamp {
-        let wall = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        let nanos = wall.max(self.last_stamp.get() + 1);
-        self.last_stamp.set(nanos);
-        RetainStamp {
-            nanos,
-            shard: self.id as u16,
-        }
+        let stamp = RetainStamp::next(self.last_stamp.get(), self.id as u16);
+        self.last_stamp.set(stamp.nanos);
+        stamp
     }
 
     /// Files `conn` for the end-of-turn flush.

@@ -312,7 +312,7 @@ impl Shard {
     pub(super) fn advance_shutdown(&self, now: Instant) {
         match self.stopping.get() {
             Stopping::Wills { until }
-                if self.wills_from.get() + 1 >= self.mesh.peers() || now >= until =>
+                if self.wills_from.get() + 1 >= self.mesh.shards() || now >= until =>
             {
                 for s in self.sessions.borrow().by_id.values() {
                     if let Some(conn) = &s.conn {

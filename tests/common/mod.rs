@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod mosquitto;
+
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::num::NonZeroU16;
@@ -69,6 +71,36 @@ impl TestBroker {
             .as_ref()
             .map(|h| h.wakeups())
             .unwrap_or_default()
+    }
+
+    /// Each bridge link's status (refreshed every tick).
+    pub fn bridges(&self) -> Vec<shardmq::bridge::BridgeStatus> {
+        self.handle
+            .as_ref()
+            .map(|h| h.bridges())
+            .unwrap_or_default()
+    }
+
+    /// Waits until bridge `name` is connected (at most 10 s).
+    pub fn wait_bridge(&self, name: &str) -> shardmq::bridge::BridgeStatus {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let status = self.bridges().into_iter().find(|s| s.name == name);
+            if let Some(s) = status.filter(|s| s.connected) {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "bridge {name} not connected: {:?}",
+                self.bridges()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The broker's control handle (reloads).
+    pub fn handle(&self) -> &BrokerHandle {
+        self.handle.as_ref().expect("running")
     }
 
     /// Stops the broker now and waits for it.

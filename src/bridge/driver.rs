@@ -1,0 +1,315 @@
+//! The bridge thread's loop: every link's socket, the mesh from the data
+//! shards, reload commands and shutdown, plugged into
+//! [`crate::runtime::Reactor::run`] like a shard.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::Receiver;
+use slab::Slab;
+
+use super::link::{Ctx, Link};
+use super::local::Local;
+use super::queue::{Limits, OutQueue};
+use super::status::StatusBoard;
+use crate::config::BridgeConfig;
+use crate::limits::{BRIDGE_SHUTDOWN_FLUSH, START_TIMEOUT, TICK};
+use crate::mesh::Message;
+use crate::runtime::{Driver, Readiness, Registrar, Token};
+
+/// What the control plane asks of the bridge thread.
+#[derive(Debug)]
+pub enum Command {
+    /// The `connection` sections of a reloaded configuration: links added,
+    /// removed or changed are started, stopped or restarted; the others
+    /// are left alone.
+    Reload(Vec<BridgeConfig>),
+}
+
+/// Where shutdown is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Closing {
+    Running,
+    /// Stop asked: the data shards are publishing wills and closing; their
+    /// messages still go out. Bounded by `until`.
+    WaitShards {
+        until: Instant,
+    },
+    /// Shards done: flushing the links until `until`.
+    Draining {
+        until: Instant,
+    },
+    Done,
+}
+
+/// What every link works with: the local broker, the loop's registrar,
+/// and the messages links bring in. Owned by the bridge thread.
+struct Env {
+    local: Local,
+    registrar: Registrar,
+    /// Messages brought in by a link, to offer to every link's `out` side.
+    relay: Vec<Arc<Message>>,
+    queue_qos0: bool,
+}
+
+impl Env {
+    fn ctx(&mut self) -> Ctx<'_> {
+        Ctx {
+            local: &mut self.local,
+            registrar: &self.registrar,
+            relay: &mut self.relay,
+            queue_qos0: self.queue_qos0,
+            now: Instant::now(),
+        }
+    }
+}
+
+/// The bridge thread's state. Owned by that thread.
+pub struct BridgeLoop {
+    env: Env,
+    links: Slab<Link>,
+    commands: Receiver<Command>,
+    stop: Arc<AtomicBool>,
+    board: Arc<StatusBoard>,
+    limits: Limits,
+    next_tick: Instant,
+    /// Messages forwarded by the data shards this round.
+    forwarded: Vec<Arc<Message>>,
+    closing: Closing,
+}
+
+/// What the bridge thread is started with (besides its loop).
+pub struct Setup {
+    pub bridges: Vec<BridgeConfig>,
+    pub limits: Limits,
+    pub queue_qos0: bool,
+    pub commands: Receiver<Command>,
+    pub stop: Arc<AtomicBool>,
+    pub board: Arc<StatusBoard>,
+}
+
+impl BridgeLoop {
+    /// The loop with every configured link started.
+    pub fn new(local: Local, registrar: Registrar, setup: Setup) -> BridgeLoop {
+        let mut bridge = BridgeLoop {
+            env: Env {
+                local,
+                registrar,
+                relay: Vec::new(),
+                queue_qos0: setup.queue_qos0,
+            },
+            links: Slab::new(),
+            commands: setup.commands,
+            stop: setup.stop,
+            board: setup.board,
+            limits: setup.limits,
+            next_tick: Instant::now(),
+            forwarded: Vec::new(),
+            closing: Closing::Running,
+        };
+        for config in setup.bridges {
+            bridge.add(config, None);
+        }
+        bridge.publish_status();
+        bridge
+    }
+
+    /// Runs `f` on link `key` with the context links work in, then offers
+    /// what it brought in to every link.
+    fn with_link(&mut self, key: usize, f: impl FnOnce(&mut Link, &mut Ctx)) {
+        let Some(link) = self.links.get_mut(key) else {
+            return;
+        };
+        let mut ctx = self.env.ctx();
+        f(link, &mut ctx);
+        self.offer_relayed();
+    }
+
+    fn offer_relayed(&mut self) {
+        while !self.env.relay.is_empty() {
+            let msgs = std::mem::take(&mut self.env.relay);
+            self.offer_all(&msgs);
+        }
+    }
+
+    /// Offers messages to every link (each skips its own).
+    fn offer_all(&mut self, msgs: &[Arc<Message>]) {
+        let mut ctx = self.env.ctx();
+        for (_, link) in self.links.iter_mut() {
+            for msg in msgs {
+                link.offer(msg, &mut ctx);
+            }
+        }
+    }
+
+    fn add(&mut self, config: BridgeConfig, queue: Option<OutQueue>) {
+        let entry = self.links.vacant_entry();
+        let key = entry.key();
+        let mut link = Link::new(config, key, self.limits, Instant::now());
+        if let Some(queue) = queue {
+            link.queue = queue;
+        }
+        log::info!("bridge {}: started", link.config.name);
+        entry.insert(link);
+        self.with_link(key, |link, ctx| link.start(ctx));
+    }
+
+    fn remove(&mut self, key: usize) -> OutQueue {
+        let link = self.links.remove(key);
+        let name = link.config.name.clone();
+        let mut ctx = self.env.ctx();
+        let queue = link.stop(&mut ctx);
+        self.offer_relayed();
+        log::info!("bridge {name}: stopped");
+        queue
+    }
+
+    /// Applies a reloaded set of `connection` sections.
+    fn reload(&mut self, configs: Vec<BridgeConfig>) {
+        let running: HashMap<String, usize> = self
+            .links
+            .iter()
+            .map(|(key, l)| (l.config.name.clone(), key))
+            .collect();
+        let mut carried: HashMap<String, OutQueue> = HashMap::new();
+        for (name, key) in &running {
+            let new = configs.iter().find(|c| &c.name == name);
+            if new == Some(&self.links[*key].config) {
+                continue;
+            }
+            let same_topics = new.is_some_and(|c| c.topics == self.links[*key].config.topics);
+            let mut queue = self.remove(*key);
+            if same_topics {
+                carried.insert(name.clone(), queue);
+            } else if !queue.is_empty() {
+                log::warn!(
+                    "bridge {name}: its topics changed or it was removed: {} queued messages dropped",
+                    queue.clear()
+                );
+            }
+        }
+        for config in configs {
+            let unchanged = running
+                .get(&config.name)
+                .is_some_and(|&key| self.links.get(key).is_some_and(|l| l.config == config));
+            if !unchanged {
+                let queue = carried.remove(&config.name);
+                self.add(config, queue);
+            }
+        }
+    }
+
+    fn publish_status(&self) {
+        self.board
+            .publish(self.links.iter().map(|(_, l)| l.status()).collect());
+    }
+
+    fn check_commands(&mut self) -> bool {
+        let mut busy = false;
+        while let Ok(command) = self.commands.try_recv() {
+            busy = true;
+            match command {
+                Command::Reload(configs) if self.closing == Closing::Running => {
+                    self.reload(configs)
+                }
+                Command::Reload(_) => {}
+            }
+        }
+        busy
+    }
+
+    /// Moves shutdown on; true while it made progress.
+    fn advance_closing(&mut self, now: Instant) {
+        match self.closing {
+            Closing::Running if self.stop.load(Ordering::Relaxed) => {
+                self.closing = Closing::WaitShards {
+                    until: now + START_TIMEOUT,
+                };
+            }
+            Closing::WaitShards { until } if self.env.local.mesh.shards_closed() || now >= until => {
+                self.closing = Closing::Draining {
+                    until: now + BRIDGE_SHUTDOWN_FLUSH,
+                };
+            }
+            Closing::Draining { until } if self.drained() || now >= until => {
+                let keys: Vec<usize> = self.links.iter().map(|(k, _)| k).collect();
+                for key in keys {
+                    self.remove(key);
+                }
+                self.closing = Closing::Done;
+            }
+            _ => {}
+        }
+    }
+
+    /// True when no link has anything on its way (or none is up).
+    fn drained(&self) -> bool {
+        self.links.iter().all(|(_, l)| l.idle())
+    }
+}
+
+impl Driver for BridgeLoop {
+    fn ready(&mut self, token: Token, _readiness: Readiness) {
+        let (key, probe) = (token.0 / 2, token.0 % 2 == 1);
+        self.with_link(key, |link, ctx| link.on_ready(ctx, probe));
+    }
+
+    fn run_pending(&mut self) -> bool {
+        let mut busy = self.check_commands();
+        let mut forwarded = std::mem::take(&mut self.forwarded);
+        busy |= self.env.local.receive(&mut forwarded) > 0;
+        self.offer_all(&forwarded);
+        forwarded.clear();
+        self.forwarded = forwarded;
+        let again: Vec<usize> = self
+            .links
+            .iter()
+            .filter(|(_, l)| l.more_input)
+            .map(|(k, _)| k)
+            .collect();
+        if !self.env.local.congested() {
+            for key in again {
+                busy = true;
+                self.with_link(key, |link, ctx| link.read_input(ctx));
+            }
+        }
+        busy |= self.env.local.mesh.flush();
+        busy
+    }
+
+    fn end_turn(&mut self) {
+        let keys: Vec<usize> = self.links.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            self.with_link(key, |link, ctx| link.pump(ctx));
+        }
+        self.env.local.mesh.flush();
+        self.advance_closing(Instant::now());
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let links = self.links.iter().filter_map(|(_, l)| l.next_deadline());
+        links.chain([self.next_tick]).min()
+    }
+
+    fn on_timer(&mut self, now: Instant) {
+        let due: Vec<usize> = self
+            .links
+            .iter()
+            .filter(|(_, l)| l.next_deadline().is_some_and(|d| d <= now))
+            .map(|(k, _)| k)
+            .collect();
+        for key in due {
+            self.with_link(key, |link, ctx| link.on_timer(ctx));
+        }
+        if now >= self.next_tick {
+            self.next_tick = now + TICK;
+            self.publish_status();
+        }
+    }
+
+    fn finished(&self) -> bool {
+        self.closing == Closing::Done
+    }
+}

@@ -1,0 +1,287 @@
+//! What flows on a link: local messages out through the queue and its
+//! inflight window, remote messages in (acknowledged once the local broker
+//! has them), and the acknowledgements of both.
+
+use std::io;
+use std::sync::Arc;
+
+use super::link::{Ctx, Link, State};
+use super::queue::{Entry, Next, Stage};
+use super::wire::Read;
+use crate::limits::BRIDGE_OUT_HIGH_WATER;
+use crate::mesh::Message;
+use crate::protocol::{Packet, PubResp, Publish, QoS, TopicName};
+
+impl Link {
+    /// Takes a local message for the remote if a line sends it out.
+    pub fn offer(&mut self, msg: &Arc<Message>, ctx: &mut Ctx) {
+        if msg.origin == self.origin(ctx.local.id()) {
+            // It came in on this link: never back out on it.
+            return;
+        }
+        let Some((topic, qos)) = self.routes.map_out(msg.publish.topic.as_str()) else {
+            return;
+        };
+        let qos = qos.min(msg.publish.qos);
+        if qos == QoS::AtMostOnce && self.state != State::Up && !ctx.queue_qos0 {
+            self.counters.dropped += 1;
+            return;
+        }
+        let Ok(topic) = TopicName::from_str(&topic) else {
+            self.counters.dropped += 1;
+            return;
+        };
+        let entry = Entry::new(Arc::clone(msg), topic, qos, msg.publish.retain);
+        if self.queue.push(entry).is_err() {
+            self.counters.dropped += 1;
+            if self.counters.dropped.is_power_of_two() {
+                log::warn!(
+                    "bridge {}: queue full ({} messages, {} bytes): {} messages dropped so far",
+                    self.config.name,
+                    self.queue.len(),
+                    self.queue.bytes(),
+                    self.counters.dropped
+                );
+            }
+        }
+        self.check_threshold(ctx.now);
+    }
+
+    /// Writes what the window allows and flushes the socket.
+    pub fn pump(&mut self, ctx: &mut Ctx) {
+        if self.state == State::Up {
+            self.fill();
+        }
+        let Some(wire) = self.wire.as_mut() else {
+            return;
+        };
+        if let Err(e) = wire.flush() {
+            self.fail(ctx, &e.to_string());
+        }
+    }
+
+    /// Encodes queued messages while the window and the buffer allow.
+    fn fill(&mut self) {
+        let Some(wire) = self.wire.as_mut() else {
+            return;
+        };
+        while wire.pending() < BRIDGE_OUT_HIGH_WATER && self.queue.inflight() < self.remote.window {
+            let Some(next) = self.queue.next() else {
+                return;
+            };
+            let (packet, id) = match next {
+                Next::Release(id) => (Packet::PubRel(PubResp::new(id)), None),
+                Next::Publish { index, dup } => {
+                    let e = self.queue.get(index);
+                    if !dup && !e.notice {
+                        self.counters.sent += 1;
+                    }
+                    let p = outgoing(e, dup, &self.remote, self.config.outgoing_retain);
+                    (Packet::Publish(p), e.packet_id)
+                }
+            };
+            let written = packet
+                .encoded_len(wire.version)
+                .is_ok_and(|n| n <= self.remote.max_packet)
+                && wire.queue(&packet).is_ok();
+            if !written {
+                // Too large for the remote: dropped, as MQTT 5 says.
+                self.counters.dropped += 1;
+            }
+            if let (Packet::Publish(p), Some(id)) = (&packet, id) {
+                // Not written, or sent at QoS 0 (the remote's maximum):
+                // no acknowledgement will come.
+                if !written || p.qos == QoS::AtMostOnce {
+                    self.queue.finish(id);
+                }
+            }
+        }
+    }
+
+    /// Reads once (again if the last read left more), handling every
+    /// packet; stops reading while the local broker is backed up.
+    pub fn read_input(&mut self, ctx: &mut Ctx) {
+        if ctx.local.congested() {
+            self.more_input = true;
+            return;
+        }
+        let Some(wire) = self.wire.as_mut() else {
+            return;
+        };
+        let mut packets = Vec::new();
+        let read = wire.read(|p| {
+            packets.push(p);
+            Ok(())
+        });
+        let mut result = Ok(());
+        for p in packets {
+            if self.wire.is_none() {
+                break;
+            }
+            result = self.on_packet(ctx, p);
+            if result.is_err() {
+                break;
+            }
+        }
+        match (read, result) {
+            (Ok(r), Ok(())) => self.more_input = r == Read::More && self.wire.is_some(),
+            (Err(e), _) | (_, Err(e)) => {
+                if matches!(self.state, State::Connecting { .. }) && self.note_refused_bit(&e) {
+                    self.fail(ctx, "the remote closed the connection on CONNECT");
+                    self.state = State::Down {
+                        retry: Some(ctx.now),
+                    };
+                    return;
+                }
+                self.fail(ctx, &e.to_string());
+            }
+        }
+        self.pump(ctx);
+    }
+
+    fn on_packet(&mut self, ctx: &mut Ctx, packet: Packet) -> io::Result<()> {
+        match (self.state, packet) {
+            (State::Connecting { .. }, Packet::ConnAck(ack)) => self.on_connack(ctx, ack),
+            (State::Up, Packet::Publish(p)) => self.on_remote_publish(ctx, p),
+            (State::Up, Packet::PubAck(r)) => self.acked(r, None),
+            (State::Up, Packet::PubRec(r)) => {
+                let ok = r.reason.value() < 0x80;
+                if self.queue.acknowledge(r.packet_id, Stage::AwaitRec) && ok {
+                    self.write(&Packet::PubRel(PubResp::new(r.packet_id)))?;
+                } else if !ok {
+                    // Refused by the remote: the flow ends here.
+                    self.queue.acknowledge(r.packet_id, Stage::AwaitComp);
+                }
+                Ok(())
+            }
+            (State::Up, Packet::PubComp(r)) => self.acked(r, Some(Stage::AwaitComp)),
+            (State::Up, Packet::PubRel(r)) => {
+                self.inbound_qos2.remove(&r.packet_id.get());
+                self.write(&Packet::PubComp(PubResp::new(r.packet_id)))
+            }
+            (State::Up, Packet::SubAck(ack)) => {
+                self.log_refusals("SUBSCRIBE", &ack.codes);
+                Ok(())
+            }
+            (State::Up, Packet::UnsubAck(_) | Packet::PingResp) => Ok(()),
+            (_, Packet::Disconnect(d)) => Err(io::Error::other(format!(
+                "the remote disconnected the bridge: {:?} (0x{:02x}){}",
+                d.reason,
+                d.reason.value(),
+                d.properties
+                    .reason_string
+                    .map(|s| format!(": {s}"))
+                    .unwrap_or_default()
+            ))),
+            (_, other) => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("unexpected packet from the remote: {other:?}"),
+            )),
+        }
+    }
+
+    /// PUBACK (`stage` `None`: it ends a QoS 1 flow, or a QoS 2 message
+    /// the remote took at QoS 1) or PUBCOMP.
+    fn acked(&mut self, r: PubResp, stage: Option<Stage>) -> io::Result<()> {
+        if r.reason.value() >= 0x80 {
+            self.counters.dropped += 1;
+            log::debug!(
+                "bridge {}: the remote refused message {}: {:?}",
+                self.config.name,
+                r.packet_id,
+                r.reason
+            );
+        }
+        match stage {
+            Some(stage) => {
+                self.queue.acknowledge(r.packet_id, stage);
+            }
+            None => self.queue.finish(r.packet_id),
+        }
+        self.last_traffic = self.wire.as_ref().map_or(self.last_traffic, |w| w.last_in);
+        Ok(())
+    }
+
+    fn log_refusals(&self, what: &str, codes: &[crate::protocol::ReasonCode]) {
+        for (filter, code) in self.routes.remote_subscriptions().zip(codes) {
+            if code.value() >= 0x80 {
+                log::warn!(
+                    "bridge {}: the remote refused {what} `{}`: {:?}",
+                    self.config.name,
+                    filter.0,
+                    code
+                );
+            }
+        }
+    }
+
+    /// A message from the remote: published locally, then acknowledged.
+    fn on_remote_publish(&mut self, ctx: &mut Ctx, p: Publish) -> io::Result<()> {
+        let (qos, id) = (p.qos, p.packet_id);
+        let duplicate =
+            qos == QoS::ExactlyOnce && id.is_some_and(|id| self.inbound_qos2.contains(&id.get()));
+        if !duplicate {
+            self.bring_in(ctx, p);
+        }
+        match (qos, id) {
+            (QoS::AtLeastOnce, Some(id)) => self.write(&Packet::PubAck(PubResp::new(id))),
+            (QoS::ExactlyOnce, Some(id)) => {
+                self.inbound_qos2.insert(id.get());
+                self.write(&Packet::PubRec(PubResp::new(id)))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn bring_in(&mut self, ctx: &mut Ctx, mut p: Publish) {
+        self.counters.received += 1;
+        self.last_traffic = ctx.now;
+        let Some(topic) = self.routes.map_in(p.topic.as_str()) else {
+            log::debug!(
+                "bridge {}: `{}` from the remote matches no `in` line; ignored",
+                self.config.name,
+                p.topic.as_str()
+            );
+            return;
+        };
+        let Ok(topic) = TopicName::from_str(&topic) else {
+            self.counters.dropped += 1;
+            return;
+        };
+        p.topic = topic;
+        p.detach();
+        p.dup = false;
+        p.packet_id = None;
+        p.properties.topic_alias = None;
+        p.properties.subscription_identifiers.clear();
+        let msg = Arc::new(Message {
+            publish: p,
+            origin: self.origin(ctx.local.id()),
+        });
+        ctx.local.publish(&msg);
+        ctx.relay.push(msg);
+    }
+
+    fn write(&mut self, packet: &Packet) -> io::Result<()> {
+        match self.wire.as_mut() {
+            Some(w) => w.queue(packet),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The PUBLISH for a queued entry as the remote gets it.
+fn outgoing(e: &Entry, dup: bool, remote: &super::link::Remote, keep_retain: bool) -> Publish {
+    let qos = e.qos.min(remote.max_qos);
+    let mut p = e.msg.publish.clone();
+    p.topic = e.topic.clone();
+    p.qos = qos;
+    p.packet_id = if qos == QoS::AtMostOnce {
+        None
+    } else {
+        e.packet_id
+    };
+    p.dup = dup && qos != QoS::AtMostOnce;
+    p.retain = e.retain && keep_retain && remote.retain;
+    p
+}

@@ -1,0 +1,625 @@
+//! One `connection` section as a state machine: down (waiting to retry),
+//! connecting (until CONNACK), up. What flows on an up link is in
+//! `flow.rs`.
+//!
+//! Nothing here waits: connects are non-blocking, retries and keepalives
+//! are deadlines the loop reports ([`Link::next_deadline`]).
+
+use std::collections::HashSet;
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::backoff::{Addresses, Backoff};
+use super::local::Local;
+use super::packets;
+use super::queue::{Limits, OutQueue};
+use super::routes::Routes;
+use super::status::BridgeStatus;
+use super::wire::Wire;
+use crate::config::{BridgeAddress, BridgeConfig, StartType};
+use crate::limits::{
+    BRIDGE_CONNECT_TIMEOUT, BRIDGE_MAX_INCOMING, BRIDGE_MAX_INFLIGHT, BRIDGE_PRIMARY_PROBE,
+    PROTOCOL_MAX_PACKET_SIZE,
+};
+use crate::mesh::{Message, Origin};
+use crate::protocol::{ConnAck, Disconnect, Packet, QoS, ReasonCode};
+use crate::runtime::{connect_from, Interest, Registrar, Token, Transport};
+
+/// Where a link is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Not connected; connect at `retry` (`None`: not before a lazy
+    /// bridge's threshold, or never for `start_type once`).
+    Down { retry: Option<Instant> },
+    /// Connecting, CONNECT queued; CONNACK due by `deadline`.
+    Connecting { deadline: Instant },
+    /// CONNACK accepted.
+    Up,
+}
+
+/// What the remote allows, from its CONNACK (MQTT 5) or defaults.
+#[derive(Debug, Clone, Copy)]
+pub struct Remote {
+    /// QoS 1/2 messages in flight at most.
+    pub window: usize,
+    /// Largest packet the remote takes (and `bridge_max_packet_size`).
+    pub max_packet: usize,
+    pub max_qos: QoS,
+    pub retain: bool,
+    /// Seconds; 0: no keepalive.
+    pub keepalive: u16,
+}
+
+/// Counters, for the status.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Counters {
+    pub sent: u64,
+    pub received: u64,
+    pub dropped: u64,
+    pub connects: u64,
+}
+
+/// What a link needs of the bridge thread while it works.
+pub struct Ctx<'a> {
+    pub local: &'a mut Local,
+    pub registrar: &'a Registrar,
+    /// Messages a link brought in, for the other links' `out` side.
+    pub relay: &'a mut Vec<Arc<Message>>,
+    /// `queue_qos0_messages`: queue QoS 0 while the link is down.
+    pub queue_qos0: bool,
+    pub now: Instant,
+}
+
+/// One bridge link. Owned by the bridge thread; `key` is its slot there.
+pub struct Link {
+    pub config: BridgeConfig,
+    key: usize,
+    pub(super) routes: Routes,
+    pub(super) state: State,
+    pub(super) wire: Option<Wire>,
+    pub(super) queue: OutQueue,
+    /// Incoming QoS 2 packet ids received and not yet released.
+    pub(super) inbound_qos2: HashSet<u16>,
+    backoff: Backoff,
+    addresses: Addresses,
+    /// The remote refused the 3.x bridge bit: connect without it.
+    private_refused: bool,
+    /// The current attempt sent the bridge bit.
+    private_sent: bool,
+    pub(super) remote: Remote,
+    pub(super) counters: Counters,
+    /// Last message carried either way (lazy bridges stop when idle).
+    pub(super) last_traffic: Instant,
+    /// A connect to the primary address, to see whether it is back.
+    probe: Option<(Transport, Instant)>,
+    next_probe: Instant,
+    /// The last read filled its buffer: read again next round.
+    pub(super) more_input: bool,
+}
+
+impl Link {
+    /// A link, not yet connecting; call [`Link::start`].
+    pub fn new(config: BridgeConfig, key: usize, limits: Limits, now: Instant) -> Link {
+        let seed = now.elapsed().as_nanos() as u64 ^ (key as u64).wrapping_mul(0x9E37_79B9);
+        let addresses = Addresses::new(config.addresses.len(), config.round_robin);
+        Link {
+            routes: Routes::new(&config),
+            key,
+            state: State::Down { retry: None },
+            wire: None,
+            queue: OutQueue::new(limits),
+            inbound_qos2: HashSet::new(),
+            backoff: Backoff::new(config.restart_timeout, seed ^ wall_nanos()),
+            addresses,
+            private_refused: false,
+            private_sent: false,
+            remote: default_remote(&config),
+            counters: Counters::default(),
+            last_traffic: now,
+            probe: None,
+            next_probe: now,
+            more_input: false,
+            config,
+        }
+    }
+
+    /// Takes the link's filters from the local broker, says it is down,
+    /// and schedules the first connect (now, unless lazy).
+    pub fn start(&mut self, ctx: &mut Ctx) {
+        for filter in self.routes.local_filters() {
+            ctx.local.take_filter(filter);
+        }
+        self.notify_local(ctx, false);
+        let retry = match self.config.start_type {
+            StartType::Lazy { .. } => None,
+            StartType::Automatic | StartType::Once => Some(ctx.now),
+        };
+        self.state = State::Down { retry };
+    }
+
+    /// Stops the link (removed or changed by a reload, or shutdown): the
+    /// remote publishes the link's will ("0"), the local broker stops
+    /// sending it messages. Returns the queue for a successor.
+    pub fn stop(mut self, ctx: &mut Ctx) -> OutQueue {
+        self.close_with_will(ctx.registrar);
+        self.drop_probe(ctx.registrar);
+        if self.state == State::Up {
+            self.notify_local(ctx, false);
+        }
+        for filter in self.routes.local_filters() {
+            ctx.local.release_filter(filter);
+        }
+        self.queue
+    }
+
+    /// Closes the connection so that the remote publishes the will: MQTT 5
+    /// says so with DISCONNECT 0x04; 3.x just closes (no DISCONNECT).
+    pub fn close_with_will(&mut self, registrar: &Registrar) {
+        if let Some(mut wire) = self.wire.take() {
+            if self.config.protocol.is_v5() && self.state == State::Up {
+                let bye = Disconnect::new(ReasonCode::DisconnectWithWillMessage);
+                let _ = wire.queue(&Packet::Disconnect(bye));
+            }
+            wire.close(registrar);
+        }
+        self.state = State::Down { retry: None };
+    }
+
+    /// The link's id as the origin of what it brings in: its own messages
+    /// are never sent back out on it.
+    pub fn origin(&self, bridge: usize) -> Origin {
+        Origin {
+            shard: bridge as u16,
+            session: self.key as u64 + 1,
+        }
+    }
+
+    fn notify_local(&self, ctx: &mut Ctx, up: bool) {
+        let origin = self.origin(ctx.local.id());
+        if let Some(msg) = packets::state_message(&self.config, up, origin) {
+            ctx.local.publish(&msg);
+            ctx.relay.push(msg);
+        }
+    }
+
+    /// Starts connecting to the current address.
+    fn connect(&mut self, ctx: &mut Ctx) {
+        let address = &self.config.addresses[self.addresses.current()];
+        let opened = resolve(address).and_then(|addr| {
+            let max_in = self
+                .config
+                .max_packet_size
+                .map_or(BRIDGE_MAX_INCOMING, |m| m as usize);
+            Wire::open(
+                addr,
+                self.config.bind_address,
+                self.config.protocol,
+                max_in,
+                ctx.registrar,
+                self.key * 2,
+            )
+        });
+        let mut wire = match opened {
+            Ok(wire) => wire,
+            Err(e) => return self.fail(ctx, &e.to_string()),
+        };
+        self.private_sent = self.config.try_private && !self.private_refused;
+        let connect = packets::connect(&self.config, self.private_sent);
+        if let Err(e) = wire.queue(&Packet::Connect(Box::new(connect))) {
+            wire.close(ctx.registrar);
+            return self.fail(ctx, &e.to_string());
+        }
+        log::info!(
+            "bridge {}: connecting to {} ({})",
+            self.config.name,
+            wire.addr,
+            address.host
+        );
+        self.wire = Some(wire);
+        self.state = State::Connecting {
+            deadline: ctx.now + BRIDGE_CONNECT_TIMEOUT,
+        };
+    }
+
+    /// The connection failed or dropped: close it and schedule the retry.
+    pub(super) fn fail(&mut self, ctx: &mut Ctx, why: &str) {
+        if let Some(wire) = self.wire.take() {
+            wire.close(ctx.registrar);
+        }
+        self.more_input = false;
+        let was_up = self.state == State::Up;
+        let address = self.describe_address();
+        if was_up {
+            log::warn!(
+                "bridge {}: connection to {address} lost: {why}",
+                self.config.name
+            );
+            self.notify_local(ctx, false);
+        } else {
+            log::warn!(
+                "bridge {}: cannot connect to {address}: {why}",
+                self.config.name
+            );
+            self.addresses.failed();
+        }
+        self.drop_probe(ctx.registrar);
+        self.schedule_retry(ctx.now);
+    }
+
+    fn schedule_retry(&mut self, now: Instant) {
+        let retry = match self.config.start_type {
+            StartType::Once => {
+                log::warn!(
+                    "bridge {}: start_type once: not reconnecting",
+                    self.config.name
+                );
+                None
+            }
+            StartType::Lazy { threshold, .. } if self.queue.len() < threshold as usize => None,
+            StartType::Lazy { .. } | StartType::Automatic => {
+                let delay = self.backoff.next_delay();
+                log::info!(
+                    "bridge {}: retrying in {:.1} s",
+                    self.config.name,
+                    delay.as_secs_f64()
+                );
+                Some(now + delay)
+            }
+        };
+        self.state = State::Down { retry };
+    }
+
+    fn describe_address(&self) -> String {
+        let a = &self.config.addresses[self.addresses.current()];
+        match &self.wire {
+            Some(w) => w.addr.to_string(),
+            None => format!("{}:{}", a.host, a.port),
+        }
+    }
+
+    /// The remote closed the connection on a CONNECT with the bridge bit:
+    /// taken as a refusal of the bit (some brokers answer it so), and the
+    /// next attempt goes without it.
+    pub(super) fn note_refused_bit(&mut self, e: &io::Error) -> bool {
+        if !self.private_sent || e.kind() != io::ErrorKind::UnexpectedEof {
+            return false;
+        }
+        log::warn!(
+            "bridge {}: the remote closed the connection on a CONNECT with the bridge bit (try_private); connecting without it",
+            self.config.name
+        );
+        self.private_refused = true;
+        true
+    }
+
+    /// A CONNACK while connecting.
+    pub(super) fn on_connack(&mut self, ctx: &mut Ctx, ack: ConnAck) -> io::Result<()> {
+        if ack.code != ReasonCode::Success {
+            let refused_bit =
+                self.private_sent && matches!(ack.code, ReasonCode::UnsupportedProtocolVersion);
+            if refused_bit {
+                log::warn!(
+                    "bridge {}: the remote refused the bridge bit (try_private); connecting without it",
+                    self.config.name
+                );
+                self.private_refused = true;
+            }
+            let why = format!(
+                "the remote refused the connection: {:?} (0x{:02x})",
+                ack.code,
+                ack.code.value()
+            );
+            self.fail(ctx, &why);
+            if refused_bit {
+                self.state = State::Down {
+                    retry: Some(ctx.now),
+                };
+            }
+            return Ok(());
+        }
+        self.remote = remote_limits(&self.config, &ack);
+        self.state = State::Up;
+        self.backoff.connected();
+        self.counters.connects += 1;
+        self.last_traffic = ctx.now;
+        self.next_probe = ctx.now + BRIDGE_PRIMARY_PROBE;
+        if !ack.session_present {
+            self.inbound_qos2.clear();
+        }
+        self.queue.rewind(ack.session_present);
+        log::info!(
+            "bridge {}: connected to {} (MQTT {:?}, session present: {})",
+            self.config.name,
+            self.describe_address(),
+            self.config.protocol,
+            ack.session_present
+        );
+        self.announce_up(ctx)
+    }
+
+    /// After CONNACK: state notifications, remote subscriptions, and the
+    /// local retained messages the `out` lines cover (as Mosquitto does on
+    /// each connect).
+    fn announce_up(&mut self, ctx: &mut Ctx) -> io::Result<()> {
+        let origin = self.origin(ctx.local.id());
+        if let Some(msg) = packets::state_message(&self.config, true, origin) {
+            ctx.local.publish(&msg);
+            ctx.relay.push(Arc::clone(&msg));
+            if !self.config.notifications_local_only {
+                if let Ok(topic) =
+                    crate::protocol::TopicName::from_str(&self.config.notification_topic)
+                {
+                    let entry = super::queue::Entry::new(msg, topic, QoS::AtLeastOnce, true);
+                    self.queue.push_notice(entry);
+                }
+            }
+        }
+        let v5 = self.config.protocol.is_v5();
+        let Some(wire) = self.wire.as_mut() else {
+            return Ok(());
+        };
+        if self.config.attempt_unsubscribe {
+            if let Some(unsub) = packets::unsubscribe(&self.routes) {
+                wire.queue(&Packet::Unsubscribe(unsub))?;
+            }
+        }
+        if let Some(sub) = packets::subscribe(&self.routes, v5) {
+            wire.queue(&Packet::Subscribe(sub))?;
+        }
+        self.queue_retained(ctx);
+        Ok(())
+    }
+
+    fn queue_retained(&mut self, ctx: &mut Ctx) {
+        let mut retained = Vec::new();
+        for filter in self.routes.local_filters() {
+            ctx.local.retained_matching(filter, &mut retained);
+        }
+        let own = self.origin(ctx.local.id());
+        for msg in retained {
+            if msg.origin != own {
+                self.offer(&msg, ctx);
+            }
+        }
+    }
+
+    /// Reports the connect's outcome, reads, flushes: everything a socket
+    /// event can mean.
+    pub fn on_ready(&mut self, ctx: &mut Ctx, probe: bool) {
+        if probe {
+            return self.on_probe(ctx);
+        }
+        self.pump(ctx);
+        self.read_input(ctx);
+    }
+
+    /// Deadlines: retry, connect timeout, keepalive, lazy idle, primary
+    /// probe.
+    pub fn on_timer(&mut self, ctx: &mut Ctx) {
+        let now = ctx.now;
+        match self.state {
+            State::Down { retry: Some(at) } if now >= at => self.connect(ctx),
+            State::Connecting { deadline } if now >= deadline => {
+                self.fail(ctx, "no CONNACK in time")
+            }
+            State::Up => self.up_timers(ctx),
+            _ => {}
+        }
+    }
+
+    fn up_timers(&mut self, ctx: &mut Ctx) {
+        let now = ctx.now;
+        let keepalive = Duration::from_secs(u64::from(self.remote.keepalive));
+        if let Some(wire) = self.wire.as_mut() {
+            if !keepalive.is_zero() {
+                if now.duration_since(wire.last_in) >= keepalive * 3 / 2 {
+                    let why = format!(
+                        "no answer for {} s (keepalive)",
+                        keepalive.as_secs() * 3 / 2
+                    );
+                    return self.fail(ctx, &why);
+                }
+                if now.duration_since(wire.last_out) >= keepalive {
+                    let _ = wire.queue(&Packet::PingReq);
+                }
+            }
+        }
+        if let StartType::Lazy { idle_timeout, .. } = self.config.start_type {
+            if self.queue.is_empty() && now.duration_since(self.last_traffic) >= idle_timeout {
+                log::info!(
+                    "bridge {}: idle, stopping (start_type lazy)",
+                    self.config.name
+                );
+                self.disconnect(ctx);
+                self.state = State::Down { retry: None };
+                return;
+            }
+        }
+        if self.addresses.wants_primary() && self.probe.is_none() && now >= self.next_probe {
+            self.start_probe(ctx);
+        }
+    }
+
+    /// A clean stop: DISCONNECT (no will), local state "0".
+    fn disconnect(&mut self, ctx: &mut Ctx) {
+        if let Some(mut wire) = self.wire.take() {
+            let _ = wire.queue(&Packet::Disconnect(Disconnect::new(
+                ReasonCode::NormalDisconnection,
+            )));
+            wire.close(ctx.registrar);
+        }
+        if self.state == State::Up {
+            self.notify_local(ctx, false);
+        }
+        self.drop_probe(ctx.registrar);
+    }
+
+    fn start_probe(&mut self, ctx: &mut Ctx) {
+        self.next_probe = ctx.now + BRIDGE_PRIMARY_PROBE;
+        let Ok(addr) = resolve(&self.config.addresses[0]) else {
+            return;
+        };
+        let Ok(mut t) = connect_from(self.config.bind_address, addr) else {
+            return;
+        };
+        if ctx
+            .registrar
+            .register(&mut t, Token(self.key * 2 + 1), Interest::WRITABLE)
+            .is_ok()
+        {
+            self.probe = Some((t, ctx.now));
+        }
+    }
+
+    fn on_probe(&mut self, ctx: &mut Ctx) {
+        let answered = match &self.probe {
+            Some((t, _)) => t.connect_result(),
+            None => return,
+        };
+        match answered {
+            Ok(false) => {}
+            Ok(true) => {
+                log::info!(
+                    "bridge {}: the primary address {}:{} answers again; switching back",
+                    self.config.name,
+                    self.config.addresses[0].host,
+                    self.config.addresses[0].port
+                );
+                self.disconnect(ctx);
+                self.addresses.back_to_primary();
+                self.state = State::Down {
+                    retry: Some(ctx.now),
+                };
+            }
+            Err(_) => self.drop_probe(ctx.registrar),
+        }
+    }
+
+    fn drop_probe(&mut self, registrar: &Registrar) {
+        if let Some((mut t, _)) = self.probe.take() {
+            let _ = registrar.deregister(&mut t);
+        }
+    }
+
+    /// The nearest moment [`Link::on_timer`] has something to do.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        match self.state {
+            State::Down { retry } => retry,
+            State::Connecting { deadline } => Some(deadline),
+            State::Up => {
+                let wire = self.wire.as_ref()?;
+                let mut next = self.next_probe.max(wire.last_in);
+                if let Some((_, since)) = &self.probe {
+                    next = next.min(*since + BRIDGE_CONNECT_TIMEOUT);
+                }
+                if self.remote.keepalive > 0 {
+                    let k = Duration::from_secs(u64::from(self.remote.keepalive));
+                    next = next.min(wire.last_out + k).min(wire.last_in + k * 3 / 2);
+                }
+                if let StartType::Lazy { idle_timeout, .. } = self.config.start_type {
+                    next = next.min(self.last_traffic + idle_timeout);
+                }
+                Some(next)
+            }
+        }
+    }
+
+    /// A lazy link with enough queued connects now.
+    pub(super) fn check_threshold(&mut self, now: Instant) {
+        if let (StartType::Lazy { threshold, .. }, State::Down { retry: None }) =
+            (self.config.start_type, self.state)
+        {
+            if self.queue.len() >= threshold as usize {
+                self.state = State::Down { retry: Some(now) };
+            }
+        }
+    }
+
+    /// True when nothing is on its way to the remote (or the link is not
+    /// up, so nothing can be): shutdown need not wait for it.
+    pub fn idle(&self) -> bool {
+        self.state != State::Up
+            || (self.queue.inflight() == 0
+                && !self.queue.has_unsent()
+                && self.wire.as_ref().is_none_or(|w| w.pending() == 0))
+    }
+
+    /// The link as the control plane sees it.
+    pub fn status(&self) -> BridgeStatus {
+        BridgeStatus {
+            name: self.config.name.clone(),
+            connected: self.state == State::Up,
+            address: self
+                .wire
+                .as_ref()
+                .filter(|_| self.state == State::Up)
+                .map(|w| w.addr),
+            queued: self.queue.len(),
+            queued_bytes: self.queue.bytes(),
+            inflight: self.queue.inflight(),
+            sent: self.counters.sent,
+            received: self.counters.received,
+            dropped: self.counters.dropped,
+            reconnects: self.counters.connects.saturating_sub(1),
+        }
+    }
+}
+
+fn default_remote(config: &BridgeConfig) -> Remote {
+    Remote {
+        window: BRIDGE_MAX_INFLIGHT,
+        max_packet: config
+            .max_packet_size
+            .map_or(PROTOCOL_MAX_PACKET_SIZE, |m| m as usize),
+        max_qos: QoS::ExactlyOnce,
+        retain: true,
+        keepalive: config.keepalive_interval,
+    }
+}
+
+/// What the remote's CONNACK allows (MQTT 5 properties; defaults in 3.x).
+fn remote_limits(config: &BridgeConfig, ack: &ConnAck) -> Remote {
+    let mut r = default_remote(config);
+    let p = &ack.properties;
+    if let Some(max) = p.receive_maximum {
+        r.window = r.window.min(usize::from(max));
+    }
+    if let Some(max) = p.maximum_packet_size {
+        r.max_packet = r.max_packet.min(max as usize);
+    }
+    if let Some(q) = p.maximum_qos.and_then(QoS::from_u8) {
+        r.max_qos = q;
+    }
+    r.retain = p.retain_available != Some(0);
+    if let Some(k) = p.server_keep_alive {
+        r.keepalive = k;
+    }
+    r
+}
+
+/// The socket address of a configured address. An IP address is used as
+/// it is; a host name is resolved here, on the bridge thread (never on a
+/// data shard).
+fn resolve(address: &BridgeAddress) -> io::Result<SocketAddr> {
+    if let Ok(ip) = address.host.parse() {
+        return Ok(SocketAddr::new(ip, address.port));
+    }
+    (address.host.as_str(), address.port)
+        .to_socket_addrs()
+        .map_err(|e| io::Error::new(e.kind(), format!("resolving {}: {e}", address.host)))?
+        .next()
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("resolving {}: no address", address.host),
+            )
+        })
+}
+
+fn wall_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
+}

@@ -1,0 +1,155 @@
+//! The bridge thread's view of the local broker: its end of the mesh, its
+//! replica of which data shards subscribe to what, and its replica of the
+//! retained store. Links reach the local broker only through [`Local`].
+//!
+//! - Out: the bridge takes part in the mesh like a data shard that
+//!   subscribes to every link's `out` filters ([`Local::take_filter`]), so a
+//!   shard forwards a matching message to it once, however many links and
+//!   lines match.
+//! - In: a message from a remote is published as a data shard publishes
+//!   one: a retained update broadcast to every shard, and one forward per
+//!   shard whose subscribers match ([`Local::publish`]).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::index::{RetainStamp, RetainedStore, ShardSet, SubTrie};
+use crate::mesh::{Mesh, Message, ShardMsg};
+use crate::protocol::TopicFilter;
+
+/// Owned by the bridge thread.
+pub struct Local {
+    pub mesh: Mesh,
+    /// Which data shards have subscribers, by filter (from their `SubAdd`).
+    replica: SubTrie<usize, ()>,
+    /// Every retained message, as the data shards hold it.
+    retained: RetainedStore<Arc<Message>>,
+    last_stamp: u64,
+    /// Filters the links take from the local broker, with how many link
+    /// lines use each (one `SubAdd` per filter, not per line).
+    filters: HashMap<String, usize>,
+}
+
+impl Local {
+    pub fn new(mesh: Mesh) -> Local {
+        Local {
+            mesh,
+            replica: SubTrie::new(),
+            retained: RetainedStore::new(),
+            last_stamp: 0,
+            filters: HashMap::new(),
+        }
+    }
+
+    /// This thread's mesh id (the origin of what the links bring in).
+    pub fn id(&self) -> usize {
+        self.mesh.me()
+    }
+
+    /// Takes what the data shards sent (bounded per peer by the mesh),
+    /// applying replica updates; forwarded messages go to `out` for the
+    /// links. Returns how many batches were taken.
+    pub fn receive(&mut self, out: &mut Vec<Arc<Message>>) -> usize {
+        let mut msgs = Vec::new();
+        let n = self.mesh.receive(|from, msg| msgs.push((from, msg)));
+        for (from, msg) in msgs {
+            out.extend(self.on_mesh(from, msg));
+        }
+        n
+    }
+
+    /// Applies a mesh message; a forwarded message is returned for the
+    /// links' `out` side.
+    fn on_mesh(&mut self, from: usize, msg: ShardMsg) -> Option<Arc<Message>> {
+        match msg {
+            ShardMsg::Forward(m) => return Some(m),
+            ShardMsg::SubAdd(f) => {
+                self.replica.insert(f.match_filter(), from, ());
+            }
+            ShardMsg::SubRemove(f) => {
+                self.replica.remove(f.match_filter(), &from);
+            }
+            ShardMsg::Retain {
+                topic,
+                stamp,
+                message,
+            } => {
+                self.retained.apply(topic.as_str(), stamp, message);
+            }
+            ShardMsg::Barrier(token) => self.mesh.send(from, ShardMsg::BarrierAck(token)),
+            // Data shards' business: the bridge owns no sessions and sends
+            // no barriers.
+            ShardMsg::Handover(_) | ShardMsg::BarrierAck(_) | ShardMsg::WillsSent => {}
+        }
+        None
+    }
+
+    /// Publishes a message brought in from a remote (or a link's state
+    /// notification) to the local broker.
+    pub fn publish(&mut self, msg: &Arc<Message>) {
+        if msg.publish.retain {
+            let stamp = RetainStamp::next(self.last_stamp, self.id() as u16);
+            self.last_stamp = stamp.nanos;
+            let value = (!msg.publish.payload.is_empty()).then(|| Arc::clone(msg));
+            let topic = &msg.publish.topic;
+            self.retained.apply(topic.as_str(), stamp, value.clone());
+            self.mesh.broadcast(|| ShardMsg::Retain {
+                topic: topic.clone(),
+                stamp,
+                message: value.clone(),
+            });
+        }
+        let mut shards = ShardSet::default();
+        self.replica
+            .for_each_match(msg.publish.topic.as_str(), |s, _| shards.insert(*s));
+        for shard in shards.iter() {
+            self.mesh.send(shard, ShardMsg::Forward(Arc::clone(msg)));
+        }
+    }
+
+    /// A link line takes `filter` from the local broker.
+    pub fn take_filter(&mut self, filter: &str) {
+        let count = self.filters.entry(filter.to_string()).or_insert(0);
+        *count += 1;
+        if *count == 1 {
+            self.announce(filter, true);
+        }
+    }
+
+    /// A link line no longer takes `filter`.
+    pub fn release_filter(&mut self, filter: &str) {
+        let Some(count) = self.filters.get_mut(filter) else {
+            return;
+        };
+        *count -= 1;
+        if *count == 0 {
+            self.filters.remove(filter);
+            self.announce(filter, false);
+        }
+    }
+
+    fn announce(&self, filter: &str, add: bool) {
+        let Ok(f) = TopicFilter::from_str(filter) else {
+            log::error!("bridge: `{filter}` is not a valid topic filter; not subscribed");
+            return;
+        };
+        for shard in 0..self.mesh.shards() {
+            let msg = if add {
+                ShardMsg::SubAdd(f.clone())
+            } else {
+                ShardMsg::SubRemove(f.clone())
+            };
+            self.mesh.send(shard, msg);
+        }
+    }
+
+    /// Retained messages whose topic matches `filter`.
+    pub fn retained_matching(&self, filter: &str, out: &mut Vec<Arc<Message>>) {
+        self.retained.collect_matching(filter, out);
+    }
+
+    /// True when the mesh is backed up: links stop reading their remotes.
+    pub fn congested(&self) -> bool {
+        self.mesh.congested()
+    }
+}
