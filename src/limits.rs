@@ -176,6 +176,19 @@ pub const BRIDGE_COMMANDS: usize = 16;
 /// (and the local broker) get their turn.
 pub const BRIDGE_READS_PER_TURN: usize = 16;
 
+/// Largest plaintext a TLS record carries (RFC 8446 5.1).
+pub const TLS_MAX_RECORD_PAYLOAD: usize = 16 * 1024;
+
+/// Bytes one TLS connection buffers inside rustls (plaintext written before
+/// the handshake ends, records the socket has not taken) before its `write`
+/// returns `WouldBlock`: a few full records keep the socket busy, and a
+/// stalled link pins no more than this.
+pub const TLS_BUFFER_LIMIT: usize = 4 * TLS_MAX_RECORD_PAYLOAD;
+
+/// Files read from a CA directory (`bridge_capath`) at most; a system
+/// certificate directory holds a few hundred.
+pub const TLS_CAPATH_MAX_FILES: usize = 4096;
+
 // ---- Bounds the config parser enforces.
 
 /// The largest MQTT packet: a 1-byte header, a 4-byte remaining length and
@@ -201,3 +214,6 @@ const _: () = assert!(OUT_BUFFER_KEEP < MAX_OUT_BUFFER);
 const _: () = assert!(MAX_SHARDS % 64 == 0);
 const _: () = assert!(BRIDGE_MAX_INFLIGHT < u16::MAX as usize);
 const _: () = assert!(BRIDGE_QUICK_RETRY.as_millis() < BRIDGE_CONNECT_TIMEOUT.as_millis());
+
+// A write can always hand rustls at least one full record.
+const _: () = assert!(TLS_BUFFER_LIMIT >= TLS_MAX_RECORD_PAYLOAD);

@@ -76,7 +76,7 @@ fn emqx_section(port: u16) -> String {
 
 #[test]
 fn the_emqx_section_carries_sensors_out_and_control_in() {
-    let up = Mosquitto::start("emqx", "");
+    let up = Mosquitto::run("emqx", "");
     let b = edge(2, &emqx_section(up.port));
     b.wait_bridge("emqx1");
     up.wait_log("emqx_c 1 control/#", Duration::from_secs(5));
@@ -113,7 +113,7 @@ fn the_emqx_section_carries_sensors_out_and_control_in() {
 
 #[test]
 fn a_311_link_maps_prefixes_both_ways_at_qos2_without_echo() {
-    let up = Mosquitto::start("prefix", "");
+    let up = Mosquitto::run("prefix", "");
     let b = edge(
         2,
         &format!(
@@ -163,7 +163,7 @@ fn a_311_link_maps_prefixes_both_ways_at_qos2_without_echo() {
 
 #[test]
 fn retained_messages_cross_the_bridge_with_their_flag() {
-    let up = Mosquitto::start("retain", "");
+    let up = Mosquitto::run("retain", "");
     let b = edge(
         2,
         &format!(
@@ -251,7 +251,7 @@ fn two_shardmq_brokers_bridged_both_ways_do_not_loop() {
 #[test]
 fn a_thousand_qos1_messages_survive_kill_9_of_the_upstream_in_order() {
     let port = free_port();
-    let mut up = Mosquitto::start_on(
+    let mut up = Mosquitto::run_on(
         "kill9",
         port,
         "persistence true\npersistence_location {dir}/\nautosave_interval 1\n",
@@ -333,7 +333,7 @@ fn up_addr(port: u16) -> std::net::SocketAddr {
 #[test]
 fn a_dead_first_address_fails_over_to_the_second_and_the_primary_is_taken_back() {
     let first = free_port();
-    let second = Mosquitto::start("fo2", "");
+    let second = Mosquitto::run("fo2", "");
     let b = edge(
         1,
         &format!(
@@ -344,7 +344,7 @@ fn a_dead_first_address_fails_over_to_the_second_and_the_primary_is_taken_back()
     );
     let status = b.wait_bridge("fo");
     assert_eq!(status.address, Some(second.addr()));
-    let primary = Mosquitto::start_on("fo1", first, "");
+    let primary = Mosquitto::run_on("fo1", first, "");
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let s = b.wait_bridge("fo");
@@ -363,7 +363,7 @@ fn a_dead_first_address_fails_over_to_the_second_and_the_primary_is_taken_back()
 fn while_the_link_is_down_qos1_is_queued_and_qos0_dropped_then_delivered_in_order() {
     // An upstream that keeps its subscriber's session across a restart.
     let port = free_port();
-    let mut up = Mosquitto::start_on(
+    let mut up = Mosquitto::run_on(
         "queued",
         port,
         "persistence true\npersistence_location {dir}/\nautosave_interval 1\n",
@@ -422,7 +422,7 @@ fn while_the_link_is_down_qos1_is_queued_and_qos0_dropped_then_delivered_in_orde
 
 #[test]
 fn a_lazy_bridge_connects_at_its_threshold() {
-    let up = Mosquitto::start("lazy", "");
+    let up = Mosquitto::run("lazy", "");
     let b = edge(
         1,
         &format!(
@@ -450,7 +450,7 @@ fn a_lazy_bridge_connects_at_its_threshold() {
 
 #[test]
 fn the_state_topic_says_1_when_up_and_0_when_the_link_drops() {
-    let mut up = Mosquitto::start("notify", "");
+    let mut up = Mosquitto::run("notify", "");
     let b = edge(
         2,
         &format!(

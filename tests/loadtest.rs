@@ -5,95 +5,20 @@
 
 mod common;
 
-use common::free_port;
+use common::mosquitto::{mosquitto_installed, temp_dir, Mosquitto};
 
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_shardmq-load");
 
-/// A Mosquitto child on a free port, killed on drop.
-struct Mosquitto {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl Mosquitto {
-    /// Starts one, or `None` (after saying so) if mosquitto is not installed.
-    fn start(test: &str) -> Option<Mosquitto> {
-        if !mosquitto_installed(test) {
-            return None;
-        }
-        let port = free_port();
-        let dir = temp_dir(test);
-        let conf = dir.join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 100000\n"
-            ),
-        )
-        .unwrap();
-        let child = Command::new("mosquitto")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start mosquitto");
-        let m = Mosquitto { child, port, dir };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "mosquitto did not listen on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Some(m)
-    }
-
-    fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// False (after saying so) when mosquitto is missing; under CI that fails.
-fn mosquitto_installed(test: &str) -> bool {
-    if on_path("mosquitto") {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{test}: `mosquitto` is not installed; the test command installs it (apt-get install -y mosquitto)"
-    );
-    eprintln!("SKIPPED {test}: `mosquitto` is not installed (apt-get install mosquitto)");
-    false
-}
-
-fn on_path(exe: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(exe).is_file()))
-        .unwrap_or(false)
-}
-
-fn temp_dir(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("shardmq-loadtest-{}-{test}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A Mosquitto that queues every message for a slow subscriber (as the
+/// harness counts loss), or `None` if it is not installed.
+fn mosquitto(test: &str) -> Option<Mosquitto> {
+    Mosquitto::start(test, |_| "max_queued_messages 100000\n".to_owned())
 }
 
 /// Runs the harness with `args`; panics with its output if it fails.
@@ -156,7 +81,7 @@ fn hgrm_rows(path: &Path) -> Vec<(f64, f64, u64)> {
 
 #[test]
 fn fanout_delivers_every_message_to_every_subscriber() {
-    let Some(m) = Mosquitto::start("fanout") else {
+    let Some(m) = mosquitto("fanout") else {
         return;
     };
     let dir = temp_dir("fanout-hgrm");
@@ -184,7 +109,7 @@ fn fanout_delivers_every_message_to_every_subscriber() {
 
 #[test]
 fn skipped_sequence_numbers_are_reported_lost() {
-    let Some(m) = Mosquitto::start("drop") else {
+    let Some(m) = mosquitto("drop") else {
         return;
     };
     let r = json_run(&format!(
@@ -200,7 +125,7 @@ fn skipped_sequence_numbers_are_reported_lost() {
 
 #[test]
 fn pairs_qos2_over_mqtt5_and_shared_fanin_lose_nothing() {
-    let Some(m) = Mosquitto::start("pairs") else {
+    let Some(m) = mosquitto("pairs") else {
         return;
     };
     let common = format!(
@@ -222,10 +147,10 @@ fn pairs_qos2_over_mqtt5_and_shared_fanin_lose_nothing() {
 
 #[test]
 fn idle_and_connect_storm_report_their_figures() {
-    let Some(m) = Mosquitto::start("idle") else {
+    let Some(m) = mosquitto("idle") else {
         return;
     };
-    let (host, pid) = (m.host(), m.child.id());
+    let (host, pid) = (m.host(), m.pid());
     let r = json_run(&format!(
         "idle --host {host} --connections 300 --procs 2 --duration 2s --keepalive 1 --broker-pid {pid}"
     ));
@@ -327,7 +252,7 @@ fn in_process_shardmq_counts_losses_and_qos2_exactly() {
 
 #[test]
 fn run_ends_on_time_and_reports_loss_when_the_broker_stalls() {
-    let Some(m) = Mosquitto::start("stall") else {
+    let Some(m) = mosquitto("stall") else {
         return;
     };
     let started = Instant::now();
@@ -341,7 +266,7 @@ fn run_ends_on_time_and_reports_loss_when_the_broker_stalls() {
     });
     // Freeze the broker mid-run: it neither reads nor answers any more.
     std::thread::sleep(Duration::from_millis(1200));
-    let pid = m.child.id() as libc::pid_t;
+    let pid = m.pid() as libc::pid_t;
     // SAFETY: signalling our own child process.
     unsafe { libc::kill(pid, libc::SIGSTOP) };
     let report = run.join().expect("harness finished");

@@ -228,7 +228,9 @@ impl BridgeLoop {
                     until: now + START_TIMEOUT,
                 };
             }
-            Closing::WaitShards { until } if self.env.local.mesh.shards_closed() || now >= until => {
+            Closing::WaitShards { until }
+                if self.env.local.mesh.shards_closed() || now >= until =>
+            {
                 self.closing = Closing::Draining {
                     until: now + BRIDGE_SHUTDOWN_FLUSH,
                 };

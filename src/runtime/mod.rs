@@ -1,4 +1,4 @@
-//! The runtime seam: the only module that names mio.
+//! The runtime seam: the only module that names mio (and rustls).
 //!
 //! Everything else in the crate boots shard threads, waits for I/O, timers
 //! and peers, and does socket I/O through these re-exports and wrappers, so
@@ -8,9 +8,14 @@
 //! - [`reactor`]: the loop ([`Reactor`]), the [`Driver`] trait a shard
 //!   implements, the [`Wake`] line peers use to wake a parked shard, and
 //!   the [`Registrar`] that registers sources.
-//! - [`transport`]: non-blocking [`Transport`] (a client's byte stream:
-//!   TCP today; TLS and WebSocket add variants), [`Listener`], outgoing
-//!   [`connect_from`] (the load harness, the bridge).
+//! - [`transport`]: non-blocking [`Transport`] (a connection's byte
+//!   stream: TCP, or TLS client over TCP; WebSocket will add a kind),
+//!   [`Listener`], outgoing [`connect_from`] (the load harness, the bridge)
+//!   and [`Transport::tls_client`] on top of it (the bridge).
+//! - [`tls`]: the bridge's TLS settings ([`TlsClientOptions`]: CA files,
+//!   client certificate, version, ALPN, `insecure`) built into the
+//!   configuration `tls_client` takes ([`tls::client_config`]).
+//!   `tls_stream` (private) drives one rustls session over a socket.
 //! - [`spsc`]: the bounded queue per ordered pair of shards
 //!   ([`MeshEnd`]), with wake-ups only into parking shards.
 //! - [`thread`]: start a named thread pinned to a core.
@@ -21,10 +26,13 @@ pub mod reactor;
 pub mod spsc;
 pub mod thread;
 pub mod timer;
+pub mod tls;
+mod tls_stream;
 pub mod transport;
 
 pub use reactor::{Driver, Interest, Reactor, Readiness, Registrar, Token, Wake};
 pub use spsc::{full_mesh, MeshEnd, TrySendError};
 pub use thread::{available_cores, spawn_pinned};
 pub use timer::Timer;
+pub use tls::{client_config, TlsClientOptions, TlsConfigError};
 pub use transport::{connect_from, Listener, Transport};

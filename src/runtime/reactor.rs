@@ -140,20 +140,28 @@ pub trait Driver {
     /// a mesh batch that found a peer's queue full), a bounded amount per
     /// call. Returns `true` if it did anything. Also the park re-check:
     /// anything a peer can make ready without I/O must be looked at here.
-    fn run_pending(&mut self) -> bool;
+    ///
+    /// The default, for a driver with no queues: nothing to do.
+    fn run_pending(&mut self) -> bool {
+        false
+    }
 
     /// End of a turn: flush connections made dirty, hand mesh outboxes to
-    /// their queues.
-    fn end_turn(&mut self);
+    /// their queues. The default does nothing.
+    fn end_turn(&mut self) {}
 
     /// The earliest time [`Driver::on_timer`] should run, if any. Asked
     /// before each wait; the wait is rounded up to whole milliseconds.
-    fn next_deadline(&self) -> Option<Instant>;
+    /// The default: no timer, wait for I/O alone.
+    fn next_deadline(&self) -> Option<Instant> {
+        None
+    }
 
     /// Called when `next_deadline()` has passed; `now` is the current time.
     /// It may be called when nothing is due (a deadline the driver moved),
-    /// so it checks what actually expired.
-    fn on_timer(&mut self, now: Instant);
+    /// so it checks what actually expired. The default does nothing (a
+    /// deadline that only bounds the loop, checked by `finished`).
+    fn on_timer(&mut self, _now: Instant) {}
 
     /// `true` stops [`Reactor::run`] at the end of the current turn.
     fn finished(&self) -> bool;
@@ -401,14 +409,9 @@ pub(crate) mod tests {
         fn ready(&mut self, token: Token, readiness: Readiness) {
             (self.on_ready)(&mut self.state, token, readiness);
         }
-        fn run_pending(&mut self) -> bool {
-            false
-        }
-        fn end_turn(&mut self) {}
         fn next_deadline(&self) -> Option<Instant> {
             Some(self.give_up)
         }
-        fn on_timer(&mut self, _: Instant) {}
         fn finished(&self) -> bool {
             (self.done)(&self.state) || Instant::now() >= self.give_up
         }

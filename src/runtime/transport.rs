@@ -1,27 +1,50 @@
 //! Non-blocking byte streams for the readiness loop: [`Transport`] (a
-//! client connection, TCP today; TLS and WebSocket later), [`Listener`],
-//! and outgoing [`connect_from`].
+//! connection: TCP, or a TLS client session over TCP; WebSocket later),
+//! [`Listener`], and outgoing [`connect_from`] and
+//! [`Transport::tls_client`].
 //!
 //! Every call is non-blocking and returns `WouldBlock` when it would wait;
 //! the reactor then reports readiness (edge-triggered) for the token the
 //! source was registered under.
+//!
+//! # TLS
+//!
+//! A TLS transport reads and writes plaintext under the same contract, with
+//! two differences its loop must follow:
+//!
+//! - It holds records the socket has not taken yet (at most
+//!   [`TLS_BUFFER_LIMIT`](crate::limits::TLS_BUFFER_LIMIT) with the
+//!   plaintext). After each event, while [`Transport::wants_write`] holds,
+//!   keep writable interest and call [`Transport::flush`] on writable.
+//! - A read can unblock writing: until the handshake ends, `write` buffers
+//!   plaintext and then answers `WouldBlock`, and the read that finishes the
+//!   handshake frees it, with no writable event to follow. So on readable,
+//!   after reading until `WouldBlock`, retry any write that got `WouldBlock`.
+//!
+//! Register it `READABLE | WRITABLE` from the start: the connect completes
+//! and the first flight goes out on writable. The same loop is correct for
+//! TCP, where `flush` does nothing and `wants_write` is always false.
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr};
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Arc;
 
 use mio::event::Source;
 use mio::{Interest, Registry, Token};
 use socket2::{Domain, Protocol, Socket, Type};
 
+use super::tls_stream::TlsStream;
 use crate::limits::{EINTR_RETRIES, LISTEN_BACKLOG};
 
-/// One client connection's byte stream.
+/// One connection's byte stream.
 ///
-/// Owned by the connection's state machine on one shard thread; `Send`, so
-/// it can move to another shard as an fd ([`Transport::into_owned_fd`] after
-/// deregistering, or `Registrar::detach`). Its kind is private: a new kind
-/// (TLS, WebSocket) adds an arm to each method, not a case for callers.
+/// Owned by the connection's state machine on one shard thread (or the
+/// bridge thread); `Send`. A TCP transport can move to another shard as an
+/// fd ([`Transport::into_owned_fd`] after deregistering, or
+/// `Registrar::detach`); a TLS one cannot (its session stays behind). Its
+/// kind is private: a new kind (WebSocket) adds an arm to each method, not
+/// a case for callers.
 #[derive(Debug)]
 pub struct Transport {
     kind: Kind,
@@ -30,51 +53,101 @@ pub struct Transport {
 #[derive(Debug)]
 enum Kind {
     Tcp(mio::net::TcpStream),
+    /// Boxed: a session is large, and every client of a shard is TCP.
+    TlsClient(Box<TlsStream>),
 }
 
 impl Transport {
+    /// Starts a TLS client session over `tcp` (from [`connect_from`],
+    /// connected or still connecting). The server's certificate must be
+    /// valid for `server_name` (a DNS name or an IP address; a DNS name is
+    /// also sent as SNI) under `config` (see [`super::tls::client_config`]).
+    ///
+    /// Nothing is sent yet: the handshake starts with the first
+    /// [`flush`](Transport::flush) or [`write`](Transport::write) once the
+    /// connect completes (see the module doc for the loop). Its failures
+    /// (an untrusted certificate, a refused client certificate...) come back
+    /// from `read` as `InvalidData` naming the cause.
+    pub fn tls_client(
+        tcp: Transport,
+        config: Arc<rustls::ClientConfig>,
+        server_name: &str,
+    ) -> io::Result<Transport> {
+        match tcp.kind {
+            Kind::Tcp(s) => Ok(Transport {
+                kind: Kind::TlsClient(Box::new(TlsStream::new(s, config, server_name)?)),
+            }),
+            Kind::TlsClient(_) => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("TLS with {server_name}: the transport is already TLS"),
+            )),
+        }
+    }
+
     /// Reads what is available into `buf`: `Ok(0)` is EOF, `WouldBlock`
-    /// means wait for readable.
+    /// means wait for readable. TLS: plaintext, `Ok(0)` at the server's
+    /// close_notify or a TCP EOF after the handshake.
     pub fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match &mut self.kind {
             Kind::Tcp(s) => retry_eintr(|| s.read(buf)),
+            Kind::TlsClient(s) => s.read(buf),
         }
     }
 
     /// Writes what the socket accepts from `buf`; `WouldBlock` means wait
-    /// for writable.
+    /// for writable. TLS: takes plaintext while its bounded buffer has room
+    /// (`WouldBlock` before the handshake ends may need a read: see the
+    /// module doc).
     pub fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match &mut self.kind {
             Kind::Tcp(s) => retry_eintr(|| s.write(buf)),
+            Kind::TlsClient(s) => s.write(buf),
+        }
+    }
+
+    /// Pushes bytes buffered inside the transport (TLS records) to the
+    /// socket; `WouldBlock` if some remain (flush again on writable). A TCP
+    /// transport buffers nothing.
+    pub fn flush(&mut self) -> io::Result<()> {
+        match &mut self.kind {
+            Kind::Tcp(_) => Ok(()),
+            Kind::TlsClient(s) => s.flush(),
+        }
+    }
+
+    /// Whether bytes wait inside the transport for the socket: keep
+    /// writable interest and [`flush`](Transport::flush) on writable.
+    pub fn wants_write(&self) -> bool {
+        match &self.kind {
+            Kind::Tcp(_) => false,
+            Kind::TlsClient(s) => s.wants_write(),
         }
     }
 
     /// The remote address; `NotConnected` while a connect is in progress.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        match &self.kind {
-            Kind::Tcp(s) => s.peer_addr(),
-        }
+        self.tcp().peer_addr()
     }
 
     /// The local address.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        match &self.kind {
-            Kind::Tcp(s) => s.local_addr(),
-        }
+        self.tcp().local_addr()
     }
 
     /// Sets `TCP_NODELAY`.
     pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
-        match &self.kind {
-            Kind::Tcp(s) => s.set_nodelay(nodelay),
-        }
+        self.tcp().set_nodelay(nodelay)
     }
 
-    /// Shuts down the read, write or both halves.
-    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        match &self.kind {
-            Kind::Tcp(s) => s.shutdown(how),
+    /// Shuts down the read, write or both halves. TLS: closing the write
+    /// half first sends a close_notify, if the socket takes it at once.
+    pub fn shutdown(&mut self, how: Shutdown) -> io::Result<()> {
+        if let Kind::TlsClient(s) = &mut self.kind {
+            if how != Shutdown::Read {
+                s.close_notify();
+            }
         }
+        self.tcp().shutdown(how)
     }
 
     /// For a [`connect_from`] transport, on writable (or closed) readiness:
@@ -82,31 +155,35 @@ impl Transport {
     /// for the next writable), `Err` if the connect failed (refused,
     /// unreachable...).
     pub fn connect_result(&self) -> io::Result<bool> {
-        match &self.kind {
-            Kind::Tcp(s) => {
-                if let Some(e) = s.take_error()? {
-                    return Err(e);
-                }
-                match s.peer_addr() {
-                    Ok(_) => Ok(true),
-                    Err(e)
-                        if e.kind() == io::ErrorKind::NotConnected
-                            || e.raw_os_error() == Some(libc::EINPROGRESS) =>
-                    {
-                        Ok(false)
-                    }
-                    Err(e) => Err(e),
-                }
+        let s = self.tcp();
+        if let Some(e) = s.take_error()? {
+            return Err(e);
+        }
+        match s.peer_addr() {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.kind() == io::ErrorKind::NotConnected
+                    || e.raw_os_error() == Some(libc::EINPROGRESS) =>
+            {
+                Ok(false)
             }
+            Err(e) => Err(e),
         }
     }
 
     /// Gives up the socket, to hand it to another shard thread. Deregister
     /// it from this shard's reactor first (or use `Registrar::detach`): an
     /// epoll registration follows the socket, not the fd.
+    ///
+    /// TCP only: a TLS session cannot travel as an fd (it is dropped here,
+    /// and the fd alone is useless).
     pub fn into_owned_fd(self) -> OwnedFd {
         match self.kind {
             Kind::Tcp(s) => OwnedFd::from(s),
+            Kind::TlsClient(s) => {
+                debug_assert!(false, "a TLS transport was given up as a bare fd");
+                OwnedFd::from(s.into_tcp())
+            }
         }
     }
 
@@ -119,9 +196,17 @@ impl Transport {
         }
     }
 
+    fn tcp(&self) -> &mio::net::TcpStream {
+        match &self.kind {
+            Kind::Tcp(s) => s,
+            Kind::TlsClient(s) => s.tcp(),
+        }
+    }
+
     fn source(&mut self) -> &mut mio::net::TcpStream {
         match &mut self.kind {
             Kind::Tcp(s) => s,
+            Kind::TlsClient(s) => s.tcp_mut(),
         }
     }
 }
@@ -285,7 +370,7 @@ fn is_nonblocking(fd: &OwnedFd) -> bool {
     flags >= 0 && flags & libc::O_NONBLOCK != 0
 }
 
-fn retry_eintr<T>(mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+pub(super) fn retry_eintr<T>(mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
     let mut tries = 0;
     loop {
         match op() {

@@ -1,6 +1,7 @@
 //! Shared test support: an in-process broker on port 0, a raw-bytes MQTT
-//! client built on the crate's codec, and client ids homed on a chosen
-//! shard (to force publisher and subscriber onto different shards).
+//! client built on the crate's codec, client ids homed on a chosen shard
+//! (to force publisher and subscriber onto different shards), and a
+//! Mosquitto child process ([`mosquitto`]).
 
 #![allow(dead_code)] // each test binary uses a different part of this module
 

@@ -1,8 +1,13 @@
 //! A real Mosquitto broker as a child process on a free port: the upstream
-//! of bridge tests (and a peer to compare with). Killed on drop.
+//! of bridge tests, a TLS peer, a broker to compare with. Killed (and its
+//! directory removed) on drop.
+//!
+//! [`Mosquitto::start`] skips (with a message) when `mosquitto` is not
+//! installed, except under CI (`CI` set), where that is a failure;
+//! [`Mosquitto::run`] requires it.
 
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -18,25 +23,43 @@ pub struct Mosquitto {
 }
 
 impl Mosquitto {
+    /// Starts one with the lines `conf` returns (given its fresh directory,
+    /// to write the files its lines name) after its listener; `None`
+    /// (after saying so) if mosquitto is not installed.
+    pub fn start(test: &str, conf: impl FnOnce(&Path) -> String) -> Option<Mosquitto> {
+        if !mosquitto_installed(test) {
+            return None;
+        }
+        let port = free_port();
+        let dir = temp_dir(&format!("mosquitto-{test}-{port}"));
+        let extra = conf(&dir);
+        Some(Mosquitto::launch(dir, port, &extra))
+    }
+
     /// Mosquitto on a free port with anonymous access and `extra` lines.
-    pub fn start(test: &str, extra: &str) -> Mosquitto {
-        Mosquitto::start_on(test, free_port(), extra)
+    pub fn run(test: &str, extra: &str) -> Mosquitto {
+        Mosquitto::run_on(test, free_port(), extra)
     }
 
     /// Mosquitto on `port` with anonymous access and `extra` lines (which
     /// may override `allow_anonymous`; `{dir}` in them is its own folder).
-    pub fn start_on(test: &str, port: u16, extra: &str) -> Mosquitto {
-        let dir =
-            std::env::temp_dir().join(format!("shardmq-mosq-{}-{test}-{port}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+    pub fn run_on(test: &str, port: u16, extra: &str) -> Mosquitto {
+        assert!(
+            on_path("mosquitto"),
+            "{test}: `mosquitto` is not installed; install it with `{INSTALL}`"
+        );
+        let dir = temp_dir(&format!("mosquitto-{test}-{port}"));
+        let extra = extra.replace("{dir}", &dir.display().to_string());
+        Mosquitto::launch(dir, port, &extra)
+    }
+
+    fn launch(dir: PathBuf, port: u16, extra: &str) -> Mosquitto {
         let conf = format!(
             "listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 100000\n\
              log_dest stderr\nlog_type all\n{user}{extra}\n",
             // Started as root, Mosquitto would switch to its own user and
             // could not write its persistence file in our folder.
             user = if is_root() { "user root\n" } else { "" },
-            extra = extra.replace("{dir}", &dir.display().to_string())
         );
         std::fs::write(dir.join("mosquitto.conf"), conf).unwrap();
         let mut m = Mosquitto {
@@ -85,6 +108,15 @@ impl Mosquitto {
         }
     }
 
+    /// The process id while it runs.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }
@@ -118,4 +150,31 @@ impl Drop for Mosquitto {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// False (after saying so) when mosquitto is missing; under CI that fails.
+pub fn mosquitto_installed(test: &str) -> bool {
+    if on_path("mosquitto") {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{test}: `mosquitto` is not installed; the test command installs it ({INSTALL})"
+    );
+    eprintln!("SKIPPED {test}: `mosquitto` is not installed ({INSTALL})");
+    false
+}
+
+fn on_path(exe: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(exe).is_file()))
+        .unwrap_or(false)
+}
+
+/// A fresh directory for `test`'s files (left from an earlier run: emptied).
+pub fn temp_dir(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("shardmq-test-{}-{test}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
