@@ -45,6 +45,9 @@ pub enum StartError {
     Executor { shard: usize, source: io::Error },
     #[error("starting the shards: {0}")]
     Shard(String),
+    /// A bridge that cannot run as configured (its TLS files, say).
+    #[error("{0}")]
+    Bridge(String),
 }
 
 /// A running broker. Dropping it does not stop it; call [`shutdown`].
@@ -147,6 +150,9 @@ pub fn start(config: Config) -> Result<BrokerHandle, StartError> {
     }
     if config.listeners.len() > MAX_LISTENERS {
         return Err(StartError::Listeners(config.listeners.len()));
+    }
+    for b in &config.bridges {
+        bridge::tls_settings(b).map_err(StartError::Bridge)?;
     }
     let mut addrs = Vec::with_capacity(config.listeners.len());
     let mut sockets: Vec<Vec<OwnedFd>> = (0..shards).map(|_| Vec::new()).collect();

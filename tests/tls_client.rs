@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use common::mosquitto::{temp_dir, Mosquitto};
-use common::{connect_packet, pid, publish};
+use common::{connect_packet, pid, publish, RawClient};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::server::WebPkiClientVerifier;
@@ -551,6 +551,12 @@ fn tls_version_and_alpn_follow_the_settings() {
 /// A Mosquitto TLS listener requiring a client certificate; its directory
 /// also holds `server-ca.pem`, `client.pem` and `client.key` for the link.
 fn tls_mosquitto(test: &str) -> Option<Mosquitto> {
+    tls_mosquitto_and(test, "")
+}
+
+/// [`tls_mosquitto`] with `more` lines after the TLS listener's (another
+/// listener, say).
+fn tls_mosquitto_and(test: &str, more: &str) -> Option<Mosquitto> {
     Mosquitto::start(test, |dir| {
         let (server_ca, client_ca) = (Ca::new("server CA"), Ca::new("client CA"));
         let server = server_ca.leaf(&["127.0.0.1"]);
@@ -568,9 +574,52 @@ fn tls_mosquitto(test: &str) -> Option<Mosquitto> {
         let d = dir.display();
         format!(
             "cafile {d}/client-ca.pem\ncertfile {d}/server.pem\nkeyfile {d}/server.key\n\
-             require_certificate true\n"
+             require_certificate true\n{more}"
         )
     })
+}
+
+/// The bridge over TLS: a `connection` with `bridge_cafile` and a client
+/// certificate, to a Mosquitto that requires one; messages both ways
+/// (checked through a plain listener of the same Mosquitto).
+#[test]
+fn a_bridge_link_over_tls_with_a_client_certificate_carries_both_ways() {
+    let plain = common::free_port();
+    let Some(m) = tls_mosquitto_and("bridge", &format!("listener {plain} 127.0.0.1\n")) else {
+        return;
+    };
+    let d = m.dir.display();
+    let conf = format!(
+        "connection tls\naddress 127.0.0.1:{}\nbridge_cafile {d}/server-ca.pem\n\
+         bridge_certfile {d}/client.pem\nbridge_keyfile {d}/client.key\n\
+         topic up/# out 1\ntopic down/# in 1\n",
+        m.port
+    );
+    let (parsed, _) = shardmq::config::Config::parse(&conf, "edge.conf").expect("valid");
+    let edge = common::TestBroker::with(1, |c| c.bridges = parsed.bridges);
+    edge.wait_bridge("tls");
+    let cloud = SocketAddr::from(([127, 0, 0, 1], plain));
+    let v = ProtocolVersion::V311;
+    let (mut cloud_sub, _) = RawClient::connected(cloud, connect_packet(v, "cloud-sub", true, 60));
+    cloud_sub.subscribe("up/#", QoS::AtLeastOnce);
+    let (mut edge_sub, _) =
+        RawClient::connected(edge.addr, connect_packet(v, "edge-sub", true, 60));
+    edge_sub.subscribe("down/#", QoS::AtLeastOnce);
+    let (mut edge_pub, _) =
+        RawClient::connected(edge.addr, connect_packet(v, "edge-pub", true, 60));
+    edge_pub.publish("up/1", b"over tls", QoS::AtLeastOnce, false, 1);
+    assert_eq!(&cloud_sub.expect_publish().payload[..], b"over tls");
+    let (mut cloud_pub, _) = RawClient::connected(cloud, connect_packet(v, "cloud-pub", true, 60));
+    // The link's remote subscription may still be on its way.
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        cloud_pub.publish("down/1", b"back", QoS::AtLeastOnce, false, 1);
+        if let Some(Some(Packet::Publish(p))) = edge_sub.recv_within(Duration::from_millis(200)) {
+            assert_eq!(&p.payload[..], b"back");
+            break;
+        }
+        assert!(Instant::now() < deadline, "nothing came back over TLS");
+    }
 }
 
 /// CONNECT, SUBSCRIBE to `topic` and PUBLISH `payload` there, at once

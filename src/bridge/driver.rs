@@ -145,9 +145,16 @@ impl BridgeLoop {
     }
 
     fn add(&mut self, config: BridgeConfig, queue: Option<OutQueue>) {
+        let tls = match super::tls_settings(&config) {
+            Ok(tls) => tls,
+            Err(e) => {
+                log::error!("{e}; the bridge is not started");
+                return;
+            }
+        };
         let entry = self.links.vacant_entry();
         let key = entry.key();
-        let mut link = Link::new(config, key, self.limits, Instant::now());
+        let mut link = Link::new(config, tls, key, self.limits, Instant::now());
         if let Some(queue) = queue {
             link.queue = queue;
         }
@@ -166,8 +173,21 @@ impl BridgeLoop {
         queue
     }
 
-    /// Applies a reloaded set of `connection` sections.
+    /// Applies a reloaded set of `connection` sections. A section whose
+    /// TLS files cannot be used is refused (logged), and a link running
+    /// under its name is left as it was.
     fn reload(&mut self, configs: Vec<BridgeConfig>) {
+        let configs: Vec<BridgeConfig> = configs
+            .into_iter()
+            .filter_map(|c| match super::tls_settings(&c) {
+                Ok(_) => Some(c),
+                Err(e) => {
+                    log::error!("reload: {e}; keeping bridge {} as it was", c.name);
+                    let old = self.links.iter().find(|(_, l)| l.config.name == c.name);
+                    old.map(|(_, l)| l.config.clone())
+                }
+            })
+            .collect();
         let running: HashMap<String, usize> = self
             .links
             .iter()

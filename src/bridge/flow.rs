@@ -113,27 +113,31 @@ impl Link {
             packets.push(p);
             Ok(())
         });
-        let mut result = Ok(());
         for p in packets {
             if self.wire.is_none() {
-                break;
+                // An earlier packet ended the connection (a refusing
+                // CONNACK): what follows, EOF included, is moot.
+                return;
             }
-            result = self.on_packet(ctx, p);
-            if result.is_err() {
-                break;
+            if let Err(e) = self.on_packet(ctx, p) {
+                return self.fail(ctx, &e.to_string());
             }
         }
-        match (read, result) {
-            (Ok(r), Ok(())) => self.more_input = r == Read::More && self.wire.is_some(),
-            (Err(e), _) | (_, Err(e)) => {
+        if self.wire.is_none() {
+            return;
+        }
+        match read {
+            Ok(r) => self.more_input = r == Read::More,
+            Err(e) => {
                 if matches!(self.state, State::Connecting { .. }) && self.note_refused_bit(&e) {
                     self.fail(ctx, "the remote closed the connection on CONNECT");
                     self.state = State::Down {
                         retry: Some(ctx.now),
                     };
-                    return;
+                } else {
+                    self.fail(ctx, &e.to_string());
                 }
-                self.fail(ctx, &e.to_string());
+                return;
             }
         }
         self.pump(ctx);

@@ -17,7 +17,7 @@ use super::packets;
 use super::queue::{Limits, OutQueue};
 use super::routes::Routes;
 use super::status::BridgeStatus;
-use super::wire::Wire;
+use super::wire::{Remote as Endpoint, Wire};
 use crate::config::{BridgeAddress, BridgeConfig, StartType};
 use crate::limits::{
     BRIDGE_CONNECT_TIMEOUT, BRIDGE_MAX_INCOMING, BRIDGE_MAX_INFLIGHT, BRIDGE_PRIMARY_PROBE,
@@ -25,7 +25,7 @@ use crate::limits::{
 };
 use crate::mesh::{Message, Origin};
 use crate::protocol::{ConnAck, Disconnect, Packet, QoS, ReasonCode};
-use crate::runtime::{connect_from, Interest, Registrar, Token, Transport};
+use crate::runtime::{connect_from, Interest, Registrar, TlsClientConfig, Token, Transport};
 
 /// Where a link is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,11 +97,20 @@ pub struct Link {
     next_probe: Instant,
     /// The last read filled its buffer: read again next round.
     pub(super) more_input: bool,
+    /// TLS to the remote, when configured.
+    tls: Option<Arc<TlsClientConfig>>,
 }
 
 impl Link {
-    /// A link, not yet connecting; call [`Link::start`].
-    pub fn new(config: BridgeConfig, key: usize, limits: Limits, now: Instant) -> Link {
+    /// A link, not yet connecting; call [`Link::start`]. `tls` is what
+    /// [`super::tls_settings`] made of its TLS settings.
+    pub fn new(
+        config: BridgeConfig,
+        tls: Option<Arc<TlsClientConfig>>,
+        key: usize,
+        limits: Limits,
+        now: Instant,
+    ) -> Link {
         let seed = now.elapsed().as_nanos() as u64 ^ (key as u64).wrapping_mul(0x9E37_79B9);
         let addresses = Addresses::new(config.addresses.len(), config.round_robin);
         Link {
@@ -121,6 +130,7 @@ impl Link {
             probe: None,
             next_probe: now,
             more_input: false,
+            tls,
             config,
         }
     }
@@ -192,9 +202,14 @@ impl Link {
                 .config
                 .max_packet_size
                 .map_or(BRIDGE_MAX_INCOMING, |m| m as usize);
-            Wire::open(
+            let to = Endpoint {
                 addr,
-                self.config.bind_address,
+                bind: self.config.bind_address,
+                tls: self.tls.as_ref(),
+                host: &address.host,
+            };
+            Wire::open(
+                to,
                 self.config.protocol,
                 max_in,
                 ctx.registrar,
@@ -212,10 +227,11 @@ impl Link {
             return self.fail(ctx, &e.to_string());
         }
         log::info!(
-            "bridge {}: connecting to {} ({})",
+            "bridge {}: connecting to {} ({}{})",
             self.config.name,
             wire.addr,
-            address.host
+            address.host,
+            if self.tls.is_some() { ", TLS" } else { "" }
         );
         self.wire = Some(wire);
         self.state = State::Connecting {
@@ -306,11 +322,12 @@ impl Link {
                 );
                 self.private_refused = true;
             }
-            let why = format!(
-                "the remote refused the connection: {:?} (0x{:02x})",
-                ack.code,
-                ack.code.value()
-            );
+            let code = if self.config.protocol.is_v5() {
+                format!("reason code 0x{:02x}", ack.code.value())
+            } else {
+                format!("return code {}", ack.code.to_v3_connack())
+            };
+            let why = format!("the remote refused the connection: {:?} ({code})", ack.code);
             self.fail(ctx, &why);
             if refused_bit {
                 self.state = State::Down {

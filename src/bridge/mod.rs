@@ -29,7 +29,8 @@
 //! - `routes.rs`: `topic` lines prepared for mapping.
 //! - `packets.rs`: CONNECT, SUBSCRIBE, state notifications.
 //! - `backoff.rs`: `restart_timeout` and the address cycle.
-//! - `wire.rs`: one link's socket and buffers.
+//! - `wire.rs`: one link's socket (TCP or TLS) and buffers; `tls.rs`: the
+//!   `bridge_*` TLS settings made into a rustls configuration.
 //! - `status.rs`: what the control plane sees ([`BridgeStatus`]).
 
 mod backoff;
@@ -41,6 +42,7 @@ mod packets;
 mod queue;
 mod routes;
 mod status;
+mod tls;
 mod wire;
 
 use std::sync::Arc;
@@ -51,6 +53,7 @@ pub use driver::{BridgeLoop, Command, Setup};
 pub use local::Local;
 pub use queue::Limits;
 pub use status::{BridgeStatus, StatusBoard};
+pub use tls::settings as tls_settings;
 
 use crate::config::BridgeConfig;
 use crate::runtime::Wake;

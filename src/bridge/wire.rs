@@ -7,15 +7,31 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
 
 use crate::protocol::{self, DecodeError, Packet, ProtocolVersion};
-use crate::runtime::{connect_from, Interest, Registrar, Token, Transport};
+use crate::runtime::{connect_from, Interest, Registrar, TlsClientConfig, Token, Transport};
 
 /// Bytes read from the socket per read call.
 const READ_STEP: usize = 16 * 1024;
+
+/// Bytes one [`Wire::read`] takes at most before the other links (and the
+/// local broker) get a turn.
+const READ_BUDGET: usize = 16 * READ_STEP;
+
+/// Where a link connects to.
+pub struct Remote<'a> {
+    pub addr: SocketAddr,
+    /// `bridge_bind_address`.
+    pub bind: Option<IpAddr>,
+    /// The TLS settings, when the link uses TLS.
+    pub tls: Option<&'a Arc<TlsClientConfig>>,
+    /// The host name as configured (what the certificate must name).
+    pub host: &'a str,
+}
 
 /// Owned by its link, on the bridge thread.
 pub struct Wire {
@@ -43,16 +59,20 @@ pub enum Read {
 }
 
 impl Wire {
-    /// Starts connecting to `addr` and registers the socket under `token`.
+    /// Starts connecting to `to.addr` (with TLS when `to.tls` is set) and
+    /// registers the socket under `token`.
     pub fn open(
-        addr: SocketAddr,
-        bind: Option<IpAddr>,
+        to: Remote<'_>,
         version: ProtocolVersion,
         max_incoming: usize,
         registrar: &Registrar,
         token: usize,
     ) -> io::Result<Wire> {
-        let mut transport = connect_from(bind, addr)?;
+        let addr = to.addr;
+        let mut transport = connect_from(to.bind, addr)?;
+        if let Some(tls) = to.tls {
+            transport = Transport::tls_client(transport, Arc::clone(tls), to.host)?;
+        }
         registrar.register(
             &mut transport,
             Token(token),
@@ -107,11 +127,17 @@ impl Wire {
         if self.output.is_empty() && self.output.capacity() > 4 * READ_STEP {
             self.output = BytesMut::new();
         }
-        Ok(())
+        // TLS records the socket has not taken yet (nothing for TCP).
+        match self.transport.flush() {
+            Err(e) if e.kind() != io::ErrorKind::WouldBlock => Err(e),
+            _ => Ok(()),
+        }
     }
 
-    /// Reads once and hands every complete packet to `on_packet`. An error
-    /// (EOF included, as `UnexpectedEof`) means the connection is over.
+    /// Reads until the socket is drained (or [`READ_BUDGET`] bytes) and
+    /// hands every complete packet to `on_packet`. An error (EOF included,
+    /// as `UnexpectedEof`) means the connection is over; the packets that
+    /// came before it are handed over first (a refusing CONNACK, say).
     pub fn read(
         &mut self,
         mut on_packet: impl FnMut(Packet) -> io::Result<()>,
@@ -119,26 +145,10 @@ impl Wire {
         if !self.connected {
             return Ok(Read::Drained);
         }
-        let start = self.input.len();
-        self.input.resize(start + READ_STEP, 0);
-        let n = match self.transport.read(&mut self.input[start..]) {
-            Ok(n) => n,
-            Err(e) => {
-                self.input.truncate(start);
-                if e.kind() == io::ErrorKind::WouldBlock {
-                    return Ok(Read::Drained);
-                }
-                return Err(e);
-            }
-        };
-        self.input.truncate(start + n);
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the remote closed the connection",
-            ));
+        let (outcome, total) = self.fill_input();
+        if total > 0 {
+            self.last_in = Instant::now();
         }
-        self.last_in = Instant::now();
         loop {
             match protocol::decode(&mut self.input, self.version, self.max_incoming) {
                 Ok(packet) => on_packet(packet)?,
@@ -151,11 +161,35 @@ impl Wire {
                 }
             }
         }
-        Ok(if n == READ_STEP {
-            Read::More
-        } else {
-            Read::Drained
-        })
+        outcome
+    }
+
+    /// Appends what the socket has to the input; returns how the reading
+    /// ended and how many bytes came.
+    fn fill_input(&mut self) -> (io::Result<Read>, usize) {
+        let mut total = 0;
+        while total < READ_BUDGET {
+            let start = self.input.len();
+            self.input.resize(start + READ_STEP, 0);
+            let read = self.transport.read(&mut self.input[start..]);
+            let n = *read.as_ref().unwrap_or(&0);
+            self.input.truncate(start + n);
+            match read {
+                Ok(0) => {
+                    let eof = io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the remote closed the connection",
+                    );
+                    return (Err(eof), total);
+                }
+                Ok(n) => total += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return (Ok(Read::Drained), total)
+                }
+                Err(e) => return (Err(e), total),
+            }
+        }
+        (Ok(Read::More), total)
     }
 
     /// Writes what it can of the output and closes the socket.

@@ -31,6 +31,7 @@ mod tls_stream;
 pub mod transport;
 
 pub use reactor::{Driver, Interest, Reactor, Readiness, Registrar, Token, Wake};
+pub use rustls::ClientConfig as TlsClientConfig;
 pub use spsc::{full_mesh, MeshEnd, TrySendError};
 pub use thread::{available_cores, spawn_pinned};
 pub use timer::Timer;
