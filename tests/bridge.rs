@@ -483,3 +483,73 @@ fn the_state_topic_says_1_when_up_and_0_when_the_link_drops() {
     let p = cloud.expect_publish();
     assert_eq!((&p.payload[..], p.retain), (&b"0"[..], false), "the will");
 }
+
+/// A remote that refuses the bridge bit (as some brokers do) with
+/// "unacceptable protocol version", then accepts the plain CONNECT.
+#[test]
+fn try_private_falls_back_when_the_remote_refuses_the_bridge_bit() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let remote = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        for answer in [1u8, 0] {
+            let (stream, _) = listener.accept().unwrap();
+            let mut c = RawClient::from_stream(stream, V311);
+            let Some(Packet::Connect(connect)) = c.recv() else {
+                panic!("expected CONNECT")
+            };
+            seen.push(connect.bridge);
+            c.send_bytes(&[0x20, 0x02, 0x00, answer]);
+            // Hold the accepted link open (taking what comes) until the
+            // bridge closes it.
+            while answer == 0 && matches!(c.recv_within(Duration::from_secs(5)), Some(Some(_))) {}
+        }
+        seen
+    });
+    let b = edge(
+        1,
+        &format!("connection tp\naddress 127.0.0.1:{port}\ntopic t/# out 1\n"),
+    );
+    b.wait_bridge("tp");
+    b.stop();
+    assert_eq!(remote.join().unwrap(), [true, false], "bit, then without it");
+}
+
+#[test]
+fn bind_address_once_outgoing_retain_and_max_packet_size() {
+    let mut up = Mosquitto::run("options", "");
+    let b = edge(
+        1,
+        &format!(
+            "connection o\naddress 127.0.0.1:{}\nremote_clientid edge-o\n\
+             bridge_bind_address 127.0.0.2\nstart_type once\nbridge_outgoing_retain false\n\
+             bridge_protocol_version mqttv50\nbridge_max_packet_size 200\ntopic o/# out 1\n",
+            up.port
+        ),
+    );
+    b.wait_bridge("o");
+    let log = up.log();
+    assert!(
+        log.contains("New client connected from 127.0.0.2:") && log.contains("as edge-o"),
+        "bridge_bind_address: {log}"
+    );
+    let mut sub = client(up.addr(), V311, "cloud-o");
+    sub.subscribe("o/#", QoS::AtLeastOnce);
+    let mut p = client(b.addr, V311, "edge-o-pub");
+    p.publish("o/big", &[7u8; 500], QoS::AtLeastOnce, true, 1);
+    p.publish("o/small", b"s", QoS::AtLeastOnce, true, 2);
+    let got = drain(&mut sub, Duration::from_millis(500));
+    assert_eq!(
+        topics_and_payloads(&got),
+        [pair("o/small", "s")],
+        "the 500 B message exceeds bridge_max_packet_size"
+    );
+    assert!(!got[0].retain, "bridge_outgoing_retain false");
+    assert_eq!(b.wait_bridge("o").dropped, 1);
+    // start_type once: the link is not restarted.
+    up.kill();
+    up.restart();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(!b.bridges()[0].connected, "start_type once reconnected");
+    assert_eq!(up.log().matches("as edge-o").count(), 1, "{}", up.log());
+}

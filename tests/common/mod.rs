@@ -136,6 +136,15 @@ pub struct RawClient {
 }
 
 impl RawClient {
+    /// Wraps an accepted connection (a test playing the broker).
+    pub fn from_stream(stream: TcpStream, version: ProtocolVersion) -> RawClient {
+        RawClient {
+            stream,
+            version,
+            buf: BytesMut::new(),
+        }
+    }
+
     /// Opens a TCP connection (no CONNECT sent).
     pub fn open(addr: SocketAddr, version: ProtocolVersion) -> RawClient {
         let stream = TcpStream::connect(addr).expect("tcp connect");
