@@ -1,6 +1,8 @@
-//! Brokers that `compare` starts itself: a command with `{port}` / `{conf}`
-//! placeholders, run through `sh -c exec ...`, optionally pinned to cores,
-//! waited for until its port accepts connections, and killed on drop.
+//! Brokers that the harness starts itself (`compare`'s brokers, the
+//! upstream that `bridge --kill-upstream` restarts): a command with
+//! `{port}` / `{conf}` placeholders, run through `sh -c exec ...`,
+//! optionally pinned to cores, waited for until its port accepts
+//! connections, and killed on drop.
 
 use std::fs::File;
 use std::io;
@@ -13,9 +15,12 @@ use std::time::{Duration, Instant};
 use crate::error::{LoadError, Result};
 
 /// How long a started broker may take to accept connections.
-const STARTUP: Duration = Duration::from_secs(10);
+pub const STARTUP: Duration = Duration::from_secs(10);
 /// How long a broker may take to exit after SIGTERM before SIGKILL.
 const SHUTDOWN: Duration = Duration::from_secs(3);
+/// How often a starting broker's port is tried: "listening" is known to
+/// within this much (a connect to a closed loopback port fails at once).
+const LISTEN_POLL: Duration = Duration::from_millis(5);
 
 /// A running broker child process; killed when dropped.
 pub struct BrokerProc {
@@ -26,9 +31,20 @@ pub struct BrokerProc {
 }
 
 impl BrokerProc {
-    /// Starts `template` (see module docs) pinned to `cores` if given.
+    /// Starts `template` (see module docs) on a free port, pinned to
+    /// `cores` if given.
     pub fn start(name: &str, template: &str, cores: Option<&[usize]>) -> Result<BrokerProc> {
-        let port = free_port()?;
+        BrokerProc::start_on(name, template, cores, free_port()?)
+    }
+
+    /// Starts `template` on `port`; returns once the port accepts
+    /// connections.
+    pub fn start_on(
+        name: &str,
+        template: &str,
+        cores: Option<&[usize]>,
+        port: u16,
+    ) -> Result<BrokerProc> {
         let dir =
             std::env::temp_dir().join(format!("shardmq-load-{}-{name}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir)
@@ -86,7 +102,7 @@ impl BrokerProc {
             if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
                 return Ok(());
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(LISTEN_POLL);
         }
         Err(LoadError::Run(format!(
             "broker {name} ({command}) did not listen on port {} within {STARTUP:?}; its log: {}",
