@@ -47,13 +47,27 @@ command -v python3 >/dev/null || die "python3 is missing (free ports, the table)
 mkdir -p "$out"
 rm -f "$out"/*.json "$out"/*.err
 
-# Every process started here, killed on exit. (Disowned: still children
-# of this shell, which reaps them, but the reconnect measurement's kill -9
-# of the upstream prints no job notice.)
+# Stopped on exit: every broker started here, the harness run in progress
+# (`timeout` passes the signal on) and the upstream a reconnect run
+# restarted, by the pid it wrote (Mosquitto started as root changes its
+# user, which would let it outlive a harness killed by a signal). Brokers
+# are disowned: still children of this shell, which reaps them, but the
+# reconnect measurement's kill -9 of the upstream prints no job notice.
 started=()
+harness_pid=
+restarted_pid_file=$(cd "$out" && pwd)/restarted-upstream.pid
+rm -f "$restarted_pid_file"
 cleanup() {
+  if [ -n "$harness_pid" ]; then
+    kill "$harness_pid" 2>/dev/null || true
+    wait "$harness_pid" 2>/dev/null || true
+  fi
+  if [ -s "$restarted_pid_file" ]; then
+    started+=("$(cat "$restarted_pid_file")")
+    rm -f "$restarted_pid_file"
+  fi
   for pid in "${started[@]}"; do
-    kill -9 "$pid" 2>/dev/null || true
+    stop "$pid"
   done
 }
 trap cleanup EXIT
@@ -84,8 +98,13 @@ start() {
   exit 1
 }
 
-# stop PID: SIGTERM, and SIGKILL after 3 s.
+# stop PID: SIGTERM, and SIGKILL after 3 s; forgets PID.
 stop() {
+  local left=()
+  for p in "${started[@]}"; do
+    [ "$p" = "$1" ] || left+=("$p")
+  done
+  started=("${left[@]}")
   kill "$1" 2>/dev/null || return 0
   for _ in $(seq 60); do
     kill -0 "$1" 2>/dev/null || return 0
@@ -116,10 +135,14 @@ EOF
 # harness NAME TIMEOUT ARGS...: one harness run on core 1, its JSON in
 # $out/NAME.json and its stderr in $out/NAME.err. False if it failed.
 harness() {
-  local name=$1 limit=$2
+  local name=$1 limit=$2 status=0
   shift 2
   timeout "$limit" taskset -c 1 "$bin/shardmq-load" bridge --cores 1 --json "$@" \
-    >"$out/$name.json" 2>"$out/$name.err"
+    >"$out/$name.json" 2>"$out/$name.err" &
+  harness_pid=$!
+  wait "$harness_pid" || status=$?
+  harness_pid=
+  return "$status"
 }
 
 for edge in $edges; do
@@ -153,8 +176,10 @@ for edge in $edges; do
     echo "== $edge edge: reconnect after kill -9 of the upstream (down $down)" >&2
     harness "$edge-reconnect" 120 "${where[@]}" --qos 1 --rate 1000 \
       --kill-upstream "$up_pid" --down "$down" --reconnect-timeout 60s \
-      --restart-upstream "$mosquitto -c {conf}" ||
+      --restart-upstream "sh -c 'echo \$\$ >$restarted_pid_file; exec $mosquitto -c {conf}'" ||
       echo "   failed: $(tail -1 "$out/$edge-reconnect.err")" >&2
+    # The harness has stopped the upstream it restarted.
+    rm -f "$restarted_pid_file"
   fi
   stop "$edge_pid"
   stop "$up_pid"

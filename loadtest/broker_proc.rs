@@ -2,7 +2,7 @@
 //! upstream that `bridge --kill-upstream` restarts): a command with
 //! `{port}` / `{conf}` placeholders, run through `sh -c exec ...`,
 //! optionally pinned to cores, waited for until its port accepts
-//! connections, and killed on drop.
+//! connections, and killed on drop (or with the harness, if it is killed).
 
 use std::fs::File;
 use std::io;
@@ -66,11 +66,15 @@ impl BrokerProc {
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2);
-        if let Some(cores) = cores {
-            let cores = cores.to_vec();
-            // SAFETY: only the async-signal-safe sched_setaffinity runs in the child.
-            unsafe { cmd.pre_exec(move || pin_self(&cores)) };
-        }
+        let cores = cores.map(<[usize]>::to_vec);
+        // SAFETY: only async-signal-safe calls (prctl, sched_setaffinity)
+        // run in the child.
+        unsafe {
+            cmd.pre_exec(move || {
+                die_with_parent()?;
+                cores.as_deref().map_or(Ok(()), pin_self)
+            })
+        };
         let child = cmd
             .spawn()
             .map_err(LoadError::io(format!("starting broker {name}: {command}")))?;
@@ -147,6 +151,19 @@ fn free_port() -> Result<u16> {
     l.local_addr()
         .map(|a| a.port())
         .map_err(LoadError::io("finding a free port"))
+}
+
+/// Has the calling (child) process killed when the harness ends, however
+/// it ends, so that a started broker does not outlive the run. (Linux
+/// clears this when the process changes its user, as Mosquitto started as
+/// root does: such a broker outlives a harness killed by a signal.)
+fn die_with_parent() -> io::Result<()> {
+    // SAFETY: prctl with PR_SET_PDEATHSIG takes a signal number, nothing else.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// Pins the calling process to `cores`.
