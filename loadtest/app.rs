@@ -34,6 +34,7 @@ fn run_scenario(sc: &Scenario) -> Result<()> {
             }
             emit(conn.json, &s, || s.table())
         }
+        Outcome::Outage(o) => emit(conn.json, &o, || o.table()),
     }
 }
 

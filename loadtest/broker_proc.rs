@@ -1,6 +1,8 @@
-//! Brokers that `compare` starts itself: a command with `{port}` / `{conf}`
-//! placeholders, run through `sh -c exec ...`, optionally pinned to cores,
-//! waited for until its port accepts connections, and killed on drop.
+//! Brokers that the harness starts itself (`compare`'s brokers, the
+//! upstream that `bridge --kill-upstream` restarts): a command with
+//! `{port}` / `{conf}` placeholders, run through `sh -c exec ...`,
+//! optionally pinned to cores, waited for until its port accepts
+//! connections, and killed on drop (or with the harness, if it is killed).
 
 use std::fs::File;
 use std::io;
@@ -13,9 +15,12 @@ use std::time::{Duration, Instant};
 use crate::error::{LoadError, Result};
 
 /// How long a started broker may take to accept connections.
-const STARTUP: Duration = Duration::from_secs(10);
+pub const STARTUP: Duration = Duration::from_secs(10);
 /// How long a broker may take to exit after SIGTERM before SIGKILL.
 const SHUTDOWN: Duration = Duration::from_secs(3);
+/// How often a starting broker's port is tried: "listening" is known to
+/// within this much (a connect to a closed loopback port fails at once).
+const LISTEN_POLL: Duration = Duration::from_millis(5);
 
 /// A running broker child process; killed when dropped.
 pub struct BrokerProc {
@@ -26,9 +31,20 @@ pub struct BrokerProc {
 }
 
 impl BrokerProc {
-    /// Starts `template` (see module docs) pinned to `cores` if given.
+    /// Starts `template` (see module docs) on a free port, pinned to
+    /// `cores` if given.
     pub fn start(name: &str, template: &str, cores: Option<&[usize]>) -> Result<BrokerProc> {
-        let port = free_port()?;
+        BrokerProc::start_on(name, template, cores, free_port()?)
+    }
+
+    /// Starts `template` on `port`; returns once the port accepts
+    /// connections.
+    pub fn start_on(
+        name: &str,
+        template: &str,
+        cores: Option<&[usize]>,
+        port: u16,
+    ) -> Result<BrokerProc> {
         let dir =
             std::env::temp_dir().join(format!("shardmq-load-{}-{name}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir)
@@ -50,11 +66,15 @@ impl BrokerProc {
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2);
-        if let Some(cores) = cores {
-            let cores = cores.to_vec();
-            // SAFETY: only the async-signal-safe sched_setaffinity runs in the child.
-            unsafe { cmd.pre_exec(move || pin_self(&cores)) };
-        }
+        let cores = cores.map(<[usize]>::to_vec);
+        // SAFETY: only async-signal-safe calls (prctl, sched_setaffinity)
+        // run in the child.
+        unsafe {
+            cmd.pre_exec(move || {
+                die_with_parent()?;
+                cores.as_deref().map_or(Ok(()), pin_self)
+            })
+        };
         let child = cmd
             .spawn()
             .map_err(LoadError::io(format!("starting broker {name}: {command}")))?;
@@ -86,7 +106,7 @@ impl BrokerProc {
             if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
                 return Ok(());
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(LISTEN_POLL);
         }
         Err(LoadError::Run(format!(
             "broker {name} ({command}) did not listen on port {} within {STARTUP:?}; its log: {}",
@@ -131,6 +151,19 @@ fn free_port() -> Result<u16> {
     l.local_addr()
         .map(|a| a.port())
         .map_err(LoadError::io("finding a free port"))
+}
+
+/// Has the calling (child) process killed when the harness ends, however
+/// it ends, so that a started broker does not outlive the run. (Linux
+/// clears this when the process changes its user, as Mosquitto started as
+/// root does: such a broker outlives a harness killed by a signal.)
+fn die_with_parent() -> io::Result<()> {
+    // SAFETY: prctl with PR_SET_PDEATHSIG takes a signal number, nothing else.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// Pins the calling process to `cores`.

@@ -48,6 +48,10 @@ pub enum Scenario {
     Idle(IdleArgs),
     /// Open connections at a fixed rate: connects/s and CONNECT->CONNACK latency.
     ConnectStorm(StormArgs),
+    /// P publishers at an edge broker -> its bridge -> S subscribers at the
+    /// upstream broker: throughput, latency and loss through the bridge, or
+    /// (--kill-upstream) the bridge's reconnect time.
+    Bridge(BridgeArgs),
 }
 
 /// Where to connect and how; shared by every scenario.
@@ -182,6 +186,67 @@ pub struct PairsArgs {
     pub pairs: usize,
     #[command(flatten)]
     pub run: TrafficRun,
+}
+
+/// `bridge`. The broker under test is the edge (`--edge`, which is the
+/// `--host` of the other scenarios: `compare` and `--broker-pid` mean it).
+#[derive(Debug, Clone, Args)]
+#[command(mut_arg("host", |a| a
+    .long("edge")
+    .value_name("HOST:PORT")
+    .display_order(0)
+    .help("Edge broker (host:port): the publishers connect here, and its bridge forwards <PREFIX>/# to --upstream")))]
+pub struct BridgeArgs {
+    /// Upstream broker (host:port) the edge bridges to: the subscribers
+    /// connect here.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub upstream: String,
+    /// Publisher connections at the edge, each on its own topic (sharing --rate).
+    #[arg(long, default_value_t = 1)]
+    pub publishers: usize,
+    /// Subscriber connections at the upstream; each receives every message.
+    #[arg(long, default_value_t = 1)]
+    pub subscribers: usize,
+    /// Topic prefix the edge's bridge forwards (`topic <PREFIX>/# out`).
+    #[arg(long, default_value = "bench")]
+    pub prefix: String,
+    /// How long a probe message may take to cross the bridge before the
+    /// run; if none does, the run fails (the bridge is not up, or does not
+    /// forward <PREFIX>/#).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub link_timeout: Duration,
+    #[command(flatten)]
+    pub outage: OutageArgs,
+    #[command(flatten)]
+    pub run: TrafficRun,
+}
+
+/// The reconnect measurement of `bridge`.
+#[derive(Debug, Clone, Args)]
+pub struct OutageArgs {
+    /// Reconnect mode: once messages flow, kill -9 this upstream process,
+    /// restart it with --restart-upstream after --down, and report the time
+    /// from the upstream being back to the arrival of the first message
+    /// published after that. --duration, --warmup and --saturate do not apply.
+    #[arg(
+        long,
+        value_name = "PID",
+        requires = "restart_upstream",
+        conflicts_with = "saturate"
+    )]
+    pub kill_upstream: Option<u32>,
+    /// The command that restarts the upstream on its port, run through
+    /// `sh -c exec` (`{port}`: that port; `{conf}`: a generated config
+    /// listening on it). The harness stops it when it ends.
+    #[arg(long, value_name = "COMMAND", requires = "kill_upstream")]
+    pub restart_upstream: Option<String>,
+    /// How long the upstream stays down.
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    pub down: Duration,
+    /// How long to wait, once the upstream is back, for a message published
+    /// after that to arrive through the bridge.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub reconnect_timeout: Duration,
 }
 
 /// `idle`.
@@ -471,5 +536,30 @@ mod tests {
             "5",
         ]);
         assert!(cli.is_ok(), "{cli:?}");
+        let bridge = |line: &str| match Cli::try_parse_from(line.split(' ')) {
+            Ok(Cli {
+                command: Command::Scenario(Scenario::Bridge(b)),
+            }) => Ok(b),
+            other => Err(format!("{other:?}")),
+        };
+        let b = bridge("x bridge --edge e:1 --upstream u:2 --qos 1").expect("bridge parses");
+        assert_eq!(
+            (b.run.conn.host.as_str(), b.upstream.as_str()),
+            ("e:1", "u:2")
+        );
+        let b = bridge("x bridge --upstream u:2").expect("the edge has --host's default");
+        assert_eq!(b.run.conn.host, "127.0.0.1:1883");
+        assert!(
+            bridge("x bridge --edge e:1").is_err(),
+            "--upstream is required"
+        );
+        assert!(
+            bridge("x bridge --upstream u:2 --host h:3").is_err(),
+            "--edge, not --host"
+        );
+        assert!(
+            bridge("x bridge --upstream u:2 --kill-upstream 5").is_err(),
+            "--kill-upstream needs --restart-upstream"
+        );
     }
 }

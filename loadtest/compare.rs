@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::app::{emit, write_hgrm};
 use crate::broker_proc::BrokerProc;
-use crate::cli::{BrokerTarget, CompareArgs};
+use crate::cli::{BrokerTarget, CompareArgs, Scenario};
 use crate::error::{LoadError, Result};
 use crate::report::{fmt_value, Report};
 use crate::scenario::{self, Outcome};
@@ -56,6 +56,11 @@ fn check(args: &CompareArgs) -> Result<()> {
     if args.scenario.traffic().is_some_and(|t| t.saturate) {
         return Err(LoadError::Usage(
             "compare does not combine with --saturate: run --saturate per broker".into(),
+        ));
+    }
+    if matches!(&args.scenario, Scenario::Bridge(b) if b.outage.kill_upstream.is_some()) {
+        return Err(LoadError::Usage(
+            "compare does not combine with --kill-upstream: run it per edge broker (loadtest/bridge.sh does)".into(),
         ));
     }
     let mut names: Vec<&str> = args.brokers.iter().map(|b| b.name.as_str()).collect();
@@ -113,7 +118,9 @@ fn run_one(args: &CompareArgs, name: &str, target: &BrokerTarget) -> Entry {
             }
             entry.report = Some(*r);
         }
-        Ok(Outcome::Saturation(_)) => entry.error = Some("unexpected saturation result".into()),
+        Ok(Outcome::Saturation(_) | Outcome::Outage(_)) => {
+            entry.error = Some("unexpected saturation or reconnect result".into())
+        }
         Err(e) => entry.error = Some(e.to_string()),
     }
     drop(guard);

@@ -92,6 +92,11 @@ pub enum RoleState {
 }
 
 impl RoleState {
+    /// A subscriber (which connects to the upstream in a `bridge` run).
+    pub fn subscribes(&self) -> bool {
+        matches!(self, RoleState::Subscriber(_))
+    }
+
     /// How errors of an open connection with this role are labelled.
     pub fn what(&self) -> &'static str {
         match self {
@@ -196,7 +201,8 @@ impl Conn {
         dial: Dial,
         now: u64,
     ) -> io::Result<Conn> {
-        let mut transport = connect_from(spec.source(dial.index), spec.broker)?;
+        let to = spec.address(dial.role.subscribes());
+        let mut transport = connect_from(spec.source(dial.index), to)?;
         registrar.register(
             &mut transport,
             Token(key),
@@ -235,7 +241,8 @@ impl Conn {
         now: u64,
     ) -> io::Result<()> {
         let connected = self.transport.connect_result().map_err(|e| {
-            io::Error::new(e.kind(), format!("connecting to {}: {e}", ctx.spec.broker))
+            let to = ctx.spec.address(self.role.subscribes());
+            io::Error::new(e.kind(), format!("connecting to {to}: {e}"))
         })?;
         if !connected {
             return Ok(());
@@ -540,7 +547,9 @@ fn ping_every(spec: &RunSpec) -> Option<u64> {
     (spec.keep_alive > 0).then(|| u64::from(spec.keep_alive) * 500_000_000)
 }
 
-fn connect_packet(spec: &RunSpec, name: &str) -> Connect {
+/// The CONNECT of connection `name`: clean session, no will, client id
+/// `sl-<run tag>-<name>`.
+pub fn connect_packet(spec: &RunSpec, name: &str) -> Connect {
     Connect {
         protocol: spec.version,
         clean_start: true,

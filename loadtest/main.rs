@@ -14,6 +14,10 @@
 //! (table, JSON, [`hgrm`] files). [`compare`] repeats a scenario over
 //! several brokers (optionally started by [`broker_proc`]) and draws
 //! [`chart`]. [`idle`] spreads huge connection counts over child processes.
+//! [`bridge`] runs the traffic through an edge broker's bridge into an
+//! upstream broker (publishers at one, subscribers at the other), after a
+//! link check with a blocking [`probe`] client; [`outage`] times the
+//! bridge's reconnection after the upstream is killed and restarted.
 //!
 //! `main` only parses the command line and calls [`app::run`].
 //!
@@ -26,12 +30,16 @@
 //! shardmq-load pairs --pairs 10 --saturate --p99-bound-ms 5 --rate 1000
 //! shardmq-load idle --connections 50000 --source 127.0.0.2,127.0.0.3 --broker-pid 1234
 //! shardmq-load connect-storm --rate 2000 --duration 5s
+//! shardmq-load bridge --edge 127.0.0.1:1884 --upstream 127.0.0.1:1883 --qos 1 --saturate
+//! shardmq-load bridge --edge 127.0.0.1:1884 --upstream 127.0.0.1:1883 --kill-upstream 4321 \
+//!     --restart-upstream 'mosquitto -c {conf}' --down 3s
 //! shardmq-load compare --broker 'mosq=cmd:mosquitto -c {conf}' \
 //!     --broker 'shardmq=cmd:shardmq -c {conf}' --broker-cores 0 --load-cores 1 \
 //!     fanout --subscribers 100 --rate 1000
 //! ```
 
 mod app;
+mod bridge;
 mod broker_proc;
 mod chart;
 mod cli;
@@ -43,8 +51,10 @@ mod error;
 mod fleet;
 mod hgrm;
 mod idle;
+mod outage;
 mod payload;
 mod plan;
+mod probe;
 mod procstat;
 mod progress;
 mod publisher;

@@ -9,7 +9,12 @@ use shardmq::protocol::{ProtocolVersion, QoS};
 /// Settings every worker reads; immutable once the run starts.
 #[derive(Debug, Clone)]
 pub struct RunSpec {
+    /// The broker under test: every connection goes here, except the
+    /// subscribers of a `bridge` run.
     pub broker: SocketAddr,
+    /// `bridge`: the broker the one under test bridges to, where the
+    /// subscribers connect. `None` in every other scenario.
+    pub upstream: Option<SocketAddr>,
     pub version: ProtocolVersion,
     pub qos: QoS,
     /// Payload bytes per message (at least the header).
@@ -40,6 +45,15 @@ impl RunSpec {
     /// The source address for connection `index`.
     pub fn source(&self, index: usize) -> Option<IpAddr> {
         (!self.sources.is_empty()).then(|| self.sources[index % self.sources.len()])
+    }
+
+    /// Where a connection in this role connects: the upstream for a
+    /// `bridge` subscriber, the broker under test otherwise.
+    pub fn address(&self, subscriber: bool) -> SocketAddr {
+        match self.upstream {
+            Some(upstream) if subscriber => upstream,
+            _ => self.broker,
+        }
     }
 
     /// The measured window relative to the start time: warm-up excluded.
@@ -103,24 +117,21 @@ impl Plan {
     /// (through `$share/<group>/` when `shared` is given).
     pub fn fanin(publishers: usize, subscribers: usize, shared: Option<&str>, tag: &str) -> Plan {
         let base = format!("shardmq-load/{tag}/fanin");
-        let filter = match shared {
-            Some(group) => format!("$share/{group}/{base}/+"),
-            None => format!("{base}/+"),
+        let (filter, delivery) = match shared {
+            Some(group) => (format!("$share/{group}/{base}/+"), Delivery::Shared),
+            None => (format!("{base}/+"), Delivery::All),
         };
-        let subs = (0..subscribers).map(|i| Role::Subscriber {
-            id: i as u32,
-            filter: filter.clone(),
-        });
-        let pubs = (0..publishers).map(|i| Role::Publisher {
-            id: i as u32,
-            topic: format!("{base}/{i}"),
-        });
-        let delivery = if shared.is_some() {
-            Delivery::Shared
-        } else {
-            Delivery::All
-        };
-        Plan::new("fanin", subs.chain(pubs).collect(), delivery)
+        let roles = topic_per_publisher(&base, &filter, publishers, subscribers);
+        Plan::new("fanin", roles, delivery)
+    }
+
+    /// `bridge`: publisher `i` on `<prefix>/<tag>/i` (at the edge broker),
+    /// subscribers on `<prefix>/<tag>/+` (at the upstream), so every
+    /// message crosses a bridge that forwards `<prefix>/#`.
+    pub fn bridge(publishers: usize, subscribers: usize, prefix: &str, tag: &str) -> Plan {
+        let base = format!("{prefix}/{tag}");
+        let roles = topic_per_publisher(&base, &format!("{base}/+"), publishers, subscribers);
+        Plan::new("bridge", roles, Delivery::All)
     }
 
     /// `pairs`: publisher `i` and subscriber `i` on `.../pair/i`.
@@ -176,6 +187,15 @@ impl Plan {
         }
     }
 
+    /// The same plan without its subscribers.
+    pub fn without_subscribers(&self) -> Plan {
+        let roles = self
+            .roles
+            .iter()
+            .filter(|r| !matches!(r, Role::Subscriber { .. }));
+        Plan::new(self.scenario, roles.cloned().collect(), self.delivery)
+    }
+
     /// Deliveries each published message should produce.
     pub fn deliveries_per_message(&self) -> u64 {
         match self.delivery {
@@ -192,6 +212,24 @@ impl Plan {
         }
         out
     }
+}
+
+/// Subscribers on `filter`, then publisher `i` on `<base>/i`.
+fn topic_per_publisher(
+    base: &str,
+    filter: &str,
+    publishers: usize,
+    subscribers: usize,
+) -> Vec<Role> {
+    let subs = (0..subscribers).map(|i| Role::Subscriber {
+        id: i as u32,
+        filter: filter.to_string(),
+    });
+    let pubs = (0..publishers).map(|i| Role::Publisher {
+        id: i as u32,
+        topic: format!("{base}/{i}"),
+    });
+    subs.chain(pubs).collect()
 }
 
 /// Maps `--mqtt-version` to the codec's version.
@@ -219,6 +257,19 @@ mod tests {
         assert!(
             matches!(&p.roles[0], Role::Subscriber { filter, .. } if filter == "$share/g/shardmq-load/t/fanin/+")
         );
+        let p = Plan::bridge(2, 3, "bench", "t");
+        assert_eq!(
+            (p.publishers, p.subscribers, p.deliveries_per_message()),
+            (2, 3, 3)
+        );
+        assert!(p.roles.contains(&Role::Subscriber {
+            id: 0,
+            filter: "bench/t/+".into()
+        }));
+        assert!(p.roles.contains(&Role::Publisher {
+            id: 1,
+            topic: "bench/t/1".into()
+        }));
         let p = Plan::pairs(3, "t");
         assert_eq!((p.publishers, p.subscribers, p.roles.len()), (3, 3, 6));
     }

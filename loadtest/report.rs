@@ -192,12 +192,12 @@ impl Report {
 
     /// One line describing the run's settings.
     pub fn headline(&self) -> String {
-        let version = if self.mqtt_version == 5 {
-            "5.0"
-        } else {
-            "3.1.1"
-        };
-        let head = format!("{} against {}: MQTT {version}", self.scenario, self.broker);
+        let head = format!(
+            "{} against {}: MQTT {}",
+            self.scenario,
+            self.broker,
+            version_name(self.mqtt_version)
+        );
         if let Some(idle) = &self.idle {
             return format!(
                 "{head}, {} connections over {} process(es), held {}s",
@@ -238,6 +238,15 @@ impl Report {
             out.push_str(&format!("  error: {e}\n"));
         }
         out
+    }
+}
+
+/// `--mqtt-version` as people write it.
+pub fn version_name(v: u8) -> &'static str {
+    if v == 5 {
+        "5.0"
+    } else {
+        "3.1.1"
     }
 }
 

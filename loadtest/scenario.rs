@@ -8,8 +8,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use shardmq::protocol::QoS;
 use shardmq::runtime::thread::available_cores;
 
-use crate::cli::{ConnArgs, CoreSpec, Scenario, TimeArgs, TrafficArgs};
+use crate::cli::{ConnArgs, CoreSpec, Scenario, TimeArgs, TrafficArgs, TrafficRun};
 use crate::error::{LoadError, Result};
+use crate::outage::OutageReport;
 use crate::payload::HEADER_LEN;
 use crate::plan::{protocol_version, Plan, RunSpec};
 use crate::report::Report;
@@ -20,6 +21,15 @@ use crate::traffic::{self, RunOpts};
 pub enum Outcome {
     Run(Box<Report>),
     Saturation(Saturation),
+    /// `bridge --kill-upstream`.
+    Outage(OutageReport),
+}
+
+/// A traffic run ready to start: its settings, checked, and where it runs.
+pub struct Job {
+    pub spec: RunSpec,
+    pub cores: Vec<Option<usize>>,
+    pub opts: RunOpts,
 }
 
 impl Scenario {
@@ -29,6 +39,7 @@ impl Scenario {
             Scenario::Fanout(a) => &a.run.conn,
             Scenario::Fanin(a) => &a.run.conn,
             Scenario::Pairs(a) => &a.run.conn,
+            Scenario::Bridge(a) => &a.run.conn,
             Scenario::Idle(a) => &a.conn,
             Scenario::ConnectStorm(a) => &a.conn,
         }
@@ -40,6 +51,7 @@ impl Scenario {
             Scenario::Fanout(a) => &mut a.run.conn,
             Scenario::Fanin(a) => &mut a.run.conn,
             Scenario::Pairs(a) => &mut a.run.conn,
+            Scenario::Bridge(a) => &mut a.run.conn,
             Scenario::Idle(a) => &mut a.conn,
             Scenario::ConnectStorm(a) => &mut a.conn,
         }
@@ -51,6 +63,7 @@ impl Scenario {
             Scenario::Fanout(a) => Some(&a.run.traffic),
             Scenario::Fanin(a) => Some(&a.run.traffic),
             Scenario::Pairs(a) => Some(&a.run.traffic),
+            Scenario::Bridge(a) => Some(&a.run.traffic),
             Scenario::Idle(_) | Scenario::ConnectStorm(_) => None,
         }
     }
@@ -61,6 +74,7 @@ impl Scenario {
             Scenario::Fanout(_) => "fanout",
             Scenario::Fanin(_) => "fanin",
             Scenario::Pairs(_) => "pairs",
+            Scenario::Bridge(_) => "bridge",
             Scenario::Idle(_) => "idle",
             Scenario::ConnectStorm(_) => "connect-storm",
         }
@@ -80,9 +94,16 @@ pub fn run(scenario: &Scenario, label: &str) -> Result<Outcome> {
             )
         }
         Scenario::Pairs(a) => (Plan::pairs(a.pairs, &tag), &a.run),
+        Scenario::Bridge(a) => return crate::bridge::run(a, label, tag),
         Scenario::Idle(a) => return crate::idle::run(a, label).map(|r| Outcome::Run(Box::new(r))),
         Scenario::ConnectStorm(a) => return storm(a, label, tag),
     };
+    let job = prepare(&plan, run, label, tag)?;
+    execute(&plan, &run.traffic, job)
+}
+
+/// Checks a traffic scenario's plan and options and resolves them.
+pub fn prepare(plan: &Plan, run: &TrafficRun, label: &str, tag: String) -> Result<Job> {
     let (traffic, time, conn) = (&run.traffic, &run.time, &run.conn);
     if plan.publishers == 0 || plan.subscribers == 0 {
         return Err(LoadError::Usage(format!(
@@ -92,12 +113,20 @@ pub fn run(scenario: &Scenario, label: &str) -> Result<Outcome> {
     }
     let mut spec = spec(conn, Some(time), tag)?;
     apply_traffic(&mut spec, traffic, plan.publishers)?;
-    let cores = cores(conn.cores.as_ref())?;
-    let opts = opts(conn, time, label);
+    Ok(Job {
+        spec,
+        cores: cores(conn.cores.as_ref())?,
+        opts: opts(conn, time, label),
+    })
+}
+
+/// Runs `job` once, or as a saturation search under `--saturate`.
+pub fn execute(plan: &Plan, traffic: &TrafficArgs, job: Job) -> Result<Outcome> {
     if traffic.saturate {
-        return saturate::run(&spec, &plan, &cores, &opts, traffic).map(Outcome::Saturation);
+        return saturate::run(&job.spec, plan, &job.cores, &job.opts, traffic)
+            .map(Outcome::Saturation);
     }
-    traffic::measure(spec, &plan, &cores, &opts).map(|r| Outcome::Run(Box::new(r)))
+    traffic::measure(job.spec, plan, &job.cores, &job.opts).map(|r| Outcome::Run(Box::new(r)))
 }
 
 fn storm(a: &crate::cli::StormArgs, label: &str, tag: String) -> Result<Outcome> {
@@ -129,6 +158,7 @@ fn opts(conn: &ConnArgs, time: &TimeArgs, label: &str) -> RunOpts {
 pub fn spec(conn: &ConnArgs, time: Option<&TimeArgs>, tag: String) -> Result<RunSpec> {
     Ok(RunSpec {
         broker: resolve(&conn.host)?,
+        upstream: None,
         version: protocol_version(conn.mqtt_version),
         qos: QoS::AtMostOnce,
         payload: HEADER_LEN,
@@ -173,16 +203,18 @@ fn apply_traffic(spec: &mut RunSpec, t: &TrafficArgs, publishers: usize) -> Resu
     Ok(())
 }
 
-/// Resolves `--host`.
+/// Resolves a broker address (`--host`, `--edge`, `--upstream`).
 pub fn resolve(host: &str) -> Result<SocketAddr> {
     let mut addrs = host.to_socket_addrs().map_err(|e| {
         LoadError::Usage(format!(
-            "cannot resolve --host {host:?} (expected host:port): {e}"
+            "cannot resolve the broker address {host:?} (expected host:port): {e}"
         ))
     })?;
-    addrs
-        .next()
-        .ok_or_else(|| LoadError::Usage(format!("--host {host:?} resolves to no address")))
+    addrs.next().ok_or_else(|| {
+        LoadError::Usage(format!(
+            "the broker address {host:?} resolves to no address"
+        ))
+    })
 }
 
 /// The worker cores: pinned to each allowed core (or those asked for);

@@ -22,7 +22,7 @@ use crate::stats::{self, Totals};
 /// After the window, stop draining once nothing arrived for this long.
 pub const QUIET: Duration = Duration::from_secs(2);
 /// Time from "all connected" to the first scheduled send.
-const START_DELAY: Duration = Duration::from_millis(20);
+pub const START_DELAY: Duration = Duration::from_millis(20);
 
 /// Run-level options that are not worker settings.
 #[derive(Debug, Clone)]
@@ -44,22 +44,7 @@ pub fn measure(
 ) -> Result<Report> {
     let spec = Arc::new(spec);
     let mut progress = Progress::new();
-    let fleet = Fleet::launch(spec.clone(), plan, cores)?;
-    let snap = fleet.wait_ready(spec.connect_timeout + Duration::from_secs(1), &mut progress);
-    if snap.ready < fleet.connections as u64 {
-        progress.finish();
-        let samples = fleet.control.error_samples();
-        let total = fleet.connections;
-        fleet.finish()?;
-        return Err(LoadError::Run(format!(
-            "only {} of {total} connections to {} were established ({} failed; first errors: {}). \
-             Check --host, that the broker runs and accepts that many clients, and --connect-timeout.",
-            snap.ready,
-            spec.broker,
-            snap.failed,
-            samples.join("; ")
-        )));
-    }
+    let fleet = connect_all(&spec, plan, cores, &mut progress)?;
     let start = now_ns() + ns(START_DELAY);
     fleet.start_at(start);
     let usage = watch_run(&fleet, &spec, plan, start, opts, &mut progress)?;
@@ -76,6 +61,37 @@ pub fn measure(
     report.failed_connections = final_snap.failed;
     report.error_samples = samples;
     Ok(report)
+}
+
+/// Starts the workers of `plan` and waits until every connection is
+/// established (and subscribed); an error, with the first connection
+/// errors, if any could not be.
+pub fn connect_all(
+    spec: &Arc<RunSpec>,
+    plan: &Plan,
+    cores: &[Option<usize>],
+    progress: &mut Progress,
+) -> Result<Fleet> {
+    let fleet = Fleet::launch(spec.clone(), plan, cores)?;
+    let snap = fleet.wait_ready(spec.connect_timeout + Duration::from_secs(1), progress);
+    if snap.ready >= fleet.connections as u64 {
+        return Ok(fleet);
+    }
+    progress.finish();
+    let samples = fleet.control.error_samples();
+    let total = fleet.connections;
+    fleet.finish()?;
+    let to = match spec.upstream {
+        Some(upstream) => format!("{} (subscribers: {upstream})", spec.broker),
+        None => spec.broker.to_string(),
+    };
+    Err(LoadError::Run(format!(
+        "only {} of {total} connections to {to} were established ({} failed; first errors: {}). \
+         Check the broker address, that the broker runs and accepts that many clients, and --connect-timeout.",
+        snap.ready,
+        snap.failed,
+        samples.join("; ")
+    )))
 }
 
 /// Polls the run until it is over; samples the broker at the window's ends.

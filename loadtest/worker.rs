@@ -670,6 +670,7 @@ impl Driver for Worker {
 pub fn test_ctx(qos: shardmq::protocol::QoS, inflight: u16, rate: f64) -> Ctx {
     let spec = RunSpec {
         broker: ([127, 0, 0, 1], 1883).into(),
+        upstream: None,
         version: crate::plan::protocol_version(3),
         qos,
         payload: crate::payload::HEADER_LEN,

@@ -512,7 +512,11 @@ fn try_private_falls_back_when_the_remote_refuses_the_bridge_bit() {
     );
     b.wait_bridge("tp");
     b.stop();
-    assert_eq!(remote.join().unwrap(), [true, false], "bit, then without it");
+    assert_eq!(
+        remote.join().unwrap(),
+        [true, false],
+        "bit, then without it"
+    );
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! The load harness against a real Mosquitto and against an in-process
-//! shardmq: counts, loss detection, histograms, JSON and `compare`. The
+//! shardmq: counts, loss detection, histograms, JSON, `compare`, and the
+//! `bridge` scenario through a Mosquitto bridge. The
 //! Mosquitto tests are skipped (with a message) when `mosquitto` is not
 //! installed, except under CI (`CI` set), where that is a failure.
 
@@ -37,10 +38,30 @@ fn harness(args: &[&str]) -> Output {
     out
 }
 
+/// Runs the harness with `args`, which must fail; returns its stderr.
+fn harness_fails(args: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("run shardmq-load");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success(),
+        "shardmq-load {args:?} succeeded: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    stderr
+}
+
 /// Runs a command line (words split on spaces) with `--json` and returns
 /// the parsed report.
 fn json_run(line: &str) -> Value {
-    let args: Vec<&str> = line.split_whitespace().chain(["--json"]).collect();
+    json_of(&line.split_whitespace().collect::<Vec<_>>())
+}
+
+/// Runs the harness with `args` and `--json` and returns the parsed report.
+fn json_of(args: &[&str]) -> Value {
+    let args: Vec<&str> = args.iter().copied().chain(["--json"]).collect();
     let out = harness(&args);
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
@@ -285,5 +306,143 @@ fn run_ends_on_time_and_reports_loss_when_the_broker_stalls() {
     assert!(
         num(&report, "delivered") > 0,
         "what arrived before the stall is counted: {report}"
+    );
+}
+
+/// An upstream Mosquitto and an edge Mosquitto whose bridge forwards
+/// `bench/#` to it, or `None` if mosquitto is not installed.
+fn bridged_mosquittos(test: &str) -> Option<(Mosquitto, Mosquitto)> {
+    let upstream = mosquitto(&format!("{test}-up"))?;
+    let section = format!(
+        "connection bench-up\naddress {}\ntopic bench/# out 1\ncleansession true\n\
+         notifications false\n",
+        upstream.host()
+    );
+    let edge = Mosquitto::start(&format!("{test}-edge"), |_| {
+        format!("max_queued_messages 100000\n{section}")
+    })?;
+    Some((upstream, edge))
+}
+
+#[test]
+fn bridge_through_mosquitto_loses_nothing_at_qos1() {
+    let Some((upstream, edge)) = bridged_mosquittos("bridge") else {
+        return;
+    };
+    let r = json_run(&format!(
+        "bridge --edge {} --upstream {} --qos 1 --publishers 2 --subscribers 2 --rate 500 \
+         --duration 2s --warmup 500ms --broker-pid {}",
+        edge.host(),
+        upstream.host(),
+        edge.pid()
+    ));
+    assert_eq!(r["scenario"], "bridge", "{r}");
+    assert_eq!((num(&r, "sent"), num(&r, "delivered")), (1000, 2000), "{r}");
+    assert_eq!(
+        (
+            num(&r, "lost"),
+            num(&r, "duplicates"),
+            num(&r, "out_of_order"),
+            num(&r, "errors")
+        ),
+        (0, 0, 0, 0),
+        "{r}"
+    );
+    // By sequence number over the whole run: 1250 messages to 2 subscribers.
+    assert_eq!(num(&r, "expected"), 2500, "warm-up included: {r}");
+    assert_eq!(num(&r["latency"], "count"), 2000, "{r}");
+    assert!(r["broker_usage"]["cpu_us_per_msg"].is_number(), "{r}");
+}
+
+#[test]
+fn bridge_through_shardmq_loses_nothing_at_qos1() {
+    let Some(upstream) = mosquitto("shardmq-bridge-up") else {
+        return;
+    };
+    let section = format!(
+        "connection bench-up\naddress {}\ntopic bench/# out 1\ncleansession true\n\
+         notifications false\n",
+        upstream.host()
+    );
+    let (parsed, _) = shardmq::config::Config::parse(&section, "edge.conf").expect("valid");
+    let edge = common::TestBroker::with(2, |c| c.bridges = parsed.bridges);
+    edge.wait_bridge("bench-up");
+    let r = json_run(&format!(
+        "bridge --edge {} --upstream {} --qos 1 --publishers 2 --subscribers 2 --rate 500 \
+         --duration 2s --warmup 500ms",
+        edge.addr,
+        upstream.host(),
+    ));
+    assert_eq!((num(&r, "sent"), num(&r, "delivered")), (1000, 2000), "{r}");
+    assert_eq!(
+        (
+            num(&r, "lost"),
+            num(&r, "duplicates"),
+            num(&r, "out_of_order")
+        ),
+        (0, 0, 0),
+        "{r}"
+    );
+}
+
+#[test]
+fn bridge_reconnect_is_timed_from_the_upstream_being_back() {
+    let Some((upstream, edge)) = bridged_mosquittos("reconnect") else {
+        return;
+    };
+    let (edge_host, upstream_host) = (edge.host(), upstream.host());
+    let pid = upstream.pid().to_string();
+    let r = json_of(&[
+        "bridge",
+        "--edge",
+        &edge_host,
+        "--upstream",
+        &upstream_host,
+        "--qos",
+        "1",
+        "--rate",
+        "200",
+        "--kill-upstream",
+        &pid,
+        "--restart-upstream",
+        "mosquitto -c {conf}",
+        "--down",
+        "500ms",
+        "--reconnect-timeout",
+        "15s",
+    ]);
+    assert_eq!(r["scenario"], "bridge-reconnect", "{r}");
+    let down = r["down_s"].as_f64().expect("down_s");
+    assert!((0.5..3.0).contains(&down), "{r}");
+    // Mosquitto 2.0's bridge is back about 5 s after the link dropped.
+    let reconnect = r["reconnect_s"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no message through the bridge after the restart: {r}"));
+    assert!(reconnect > 0.0, "{r}");
+    assert_eq!(num(&r, "errors"), 0, "{r}");
+}
+
+#[test]
+fn bridge_scenario_says_so_when_the_edge_does_not_bridge() {
+    // Two brokers, no bridge between them.
+    let (edge, upstream) = (common::TestBroker::start(1), common::TestBroker::start(1));
+    let started = Instant::now();
+    let stderr = harness_fails(&[
+        "bridge",
+        "--edge",
+        &edge.addr.to_string(),
+        "--upstream",
+        &upstream.addr.to_string(),
+        "--link-timeout",
+        "500ms",
+    ]);
+    assert!(
+        stderr.contains("the bridge did not deliver") && stderr.contains("forwards `bench/#` out"),
+        "{stderr}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
     );
 }
