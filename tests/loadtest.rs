@@ -22,6 +22,12 @@ fn mosquitto(test: &str) -> Option<Mosquitto> {
     Mosquitto::start(test, |_| "max_queued_messages 100000\n".to_owned())
 }
 
+/// Nothing lost, duplicated or reordered in a run's report.
+fn assert_no_loss(r: &Value) {
+    let counts = (num(r, "lost"), num(r, "duplicates"), num(r, "out_of_order"));
+    assert_eq!(counts, (0, 0, 0), "{r}");
+}
+
 /// Runs the harness with `args`; panics with its output if it fails.
 fn harness(args: &[&str]) -> Output {
     let out = Command::new(BIN)
@@ -259,15 +265,7 @@ fn in_process_shardmq_counts_losses_and_qos2_exactly() {
         "pairs --host {host} --pairs 20 --qos 2 --mqtt-version 5 --rate 1000 --duration 1s --warmup 200ms"
     ));
     assert_eq!(num(&r, "delivered"), num(&r, "sent"), "{r}");
-    assert_eq!(
-        (
-            num(&r, "lost"),
-            num(&r, "duplicates"),
-            num(&r, "out_of_order")
-        ),
-        (0, 0, 0),
-        "{r}"
-    );
+    assert_no_loss(&r);
     broker.stop();
 }
 
@@ -374,15 +372,7 @@ fn bridge_through_shardmq_loses_nothing_at_qos1() {
         upstream.host(),
     ));
     assert_eq!((num(&r, "sent"), num(&r, "delivered")), (1000, 2000), "{r}");
-    assert_eq!(
-        (
-            num(&r, "lost"),
-            num(&r, "duplicates"),
-            num(&r, "out_of_order")
-        ),
-        (0, 0, 0),
-        "{r}"
-    );
+    assert_no_loss(&r);
 }
 
 #[test]
