@@ -157,9 +157,13 @@ pub const BRIDGE_MAX_INCOMING: usize = 16 * 1024 * 1024;
 /// Time a link has from starting to connect until CONNACK.
 pub const BRIDGE_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The first retry after an established link dropped comes within this
-/// (then `restart_timeout` applies).
+/// Retries after an established link dropped come this often at most
+/// (jittered down to half), [`BRIDGE_QUICK_RETRIES`] times; then
+/// `restart_timeout` applies.
 pub const BRIDGE_QUICK_RETRY: Duration = Duration::from_millis(500);
+
+/// Quick retries after an established link dropped (about 7.5 s of them).
+pub const BRIDGE_QUICK_RETRIES: u32 = 20;
 
 /// How often a link away from its primary address (`round_robin false`)
 /// checks whether the primary answers again.

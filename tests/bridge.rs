@@ -557,3 +557,32 @@ fn bind_address_once_outgoing_retain_and_max_packet_size() {
     assert!(!b.bridges()[0].connected, "start_type once reconnected");
     assert_eq!(up.log().matches("as edge-o").count(), 1, "{}", up.log());
 }
+
+/// QoS 0 messages leave the queue as they are written: many more than
+/// the queue holds pass through a connected link.
+#[test]
+fn qos0_messages_leave_the_queue_once_written() {
+    let up = Mosquitto::run("qos0", "");
+    let b = edge(
+        1,
+        &format!(
+            "max_queued_messages 50\nconnection z\naddress 127.0.0.1:{}\ntopic z/# out 0\n",
+            up.port
+        ),
+    );
+    b.wait_bridge("z");
+    let mut sub = client(up.addr(), V311, "cloud-z0");
+    sub.subscribe("z/#", QoS::AtMostOnce);
+    let mut p = client(b.addr, V311, "edge-z0");
+    for i in 0..500u32 {
+        p.publish("z/n", &i.to_be_bytes(), QoS::AtMostOnce, false, 0);
+        if i % 40 == 39 {
+            // Paced: a burst never exceeds the queue.
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let got = drain(&mut sub, Duration::from_millis(500));
+    assert_eq!(got.len(), 500, "{:?}", b.bridges());
+    let s = b.wait_bridge("z");
+    assert_eq!((s.queued, s.sent, s.dropped), (0, 500, 0), "{s:?}");
+}

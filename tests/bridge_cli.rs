@@ -302,3 +302,38 @@ fn edge_to_cloud_with_command_line_clients() {
     );
     drop((at_cloud.child, at_edge.child));
 }
+
+/// CPU seconds (user + system) a process has used, from /proc.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc stat");
+    // Fields after the command name (which may hold spaces): utime is the
+    // 12th, stime the 13th.
+    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    ticks as f64 / hz
+}
+
+/// A connected, idle bridge costs nothing: the bridge thread parks until
+/// its next keepalive (a loop that wakes for nothing would burn a core).
+#[test]
+fn an_idle_bridge_does_not_spin() {
+    let up = Mosquitto::run("idle", "");
+    let edge = Edge::start(
+        "idle",
+        &format!(
+            "connection idle\naddress 127.0.0.1:{}\nkeepalive_interval 5\ntopic i/# both 1\n",
+            up.port
+        ),
+    );
+    edge.wait_line("bridge idle: connected", Duration::from_secs(10));
+    // Past the first keepalive, and past the link's other periodic checks
+    // (a primary probe's timer once spun the loop from 5 s on).
+    std::thread::sleep(Duration::from_secs(5));
+    let before = cpu_seconds(edge.child.0.id());
+    std::thread::sleep(Duration::from_secs(2));
+    let used = cpu_seconds(edge.child.0.id()) - before;
+    assert!(used < 0.1, "{used:.2} s of CPU in 2 s idle");
+}

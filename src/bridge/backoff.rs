@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::config::RestartTimeout;
-use crate::limits::BRIDGE_QUICK_RETRY;
+use crate::limits::{BRIDGE_QUICK_RETRIES, BRIDGE_QUICK_RETRY};
 
 /// A link's reconnect policy and where it is in it. Owned by its link.
 #[derive(Debug)]
@@ -13,9 +13,11 @@ pub struct Backoff {
     policy: RestartTimeout,
     /// The last delay handed out (the jitter grows from it).
     last: Duration,
-    /// The link was up until the failure being retried: the first retry
-    /// comes quickly (a restarted upstream is back within a second).
-    was_up: bool,
+    /// Quick retries left: a link that was up retries every
+    /// [`BRIDGE_QUICK_RETRY`] (jittered) this many times before the
+    /// policy applies, so a restarted upstream is found within half a
+    /// second of its return.
+    quick_left: u32,
     rng: u64,
 }
 
@@ -24,7 +26,7 @@ impl Backoff {
         Backoff {
             policy,
             last: Duration::ZERO,
-            was_up: false,
+            quick_left: 0,
             rng: seed | 1,
         }
     }
@@ -32,18 +34,20 @@ impl Backoff {
     /// The link connected: the next failure starts the policy afresh.
     pub fn connected(&mut self) {
         self.last = Duration::ZERO;
-        self.was_up = true;
+        self.quick_left = BRIDGE_QUICK_RETRIES;
     }
 
     /// How long to wait before the next attempt.
     ///
-    /// After a link that was up drops, the first retry comes within
-    /// [`BRIDGE_QUICK_RETRY`] (jittered, so many edges do not return at
-    /// once); then the configured policy. Mosquitto waits the whole
-    /// `restart_timeout` (5 s by default) even for that first retry.
+    /// After a link that was up drops, the first [`BRIDGE_QUICK_RETRIES`]
+    /// retries come every [`BRIDGE_QUICK_RETRY`] or less (jittered, so
+    /// many edges do not return at once); then the configured policy.
+    /// Mosquitto waits `restart_timeout` (5 s and more by default) from
+    /// the first retry on.
     pub fn next_delay(&mut self) -> Duration {
-        if std::mem::take(&mut self.was_up) {
-            return self.between(BRIDGE_QUICK_RETRY / 10, BRIDGE_QUICK_RETRY);
+        if self.quick_left > 0 {
+            self.quick_left -= 1;
+            return self.between(BRIDGE_QUICK_RETRY / 2, BRIDGE_QUICK_RETRY);
         }
         let delay = match self.policy {
             RestartTimeout::Constant(d) => d,
@@ -140,11 +144,22 @@ mod tests {
     }
 
     #[test]
-    fn the_first_retry_after_an_up_link_is_quick_then_the_policy() {
+    fn retries_after_an_up_link_are_quick_then_the_policy() {
         let policy = RestartTimeout::Constant(Duration::from_secs(5));
         let mut b = Backoff::new(policy, 9);
+        assert_eq!(
+            b.next_delay(),
+            Duration::from_secs(5),
+            "never up: the policy"
+        );
         b.connected();
-        assert!(b.next_delay() <= BRIDGE_QUICK_RETRY);
+        for _ in 0..BRIDGE_QUICK_RETRIES {
+            let d = b.next_delay();
+            assert!(
+                d >= BRIDGE_QUICK_RETRY / 2 && d <= BRIDGE_QUICK_RETRY,
+                "{d:?}"
+            );
+        }
         assert_eq!(b.next_delay(), Duration::from_secs(5));
     }
 

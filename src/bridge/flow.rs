@@ -95,6 +95,7 @@ impl Link {
                     self.queue.finish(id);
                 }
             }
+            self.queue.pop_done();
         }
     }
 

@@ -454,6 +454,13 @@ impl Link {
                 return;
             }
         }
+        let probe_late = self
+            .probe
+            .as_ref()
+            .is_some_and(|(_, since)| now >= *since + BRIDGE_CONNECT_TIMEOUT);
+        if probe_late {
+            self.drop_probe(ctx.registrar);
+        }
         if self.addresses.wants_primary() && self.probe.is_none() && now >= self.next_probe {
             self.start_probe(ctx);
         }
@@ -525,22 +532,31 @@ impl Link {
         match self.state {
             State::Down { retry } => retry,
             State::Connecting { deadline } => Some(deadline),
-            State::Up => {
-                let wire = self.wire.as_ref()?;
-                let mut next = self.next_probe.max(wire.last_in);
-                if let Some((_, since)) = &self.probe {
-                    next = next.min(*since + BRIDGE_CONNECT_TIMEOUT);
-                }
-                if self.remote.keepalive > 0 {
-                    let k = Duration::from_secs(u64::from(self.remote.keepalive));
-                    next = next.min(wire.last_out + k).min(wire.last_in + k * 3 / 2);
-                }
-                if let StartType::Lazy { idle_timeout, .. } = self.config.start_type {
-                    next = next.min(self.last_traffic + idle_timeout);
-                }
-                Some(next)
+            State::Up => self.up_deadline(),
+        }
+    }
+
+    /// The nearest deadline of an up link: keepalive, lazy idle, primary
+    /// probe. `None` when it has none (no keepalive, nothing to probe).
+    fn up_deadline(&self) -> Option<Instant> {
+        let wire = self.wire.as_ref()?;
+        let mut next: Option<Instant> = None;
+        let mut at = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
+        if self.addresses.wants_primary() {
+            match &self.probe {
+                None => at(self.next_probe),
+                Some((_, since)) => at(*since + BRIDGE_CONNECT_TIMEOUT),
             }
         }
+        if self.remote.keepalive > 0 {
+            let k = Duration::from_secs(u64::from(self.remote.keepalive));
+            at(wire.last_out + k);
+            at(wire.last_in + k * 3 / 2);
+        }
+        if let StartType::Lazy { idle_timeout, .. } = self.config.start_type {
+            at(self.last_traffic + idle_timeout);
+        }
+        next
     }
 
     /// A lazy link with enough queued connects now.

@@ -269,8 +269,10 @@ impl OutQueue {
         Some((seq - self.first_seq) as usize)
     }
 
-    /// Drops finished entries from the front.
-    fn pop_done(&mut self) {
+    /// Drops finished entries from the front: call once what
+    /// [`OutQueue::next`] returned is written (a QoS 0 message is finished
+    /// then), before the next call.
+    pub fn pop_done(&mut self) {
         while self.sent > 0 && self.entries.front().map(|e| e.stage) == Some(Stage::Done) {
             if let Some(e) = self.entries.pop_front() {
                 self.bytes -= e.size();
