@@ -11,6 +11,11 @@
 #
 #   cargo build --release --bins && bash loadtest/bridge.sh
 #
+# LINK_DELAY_MS=5 puts a proxy holding every byte 5 ms each way between
+# the edge's bridge and the upstream (loadtest/delay_proxy.py, on core 1):
+# a link with a wide-area round trip, where a bridge's inflight window,
+# not its CPU, sets its rate. The reconnect run is skipped then.
+#
 # Settings (environment): EDGES ("mosquitto shardmq"), OUT (target/bridge),
 # DURATION (3s, per saturation step), START_RATE (5000), STEP_FACTOR (1.5),
 # MAX_STEPS (10), P99_BOUND_MS (50), DOWN (3s, upstream down),
@@ -151,8 +156,14 @@ for edge in $edges; do
     >"$out/upstream.conf"
   start "upstream-$edge" 1 "$up_port" "$mosquitto" -c "$out/upstream.conf"
   up_pid=$pid
+  link_port=$up_port
+  if [ -n "${LINK_DELAY_MS:-}" ]; then
+    link_port=$(free_port)
+    start "delay-$edge" 1 "$link_port" python3 loadtest/delay_proxy.py "$link_port" "$up_port" "$LINK_DELAY_MS"
+    delay_pid=$pid
+  fi
   edge_port=$(free_port)
-  edge_conf "$edge_port" "$up_port" >"$out/edge-$edge.conf"
+  edge_conf "$edge_port" "$link_port" >"$out/edge-$edge.conf"
   case $edge in
     mosquitto) start "edge-$edge" 0 "$edge_port" "$mosquitto" -c "$out/edge-$edge.conf" ;;
     shardmq) start "edge-$edge" 0 "$edge_port" "$bin/shardmq" -c "$out/edge-$edge.conf" --shards 1 ;;
@@ -172,7 +183,7 @@ for edge in $edges; do
       fi
     fi
   done
-  if [ "$delivers" = yes ]; then
+  if [ "$delivers" = yes ] && [ -z "${LINK_DELAY_MS:-}" ]; then
     echo "== $edge edge: reconnect after kill -9 of the upstream (down $down)" >&2
     harness "$edge-reconnect" 120 "${where[@]}" --qos 1 --rate 1000 \
       --kill-upstream "$up_pid" --down "$down" --reconnect-timeout 60s \
@@ -183,10 +194,13 @@ for edge in $edges; do
   fi
   stop "$edge_pid"
   stop "$up_pid"
+  if [ -n "${LINK_DELAY_MS:-}" ]; then
+    stop "$delay_pid"
+  fi
 done
 
 python3 - "$out" $edges <<'EOF'
-import json, sys
+import json, os, sys
 
 out, edges = sys.argv[1], sys.argv[2:]
 
@@ -201,6 +215,8 @@ def load(name):
             lines = [l.strip() for l in f if l.strip()]
         return None, lines[-1] if lines else "no result"
     except OSError:
+        if name.endswith("-reconnect") and os.environ.get("LINK_DELAY_MS"):
+            return None, "not run (LINK_DELAY_MS set)"
         return None, "not run (an earlier run showed the bridge does not deliver)"
 
 def best(search):
@@ -237,8 +253,10 @@ for edge in edges:
     if rec is None:
         notes.append(f"{edge} reconnect: {err}")
 
+delay = os.environ.get("LINK_DELAY_MS")
+link = f", link delayed {delay} ms each way" if delay else ""
 print(f"bridge: 1 publisher at the edge -> bridge -> 1 subscriber at an upstream Mosquitto, 64 B,"
-      f" highest rate with p99 <= {bound} ms; edge on core 0, upstream + harness on core 1")
+      f" highest rate with p99 <= {bound} ms; edge on core 0, upstream + harness on core 1{link}")
 print(f"  {'edge broker':<12} {'QoS':>3} {'msgs/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'edge CPU us/msg':>16}")
 base = edges[0]
 for qos in (0, 1):

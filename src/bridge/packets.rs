@@ -139,3 +139,94 @@ pub fn unsubscribe(routes: &Routes) -> Option<Unsubscribe> {
 fn control_id(id: u16) -> PacketId {
     NonZeroU16::new(id).unwrap_or(NonZeroU16::MIN)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn bridge(lines: &str) -> BridgeConfig {
+        let text = format!("connection b\naddress 127.0.0.1:1\ntopic a/# both 1\n{lines}");
+        Config::parse(&text, "t.conf").unwrap().0.bridges.remove(0)
+    }
+
+    #[test]
+    fn a_v5_connect_carries_the_mqtt5_settings() {
+        let c = connect(
+            &bridge(
+                "bridge_protocol_version mqttv50\nbridge_receive_maximum 7\n\
+                 bridge_max_packet_size 1000\nbridge_session_expiry_interval 60\n",
+            ),
+            true,
+        );
+        let p = &c.properties;
+        assert_eq!(
+            (
+                p.receive_maximum,
+                p.maximum_packet_size,
+                p.session_expiry_interval
+            ),
+            (Some(7), Some(1000), Some(60))
+        );
+        assert!(!c.bridge, "no bridge bit in MQTT 5");
+    }
+
+    #[test]
+    fn a_persistent_v5_session_never_expires_unless_told() {
+        let persistent = connect(&bridge("bridge_protocol_version mqttv50\n"), false);
+        assert_eq!(
+            persistent.properties.session_expiry_interval,
+            Some(u32::MAX)
+        );
+        let clean = connect(
+            &bridge("bridge_protocol_version mqttv50\ncleansession true\n"),
+            false,
+        );
+        assert_eq!(clean.properties.session_expiry_interval, None);
+    }
+
+    #[test]
+    fn the_will_is_the_state_topic_unless_notifications_stay_local() {
+        let c = connect(&bridge("remote_clientid edge\n"), true);
+        let will = c.will.expect("state will");
+        assert_eq!(will.topic.as_str(), "$SYS/broker/connection/edge/state");
+        assert_eq!((&will.payload[..], will.retain), (&b"0"[..], true));
+        assert!(
+            c.bridge && c.properties.is_empty(),
+            "3.1.1: the bit, no properties"
+        );
+        let local = connect(&bridge("notifications_local_only true\n"), true);
+        assert!(local.will.is_none());
+        let custom = bridge("notification_topic edges/b/up\n");
+        let state = state_message(
+            &custom,
+            true,
+            Origin {
+                shard: 0,
+                session: 1,
+            },
+        )
+        .unwrap();
+        assert_eq!(state.publish.topic.as_str(), "edges/b/up");
+        assert!(state_message(&bridge("notifications false\n"), true, state.origin).is_none());
+    }
+
+    #[test]
+    fn subscriptions_use_no_local_in_v5_and_unsubscribe_lists_out_only_lines() {
+        let routes = Routes::new(&bridge("topic x/# out 0\ntopic y/# in 2\n"));
+        let sub = subscribe(&routes, true).unwrap();
+        let filters: Vec<_> = sub.filters.iter().map(|(f, o)| (f.as_str(), *o)).collect();
+        assert!(filters
+            .iter()
+            .all(|(_, o)| o.no_local && o.retain_as_published));
+        assert_eq!(
+            filters.iter().map(|(f, o)| (*f, o.qos)).collect::<Vec<_>>(),
+            [("a/#", QoS::AtLeastOnce), ("y/#", QoS::ExactlyOnce)]
+        );
+        let v3 = subscribe(&routes, false).unwrap();
+        assert!(v3.filters.iter().all(|(_, o)| !o.no_local));
+        let unsub = unsubscribe(&routes).unwrap();
+        let out_only: Vec<_> = unsub.filters.iter().map(|f| f.as_str()).collect();
+        assert_eq!(out_only, ["x/#"]);
+    }
+}
