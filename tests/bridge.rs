@@ -586,3 +586,32 @@ fn qos0_messages_leave_the_queue_once_written() {
     let s = b.wait_bridge("z");
     assert_eq!((s.queued, s.sent, s.dropped), (0, 500, 0), "{s:?}");
 }
+
+/// Every reconnect subscribes again: `in` messages flow after the upstream
+/// restarted with no memory of the bridge.
+#[test]
+fn in_subscriptions_are_made_again_after_a_reconnect() {
+    let mut up = Mosquitto::run("resub", "");
+    let b = edge(
+        1,
+        &format!(
+            "connection rs\naddress 127.0.0.1:{}\nremote_clientid edge-rs\ntopic c/# in 1\n",
+            up.port
+        ),
+    );
+    b.wait_bridge("rs");
+    let mut local = client(b.addr, V311, "local-rs");
+    local.subscribe("c/#", QoS::AtLeastOnce);
+    up.kill();
+    up.restart();
+    // The log spans both lives: the second subscription is the new one.
+    up.wait_log_times("edge-rs 1 c/#", 2, Duration::from_secs(10));
+    let mut cloud = client(up.addr(), V311, "cloud-rs");
+    cloud.publish("c/after", b"again", QoS::AtLeastOnce, false, 1);
+    let p = local.expect_publish();
+    assert_eq!(
+        (p.topic.as_str(), &p.payload[..]),
+        ("c/after", &b"again"[..])
+    );
+    assert_eq!(b.wait_bridge("rs").reconnects, 1);
+}

@@ -128,8 +128,13 @@ impl Mosquitto {
 
     /// Waits until its log has a line containing `text`.
     pub fn wait_log(&self, text: &str, within: Duration) {
+        self.wait_log_times(text, 1, within);
+    }
+
+    /// Waits until its log (across restarts) holds `text` `times` times.
+    pub fn wait_log_times(&self, text: &str, times: usize, within: Duration) {
         let deadline = Instant::now() + within;
-        while !self.log().contains(text) {
+        while self.log().matches(text).count() < times {
             assert!(
                 Instant::now() < deadline,
                 "mosquitto never logged {text:?}; log:\n{}",
