@@ -289,6 +289,7 @@ fn bridge_setup(
         commands: rx,
         stop: Arc::clone(stop),
         board,
+        wake: Arc::clone(wake),
     };
     (setup, control)
 }

@@ -191,10 +191,11 @@ fn retained_messages_cross_the_bridge_with_their_flag() {
             let mut late_sub = client(addr, V311, &format!("late-{who}"));
             late_sub.subscribe("cfg/#", QoS::AtLeastOnce);
             let got = drain(&mut late_sub, Duration::from_millis(300));
-            assert!(got.iter().all(|p| p.retain), "{who}: {got:?}");
+            // A message still crossing comes live (retain 0): look again.
+            let all_retained = got.iter().all(|p| p.retain);
             let mut got = topics_and_payloads(&got);
             got.sort();
-            if got == want {
+            if got == want && all_retained {
                 break;
             }
             assert!(Instant::now() < deadline, "{who} retained: {got:?}");
@@ -420,13 +421,15 @@ fn while_the_link_is_down_qos1_is_queued_and_qos0_dropped_then_delivered_in_orde
     }
 }
 
+/// Also a host name (resolved off the loop; `localhost` may give ::1
+/// first, where nothing listens: the next address is tried).
 #[test]
 fn a_lazy_bridge_connects_at_its_threshold() {
     let up = Mosquitto::run("lazy", "");
     let b = edge(
         1,
         &format!(
-            "connection lz\naddress 127.0.0.1:{}\nremote_clientid edge-lazy\n\
+            "connection lz\naddress localhost:{}\nremote_clientid edge-lazy\n\
              start_type lazy\nthreshold 3\ntopic z/# out 1\n",
             up.port
         ),

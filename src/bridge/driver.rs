@@ -13,11 +13,12 @@ use slab::Slab;
 use super::link::{Ctx, Link};
 use super::local::Local;
 use super::queue::{Limits, OutQueue};
+use super::resolve::Resolver;
 use super::status::StatusBoard;
 use crate::config::BridgeConfig;
 use crate::limits::{BRIDGE_SHUTDOWN_FLUSH, START_TIMEOUT, TICK};
 use crate::mesh::Message;
-use crate::runtime::{Driver, Readiness, Registrar, Token};
+use crate::runtime::{Driver, Readiness, Registrar, Token, Wake};
 
 /// What the control plane asks of the bridge thread.
 #[derive(Debug)]
@@ -49,6 +50,7 @@ enum Closing {
 struct Env {
     local: Local,
     registrar: Registrar,
+    resolver: Resolver,
     /// Messages brought in by a link, to offer to every link's `out` side.
     relay: Vec<Arc<Message>>,
     queue_qos0: bool,
@@ -59,6 +61,7 @@ impl Env {
         Ctx {
             local: &mut self.local,
             registrar: &self.registrar,
+            resolver: &self.resolver,
             relay: &mut self.relay,
             queue_qos0: self.queue_qos0,
             now: Instant::now(),
@@ -74,6 +77,8 @@ pub struct BridgeLoop {
     stop: Arc<AtomicBool>,
     board: Arc<StatusBoard>,
     limits: Limits,
+    /// The next link's id (never reused, unlike slab slots).
+    next_id: u64,
     next_tick: Instant,
     /// Messages forwarded by the data shards this round.
     forwarded: Vec<Arc<Message>>,
@@ -88,6 +93,8 @@ pub struct Setup {
     pub commands: Receiver<Command>,
     pub stop: Arc<AtomicBool>,
     pub board: Arc<StatusBoard>,
+    /// The bridge thread's own wake line (lookups finishing use it).
+    pub wake: Arc<Wake>,
 }
 
 impl BridgeLoop {
@@ -97,6 +104,7 @@ impl BridgeLoop {
             env: Env {
                 local,
                 registrar,
+                resolver: Resolver::new(setup.wake),
                 relay: Vec::new(),
                 queue_qos0: setup.queue_qos0,
             },
@@ -105,6 +113,7 @@ impl BridgeLoop {
             stop: setup.stop,
             board: setup.board,
             limits: setup.limits,
+            next_id: 0,
             next_tick: Instant::now(),
             forwarded: Vec::new(),
             closing: Closing::Running,
@@ -154,7 +163,14 @@ impl BridgeLoop {
         };
         let entry = self.links.vacant_entry();
         let key = entry.key();
-        let mut link = Link::new(config, tls, key, self.limits, Instant::now());
+        self.next_id += 1;
+        let mut link = Link::new(
+            config,
+            tls,
+            (key, self.next_id),
+            self.limits,
+            Instant::now(),
+        );
         if let Some(queue) = queue {
             link.queue = queue;
         }
@@ -280,6 +296,17 @@ impl Driver for BridgeLoop {
 
     fn run_pending(&mut self) -> bool {
         let mut busy = self.check_commands();
+        for done in self.env.resolver.finished() {
+            busy = true;
+            let key = self
+                .links
+                .iter()
+                .find(|(_, l)| l.id() == done.link)
+                .map(|(k, _)| k);
+            if let Some(key) = key {
+                self.with_link(key, |link, ctx| link.on_resolved(ctx, done.result));
+            }
+        }
         let mut forwarded = std::mem::take(&mut self.forwarded);
         busy |= self.env.local.receive(&mut forwarded) > 0;
         self.offer_all(&forwarded);

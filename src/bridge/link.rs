@@ -7,7 +7,7 @@
 
 use std::collections::HashSet;
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,10 +15,11 @@ use super::backoff::{Addresses, Backoff};
 use super::local::Local;
 use super::packets;
 use super::queue::{Limits, OutQueue};
+use super::resolve::{self, Resolver};
 use super::routes::Routes;
 use super::status::BridgeStatus;
 use super::wire::{Remote as Endpoint, Wire};
-use crate::config::{BridgeAddress, BridgeConfig, StartType};
+use crate::config::{BridgeConfig, StartType};
 use crate::limits::{
     BRIDGE_CONNECT_TIMEOUT, BRIDGE_MAX_INCOMING, BRIDGE_MAX_INFLIGHT, BRIDGE_PRIMARY_PROBE,
     PROTOCOL_MAX_PACKET_SIZE,
@@ -33,6 +34,8 @@ pub enum State {
     /// Not connected; connect at `retry` (`None`: not before a lazy
     /// bridge's threshold, or never for `start_type once`).
     Down { retry: Option<Instant> },
+    /// Waiting for the host name's lookup, until `deadline`.
+    Resolving { deadline: Instant },
     /// Connecting, CONNECT queued; CONNACK due by `deadline`.
     Connecting { deadline: Instant },
     /// CONNACK accepted.
@@ -65,6 +68,7 @@ pub struct Counters {
 pub struct Ctx<'a> {
     pub local: &'a mut Local,
     pub registrar: &'a Registrar,
+    pub resolver: &'a Resolver,
     /// Messages a link brought in, for the other links' `out` side.
     pub relay: &'a mut Vec<Arc<Message>>,
     /// `queue_qos0_messages`: queue QoS 0 while the link is down.
@@ -99,6 +103,15 @@ pub struct Link {
     pub(super) more_input: bool,
     /// TLS to the remote, when configured.
     tls: Option<Arc<TlsClientConfig>>,
+    /// Unique for the thread's life (a slot is reused; an id is not): what
+    /// a lookup's result is addressed to.
+    id: u64,
+    /// A lookup for this link is running.
+    lookup_pending: bool,
+    /// Addresses of the current host not tried yet in this attempt.
+    candidates: Vec<SocketAddr>,
+    /// The primary address as last resolved (for the probe).
+    primary: Option<SocketAddr>,
 }
 
 impl Link {
@@ -107,7 +120,7 @@ impl Link {
     pub fn new(
         config: BridgeConfig,
         tls: Option<Arc<TlsClientConfig>>,
-        key: usize,
+        (key, id): (usize, u64),
         limits: Limits,
         now: Instant,
     ) -> Link {
@@ -131,6 +144,10 @@ impl Link {
             next_probe: now,
             more_input: false,
             tls,
+            id,
+            lookup_pending: false,
+            candidates: Vec::new(),
+            primary: resolve::literal(&config.addresses[0]),
             config,
         }
     }
@@ -177,6 +194,11 @@ impl Link {
         self.state = State::Down { retry: None };
     }
 
+    /// The link's id (unique for the thread's life).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
     /// The link's id as the origin of what it brings in: its own messages
     /// are never sent back out on it.
     pub fn origin(&self, bridge: usize) -> Origin {
@@ -194,28 +216,69 @@ impl Link {
         }
     }
 
-    /// Starts connecting to the current address.
+    /// Starts an attempt on the current address: at once for an IP
+    /// address, after the lookup for a host name.
     fn connect(&mut self, ctx: &mut Ctx) {
         let address = &self.config.addresses[self.addresses.current()];
-        let opened = resolve(address).and_then(|addr| {
-            let max_in = self
-                .config
-                .max_packet_size
-                .map_or(BRIDGE_MAX_INCOMING, |m| m as usize);
-            let to = Endpoint {
-                addr,
-                bind: self.config.bind_address,
-                tls: self.tls.as_ref(),
-                host: &address.host,
-            };
-            Wire::open(
-                to,
-                self.config.protocol,
-                max_in,
-                ctx.registrar,
-                self.key * 2,
-            )
-        });
+        if let Some(addr) = resolve::literal(address) {
+            return self.open(ctx, addr);
+        }
+        if !self.lookup_pending {
+            if let Err(e) = ctx.resolver.lookup(self.id, address) {
+                return self.fail(ctx, &format!("starting a lookup: {e}"));
+            }
+            self.lookup_pending = true;
+        }
+        self.state = State::Resolving {
+            deadline: ctx.now + BRIDGE_CONNECT_TIMEOUT,
+        };
+    }
+
+    /// A lookup this link started has finished.
+    pub fn on_resolved(&mut self, ctx: &mut Ctx, result: io::Result<Vec<SocketAddr>>) {
+        self.lookup_pending = false;
+        if let Ok(addrs) = &result {
+            if self.addresses.current() == 0 {
+                self.primary = addrs.first().copied();
+            }
+        }
+        if !matches!(self.state, State::Resolving { .. }) {
+            return; // Timed out meanwhile; the next attempt looks again.
+        }
+        match result {
+            Ok(mut addrs) => {
+                addrs.reverse();
+                let first = addrs.pop();
+                self.candidates = addrs;
+                if let Some(addr) = first {
+                    self.open(ctx, addr);
+                }
+            }
+            Err(e) => self.fail(ctx, &e.to_string()),
+        }
+    }
+
+    /// Opens the connection to `addr` and queues CONNECT.
+    fn open(&mut self, ctx: &mut Ctx, addr: SocketAddr) {
+        let address = &self.config.addresses[self.addresses.current()];
+        let max_in = self
+            .config
+            .max_packet_size
+            .map_or(BRIDGE_MAX_INCOMING, |m| m as usize);
+        let to = Endpoint {
+            addr,
+            bind: self.config.bind_address,
+            tls: self.tls.as_ref(),
+            host: &address.host,
+        };
+        let host = address.host.clone();
+        let opened = Wire::open(
+            to,
+            self.config.protocol,
+            max_in,
+            ctx.registrar,
+            self.key * 2,
+        );
         let mut wire = match opened {
             Ok(wire) => wire,
             Err(e) => return self.fail(ctx, &e.to_string()),
@@ -227,10 +290,9 @@ impl Link {
             return self.fail(ctx, &e.to_string());
         }
         log::info!(
-            "bridge {}: connecting to {} ({}{})",
+            "bridge {}: connecting to {} ({host}{})",
             self.config.name,
             wire.addr,
-            address.host,
             if self.tls.is_some() { ", TLS" } else { "" }
         );
         self.wire = Some(wire);
@@ -244,6 +306,14 @@ impl Link {
         if let Some(wire) = self.wire.take() {
             wire.close(ctx.registrar);
         }
+        if matches!(self.state, State::Connecting { .. }) {
+            if let Some(next) = self.candidates.pop() {
+                // The host has more addresses: the next one, at once.
+                log::info!("bridge {}: {why}; trying {next}", self.config.name);
+                return self.open(ctx, next);
+            }
+        }
+        self.candidates.clear();
         self.more_input = false;
         let was_up = self.state == State::Up;
         let address = self.describe_address();
@@ -313,6 +383,8 @@ impl Link {
     /// A CONNACK while connecting.
     pub(super) fn on_connack(&mut self, ctx: &mut Ctx, ack: ConnAck) -> io::Result<()> {
         if ack.code != ReasonCode::Success {
+            // A refusal is the server's answer, not the address's fault.
+            self.candidates.clear();
             let refused_bit =
                 self.private_sent && matches!(ack.code, ReasonCode::UnsupportedProtocolVersion);
             if refused_bit {
@@ -419,7 +491,11 @@ impl Link {
         match self.state {
             State::Down { retry: Some(at) } if now >= at => self.connect(ctx),
             State::Connecting { deadline } if now >= deadline => {
+                self.candidates.clear();
                 self.fail(ctx, "no CONNACK in time")
+            }
+            State::Resolving { deadline } if now >= deadline => {
+                self.fail(ctx, "the host name lookup took too long")
             }
             State::Up => self.up_timers(ctx),
             _ => {}
@@ -482,7 +558,7 @@ impl Link {
 
     fn start_probe(&mut self, ctx: &mut Ctx) {
         self.next_probe = ctx.now + BRIDGE_PRIMARY_PROBE;
-        let Ok(addr) = resolve(&self.config.addresses[0]) else {
+        let Some(addr) = self.primary else {
             return;
         };
         let Ok(mut t) = connect_from(self.config.bind_address, addr) else {
@@ -531,7 +607,7 @@ impl Link {
     pub fn next_deadline(&self) -> Option<Instant> {
         match self.state {
             State::Down { retry } => retry,
-            State::Connecting { deadline } => Some(deadline),
+            State::Connecting { deadline } | State::Resolving { deadline } => Some(deadline),
             State::Up => self.up_deadline(),
         }
     }
@@ -630,25 +706,6 @@ fn remote_limits(config: &BridgeConfig, ack: &ConnAck) -> Remote {
         r.keepalive = k;
     }
     r
-}
-
-/// The socket address of a configured address. An IP address is used as
-/// it is; a host name is resolved here, on the bridge thread (never on a
-/// data shard).
-fn resolve(address: &BridgeAddress) -> io::Result<SocketAddr> {
-    if let Ok(ip) = address.host.parse() {
-        return Ok(SocketAddr::new(ip, address.port));
-    }
-    (address.host.as_str(), address.port)
-        .to_socket_addrs()
-        .map_err(|e| io::Error::new(e.kind(), format!("resolving {}: {e}", address.host)))?
-        .next()
-        .ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("resolving {}: no address", address.host),
-            )
-        })
 }
 
 fn wall_nanos() -> u64 {

@@ -17,8 +17,9 @@
 //!   subscriptions use No Local and Retain As Published; 3.x links use the
 //!   bridge bit (`try_private`) and fall back when the remote refuses it.
 //!
-//! Connecting, resolving, retrying and TLS happen on this thread only: a
-//! data shard never waits for a remote.
+//! Connecting, retrying and TLS happen on this thread only (host name
+//! lookups on helper threads it starts): a data shard never waits for a
+//! remote.
 //!
 //! Layout:
 //! - `driver.rs`: the thread's loop ([`BridgeLoop`]), reloads, shutdown.
@@ -28,7 +29,8 @@
 //! - `queue.rs`: the outgoing queue and inflight window, bounded.
 //! - `routes.rs`: `topic` lines prepared for mapping.
 //! - `packets.rs`: CONNECT, SUBSCRIBE, state notifications.
-//! - `backoff.rs`: `restart_timeout` and the address cycle.
+//! - `backoff.rs`: `restart_timeout` and the address cycle; `resolve.rs`:
+//!   host name lookups on short-lived threads, off the loop.
 //! - `wire.rs`: one link's socket (TCP or TLS) and buffers; `tls.rs`: the
 //!   `bridge_*` TLS settings made into a rustls configuration.
 //! - `status.rs`: what the control plane sees ([`BridgeStatus`]).
@@ -40,6 +42,7 @@ mod link;
 mod local;
 mod packets;
 mod queue;
+mod resolve;
 mod routes;
 mod status;
 mod tls;
