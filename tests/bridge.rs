@@ -85,6 +85,10 @@ fn the_emqx_section_carries_sensors_out_and_control_in() {
         log.contains("as emqx_c (p5, c0, k60, u'emqx_u')"),
         "the remote sees the bridge's id, MQTT 5, persistent session, user: {log}"
     );
+    assert!(
+        log.contains("Received UNSUBSCRIBE from emqx_c\n") && log.contains("\tsensor/#"),
+        "bridge_attempt_unsubscribe: the out-only line is unsubscribed on the remote: {log}"
+    );
 
     let mut cloud_sub = client(up.addr(), V5, "cloud-sub");
     cloud_sub.subscribe("sensor/#", QoS::AtLeastOnce);
@@ -523,14 +527,15 @@ fn try_private_falls_back_when_the_remote_refuses_the_bridge_bit() {
 }
 
 #[test]
-fn bind_address_once_outgoing_retain_and_max_packet_size() {
+fn bind_address_once_outgoing_retain_max_packet_size_and_no_unsubscribe() {
     let mut up = Mosquitto::run("options", "");
     let b = edge(
         1,
         &format!(
             "connection o\naddress 127.0.0.1:{}\nremote_clientid edge-o\n\
              bridge_bind_address 127.0.0.2\nstart_type once\nbridge_outgoing_retain false\n\
-             bridge_protocol_version mqttv50\nbridge_max_packet_size 200\ntopic o/# out 1\n",
+             bridge_protocol_version mqttv50\nbridge_max_packet_size 200\ntopic o/# out 1\n\
+             bridge_attempt_unsubscribe false\n",
             up.port
         ),
     );
@@ -539,6 +544,10 @@ fn bind_address_once_outgoing_retain_and_max_packet_size() {
     assert!(
         log.contains("New client connected from 127.0.0.2:") && log.contains("as edge-o"),
         "bridge_bind_address: {log}"
+    );
+    assert!(
+        !log.contains("UNSUBSCRIBE"),
+        "bridge_attempt_unsubscribe false: {log}"
     );
     let mut sub = client(up.addr(), V311, "cloud-o");
     sub.subscribe("o/#", QoS::AtLeastOnce);
