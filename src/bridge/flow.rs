@@ -65,7 +65,10 @@ impl Link {
         let Some(wire) = self.wire.as_mut() else {
             return;
         };
-        while wire.pending() < BRIDGE_OUT_HIGH_WATER && self.queue.inflight() < self.remote.window {
+        while wire.pending() < BRIDGE_OUT_HIGH_WATER {
+            if self.queue.inflight() >= self.remote.window && self.queue.next_needs_window() {
+                return;
+            }
             let Some(next) = self.queue.next() else {
                 return;
             };
@@ -100,7 +103,8 @@ impl Link {
     }
 
     /// Reads once (again if the last read left more), handling every
-    /// packet; stops reading while the local broker is backed up.
+    /// packet; stops reading while the local broker is backed up, or while
+    /// the remote leaves our answers unread.
     pub fn read_input(&mut self, ctx: &mut Ctx) {
         if ctx.local.congested() {
             self.more_input = true;
@@ -109,6 +113,13 @@ impl Link {
         let Some(wire) = self.wire.as_mut() else {
             return;
         };
+        if wire.pending() > BRIDGE_OUT_HIGH_WATER * 2 {
+            // The remote sends but does not read our acknowledgements:
+            // stop reading until it does (its writable event brings us
+            // back here), so the output stays bounded.
+            self.more_input = false;
+            return;
+        }
         let mut packets = Vec::new();
         let read = wire.read(|p| {
             packets.push(p);

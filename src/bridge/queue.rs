@@ -165,6 +165,18 @@ impl OutQueue {
         debug_assert_eq!(self.sent, 0, "a notice is queued before any write");
     }
 
+    /// True when what [`OutQueue::next`] would write is a fresh QoS 1/2
+    /// message, which takes a place in the inflight window; a resend (and
+    /// a QoS 0 message) does not, so a window that was full when the link
+    /// dropped is written again after the reconnect.
+    pub fn next_needs_window(&self) -> bool {
+        self.entries
+            .iter()
+            .skip(self.sent)
+            .find(|e| e.stage != Stage::Done)
+            .is_some_and(|e| e.stage == Stage::Unsent && e.qos != QoS::AtMostOnce)
+    }
+
     /// What to write next, assigning a packet id to a fresh QoS > 0
     /// message; `None` when everything is written. Finished entries are
     /// passed over.
@@ -462,6 +474,29 @@ mod tests {
         assert_eq!(publish_id(&mut q), (first, true), "the old notice is gone");
         assert_eq!(q.next(), None);
         assert_eq!(q.inflight(), 1);
+    }
+
+    #[test]
+    fn a_full_window_is_written_again_after_a_reconnect() {
+        let window = 2;
+        let mut q = queue(10, 0);
+        for _ in 0..3 {
+            q.push(entry(QoS::AtLeastOnce)).unwrap();
+        }
+        let ids: Vec<_> = (0..window).map(|_| publish_id(&mut q).0).collect();
+        assert!(
+            q.inflight() >= window && q.next_needs_window(),
+            "the third waits"
+        );
+        q.rewind(true);
+        for id in ids {
+            assert!(
+                !q.next_needs_window(),
+                "a resend needs no room in the window"
+            );
+            assert_eq!(publish_id(&mut q), (id, true));
+        }
+        assert!(q.next_needs_window());
     }
 
     #[test]
