@@ -277,7 +277,7 @@ fn a_thousand_qos1_messages_survive_kill_9_of_the_upstream_in_order() {
     let mut sub = sub_connect();
     sub.subscribe("seq/#", QoS::AtLeastOnce);
     // The persistent session must be on disk before the crash.
-    up.wait_log("Saving in-memory database", Duration::from_secs(5));
+    up.wait_saved(Duration::from_secs(5));
 
     let edge_addr = b.addr;
     let publisher = std::thread::spawn(move || {
@@ -376,7 +376,7 @@ fn while_the_link_is_down_qos1_is_queued_and_qos0_dropped_then_delivered_in_orde
     let persistent = || connect_packet(V311, "cloud-q", false, 60);
     let mut sub = RawClient::connected(up.addr(), persistent()).0;
     sub.subscribe("q/#", QoS::AtLeastOnce);
-    up.wait_log("Saving in-memory database", Duration::from_secs(5));
+    up.wait_saved(Duration::from_secs(5));
     up.kill();
 
     let b = edge(

@@ -542,15 +542,12 @@ impl Link {
         }
     }
 
-    /// A clean stop: DISCONNECT (no will), local state "0".
+    /// Ends an up link on purpose (lazy idle, back to the primary): the
+    /// state goes "0" on both sides (the remote through the will).
     fn disconnect(&mut self, ctx: &mut Ctx) {
-        if let Some(mut wire) = self.wire.take() {
-            let _ = wire.queue(&Packet::Disconnect(Disconnect::new(
-                ReasonCode::NormalDisconnection,
-            )));
-            wire.close(ctx.registrar);
-        }
-        if self.state == State::Up {
+        let was_up = self.state == State::Up;
+        self.close_with_will(ctx.registrar);
+        if was_up {
             self.notify_local(ctx, false);
         }
         self.drop_probe(ctx.registrar);

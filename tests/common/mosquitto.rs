@@ -131,6 +131,20 @@ impl Mosquitto {
         self.wait_log_times(text, 1, within);
     }
 
+    /// Waits until it has saved its in-memory database (persistence on,
+    /// `persistence_location` its folder): the log line comes before the
+    /// write, so the file is waited for too.
+    pub fn wait_saved(&self, within: Duration) {
+        self.wait_log("Saving in-memory database", within);
+        let db = self.dir.join("mosquitto.db");
+        let deadline = Instant::now() + within;
+        while !db.exists() {
+            assert!(Instant::now() < deadline, "{} never written", db.display());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // Written to a temporary file and renamed: once it is there, it is whole.
+    }
+
     /// Waits until its log (across restarts) holds `text` `times` times.
     pub fn wait_log_times(&self, text: &str, times: usize, within: Duration) {
         let deadline = Instant::now() + within;
