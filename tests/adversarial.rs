@@ -398,14 +398,7 @@ fn a_broker_that_cannot_start_a_shard_exits_with_an_error() {
             }
         },
     ));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "start-up hangs without fds");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = child.wait_within(Duration::from_secs(20), "start-up without fds");
     assert_eq!(status.code(), Some(1), "{status:?}");
     let mut err = String::new();
     child

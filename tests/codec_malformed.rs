@@ -205,3 +205,17 @@ fn valid_edge_cases_are_not_rejected() {
         assert!(buf.is_empty(), "{name}");
     }
 }
+
+#[test]
+fn connect_version_reads_name_and_level_of_any_connect() {
+    let v31 = [0x10, 0x7F, 0, 6, b'M', b'Q', b'I', b's', b'd', b'p', 3];
+    let v5 = [0x10, 0x7F, 0, 4, b'M', b'Q', b'T', b'T', 5, 0xFF];
+    // Only the name and level count: the rest may be missing or malformed.
+    assert_eq!(connect_version(&v31), Some(ProtocolVersion::V31));
+    assert_eq!(connect_version(&v5), Some(ProtocolVersion::V5));
+    assert_eq!(connect_version(&v5[..8]), None, "level not read yet");
+    let level_6 = [0x10, 0x7F, 0, 4, b'M', b'Q', b'T', b'T', 6];
+    assert_eq!(connect_version(&level_6), None);
+    let publish = [0x30, 0x7F, 0, 4, b'M', b'Q', b'T', b'T', 5];
+    assert_eq!(connect_version(&publish), None, "not a CONNECT");
+}

@@ -122,18 +122,8 @@ fn mosquitto_pub(b: &TestBroker, version: &str, topic: &str, payload: &str, qos:
         ChildGuard(cmd.spawn().unwrap_or_else(|e| {
             panic!("cannot run mosquitto_pub ({e}); install it with `{INSTALL}`")
         }));
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(status) = child.0.try_wait().unwrap() {
-            assert!(status.success(), "mosquitto_pub {topic}: {status}");
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "mosquitto_pub {topic} did not finish"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let status = child.wait_within(Duration::from_secs(10), &format!("mosquitto_pub {topic}"));
+    assert!(status.success(), "mosquitto_pub {topic}: {status}");
 }
 
 #[test]

@@ -155,7 +155,8 @@ fn takeover_closes_old_connection_in_both_versions() {
     let b = TestBroker::start(2);
     for version in VERSIONS {
         let id = b.id_on(0, &format!("take{version:?}"));
-        let (mut old, _) = RawClient::connected(b.addr, connect_packet(version, &id, true, 60));
+        // A persistent session (a clean one would end with its connection).
+        let (mut old, _) = RawClient::connected(b.addr, connect_persistent(version, &id));
         old.subscribe("t", QoS::AtLeastOnce);
         let (mut new, present) =
             RawClient::connected(b.addr, connect_packet(version, &id, false, 60));

@@ -36,8 +36,20 @@ const fn name_and_level(v: ProtocolVersion) -> (&'static [u8], u8) {
     }
 }
 
+/// Bytes the protocol name (with its length prefix) and level take.
+const fn version_len(v: ProtocolVersion) -> usize {
+    2 + name_and_level(v).0.len() + 1
+}
+
+/// The most bytes protocol name and level take: 3.1's, the longest name.
+pub(super) const LONGEST_VERSION: usize = version_len(ProtocolVersion::V31);
+const _: () = assert!(
+    version_len(ProtocolVersion::V311) <= LONGEST_VERSION
+        && version_len(ProtocolVersion::V5) <= LONGEST_VERSION
+);
+
 /// Reads protocol name and level: the version and the bridge bit.
-fn decode_version(r: &mut Reader<'_>) -> Result<(ProtocolVersion, bool), Malformed> {
+pub(super) fn decode_version(r: &mut Reader<'_>) -> Result<(ProtocolVersion, bool), Malformed> {
     let name = r.binary()?;
     let level = r.u8()?;
     let version = match (&name[..], level & !BRIDGE_BIT) {

@@ -1,9 +1,9 @@
 //! The fixed header (spec 2.1) and the dispatch from packet type to the
 //! family modules, for decoding and encoding.
 
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 
-use super::connect::{decode_connack, decode_connect};
+use super::connect::{decode_connack, decode_connect, decode_version, LONGEST_VERSION};
 use super::control::{decode_auth, decode_disconnect};
 use super::error::{DecodeError, EncodeError, Malformed};
 use super::packet::{Packet, ProtocolVersion};
@@ -107,6 +107,20 @@ pub(super) fn decode(
     let frame = buf.split_to(total).freeze();
     let mut r = Reader::new(&frame, h.len);
     decode_body(h.byte, &mut r, version)
+}
+
+/// See [`super::connect_version`].
+pub(super) fn connect_version(buf: &[u8]) -> Option<ProtocolVersion> {
+    let h = fixed_header(buf).ok()?;
+    if h.byte >> 4 != CONNECT {
+        return None;
+    }
+    // Only the protocol name and level are read: copy no more than those.
+    let end = buf.len().min(h.len + LONGEST_VERSION);
+    let prefix = Bytes::copy_from_slice(&buf[..end]);
+    decode_version(&mut Reader::new(&prefix, h.len))
+        .ok()
+        .map(|(version, _bridge)| version)
 }
 
 /// Decodes the body of a packet whose first byte is `byte` (type 1..=15,

@@ -95,6 +95,16 @@ pub fn decode(
     frame::decode(buf, version, max_packet_size)
 }
 
+/// The protocol version a CONNECT at the front of `buf` names, read from
+/// its protocol name and level alone: `None` if `buf` does not start with
+/// a CONNECT or holds too little of it to tell.
+///
+/// Lets a server answer a CONNECT that [`decode`] rejects in the version
+/// the client speaks (a 5.0 CONNACK with the reason code).
+pub fn connect_version(buf: &[u8]) -> Option<ProtocolVersion> {
+    frame::connect_version(buf)
+}
+
 impl Packet {
     /// Appends the encoding of this packet for `version` to `out`.
     ///

@@ -15,12 +15,9 @@ use super::Stats;
 use crate::limits::MAX_CONNECT_PACKET;
 use crate::mesh::{Handover, ShardMsg};
 use crate::protocol::{
-    decode, ConnAck, Connect, DecodeError, Packet, Properties, ProtocolVersion, ReasonCode,
+    connect_version, decode, reason_codes, ConnAck, Connect, DecodeError, Malformed, Packet,
+    Properties, ProtocolVersion, ReasonCode,
 };
-
-/// CONNACK "unacceptable protocol version" in 3.1.1 form: what a client
-/// with an unknown protocol level can read.
-const CONNACK_BAD_PROTOCOL: [u8; 4] = [0x20, 0x02, 0x00, 0x01];
 
 impl Shard {
     /// Bytes from a connection whose CONNECT has not fully arrived.
@@ -33,6 +30,8 @@ impl Shard {
         // CONNECT's worth: a larger announced packet closes it at once.
         let limit = self.config.max_packet_size.min(MAX_CONNECT_PACKET);
         let buf = partial.push(chunk);
+        // Read first: a rejected CONNECT is gone from `buf`.
+        let version = connect_version(buf);
         match decode(buf, ProtocolVersion::V311, limit) {
             Ok(Packet::Connect(connect)) => {
                 let leftover = std::mem::take(buf);
@@ -48,7 +47,12 @@ impl Shard {
             Err(DecodeError::Malformed(m))
                 if m.reason == ReasonCode::UnsupportedProtocolVersion =>
             {
-                self.refuse_protocol(token)
+                // In the 3.1.1 form: what a client of any level can read.
+                self.refuse_unadmitted(token, ProtocolVersion::V311, m.reason)
+            }
+            Err(DecodeError::Malformed(m)) if version == Some(ProtocolVersion::V5) => {
+                log::info!("{:?}: malformed CONNECT: {m}", self.peer_of(token));
+                self.refuse_unadmitted(token, ProtocolVersion::V5, connack_code(&m))
             }
             Err(DecodeError::Malformed(m)) => {
                 self.refuse_early(token, &format!("malformed CONNECT: {m}"))
@@ -67,10 +71,16 @@ impl Shard {
         self.drop_conn(token);
     }
 
-    /// Answers an unknown protocol level with a 3.1.1 CONNACK 0x01 and closes.
-    fn refuse_protocol(self: &Rc<Self>, token: usize) {
-        let conn = Rc::new(ConnShared::new(ProtocolVersion::V311, u32::MAX, self.now()));
-        conn.write_with(|out| out.extend_from_slice(&CONNACK_BAD_PROTOCOL));
+    /// Answers a CONNECT that could not be decoded with a `version`
+    /// CONNACK carrying `code`, and closes.
+    fn refuse_unadmitted(
+        self: &Rc<Self>,
+        token: usize,
+        version: ProtocolVersion,
+        code: ReasonCode,
+    ) {
+        let conn = Rc::new(ConnShared::new(version, u32::MAX, self.now()));
+        refuse(self, &conn, code);
         self.close_attached_to(token, conn);
     }
 
@@ -166,14 +176,30 @@ fn refuse(shard: &Shard, conn: &Rc<ConnShared>, code: ReasonCode) {
     shard.send_packet(conn, &Packet::ConnAck(ack));
 }
 
+/// The 5.0 CONNACK reason for a CONNECT the codec rejected: its own, if a
+/// CONNACK may carry it.
+fn connack_code(m: &Malformed) -> ReasonCode {
+    if reason_codes::CONNACK.contains(&m.reason) {
+        m.reason
+    } else {
+        ReasonCode::MalformedPacket
+    }
+}
+
 /// CONNECT checks that end in a refusing CONNACK.
 fn check(shard: &Shard, connect: &Connect, assigned: bool) -> Result<(), ReasonCode> {
     let config = &shard.config;
+    // 3.1 requires a client id; 3.1.1 allows none only with a clean session.
     if assigned
         && (!config.allow_zero_length_clientid
+            || connect.protocol == ProtocolVersion::V31
             || (!connect.protocol.is_v5() && !connect.clean_start))
     {
         return Err(ReasonCode::ClientIdentifierNotValid);
+    }
+    if connect.properties.authentication_method.is_some() {
+        // No enhanced authentication method is supported yet.
+        return Err(ReasonCode::BadAuthenticationMethod);
     }
     if !config.allow_anonymous {
         // No password file support yet: without anonymous access nobody may connect.
@@ -208,16 +234,16 @@ fn connack(shard: &Shard, connect: &Connect, assigned: bool, present: bool) -> C
         if config.max_packet_size < crate::protocol::MAX_REMAINING_LENGTH + 5 {
             properties.maximum_packet_size = Some(config.max_packet_size as u32);
         }
-        if connect.keep_alive > config.max_keepalive
-            || (connect.keep_alive == 0 && config.max_keepalive < 65535)
-        {
-            properties.server_keep_alive = Some(config.max_keepalive);
+        let keep_alive = shard.granted_keep_alive(connect);
+        if keep_alive != connect.keep_alive {
+            properties.server_keep_alive = Some(keep_alive);
         }
         properties.subscription_identifier_available = Some(0);
         properties.shared_subscription_available = Some(0);
     }
     ConnAck {
-        session_present: present,
+        // 3.1 has no Session Present flag: the byte is reserved, 0.
+        session_present: present && connect.protocol != ProtocolVersion::V31,
         code: ReasonCode::Success,
         properties,
     }

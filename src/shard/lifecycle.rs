@@ -37,34 +37,40 @@ impl Shard {
         }
     }
 
+    /// The keepalive a CONNECT gets: the client's, lowered to
+    /// `max_keepalive` (in 5.0 also raised from 0, "none", to it).
+    pub(super) fn granted_keep_alive(&self, connect: &Connect) -> u16 {
+        let max = self.config.max_keepalive;
+        let ka = connect.keep_alive;
+        if ka > max || (ka == 0 && connect.protocol.is_v5() && max < u16::MAX) {
+            max
+        } else {
+            ka
+        }
+    }
+
     /// Binds `conn` to its client's session: takes over a connected one,
     /// resumes or discards an existing one, or creates one. Returns Session
     /// Present.
     pub(super) fn attach(self: &Rc<Self>, conn: &Rc<ConnShared>, connect: &Connect) -> bool {
         let client_id: Rc<str> = Rc::from(connect.client_id.as_str());
         let existing = self.sessions.borrow().by_client.get(&client_id).copied();
+        let mut resumed = None;
         if let Some(sid) = existing {
             self.take_over(sid);
-            if connect.clean_start {
+            // A session whose lifetime is its connection's (Clean Session
+            // 1, Session Expiry 0) ends with it, taken over or not.
+            if connect.clean_start || self.session_ends_with_connection(sid) {
                 self.end_session(sid);
+            } else {
+                resumed = Some(sid);
             }
         }
-        let resumed = !connect.clean_start && existing.is_some();
-        let sid = if resumed {
-            existing.unwrap_or_default()
-        } else {
-            self.new_session(&client_id, connect.protocol)
+        let sid = match resumed {
+            Some(sid) => sid,
+            None => self.new_session(&client_id, connect.protocol),
         };
-        let keep_alive = if connect.keep_alive > self.config.max_keepalive
-            || connect.keep_alive == 0
-                && connect.protocol.is_v5()
-                && self.config.max_keepalive < 65535
-        {
-            self.config.max_keepalive
-        } else {
-            connect.keep_alive
-        };
-        conn.set_keepalive(keep_alive);
+        conn.set_keepalive(self.granted_keep_alive(connect));
         conn.session.set(sid);
         let expiry = self.session_expiry(connect);
         let mut sessions = self.sessions.borrow_mut();
@@ -77,7 +83,16 @@ impl Shard {
             let client_max = connect.properties.receive_maximum.unwrap_or(u16::MAX);
             s.window = self.config.max_inflight_messages.min(client_max).max(1);
         }
-        resumed
+        resumed.is_some()
+    }
+
+    /// Does session `sid` end when its connection does (expiry 0)?
+    fn session_ends_with_connection(&self, sid: SessionId) -> bool {
+        self.sessions
+            .borrow()
+            .by_id
+            .get(&sid)
+            .is_some_and(|s| s.expiry == 0)
     }
 
     /// Closes the session's current connection, if any, publishing its will.

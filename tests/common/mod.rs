@@ -434,6 +434,23 @@ pub fn publish(topic: &str, payload: &[u8], qos: QoS, retain: bool, id: u16) -> 
 /// A child process killed (and reaped) when dropped.
 pub struct ChildGuard(pub std::process::Child);
 
+impl ChildGuard {
+    /// Waits for the child to exit, failing the test after `limit`.
+    pub fn wait_within(&mut self, limit: Duration, what: &str) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.0.try_wait().expect("child status") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: still running after {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 impl Drop for ChildGuard {
     fn drop(&mut self) {
         let _ = self.0.kill();
