@@ -8,7 +8,7 @@ use bytes::BytesMut;
 
 use super::conn::{CloseReason, ConnShared, Phase};
 use super::partial::Partial;
-use super::session::OutState;
+use super::session::{AckFit, OutAck};
 use super::Shard;
 use crate::protocol::{decode, DecodeError, Disconnect, Packet, PubResp, ReasonCode};
 
@@ -77,9 +77,12 @@ fn process(
 fn handle(shard: &Rc<Shard>, conn: &Rc<ConnShared>, packet: Packet) -> Result<(), CloseReason> {
     match packet {
         Packet::Publish(p) => shard.on_client_publish(conn, p)?,
-        Packet::PubAck(r) => shard.on_ack(conn, &r, OutState::Ack),
-        Packet::PubComp(r) => shard.on_ack(conn, &r, OutState::Complete),
-        Packet::PubRec(r) => shard.on_pubrec(conn, &r),
+        Packet::PubAck(r) => shard.on_out_ack(conn, &r, OutAck::Ack)?,
+        Packet::PubComp(r) => shard.on_out_ack(conn, &r, OutAck::Comp)?,
+        Packet::PubRec(r) if r.reason.is_error() => {
+            shard.on_out_ack(conn, &r, OutAck::RecFailed)?
+        }
+        Packet::PubRec(r) => shard.on_out_ack(conn, &r, OutAck::Rec)?,
         Packet::PubRel(r) => shard.on_pubrel(conn, &r),
         Packet::Subscribe(sub) => shard.on_subscribe(conn, sub)?,
         Packet::Unsubscribe(u) => shard.on_unsubscribe(conn, u),
@@ -96,35 +99,60 @@ fn handle(shard: &Rc<Shard>, conn: &Rc<ConnShared>, packet: Packet) -> Result<()
 }
 
 impl Shard {
-    /// PUBACK or PUBCOMP: frees a window slot and sends what was queued.
-    fn on_ack(&self, conn: &Rc<ConnShared>, r: &PubResp, expected: OutState) {
-        let mut sessions = self.sessions.borrow_mut();
-        let Some(s) = sessions.by_id.get_mut(&conn.session.get()) else {
-            return;
+    /// PUBACK, PUBREC or PUBCOMP for a message sent to the client: frees
+    /// its window slot and sends what was queued, or answers a PUBREC with
+    /// PUBREL (5.0: "not found" if the id is not in flight). An
+    /// acknowledgement that does not fit the message's QoS or state is a
+    /// protocol error (see `Session::acknowledge`).
+    fn on_out_ack(
+        &self,
+        conn: &Rc<ConnShared>,
+        r: &PubResp,
+        ack: OutAck,
+    ) -> Result<(), CloseReason> {
+        let fit = {
+            let mut sessions = self.sessions.borrow_mut();
+            let Some(s) = sessions.by_id.get_mut(&conn.session.get()) else {
+                return Ok(());
+            };
+            let fit = s.acknowledge(r.packet_id, ack);
+            if fit == AckFit::Finished {
+                s.drain();
+            }
+            fit
         };
-        if s.complete(r.packet_id, expected) {
-            s.drain();
-            drop(sessions);
-            self.mark_dirty(conn);
+        match (fit, ack) {
+            (AckFit::Finished, _) => self.mark_dirty(conn),
+            (AckFit::Release, _) => {
+                self.send_packet(conn, &Packet::PubRel(PubResp::new(r.packet_id)))
+            }
+            (AckFit::NotInFlight, OutAck::Rec) => {
+                let mut rel = PubResp::new(r.packet_id);
+                if conn.version.is_v5() {
+                    rel.reason = ReasonCode::PacketIdentifierNotFound;
+                }
+                self.send_packet(conn, &Packet::PubRel(rel));
+            }
+            (AckFit::NotInFlight, _) => {}
+            (AckFit::Mismatch, _) => {
+                let peer = conn.token().and_then(|t| self.peer_of(t));
+                log::info!(
+                    "{peer:?}: {ack:?} for packet id {} does not fit its flow; disconnecting",
+                    r.packet_id
+                );
+                return Err(CloseReason::Protocol(ReasonCode::ProtocolError));
+            }
         }
-    }
-
-    /// PUBREC: answer PUBREL (5.0: "not found" if the id is unknown).
-    fn on_pubrec(&self, conn: &Rc<ConnShared>, r: &PubResp) {
-        let known = self
-            .sessions
-            .borrow_mut()
-            .by_id
-            .get_mut(&conn.session.get())
-            .is_some_and(|s| s.received(r.packet_id));
-        let mut rel = PubResp::new(r.packet_id);
-        if !known && conn.version.is_v5() {
-            rel.reason = ReasonCode::PacketIdentifierNotFound;
-        }
-        self.send_packet(conn, &Packet::PubRel(rel));
+        Ok(())
     }
 
     /// PUBREL: release the inbound QoS 2 id and answer PUBCOMP.
+    ///
+    /// An id not pending is answered too (5.0: "not found"), not treated
+    /// as a protocol error, as Mosquitto does: a client resends PUBREL
+    /// after a reconnect (and a 3.1.1 client may on a timeout) for an id
+    /// this broker already released, and the broker cannot tell that from
+    /// an id never published at QoS 2.
     fn on_pubrel(&self, conn: &Rc<ConnShared>, r: &PubResp) {
         let known = self
             .sessions

@@ -13,7 +13,9 @@ impl Shard {
     /// Applies one message from shard `from` (in the order it was sent).
     pub(super) fn on_mesh(self: &Rc<Self>, from: usize, msg: ShardMsg) {
         match msg {
-            ShardMsg::Forward(m) => self.fanout_local(&m),
+            ShardMsg::Forward(m) => {
+                self.fanout_local(&m);
+            }
             ShardMsg::SubAdd(f) => {
                 self.replica.borrow_mut().insert(index_key(&f), from, ());
             }

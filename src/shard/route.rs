@@ -11,7 +11,7 @@ use super::will::Will;
 use super::{Shard, Stats};
 use crate::index::ShardSet;
 use crate::mesh::{Message, Origin, ShardMsg};
-use crate::protocol::{Packet, Publish, QoS, ReasonCode, SubscriptionOptions};
+use crate::protocol::{self, Packet, PubResp, Publish, QoS, ReasonCode, SubscriptionOptions};
 
 impl Shard {
     /// A PUBLISH from a client of session `sid`: checks, acknowledges, routes.
@@ -29,13 +29,26 @@ impl Shard {
             return Err(CloseReason::Protocol(ReasonCode::TopicAliasInvalid));
         }
         let sid = conn.session.get();
+        let refused = is_broker_only(p.topic.as_str());
+        if refused {
+            let peer = conn.token().and_then(|t| self.peer_of(t));
+            log::debug!(
+                "{peer:?}: PUBLISH to {:?} refused: $SYS is the broker's",
+                p.topic
+            );
+        }
         let Some(pid) = p.packet_id else {
-            self.route_publish(sid, p);
+            if !refused {
+                self.route_publish(sid, p);
+            }
             return Ok(());
         };
-        let ack = if p.qos == QoS::AtLeastOnce {
-            self.route_publish(sid, p);
-            Packet::PubAck(crate::protocol::PubResp::new(pid))
+        let qos = p.qos;
+        let reason = if refused {
+            // A QoS 2 flow ends with this failed PUBREC: no id is filed.
+            ReasonCode::NotAuthorized
+        } else if qos == QoS::AtLeastOnce {
+            matched_reason(self.route_publish(sid, p))
         } else {
             let fresh = {
                 let mut sessions = self.sessions.borrow_mut();
@@ -49,10 +62,22 @@ impl Shard {
                 }
                 s.qos2_insert(pid.get())
             };
-            if fresh {
-                self.route_publish(sid, p);
-            }
-            Packet::PubRec(crate::protocol::PubResp::new(pid))
+            // Routed once, on the first PUBLISH with this id; a resend is
+            // answered as the first one was.
+            matched_reason(if fresh {
+                self.route_publish(sid, p)
+            } else {
+                self.has_subscribers(p.topic.as_str())
+            })
+        };
+        let mut resp = PubResp::new(pid);
+        if conn.version.is_v5() {
+            resp.reason = reason;
+        }
+        let ack = if qos == QoS::AtLeastOnce {
+            Packet::PubAck(resp)
+        } else {
+            Packet::PubRec(resp)
         };
         self.send_packet(conn, &ack);
         Ok(())
@@ -72,8 +97,9 @@ impl Shard {
         self.mark_dirty(conn);
     }
 
-    /// Routes a message published by session `sid` (or its will).
-    pub fn route_publish(self: &Rc<Self>, sid: SessionId, mut p: Publish) {
+    /// Routes a message published by session `sid` (or its will); true if
+    /// a subscription on any shard (or the bridge) matched it.
+    pub fn route_publish(self: &Rc<Self>, sid: SessionId, mut p: Publish) -> bool {
         p.detach();
         p.dup = false;
         p.packet_id = None;
@@ -90,8 +116,19 @@ impl Shard {
         if retain {
             self.retain_update(&msg);
         }
-        self.fanout_local(&msg);
-        self.forward(&msg);
+        let local = self.fanout_local(&msg);
+        self.forward(&msg) || local
+    }
+
+    /// True if a subscription on any shard (or the bridge) matches `topic`:
+    /// this shard's trie or its replica of the others' filters.
+    fn has_subscribers(&self, topic: &str) -> bool {
+        let mut any = false;
+        self.local.borrow().for_each_match(topic, |_, _| any = true);
+        self.replica
+            .borrow()
+            .for_each_match(topic, |_, _| any = true);
+        any
     }
 
     /// Publishes a will as if its client had sent it.
@@ -113,8 +150,9 @@ impl Shard {
         });
     }
 
-    /// Sends `msg` once to every other shard with a matching filter.
-    fn forward(self: &Rc<Self>, msg: &Arc<Message>) {
+    /// Sends `msg` once to every other shard with a matching filter; false
+    /// if none has one.
+    fn forward(self: &Rc<Self>, msg: &Arc<Message>) -> bool {
         let mut shards = ShardSet::default();
         self.replica
             .borrow()
@@ -123,17 +161,21 @@ impl Shard {
             Stats::bump(&self.stats.forwarded);
             self.mesh.send(peer, ShardMsg::Forward(Arc::clone(msg)));
         }
+        !shards.is_empty()
     }
 
     /// Delivers `msg` to this shard's subscribers: one copy per session at
-    /// the highest QoS of its matching subscriptions.
-    pub(super) fn fanout_local(self: &Rc<Self>, msg: &Arc<Message>) {
+    /// the highest QoS of its matching subscriptions. False if no local
+    /// subscription matched (one skipped for No Local still counts, as in
+    /// Mosquitto).
+    pub(super) fn fanout_local(self: &Rc<Self>, msg: &Arc<Message>) -> bool {
         let mut matches = std::mem::take(&mut *self.matches.borrow_mut());
         self.local
             .borrow()
             .for_each_match(msg.publish.topic.as_str(), |sid, opts| {
                 matches.push((*sid, *opts))
             });
+        let matched = !matches.is_empty();
         if matches.len() > 1 {
             merge_overlapping(&mut matches);
         }
@@ -163,6 +205,7 @@ impl Shard {
             }
         }
         *self.matches.borrow_mut() = matches;
+        matched
     }
 
     pub(super) fn count(&self, outcome: Delivery) {
@@ -172,6 +215,36 @@ impl Shard {
             Delivery::Dropped => &self.stats.dropped,
         };
         Stats::bump(counter);
+    }
+}
+
+/// The reason a 5.0 publisher's PUBACK/PUBREC gives (3.1.1 has none):
+/// "No matching subscribers" (0x10, a success) when nothing matched, as
+/// Mosquitto sends.
+fn matched_reason(matched: bool) -> ReasonCode {
+    if matched {
+        ReasonCode::Success
+    } else {
+        ReasonCode::NoMatchingSubscribers
+    }
+}
+
+/// A bridge's link state topic: the one `$SYS` pattern clients may
+/// publish to. Remote brokers bridging in (Mosquitto, another shardmq)
+/// publish their link state there and set it as their will; Mosquitto
+/// allows it for that reason.
+const BRIDGE_STATE: &str = "$SYS/broker/connection/+/state";
+
+/// True for the broker's own topics, which clients may not publish to (so
+/// that nobody can forge broker statistics): `$SYS` and `$SYS/...`, but
+/// for [`BRIDGE_STATE`]. Only client PUBLISH packets are checked: the
+/// bridge thread's link state and bridged-in messages reach the shards
+/// over the mesh.
+fn is_broker_only(topic: &str) -> bool {
+    match topic.strip_prefix("$SYS") {
+        Some("") => true,
+        Some(rest) => rest.starts_with('/') && !protocol::matches(BRIDGE_STATE, topic),
+        None => false,
     }
 }
 

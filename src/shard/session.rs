@@ -26,13 +26,41 @@ pub const NEVER_EXPIRES: u32 = u32::MAX;
 
 /// Which acknowledgement an outbound QoS 1/2 message is waiting for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OutState {
+enum OutState {
     /// QoS 1 PUBLISH sent, PUBACK pending.
     Ack,
     /// QoS 2 PUBLISH sent, PUBREC pending.
     Received,
     /// PUBREL sent, PUBCOMP pending.
     Complete,
+}
+
+/// An acknowledgement of an outbound message, as the client sent it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutAck {
+    /// PUBACK.
+    Ack,
+    /// PUBREC with a success reason code (always, in 3.1.1).
+    Rec,
+    /// PUBREC with a reason code >= 0x80: the receiver refused the message,
+    /// and the QoS 2 flow ends there (no PUBREL).
+    RecFailed,
+    /// PUBCOMP.
+    Comp,
+}
+
+/// How an acknowledgement fits the outbound window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckFit {
+    /// The message's flow ended: its window slot is free.
+    Finished,
+    /// PUBREC accepted: answer PUBREL.
+    Release,
+    /// The id is not in flight (tolerated, see [`Session::acknowledge`]).
+    NotInFlight,
+    /// The id is in flight at another QoS or in another state: a protocol
+    /// error.
+    Mismatch,
 }
 
 struct Inflight {
@@ -352,36 +380,34 @@ impl Session {
         }
     }
 
-    /// Handles PUBACK / PUBCOMP: frees the slot. False if `pid` was not
-    /// awaiting that acknowledgement.
-    pub fn complete(&mut self, pid: PacketId, expected: OutState) -> bool {
+    /// Applies an acknowledgement from the client to the outbound window.
+    ///
+    /// Mosquitto 2.0 is the reference: an acknowledgement for an id in
+    /// flight that does not fit its QoS or state is a protocol error, while
+    /// one for an id not in flight is tolerated (after a resend or a
+    /// reconnect, an answer may arrive for a flow already finished).
+    pub fn acknowledge(&mut self, pid: PacketId, ack: OutAck) -> AckFit {
         let Some(flow) = self.flow.as_deref_mut() else {
-            return false;
+            return AckFit::NotInFlight;
         };
-        let Some(i) = flow
-            .inflight
-            .iter()
-            .position(|f| f.pid == pid && f.state == expected)
-        else {
-            return false;
+        let Some(i) = flow.inflight.iter().position(|f| f.pid == pid) else {
+            return AckFit::NotInFlight;
+        };
+        let state = &mut flow.inflight[i].state;
+        let fit = match (ack, *state) {
+            (OutAck::Ack, OutState::Ack)
+            | (OutAck::Comp, OutState::Complete)
+            | (OutAck::RecFailed, OutState::Received) => AckFit::Finished,
+            // A repeated PUBREC (PUBREL lost in a resend) gets PUBREL again.
+            (OutAck::Rec, OutState::Received | OutState::Complete) => {
+                *state = OutState::Complete;
+                return AckFit::Release;
+            }
+            _ => return AckFit::Mismatch,
         };
         flow.inflight.remove(i);
         self.release_flow_if_empty();
-        true
-    }
-
-    /// Handles PUBREC: moves to PUBCOMP-pending. False if unknown.
-    pub fn received(&mut self, pid: PacketId) -> bool {
-        let Some(flow) = self.flow.as_deref_mut() else {
-            return false;
-        };
-        match flow.inflight.iter_mut().find(|f| f.pid == pid) {
-            Some(f) if f.state != OutState::Ack => {
-                f.state = OutState::Complete;
-                true
-            }
-            _ => false,
-        }
+        fit
     }
 
     /// Sends queued messages while the window and the buffer allow.
@@ -536,16 +562,42 @@ mod tests {
         assert_eq!(deliver(&mut s, QoS::AtLeastOnce), Delivery::Sent);
         assert_eq!(deliver(&mut s, QoS::ExactlyOnce), Delivery::Sent);
         assert!(s.flow.is_some());
-        assert!(s.complete(pid(1), OutState::Ack));
+        assert_eq!(s.acknowledge(pid(1), OutAck::Ack), AckFit::Finished);
         assert!(s.flow.is_some(), "the QoS 2 message is still in flight");
-        assert!(s.received(pid(2)));
-        assert!(s.complete(pid(2), OutState::Complete));
+        assert_eq!(s.acknowledge(pid(2), OutAck::Rec), AckFit::Release);
+        assert_eq!(s.acknowledge(pid(2), OutAck::Comp), AckFit::Finished);
         assert!(s.flow.is_none());
 
         // Ids keep advancing across the release.
         assert_eq!(deliver(&mut s, QoS::AtLeastOnce), Delivery::Sent);
-        assert!(!s.complete(pid(1), OutState::Ack));
-        assert!(s.complete(pid(3), OutState::Ack));
+        assert_eq!(s.acknowledge(pid(1), OutAck::Ack), AckFit::NotInFlight);
+        assert_eq!(s.acknowledge(pid(3), OutAck::Ack), AckFit::Finished);
+        assert!(s.flow.is_none());
+    }
+
+    #[test]
+    fn acknowledgements_follow_the_qos_and_state_of_the_message() {
+        let mut s = online_session();
+        assert_eq!(deliver(&mut s, QoS::AtLeastOnce), Delivery::Sent); // 1
+        assert_eq!(deliver(&mut s, QoS::ExactlyOnce), Delivery::Sent); // 2
+        for wrong in [OutAck::Rec, OutAck::RecFailed, OutAck::Comp] {
+            assert_eq!(s.acknowledge(pid(1), wrong), AckFit::Mismatch, "{wrong:?}");
+        }
+        for wrong in [OutAck::Ack, OutAck::Comp] {
+            assert_eq!(s.acknowledge(pid(2), wrong), AckFit::Mismatch, "{wrong:?}");
+        }
+        assert_eq!(s.acknowledge(pid(2), OutAck::Rec), AckFit::Release);
+        assert_eq!(s.acknowledge(pid(2), OutAck::Rec), AckFit::Release);
+        assert_eq!(s.acknowledge(pid(2), OutAck::RecFailed), AckFit::Mismatch);
+        assert_eq!(s.acknowledge(pid(2), OutAck::Ack), AckFit::Mismatch);
+        assert_eq!(s.inflight_len(), 2, "a mismatch changes nothing");
+
+        // A failed PUBREC ends the QoS 2 flow and frees its id.
+        assert_eq!(deliver(&mut s, QoS::ExactlyOnce), Delivery::Sent); // 3
+        assert_eq!(s.acknowledge(pid(3), OutAck::RecFailed), AckFit::Finished);
+        assert_eq!(s.acknowledge(pid(3), OutAck::Rec), AckFit::NotInFlight);
+        assert_eq!(s.acknowledge(pid(1), OutAck::Ack), AckFit::Finished);
+        assert_eq!(s.acknowledge(pid(2), OutAck::Comp), AckFit::Finished);
         assert!(s.flow.is_none());
     }
 
@@ -567,7 +619,7 @@ mod tests {
         s.drain();
         assert_eq!(s.queue_len(), 0);
         assert_eq!(s.inflight_len(), 1);
-        assert!(s.complete(pid(1), OutState::Ack));
+        assert_eq!(s.acknowledge(pid(1), OutAck::Ack), AckFit::Finished);
         assert!(s.flow.is_none());
     }
 
