@@ -270,10 +270,7 @@ impl Link {
         p.packet_id = None;
         p.properties.topic_alias = None;
         p.properties.subscription_identifiers.clear();
-        let msg = Arc::new(Message {
-            publish: p,
-            origin: self.origin(ctx.local.id()),
-        });
+        let msg = Arc::new(Message::new(p, self.origin(ctx.local.id())));
         ctx.local.publish(&msg);
         ctx.relay.push(msg);
     }

@@ -82,8 +82,8 @@ pub fn state_message(config: &BridgeConfig, up: bool, origin: Origin) -> Option<
         return None;
     }
     let topic = TopicName::from_str(&config.notification_topic).ok()?;
-    Some(Arc::new(Message {
-        publish: Publish {
+    Some(Arc::new(Message::new(
+        Publish {
             dup: false,
             qos: QoS::AtLeastOnce,
             retain: true,
@@ -93,7 +93,7 @@ pub fn state_message(config: &BridgeConfig, up: bool, origin: Origin) -> Option<
             properties: Properties::default(),
         },
         origin,
-    }))
+    )))
 }
 
 /// SUBSCRIBE to every `in` line on the remote; `None` if there is none.

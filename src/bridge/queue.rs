@@ -338,8 +338,8 @@ mod tests {
 
     fn entry(qos: QoS) -> Entry {
         let topic = TopicName::from_str("t").unwrap();
-        let msg = Arc::new(Message {
-            publish: Publish {
+        let msg = Arc::new(Message::new(
+            Publish {
                 dup: false,
                 qos,
                 retain: false,
@@ -348,11 +348,11 @@ mod tests {
                 payload: bytes::Bytes::from_static(b"12345"),
                 properties: Default::default(),
             },
-            origin: Origin {
+            Origin {
                 shard: 0,
                 session: 0,
             },
-        });
+        ));
         Entry::new(msg, topic, qos, false)
     }
 

@@ -3,6 +3,7 @@
 
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -23,11 +24,58 @@ pub struct Origin {
 ///
 /// Invariant: `publish` is detached (owns its bytes; see
 /// `protocol::Publish::detach`), has no packet id, DUP clear, and no Topic
-/// Alias or Subscription Identifier properties.
+/// Alias or Subscription Identifier properties. `expires_at` is set from
+/// the Message Expiry Interval in `publish` when the message is built, and
+/// only then (see [`Message::new`]).
 #[derive(Debug)]
 pub struct Message {
     pub publish: Publish,
     pub origin: Origin,
+    /// When the Message Expiry Interval (MQTT 5.0, 3.3.2.3.3) runs out:
+    /// the moment the broker received the message plus the interval.
+    /// `None` for a message without one (it never expires). Every shard
+    /// reads the same monotonic clock, so all compute the same remaining
+    /// time from it.
+    expires_at: Option<Instant>,
+}
+
+impl Message {
+    /// A message received now. Reads the clock only when `publish`
+    /// carries a Message Expiry Interval. An interval of 0 is passed on
+    /// as it is and never expires here (as in Mosquitto).
+    pub fn new(publish: Publish, origin: Origin) -> Message {
+        let expires_at = publish
+            .properties
+            .message_expiry_interval
+            .filter(|secs| *secs > 0)
+            .and_then(|secs| Instant::now().checked_add(Duration::from_secs(u64::from(secs))));
+        Message {
+            publish,
+            origin,
+            expires_at,
+        }
+    }
+
+    /// True if the message carries an expiry interval.
+    pub fn expires(&self) -> bool {
+        self.expires_at.is_some()
+    }
+
+    /// True once the Message Expiry Interval has passed: the message must
+    /// not be delivered any more. Reads the clock only for a message with
+    /// an interval.
+    pub fn is_expired(&self) -> bool {
+        self.expires_at.is_some_and(|at| Instant::now() >= at)
+    }
+
+    /// The Message Expiry Interval to send now: what was received less the
+    /// time the message has waited in the broker, in whole seconds rounded
+    /// up (at least 1). `None` for a message without one.
+    pub fn remaining_expiry(&self) -> Option<u32> {
+        let left = self.expires_at?.saturating_duration_since(Instant::now());
+        let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+        Some(u32::try_from(secs).unwrap_or(u32::MAX).max(1))
+    }
 }
 
 /// A client connection whose session lives on the destination shard,
@@ -64,4 +112,58 @@ pub enum ShardMsg {
     BarrierAck(u64),
     /// Shutdown: the sender has published all its wills.
     WillsSent,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::QoS;
+
+    fn message(expires_at: Option<Instant>) -> Message {
+        Message {
+            publish: Publish {
+                dup: false,
+                qos: QoS::AtMostOnce,
+                retain: false,
+                topic: TopicName::new(Bytes::from_static(b"t")).expect("valid topic"),
+                packet_id: None,
+                payload: Bytes::new(),
+                properties: Default::default(),
+            },
+            origin: Origin {
+                shard: 0,
+                session: 0,
+            },
+            expires_at,
+        }
+    }
+
+    #[test]
+    fn the_remaining_interval_rounds_up_and_expiry_is_exact() {
+        let now = Instant::now();
+        let never = message(None);
+        assert!(!never.expires() && !never.is_expired());
+        assert_eq!(never.remaining_expiry(), None);
+
+        let later = message(Some(now + Duration::from_millis(7_500)));
+        assert!(later.expires() && !later.is_expired());
+        assert_eq!(later.remaining_expiry(), Some(8));
+
+        let past = message(Some(now - Duration::from_millis(1)));
+        assert!(past.is_expired());
+        assert_eq!(past.remaining_expiry(), Some(1), "never 0 once sent");
+    }
+
+    #[test]
+    fn an_interval_of_zero_never_expires() {
+        let mut p = message(None).publish;
+        p.properties.message_expiry_interval = Some(0);
+        let origin = Origin {
+            shard: 0,
+            session: 0,
+        };
+        assert!(!Message::new(p.clone(), origin).expires());
+        p.properties.message_expiry_interval = Some(5);
+        assert!(Message::new(p, origin).expires());
+    }
 }

@@ -117,7 +117,7 @@ impl Shard {
             };
             let fit = s.acknowledge(r.packet_id, ack);
             if fit == AckFit::Finished {
-                s.drain();
+                self.count_expired(s.drain());
             }
             fit
         };

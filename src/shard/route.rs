@@ -106,13 +106,13 @@ impl Shard {
         p.properties.topic_alias = None;
         p.properties.subscription_identifiers.clear();
         let retain = p.retain;
-        let msg = Arc::new(Message {
-            publish: p,
-            origin: Origin {
+        let msg = Arc::new(Message::new(
+            p,
+            Origin {
                 shard: self.id as u16,
                 session: sid,
             },
-        });
+        ));
         if retain {
             self.retain_update(&msg);
         }
@@ -215,6 +215,12 @@ impl Shard {
             Delivery::Dropped => &self.stats.dropped,
         };
         Stats::bump(counter);
+    }
+
+    /// Counts messages whose expiry interval passed in a queue as drops.
+    pub(super) fn count_expired(&self, n: usize) {
+        let dropped = &self.stats.dropped;
+        dropped.set(dropped.get() + n as u64);
     }
 }
 

@@ -275,6 +275,9 @@ impl Session {
         cache: &mut EncodeCache,
         limits: &QueueLimits,
     ) -> Delivery {
+        if msg.is_expired() {
+            return Delivery::Dropped;
+        }
         if let Some(conn) = &self.conn {
             // Order is kept per QoS (the spec's guarantee): QoS 0 only waits
             // behind queued QoS 0, QoS 1/2 behind anything queued.
@@ -410,11 +413,14 @@ impl Session {
         fit
     }
 
-    /// Sends queued messages while the window and the buffer allow.
-    pub fn drain(&mut self) {
+    /// Sends queued messages while the window and the buffer allow;
+    /// discards those whose Message Expiry Interval passed while they
+    /// waited, and returns how many (drops, for the stats).
+    pub fn drain(&mut self) -> usize {
         let Some(conn) = self.conn.clone() else {
-            return;
+            return 0;
         };
+        let mut expired = 0;
         while !conn.out_full() {
             let window_full = self.inflight_len() >= usize::from(self.window);
             let Some(flow) = self.flow.as_deref_mut() else {
@@ -429,6 +435,10 @@ impl Session {
             let Some(q) = flow.pop_queued() else {
                 break;
             };
+            if q.msg.is_expired() {
+                expired += 1;
+                continue;
+            }
             let mut cache = EncodeCache::default();
             if q.qos == QoS::AtMostOnce {
                 if let Some(enc) = cache.get(&q.msg, self.version, q.qos, q.retain) {
@@ -442,20 +452,24 @@ impl Session {
             conn.set_starved();
         }
         self.release_flow_if_empty();
+        expired
     }
 
     /// On session resume: resends every inflight message (PUBLISH with DUP,
     /// or PUBREL for those past PUBREC), in their original order. A message
     /// now larger than the client's Maximum Packet Size is discarded, as if
-    /// its delivery had completed (MQTT 5.0, 3.1.2.11.4).
-    pub fn resend_inflight(&mut self) {
+    /// its delivery had completed (MQTT 5.0, 3.1.2.11.4), and so is one
+    /// whose Message Expiry Interval has passed (as Mosquitto does); returns
+    /// how many expired (drops, for the stats).
+    pub fn resend_inflight(&mut self) -> usize {
         let Some(conn) = self.conn.clone() else {
-            return;
+            return 0;
         };
         let version = self.version;
         let Some(flow) = self.flow.as_deref_mut() else {
-            return;
+            return 0;
         };
+        let mut expired = 0;
         flow.inflight.retain(|f| {
             if f.state == OutState::Complete {
                 let pubrel = Packet::PubRel(PubResp::new(f.pid));
@@ -465,12 +479,17 @@ impl Session {
                 });
                 return true;
             }
+            if f.msg.is_expired() {
+                expired += 1;
+                return false;
+            }
             let mut cache = EncodeCache::default();
             cache
                 .get(&f.msg, version, f.qos, f.retain)
                 .is_some_and(|enc| write_publish(&conn, enc, Some(f.pid), true))
         });
         self.release_flow_if_empty();
+        expired
     }
 }
 
@@ -509,8 +528,8 @@ mod tests {
     };
 
     fn message(qos: QoS) -> Arc<Message> {
-        Arc::new(Message {
-            publish: Publish {
+        Arc::new(Message::new(
+            Publish {
                 dup: false,
                 qos,
                 retain: false,
@@ -519,11 +538,11 @@ mod tests {
                 payload: Bytes::from_static(b"hello"),
                 properties: Properties::default(),
             },
-            origin: Origin {
+            Origin {
                 shard: 0,
                 session: 0,
             },
-        })
+        ))
     }
 
     fn online_session() -> Session {

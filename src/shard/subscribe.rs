@@ -167,7 +167,13 @@ impl Shard {
             self.retained
                 .borrow()
                 .collect_matching(filter.as_str(), &mut found);
-            messages.extend(found.drain(..).map(|m| (m, *max_qos)));
+            // Expired retained messages are no longer retained (3.3.2.3.3).
+            messages.extend(
+                found
+                    .drain(..)
+                    .filter(|m| !m.is_expired())
+                    .map(|m| (m, *max_qos)),
+            );
         }
         if !messages.is_empty() {
             self.retained_jobs
