@@ -149,8 +149,8 @@ impl Shard {
     pub(super) fn resume(&self, conn: &Rc<ConnShared>) {
         let mut sessions = self.sessions.borrow_mut();
         if let Some(s) = sessions.by_id.get_mut(&conn.session.get()) {
-            s.resend_inflight();
-            s.drain();
+            let expired = s.resend_inflight() + s.drain();
+            self.count_expired(expired);
         }
         self.mark_dirty(conn);
     }
@@ -193,7 +193,7 @@ impl Shard {
             .by_id
             .get_mut(&conn.session.get())
         {
-            s.drain();
+            self.count_expired(s.drain());
         }
         self.mark_dirty(conn);
     }
