@@ -287,6 +287,10 @@ impl Link {
 fn outgoing(e: &Entry, dup: bool, remote: &super::link::Remote, keep_retain: bool) -> Publish {
     let qos = e.qos.min(remote.max_qos);
     let mut p = e.msg.publish.clone();
+    if let Some(left) = e.msg.remaining_expiry() {
+        // What remains of the Message Expiry Interval (3.3.2.3.3).
+        p.properties.message_expiry_interval = Some(left);
+    }
     p.topic = e.topic.clone();
     p.qos = qos;
     p.packet_id = if qos == QoS::AtMostOnce {
