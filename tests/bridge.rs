@@ -364,20 +364,26 @@ fn a_dead_first_address_fails_over_to_the_second_and_the_primary_is_taken_back()
     }
 }
 
-#[test]
-fn while_the_link_is_down_qos1_is_queued_and_qos0_dropped_then_delivered_in_order() {
-    // An upstream that keeps its subscriber's session across a restart.
+/// An upstream Mosquitto that keeps sessions across restarts, where
+/// `client` (3.1.1, persistent) subscribed to `filter`, now stopped.
+fn upstream_down_with_a_subscriber(test: &str, client: &str, filter: &str) -> (Mosquitto, u16) {
     let port = free_port();
     let mut up = Mosquitto::run_on(
-        "queued",
+        test,
         port,
         "persistence true\npersistence_location {dir}/\nautosave_interval 1\n",
     );
-    let persistent = || connect_packet(V311, "cloud-q", false, 60);
-    let mut sub = RawClient::connected(up.addr(), persistent()).0;
-    sub.subscribe("q/#", QoS::AtLeastOnce);
+    let mut sub = RawClient::connected(up.addr(), connect_packet(V311, client, false, 60)).0;
+    sub.subscribe(filter, QoS::AtLeastOnce);
     up.wait_saved(Duration::from_secs(5));
     up.kill();
+    (up, port)
+}
+
+#[test]
+fn while_the_link_is_down_qos1_is_queued_and_qos0_dropped_then_delivered_in_order() {
+    let (mut up, port) = upstream_down_with_a_subscriber("queued", "cloud-q", "q/#");
+    let persistent = || connect_packet(V311, "cloud-q", false, 60);
 
     let b = edge(
         1,
@@ -626,4 +632,28 @@ fn in_subscriptions_are_made_again_after_a_reconnect() {
         ("c/after", &b"again"[..])
     );
     assert_eq!(b.wait_bridge("rs").reconnects, 1);
+}
+
+/// A message whose Message Expiry Interval passes while the link is down
+/// is not sent when it comes back; one without an interval is.
+#[test]
+fn messages_that_expire_in_the_bridge_queue_are_not_sent() {
+    let (mut up, port) = upstream_down_with_a_subscriber("expiry", "cloud-x", "x/#");
+    let b = edge(
+        1,
+        &format!("connection x\naddress 127.0.0.1:{port}\nrestart_timeout 1\ntopic x/# out 1\n"),
+    );
+    let mut p = client(b.addr, V5, "edge-x");
+    let mut short = common::publish("x/short", b"gone", QoS::AtLeastOnce, false, 1);
+    short.properties.message_expiry_interval = Some(1);
+    p.send(&Packet::Publish(short));
+    assert!(matches!(p.recv(), Some(Packet::PubAck(_))));
+    p.publish("x/kept", b"kept", QoS::AtLeastOnce, false, 2);
+    std::thread::sleep(Duration::from_millis(2100));
+    up.restart();
+    b.wait_bridge("x");
+    let mut sub = RawClient::connected(up.addr(), connect_packet(V311, "cloud-x", false, 60)).0;
+    let got = drain(&mut sub, Duration::from_millis(700));
+    assert_eq!(topics_and_payloads(&got), [pair("x/kept", "kept")]);
+    assert_eq!(b.wait_bridge("x").dropped, 1);
 }

@@ -76,6 +76,15 @@ impl Link {
                 Next::Release(id) => (Packet::PubRel(PubResp::new(id)), None),
                 Next::Publish { index, dup } => {
                     let e = self.queue.get(index);
+                    if e.msg.is_expired() {
+                        // Its Message Expiry Interval passed while queued.
+                        if let Some(id) = e.packet_id {
+                            self.queue.finish(id);
+                        }
+                        self.queue.pop_done();
+                        self.counters.dropped += 1;
+                        continue;
+                    }
                     if !dup && !e.notice {
                         self.counters.sent += 1;
                     }
