@@ -282,7 +282,7 @@ impl Shard {
     /// Only the sessions filed under a second that is due are looked at (a
     /// scan of every session each second would stall a shard that holds
     /// many). An entry is stale if the client came back since it was filed.
-    fn expire_sessions(&self, now: u64) {
+    fn expire_sessions(self: &Rc<Self>, now: u64) {
         let mut due = Vec::new();
         {
             let mut expiries = self.expiries.borrow_mut();
