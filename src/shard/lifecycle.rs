@@ -117,10 +117,11 @@ impl Shard {
             let Some(s) = sessions.by_id.get_mut(&sid) else {
                 return;
             };
-            (s.conn.take(), s.will.take())
-        };
-        let Some(old) = old else {
-            return;
+            // An offline session's will (one held back) stays.
+            let Some(old) = s.conn.take() else {
+                return;
+            };
+            (old, s.will.take())
         };
         // A connection already closing (its DISCONNECT was read this turn;
         // teardown happens at the end of the turn) ends for that reason:
