@@ -24,22 +24,6 @@ fn watcher(b: &TestBroker) -> RawClient {
     w
 }
 
-/// A 5.0 CONNECT for `client_id` (Session Expiry `expiry`, Clean Start 0)
-/// with a will on `topic` delayed by `delay` seconds.
-fn delayed(client_id: &str, expiry: u32, topic: &str, delay: u32) -> shardmq::protocol::Connect {
-    let mut c = with_will(
-        connect_v5_expiry(client_id, false, expiry),
-        topic,
-        b"gone",
-        QoS::AtLeastOnce,
-        false,
-    );
-    if let Some(w) = c.will.as_mut() {
-        w.properties.will_delay_interval = Some(delay);
-    }
-    c
-}
-
 /// Connects `connect` and returns the client and Session Present.
 fn connected(b: &TestBroker, connect: shardmq::protocol::Connect) -> (RawClient, bool) {
     RawClient::connected(b.addr, connect)
@@ -72,7 +56,10 @@ fn disconnect_with(c: &mut RawClient, reason: ReasonCode, expiry: Option<u32>) {
 fn delayed_will_is_published_after_the_delay() {
     let b = TestBroker::start(2);
     let mut w = watcher(&b);
-    let (c, _) = connected(&b, delayed(&b.id_on(0, "dw"), 60, "will/delay", 1));
+    let (c, _) = connected(
+        &b,
+        with_delayed_will(&b.id_on(0, "dw"), 60, "will/delay", 1),
+    );
     drop(c);
     w.expect_silence(Duration::from_millis(700));
     let p = expect_will(&mut w, "will/delay", Duration::from_secs(2));
@@ -89,7 +76,7 @@ fn a_reconnect_within_the_delay_decides_the_will() {
     let mut w = watcher(&b);
     for (clean, topic, delay) in [(false, "will/back", 1), (true, "will/fresh", 60)] {
         let id = b.id_on(0, topic);
-        drop(connected(&b, delayed(&id, 60, topic, delay)).0);
+        drop(connected(&b, with_delayed_will(&id, 60, topic, delay)).0);
         std::thread::sleep(Duration::from_millis(300));
         let (mut again, present) = connected(&b, connect_v5_expiry(&id, clean, 60));
         assert_eq!(present, !clean, "{topic}: Session Present");
@@ -108,7 +95,7 @@ fn delayed_will_is_not_published_on_a_takeover_that_resumes() {
     let b = TestBroker::start(2);
     let mut w = watcher(&b);
     let id = b.id_on(0, "take");
-    let (mut old, _) = connected(&b, delayed(&id, 60, "will/take", 1));
+    let (mut old, _) = connected(&b, with_delayed_will(&id, 60, "will/take", 1));
     let (_new, present) = connected(&b, connect_v5_expiry(&id, false, 60));
     assert!(present);
     expect_disconnect(&mut old, ReasonCode::SessionTakenOver);
@@ -122,7 +109,7 @@ fn delayed_will_is_published_when_the_session_ends_first() {
     // Session Expiry 1 s (on the shard's second clock) beats a 60 s delay;
     // Session Expiry 0 ends the session, and the delay, with the connection.
     for (expiry, topic, limit_ms) in [(1, "will/expiry", 2_500), (0, "will/zero", 1_000)] {
-        drop(connected(&b, delayed(&b.id_on(0, topic), expiry, topic, 60)).0);
+        drop(connected(&b, with_delayed_will(&b.id_on(0, topic), expiry, topic, 60)).0);
         expect_will(&mut w, topic, Duration::from_millis(limit_ms));
     }
 }
@@ -131,7 +118,13 @@ fn delayed_will_is_published_when_the_session_ends_first() {
 fn delayed_will_is_published_at_shutdown() {
     let b = TestBroker::start(2);
     let mut w = watcher(&b);
-    drop(connected(&b, delayed(&b.id_on(0, "stop"), 60, "will/stop", 60)).0);
+    drop(
+        connected(
+            &b,
+            with_delayed_will(&b.id_on(0, "stop"), 60, "will/stop", 60),
+        )
+        .0,
+    );
     w.expect_silence(Duration::from_millis(300));
     b.stop();
     let got = w.expect_closed();
@@ -146,7 +139,7 @@ fn delayed_will_is_published_at_shutdown() {
 fn disconnect_with_will_message_honours_the_delay() {
     let b = TestBroker::start(2);
     let mut w = watcher(&b);
-    let (mut c, _) = connected(&b, delayed(&b.id_on(0, "dw04"), 60, "will/04", 1));
+    let (mut c, _) = connected(&b, with_delayed_will(&b.id_on(0, "dw04"), 60, "will/04", 1));
     disconnect_with(&mut c, ReasonCode::DisconnectWithWillMessage, None);
     w.expect_silence(Duration::from_millis(700));
     expect_will(&mut w, "will/04", Duration::from_secs(2));
@@ -156,7 +149,7 @@ fn disconnect_with_will_message_honours_the_delay() {
 fn will_properties_reach_a_v5_subscriber_whole() {
     let b = TestBroker::start(2);
     let mut w = watcher(&b);
-    let mut c = delayed(&b.id_on(0, "props"), 0, "will/props", 0);
+    let mut c = with_delayed_will(&b.id_on(0, "props"), 0, "will/props", 0);
     let props = &mut c.will.as_mut().expect("will").properties;
     props.user_properties = vec![("k".into(), "v".into()), ("k".into(), "v2".into())];
     props.response_topic = Some("reply/here".into());
@@ -205,7 +198,7 @@ fn disconnect_cannot_give_a_zero_expiry_session_a_lifetime() {
     let b = TestBroker::start(2);
     let mut w = watcher(&b);
     let id = b.id_on(0, "zero-exp");
-    let (mut c, _) = connected(&b, delayed(&id, 0, "will/proto", 0));
+    let (mut c, _) = connected(&b, with_delayed_will(&id, 0, "will/proto", 0));
     disconnect_with(&mut c, ReasonCode::NormalDisconnection, Some(30));
     expect_disconnect(&mut c, ReasonCode::ProtocolError);
     // A protocol error is an abnormal end: the will goes, the session ends.
