@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::session::SessionId;
+use super::timers::Stopping;
 use super::Shard;
 use crate::protocol::{LastWill, Properties, Publish, QoS, TopicName};
 
@@ -98,11 +99,16 @@ impl Will {
 
 impl Shard {
     /// The connection of session `sid` ended in a way that sends its will:
-    /// publish it now, or (5.0 Will Delay Interval, and the session lives
-    /// on) hold it in the session until it is due.
+    /// publish it now, or (5.0 Will Delay Interval, the session lives on
+    /// and the broker is not stopping) hold it in the session until it is
+    /// due.
     pub(super) fn will_on_close(self: &Rc<Self>, sid: SessionId, mut will: Box<Will>) {
+        let running = self.stopping.get() == Stopping::Running;
         let mut sessions = self.sessions.borrow_mut();
-        let lives_on = sessions.by_id.get_mut(&sid).filter(|s| s.expiry != 0);
+        let lives_on = sessions
+            .by_id
+            .get_mut(&sid)
+            .filter(|s| running && s.expiry != 0);
         let (Some(delay), Some(s)) = (will.delay(), lives_on) else {
             drop(sessions);
             self.publish_will(sid, *will);
@@ -175,5 +181,17 @@ mod tests {
         let p = Will::keep(&last_will(props)).into_publish();
         assert_eq!(p.properties.content_type.as_deref(), Some("text/plain"));
         assert_eq!(p.properties.will_delay_interval, None);
+    }
+
+    #[test]
+    fn only_a_non_zero_will_delay_holds_a_will_back() {
+        let delayed = |secs| Properties {
+            will_delay_interval: secs,
+            ..Properties::default()
+        };
+        let delay = |p| Will::keep(&last_will(p)).delay();
+        assert_eq!(delay(delayed(Some(2))), Some(Duration::from_secs(2)));
+        assert_eq!(delay(delayed(Some(0))), None);
+        assert_eq!(delay(delayed(None)), None);
     }
 }
