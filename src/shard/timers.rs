@@ -2,11 +2,14 @@
 //!
 //! No timer per connection: the housekeeping tick (stats, stop flag,
 //! per-second keepalive buckets and session expiry), one FIFO per kind
-//! of timed wait, and one ordered set of delayed wills. Each FIFO's waits all have the same length (the CONNECT
-//! timeout, the closing flush, the barrier timeout), so deadlines are
-//! pushed in order and only the fronts are ever looked at. Entries name a
-//! connection by slab slot and serial; a stale one (the connection went on
-//! or went away) is skipped when it comes due.
+//! of timed wait, and one ordered set of delayed wills. Each FIFO's waits
+//! all have the same length (the CONNECT timeout, the closing flush, the
+//! barrier timeout), so deadlines are pushed in order and only the fronts
+//! are ever looked at. Entries name a connection by slab slot and serial;
+//! a stale one (the connection went on or went away) is skipped when it
+//! comes due. Delayed wills have lengths of the client's choosing, so they
+//! are kept ordered by due instant, one entry per will held back, removed
+//! when the will goes (never stale).
 
 use std::collections::{BTreeSet, VecDeque};
 use std::rc::Rc;
