@@ -1,6 +1,7 @@
 //! Interoperability with Mosquitto's command-line clients (`mosquitto_sub`,
 //! `mosquitto_pub`), 3.1.1 and 5.0, QoS 0/1/2 and retained, publisher and
-//! subscriber homed on different shards.
+//! subscriber homed on different shards; a 5.0 delayed will reaching
+//! `mosquitto_sub`.
 
 mod common;
 
@@ -169,4 +170,20 @@ fn mosquitto_clients_retained_both_versions() {
             "{version}: retained flag set: {got:?}"
         );
     }
+}
+
+#[test]
+fn mosquitto_sub_v5_receives_a_delayed_will() {
+    let b = TestBroker::start(2);
+    let sub = Sub::start(&b, "mqttv5", "mq/will/#", 1, 1);
+    let connect = with_delayed_will(&b.id_on(0, "mq-dying"), 60, "mq/will/delay", 1);
+    let start = std::time::Instant::now();
+    drop(RawClient::connected(b.addr, connect));
+    let got = sub.rest();
+    assert!(got.contains(&"mq/will/delay gone".to_string()), "{got:?}");
+    assert!(
+        start.elapsed() >= Duration::from_millis(900),
+        "held back 1 s: {:?}",
+        start.elapsed()
+    );
 }

@@ -73,6 +73,8 @@ impl Shard {
         conn.set_keepalive(self.granted_keep_alive(connect));
         conn.session.set(sid);
         let expiry = self.session_expiry(connect);
+        // Back in time: a will still held back is not sent.
+        drop(self.take_delayed_will(sid));
         let mut sessions = self.sessions.borrow_mut();
         if let Some(s) = sessions.by_id.get_mut(&sid) {
             s.conn = Some(Rc::clone(conn));
@@ -95,7 +97,8 @@ impl Shard {
             .is_some_and(|s| s.expiry == 0)
     }
 
-    /// Closes the session's current connection, if any, publishing its will.
+    /// Closes the session's current connection, if any, publishing its will
+    /// (or holding it back, see [`Shard::will_on_close`]).
     pub(super) fn take_over(self: &Rc<Self>, sid: SessionId) {
         // What the old connection sent before the new one arrived comes
         // first: a DISCONNECT still unread in its socket (the new CONNECT
@@ -114,10 +117,11 @@ impl Shard {
             let Some(s) = sessions.by_id.get_mut(&sid) else {
                 return;
             };
-            (s.conn.take(), s.will.take())
-        };
-        let Some(old) = old else {
-            return;
+            // An offline session's will (one held back) stays.
+            let Some(old) = s.conn.take() else {
+                return;
+            };
+            (old, s.will.take())
         };
         // A connection already closing (its DISCONNECT was read this turn;
         // teardown happens at the end of the turn) ends for that reason:
@@ -128,7 +132,7 @@ impl Shard {
         }
         self.close_conn(&old, CloseReason::SessionTakenOver);
         if let (true, Some(will)) = (reason.publishes_will(), will) {
-            self.publish_will(sid, *will);
+            self.will_on_close(sid, will);
         }
     }
 
@@ -155,8 +159,9 @@ impl Shard {
         self.mark_dirty(conn);
     }
 
-    /// The connection ended: publish the will if due, and end the session
-    /// or keep it offline, unless another connection took it over.
+    /// The connection ended: publish (or hold back) the will if due, and
+    /// end the session or keep it offline, unless another connection took
+    /// it over.
     pub(super) fn finish(self: &Rc<Self>, conn: &Rc<ConnShared>, reason: CloseReason) {
         let sid = conn.session.get();
         let (will, ends) = {
@@ -177,7 +182,7 @@ impl Shard {
             (s.will.take(), s.expiry == 0)
         };
         if let (true, Some(will)) = (reason.publishes_will(), will) {
-            self.publish_will(sid, *will);
+            self.will_on_close(sid, will);
         }
         if ends {
             self.end_session(sid);
@@ -198,8 +203,10 @@ impl Shard {
         self.mark_dirty(conn);
     }
 
-    /// Removes a session and all its subscriptions.
-    pub fn end_session(&self, sid: SessionId) {
+    /// Removes a session and all its subscriptions, publishing a will it
+    /// still held back.
+    pub fn end_session(self: &Rc<Self>, sid: SessionId) {
+        self.send_delayed_will(sid);
         let filters: Vec<TopicFilter> = {
             let sessions = self.sessions.borrow();
             let Some(s) = sessions.by_id.get(&sid) else {

@@ -15,11 +15,12 @@
 //! - [`route`]: publish routing, fan-out, retained updates.
 //! - [`subscribe`]: SUBSCRIBE (a pending barrier), UNSUBSCRIBE, retained delivery.
 //! - [`inbox`]: what arrives over the mesh.
-//! - [`timers`]: deadlines (tick, CONNECT, closing, barriers) and shutdown.
+//! - [`timers`]: deadlines (tick, CONNECT, closing, barriers, delayed wills) and shutdown.
 //! - [`session`]: session state and the outbound QoS window.
 //! - [`conn`]: a connection's shared state and its slab entry.
 //! - [`keepalive`]: per-second keepalive buckets.
-//! - [`will`]: a session's will, kept small while its connection lives.
+//! - [`will`]: a session's will, kept small while its connection lives, held
+//!   back for its Will Delay Interval after.
 //!
 //! Session placement: every client id has a home shard,
 //! `hash(client_id) % shards`. A connection accepted elsewhere is handed to
@@ -282,7 +283,7 @@ impl Shard {
     /// Only the sessions filed under a second that is due are looked at (a
     /// scan of every session each second would stall a shard that holds
     /// many). An entry is stale if the client came back since it was filed.
-    fn expire_sessions(&self, now: u64) {
+    fn expire_sessions(self: &Rc<Self>, now: u64) {
         let mut due = Vec::new();
         {
             let mut expiries = self.expiries.borrow_mut();

@@ -1,14 +1,17 @@
 //! Everything a shard waits for in time, and the shutdown sequence.
 //!
 //! No timer per connection: the housekeeping tick (stats, stop flag,
-//! per-second keepalive buckets and session expiry) and one FIFO per kind
-//! of timed wait. Each FIFO's waits all have the same length (the CONNECT
-//! timeout, the closing flush, the barrier timeout), so deadlines are
-//! pushed in order and only the fronts are ever looked at. Entries name a
-//! connection by slab slot and serial; a stale one (the connection went on
-//! or went away) is skipped when it comes due.
+//! per-second keepalive buckets and session expiry), one FIFO per kind
+//! of timed wait, and one ordered set of delayed wills. Each FIFO's waits
+//! all have the same length (the CONNECT timeout, the closing flush, the
+//! barrier timeout), so deadlines are pushed in order and only the fronts
+//! are ever looked at. Entries name a connection by slab slot and serial;
+//! a stale one (the connection went on or went away) is skipped when it
+//! comes due. Delayed wills have lengths of the client's choosing, so they
+//! are kept ordered by due instant, one entry per will held back, removed
+//! when the will goes (never stale).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -16,6 +19,7 @@ use std::time::Instant;
 use slab::Slab;
 
 use super::conn::{CloseReason, Conn, ConnShared, Phase};
+use super::session::SessionId;
 use super::Shard;
 use crate::limits::{SHUTDOWN_FLUSH, TICK, TOMBSTONE_AGE, TOMBSTONE_PURGE_BATCH, WILLS_WAIT};
 use crate::mesh::ShardMsg;
@@ -35,6 +39,11 @@ pub struct Deadlines {
     pub closing: VecDeque<(Instant, ConnRef)>,
     /// SUBSCRIBE barriers answered by then at the latest.
     pub barrier: VecDeque<(Instant, u64)>,
+    /// Delayed wills (5.0 Will Delay Interval) by due instant: waits of
+    /// any length, so ordered rather than a FIFO. One entry per will held
+    /// in an offline session (see `will`): never stale, at most one per
+    /// session.
+    pub wills: BTreeSet<(Instant, SessionId)>,
 }
 
 impl Deadlines {
@@ -46,6 +55,7 @@ impl Deadlines {
             connect: VecDeque::new(),
             closing: VecDeque::new(),
             barrier: VecDeque::new(),
+            wills: BTreeSet::new(),
         }
     }
 
@@ -55,6 +65,7 @@ impl Deadlines {
             self.connect.front().map(|d| d.0),
             self.closing.front().map(|d| d.0),
             self.barrier.front().map(|d| d.0),
+            self.wills.first().map(|d| d.0),
         ];
         fronts.into_iter().flatten().fold(self.tick, Instant::min)
     }
@@ -117,12 +128,14 @@ impl Shard {
         if now >= self.deadlines.borrow().tick {
             self.tick(now);
         }
-        let (connects, closings, barriers) = {
+        let (connects, closings, barriers, wills) = {
             let mut d = self.deadlines.borrow_mut();
+            let later = d.wills.split_off(&(now, SessionId::MAX));
             (
                 due(&mut d.connect, now),
                 due(&mut d.closing, now),
                 due(&mut d.barrier, now),
+                std::mem::replace(&mut d.wills, later),
             )
         };
         for conn in connects {
@@ -133,6 +146,9 @@ impl Shard {
         }
         for token in barriers {
             self.barrier_timed_out(token);
+        }
+        for (_, sid) in wills {
+            self.send_delayed_will(sid);
         }
         if self.accept_paused.get().is_some_and(|t| t <= now) {
             self.accept_paused.set(None);
@@ -280,18 +296,20 @@ impl Shard {
         true
     }
 
-    /// Shutdown: stop accepting, publish every will, and tell the peers.
+    /// Shutdown: stop accepting, publish every will (those of connected
+    /// clients and those held back), and tell the peers.
     fn begin_shutdown(self: &Rc<Self>) {
         self.listeners.borrow_mut().clear();
-        let online: Vec<_> = self
+        self.deadlines.borrow_mut().wills.clear();
+        let with_will: Vec<_> = self
             .sessions
             .borrow()
             .by_id
             .values()
-            .filter(|s| s.conn.is_some())
+            .filter(|s| s.will.is_some())
             .map(|s| s.id)
             .collect();
-        for sid in online {
+        for sid in with_will {
             let will = self
                 .sessions
                 .borrow_mut()

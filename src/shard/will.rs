@@ -1,12 +1,28 @@
-//! A session's will as it is kept while its connection lives.
+//! A session's will: kept small while its connection lives, and held back
+//! for its Will Delay Interval (5.0) once the connection is gone.
 //!
 //! Most devices send a will and most wills carry no properties, while the
 //! codec's `Properties` is a 344-byte struct: kept as decoded, every such
 //! connection would hold it for nothing. A [`Will`] keeps the properties
 //! only when there are some.
+//!
+//! A delayed will stays in its (offline) session, marked with the instant
+//! it is due, and the shard files `(due, session)` in
+//! [`Deadlines::wills`](super::timers::Deadlines): one entry per pending
+//! will, removed when the will goes (published, or cancelled by the
+//! client's return), so the set is bounded by the sessions. It is
+//! published when due, when its session ends (expiry, a Clean Start
+//! reconnect), or at shutdown, whichever comes first, and dropped when the
+//! client resumes the session in time.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::session::SessionId;
+use super::timers::Stopping;
+use super::Shard;
 use crate::protocol::{LastWill, Properties, Publish, QoS, TopicName};
 
 /// The will of a session's current connection. Shard-local; owned (boxed)
@@ -18,7 +34,17 @@ pub struct Will {
     qos: QoS,
     retain: bool,
     /// `None` when the CONNECT gave no will properties.
-    properties: Option<Box<Properties>>,
+    properties: Option<Box<Extra>>,
+}
+
+/// What only a will with properties needs. A delayed will always has some:
+/// the Will Delay Interval is one.
+#[derive(Debug)]
+struct Extra {
+    properties: Properties,
+    /// When a delayed will is due; `None` while its connection lives.
+    /// Invariant: `Some(at)` iff `(at, session)` is in `Deadlines::wills`.
+    due: Option<Instant>,
 }
 
 impl Will {
@@ -33,7 +59,12 @@ impl Will {
             retain,
             properties,
         } = will;
-        let properties = (properties != Properties::default()).then(|| Box::new(properties));
+        let properties = (properties != Properties::default()).then(|| {
+            Box::new(Extra {
+                properties,
+                due: None,
+            })
+        });
         Box::new(Will {
             topic,
             payload,
@@ -43,10 +74,16 @@ impl Will {
         })
     }
 
+    /// The Will Delay Interval, if there is one (0 is none).
+    fn delay(&self) -> Option<Duration> {
+        let secs = self.properties.as_ref()?.properties.will_delay_interval?;
+        (secs > 0).then(|| Duration::from_secs(u64::from(secs)))
+    }
+
     /// The PUBLISH the will becomes when it is due (Will Delay Interval is
     /// not a PUBLISH property).
     pub fn into_publish(self) -> Publish {
-        let mut properties = self.properties.map(|p| *p).unwrap_or_default();
+        let mut properties = self.properties.map(|p| p.properties).unwrap_or_default();
         properties.will_delay_interval = None;
         Publish {
             dup: false,
@@ -56,6 +93,49 @@ impl Will {
             packet_id: None,
             payload: self.payload,
             properties,
+        }
+    }
+}
+
+impl Shard {
+    /// The connection of session `sid` ended in a way that sends its will:
+    /// publish it now, or (5.0 Will Delay Interval, the session lives on
+    /// and the broker is not stopping) hold it in the session until it is
+    /// due.
+    pub(super) fn will_on_close(self: &Rc<Self>, sid: SessionId, mut will: Box<Will>) {
+        let running = self.stopping.get() == Stopping::Running;
+        let mut sessions = self.sessions.borrow_mut();
+        let lives_on = sessions
+            .by_id
+            .get_mut(&sid)
+            .filter(|s| running && s.expiry != 0);
+        let (Some(delay), Some(s)) = (will.delay(), lives_on) else {
+            drop(sessions);
+            self.publish_will(sid, *will);
+            return;
+        };
+        let at = Instant::now() + delay;
+        if let Some(extra) = will.properties.as_mut() {
+            extra.due = Some(at);
+        }
+        s.will = Some(will);
+        self.deadlines.borrow_mut().wills.insert((at, sid));
+    }
+
+    /// Takes session `sid`'s will if it is a delayed one, unfiling it.
+    pub(super) fn take_delayed_will(&self, sid: SessionId) -> Option<Box<Will>> {
+        let mut sessions = self.sessions.borrow_mut();
+        let slot = &mut sessions.by_id.get_mut(&sid)?.will;
+        let at = slot.as_ref()?.properties.as_ref()?.due?;
+        self.deadlines.borrow_mut().wills.remove(&(at, sid));
+        slot.take()
+    }
+
+    /// Publishes session `sid`'s delayed will, if it has one (it came due,
+    /// the session ends, the broker stops).
+    pub(super) fn send_delayed_will(self: &Rc<Self>, sid: SessionId) {
+        if let Some(will) = self.take_delayed_will(sid) {
+            self.publish_will(sid, *will);
         }
     }
 }
@@ -101,5 +181,17 @@ mod tests {
         let p = Will::keep(&last_will(props)).into_publish();
         assert_eq!(p.properties.content_type.as_deref(), Some("text/plain"));
         assert_eq!(p.properties.will_delay_interval, None);
+    }
+
+    #[test]
+    fn only_a_non_zero_will_delay_holds_a_will_back() {
+        let delayed = |secs| Properties {
+            will_delay_interval: secs,
+            ..Properties::default()
+        };
+        let delay = |p| Will::keep(&last_will(p)).delay();
+        assert_eq!(delay(delayed(Some(2))), Some(Duration::from_secs(2)));
+        assert_eq!(delay(delayed(Some(0))), None);
+        assert_eq!(delay(delayed(None)), None);
     }
 }

@@ -396,6 +396,22 @@ pub fn with_will(
     connect
 }
 
+/// A 5.0 CONNECT for `client_id` (Session Expiry `expiry`, Clean Start 0)
+/// with a will on `topic` held back `delay` seconds (Will Delay Interval).
+pub fn with_delayed_will(client_id: &str, expiry: u32, topic: &str, delay: u32) -> Connect {
+    let mut c = with_will(
+        connect_v5_expiry(client_id, false, expiry),
+        topic,
+        b"gone",
+        QoS::AtLeastOnce,
+        false,
+    );
+    if let Some(w) = c.will.as_mut() {
+        w.properties.will_delay_interval = Some(delay);
+    }
+    c
+}
+
 /// Both protocol versions a broker speaks with modern clients.
 pub const VERSIONS: [ProtocolVersion; 2] = [ProtocolVersion::V311, ProtocolVersion::V5];
 
