@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::backoff::{Addresses, Backoff};
 use super::local::Local;
@@ -26,7 +26,7 @@ use crate::limits::{
 };
 use crate::mesh::{Message, Origin};
 use crate::protocol::{ConnAck, Disconnect, Packet, QoS, ReasonCode};
-use crate::runtime::{connect_from, Interest, Registrar, TlsClientConfig, Token, Transport};
+use crate::runtime::{Registrar, TlsClientConfig, Transport};
 
 /// Where a link is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,7 +79,7 @@ pub struct Ctx<'a> {
 /// One bridge link. Owned by the bridge thread; `key` is its slot there.
 pub struct Link {
     pub config: BridgeConfig,
-    key: usize,
+    pub(super) key: usize,
     pub(super) routes: Routes,
     pub(super) state: State,
     pub(super) wire: Option<Wire>,
@@ -87,7 +87,7 @@ pub struct Link {
     /// Incoming QoS 2 packet ids received and not yet released.
     pub(super) inbound_qos2: HashSet<u16>,
     backoff: Backoff,
-    addresses: Addresses,
+    pub(super) addresses: Addresses,
     /// The remote refused the 3.x bridge bit: connect without it.
     private_refused: bool,
     /// The current attempt sent the bridge bit.
@@ -97,8 +97,8 @@ pub struct Link {
     /// Last message carried either way (lazy bridges stop when idle).
     pub(super) last_traffic: Instant,
     /// A connect to the primary address, to see whether it is back.
-    probe: Option<(Transport, Instant)>,
-    next_probe: Instant,
+    pub(super) probe: Option<(Transport, Instant)>,
+    pub(super) next_probe: Instant,
     /// The last read filled its buffer: read again next round.
     pub(super) more_input: bool,
     /// TLS to the remote, when configured.
@@ -109,9 +109,9 @@ pub struct Link {
     /// A lookup for this link is running.
     lookup_pending: bool,
     /// Addresses of the current host not tried yet in this attempt.
-    candidates: Vec<SocketAddr>,
+    pub(super) candidates: Vec<SocketAddr>,
     /// The primary address as last resolved (for the probe).
-    primary: Option<SocketAddr>,
+    pub(super) primary: Option<SocketAddr>,
 }
 
 impl Link {
@@ -208,7 +208,7 @@ impl Link {
         }
     }
 
-    fn notify_local(&self, ctx: &mut Ctx, up: bool) {
+    pub(super) fn notify_local(&self, ctx: &mut Ctx, up: bool) {
         let origin = self.origin(ctx.local.id());
         if let Some(msg) = packets::state_message(&self.config, up, origin) {
             ctx.local.publish(&msg);
@@ -218,7 +218,7 @@ impl Link {
 
     /// Starts an attempt on the current address: at once for an IP
     /// address, after the lookup for a host name.
-    fn connect(&mut self, ctx: &mut Ctx) {
+    pub(super) fn connect(&mut self, ctx: &mut Ctx) {
         let address = &self.config.addresses[self.addresses.current()];
         if let Some(addr) = resolve::literal(address) {
             return self.open(ctx, addr);
@@ -482,165 +482,6 @@ impl Link {
         }
         self.pump(ctx);
         self.read_input(ctx);
-    }
-
-    /// Deadlines: retry, connect timeout, keepalive, lazy idle, primary
-    /// probe.
-    pub fn on_timer(&mut self, ctx: &mut Ctx) {
-        let now = ctx.now;
-        match self.state {
-            State::Down { retry: Some(at) } if now >= at => self.connect(ctx),
-            State::Connecting { deadline } if now >= deadline => {
-                self.candidates.clear();
-                self.fail(ctx, "no CONNACK in time")
-            }
-            State::Resolving { deadline } if now >= deadline => {
-                self.fail(ctx, "the host name lookup took too long")
-            }
-            State::Up => self.up_timers(ctx),
-            _ => {}
-        }
-    }
-
-    fn up_timers(&mut self, ctx: &mut Ctx) {
-        let now = ctx.now;
-        let keepalive = Duration::from_secs(u64::from(self.remote.keepalive));
-        if let Some(wire) = self.wire.as_mut() {
-            if !keepalive.is_zero() {
-                if now.duration_since(wire.last_in) >= keepalive * 3 / 2 {
-                    let why = format!(
-                        "no answer for {} s (keepalive)",
-                        keepalive.as_secs() * 3 / 2
-                    );
-                    return self.fail(ctx, &why);
-                }
-                if now.duration_since(wire.last_out) >= keepalive {
-                    let _ = wire.queue(&Packet::PingReq);
-                }
-            }
-        }
-        if let StartType::Lazy { idle_timeout, .. } = self.config.start_type {
-            if self.queue.is_empty() && now.duration_since(self.last_traffic) >= idle_timeout {
-                log::info!(
-                    "bridge {}: idle, stopping (start_type lazy)",
-                    self.config.name
-                );
-                self.disconnect(ctx);
-                self.state = State::Down { retry: None };
-                return;
-            }
-        }
-        let probe_late = self
-            .probe
-            .as_ref()
-            .is_some_and(|(_, since)| now >= *since + BRIDGE_CONNECT_TIMEOUT);
-        if probe_late {
-            self.drop_probe(ctx.registrar);
-        }
-        if self.addresses.wants_primary() && self.probe.is_none() && now >= self.next_probe {
-            self.start_probe(ctx);
-        }
-    }
-
-    /// Ends an up link on purpose (lazy idle, back to the primary): the
-    /// state goes "0" on both sides (the remote through the will).
-    fn disconnect(&mut self, ctx: &mut Ctx) {
-        let was_up = self.state == State::Up;
-        self.close_with_will(ctx.registrar);
-        if was_up {
-            self.notify_local(ctx, false);
-        }
-        self.drop_probe(ctx.registrar);
-    }
-
-    fn start_probe(&mut self, ctx: &mut Ctx) {
-        self.next_probe = ctx.now + BRIDGE_PRIMARY_PROBE;
-        let Some(addr) = self.primary else {
-            return;
-        };
-        let Ok(mut t) = connect_from(self.config.bind_address, addr) else {
-            return;
-        };
-        if ctx
-            .registrar
-            .register(&mut t, Token(self.key * 2 + 1), Interest::WRITABLE)
-            .is_ok()
-        {
-            self.probe = Some((t, ctx.now));
-        }
-    }
-
-    fn on_probe(&mut self, ctx: &mut Ctx) {
-        let answered = match &self.probe {
-            Some((t, _)) => t.connect_result(),
-            None => return,
-        };
-        match answered {
-            Ok(false) => {}
-            Ok(true) => {
-                log::info!(
-                    "bridge {}: the primary address {}:{} answers again; switching back",
-                    self.config.name,
-                    self.config.addresses[0].host,
-                    self.config.addresses[0].port
-                );
-                self.disconnect(ctx);
-                self.addresses.back_to_primary();
-                self.state = State::Down {
-                    retry: Some(ctx.now),
-                };
-            }
-            Err(_) => self.drop_probe(ctx.registrar),
-        }
-    }
-
-    fn drop_probe(&mut self, registrar: &Registrar) {
-        if let Some((mut t, _)) = self.probe.take() {
-            let _ = registrar.deregister(&mut t);
-        }
-    }
-
-    /// The nearest moment [`Link::on_timer`] has something to do.
-    pub fn next_deadline(&self) -> Option<Instant> {
-        match self.state {
-            State::Down { retry } => retry,
-            State::Connecting { deadline } | State::Resolving { deadline } => Some(deadline),
-            State::Up => self.up_deadline(),
-        }
-    }
-
-    /// The nearest deadline of an up link: keepalive, lazy idle, primary
-    /// probe. `None` when it has none (no keepalive, nothing to probe).
-    fn up_deadline(&self) -> Option<Instant> {
-        let wire = self.wire.as_ref()?;
-        let mut next: Option<Instant> = None;
-        let mut at = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
-        if self.addresses.wants_primary() {
-            match &self.probe {
-                None => at(self.next_probe),
-                Some((_, since)) => at(*since + BRIDGE_CONNECT_TIMEOUT),
-            }
-        }
-        if self.remote.keepalive > 0 {
-            let k = Duration::from_secs(u64::from(self.remote.keepalive));
-            at(wire.last_out + k);
-            at(wire.last_in + k * 3 / 2);
-        }
-        if let StartType::Lazy { idle_timeout, .. } = self.config.start_type {
-            at(self.last_traffic + idle_timeout);
-        }
-        next
-    }
-
-    /// A lazy link with enough queued connects now.
-    pub(super) fn check_threshold(&mut self, now: Instant) {
-        if let (StartType::Lazy { threshold, .. }, State::Down { retry: None }) =
-            (self.config.start_type, self.state)
-        {
-            if self.queue.len() >= threshold as usize {
-                self.state = State::Down { retry: Some(now) };
-            }
-        }
     }
 
     /// True when nothing is on its way to the remote (or the link is not

@@ -25,7 +25,8 @@
 //! - `driver.rs`: the thread's loop ([`BridgeLoop`]), reloads, shutdown.
 //! - `local.rs`: the thread's view of the local broker (mesh, replicas).
 //! - `link.rs`: one link's state machine (down, connecting, up), retries,
-//!   keepalive, failover; `flow.rs`: what flows on an up link.
+//!   failover; `upkeep.rs`: its deadlines (retry, keepalive, lazy idle,
+//!   primary probe); `flow.rs`: what flows on an up link.
 //! - `queue.rs`: the outgoing queue and inflight window, bounded.
 //! - `routes.rs`: `topic` lines prepared for mapping.
 //! - `packets.rs`: CONNECT, SUBSCRIBE, state notifications.
@@ -46,6 +47,7 @@ mod resolve;
 mod routes;
 mod status;
 mod tls;
+mod upkeep;
 mod wire;
 
 use std::sync::Arc;
