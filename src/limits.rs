@@ -206,6 +206,11 @@ pub const MIN_PACKET_SIZE: usize = 20;
 /// and the largest value accepted.
 pub const MAX_QUEUED_MESSAGES_CAP: usize = 1_000_000;
 
+/// The largest `max_topic_alias`: the protocol's (a Topic Alias is a
+/// two-byte integer). Each alias a client sets keeps one topic (at most
+/// 65535 bytes) for the life of its connection.
+pub const MAX_TOPIC_ALIAS: u16 = u16::MAX;
+
 const _: () = assert!(MIN_PACKET_SIZE < PROTOCOL_MAX_PACKET_SIZE);
 const _: () = assert!(PROTOCOL_MAX_PACKET_SIZE == 1 + 4 + 268_435_455);
 

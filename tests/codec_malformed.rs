@@ -9,8 +9,8 @@ const V5: ProtocolVersion = ProtocolVersion::V5;
 const LIMIT: usize = 1 << 20;
 
 use ReasonCode::{
-    MalformedPacket as M, PacketTooLarge, ProtocolError as P, TopicFilterInvalid as TF,
-    TopicNameInvalid as TN, UnsupportedProtocolVersion as UPV,
+    MalformedPacket as M, PacketTooLarge, ProtocolError as P, TopicAliasInvalid as TA,
+    TopicFilterInvalid as TF, TopicNameInvalid as TN, UnsupportedProtocolVersion as UPV,
 };
 
 /// (name, version, bytes, expected reason).
@@ -51,7 +51,7 @@ const CORPUS: &[(&str, ProtocolVersion, &[u8], ReasonCode)] = &[
     ("will delay in PUBLISH", V5, &[0x30, 0x09, 0x00, 0x01, b't', 0x05, 0x18, 0x00, 0x00, 0x00, 0x01], M),
     ("unknown property", V5, &[0x30, 0x06, 0x00, 0x01, b't', 0x02, 0x7F, 0x00], M),
     ("duplicate property", V5, &[0x30, 0x0A, 0x00, 0x01, b't', 0x06, 0x23, 0x00, 0x01, 0x23, 0x00, 0x02], P),
-    ("topic alias 0", V5, &[0x30, 0x07, 0x00, 0x01, b't', 0x03, 0x23, 0x00, 0x00], P),
+    ("topic alias 0", V5, &[0x30, 0x07, 0x00, 0x01, b't', 0x03, 0x23, 0x00, 0x00], TA),
     ("payload format 2", V5, &[0x30, 0x06, 0x00, 0x01, b't', 0x02, 0x01, 0x02], P),
     ("subscription id 0", V5, &[0x30, 0x06, 0x00, 0x01, b't', 0x02, 0x0B, 0x00], P),
     ("response topic with wildcard", V5, &[0x30, 0x09, 0x00, 0x01, b't', 0x05, 0x08, 0x00, 0x02, b'a', b'#'], P),

@@ -120,6 +120,25 @@ fn special_numeric_values() {
 }
 
 #[test]
+fn max_topic_alias_is_the_alias_maximum_announced_to_clients() {
+    assert_eq!(Config::default().max_topic_alias, 10);
+    assert_eq!(parse_quiet("max_topic_alias 0").max_topic_alias, 0);
+    assert_eq!(parse_quiet("max_topic_alias 65535").max_topic_alias, 65535);
+    // A per-listener key in Mosquitto: accepted in a listener section,
+    // applied broker-wide, no warning.
+    let (c, warnings) = parse("listener 1883\nmax_topic_alias 3\n");
+    assert_eq!(c.max_topic_alias, 3);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let cases = [
+        ("\nmax_topic_alias 65536", "broker.conf:2: max_topic_alias: expected 0..65535, got 65536 (0 means no topic aliases)"),
+        ("max_topic_alias -1", "broker.conf:1: max_topic_alias: expected 0..65535, got -1 (0 means no topic aliases)"),
+        ("max_topic_alias ten", "broker.conf:1: max_topic_alias: expected 0..65535, got `ten` (0 means no topic aliases)"),
+        ("max_topic_alias", "broker.conf:1: max_topic_alias: missing value (expected 0..65535)"),
+    ];
+    assert_errors(&cases);
+}
+
+#[test]
 fn bad_values_name_file_line_key_and_range() {
     let cases = [
         ("\n\nmax_inflight_messages 70000", "broker.conf:3: max_inflight_messages: expected 1..65535, got 70000 (0 means unlimited)"),
@@ -368,7 +387,6 @@ fn known_unsupported_keys_warn() {
         "log_timestamp true",
         "log_timestamp_format %Y",
         "message_size_limit 0",
-        "max_topic_alias 10",
         "upgrade_outgoing_qos false",
         "check_retain_source true",
         "set_tcp_nodelay true",

@@ -201,6 +201,7 @@ fn v5_connack_advertises_exactly_what_the_broker_supports() {
     let (_c, ack) = RawClient::connect(b.addr, ProtocolVersion::V5, "props", true);
     let expected = Properties {
         receive_maximum: Some(20),
+        topic_alias_maximum: Some(10),
         ..unsupported.clone()
     };
     assert_eq!(ack.properties, expected, "defaults");
@@ -210,6 +211,7 @@ fn v5_connack_advertises_exactly_what_the_broker_supports() {
         c.max_packet_size = 1000;
         c.max_keepalive = 30;
         c.retain_available = false;
+        c.max_topic_alias = 0;
     });
     for (keep_alive, server_keep_alive) in [(60, Some(30)), (0, Some(30)), (30, None), (10, None)] {
         let connect = connect_packet(ProtocolVersion::V5, "limited", true, keep_alive);

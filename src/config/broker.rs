@@ -5,7 +5,9 @@ use super::directives::{Apply, ApplyFn, Directive, Scope};
 use super::lexer::{missing, Line};
 use super::parser::Parser;
 use super::{listener, value, Config, LogDest, LogTypes};
-use crate::limits::{MAX_QUEUED_MESSAGES_CAP, MIN_PACKET_SIZE, PROTOCOL_MAX_PACKET_SIZE};
+use crate::limits::{
+    MAX_QUEUED_MESSAGES_CAP, MAX_TOPIC_ALIAS, MIN_PACKET_SIZE, PROTOCOL_MAX_PACKET_SIZE,
+};
 
 const fn global(key: &'static str, apply: ApplyFn) -> Directive {
     Directive::new(key, Scope::Global, Apply::Custom(apply))
@@ -24,6 +26,11 @@ pub(super) const DIRECTIVES: &[Directive] = &[
         "max_connections",
         Scope::Listener,
         Apply::Custom(max_connections),
+    ),
+    Directive::new(
+        "max_topic_alias",
+        Scope::Listener,
+        Apply::Custom(max_topic_alias),
     ),
     global("max_inflight_messages", max_inflight_messages),
     global("max_queued_messages", max_queued_messages),
@@ -52,6 +59,20 @@ fn max_connections(p: &mut Parser<'_>, line: &Line<'_>) -> Result<(), String> {
         "-1 means unlimited",
     )?;
     p.config.max_connections = usize::try_from(limit).ok().filter(|&n| n > 0);
+    Ok(())
+}
+
+/// `max_topic_alias`: 0..[`MAX_TOPIC_ALIAS`], 0 = clients may not use topic aliases.
+///
+/// Mosquitto sets it per listener; shardmq applies one broker-wide value (the last one given).
+fn max_topic_alias(p: &mut Parser<'_>, line: &Line<'_>) -> Result<(), String> {
+    let n = value::integer(
+        line.single("0..65535")?,
+        0,
+        MAX_TOPIC_ALIAS.into(),
+        "0 means no topic aliases",
+    )?;
+    p.config.max_topic_alias = u16::try_from(n).unwrap_or(MAX_TOPIC_ALIAS);
     Ok(())
 }
 

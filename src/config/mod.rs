@@ -104,6 +104,10 @@ pub struct Config {
     pub queue_qos0_messages: bool,
     /// `max_packet_size` in bytes; default 268_435_460 (the protocol maximum).
     pub max_packet_size: usize,
+    /// `max_topic_alias`: the Topic Alias Maximum a 5.0 client is
+    /// announced (aliases it may set, per connection), 0..=65535, default
+    /// 10; 0 = no aliases. Per listener in Mosquitto; broker-wide here.
+    pub max_topic_alias: u16,
     /// `max_keepalive` seconds, default 65535.
     pub max_keepalive: u16,
     /// `persistent_client_expiration`; `None` = never expire.
@@ -140,6 +144,7 @@ impl Default for Config {
             max_queued_bytes: 0,
             queue_qos0_messages: false,
             max_packet_size: 268_435_460,
+            max_topic_alias: 10,
             max_keepalive: 65535,
             persistent_client_expiration: None,
             allow_anonymous: true,

@@ -56,7 +56,6 @@ pub(super) const UNSUPPORTED: &[Directive] = &[
     per_listener("bind_interface"),
     per_listener("http_dir"),
     per_listener("max_qos"),
-    per_listener("max_topic_alias"),
     per_listener("mount_point"),
     per_listener("protocol"),
     per_listener("socket_domain"),

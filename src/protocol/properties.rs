@@ -13,6 +13,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::error::{EncodeError, Malformed};
 use super::packet::ProtocolVersion;
+use super::reason::ReasonCode;
 use super::topic::TopicName;
 use super::wire::{
     field_len, malformed, protocol_error, put_field, put_varint, varint_len, write_varint, Reader,
@@ -203,6 +204,19 @@ fn non_zero_u16(r: &mut Reader<'_>) -> Result<Option<u16>, Malformed> {
     }
 }
 
+/// A Topic Alias: 0 is not one, and the receiver answers it with 0x94
+/// (Topic Alias Invalid), as it does an alias above its maximum
+/// (spec 3.3.2.3.4).
+fn topic_alias(r: &mut Reader<'_>) -> Result<u16, Malformed> {
+    match r.u16()? {
+        0 => Err(Malformed::new(
+            ReasonCode::TopicAliasInvalid,
+            "topic alias 0",
+        )),
+        v => Ok(v),
+    }
+}
+
 fn read_one(r: &mut Reader<'_>, id: u8, p: &mut Properties) -> Result<(), Malformed> {
     match id {
         0x01 => p.payload_format_indicator = flag(r)?,
@@ -227,7 +241,7 @@ fn read_one(r: &mut Reader<'_>, id: u8, p: &mut Properties) -> Result<(), Malfor
         0x1F => p.reason_string = Some(r.string()?),
         0x21 => p.receive_maximum = non_zero_u16(r)?,
         0x22 => p.topic_alias_maximum = Some(r.u16()?),
-        0x23 => p.topic_alias = non_zero_u16(r)?,
+        0x23 => p.topic_alias = Some(topic_alias(r)?),
         0x24 => p.maximum_qos = flag(r)?,
         0x25 => p.retain_available = flag(r)?,
         0x26 => p.user_properties.push((r.string()?, r.string()?)),

@@ -14,10 +14,11 @@ use std::rc::Rc;
 
 use bytes::{Buf, BytesMut};
 
+use super::alias::{AliasInvalid, TopicAliases};
 use super::partial::Stored;
 use super::session::SessionId;
 use crate::limits::{MAX_OUT_BUFFER, OUT_BUFFER_KEEP};
-use crate::protocol::{ProtocolVersion, ReasonCode};
+use crate::protocol::{ProtocolVersion, Publish, ReasonCode};
 use crate::runtime::Transport;
 
 /// Why a connection ends.
@@ -93,6 +94,10 @@ pub struct ConnShared {
     last_seen: Cell<u32>,
     /// 1.5 x keepalive in seconds, rounded up; 0 = no keepalive.
     keepalive_limit: Cell<u32>,
+    /// Topic aliases the client set (5.0); `None` until it sends one, so
+    /// a connection that uses none holds one pointer. Lives as long as the
+    /// connection, not the session.
+    aliases: Cell<Option<Box<TopicAliases>>>,
 }
 
 impl ConnShared {
@@ -112,7 +117,17 @@ impl ConnShared {
             input_paused: Cell::new(false),
             last_seen: Cell::new(now as u32),
             keepalive_limit: Cell::new(0),
+            aliases: Cell::new(None),
         }
+    }
+
+    /// Applies `p`'s Topic Alias (see [`TopicAliases::resolve`]), with
+    /// `max` the Topic Alias Maximum the CONNACK announced.
+    pub fn resolve_topic_alias(&self, p: &mut Publish, max: u16) -> Result<(), AliasInvalid> {
+        let mut aliases = self.aliases.take();
+        let resolved = TopicAliases::resolve(&mut aliases, p, max);
+        self.aliases.set(aliases);
+        resolved
     }
 
     /// The connection's slab slot, while it has one.

@@ -234,6 +234,9 @@ fn connack(shard: &Shard, connect: &Connect, assigned: bool, present: bool) -> C
         if config.max_packet_size < crate::protocol::MAX_REMAINING_LENGTH + 5 {
             properties.maximum_packet_size = Some(config.max_packet_size as u32);
         }
+        if config.max_topic_alias > 0 {
+            properties.topic_alias_maximum = Some(config.max_topic_alias);
+        }
         let keep_alive = shard.granted_keep_alive(connect);
         if keep_alive != connect.keep_alive {
             properties.server_keep_alive = Some(keep_alive);

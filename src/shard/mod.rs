@@ -18,6 +18,7 @@
 //! - [`timers`]: deadlines (tick, CONNECT, closing, barriers, delayed wills) and shutdown.
 //! - [`session`]: session state and the outbound QoS window.
 //! - [`conn`]: a connection's shared state and its slab entry.
+//! - [`alias`]: a connection's MQTT 5.0 topic aliases (client to server).
 //! - [`keepalive`]: per-second keepalive buckets.
 //! - [`will`]: a session's will, kept small while its connection lives, held
 //!   back for its Will Delay Interval after.
@@ -28,6 +29,7 @@
 //! before anything else happens, so a session is only ever touched by one
 //! shard and a takeover is always local to it.
 
+mod alias;
 mod conn;
 mod connect;
 mod driver;

@@ -18,16 +18,14 @@ impl Shard {
     pub fn on_client_publish(
         self: &Rc<Self>,
         conn: &Rc<ConnShared>,
-        p: Publish,
+        mut p: Publish,
     ) -> Result<(), CloseReason> {
         Stats::bump(&self.stats.received);
         if p.retain && !self.config.retain_available {
             return Err(CloseReason::Protocol(ReasonCode::RetainNotSupported));
         }
-        if p.topic.is_empty() || p.properties.topic_alias.is_some() {
-            // We announce Topic Alias Maximum 0: aliases are not allowed.
-            return Err(CloseReason::Protocol(ReasonCode::TopicAliasInvalid));
-        }
+        conn.resolve_topic_alias(&mut p, self.config.max_topic_alias)
+            .map_err(|_| CloseReason::Protocol(ReasonCode::TopicAliasInvalid))?;
         let sid = conn.session.get();
         let refused = is_broker_only(p.topic.as_str());
         if refused {
