@@ -1,12 +1,14 @@
 //! Routing: a client's PUBLISH to local subscribers and, once per
 //! destination shard, over the mesh; wills; retained updates.
 
+use std::num::NonZeroU32;
 use std::rc::Rc;
 use std::sync::Arc;
 
 use super::conn::{CloseReason, ConnShared};
 use super::encode::EncodeCache;
 use super::session::{Delivery, SessionId};
+use super::subscribe::Subscription;
 use super::will::Will;
 use super::{Shard, Stats};
 use crate::index::ShardSet;
@@ -165,24 +167,27 @@ impl Shard {
     }
 
     /// Delivers `msg` to this shard's subscribers: one copy per session at
-    /// the highest QoS of its matching subscriptions. False if no local
+    /// the highest QoS of its matching subscriptions, with the identifiers
+    /// of all of them (5.0). False if no local
     /// subscription matched (one skipped for No Local still counts, as in
     /// Mosquitto).
     pub(super) fn fanout_local(self: &Rc<Self>, msg: &Arc<Message>) -> bool {
         let mut matches = std::mem::take(&mut *self.matches.borrow_mut());
         self.local
             .borrow()
-            .for_each_match(msg.publish.topic.as_str(), |sid, opts| {
-                matches.push((*sid, *opts))
+            .for_each_match(msg.publish.topic.as_str(), |sid, sub| {
+                matches.push((*sid, *sub))
             });
         let matched = !matches.is_empty();
-        if matches.len() > 1 {
-            merge_overlapping(&mut matches);
-        }
+        matches.sort_unstable_by_key(|(sid, _)| *sid);
         let mut cache = EncodeCache::default();
+        let mut ids = Vec::new();
         {
             let mut sessions = self.sessions.borrow_mut();
-            for (sid, opts) in matches.drain(..) {
+            for run in matches.chunk_by(|(a, _), (b, _)| a == b) {
+                let Some((sid, opts)) = merge_overlapping(run, &mut ids) else {
+                    continue;
+                };
                 if opts.no_local
                     && msg.origin
                         == (Origin {
@@ -197,13 +202,15 @@ impl Shard {
                 };
                 let qos = msg.publish.qos.min(opts.qos);
                 let retain = opts.retain_as_published && msg.publish.retain;
-                let outcome = s.deliver(msg, qos, retain, &mut cache, &self.queue_limits);
+                let outcome =
+                    s.deliver_matched(msg, qos, retain, &ids, &mut cache, &self.queue_limits);
                 self.count(outcome);
                 if let (Delivery::Sent, Some(conn)) = (outcome, &s.conn) {
                     self.mark_dirty(conn);
                 }
             }
         }
+        matches.clear();
         *self.matches.borrow_mut() = matches;
         matched
     }
@@ -254,18 +261,25 @@ fn is_broker_only(topic: &str) -> bool {
     }
 }
 
-/// Overlapping subscriptions of one session: keep one entry with the
-/// highest QoS; No Local only if every match asks for it; Retain As
-/// Published if any does.
-fn merge_overlapping(matches: &mut Vec<(SessionId, SubscriptionOptions)>) {
-    matches.sort_unstable_by_key(|(sid, _)| *sid);
-    matches.dedup_by(|(sid, later), (keep_sid, keep)| {
-        if sid != keep_sid {
-            return false;
-        }
-        keep.qos = keep.qos.max(later.qos);
-        keep.no_local &= later.no_local;
-        keep.retain_as_published |= later.retain_as_published;
-        true
-    });
+/// The matching subscriptions of one session (`run`, not empty), merged
+/// into one delivery: the highest QoS; No Local only if every match asks
+/// for it; Retain As Published if any does. `ids` is set to the
+/// Subscription Identifiers of all of them, in ascending order (their
+/// order is not significant, 3.3.4); it stays empty, and allocates
+/// nothing, when none has one.
+fn merge_overlapping(
+    run: &[(SessionId, Subscription)],
+    ids: &mut Vec<NonZeroU32>,
+) -> Option<(SessionId, SubscriptionOptions)> {
+    let ((sid, first), rest) = run.split_first()?;
+    let mut opts = first.opts;
+    for (_, later) in rest {
+        opts.qos = opts.qos.max(later.opts.qos);
+        opts.no_local &= later.opts.no_local;
+        opts.retain_as_published |= later.opts.retain_as_published;
+    }
+    ids.clear();
+    ids.extend(run.iter().filter_map(|(_, sub)| sub.id));
+    ids.sort_unstable();
+    Some((*sid, opts))
 }
