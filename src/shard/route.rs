@@ -168,9 +168,8 @@ impl Shard {
 
     /// Delivers `msg` to this shard's subscribers: one copy per session at
     /// the highest QoS of its matching subscriptions, with the identifiers
-    /// of all of them (5.0). False if no local
-    /// subscription matched (one skipped for No Local still counts, as in
-    /// Mosquitto).
+    /// of all of them (5.0). False if no local subscription matched (one
+    /// skipped for No Local still counts, as in Mosquitto).
     pub(super) fn fanout_local(self: &Rc<Self>, msg: &Arc<Message>) -> bool {
         let mut matches = std::mem::take(&mut *self.matches.borrow_mut());
         self.local
@@ -282,4 +281,42 @@ fn merge_overlapping(
     ids.extend(run.iter().filter_map(|(_, sub)| sub.id));
     ids.sort_unstable();
     Some((*sid, opts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sub(qos: QoS, no_local: bool, id: Option<u32>) -> Subscription {
+        Subscription {
+            opts: SubscriptionOptions {
+                no_local,
+                ..SubscriptionOptions::new(qos)
+            },
+            id: id.and_then(NonZeroU32::new),
+        }
+    }
+
+    #[test]
+    fn overlapping_subscriptions_merge_into_one_delivery_with_every_identifier() {
+        let run = [
+            (7, sub(QoS::AtMostOnce, true, Some(9))),
+            (7, sub(QoS::ExactlyOnce, false, None)),
+            (7, sub(QoS::AtLeastOnce, true, Some(2))),
+        ];
+        let mut ids = Vec::new();
+        let (sid, opts) = merge_overlapping(&run, &mut ids).expect("not empty");
+        assert_eq!((sid, opts.qos, opts.no_local), (7, QoS::ExactlyOnce, false));
+        let ids: Vec<u32> = ids.iter().map(|id| id.get()).collect();
+        assert_eq!(ids, [2, 9]);
+    }
+
+    #[test]
+    fn a_match_without_identifiers_allocates_none() {
+        let mut ids = Vec::new();
+        let run = [(1, sub(QoS::AtLeastOnce, false, None))];
+        assert!(merge_overlapping(&run, &mut ids).is_some());
+        assert_eq!(ids.capacity(), 0);
+        assert!(merge_overlapping(&[], &mut ids).is_none());
+    }
 }
