@@ -192,8 +192,8 @@ fn v5_unsupported_authentication_method_is_refused() {
 
 #[test]
 fn v5_connack_advertises_exactly_what_the_broker_supports() {
-    let unsupported = Properties {
-        subscription_identifier_available: Some(0),
+    let announced = Properties {
+        subscription_identifier_available: Some(1),
         shared_subscription_available: Some(0),
         ..Properties::default()
     };
@@ -202,7 +202,7 @@ fn v5_connack_advertises_exactly_what_the_broker_supports() {
     let expected = Properties {
         receive_maximum: Some(20),
         topic_alias_maximum: Some(10),
-        ..unsupported.clone()
+        ..announced.clone()
     };
     assert_eq!(ack.properties, expected, "defaults");
 
@@ -221,7 +221,7 @@ fn v5_connack_advertises_exactly_what_the_broker_supports() {
             maximum_packet_size: Some(1000),
             retain_available: Some(0),
             server_keep_alive,
-            ..unsupported.clone()
+            ..announced.clone()
         };
         assert_eq!(ack.properties, expected, "keepalive {keep_alive}");
     }

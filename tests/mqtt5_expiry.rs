@@ -6,7 +6,6 @@
 mod common;
 
 use std::ops::RangeInclusive;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -183,35 +182,8 @@ fn mosquitto_sub_sees_the_remaining_interval_of_a_retained_message() {
         &mut publ,
         &expiring("mqexp/a", b"a", QoS::AtLeastOnce, true, 1, 60),
     );
-    let port = b.addr.port().to_string();
     let id = b.id_on(1, "mq-sub");
-    let args = [
-        "-h",
-        "127.0.0.1",
-        "-p",
-        &port,
-        "-V",
-        "5",
-        "-t",
-        "mqexp/#",
-        "-C",
-        "1",
-        "-W",
-        "10",
-        "-F",
-        "%E",
-        "-i",
-        &id,
-    ];
-    let out = match Command::new("mosquitto_sub").args(args).output() {
-        Ok(out) => out,
-        Err(e) => panic!(
-            "cannot run mosquitto_sub ({e}); install it with \
-             `apt-get update && apt-get install -y mosquitto-clients`"
-        ),
-    };
-    assert!(out.status.success(), "mosquitto_sub: {:?}", out.status);
-    let printed = String::from_utf8_lossy(&out.stdout);
+    let printed = mosquitto_sub_v5_once(b.addr.port(), &id, "mqexp/#", "%E", &[]);
     let left: u32 = printed
         .trim()
         .parse()

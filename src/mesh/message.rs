@@ -1,6 +1,7 @@
 //! What crosses the mesh. Everything here is `Send`; nothing here refers to
 //! shard-local state except by value (ids, not pointers).
 
+use std::num::NonZeroU32;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -75,6 +76,20 @@ impl Message {
         let left = self.expires_at?.saturating_duration_since(Instant::now());
         let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
         Some(u32::try_from(secs).unwrap_or(u32::MAX).max(1))
+    }
+
+    /// This message as delivered to one 5.0 subscriber whose matching
+    /// subscriptions carry the Subscription Identifiers `ids` (3.3.2.3.8):
+    /// a copy of its own, with the same origin and expiry, since the
+    /// shared encodings carry none. The payload is shared, not copied.
+    pub fn with_subscription_ids(&self, ids: &[NonZeroU32]) -> Message {
+        let mut publish = self.publish.clone();
+        publish.properties.subscription_identifiers = ids.iter().map(|id| id.get()).collect();
+        Message {
+            publish,
+            origin: self.origin,
+            expires_at: self.expires_at,
+        }
     }
 }
 

@@ -241,7 +241,7 @@ fn connack(shard: &Shard, connect: &Connect, assigned: bool, present: bool) -> C
         if keep_alive != connect.keep_alive {
             properties.server_keep_alive = Some(keep_alive);
         }
-        properties.subscription_identifier_available = Some(0);
+        properties.subscription_identifier_available = Some(1);
         properties.shared_subscription_available = Some(0);
     }
     ConnAck {

@@ -5,6 +5,10 @@
 //! that remains (3.3.2.3.3): its encodings carry the remaining time, read
 //! once per cache, so a cache lives no longer than one fan-out or one
 //! delivery from a queue.
+//!
+//! A 5.0 delivery with Subscription Identifiers is not served from here:
+//! they differ per session, so such a delivery is encoded apart (see
+//! `Session::deliver_matched`) and the shared slots stay as they are.
 
 use std::sync::Arc;
 

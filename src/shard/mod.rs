@@ -65,13 +65,13 @@ pub use stats::{Stats, StatsCell, StatsSnapshot};
 use self::conn::{CloseReason, Conn, ConnShared};
 use self::keepalive::Keepalive;
 use self::session::{QueueLimits, Session, SessionId};
-use self::subscribe::{PendingSubscribe, RetainedJob};
+use self::subscribe::{PendingSubscribe, RetainedJob, Subscription};
 use self::timers::{Deadlines, Stopping};
 use crate::config::Config;
 use crate::index::{RetainStamp, RetainedStore, SubTrie};
 use crate::limits::READ_CHUNK;
 use crate::mesh::{Mesh, Message};
-use crate::protocol::{SubscriptionOptions, TopicFilter};
+use crate::protocol::TopicFilter;
 use crate::runtime::{Listener, Registrar};
 
 /// The shard that owns the session of `client_id` among `shards` shards
@@ -120,8 +120,8 @@ pub struct Shard {
     started: Instant,
     sessions: RefCell<Sessions>,
     next_session: Cell<SessionId>,
-    /// Local subscriptions: filter -> (session, options).
-    local: RefCell<SubTrie<SessionId, SubscriptionOptions>>,
+    /// Local subscriptions: filter -> (session, options and identifier).
+    local: RefCell<SubTrie<SessionId, Subscription>>,
     /// Local subscription count per filter; 0 -> 1 and 1 -> 0 are broadcast.
     filter_counts: RefCell<HashMap<TopicFilter, u32, RandomState>>,
     /// Replica of the other shards' filters: filter -> shard.
@@ -153,7 +153,7 @@ pub struct Shard {
     /// Where shutdown is.
     stopping: Cell<Stopping>,
     /// Scratch for fan-out matches, reused.
-    matches: RefCell<Vec<(SessionId, SubscriptionOptions)>>,
+    matches: RefCell<Vec<(SessionId, Subscription)>>,
     queue_limits: QueueLimits,
     /// Connections attached to sessions here.
     connections: Cell<usize>,

@@ -1,12 +1,14 @@
 //! Routing: a client's PUBLISH to local subscribers and, once per
 //! destination shard, over the mesh; wills; retained updates.
 
+use std::num::NonZeroU32;
 use std::rc::Rc;
 use std::sync::Arc;
 
 use super::conn::{CloseReason, ConnShared};
 use super::encode::EncodeCache;
 use super::session::{Delivery, SessionId};
+use super::subscribe::Subscription;
 use super::will::Will;
 use super::{Shard, Stats};
 use crate::index::ShardSet;
@@ -163,24 +165,26 @@ impl Shard {
     }
 
     /// Delivers `msg` to this shard's subscribers: one copy per session at
-    /// the highest QoS of its matching subscriptions. False if no local
-    /// subscription matched (one skipped for No Local still counts, as in
-    /// Mosquitto).
+    /// the highest QoS of its matching subscriptions, with the identifiers
+    /// of all of them (5.0). False if no local subscription matched (one
+    /// skipped for No Local still counts, as in Mosquitto).
     pub(super) fn fanout_local(self: &Rc<Self>, msg: &Arc<Message>) -> bool {
         let mut matches = std::mem::take(&mut *self.matches.borrow_mut());
         self.local
             .borrow()
-            .for_each_match(msg.publish.topic.as_str(), |sid, opts| {
-                matches.push((*sid, *opts))
+            .for_each_match(msg.publish.topic.as_str(), |sid, sub| {
+                matches.push((*sid, *sub))
             });
         let matched = !matches.is_empty();
-        if matches.len() > 1 {
-            merge_overlapping(&mut matches);
-        }
+        matches.sort_unstable_by_key(|(sid, _)| *sid);
         let mut cache = EncodeCache::default();
+        let mut ids = Vec::new();
         {
             let mut sessions = self.sessions.borrow_mut();
-            for (sid, opts) in matches.drain(..) {
+            for run in matches.chunk_by(|(a, _), (b, _)| a == b) {
+                let Some((sid, opts)) = merge_overlapping(run, &mut ids) else {
+                    continue;
+                };
                 if opts.no_local
                     && msg.origin
                         == (Origin {
@@ -195,13 +199,15 @@ impl Shard {
                 };
                 let qos = msg.publish.qos.min(opts.qos);
                 let retain = opts.retain_as_published && msg.publish.retain;
-                let outcome = s.deliver(msg, qos, retain, &mut cache, &self.queue_limits);
+                let outcome =
+                    s.deliver_matched(msg, qos, retain, &ids, &mut cache, &self.queue_limits);
                 self.count(outcome);
                 if let (Delivery::Sent, Some(conn)) = (outcome, &s.conn) {
                     self.mark_dirty(conn);
                 }
             }
         }
+        matches.clear();
         *self.matches.borrow_mut() = matches;
         matched
     }
@@ -252,18 +258,63 @@ fn is_broker_only(topic: &str) -> bool {
     }
 }
 
-/// Overlapping subscriptions of one session: keep one entry with the
-/// highest QoS; No Local only if every match asks for it; Retain As
-/// Published if any does.
-fn merge_overlapping(matches: &mut Vec<(SessionId, SubscriptionOptions)>) {
-    matches.sort_unstable_by_key(|(sid, _)| *sid);
-    matches.dedup_by(|(sid, later), (keep_sid, keep)| {
-        if sid != keep_sid {
-            return false;
+/// The matching subscriptions of one session (`run`, not empty), merged
+/// into one delivery: the highest QoS; No Local only if every match asks
+/// for it; Retain As Published if any does. `ids` is set to the
+/// Subscription Identifiers of all of them, in ascending order (their
+/// order is not significant, 3.3.4); it stays empty, and allocates
+/// nothing, when none has one.
+fn merge_overlapping(
+    run: &[(SessionId, Subscription)],
+    ids: &mut Vec<NonZeroU32>,
+) -> Option<(SessionId, SubscriptionOptions)> {
+    let ((sid, first), rest) = run.split_first()?;
+    let mut opts = first.opts;
+    for (_, later) in rest {
+        opts.qos = opts.qos.max(later.opts.qos);
+        opts.no_local &= later.opts.no_local;
+        opts.retain_as_published |= later.opts.retain_as_published;
+    }
+    ids.clear();
+    ids.extend(run.iter().filter_map(|(_, sub)| sub.id));
+    ids.sort_unstable();
+    Some((*sid, opts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sub(qos: QoS, no_local: bool, id: Option<u32>) -> Subscription {
+        Subscription {
+            opts: SubscriptionOptions {
+                no_local,
+                ..SubscriptionOptions::new(qos)
+            },
+            id: id.and_then(NonZeroU32::new),
         }
-        keep.qos = keep.qos.max(later.qos);
-        keep.no_local &= later.no_local;
-        keep.retain_as_published |= later.retain_as_published;
-        true
-    });
+    }
+
+    #[test]
+    fn overlapping_subscriptions_merge_into_one_delivery_with_every_identifier() {
+        let run = [
+            (7, sub(QoS::AtMostOnce, true, Some(9))),
+            (7, sub(QoS::ExactlyOnce, false, None)),
+            (7, sub(QoS::AtLeastOnce, true, Some(2))),
+        ];
+        let mut ids = Vec::new();
+        let (sid, opts) = merge_overlapping(&run, &mut ids).expect("not empty");
+        assert_eq!((sid, opts.qos, opts.no_local), (7, QoS::ExactlyOnce, false));
+        let ids: Vec<u32> = ids.iter().map(|id| id.get()).collect();
+        assert_eq!(ids, [2, 9]);
+    }
+
+    #[test]
+    fn a_match_without_identifiers_allocates_none() {
+        let mut ids = Vec::new();
+        let run = [(1, sub(QoS::AtLeastOnce, false, None))];
+        assert!(merge_overlapping(&run, &mut ids).is_some());
+        assert_eq!(ids.capacity(), 0);
+        assert!(merge_overlapping(&[], &mut ids).is_none());
+    }
 }

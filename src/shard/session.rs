@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasherDefault;
-use std::num::NonZeroU16;
+use std::num::{NonZeroU16, NonZeroU32};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -11,11 +11,11 @@ use ahash::AHasher;
 
 use super::conn::ConnShared;
 use super::encode::EncodeCache;
+use super::subscribe::Subscription;
 use super::will::Will;
 use crate::mesh::Message;
 use crate::protocol::{
-    EncodedPublish, Packet, PacketId, ProtocolVersion, PubResp, QoS, SubscriptionOptions,
-    TopicFilter,
+    EncodedPublish, Packet, PacketId, ProtocolVersion, PubResp, QoS, TopicFilter,
 };
 
 /// Shard-unique session number (never reused while the shard runs).
@@ -111,9 +111,10 @@ pub struct Session {
     pub client_id: Rc<str>,
     /// The live connection, if the client is online.
     pub conn: Option<Rc<ConnShared>>,
-    /// Filter -> options, as subscribed. (A zero-sized hasher builder keeps
-    /// an idle session small; only this session's own filters hash here.)
-    pub subscriptions: HashMap<TopicFilter, SubscriptionOptions, BuildHasherDefault<AHasher>>,
+    /// Filter -> options and identifier, as subscribed. (A zero-sized
+    /// hasher builder keeps an idle session small; only this session's own
+    /// filters hash here.)
+    pub subscriptions: HashMap<TopicFilter, Subscription, BuildHasherDefault<AHasher>>,
     /// The current connection's will (boxed: not every client has one).
     pub will: Option<Box<Will>>,
     /// Outbound and inbound messages in flight and the offline queue.
@@ -309,6 +310,27 @@ impl Session {
             return Delivery::Dropped;
         }
         self.enqueue(msg, qos, retain, limits)
+    }
+
+    /// [`deliver`](Self::deliver) for a match whose subscriptions carry the
+    /// Subscription Identifiers `ids`. A 5.0 session gets them in a copy of
+    /// `msg` encoded for it alone, which its queue and window keep, so a
+    /// queued or resent PUBLISH carries them too; without identifiers (and
+    /// always in 3.x, which has none) the shared `cache` serves.
+    pub fn deliver_matched(
+        &mut self,
+        msg: &Arc<Message>,
+        qos: QoS,
+        retain: bool,
+        ids: &[NonZeroU32],
+        cache: &mut EncodeCache,
+        limits: &QueueLimits,
+    ) -> Delivery {
+        if ids.is_empty() || !self.version.is_v5() {
+            return self.deliver(msg, qos, retain, cache, limits);
+        }
+        let own = Arc::new(msg.with_subscription_ids(ids));
+        self.deliver(&own, qos, retain, &mut EncodeCache::default(), limits)
     }
 
     fn enqueue(

@@ -9,6 +9,7 @@
 //! arrives or [`BARRIER_TIMEOUT`] passes.
 
 use std::collections::VecDeque;
+use std::num::NonZeroU32;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
@@ -29,6 +30,18 @@ pub(super) fn index_key(filter: &TopicFilter) -> &str {
     filter.share().map_or(filter.as_str(), |(_, inner)| inner)
 }
 
+/// A session's subscription as kept, in the session and the shard's trie:
+/// the options asked for and the Subscription Identifier of the SUBSCRIBE
+/// that made it (5.0, 3.8.2.1.2), which every PUBLISH it matches carries.
+/// A later SUBSCRIBE to the same filter replaces both. 8 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subscription {
+    pub opts: SubscriptionOptions,
+    pub id: Option<NonZeroU32>,
+}
+
+const _: () = assert!(std::mem::size_of::<Subscription>() <= 8);
+
 /// A SUBSCRIBE whose filters are indexed here and broadcast, waiting for
 /// every peer to confirm. Shard-local.
 pub struct PendingSubscribe {
@@ -36,7 +49,7 @@ pub struct PendingSubscribe {
     packet_id: PacketId,
     codes: Vec<ReasonCode>,
     /// Filters whose retained messages go out after the SUBACK.
-    wants_retained: Vec<(TopicFilter, QoS)>,
+    wants_retained: Vec<(TopicFilter, Subscription)>,
     /// Peers yet to answer.
     missing: usize,
 }
@@ -46,8 +59,8 @@ pub struct PendingSubscribe {
 /// monopolise the shard. Shard-local.
 pub struct RetainedJob {
     sid: SessionId,
-    /// (message, the subscription's maximum QoS), in delivery order.
-    messages: VecDeque<(Arc<Message>, QoS)>,
+    /// (message, the subscription it matched), in delivery order.
+    messages: VecDeque<(Arc<Message>, Subscription)>,
 }
 
 impl Shard {
@@ -58,16 +71,19 @@ impl Shard {
         conn: &Rc<ConnShared>,
         sub: Subscribe,
     ) -> Result<(), CloseReason> {
-        if conn.version.is_v5() && !sub.properties.subscription_identifiers.is_empty() {
-            return Err(CloseReason::Protocol(
-                ReasonCode::SubscriptionIdentifiersNotSupported,
-            ));
-        }
+        // At most one (the codec refuses more) and never 0; none in 3.x.
+        let id = sub
+            .properties
+            .subscription_identifiers
+            .first()
+            .copied()
+            .and_then(NonZeroU32::new);
         let sid = conn.session.get();
         let mut codes = Vec::with_capacity(sub.filters.len());
         let mut wants_retained = Vec::new();
         for (filter, asked) in &sub.filters {
             let opts = stored_options(conn, *asked);
+            let subscription = Subscription { opts, id };
             if filter.share().is_some() {
                 codes.push(if conn.version.is_v5() {
                     ReasonCode::SharedSubscriptionsNotSupported
@@ -76,7 +92,7 @@ impl Shard {
                 });
                 continue;
             }
-            let existed = self.add_subscription(sid, filter, opts);
+            let existed = self.add_subscription(sid, filter, subscription);
             codes.push(granted(opts.qos));
             let send = match opts.retain_handling {
                 RetainHandling::OnSubscribe => true,
@@ -84,7 +100,7 @@ impl Shard {
                 RetainHandling::Never => false,
             };
             if send && self.config.retain_available {
-                wants_retained.push((filter.detached(), opts.qos));
+                wants_retained.push((filter.detached(), subscription));
             }
         }
         let pending = PendingSubscribe {
@@ -160,10 +176,10 @@ impl Shard {
     }
 
     /// Files the retained messages matching each filter for delivery.
-    fn queue_retained(&self, sid: SessionId, filters: &[(TopicFilter, QoS)]) {
+    fn queue_retained(&self, sid: SessionId, filters: &[(TopicFilter, Subscription)]) {
         let mut messages = VecDeque::new();
         let mut found = Vec::new();
-        for (filter, max_qos) in filters {
+        for (filter, subscription) in filters {
             self.retained
                 .borrow()
                 .collect_matching(filter.as_str(), &mut found);
@@ -172,7 +188,7 @@ impl Shard {
                 found
                     .drain(..)
                     .filter(|m| !m.is_expired())
-                    .map(|m| (m, *max_qos)),
+                    .map(|m| (m, *subscription)),
             );
         }
         if !messages.is_empty() {
@@ -193,12 +209,13 @@ impl Shard {
                 return true; // the session ended: drop the job
             };
             let n = job.messages.len().min(RETAINED_CHUNK);
-            for (msg, max_qos) in job.messages.drain(..n) {
+            for (msg, subscription) in job.messages.drain(..n) {
                 let mut cache = EncodeCache::default();
-                let outcome = s.deliver(
+                let outcome = s.deliver_matched(
                     &msg,
-                    msg.publish.qos.min(max_qos),
+                    msg.publish.qos.min(subscription.opts.qos),
                     true,
+                    subscription.id.as_slice(),
                     &mut cache,
                     &self.queue_limits,
                 );
@@ -219,7 +236,7 @@ impl Shard {
         &self,
         sid: SessionId,
         filter: &TopicFilter,
-        opts: SubscriptionOptions,
+        subscription: Subscription,
     ) -> bool {
         // Stored beyond this read: must not pin the shard's read buffer.
         let filter = &filter.detached();
@@ -228,9 +245,13 @@ impl Shard {
             let Some(s) = sessions.by_id.get_mut(&sid) else {
                 return false;
             };
-            s.subscriptions.insert(filter.clone(), opts).is_some()
+            s.subscriptions
+                .insert(filter.clone(), subscription)
+                .is_some()
         };
-        self.local.borrow_mut().insert(index_key(filter), sid, opts);
+        self.local
+            .borrow_mut()
+            .insert(index_key(filter), sid, subscription);
         if !existed {
             let mut counts = self.filter_counts.borrow_mut();
             let count = counts.entry(filter.clone()).or_insert(0);

@@ -330,6 +330,50 @@ impl RawClient {
     }
 }
 
+/// Runs `mosquitto_sub -V 5` against the broker at `port` as client `id`
+/// on `filter` until it prints one message in `format` (`-F`), with
+/// `extra` arguments (`-D subscribe ...`); returns what it printed.
+pub fn mosquitto_sub_v5_once(
+    port: u16,
+    id: &str,
+    filter: &str,
+    format: &str,
+    extra: &[&str],
+) -> String {
+    let port = port.to_string();
+    let args = [
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-V",
+        "5",
+        "-t",
+        filter,
+        "-C",
+        "1",
+        "-W",
+        "10",
+        "-F",
+        format,
+        "-i",
+        id,
+    ];
+    let out = match std::process::Command::new("mosquitto_sub")
+        .args(args)
+        .args(extra)
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) => panic!(
+            "cannot run mosquitto_sub ({e}); install it with \
+             `apt-get update && apt-get install -y mosquitto-clients`"
+        ),
+    };
+    assert!(out.status.success(), "mosquitto_sub: {:?}", out.status);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// A port free on 127.0.0.1 right now (for a broker run as a process).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
