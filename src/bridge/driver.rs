@@ -136,6 +136,23 @@ impl BridgeLoop {
         self.offer_relayed();
     }
 
+    /// Runs `f` on every link `pick` selects, then offers what they
+    /// brought in to every link; true if any was selected.
+    fn each_link(
+        &mut self,
+        pick: impl Fn(&Link) -> bool,
+        mut f: impl FnMut(&mut Link, &mut Ctx),
+    ) -> bool {
+        let mut ctx = self.env.ctx();
+        let mut any = false;
+        for (_, link) in self.links.iter_mut().filter(|(_, l)| pick(l)) {
+            f(link, &mut ctx);
+            any = true;
+        }
+        self.offer_relayed();
+        any
+    }
+
     fn offer_relayed(&mut self) {
         while !self.env.relay.is_empty() {
             let msgs = std::mem::take(&mut self.env.relay);
@@ -312,27 +329,15 @@ impl Driver for BridgeLoop {
         self.offer_all(&forwarded);
         forwarded.clear();
         self.forwarded = forwarded;
-        let again: Vec<usize> = self
-            .links
-            .iter()
-            .filter(|(_, l)| l.more_input)
-            .map(|(k, _)| k)
-            .collect();
         if !self.env.local.congested() {
-            for key in again {
-                busy = true;
-                self.with_link(key, |link, ctx| link.read_input(ctx));
-            }
+            busy |= self.each_link(|l| l.more_input, |link, ctx| link.read_input(ctx));
         }
         busy |= self.env.local.mesh.flush();
         busy
     }
 
     fn end_turn(&mut self) {
-        let keys: Vec<usize> = self.links.iter().map(|(k, _)| k).collect();
-        for key in keys {
-            self.with_link(key, |link, ctx| link.pump(ctx));
-        }
+        self.each_link(|_| true, |link, ctx| link.pump(ctx));
         self.env.local.mesh.flush();
         self.advance_closing(Instant::now());
     }
@@ -343,15 +348,8 @@ impl Driver for BridgeLoop {
     }
 
     fn on_timer(&mut self, now: Instant) {
-        let due: Vec<usize> = self
-            .links
-            .iter()
-            .filter(|(_, l)| l.next_deadline().is_some_and(|d| d <= now))
-            .map(|(k, _)| k)
-            .collect();
-        for key in due {
-            self.with_link(key, |link, ctx| link.on_timer(ctx));
-        }
+        let due = |l: &Link| l.next_deadline().is_some_and(|d| d <= now);
+        self.each_link(due, |link, ctx| link.on_timer(ctx));
         if now >= self.next_tick {
             self.next_tick = now + TICK;
             self.publish_status();

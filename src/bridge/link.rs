@@ -124,7 +124,7 @@ impl Link {
         limits: Limits,
         now: Instant,
     ) -> Link {
-        let seed = now.elapsed().as_nanos() as u64 ^ (key as u64).wrapping_mul(0x9E37_79B9);
+        let seed = wall_nanos() ^ (key as u64).wrapping_mul(0x9E37_79B9);
         let addresses = Addresses::new(config.addresses.len(), config.round_robin);
         Link {
             routes: Routes::new(&config),
@@ -133,7 +133,7 @@ impl Link {
             wire: None,
             queue: OutQueue::new(limits),
             inbound_qos2: HashSet::new(),
-            backoff: Backoff::new(config.restart_timeout, seed ^ wall_nanos()),
+            backoff: Backoff::new(config.restart_timeout, seed),
             addresses,
             private_refused: false,
             private_sent: false,

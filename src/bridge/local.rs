@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::index::{RetainStamp, RetainedStore, ShardSet, SubTrie};
+use crate::index::{RetainStamp, RetainedStore, SubTrie};
 use crate::mesh::{Mesh, Message, ShardMsg};
 use crate::protocol::TopicFilter;
 
@@ -90,21 +90,9 @@ impl Local {
         if msg.publish.retain {
             let stamp = RetainStamp::next(self.last_stamp, self.id() as u16);
             self.last_stamp = stamp.nanos;
-            let value = (!msg.publish.payload.is_empty()).then(|| Arc::clone(msg));
-            let topic = &msg.publish.topic;
-            self.retained.apply(topic.as_str(), stamp, value.clone());
-            self.mesh.broadcast(|| ShardMsg::Retain {
-                topic: topic.clone(),
-                stamp,
-                message: value.clone(),
-            });
+            self.mesh.retain(&mut self.retained, msg, stamp);
         }
-        let mut shards = ShardSet::default();
-        self.replica
-            .for_each_match(msg.publish.topic.as_str(), |s, _| shards.insert(*s));
-        for shard in shards.iter() {
-            self.mesh.send(shard, ShardMsg::Forward(Arc::clone(msg)));
-        }
+        self.mesh.forward(&self.replica, msg);
     }
 
     /// A link line takes `filter` from the local broker.

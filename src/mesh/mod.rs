@@ -15,9 +15,11 @@
 mod message;
 
 use std::cell::{Cell, RefCell};
+use std::sync::Arc;
 
 pub use message::{Handover, Message, Origin, ShardMsg};
 
+use crate::index::{RetainStamp, RetainedStore, ShardSet, SubTrie};
 use crate::limits::{MESH_BATCH, MESH_DRAIN, MESH_OUTBOX_LIMIT};
 use crate::runtime::{MeshEnd, TrySendError};
 
@@ -104,6 +106,37 @@ impl Mesh {
         for peer in self.others() {
             self.send(peer, make());
         }
+    }
+
+    /// Sends `msg` once to every peer the replica says has a matching
+    /// filter (never once per filter or subscriber); returns how many.
+    pub fn forward(&self, replica: &SubTrie<usize, ()>, msg: &Arc<Message>) -> usize {
+        let mut peers = ShardSet::default();
+        replica.for_each_match(msg.publish.topic.as_str(), |p, _| peers.insert(*p));
+        let mut n = 0;
+        for peer in peers.iter() {
+            self.send(peer, ShardMsg::Forward(Arc::clone(msg)));
+            n += 1;
+        }
+        n
+    }
+
+    /// Applies a retained update of `msg` to this thread's `store` with
+    /// `stamp`, and sends it to every other peer's replica.
+    pub fn retain(
+        &self,
+        store: &mut RetainedStore<Arc<Message>>,
+        msg: &Arc<Message>,
+        stamp: RetainStamp,
+    ) {
+        let value = (!msg.publish.payload.is_empty()).then(|| Arc::clone(msg));
+        let topic = &msg.publish.topic;
+        store.apply(topic.as_str(), stamp, value.clone());
+        self.broadcast(|| ShardMsg::Retain {
+            topic: topic.clone(),
+            stamp,
+            message: value.clone(),
+        });
     }
 
     /// Hands every non-empty outbox to its queue (end of a loop turn, and

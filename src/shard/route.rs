@@ -11,8 +11,7 @@ use super::session::{Delivery, SessionId};
 use super::subscribe::Subscription;
 use super::will::Will;
 use super::{Shard, Stats};
-use crate::index::ShardSet;
-use crate::mesh::{Message, Origin, ShardMsg};
+use crate::mesh::{Message, Origin};
 use crate::protocol::{self, Packet, PubResp, Publish, QoS, ReasonCode, SubscriptionOptions};
 
 impl Shard {
@@ -138,30 +137,17 @@ impl Shard {
 
     fn retain_update(self: &Rc<Self>, msg: &Arc<Message>) {
         let stamp = self.next_stamp();
-        let value = (!msg.publish.payload.is_empty()).then(|| Arc::clone(msg));
-        let topic = &msg.publish.topic;
-        self.retained
-            .borrow_mut()
-            .apply(topic.as_str(), stamp, value.clone());
-        self.mesh.broadcast(|| ShardMsg::Retain {
-            topic: topic.clone(),
-            stamp,
-            message: value.clone(),
-        });
+        self.mesh
+            .retain(&mut self.retained.borrow_mut(), msg, stamp);
     }
 
     /// Sends `msg` once to every other shard with a matching filter; false
     /// if none has one.
     fn forward(self: &Rc<Self>, msg: &Arc<Message>) -> bool {
-        let mut shards = ShardSet::default();
-        self.replica
-            .borrow()
-            .for_each_match(msg.publish.topic.as_str(), |s, _| shards.insert(*s));
-        for peer in shards.iter() {
-            Stats::bump(&self.stats.forwarded);
-            self.mesh.send(peer, ShardMsg::Forward(Arc::clone(msg)));
-        }
-        !shards.is_empty()
+        let n = self.mesh.forward(&self.replica.borrow(), msg);
+        let forwarded = &self.stats.forwarded;
+        forwarded.set(forwarded.get() + n as u64);
+        n > 0
     }
 
     /// Delivers `msg` to this shard's subscribers: one copy per session at
