@@ -136,6 +136,18 @@ pub const WILLS_WAIT: Duration = Duration::from_secs(2);
 /// First back-off after an accept error (doubling up to [`ACCEPT_BACKOFF_MAX`]).
 pub const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
 
+/// Largest PUBLISH payload MQTT can carry (the largest remaining length);
+/// the top of `message_size_limit`.
+pub const MAX_PAYLOAD: usize = 268_435_455;
+
+/// Longest `auto_id_prefix`: an assigned client id is kept per session
+/// and sent back in every 5.0 CONNACK that assigns one.
+pub const MAX_AUTO_ID_PREFIX: usize = 256;
+
+/// Longest `mount_point`: it is copied into every topic and filter its
+/// listener's clients use, and a topic may not exceed 65535 bytes.
+pub const MAX_MOUNT_POINT: usize = 1024;
+
 /// Addresses one bridge `address` line may list.
 pub const MAX_BRIDGE_ADDRESSES: usize = 32;
 

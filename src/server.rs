@@ -157,7 +157,7 @@ pub fn start(config: Config) -> Result<BrokerHandle, StartError> {
     let mut addrs = Vec::with_capacity(config.listeners.len());
     let mut sockets: Vec<Vec<OwnedFd>> = (0..shards).map(|_| Vec::new()).collect();
     for listener in &config.listeners {
-        let (addr, fds) = shard_listeners(listener.addr, shards)?;
+        let (addr, fds) = shard_listeners(listener.addr, shards, config.set_tcp_nodelay)?;
         addrs.push(addr);
         for (shard, fd) in fds.into_iter().enumerate() {
             sockets[shard].push(fd);
@@ -432,13 +432,14 @@ fn probe_port(addr: SocketAddr) -> Result<SocketAddr, StartError> {
 fn shard_listeners(
     addr: SocketAddr,
     shards: usize,
+    nodelay: bool,
 ) -> Result<(SocketAddr, Vec<OwnedFd>), StartError> {
     let addr = if addr.port() == 0 {
         addr
     } else {
         probe_port(addr)?
     };
-    let first = reuseport_listener(addr)?;
+    let first = reuseport_listener(addr, nodelay)?;
     let bound = first
         .local_addr()
         .ok()
@@ -449,12 +450,12 @@ fn shard_listeners(
         })?;
     let mut fds = vec![OwnedFd::from(first)];
     for _ in 1..shards {
-        fds.push(reuseport_listener(bound)?.into());
+        fds.push(reuseport_listener(bound, nodelay)?.into());
     }
     Ok((bound, fds))
 }
 
-fn reuseport_listener(addr: SocketAddr) -> Result<Socket, StartError> {
+fn reuseport_listener(addr: SocketAddr, nodelay: bool) -> Result<Socket, StartError> {
     let err = |source| StartError::Listen { addr, source };
     let domain = if addr.is_ipv6() {
         Domain::IPV6
@@ -464,8 +465,8 @@ fn reuseport_listener(addr: SocketAddr) -> Result<Socket, StartError> {
     let socket = Socket::new(domain, Type::STREAM, Some(Protocol::TCP)).map_err(err)?;
     socket.set_reuse_port(true).map_err(err)?;
     socket.set_reuse_address(true).map_err(err)?;
-    // Inherited by every accepted socket.
-    socket.set_nodelay(true).map_err(err)?;
+    // Inherited by every accepted socket (`set_tcp_nodelay`).
+    socket.set_nodelay(nodelay).map_err(err)?;
     socket.bind(&addr.into()).map_err(err)?;
     socket.listen(LISTEN_BACKLOG).map_err(err)?;
     socket.set_nonblocking(true).map_err(err)?;

@@ -325,9 +325,7 @@ fn legacy_port_and_bind_address() {
     assert_listeners("bind_address localhost", &["127.0.0.1:1883"]);
     // Mosquitto keeps an explicitly configured default listener next to `listener` lines.
     let c = parse_quiet("port 1884\nlistener 8883");
-    let addr = |a: &str| Listener {
-        addr: a.parse().unwrap(),
-    };
+    let addr = |a: &str| Listener::new(a.parse().unwrap());
     assert_eq!(c.listeners, [addr("0.0.0.0:1884"), addr("0.0.0.0:8883")]);
 }
 
@@ -353,12 +351,11 @@ fn per_listener_keys_apply_in_listener_sections() {
         "listener 1883\nmax_connections 10\nprotocol websockets\nlistener 1884\nmount_point a/",
     );
     assert_eq!(c.max_connections, Some(10));
+    assert_eq!(c.listeners[0].mount_point, None);
+    assert_eq!(c.listeners[1].mount_point.as_deref(), Some("a/"));
     assert_eq!(
         messages(&warnings),
-        [
-            "broker.conf:3: protocol is a Mosquitto option shardmq does not support yet; ignored",
-            "broker.conf:5: mount_point is a Mosquitto option shardmq does not support yet; ignored",
-        ]
+        ["broker.conf:3: protocol is a Mosquitto option shardmq does not support yet; ignored"]
     );
 }
 
@@ -377,8 +374,6 @@ fn known_unsupported_keys_warn() {
         "protocol websockets",
         "http_dir /www",
         "socket_domain ipv4",
-        "mount_point a/",
-        "per_listener_settings true",
         "include_dir /etc/mosquitto/conf.d",
         "sys_interval 10",
         "user mosquitto",
@@ -386,10 +381,6 @@ fn known_unsupported_keys_warn() {
         "connection_messages true",
         "log_timestamp true",
         "log_timestamp_format %Y",
-        "message_size_limit 0",
-        "upgrade_outgoing_qos false",
-        "check_retain_source true",
-        "set_tcp_nodelay true",
         "memory_limit 0",
         "plugin /p.so",
         "plugin_opt_host db",
@@ -405,15 +396,12 @@ fn known_unsupported_keys_warn() {
         "allow_duplicate_messages true",
         "retry_interval 20",
         "store_clean_interval 10",
-        "max_inflight_bytes 0",
         "websockets_log_level 0",
         "capath /ca",
         "crlfile /crl",
         "dhparamfile /dh",
-        "max_qos 1",
         "bind_interface eth0",
         "use_identity_as_username true",
-        "auto_id_prefix auto-",
         "autosave_on_changes false",
         "log_facility 5",
     ];
@@ -988,10 +976,12 @@ fn realistic_mosquitto_conf() {
         }
     );
     assert!(!c.allow_anonymous);
+    assert!(!c.per_listener_settings);
+    assert_eq!(c.message_size_limit, 0);
     let lines: Vec<usize> = warnings.iter().map(|w| w.line).collect();
     assert_eq!(
         lines,
-        [5, 9, 14, 15, 18, 19, 20, 23, 28, 29, 35, 36, 37, 38, 39, 41, 45, 46, 48]
+        [14, 15, 18, 19, 20, 23, 28, 29, 35, 36, 37, 38, 39, 41, 45, 46, 48]
     );
 }
 

@@ -6,7 +6,8 @@ use super::lexer::{missing, Line};
 use super::parser::Parser;
 use super::{listener, value, Config, LogDest, LogTypes};
 use crate::limits::{
-    MAX_QUEUED_MESSAGES_CAP, MAX_TOPIC_ALIAS, MIN_PACKET_SIZE, PROTOCOL_MAX_PACKET_SIZE,
+    MAX_PAYLOAD, MAX_QUEUED_MESSAGES_CAP, MAX_TOPIC_ALIAS, MIN_PACKET_SIZE,
+    PROTOCOL_MAX_PACKET_SIZE,
 };
 
 const fn global(key: &'static str, apply: ApplyFn) -> Directive {
@@ -39,11 +40,17 @@ pub(super) const DIRECTIVES: &[Directive] = &[
     global("max_packet_size", max_packet_size),
     global("max_keepalive", max_keepalive),
     global("persistent_client_expiration", persistent_client_expiration),
-    flag("allow_anonymous", |c| &mut c.allow_anonymous),
     flag("retain_available", |c| &mut c.retain_available),
-    flag("allow_zero_length_clientid", |c| {
-        &mut c.allow_zero_length_clientid
-    }),
+    Directive::new("max_qos", Scope::Listener, Apply::Custom(listener::max_qos)),
+    Directive::new(
+        "mount_point",
+        Scope::Listener,
+        Apply::Custom(listener::mount_point),
+    ),
+    global("message_size_limit", message_size_limit),
+    flag("upgrade_outgoing_qos", |c| &mut c.upgrade_outgoing_qos),
+    global("max_inflight_bytes", max_inflight_bytes),
+    flag("set_tcp_nodelay", |c| &mut c.set_tcp_nodelay),
     global("log_dest", log_dest),
     global("log_type", log_type),
 ];
@@ -98,6 +105,21 @@ fn max_queued_bytes(p: &mut Parser<'_>, line: &Line<'_>) -> Result<(), String> {
     let max = usize::try_from(i64::MAX).unwrap_or(usize::MAX);
     p.config.max_queued_bytes =
         value::count(line.single("a byte count")?, max, "0 means unlimited")?;
+    Ok(())
+}
+
+/// `message_size_limit`: the largest PUBLISH payload accepted, 0 = none.
+fn message_size_limit(p: &mut Parser<'_>, line: &Line<'_>) -> Result<(), String> {
+    let token = line.single("0..268435455")?;
+    p.config.message_size_limit = value::count(token, MAX_PAYLOAD, "0 means no limit")?;
+    Ok(())
+}
+
+/// `max_inflight_bytes`: 0 = no limit.
+fn max_inflight_bytes(p: &mut Parser<'_>, line: &Line<'_>) -> Result<(), String> {
+    let max = usize::try_from(i64::MAX).unwrap_or(usize::MAX);
+    p.config.max_inflight_bytes =
+        value::count(line.single("a byte count")?, max, "0 means no limit")?;
     Ok(())
 }
 

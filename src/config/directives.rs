@@ -4,7 +4,7 @@
 
 use super::lexer::Line;
 use super::parser::Parser;
-use super::{bridge, broker, mosquitto, Config};
+use super::{bridge, broker, mosquitto, security, Config};
 
 /// Where a key may appear.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,8 +61,9 @@ impl Directive {
 }
 
 /// All tables, searched in order.
-const TABLES: [&[Directive]; 3] = [
+const TABLES: [&[Directive]; 4] = [
     broker::DIRECTIVES,
+    security::DIRECTIVES,
     mosquitto::UNSUPPORTED,
     bridge::DIRECTIVES,
 ];
@@ -137,6 +138,7 @@ mod tests {
             .all(|d| d.scope == Scope::Bridge || d.key == "connection"));
         assert!(broker::DIRECTIVES
             .iter()
+            .chain(security::DIRECTIVES)
             .chain(mosquitto::UNSUPPORTED)
             .all(|d| d.scope != Scope::Bridge));
     }

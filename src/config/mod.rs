@@ -8,6 +8,7 @@
 //! - `lexer.rs`: lines, `#` comments, tokens, rest-of-line values.
 //! - `directives.rs`: the directive table type, lookup, "did you mean".
 //! - `broker.rs`, `listener.rs`: supported keys and how they apply.
+//! - `security.rs`: the keys `per_listener_settings` scopes, and `check_retain_source`.
 //! - `mosquitto.rs`: Mosquitto keys that only warn (not supported yet).
 //! - `bridge.rs`: `connection` sections into [`BridgeConfig`] (run by [`crate::bridge`]).
 //! - `bridge_topic.rs`: a bridge `topic` line ([`BridgeTopic`]) and its topic mapping.
@@ -22,23 +23,74 @@ mod lexer;
 mod listener;
 mod mosquitto;
 mod parser;
+mod security;
 mod value;
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::protocol::QoS;
+
 pub use bridge::{
     BridgeAddress, BridgeConfig, BridgeTls, RestartTimeout, StartType, DEFAULT_BRIDGE_PORT,
 };
 pub use bridge_topic::{remap, BridgeTopic, Direction};
 
-/// A listener: `listener <port> [address]`.
+/// A listener: `listener <port> [address]` and the keys that shape the
+/// protocol for its clients.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listener {
     /// Address and port to bind (port 0 = any free port).
     pub addr: SocketAddr,
+    /// `max_qos`: the highest QoS its clients may publish and are granted
+    /// on SUBSCRIBE. Default 2.
+    pub max_qos: QoS,
+    /// `mount_point`: prefixed to every topic and filter its clients use,
+    /// and stripped from what they are sent. Default none.
+    pub mount_point: Option<String>,
+    /// With `per_listener_settings true`: this listener's own
+    /// [`Security`]; `None` = the broker-wide settings.
+    pub security: Option<Security>,
 }
+
+impl Listener {
+    /// A listener on `addr` with Mosquitto's defaults.
+    pub fn new(addr: SocketAddr) -> Listener {
+        Listener {
+            addr,
+            max_qos: QoS::ExactlyOnce,
+            mount_point: None,
+            security: None,
+        }
+    }
+}
+
+/// The settings `per_listener_settings true` scopes to a listener (those
+/// of Mosquitto's that shardmq has: password and ACL files do not exist yet).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Security {
+    /// `allow_anonymous`, default true.
+    pub allow_anonymous: bool,
+    /// `allow_zero_length_clientid`, default true.
+    pub allow_zero_length_clientid: bool,
+    /// `auto_id_prefix`: the start of the client ids the broker assigns,
+    /// default `auto-`.
+    pub auto_id_prefix: String,
+}
+
+impl Default for Security {
+    fn default() -> Self {
+        Security {
+            allow_anonymous: true,
+            allow_zero_length_clientid: true,
+            auto_id_prefix: DEFAULT_AUTO_ID_PREFIX.to_string(),
+        }
+    }
+}
+
+/// Mosquitto's `auto_id_prefix` default.
+pub const DEFAULT_AUTO_ID_PREFIX: &str = "auto-";
 
 /// Where log lines go (`log_dest`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,6 +170,21 @@ pub struct Config {
     pub retain_available: bool,
     /// `allow_zero_length_clientid`, default true.
     pub allow_zero_length_clientid: bool,
+    /// `auto_id_prefix`, default `auto-`.
+    pub auto_id_prefix: String,
+    /// `per_listener_settings`, default false: with true, the keys of
+    /// [`Security`] apply to the listener they follow.
+    pub per_listener_settings: bool,
+    /// `message_size_limit` in payload bytes; 0 (the default) = none.
+    pub message_size_limit: usize,
+    /// `upgrade_outgoing_qos`, default false: deliver at the
+    /// subscription's QoS instead of min(message, subscription).
+    pub upgrade_outgoing_qos: bool,
+    /// `max_inflight_bytes`: payload bytes of outgoing QoS 1/2 messages
+    /// in flight per client; 0 (the default) = no limit.
+    pub max_inflight_bytes: usize,
+    /// `set_tcp_nodelay`, default true (Mosquitto: false; see the README).
+    pub set_tcp_nodelay: bool,
     /// `log_dest`, default stderr.
     pub log_dest: LogDest,
     /// `log_type`, default error, warning, notice, information.
@@ -134,9 +201,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            listeners: vec![Listener {
-                addr: SocketAddr::from(([0, 0, 0, 0], 1883)),
-            }],
+            listeners: vec![Listener::new(SocketAddr::from(([0, 0, 0, 0], 1883)))],
             shards: None,
             max_connections: None,
             max_inflight_messages: 20,
@@ -150,6 +215,12 @@ impl Default for Config {
             allow_anonymous: true,
             retain_available: true,
             allow_zero_length_clientid: true,
+            auto_id_prefix: DEFAULT_AUTO_ID_PREFIX.to_string(),
+            per_listener_settings: false,
+            message_size_limit: 0,
+            upgrade_outgoing_qos: false,
+            max_inflight_bytes: 0,
+            set_tcp_nodelay: true,
             log_dest: LogDest::Stderr,
             log_types: LogTypes {
                 error: true,
@@ -209,6 +280,16 @@ impl std::fmt::Display for ConfigWarning {
 }
 
 impl Config {
+    /// The settings clients of `listener` get: its own with
+    /// `per_listener_settings true`, else the broker-wide ones.
+    pub fn security_of(&self, listener: &Listener) -> Security {
+        listener.security.clone().unwrap_or_else(|| Security {
+            allow_anonymous: self.allow_anonymous,
+            allow_zero_length_clientid: self.allow_zero_length_clientid,
+            auto_id_prefix: self.auto_id_prefix.clone(),
+        })
+    }
+
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {

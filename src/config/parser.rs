@@ -37,6 +37,8 @@ pub(super) struct Parser<'p> {
     pub log_types_set: bool,
     /// The open section.
     pub section: Section,
+    /// Line of the first key `per_listener_settings` scopes, if any.
+    pub security_line: Option<usize>,
     warnings: Vec<ConfigWarning>,
 }
 
@@ -49,6 +51,7 @@ impl<'p> Parser<'p> {
             listeners: Listeners::default(),
             log_types_set: false,
             section: Section::Global,
+            security_line: None,
             warnings: Vec::new(),
         }
     }
@@ -131,6 +134,9 @@ impl<'p> Parser<'p> {
     /// Closes the last section and returns the validated result.
     pub fn finish(mut self) -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
         self.close_section()?;
+        if let Some((line, message)) = self.listeners.unused_default_settings() {
+            self.warn(line, message);
+        }
         let path = self.path;
         self.config.listeners = self
             .listeners

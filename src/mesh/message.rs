@@ -78,6 +78,19 @@ impl Message {
         Some(u32::try_from(secs).unwrap_or(u32::MAX).max(1))
     }
 
+    /// This message under another topic (a mount point stripped for one
+    /// subscriber), with the same origin and expiry. Nothing is copied
+    /// but the topic's handle.
+    pub fn with_topic(&self, topic: TopicName) -> Message {
+        let mut publish = self.publish.clone();
+        publish.topic = topic;
+        Message {
+            publish,
+            origin: self.origin,
+            expires_at: self.expires_at,
+        }
+    }
+
     /// This message as delivered to one 5.0 subscriber whose matching
     /// subscriptions carry the Subscription Identifiers `ids` (3.3.2.3.8):
     /// a copy of its own, with the same origin and expiry, since the
@@ -101,6 +114,8 @@ pub struct Handover {
     pub connect: Box<Connect>,
     /// Bytes the client sent after CONNECT (detached).
     pub leftover: Bytes,
+    /// The index of the listener that accepted it (its settings apply).
+    pub listener: u8,
 }
 
 /// A message from one shard to another.

@@ -18,7 +18,7 @@ use super::alias::{AliasInvalid, TopicAliases};
 use super::partial::Stored;
 use super::session::SessionId;
 use crate::limits::{MAX_OUT_BUFFER, OUT_BUFFER_KEEP};
-use crate::protocol::{ProtocolVersion, Publish, ReasonCode};
+use crate::protocol::{ProtocolVersion, Publish, QoS, ReasonCode};
 use crate::runtime::Transport;
 
 /// Why a connection ends.
@@ -74,6 +74,11 @@ pub struct ConnShared {
     pub bridge: bool,
     /// Largest packet the client accepts (its Maximum Packet Size).
     pub max_packet: u32,
+    /// Its listener's `max_qos`.
+    pub max_qos: QoS,
+    /// Its listener's `mount_point`: prefixed to its topics and filters,
+    /// stripped from what it is sent (see `mount`).
+    pub mount: Option<Rc<str>>,
     /// The session this connection serves (set once attached).
     pub session: Cell<SessionId>,
     out: RefCell<BytesMut>,
@@ -108,6 +113,8 @@ impl ConnShared {
             version,
             bridge: false,
             max_packet,
+            max_qos: QoS::ExactlyOnce,
+            mount: None,
             session: Cell::new(0),
             out: RefCell::new(BytesMut::new()),
             close: Cell::new(None),
@@ -262,11 +269,14 @@ pub struct Conn {
     pub writable: bool,
     /// Counted in the shard's attached connections.
     pub counted: bool,
+    /// The index of the listener it came in on (in `Config::listeners`,
+    /// below [`crate::limits::MAX_LISTENERS`]); travels with a hand-over.
+    pub listener: u8,
 }
 
 impl Conn {
     /// A freshly accepted (or handed-over) connection, before CONNECT.
-    pub fn new(transport: Transport, serial: u32) -> Conn {
+    pub fn new(transport: Transport, serial: u32, listener: u8) -> Conn {
         Conn {
             transport,
             shared: None,
@@ -275,6 +285,7 @@ impl Conn {
             serial,
             writable: false,
             counted: false,
+            listener,
         }
     }
 }

@@ -9,14 +9,16 @@ use std::rc::Rc;
 use bytes::{Bytes, BytesMut};
 
 use super::conn::{ConnShared, Phase};
+use super::mount;
 use super::partial::Partial;
 use super::Shard;
 use super::Stats;
+use crate::config::Security;
 use crate::limits::MAX_CONNECT_PACKET;
 use crate::mesh::{Handover, ShardMsg};
 use crate::protocol::{
     connect_version, decode, reason_codes, ConnAck, Connect, DecodeError, Malformed, Packet,
-    Properties, ProtocolVersion, ReasonCode,
+    Properties, ProtocolVersion, QoS, ReasonCode,
 };
 
 impl Shard {
@@ -103,9 +105,10 @@ impl Shard {
         mut connect: Box<Connect>,
         leftover: BytesMut,
     ) {
+        let listener = self.listener_of(token);
         let assigned = connect.client_id.is_empty();
         if assigned {
-            connect.client_id = self.assign_client_id();
+            connect.client_id = self.assign_client_id(&listener.security.auto_id_prefix);
         }
         let home = self.home_of(&connect.client_id);
         if home != self.id {
@@ -115,8 +118,12 @@ impl Shard {
         let mut conn = ConnShared::new(connect.protocol, max_packet, self.now());
         // As Mosquitto: the bridge bit counts in 3.x only.
         conn.bridge = connect.bridge && !connect.protocol.is_v5();
+        conn.max_qos = listener.max_qos;
+        conn.mount = listener.mount.clone();
         let conn = Rc::new(conn);
-        if let Err(code) = check(self, &connect, assigned) {
+        let checked = check(self, &connect, assigned, &listener.security)
+            .and_then(|()| check_will(self, &conn, &mut connect));
+        if let Err(code) = checked {
             refuse(self, &conn, code);
             return self.close_attached_to(token, conn);
         }
@@ -133,7 +140,7 @@ impl Shard {
         let present = self.attach(&conn, &connect);
         self.send_packet(
             &conn,
-            &Packet::ConnAck(connack(self, &connect, assigned, present)),
+            &Packet::ConnAck(connack(self, &connect, conn.max_qos, assigned, present)),
         );
         drop(connect);
         self.resume(&conn);
@@ -148,6 +155,7 @@ impl Shard {
         let Some(conn) = self.conns.borrow_mut().try_remove(token) else {
             return;
         };
+        let listener = conn.listener;
         match self.registrar.detach(conn.transport) {
             Ok(fd) => {
                 Stats::bump(&self.stats.handed_over);
@@ -158,6 +166,7 @@ impl Shard {
                         fd,
                         connect,
                         leftover,
+                        listener,
                     })),
                 );
             }
@@ -187,11 +196,16 @@ fn connack_code(m: &Malformed) -> ReasonCode {
 }
 
 /// CONNECT checks that end in a refusing CONNACK.
-fn check(shard: &Shard, connect: &Connect, assigned: bool) -> Result<(), ReasonCode> {
+fn check(
+    shard: &Shard,
+    connect: &Connect,
+    assigned: bool,
+    security: &Security,
+) -> Result<(), ReasonCode> {
     let config = &shard.config;
     // 3.1 requires a client id; 3.1.1 allows none only with a clean session.
     if assigned
-        && (!config.allow_zero_length_clientid
+        && (!security.allow_zero_length_clientid
             || connect.protocol == ProtocolVersion::V31
             || (!connect.protocol.is_v5() && !connect.clean_start))
     {
@@ -201,7 +215,7 @@ fn check(shard: &Shard, connect: &Connect, assigned: bool) -> Result<(), ReasonC
         // No enhanced authentication method is supported yet.
         return Err(ReasonCode::BadAuthenticationMethod);
     }
-    if !config.allow_anonymous {
+    if !security.allow_anonymous {
         // No password file support yet: without anonymous access nobody may connect.
         return Err(ReasonCode::NotAuthorized);
     }
@@ -219,8 +233,40 @@ fn check(shard: &Shard, connect: &Connect, assigned: bool) -> Result<(), ReasonC
     Ok(())
 }
 
+/// The will against the listener and `message_size_limit`, as Mosquitto
+/// checks it: a QoS above `max_qos` or a payload above the limit refuses
+/// the CONNECT (3.x: "not authorized" for the size, as Mosquitto answers).
+/// On a mounted listener the will topic gets the mount point.
+fn check_will(shard: &Shard, conn: &ConnShared, connect: &mut Connect) -> Result<(), ReasonCode> {
+    let Some(will) = connect.will.as_mut() else {
+        return Ok(());
+    };
+    if will.qos > conn.max_qos {
+        return Err(ReasonCode::QoSNotSupported);
+    }
+    let limit = shard.config.message_size_limit;
+    if limit != 0 && will.payload.len() > limit {
+        return Err(if connect.protocol.is_v5() {
+            ReasonCode::PacketTooLarge
+        } else {
+            ReasonCode::NotAuthorized
+        });
+    }
+    if let Some(mount) = conn.mount.as_deref() {
+        will.topic = mount::topic(mount, &will.topic).map_err(|m| m.reason)?;
+    }
+    Ok(())
+}
+
 /// The CONNACK for an accepted CONNECT.
-fn connack(shard: &Shard, connect: &Connect, assigned: bool, present: bool) -> ConnAck {
+/// A 5.0 CONNACK announces a `max_qos` below 2 as Maximum QoS.
+fn connack(
+    shard: &Shard,
+    connect: &Connect,
+    max_qos: QoS,
+    assigned: bool,
+    present: bool,
+) -> ConnAck {
     let mut properties = Properties::default();
     if connect.protocol.is_v5() {
         let config = &shard.config;
@@ -242,6 +288,9 @@ fn connack(shard: &Shard, connect: &Connect, assigned: bool, present: bool) -> C
             properties.server_keep_alive = Some(keep_alive);
         }
         properties.subscription_identifier_available = Some(1);
+        if max_qos != QoS::ExactlyOnce {
+            properties.maximum_qos = Some(max_qos as u8);
+        }
         properties.shared_subscription_available = Some(0);
     }
     ConnAck {

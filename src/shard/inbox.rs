@@ -44,8 +44,9 @@ impl Shard {
             fd,
             connect,
             leftover,
+            listener,
         } = h;
-        if let Some(token) = self.adopt(Transport::from_owned_fd(fd)) {
+        if let Some(token) = self.adopt(Transport::from_owned_fd(fd), listener) {
             self.admit(token, connect, leftover.as_ref().into());
         }
     }

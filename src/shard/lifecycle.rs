@@ -10,10 +10,11 @@ use super::{Shard, Stats};
 use crate::protocol::{Connect, ProtocolVersion, TopicFilter};
 
 impl Shard {
-    /// A client id for a client that sent none, homed on this shard.
-    pub(super) fn assign_client_id(&self) -> String {
+    /// A client id for a client that sent none, homed on this shard:
+    /// `prefix` (its listener's `auto_id_prefix`) and 16 random hex digits.
+    pub(super) fn assign_client_id(&self, prefix: &str) -> String {
         loop {
-            let id = format!("auto-{:016x}", self.random());
+            let id = format!("{prefix}{:016x}", self.random());
             if self.home_of(&id) == self.id {
                 return id;
             }
@@ -153,7 +154,7 @@ impl Shard {
     pub(super) fn resume(&self, conn: &Rc<ConnShared>) {
         let mut sessions = self.sessions.borrow_mut();
         if let Some(s) = sessions.by_id.get_mut(&conn.session.get()) {
-            let expired = s.resend_inflight() + s.drain();
+            let expired = s.resend_inflight() + s.drain(&self.queue_limits);
             self.count_expired(expired);
         }
         self.mark_dirty(conn);
@@ -198,7 +199,7 @@ impl Shard {
             .by_id
             .get_mut(&conn.session.get())
         {
-            self.count_expired(s.drain());
+            self.count_expired(s.drain(&self.queue_limits));
         }
         self.mark_dirty(conn);
     }

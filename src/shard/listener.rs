@@ -2,12 +2,47 @@
 //! kernel spreads new connections over the shards), registered with the
 //! shard's loop under [`listener_token`].
 
+use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::Instant;
 
 use super::conn::Conn;
 use super::{Shard, Stats};
+use crate::config::{Config, Listener, Security};
 use crate::limits::{ACCEPTS_PER_TURN, ACCEPT_BACKOFF_MAX, ACCEPT_BACKOFF_MIN, MAX_LISTENERS};
+use crate::protocol::QoS;
 use crate::runtime::{Interest, Token};
+
+/// What the clients of one listener get (`max_qos`, `mount_point`, and the
+/// settings `per_listener_settings` scopes), resolved from the config once.
+/// Shard-local: every shard holds its own, indexed like `Config::listeners`.
+pub struct ListenerSettings {
+    pub max_qos: QoS,
+    /// Shared with every connection of the listener.
+    pub mount: Option<Rc<str>>,
+    pub security: Security,
+}
+
+impl ListenerSettings {
+    /// One entry per configured listener, in order; never empty (a config
+    /// without listeners, which only tests build, gets the defaults once).
+    pub fn all(config: &Config) -> Vec<ListenerSettings> {
+        let defaults = [Listener::new(SocketAddr::from(([127, 0, 0, 1], 0)))];
+        let listeners = if config.listeners.is_empty() {
+            &defaults[..]
+        } else {
+            &config.listeners[..]
+        };
+        listeners
+            .iter()
+            .map(|l| ListenerSettings {
+                max_qos: l.max_qos,
+                mount: l.mount_point.as_deref().map(Rc::from),
+                security: config.security_of(l),
+            })
+            .collect()
+    }
+}
 
 /// The token of listener `i` (counted down from the top, far from the
 /// connections' slab slots and below the reactor's own waker token).
@@ -58,7 +93,7 @@ impl Shard {
                     // to accepted sockets): no setsockopt per connection.
                     self.accept_backoff.set(std::time::Duration::ZERO);
                     Stats::bump(&self.stats.accepted);
-                    self.adopt(transport);
+                    self.adopt(transport, i as u8);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(e) => {
@@ -77,10 +112,14 @@ impl Shard {
         self.accept_again.set(true);
     }
 
-    /// Files a new connection (accepted here, or handed over) in the slab
-    /// and the loop; returns its token, or `None` if it could not be
-    /// registered (it is then closed).
-    pub(super) fn adopt(&self, mut transport: crate::runtime::Transport) -> Option<usize> {
+    /// Files a new connection (accepted here, or handed over) from
+    /// listener `listener` in the slab and the loop; returns its token, or
+    /// `None` if it could not be registered (it is then closed).
+    pub(super) fn adopt(
+        &self,
+        mut transport: crate::runtime::Transport,
+        listener: u8,
+    ) -> Option<usize> {
         let serial = self.next_serial.get().wrapping_add(1);
         self.next_serial.set(serial);
         let mut conns = self.conns.borrow_mut();
@@ -93,9 +132,16 @@ impl Shard {
             log::warn!("shard {}: {e}", self.id);
             return None;
         }
-        entry.insert(Conn::new(transport, serial));
+        entry.insert(Conn::new(transport, serial, listener));
         drop(conns);
         self.connect_deadline((token, serial));
         Some(token)
+    }
+
+    /// The settings of the listener connection `token` came in on (the
+    /// first listener's if it is gone: only read while it lives).
+    pub(super) fn listener_of(&self, token: usize) -> &ListenerSettings {
+        let i = self.conns.borrow().get(token).map_or(0, |c| c.listener);
+        &self.listener_settings[usize::from(i).min(self.listener_settings.len() - 1)]
     }
 }

@@ -19,6 +19,7 @@
 //! - [`session`]: session state and the outbound QoS window.
 //! - [`conn`]: a connection's shared state and its slab entry.
 //! - [`alias`]: a connection's MQTT 5.0 topic aliases (client to server).
+//! - [`mount`]: a listener's `mount_point` on topics and filters.
 //! - [`keepalive`]: per-second keepalive buckets.
 //! - [`will`]: a session's will, kept small while its connection lives, held
 //!   back for its Will Delay Interval after.
@@ -40,6 +41,7 @@ mod io;
 mod keepalive;
 mod lifecycle;
 mod listener;
+mod mount;
 mod partial;
 mod route;
 mod session;
@@ -64,6 +66,7 @@ pub use stats::{Stats, StatsCell, StatsSnapshot};
 
 use self::conn::{CloseReason, Conn, ConnShared};
 use self::keepalive::Keepalive;
+use self::listener::ListenerSettings;
 use self::session::{QueueLimits, Session, SessionId};
 use self::subscribe::{PendingSubscribe, RetainedJob, Subscription};
 use self::timers::{Deadlines, Stopping};
@@ -155,6 +158,8 @@ pub struct Shard {
     /// Scratch for fan-out matches, reused.
     matches: RefCell<Vec<(SessionId, Subscription)>>,
     queue_limits: QueueLimits,
+    /// Per listener, indexed like `Config::listeners` (never empty).
+    listener_settings: Vec<ListenerSettings>,
     /// Connections attached to sessions here.
     connections: Cell<usize>,
     /// This shard's share of `max_connections`.
@@ -187,7 +192,9 @@ impl Shard {
             max_messages: config.max_queued_messages,
             max_bytes: config.max_queued_bytes,
             queue_qos0: config.queue_qos0_messages,
+            max_inflight_bytes: config.max_inflight_bytes,
         };
+        let listener_settings = ListenerSettings::all(&config);
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64);
@@ -225,6 +232,7 @@ impl Shard {
             stopping: Cell::new(Stopping::Running),
             matches: RefCell::default(),
             queue_limits,
+            listener_settings,
             connections: Cell::new(0),
             conn_quota,
             stats: Stats::default(),

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use super::conn::{CloseReason, ConnShared};
 use super::encode::EncodeCache;
+use super::mount;
 use super::session::{Delivery, SessionId};
 use super::subscribe::Subscription;
 use super::will::Will;
@@ -22,30 +23,32 @@ impl Shard {
         mut p: Publish,
     ) -> Result<(), CloseReason> {
         Stats::bump(&self.stats.received);
+        // As Mosquitto: a QoS above the listener's `max_qos` disconnects
+        // (5.0 with "QoS not supported"), whatever the protocol version.
+        if p.qos > conn.max_qos {
+            return Err(CloseReason::Protocol(ReasonCode::QoSNotSupported));
+        }
         if p.retain && !self.config.retain_available {
             return Err(CloseReason::Protocol(ReasonCode::RetainNotSupported));
         }
         conn.resolve_topic_alias(&mut p, self.config.max_topic_alias)
             .map_err(|_| CloseReason::Protocol(ReasonCode::TopicAliasInvalid))?;
-        let sid = conn.session.get();
-        let refused = is_broker_only(p.topic.as_str());
-        if refused {
-            let peer = conn.token().and_then(|t| self.peer_of(t));
-            log::debug!(
-                "{peer:?}: PUBLISH to {:?} refused: $SYS is the broker's",
-                p.topic
-            );
+        if let Some(mount) = conn.mount.as_deref() {
+            p.topic = mount::topic(mount, &p.topic)
+                .map_err(|_| CloseReason::Protocol(ReasonCode::TopicNameInvalid))?;
         }
+        let sid = conn.session.get();
+        let refused = self.refusal(conn, &p);
         let Some(pid) = p.packet_id else {
-            if !refused {
+            if refused.is_none() {
                 self.route_publish(sid, p);
             }
             return Ok(());
         };
         let qos = p.qos;
-        let reason = if refused {
+        let reason = if let Some(code) = refused {
             // A QoS 2 flow ends with this failed PUBREC: no id is filed.
-            ReasonCode::NotAuthorized
+            code
         } else if qos == QoS::AtLeastOnce {
             matched_reason(self.route_publish(sid, p))
         } else {
@@ -80,6 +83,38 @@ impl Shard {
         };
         self.send_packet(conn, &ack);
         Ok(())
+    }
+
+    /// Why a client's PUBLISH is acknowledged but not routed, if it is:
+    /// `$SYS` is the broker's ("not authorized"), a payload above
+    /// `message_size_limit` is dropped ("packet too large", as Mosquitto
+    /// answers). A 3.x publisher gets a plain acknowledgement either way.
+    fn refusal(&self, conn: &ConnShared, p: &Publish) -> Option<ReasonCode> {
+        let limit = self.config.message_size_limit;
+        let (code, why) = if is_broker_only(p.topic.as_str()) {
+            (ReasonCode::NotAuthorized, "$SYS is the broker's")
+        } else if limit != 0 && p.payload.len() > limit {
+            (
+                ReasonCode::PacketTooLarge,
+                "payload above message_size_limit",
+            )
+        } else {
+            return None;
+        };
+        let peer = conn.token().and_then(|t| self.peer_of(t));
+        log::debug!("{peer:?}: PUBLISH to {:?} refused: {why}", p.topic);
+        Some(code)
+    }
+
+    /// The QoS a message published at `published` is sent with to a
+    /// subscription granted `granted`: the lower of the two, or with
+    /// `upgrade_outgoing_qos` the subscription's.
+    pub(super) fn outgoing_qos(&self, published: QoS, granted: QoS) -> QoS {
+        if self.config.upgrade_outgoing_qos {
+            granted
+        } else {
+            published.min(granted)
+        }
     }
 
     /// Writes a control packet to a connection.
@@ -183,7 +218,7 @@ impl Shard {
                 let Some(s) = sessions.by_id.get_mut(&sid) else {
                     continue;
                 };
-                let qos = msg.publish.qos.min(opts.qos);
+                let qos = self.outgoing_qos(msg.publish.qos, opts.qos);
                 let retain = opts.retain_as_published && msg.publish.retain;
                 let outcome =
                     s.deliver_matched(msg, qos, retain, &ids, &mut cache, &self.queue_limits);

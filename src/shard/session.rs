@@ -11,6 +11,7 @@ use ahash::AHasher;
 
 use super::conn::ConnShared;
 use super::encode::EncodeCache;
+use super::mount::encode_for;
 use super::subscribe::Subscription;
 use super::will::Will;
 use crate::mesh::Message;
@@ -77,13 +78,16 @@ struct Queued {
     retain: bool,
 }
 
-/// The bounds a session applies to its queue (copied from the config).
+/// The bounds a session applies to its queue and its outbound window
+/// (copied from the config).
 #[derive(Debug, Clone, Copy)]
 pub struct QueueLimits {
     pub max_messages: usize,
     /// 0 = unlimited.
     pub max_bytes: usize,
     pub queue_qos0: bool,
+    /// `max_inflight_bytes`: payload bytes in the window; 0 = unlimited.
+    pub max_inflight_bytes: usize,
 }
 
 /// What happened to one delivery (for stats).
@@ -144,6 +148,8 @@ pub struct Session {
 struct Flow {
     /// In send order.
     inflight: VecDeque<Inflight>,
+    /// Payload bytes of the messages in `inflight` (`max_inflight_bytes`).
+    inflight_bytes: usize,
     queue: VecDeque<Queued>,
     /// Topic and payload bytes held in `queue`.
     queued_bytes: usize,
@@ -265,6 +271,16 @@ impl Session {
         self.flow.as_ref().map_or(0, |f| f.queue.len())
     }
 
+    /// Whether the outbound window takes another QoS 1/2 message: fewer
+    /// than `window` in flight and, with `max_inflight_bytes`, fewer
+    /// payload bytes than that in flight (so one message larger than the
+    /// limit still goes out alone, as in Mosquitto).
+    fn window_open(&self, limits: &QueueLimits) -> bool {
+        let bytes = self.flow.as_ref().map_or(0, |f| f.inflight_bytes);
+        self.inflight_len() < usize::from(self.window)
+            && (limits.max_inflight_bytes == 0 || bytes < limits.max_inflight_bytes)
+    }
+
     /// Delivers `msg` at `qos` (already downgraded to the subscription's
     /// maximum): writes it to the connection if the window and buffer
     /// allow, else queues it within `limits`.
@@ -289,13 +305,12 @@ impl Session {
             };
             let has_room = !conn.out_full() && !blocked;
             if qos == QoS::AtMostOnce && has_room {
-                return match cache.get(msg, self.version, qos, retain) {
-                    Some(enc) if write_publish(conn, enc, None, false) => Delivery::Sent,
+                return match encode_for(cache, conn, msg, self.version, qos, retain) {
+                    Some(enc) if write_publish(conn, &enc, None, false) => Delivery::Sent,
                     _ => Delivery::Dropped,
                 };
             }
-            if qos != QoS::AtMostOnce && has_room && self.inflight_len() < usize::from(self.window)
-            {
+            if qos != QoS::AtMostOnce && has_room && self.window_open(limits) {
                 return self.send_new(msg, qos, retain, cache);
             }
             // Held back. Only a full buffer needs the "drained" wake-up; a
@@ -366,11 +381,11 @@ impl Session {
         let Some(conn) = self.conn.clone() else {
             return Delivery::Dropped;
         };
-        let Some(enc) = cache.get(msg, self.version, qos, retain) else {
+        let Some(enc) = encode_for(cache, &conn, msg, self.version, qos, retain) else {
             return Delivery::Dropped;
         };
         let pid = self.alloc_pid();
-        if !write_publish(&conn, enc, Some(pid), false) {
+        if !write_publish(&conn, &enc, Some(pid), false) {
             return Delivery::Dropped;
         }
         let state = if qos == QoS::AtLeastOnce {
@@ -378,7 +393,9 @@ impl Session {
         } else {
             OutState::Received
         };
-        self.flow_mut().inflight.push_back(Inflight {
+        let flow = self.flow_mut();
+        flow.inflight_bytes += msg.publish.payload.len();
+        flow.inflight.push_back(Inflight {
             pid,
             msg: Arc::clone(msg),
             qos,
@@ -430,7 +447,9 @@ impl Session {
             }
             _ => return AckFit::Mismatch,
         };
-        flow.inflight.remove(i);
+        if let Some(done) = flow.inflight.remove(i) {
+            flow.inflight_bytes -= done.msg.publish.payload.len();
+        }
         self.release_flow_if_empty();
         fit
     }
@@ -438,13 +457,13 @@ impl Session {
     /// Sends queued messages while the window and the buffer allow;
     /// discards those whose Message Expiry Interval passed while they
     /// waited, and returns how many (drops, for the stats).
-    pub fn drain(&mut self) -> usize {
+    pub fn drain(&mut self, limits: &QueueLimits) -> usize {
         let Some(conn) = self.conn.clone() else {
             return 0;
         };
         let mut expired = 0;
         while !conn.out_full() {
-            let window_full = self.inflight_len() >= usize::from(self.window);
+            let window_full = !self.window_open(limits);
             let Some(flow) = self.flow.as_deref_mut() else {
                 break;
             };
@@ -463,8 +482,10 @@ impl Session {
             }
             let mut cache = EncodeCache::default();
             if q.qos == QoS::AtMostOnce {
-                if let Some(enc) = cache.get(&q.msg, self.version, q.qos, q.retain) {
-                    write_publish(&conn, enc, None, false);
+                if let Some(enc) =
+                    encode_for(&mut cache, &conn, &q.msg, self.version, q.qos, q.retain)
+                {
+                    write_publish(&conn, &enc, None, false);
                 }
             } else {
                 self.send_new(&q.msg, q.qos, q.retain, &mut cache);
@@ -492,6 +513,7 @@ impl Session {
             return 0;
         };
         let mut expired = 0;
+        let mut gone_bytes = 0;
         flow.inflight.retain(|f| {
             if f.state == OutState::Complete {
                 let pubrel = Packet::PubRel(PubResp::new(f.pid));
@@ -501,15 +523,18 @@ impl Session {
                 });
                 return true;
             }
-            if f.msg.is_expired() {
-                expired += 1;
-                return false;
-            }
+            let expires = f.msg.is_expired();
             let mut cache = EncodeCache::default();
-            cache
-                .get(&f.msg, version, f.qos, f.retain)
-                .is_some_and(|enc| write_publish(&conn, enc, Some(f.pid), true))
+            let kept = !expires
+                && encode_for(&mut cache, &conn, &f.msg, version, f.qos, f.retain)
+                    .is_some_and(|enc| write_publish(&conn, &enc, Some(f.pid), true));
+            if !kept {
+                expired += usize::from(expires);
+                gone_bytes += f.msg.publish.payload.len();
+            }
+            kept
         });
+        flow.inflight_bytes -= gone_bytes;
         self.release_flow_if_empty();
         expired
     }
@@ -547,6 +572,7 @@ mod tests {
         max_messages: 100,
         max_bytes: 0,
         queue_qos0: true,
+        max_inflight_bytes: 0,
     };
 
     fn message(qos: QoS) -> Arc<Message> {
@@ -650,17 +676,42 @@ mod tests {
         assert_eq!(deliver(&mut s, QoS::AtMostOnce), Delivery::Queued);
         assert!(s.flow.as_ref().is_some_and(|f| f.queued_qos0 == 2));
         s.conn = conn;
-        s.drain();
+        s.drain(&LIMITS);
         assert!(s.flow.is_none());
 
         // QoS 1 moves from the queue into the window, then is acknowledged.
         let conn = s.conn.take();
         assert_eq!(deliver(&mut s, QoS::AtLeastOnce), Delivery::Queued);
         s.conn = conn;
-        s.drain();
+        s.drain(&LIMITS);
         assert_eq!(s.queue_len(), 0);
         assert_eq!(s.inflight_len(), 1);
         assert_eq!(s.acknowledge(pid(1), OutAck::Ack), AckFit::Finished);
+        assert!(s.flow.is_none());
+    }
+
+    #[test]
+    fn max_inflight_bytes_bounds_the_window_by_payload() {
+        // Each message carries 5 payload bytes ("hello").
+        let limits = QueueLimits {
+            max_inflight_bytes: 6,
+            ..LIMITS
+        };
+        let mut s = online_session();
+        let mut send = |s: &mut Session| {
+            let msg = message(QoS::AtLeastOnce);
+            let mut cache = EncodeCache::default();
+            s.deliver(&msg, QoS::AtLeastOnce, false, &mut cache, &limits)
+        };
+        assert_eq!(send(&mut s), Delivery::Sent, "0 bytes in flight");
+        assert_eq!(send(&mut s), Delivery::Sent, "5 bytes in flight");
+        assert_eq!(send(&mut s), Delivery::Queued, "10 bytes in flight");
+        assert_eq!(s.acknowledge(pid(1), OutAck::Ack), AckFit::Finished);
+        s.drain(&limits);
+        assert_eq!((s.inflight_len(), s.queue_len()), (2, 0));
+        assert_eq!(s.flow.as_ref().map(|f| f.inflight_bytes), Some(10));
+        assert_eq!(s.acknowledge(pid(2), OutAck::Ack), AckFit::Finished);
+        assert_eq!(s.acknowledge(pid(3), OutAck::Ack), AckFit::Finished);
         assert!(s.flow.is_none());
     }
 

@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use super::conn::{CloseReason, ConnShared};
 use super::encode::EncodeCache;
+use super::mount;
 use super::session::SessionId;
 use super::Shard;
 use crate::limits::{BARRIER_TIMEOUT, RETAINED_CHUNK};
@@ -82,6 +83,15 @@ impl Shard {
         let mut codes = Vec::with_capacity(sub.filters.len());
         let mut wants_retained = Vec::new();
         for (filter, asked) in &sub.filters {
+            let Ok(filter) = mount::client_filter(conn, filter) else {
+                codes.push(if conn.version.is_v5() {
+                    ReasonCode::TopicFilterInvalid
+                } else {
+                    ReasonCode::UnspecifiedError
+                });
+                continue;
+            };
+            let filter = filter.as_ref();
             let opts = stored_options(conn, *asked);
             let subscription = Subscription { opts, id };
             if filter.share().is_some() {
@@ -213,7 +223,7 @@ impl Shard {
                 let mut cache = EncodeCache::default();
                 let outcome = s.deliver_matched(
                     &msg,
-                    msg.publish.qos.min(subscription.opts.qos),
+                    self.outgoing_qos(msg.publish.qos, subscription.opts.qos),
                     true,
                     subscription.id.as_slice(),
                     &mut cache,
@@ -294,7 +304,9 @@ impl Shard {
             .filters
             .iter()
             .map(|f| {
-                if self.remove_subscription(sid, f) {
+                let removed =
+                    mount::client_filter(conn, f).is_ok_and(|f| self.remove_subscription(sid, &f));
+                if removed {
                     ReasonCode::Success
                 } else {
                     ReasonCode::NoSubscriptionExisted
@@ -315,11 +327,14 @@ impl Shard {
     }
 }
 
-/// The options a subscription is kept with. A 3.x bridge's (Mosquitto's
-/// `try_private`) are No Local and Retain As Published, as in Mosquitto:
-/// what it published does not loop back over the bridge, and retained
-/// state crosses it. Kept in the session, so they outlive the connection.
-fn stored_options(conn: &ConnShared, opts: SubscriptionOptions) -> SubscriptionOptions {
+/// The options a subscription is kept with: its QoS at most the
+/// listener's `max_qos` (what the SUBACK grants, as in Mosquitto). A 3.x
+/// bridge's (Mosquitto's `try_private`) are No Local and Retain As
+/// Published, as in Mosquitto: what it published does not loop back over
+/// the bridge, and retained state crosses it. Kept in the session, so
+/// they outlive the connection.
+fn stored_options(conn: &ConnShared, mut opts: SubscriptionOptions) -> SubscriptionOptions {
+    opts.qos = opts.qos.min(conn.max_qos);
     if !conn.bridge {
         return opts;
     }

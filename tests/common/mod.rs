@@ -39,9 +39,7 @@ impl TestBroker {
     /// Like `start`, with the config adjusted by `f` first.
     pub fn with(shards: usize, f: impl FnOnce(&mut Config)) -> TestBroker {
         let mut config = Config {
-            listeners: vec![Listener {
-                addr: "127.0.0.1:0".parse().unwrap(),
-            }],
+            listeners: vec![Listener::new("127.0.0.1:0".parse().unwrap())],
             shards: Some(shards),
             ..Config::default()
         };

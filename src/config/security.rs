@@ -1,0 +1,109 @@
+//! The keys `per_listener_settings` scopes (`allow_anonymous`,
+//! `allow_zero_length_clientid`, `auto_id_prefix`), the switch itself, and
+//! `check_retain_source`, which only has a meaning with ACLs.
+//!
+//! As in Mosquitto: with `per_listener_settings false` (the default) these
+//! keys are broker-wide wherever they appear; with `true` they apply to
+//! the listener they follow (before any `listener` line: the default
+//! listener), and `per_listener_settings` must come before all of them.
+//! Password and ACL files are not supported yet, so none are scoped here.
+
+use super::directives::{Apply, ApplyFn, Directive, Scope};
+use super::lexer::Line;
+use super::parser::Parser;
+use super::{value, Security};
+use crate::limits::MAX_AUTO_ID_PREFIX;
+
+const fn listener(key: &'static str, apply: ApplyFn) -> Directive {
+    Directive::new(key, Scope::Listener, Apply::Custom(apply))
+}
+
+/// The security keys.
+pub(super) const DIRECTIVES: &[Directive] = &[
+    Directive::new(
+        "per_listener_settings",
+        Scope::Global,
+        Apply::Custom(per_listener_settings),
+    ),
+    listener("allow_anonymous", allow_anonymous),
+    listener("allow_zero_length_clientid", allow_zero_length_clientid),
+    listener("auto_id_prefix", auto_id_prefix),
+    Directive::new(
+        "check_retain_source",
+        Scope::Global,
+        Apply::Custom(check_retain_source),
+    ),
+];
+
+/// `per_listener_settings true|false`: must precede the keys it scopes.
+fn per_listener_settings(p: &mut Parser<'_>, line: &Line<'_>) -> Result<(), String> {
+    let on = value::boolean_line(line)?;
+    if let (true, Some(earlier)) = (on, p.security_line) {
+        return Err(format!(
+            "must come before the settings it scopes (line {earlier} sets one); move it up"
+        ));
+    }
+    p.config.per_listener_settings = on;
+    Ok(())
+}
+
+/// The current listener's own settings with `per_listener_settings true`
+/// (created at the defaults on first use); `None`: the key is broker-wide.
+fn scoped<'p>(p: &'p mut Parser<'_>, line: &Line<'_>) -> Option<&'p mut Security> {
+    p.security_line.get_or_insert(line.number);
+    if !p.config.per_listener_settings {
+        return None;
+    }
+    let listener = p.listeners.current(line.number, line.key);
+    Some(listener.security.get_or_insert_with(Security::default))
+}
+
+/// `allow_anonymous true|false`.
+fn allow_anonymous(p: &mut Parser<'_>, line: &Line<'_>) -> Result<(), String> {
+    let on = value::boolean_line(line)?;
+    match scoped(p, line) {
+        Some(security) => security.allow_anonymous = on,
+        None => p.config.allow_anonymous = on,
+    }
+    Ok(())
+}
+
+/// `allow_zero_length_clientid true|false`.
+fn allow_zero_length_clientid(p: &mut Parser<'_>, line: &Line<'_>) -> Result<(), String> {
+    let on = value::boolean_line(line)?;
+    match scoped(p, line) {
+        Some(security) => security.allow_zero_length_clientid = on,
+        None => p.config.allow_zero_length_clientid = on,
+    }
+    Ok(())
+}
+
+/// `auto_id_prefix <prefix>`: one token of at most [`MAX_AUTO_ID_PREFIX`] bytes.
+fn auto_id_prefix(p: &mut Parser<'_>, line: &Line<'_>) -> Result<(), String> {
+    let prefix = line.single("a prefix, e.g. auto-")?;
+    if prefix.len() > MAX_AUTO_ID_PREFIX {
+        return Err(format!(
+            "expected at most {MAX_AUTO_ID_PREFIX} bytes, got {}",
+            prefix.len()
+        ));
+    }
+    let prefix = prefix.to_string();
+    match scoped(p, line) {
+        Some(security) => security.auto_id_prefix = prefix,
+        None => p.config.auto_id_prefix = prefix,
+    }
+    Ok(())
+}
+
+/// `check_retain_source true|false`: Mosquitto checks a retained message
+/// against its publisher's current ACL before delivering it; without ACL
+/// support there is nothing to check against.
+fn check_retain_source(p: &mut Parser<'_>, line: &Line<'_>) -> Result<(), String> {
+    value::boolean_line(line)?;
+    p.warn(
+        line.number,
+        "check_retain_source has no effect until acl_file is supported (shardmq has no ACLs yet); ignored"
+            .to_string(),
+    );
+    Ok(())
+}
