@@ -8,7 +8,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use shardmq::config::{
     BridgeAddress, BridgeConfig, BridgeTls, BridgeTopic, Config, ConfigError, ConfigWarning,
-    Direction, Listener, LogDest, LogTypes, RestartTimeout, StartType,
+    Direction, Listener, LogDest, LogTypes, RestartTimeout, Security, StartType,
 };
 use shardmq::protocol::{ProtocolVersion, QoS};
 
@@ -185,6 +185,141 @@ fn booleans() {
             format!("broker.conf:1: {key}: missing value (expected true or false)")
         );
     }
+}
+
+#[test]
+fn protocol_shaping_keys() {
+    let d = Config::default();
+    assert_eq!(
+        (
+            d.message_size_limit,
+            d.max_inflight_bytes,
+            d.upgrade_outgoing_qos
+        ),
+        (0, 0, false)
+    );
+    assert!(d.set_tcp_nodelay, "shardmq's default; Mosquitto's is false");
+    assert_eq!(
+        (d.auto_id_prefix.as_str(), d.per_listener_settings),
+        ("auto-", false)
+    );
+    let c = parse_quiet(
+        "message_size_limit 1024\nupgrade_outgoing_qos true\nmax_inflight_bytes 4096\n\
+         set_tcp_nodelay false\nauto_id_prefix dev-\n",
+    );
+    assert_eq!((c.message_size_limit, c.max_inflight_bytes), (1024, 4096));
+    assert!(c.upgrade_outgoing_qos && !c.set_tcp_nodelay);
+    assert_eq!(c.auto_id_prefix, "dev-");
+    assert_eq!(
+        parse_quiet("message_size_limit 268435455").message_size_limit,
+        268_435_455
+    );
+    let long = format!("auto_id_prefix {}", "x".repeat(257));
+    let cases = [
+        ("message_size_limit 268435456", "broker.conf:1: message_size_limit: expected 0..268435455, got 268435456 (0 means no limit)"),
+        ("\nmessage_size_limit -1", "broker.conf:2: message_size_limit: expected 0..268435455, got -1 (0 means no limit)"),
+        ("max_inflight_bytes lots", "broker.conf:1: max_inflight_bytes: expected 0..9223372036854775807, got `lots` (0 means no limit)"),
+        ("upgrade_outgoing_qos yes", "broker.conf:1: upgrade_outgoing_qos: expected true or false, got `yes`"),
+        ("set_tcp_nodelay", "broker.conf:1: set_tcp_nodelay: missing value (expected true or false)"),
+        ("auto_id_prefix", "broker.conf:1: auto_id_prefix: missing value (expected a prefix, e.g. auto-)"),
+        (long.as_str(), "broker.conf:1: auto_id_prefix: expected at most 256 bytes, got 257"),
+    ];
+    assert_errors(&cases);
+}
+
+#[test]
+fn max_qos_and_mount_point_belong_to_the_listener_they_follow() {
+    let c = parse_quiet(
+        "port 1884\nmax_qos 1\nmount_point base/\nlistener 1885\nmax_qos 0\nlistener 1886\n",
+    );
+    let got: Vec<(u16, QoS, Option<&str>)> = c
+        .listeners
+        .iter()
+        .map(|l| (l.addr.port(), l.max_qos, l.mount_point.as_deref()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (1884, QoS::AtLeastOnce, Some("base/")),
+            (1885, QoS::AtMostOnce, None),
+            (1886, QoS::ExactlyOnce, None),
+        ]
+    );
+    let cases = [
+        ("max_qos 3", "broker.conf:1: max_qos: expected 0..2, got 3"),
+        ("listener 1884\nmax_qos -1", "broker.conf:2: max_qos: expected 0..2, got -1"),
+        ("max_qos", "broker.conf:1: max_qos: missing value (expected 0..2)"),
+        ("mount_point a/#", "broker.conf:1: mount_point: `a/#` is not a valid topic prefix (no `+`, `#` or NUL, e.g. site1/)"),
+        ("mount_point a/+/", "broker.conf:1: mount_point: `a/+/` is not a valid topic prefix (no `+`, `#` or NUL, e.g. site1/)"),
+        ("mount_point", "broker.conf:1: mount_point: missing value (expected a topic prefix, e.g. site1/)"),
+    ];
+    assert_errors(&cases);
+}
+
+#[test]
+fn listener_keys_for_a_default_listener_that_is_not_started_warn() {
+    let (c, warnings) = parse("max_qos 1\nlistener 1884\n");
+    assert_eq!(c.listeners[0].max_qos, QoS::ExactlyOnce);
+    assert_eq!(
+        messages(&warnings),
+        [
+            "broker.conf:1: max_qos before the first `listener` line sets the default listener, \
+          which is not started (no `port` or `bind_address`); move it into a `listener` section"
+        ]
+    );
+    // Without `listener` lines the default listener is the broker's only one.
+    assert_eq!(
+        parse_quiet("max_qos 1").listeners[0].max_qos,
+        QoS::AtLeastOnce
+    );
+}
+
+#[test]
+fn per_listener_settings_scopes_security_keys_to_their_listener() {
+    let c = parse_quiet(
+        "per_listener_settings true\nlistener 1884\nallow_anonymous false\nauto_id_prefix a-\n\
+         listener 1885\nallow_zero_length_clientid false\nlistener 1886\n",
+    );
+    assert!(c.per_listener_settings && c.allow_anonymous && c.allow_zero_length_clientid);
+    let own: Vec<Option<Security>> = c.listeners.iter().map(|l| l.security.clone()).collect();
+    let first = Security {
+        allow_anonymous: false,
+        auto_id_prefix: "a-".to_string(),
+        ..Security::default()
+    };
+    let second = Security {
+        allow_zero_length_clientid: false,
+        ..Security::default()
+    };
+    assert_eq!(own, [Some(first), Some(second), None]);
+    // Off (the default): the same keys are broker-wide wherever they are.
+    let c = parse_quiet("listener 1884\nallow_anonymous false\nauto_id_prefix x-\n");
+    assert!(!c.allow_anonymous);
+    assert_eq!(c.auto_id_prefix, "x-");
+    assert_eq!(c.listeners[0].security, None);
+    assert_eq!(
+        error("allow_anonymous true\n\nper_listener_settings true"),
+        "broker.conf:3: per_listener_settings: must come before the settings it scopes \
+         (line 1 sets one); move it up"
+    );
+    parse_quiet("allow_anonymous true\nper_listener_settings false");
+}
+
+#[test]
+fn check_retain_source_warns_that_it_needs_acls() {
+    let (c, warnings) = parse("check_retain_source true");
+    assert_eq!(c, Config::default());
+    assert_eq!(
+        messages(&warnings),
+        [
+            "broker.conf:1: check_retain_source has no effect until acl_file is supported \
+          (shardmq has no ACLs yet); ignored"
+        ]
+    );
+    assert_eq!(
+        error("check_retain_source maybe"),
+        "broker.conf:1: check_retain_source: expected true or false, got `maybe`"
+    );
 }
 
 #[test]
