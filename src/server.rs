@@ -501,3 +501,24 @@ pub fn raise_open_files_limit(max_connections: Option<usize>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `set_tcp_nodelay` is set on the listening socket only, once: every
+    /// accepted socket must inherit it, on or off.
+    #[test]
+    fn accepted_sockets_inherit_set_tcp_nodelay() {
+        for nodelay in [false, true] {
+            let addr: SocketAddr = "127.0.0.1:0".parse().expect("an address");
+            let socket = reuseport_listener(addr, nodelay).expect("binds");
+            let listener = std::net::TcpListener::from(socket);
+            listener.set_nonblocking(false).expect("blocking");
+            let bound = listener.local_addr().expect("bound");
+            let _client = std::net::TcpStream::connect(bound).expect("connects");
+            let (accepted, _) = listener.accept().expect("accepts");
+            assert_eq!(accepted.nodelay().expect("readable"), nodelay);
+        }
+    }
+}

@@ -218,7 +218,7 @@ fn protocol_shaping_keys() {
     let cases = [
         ("message_size_limit 268435456", "broker.conf:1: message_size_limit: expected 0..268435455, got 268435456 (0 means no limit)"),
         ("\nmessage_size_limit -1", "broker.conf:2: message_size_limit: expected 0..268435455, got -1 (0 means no limit)"),
-        ("max_inflight_bytes lots", "broker.conf:1: max_inflight_bytes: expected 0..9223372036854775807, got `lots` (0 means no limit)"),
+        ("max_inflight_bytes lots", "broker.conf:1: max_inflight_bytes: expected 0..9223372036854775807, got `lots` (0 means unlimited)"),
         ("upgrade_outgoing_qos yes", "broker.conf:1: upgrade_outgoing_qos: expected true or false, got `yes`"),
         ("set_tcp_nodelay", "broker.conf:1: set_tcp_nodelay: missing value (expected true or false)"),
         ("auto_id_prefix", "broker.conf:1: auto_id_prefix: missing value (expected a prefix, e.g. auto-)"),

@@ -36,6 +36,15 @@ fn client(addr: SocketAddr, version: ProtocolVersion, id: &str) -> RawClient {
     RawClient::connected(addr, connect_packet(version, id, true, 60)).0
 }
 
+/// The client id a 5.0 client connecting without one is assigned.
+fn assigned_id(addr: SocketAddr) -> String {
+    let connect = connect_packet(ProtocolVersion::V5, "", true, 60);
+    let (_c, ack) = RawClient::connect_with(addr, connect);
+    ack.properties
+        .assigned_client_identifier
+        .unwrap_or_default()
+}
+
 fn topic_of(c: &mut RawClient) -> String {
     c.expect_publish().topic.as_str().to_string()
 }
@@ -247,12 +256,7 @@ fn per_listener_settings_gives_each_listener_its_own_security() {
     });
     let closed = b.handle().local_addrs()[1];
     for _ in 0..4 {
-        let (_c, ack) =
-            RawClient::connect_with(b.addr, connect_packet(ProtocolVersion::V5, "", true, 60));
-        let id = ack
-            .properties
-            .assigned_client_identifier
-            .unwrap_or_default();
+        let id = assigned_id(b.addr);
         assert!(id.starts_with("lab-"), "{id}");
     }
     let (_c, ack) = RawClient::connect_with(
@@ -270,11 +274,6 @@ fn per_listener_settings_gives_each_listener_its_own_security() {
 #[test]
 fn auto_id_prefix_starts_every_assigned_client_id() {
     let b = TestBroker::with(2, |c| c.auto_id_prefix = "dev-".to_string());
-    let (_c, ack) =
-        RawClient::connect_with(b.addr, connect_packet(ProtocolVersion::V5, "", true, 60));
-    let id = ack
-        .properties
-        .assigned_client_identifier
-        .unwrap_or_default();
+    let id = assigned_id(b.addr);
     assert!(id.starts_with("dev-") && id.len() == 4 + 16, "{id}");
 }

@@ -102,9 +102,7 @@ fn max_queued_messages(p: &mut Parser<'_>, line: &Line<'_>) -> Result<(), String
 
 /// `max_queued_bytes`: 0 = unlimited.
 fn max_queued_bytes(p: &mut Parser<'_>, line: &Line<'_>) -> Result<(), String> {
-    let max = usize::try_from(i64::MAX).unwrap_or(usize::MAX);
-    p.config.max_queued_bytes =
-        value::count(line.single("a byte count")?, max, "0 means unlimited")?;
+    p.config.max_queued_bytes = value::byte_count(line)?;
     Ok(())
 }
 
@@ -115,11 +113,9 @@ fn message_size_limit(p: &mut Parser<'_>, line: &Line<'_>) -> Result<(), String>
     Ok(())
 }
 
-/// `max_inflight_bytes`: 0 = no limit.
+/// `max_inflight_bytes`: 0 = unlimited.
 fn max_inflight_bytes(p: &mut Parser<'_>, line: &Line<'_>) -> Result<(), String> {
-    let max = usize::try_from(i64::MAX).unwrap_or(usize::MAX);
-    p.config.max_inflight_bytes =
-        value::count(line.single("a byte count")?, max, "0 means no limit")?;
+    p.config.max_inflight_bytes = value::byte_count(line)?;
     Ok(())
 }
 

@@ -11,7 +11,7 @@
 use super::directives::{Apply, ApplyFn, Directive, Scope};
 use super::lexer::Line;
 use super::parser::Parser;
-use super::{value, Security};
+use super::{value, Config, Security};
 use crate::limits::MAX_AUTO_ID_PREFIX;
 
 const fn listener(key: &'static str, apply: ApplyFn) -> Directive {
@@ -58,24 +58,39 @@ fn scoped<'p>(p: &'p mut Parser<'_>, line: &Line<'_>) -> Option<&'p mut Security
     Some(listener.security.get_or_insert_with(Security::default))
 }
 
-/// `allow_anonymous true|false`.
-fn allow_anonymous(p: &mut Parser<'_>, line: &Line<'_>) -> Result<(), String> {
+/// A `true|false` security key: `own` on the listener, `global` in [`Config`].
+fn flag(
+    p: &mut Parser<'_>,
+    line: &Line<'_>,
+    own: fn(&mut Security) -> &mut bool,
+    global: fn(&mut Config) -> &mut bool,
+) -> Result<(), String> {
     let on = value::boolean_line(line)?;
     match scoped(p, line) {
-        Some(security) => security.allow_anonymous = on,
-        None => p.config.allow_anonymous = on,
+        Some(security) => *own(security) = on,
+        None => *global(&mut p.config) = on,
     }
     Ok(())
 }
 
+/// `allow_anonymous true|false`.
+fn allow_anonymous(p: &mut Parser<'_>, line: &Line<'_>) -> Result<(), String> {
+    flag(
+        p,
+        line,
+        |s| &mut s.allow_anonymous,
+        |c| &mut c.allow_anonymous,
+    )
+}
+
 /// `allow_zero_length_clientid true|false`.
 fn allow_zero_length_clientid(p: &mut Parser<'_>, line: &Line<'_>) -> Result<(), String> {
-    let on = value::boolean_line(line)?;
-    match scoped(p, line) {
-        Some(security) => security.allow_zero_length_clientid = on,
-        None => p.config.allow_zero_length_clientid = on,
-    }
-    Ok(())
+    flag(
+        p,
+        line,
+        |s| &mut s.allow_zero_length_clientid,
+        |c| &mut c.allow_zero_length_clientid,
+    )
 }
 
 /// `auto_id_prefix <prefix>`: one token of at most [`MAX_AUTO_ID_PREFIX`] bytes.

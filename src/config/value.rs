@@ -51,6 +51,13 @@ pub(super) fn count(token: &str, max: usize, note: &str) -> Result<usize, String
     usize::try_from(value).map_err(|_| format!("expected 0..{max}, got {token}"))
 }
 
+/// The single byte count of `line` (`max_queued_bytes`, `max_inflight_bytes`):
+/// 0..i64::MAX, 0 meaning unlimited.
+pub(super) fn byte_count(line: &Line<'_>) -> Result<usize, String> {
+    let max = usize::try_from(i64::MAX).unwrap_or(usize::MAX);
+    count(line.single("a byte count")?, max, "0 means unlimited")
+}
+
 /// Mosquitto's duration syntax: `<n><h|d|w|m|y>`, e.g. `14d` (m = 30 days, y = 365 days).
 pub(super) fn duration(token: &str) -> Result<Duration, String> {
     const FORM: &str = "expected <n><h|d|w|m|y> with n >= 1, e.g. 14d";

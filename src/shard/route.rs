@@ -87,15 +87,16 @@ impl Shard {
 
     /// Why a client's PUBLISH is acknowledged but not routed, if it is:
     /// `$SYS` is the broker's ("not authorized"), a payload above
-    /// `message_size_limit` is dropped ("packet too large", as Mosquitto
-    /// answers). A 3.x publisher gets a plain acknowledgement either way.
+    /// `message_size_limit` is dropped ("implementation specific error",
+    /// as Mosquitto 2.0 answers: "packet too large" is no PUBACK or PUBREC
+    /// reason). A 3.x publisher gets a plain acknowledgement either way.
     fn refusal(&self, conn: &ConnShared, p: &Publish) -> Option<ReasonCode> {
         let limit = self.config.message_size_limit;
         let (code, why) = if is_broker_only(p.topic.as_str()) {
             (ReasonCode::NotAuthorized, "$SYS is the broker's")
         } else if limit != 0 && p.payload.len() > limit {
             (
-                ReasonCode::PacketTooLarge,
+                ReasonCode::ImplementationSpecificError,
                 "payload above message_size_limit",
             )
         } else {

@@ -698,7 +698,7 @@ mod tests {
             ..LIMITS
         };
         let mut s = online_session();
-        let mut send = |s: &mut Session| {
+        let send = |s: &mut Session| {
             let msg = message(QoS::AtLeastOnce);
             let mut cache = EncodeCache::default();
             s.deliver(&msg, QoS::AtLeastOnce, false, &mut cache, &limits)
