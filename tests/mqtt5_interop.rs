@@ -22,7 +22,7 @@ use common::*;
 /// client homed on shard 0, with `extra` arguments.
 fn mosquitto_publish(b: &TestBroker, topic: &str, payload: &str, extra: &[&str]) {
     let args = [&["-q", "1", "-t", topic, "-m", payload], extra].concat();
-    let out = mosquitto_pub_v5(b.addr.port(), &b.id_on(0, "mpub"), &args);
+    let out = mosquitto_pub_v5(b.addr.port(), &b.id_on(0, "mpub"), &args, "");
     assert!(out.status.success(), "mosquitto_pub: {out:?}");
 }
 
@@ -182,13 +182,7 @@ once().then(once).then(() => process.exit(0), (e) => { console.error(e); process
 
 #[test]
 fn mqttjs_reads_what_the_connack_announces() {
-    let b = TestBroker::with(2, |c| {
-        c.max_inflight_messages = 5;
-        c.max_packet_size = 5000;
-        c.max_keepalive = 30;
-        c.retain_available = false;
-        c.max_topic_alias = 4;
-    });
+    let b = TestBroker::with(2, constrained);
     let port = b.addr.port().to_string();
     let Some(out) = mqttjs::run("mqttjs_connack", CONNACK_MQTTJS, &[("PORT", &port)]) else {
         return;
@@ -224,4 +218,45 @@ fn mqttjs_reads_what_the_connack_announces() {
         .collect();
     assert!(!assigned[0].is_empty(), "{out}");
     assert_ne!(assigned[0], assigned[1], "each one unique: {out}");
+}
+
+/// An MQTT.js client with a 60 s session: a DISCONNECT with Session
+/// Expiry 0 ends the session, one without leaves it; prints Session
+/// Present on each return.
+const DISCONNECT_EXPIRY_MQTTJS: &str = r#"
+const mqtt = require('mqtt');
+const fail = (e) => { console.error(e); process.exit(1); };
+const connect = (clean) => new Promise((resolve) => {
+  const c = mqtt.connect({ host: '127.0.0.1', port: +process.env.PORT, protocolVersion: 5,
+    clientId: process.env.ID, clean, reconnectPeriod: 0,
+    properties: { sessionExpiryInterval: 60 } });
+  c.on('error', fail);
+  c.on('connect', (ack) => resolve([c, ack]));
+});
+const end = (c, properties) => new Promise((resolve) => c.end(false, { properties }, resolve));
+(async () => {
+  let [c] = await connect(true);
+  await end(c, { sessionExpiryInterval: 0 });
+  let [d, ack] = await connect(false);
+  console.log('after expiry 0: ' + ack.sessionPresent);
+  await end(d, {});
+  [c, ack] = await connect(false);
+  console.log('after none: ' + ack.sessionPresent);
+  await end(c, {});
+  process.exit(0);
+})().catch(fail);
+"#;
+
+#[test]
+fn mqttjs_disconnect_sets_the_session_expiry() {
+    let b = TestBroker::start(2);
+    let (port, id) = (b.addr.port().to_string(), b.id_on(1, "jsexp"));
+    let env = [("PORT", port.as_str()), ("ID", id.as_str())];
+    let Some(out) = mqttjs::run("mqttjs_disconnect_expiry", DISCONNECT_EXPIRY_MQTTJS, &env) else {
+        return;
+    };
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["after expiry 0: false", "after none: true"]
+    );
 }

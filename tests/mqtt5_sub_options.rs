@@ -222,7 +222,7 @@ fn mqttjs_subscription_options() {
     let port = b.addr.port();
     for topic in ["rap/a", "rh/a", "new/a"] {
         let args = ["-q", "1", "-r", "-t", topic, "-m", "kept"];
-        let out = mosquitto_pub_v5(port, &b.id_on(0, "mpub"), &args);
+        let out = mosquitto_pub_v5(port, &b.id_on(0, "mpub"), &args, "");
         assert!(out.status.success(), "mosquitto_pub: {out:?}");
     }
     let (me, other, port) = (

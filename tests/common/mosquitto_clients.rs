@@ -4,8 +4,8 @@
 //! (which the test command installs).
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -118,13 +118,23 @@ impl MosquittoSub {
 }
 
 /// Runs `mosquitto_pub -V 5` as client `id` with `args` (`-t`, `-m`,
-/// `-q`, `-D publish ...`) to completion (killed after 10 s); returns its
-/// exit status and output.
-pub fn mosquitto_pub_v5(port: u16, id: &str, args: &[&str]) -> std::process::Output {
-    Command::new("timeout")
+/// `-q`, `-D publish ...`; `-l` to publish each line of `stdin`) to
+/// completion (killed after 10 s); returns its exit status and output.
+pub fn mosquitto_pub_v5(port: u16, id: &str, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new("timeout")
         .args(["10", "mosquitto_pub", "-h", "127.0.0.1", "-V", "5"])
         .args(["-p", &port.to_string(), "-i", id])
         .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run mosquitto_pub ({e}); install it: {INSTALL}"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run mosquitto_pub ({e}); install it: {INSTALL}"));
+    // Dropped after writing: mosquitto_pub -l sees the end of its input.
+    if let Some(mut input) = child.stdin.take() {
+        input
+            .write_all(stdin.as_bytes())
+            .expect("mosquitto_pub stdin");
+    }
+    child.wait_with_output().expect("mosquitto_pub output")
 }
