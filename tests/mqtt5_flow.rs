@@ -149,6 +149,61 @@ fn a_message_over_a_clients_maximum_packet_size_is_dropped_for_that_client_only(
     small.expect_silence(QUIET);
 }
 
+/// A session resumed with a smaller Receive Maximum than it had: what
+/// was in flight is resent (same packet ids, DUP; PUBREL past PUBREC) in
+/// order, but never more at once than the new Receive Maximum allows.
+#[test]
+fn resends_on_resume_honour_the_new_receive_maximum() {
+    let b = TestBroker::start(2);
+    let id = b.id_on(1, "rs-sub");
+    let resume = |receive_maximum| {
+        let mut c = connect_v5_expiry(&id, false, 600);
+        c.properties.receive_maximum = receive_maximum;
+        c
+    };
+    let (mut sub, _) = RawClient::connected(b.addr, resume(None));
+    sub.subscribe("rs/#", QoS::ExactlyOnce);
+    let (mut publ, _) = RawClient::connected(b.addr, limited(&b, 0, "rs-pub", None));
+    for i in 1..=5u8 {
+        let qos = if i == 3 {
+            QoS::ExactlyOnce
+        } else {
+            QoS::AtLeastOnce
+        };
+        publ.publish("rs/x", &[i], qos, false, u16::from(i));
+    }
+    let first: Vec<Publish> = (0..5).map(|_| sub.recv_publish()).collect();
+    // The QoS 2 one is past PUBREC: PUBREL is what is resent for it.
+    let rel = first[2].packet_id.expect("QoS 2");
+    sub.send(&Packet::PubRec(PubResp::new(rel)));
+    assert_eq!(sub.recv(), Some(Packet::PubRel(PubResp::new(rel))));
+    drop(sub);
+    std::thread::sleep(Duration::from_millis(100));
+
+    let (mut sub, present) = RawClient::connected(b.addr, resume(Some(2)));
+    assert!(present);
+    let mut resent = vec![sub.recv().expect("resent"), sub.recv().expect("resent")];
+    for (n, original) in first.iter().enumerate() {
+        sub.expect_silence(Duration::from_millis(150));
+        match resent.remove(0) {
+            Packet::Publish(p) => {
+                assert_eq!((p.dup, p.packet_id), (true, original.packet_id));
+                assert_eq!(p.payload, original.payload);
+                sub.ack(&p);
+            }
+            Packet::PubRel(r) => {
+                assert_eq!((n, r.packet_id), (2, rel));
+                sub.send(&Packet::PubComp(PubResp::new(rel)));
+            }
+            other => panic!("expected a resend, got {other:?}"),
+        }
+        if n < 3 {
+            resent.push(sub.recv().expect("resent"));
+        }
+    }
+    sub.expect_silence(QUIET);
+}
+
 const LIMIT: Duration = Duration::from_secs(20);
 
 /// rumqttc with manual acknowledgements and Receive Maximum 1 holds each
