@@ -4,25 +4,8 @@
 
 mod common;
 
-use bytes::Bytes;
 use common::*;
-use shardmq::protocol::{Packet, Properties, ProtocolVersion, QoS};
-
-fn rich_properties() -> Properties {
-    Properties {
-        payload_format_indicator: Some(1),
-        message_expiry_interval: Some(3600),
-        content_type: Some("application/json".into()),
-        response_topic: Some("replies/42".into()),
-        correlation_data: Some(Bytes::from_static(b"\x00corr\xff")),
-        user_properties: vec![
-            ("k".into(), "v1".into()),
-            ("k".into(), "v2".into()),
-            ("site".into(), "eu".into()),
-        ],
-        ..Properties::default()
-    }
-}
+use shardmq::protocol::{Packet, ProtocolVersion, QoS};
 
 #[test]
 fn v5_publish_properties_reach_subscribers_across_shards() {
@@ -35,13 +18,13 @@ fn v5_publish_properties_reach_subscribers_across_shards() {
     sub3.subscribe("req/#", QoS::AtLeastOnce);
 
     let mut p = publish("req/a", br#"{"x":1}"#, QoS::AtLeastOnce, false, 7);
-    p.properties = rich_properties();
+    p.properties = application_properties();
     publ.send(&Packet::Publish(p));
     assert!(matches!(publ.recv(), Some(Packet::PubAck(_))));
 
     let got = sub5.expect_publish();
     assert_eq!(&got.payload[..], br#"{"x":1}"#);
-    let mut expected = rich_properties();
+    let mut expected = application_properties();
     // Forwarded at once, so the remaining lifetime is still the full hour
     // (or one second less if a second boundary passed).
     let expiry = got.properties.message_expiry_interval;

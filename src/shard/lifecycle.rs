@@ -40,10 +40,11 @@ impl Shard {
 
     /// The keepalive a CONNECT gets: the client's, lowered to
     /// `max_keepalive` (in 5.0 also raised from 0, "none", to it).
+    /// `max_keepalive 0` sets no limit, as in Mosquitto.
     pub(super) fn granted_keep_alive(&self, connect: &Connect) -> u16 {
         let max = self.config.max_keepalive;
         let ka = connect.keep_alive;
-        if ka > max || (ka == 0 && connect.protocol.is_v5() && max < u16::MAX) {
+        if max != 0 && (ka > max || (ka == 0 && connect.protocol.is_v5() && max < u16::MAX)) {
             max
         } else {
             ka

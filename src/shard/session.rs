@@ -150,6 +150,11 @@ struct Flow {
     inflight: VecDeque<Inflight>,
     /// Payload bytes of the messages in `inflight` (`max_inflight_bytes`).
     inflight_bytes: usize,
+    /// How many entries at the back of `inflight` a resume held back, not
+    /// yet written on this connection: the client's Receive Maximum had no
+    /// room for them (MQTT-3.3.4-9). Written, with their packet ids, as
+    /// acknowledgements free the window, before anything queued.
+    held: usize,
     queue: VecDeque<Queued>,
     /// Topic and payload bytes held in `queue`.
     queued_bytes: usize,
@@ -447,6 +452,11 @@ impl Session {
             }
             _ => return AckFit::Mismatch,
         };
+        if i >= flow.inflight.len() - flow.held {
+            // Held back by a resume, and answered (from the connection
+            // before) all the same.
+            flow.held -= 1;
+        }
         if let Some(done) = flow.inflight.remove(i) {
             flow.inflight_bytes -= done.msg.publish.payload.len();
         }
@@ -461,7 +471,7 @@ impl Session {
         let Some(conn) = self.conn.clone() else {
             return 0;
         };
-        let mut expired = 0;
+        let mut expired = self.resend_held(&conn);
         while !conn.out_full() {
             let window_full = !self.window_open(limits);
             let Some(flow) = self.flow.as_deref_mut() else {
@@ -498,46 +508,65 @@ impl Session {
         expired
     }
 
-    /// On session resume: resends every inflight message (PUBLISH with DUP,
-    /// or PUBREL for those past PUBREC), in their original order. A message
-    /// now larger than the client's Maximum Packet Size is discarded, as if
-    /// its delivery had completed (MQTT 5.0, 3.1.2.11.4), and so is one
-    /// whose Message Expiry Interval has passed (as Mosquitto does); returns
-    /// how many expired (drops, for the stats).
+    /// On session resume: resends the inflight messages (PUBLISH with DUP,
+    /// or PUBREL for those past PUBREC) in their original order, as many
+    /// as the client's Receive Maximum allows; the rest are held back for
+    /// [`Session::drain`]. A message now larger than the client's Maximum
+    /// Packet Size is discarded, as if its delivery had completed (MQTT
+    /// 5.0, 3.1.2.11.4), and so is one whose Message Expiry Interval has
+    /// passed (as Mosquitto does); returns how many expired (drops, for
+    /// the stats).
     pub fn resend_inflight(&mut self) -> usize {
         let Some(conn) = self.conn.clone() else {
             return 0;
         };
-        let version = self.version;
+        if let Some(flow) = self.flow.as_deref_mut() {
+            flow.held = flow.inflight.len();
+        }
+        self.resend_held(&conn)
+    }
+
+    /// Resends the inflight messages a resume held back while the window
+    /// has room; returns how many were discarded as expired.
+    fn resend_held(&mut self, conn: &ConnShared) -> usize {
+        let (version, window) = (self.version, usize::from(self.window));
         let Some(flow) = self.flow.as_deref_mut() else {
             return 0;
         };
         let mut expired = 0;
-        let mut gone_bytes = 0;
-        flow.inflight.retain(|f| {
-            if f.state == OutState::Complete {
-                let pubrel = Packet::PubRel(PubResp::new(f.pid));
-                conn.write_with(|out| {
-                    // A PUBREL always encodes (fixed shape).
-                    let _ = pubrel.encode(version, out);
-                });
-                return true;
+        while flow.held > 0 && flow.inflight.len() - flow.held < window {
+            let i = flow.inflight.len() - flow.held;
+            flow.held -= 1;
+            if !resend(conn, version, &flow.inflight[i], &mut expired) {
+                if let Some(gone) = flow.inflight.remove(i) {
+                    flow.inflight_bytes -= gone.msg.publish.payload.len();
+                }
             }
-            let expires = f.msg.is_expired();
-            let mut cache = EncodeCache::default();
-            let kept = !expires
-                && encode_for(&mut cache, &conn, &f.msg, version, f.qos, f.retain)
-                    .is_some_and(|enc| write_publish(&conn, &enc, Some(f.pid), true));
-            if !kept {
-                expired += usize::from(expires);
-                gone_bytes += f.msg.publish.payload.len();
-            }
-            kept
-        });
-        flow.inflight_bytes -= gone_bytes;
+        }
         self.release_flow_if_empty();
         expired
     }
+}
+
+/// Writes inflight message `f` again: PUBREL if past PUBREC, else the
+/// PUBLISH with DUP. False if it is discarded instead: expired (counted in
+/// `expired`) or over the client's Maximum Packet Size.
+fn resend(conn: &ConnShared, version: ProtocolVersion, f: &Inflight, expired: &mut usize) -> bool {
+    if f.state == OutState::Complete {
+        let pubrel = Packet::PubRel(PubResp::new(f.pid));
+        conn.write_with(|out| {
+            // A PUBREL always encodes (fixed shape).
+            let _ = pubrel.encode(version, out);
+        });
+        return true;
+    }
+    if f.msg.is_expired() {
+        *expired += 1;
+        return false;
+    }
+    let mut cache = EncodeCache::default();
+    encode_for(&mut cache, conn, &f.msg, version, f.qos, f.retain)
+        .is_some_and(|enc| write_publish(conn, &enc, Some(f.pid), true))
 }
 
 /// Writes a PUBLISH to `conn` unless it exceeds the client's Maximum Packet

@@ -6,6 +6,8 @@
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 pub mod mosquitto;
+pub mod mosquitto_clients;
+pub mod mqttjs;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -452,6 +454,37 @@ pub fn with_delayed_will(client_id: &str, expiry: u32, topic: &str, delay: u32) 
         w.properties.will_delay_interval = Some(delay);
     }
     c
+}
+
+/// Limits every 5.0 CONNACK property can announce: Receive Maximum 5,
+/// Maximum Packet Size 5000, Server Keep Alive 30 (for clients asking
+/// more), Retain Available 0, Topic Alias Maximum 4.
+pub fn constrained(c: &mut Config) {
+    c.max_inflight_messages = 5;
+    c.max_packet_size = 5000;
+    c.max_keepalive = 30;
+    c.retain_available = false;
+    c.max_topic_alias = 4;
+}
+
+/// The properties of an application message a 5.0 publisher may set:
+/// Payload Format Indicator, Message Expiry (an hour), Content Type,
+/// Response Topic, Correlation Data (not UTF-8), User Properties (a key
+/// twice, with another between).
+pub fn application_properties() -> Properties {
+    Properties {
+        payload_format_indicator: Some(1),
+        message_expiry_interval: Some(3600),
+        content_type: Some("application/json".into()),
+        response_topic: Some("replies/42".into()),
+        correlation_data: Some(Bytes::from_static(b"\x00corr\xff")),
+        user_properties: vec![
+            ("k".into(), "v1".into()),
+            ("site".into(), "eu".into()),
+            ("k".into(), "v2".into()),
+        ],
+        ..Properties::default()
+    }
 }
 
 /// Both protocol versions a broker speaks with modern clients.
