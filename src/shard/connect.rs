@@ -242,7 +242,7 @@ fn connack(shard: &Shard, connect: &Connect, assigned: bool, present: bool) -> C
             properties.server_keep_alive = Some(keep_alive);
         }
         properties.subscription_identifier_available = Some(1);
-        properties.shared_subscription_available = Some(0);
+        properties.shared_subscription_available = Some(1);
     }
     ConnAck {
         // 3.1 has no Session Present flag: the byte is reserved, 0.
