@@ -286,6 +286,7 @@ fn bridge_setup(
             max_bytes: config.max_queued_bytes,
         },
         queue_qos0: config.queue_qos0_messages,
+        shared_strategy: config.shared_subscription_strategy,
         commands: rx,
         stop: Arc::clone(stop),
         board,
@@ -363,7 +364,7 @@ impl BridgeBoot {
             setup,
             ready,
         } = self;
-        let local = Local::new(Mesh::new(end, shards));
+        let local = Local::new(Mesh::new(end, shards), setup.shared_strategy);
         let mut driver = BridgeLoop::new(local, registrar, setup);
         let _ = ready.send(Ok(()));
         drop(ready);

@@ -1198,3 +1198,24 @@ proptest! {
         let _ = Config::parse(&text, PATH);
     }
 }
+
+#[test]
+fn shared_subscription_strategy_names_a_strategy() {
+    use shardmq::index::Strategy;
+    assert_eq!(
+        Config::default().shared_subscription_strategy,
+        Strategy::RoundRobin
+    );
+    for (name, strategy) in [
+        ("round_robin", Strategy::RoundRobin),
+        ("sticky", Strategy::Sticky),
+        ("hash_topic", Strategy::HashTopic),
+    ] {
+        let c = parse_quiet(&format!("shared_subscription_strategy {name}\n"));
+        assert_eq!(c.shared_subscription_strategy, strategy);
+    }
+    assert_errors(&[(
+        "\nshared_subscription_strategy random\n",
+        "broker.conf:2: shared_subscription_strategy: expected round_robin, sticky or hash_topic, got random",
+    )]);
+}

@@ -194,7 +194,7 @@ fn v5_unsupported_authentication_method_is_refused() {
 fn v5_connack_advertises_exactly_what_the_broker_supports() {
     let announced = Properties {
         subscription_identifier_available: Some(1),
-        shared_subscription_available: Some(0),
+        shared_subscription_available: Some(1),
         ..Properties::default()
     };
     let b = TestBroker::start(2);

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::index::Strategy;
 use crossbeam_channel::Receiver;
 use slab::Slab;
 
@@ -90,6 +91,8 @@ pub struct Setup {
     pub bridges: Vec<BridgeConfig>,
     pub limits: Limits,
     pub queue_qos0: bool,
+    /// How shared subscription members are picked for bridged-in messages.
+    pub shared_strategy: Strategy,
     pub commands: Receiver<Command>,
     pub stop: Arc<AtomicBool>,
     pub board: Arc<StatusBoard>,

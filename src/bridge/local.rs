@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::index::{RetainStamp, RetainedStore, SubTrie};
+use crate::index::{RetainStamp, RetainedStore, SharedIndex, Strategy, SubTrie};
 use crate::mesh::{Mesh, Message, ShardMsg};
 use crate::protocol::TopicFilter;
 
@@ -22,6 +22,8 @@ pub struct Local {
     pub mesh: Mesh,
     /// Which data shards have subscribers, by filter (from their `SubAdd`).
     replica: SubTrie<usize, ()>,
+    /// The data shards' shared subscription groups, with member counts.
+    shared: SharedIndex<(), ()>,
     /// Every retained message, as the data shards hold it.
     retained: RetainedStore<Arc<Message>>,
     last_stamp: u64,
@@ -31,10 +33,12 @@ pub struct Local {
 }
 
 impl Local {
-    pub fn new(mesh: Mesh) -> Local {
+    pub fn new(mesh: Mesh, strategy: Strategy) -> Local {
+        let me = mesh.me();
         Local {
             mesh,
             replica: SubTrie::new(),
+            shared: SharedIndex::new(me, strategy),
             retained: RetainedStore::new(),
             last_stamp: 0,
             filters: HashMap::new(),
@@ -63,11 +67,13 @@ impl Local {
     fn on_mesh(&mut self, from: usize, msg: ShardMsg) -> Option<Arc<Message>> {
         match msg {
             ShardMsg::Forward(m) => return Some(m),
+            ShardMsg::SubAdd(f) if f.share().is_some() => self.shared.add_remote(&f, from),
+            ShardMsg::SubRemove(f) if f.share().is_some() => self.shared.remove_remote(&f, from),
             ShardMsg::SubAdd(f) => {
-                self.replica.insert(f.match_filter(), from, ());
+                self.replica.insert(f.as_str(), from, ());
             }
             ShardMsg::SubRemove(f) => {
-                self.replica.remove(f.match_filter(), &from);
+                self.replica.remove(f.as_str(), &from);
             }
             ShardMsg::Retain {
                 topic,
@@ -79,7 +85,10 @@ impl Local {
             ShardMsg::Barrier(token) => self.mesh.send(from, ShardMsg::BarrierAck(token)),
             // Data shards' business: the bridge owns no sessions and sends
             // no barriers.
-            ShardMsg::Handover(_) | ShardMsg::BarrierAck(_) | ShardMsg::WillsSent => {}
+            ShardMsg::Handover(_)
+            | ShardMsg::Shared(_)
+            | ShardMsg::BarrierAck(_)
+            | ShardMsg::WillsSent => {}
         }
         None
     }
@@ -93,6 +102,8 @@ impl Local {
             self.mesh.retain(&mut self.retained, msg, stamp);
         }
         self.mesh.forward(&self.replica, msg);
+        // The bridge has no members: every pick is a data shard.
+        self.mesh.share(&self.shared, msg, |_| {});
     }
 
     /// A link line takes `filter` from the local broker.

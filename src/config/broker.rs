@@ -5,6 +5,7 @@ use super::directives::{Apply, ApplyFn, Directive, Scope};
 use super::lexer::{missing, Line};
 use super::parser::Parser;
 use super::{listener, value, Config, LogDest, LogTypes};
+use crate::index::Strategy;
 use crate::limits::{
     MAX_PAYLOAD, MAX_QUEUED_MESSAGES_CAP, MAX_TOPIC_ALIAS, MIN_PACKET_SIZE,
     PROTOCOL_MAX_PACKET_SIZE,
@@ -51,6 +52,7 @@ pub(super) const DIRECTIVES: &[Directive] = &[
     flag("upgrade_outgoing_qos", |c| &mut c.upgrade_outgoing_qos),
     global("max_inflight_bytes", max_inflight_bytes),
     flag("set_tcp_nodelay", |c| &mut c.set_tcp_nodelay),
+    global("shared_subscription_strategy", shared_subscription_strategy),
     global("log_dest", log_dest),
     global("log_type", log_type),
 ];
@@ -129,6 +131,17 @@ fn max_packet_size(p: &mut Parser<'_>, line: &Line<'_>) -> Result<(), String> {
         format!("expected {MIN_PACKET_SIZE}..{PROTOCOL_MAX_PACKET_SIZE}, got {token} (0 means the protocol maximum)")
     })?;
     p.config.max_packet_size = if n == 0 { PROTOCOL_MAX_PACKET_SIZE } else { n };
+    Ok(())
+}
+
+/// `shared_subscription_strategy`: how a shared subscription group's
+/// member is chosen for each message (a shardmq key; Mosquitto has only
+/// round-robin).
+fn shared_subscription_strategy(p: &mut Parser<'_>, line: &Line<'_>) -> Result<(), String> {
+    let expected = "round_robin, sticky or hash_topic";
+    let token = line.single(expected)?;
+    p.config.shared_subscription_strategy =
+        Strategy::parse(token).ok_or_else(|| format!("expected {expected}, got {token}"))?;
     Ok(())
 }
 

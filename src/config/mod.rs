@@ -166,6 +166,8 @@ pub struct Config {
     pub persistent_client_expiration: Option<Duration>,
     /// `allow_anonymous`, default true (no password file support yet).
     pub allow_anonymous: bool,
+    /// `shared_subscription_strategy`, default round-robin.
+    pub shared_subscription_strategy: crate::index::Strategy,
     /// `retain_available`, default true.
     pub retain_available: bool,
     /// `allow_zero_length_clientid`, default true.
@@ -214,6 +216,7 @@ impl Default for Config {
             persistent_client_expiration: None,
             allow_anonymous: true,
             retain_available: true,
+            shared_subscription_strategy: Default::default(),
             allow_zero_length_clientid: true,
             auto_id_prefix: DEFAULT_AUTO_ID_PREFIX.to_string(),
             per_listener_settings: false,

@@ -157,6 +157,21 @@ impl<K: PartialEq, V> SubTrie<K, V> {
         &mut node.exact
     }
 
+    /// `key`'s value for `filter`, if present.
+    pub fn get(&self, filter: &str, key: &K) -> Option<&V> {
+        let mut node = &self.root;
+        for level in filter.split('/') {
+            if level == "#" {
+                return find(&node.hash, key);
+            }
+            node = match level {
+                "+" => node.plus.as_deref()?,
+                _ => node.children.get(level)?,
+            };
+        }
+        find(&node.exact, key)
+    }
+
     /// Mutable access to `key`'s value for `filter`, if present.
     pub fn get_mut(&mut self, filter: &str, key: &K) -> Option<&mut V> {
         let mut node = &mut self.root;
@@ -272,6 +287,10 @@ impl<K: PartialEq, V> SubTrie<K, V> {
             (literal, plus) => literal.or(plus),
         }
     }
+}
+
+fn find<'a, K: PartialEq, V>(list: &'a [(K, V)], key: &K) -> Option<&'a V> {
+    list.iter().find(|(k, _)| k == key).map(|(_, v)| v)
 }
 
 fn find_mut<'a, K: PartialEq, V>(list: &'a mut [(K, V)], key: &K) -> Option<&'a mut V> {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::index::RetainStamp;
+use crate::index::{RetainStamp, ShardSet};
 use crate::protocol::{Connect, Publish, TopicFilter, TopicName};
 
 /// Who published a message: used for MQTT 5 No Local.
@@ -106,6 +106,33 @@ impl Message {
     }
 }
 
+/// A message for one member of a shared subscription group (MQTT 5.0
+/// 4.8.2), sent to a shard with members in it, which gives it to one of
+/// its online members or passes it on (see `shard::share`).
+#[derive(Debug)]
+pub struct SharedDelivery {
+    pub msg: Arc<Message>,
+    /// The group's full filter, `$share/<group>/<filter>`.
+    pub group: TopicFilter,
+    /// Shards that had no online member to take it.
+    pub tried: ShardSet,
+    /// The first of those that has offline members: if no shard has an
+    /// online one, the message is queued there for one of them.
+    pub fallback: Option<u16>,
+}
+
+impl SharedDelivery {
+    /// `msg` for a member of `group`, no shard tried yet.
+    pub fn new(msg: Arc<Message>, group: TopicFilter) -> SharedDelivery {
+        SharedDelivery {
+            msg,
+            group,
+            tried: ShardSet::default(),
+            fallback: None,
+        }
+    }
+}
+
 /// A client connection whose session lives on the destination shard,
 /// moved there after its CONNECT was read.
 #[derive(Debug)]
@@ -124,9 +151,13 @@ pub enum ShardMsg {
     /// Deliver to the destination's local subscribers (sent once per
     /// destination shard, never once per subscriber).
     Forward(Arc<Message>),
-    /// The sender now has at least one subscription on this filter.
+    /// Give to one member of a shared subscription group.
+    Shared(Box<SharedDelivery>),
+    /// The sender now has at least one subscription on this filter; for a
+    /// shared filter (`$share/...`), one more member (sent per member).
     SubAdd(TopicFilter),
-    /// The sender no longer has any subscription on this filter.
+    /// The sender no longer has any subscription on this filter; for a
+    /// shared filter, one member fewer.
     SubRemove(TopicFilter),
     /// Set (`Some`) or delete (`None`) the retained message of a topic.
     Retain {

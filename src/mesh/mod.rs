@@ -17,10 +17,11 @@ mod message;
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 
-pub use message::{Handover, Message, Origin, ShardMsg};
+pub use message::{Handover, Message, Origin, ShardMsg, SharedDelivery};
 
-use crate::index::{RetainStamp, RetainedStore, ShardSet, SubTrie};
+use crate::index::{Group, Pick, RetainStamp, RetainedStore, ShardSet, SharedIndex, SubTrie};
 use crate::limits::{MESH_BATCH, MESH_DRAIN, MESH_OUTBOX_LIMIT};
+use crate::protocol::TopicFilter;
 use crate::runtime::{MeshEnd, TrySendError};
 
 /// What travels on one queue: a batch of messages in order.
@@ -119,6 +120,25 @@ impl Mesh {
             n += 1;
         }
         n
+    }
+
+    /// For every shared subscription group `msg` matches, sends it to the
+    /// shard `shared` picks, or hands the group to `local` when the pick is
+    /// this thread. Returns how many groups matched.
+    pub fn share<K: PartialEq + Copy, V>(
+        &self,
+        shared: &SharedIndex<K, V>,
+        msg: &Arc<Message>,
+        mut local: impl FnMut(&Group<K, V>),
+    ) -> usize {
+        shared.pick(msg.publish.topic.as_str(), |group, pick| match pick {
+            Pick::Local => local(group),
+            Pick::Shard(peer) => {
+                let group = TopicFilter::clone(group.name());
+                let d = SharedDelivery::new(Arc::clone(msg), group);
+                self.send(peer, ShardMsg::Shared(Box::new(d)));
+            }
+        })
     }
 
     /// Applies a retained update of `msg` to this thread's `store` with

@@ -291,7 +291,7 @@ fn connack(
         if max_qos != QoS::ExactlyOnce {
             properties.maximum_qos = Some(max_qos as u8);
         }
-        properties.shared_subscription_available = Some(0);
+        properties.shared_subscription_available = Some(1);
     }
     ConnAck {
         // 3.1 has no Session Present flag: the byte is reserved, 0.

@@ -4,7 +4,6 @@
 
 use std::rc::Rc;
 
-use super::subscribe::index_key;
 use super::Shard;
 use crate::mesh::{Handover, ShardMsg};
 use crate::runtime::Transport;
@@ -16,11 +15,18 @@ impl Shard {
             ShardMsg::Forward(m) => {
                 self.fanout_local(&m);
             }
+            ShardMsg::Shared(d) => self.deliver_shared(*d),
+            ShardMsg::SubAdd(f) if f.share().is_some() => {
+                self.shared.borrow_mut().add_remote(&f, from);
+            }
+            ShardMsg::SubRemove(f) if f.share().is_some() => {
+                self.shared.borrow_mut().remove_remote(&f, from);
+            }
             ShardMsg::SubAdd(f) => {
-                self.replica.borrow_mut().insert(index_key(&f), from, ());
+                self.replica.borrow_mut().insert(f.as_str(), from, ());
             }
             ShardMsg::SubRemove(f) => {
-                self.replica.borrow_mut().remove(index_key(&f), &from);
+                self.replica.borrow_mut().remove(f.as_str(), &from);
             }
             ShardMsg::Retain {
                 topic,

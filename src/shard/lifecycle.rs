@@ -166,7 +166,7 @@ impl Shard {
     /// it over.
     pub(super) fn finish(self: &Rc<Self>, conn: &Rc<ConnShared>, reason: CloseReason) {
         let sid = conn.session.get();
-        let (will, ends) = {
+        let (will, ends, held) = {
             let mut sessions = self.sessions.borrow_mut();
             let Some(s) = sessions.by_id.get_mut(&sid) else {
                 return;
@@ -181,7 +181,15 @@ impl Shard {
                 let due = now + u64::from(s.expiry);
                 self.expiries.borrow_mut().entry(due).or_default().push(sid);
             }
-            (s.will.take(), s.expiry == 0)
+            let ends = s.expiry == 0;
+            // What it held for shared groups goes to another member (an
+            // ending session's, in `end_session`).
+            let held = if ends {
+                Vec::new()
+            } else {
+                s.take_shared(false)
+            };
+            (s.will.take(), ends, held)
         };
         if let (true, Some(will)) = (reason.publishes_will(), will) {
             self.will_on_close(sid, will);
@@ -189,6 +197,7 @@ impl Shard {
         if ends {
             self.end_session(sid);
         }
+        self.release_shared(held);
         log::debug!("session {sid}: connection closed: {reason:?}");
     }
 
@@ -209,19 +218,26 @@ impl Shard {
     /// still held back.
     pub fn end_session(self: &Rc<Self>, sid: SessionId) {
         self.send_delayed_will(sid);
-        let filters: Vec<TopicFilter> = {
-            let sessions = self.sessions.borrow();
-            let Some(s) = sessions.by_id.get(&sid) else {
+        let (filters, held): (Vec<TopicFilter>, _) = {
+            let mut sessions = self.sessions.borrow_mut();
+            let Some(s) = sessions.by_id.get_mut(&sid) else {
                 return;
             };
-            s.subscriptions.keys().cloned().collect()
+            (
+                s.subscriptions.keys().cloned().collect(),
+                s.take_shared(true),
+            )
         };
         for f in &filters {
             self.remove_subscription(sid, f);
         }
-        let mut sessions = self.sessions.borrow_mut();
-        if let Some(s) = sessions.by_id.remove(&sid) {
-            sessions.by_client.remove(&s.client_id);
+        {
+            let mut sessions = self.sessions.borrow_mut();
+            if let Some(s) = sessions.by_id.remove(&sid) {
+                sessions.by_client.remove(&s.client_id);
+            }
         }
+        // Once it is no member any more: another one takes them.
+        self.release_shared(held);
     }
 }

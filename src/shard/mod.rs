@@ -13,6 +13,7 @@
 //! - [`lifecycle`]: a session created, resumed, taken over, offline, ended.
 //! - [`handler`]: the packets of an attached connection.
 //! - [`route`]: publish routing, fan-out, retained updates.
+//! - [`share`]: shared subscriptions: a member per group, across shards.
 //! - [`subscribe`]: SUBSCRIBE (a pending barrier), UNSUBSCRIBE, retained delivery.
 //! - [`inbox`]: what arrives over the mesh.
 //! - [`timers`]: deadlines (tick, CONNECT, closing, barriers, delayed wills) and shutdown.
@@ -45,6 +46,7 @@ mod mount;
 mod partial;
 mod route;
 mod session;
+mod share;
 mod stats;
 mod subscribe;
 mod timers;
@@ -71,7 +73,7 @@ use self::session::{QueueLimits, Session, SessionId};
 use self::subscribe::{PendingSubscribe, RetainedJob, Subscription};
 use self::timers::{Deadlines, Stopping};
 use crate::config::Config;
-use crate::index::{RetainStamp, RetainedStore, SubTrie};
+use crate::index::{RetainStamp, RetainedStore, SharedIndex, SubTrie};
 use crate::limits::READ_CHUNK;
 use crate::mesh::{Mesh, Message};
 use crate::protocol::TopicFilter;
@@ -129,6 +131,9 @@ pub struct Shard {
     filter_counts: RefCell<HashMap<TopicFilter, u32, RandomState>>,
     /// Replica of the other shards' filters: filter -> shard.
     replica: RefCell<SubTrie<usize, ()>>,
+    /// Shared subscription groups: this shard's members, every shard's
+    /// member count.
+    shared: RefCell<SharedIndex<SessionId, Subscription>>,
     retained: RefCell<RetainedStore<Arc<Message>>>,
     last_stamp: Cell<u64>,
     keepalive: RefCell<Keepalive>,
@@ -199,6 +204,7 @@ impl Shard {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64);
         let id = mesh.me();
+        let strategy = config.shared_subscription_strategy;
         let started = Instant::now();
         Rc::new(Shard {
             id,
@@ -215,6 +221,7 @@ impl Shard {
             local: RefCell::default(),
             filter_counts: RefCell::default(),
             replica: RefCell::default(),
+            shared: RefCell::new(SharedIndex::new(id, strategy)),
             retained: RefCell::default(),
             last_stamp: Cell::new(0),
             keepalive: RefCell::default(),

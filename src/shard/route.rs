@@ -152,7 +152,8 @@ impl Shard {
             self.retain_update(&msg);
         }
         let local = self.fanout_local(&msg);
-        self.forward(&msg) || local
+        let shared = self.dispatch_shared(&msg);
+        self.forward(&msg) || local || shared
     }
 
     /// True if a subscription on any shard (or the bridge) matches `topic`:
@@ -163,7 +164,7 @@ impl Shard {
         self.replica
             .borrow()
             .for_each_match(topic, |_, _| any = true);
-        any
+        any || self.shared.borrow().matches(topic)
     }
 
     /// Publishes a will as if its client had sent it.

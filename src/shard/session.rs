@@ -70,13 +70,21 @@ struct Inflight {
     qos: QoS,
     retain: bool,
     state: OutState,
+    /// The shared subscription group it came through, if any.
+    group: Option<Rc<TopicFilter>>,
 }
 
 struct Queued {
     msg: Arc<Message>,
     qos: QoS,
     retain: bool,
+    /// The shared subscription group it came through, if any.
+    group: Option<Rc<TopicFilter>>,
 }
+
+/// A message a session gives up to another member of the shared
+/// subscription group it came through (see [`Session::take_shared`]).
+pub type Shared = (Arc<Message>, Rc<TopicFilter>);
 
 /// The bounds a session applies to its queue and its outbound window
 /// (copied from the config).
@@ -316,7 +324,7 @@ impl Session {
                 };
             }
             if qos != QoS::AtMostOnce && has_room && self.window_open(limits) {
-                return self.send_new(msg, qos, retain, cache);
+                return self.send_new(msg, qos, retain, cache, None);
             }
             // Held back. Only a full buffer needs the "drained" wake-up; a
             // full window reopens through the acknowledgement path.
@@ -371,6 +379,7 @@ impl Session {
             msg: Arc::clone(msg),
             qos,
             retain,
+            group: None,
         });
         Delivery::Queued
     }
@@ -382,6 +391,7 @@ impl Session {
         qos: QoS,
         retain: bool,
         cache: &mut EncodeCache,
+        group: Option<Rc<TopicFilter>>,
     ) -> Delivery {
         let Some(conn) = self.conn.clone() else {
             return Delivery::Dropped;
@@ -406,6 +416,7 @@ impl Session {
             qos,
             retain,
             state,
+            group,
         });
         Delivery::Sent
     }
@@ -425,6 +436,60 @@ impl Session {
                 return pid;
             }
         }
+    }
+
+    /// Marks what [`deliver`](Self::deliver) just kept (`outcome`, at
+    /// `qos`) as delivered through the shared subscription `group`: the
+    /// newest inflight entry for a QoS 1/2 message sent, the newest queued
+    /// one for a message queued. A QoS 0 message sent keeps nothing.
+    pub fn tag_shared(&mut self, outcome: Delivery, qos: QoS, group: &Rc<TopicFilter>) {
+        let Some(flow) = self.flow.as_deref_mut() else {
+            return;
+        };
+        let slot = match outcome {
+            Delivery::Sent if qos != QoS::AtMostOnce => {
+                flow.inflight.back_mut().map(|i| &mut i.group)
+            }
+            Delivery::Queued => flow.queue.back_mut().map(|q| &mut q.group),
+            _ => None,
+        };
+        if let Some(slot) = slot {
+            *slot = Some(Rc::clone(group));
+        }
+    }
+
+    /// Takes, in order, the messages this session holds for shared
+    /// subscription groups that another member can take instead, now that
+    /// its client is gone (MQTT 5.0 4.8.2): QoS 1 in flight and everything
+    /// queued; QoS 2 in flight only once the session ends (`ending`), since
+    /// a QoS 2 delivery under way must be completed to the same client.
+    pub fn take_shared(&mut self, ending: bool) -> Vec<Shared> {
+        let mut out = Vec::new();
+        let Some(flow) = self.flow.as_deref_mut() else {
+            return out;
+        };
+        flow.inflight.retain_mut(|f| {
+            let movable = f.state == OutState::Ack || (ending && f.state == OutState::Received);
+            match (&f.group, movable) {
+                (Some(group), true) => {
+                    out.push((Arc::clone(&f.msg), Rc::clone(group)));
+                    false
+                }
+                _ => true,
+            }
+        });
+        let mut kept = VecDeque::new();
+        while let Some(q) = flow.pop_queued() {
+            match q.group {
+                Some(group) => out.push((q.msg, group)),
+                None => kept.push_back(q),
+            }
+        }
+        for q in kept {
+            flow.push_queued(q);
+        }
+        self.release_flow_if_empty();
+        out
     }
 
     /// Applies an acknowledgement from the client to the outbound window.
@@ -498,7 +563,7 @@ impl Session {
                     write_publish(&conn, &enc, None, false);
                 }
             } else {
-                self.send_new(&q.msg, q.qos, q.retain, &mut cache);
+                self.send_new(&q.msg, q.qos, q.retain, &mut cache, q.group);
             }
         }
         if self.queue_len() > 0 && conn.out_full() {

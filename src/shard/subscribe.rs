@@ -26,11 +26,6 @@ use crate::protocol::{
     TopicFilter, UnsubAck, Unsubscribe,
 };
 
-/// The filter a subscription is indexed under.
-pub(super) fn index_key(filter: &TopicFilter) -> &str {
-    filter.share().map_or(filter.as_str(), |(_, inner)| inner)
-}
-
 /// A session's subscription as kept, in the session and the shard's trie:
 /// the options asked for and the Subscription Identifier of the SUBSCRIBE
 /// that made it (5.0, 3.8.2.1.2), which every PUBLISH it matches carries.
@@ -94,21 +89,15 @@ impl Shard {
             let filter = filter.as_ref();
             let opts = stored_options(conn, *asked);
             let subscription = Subscription { opts, id };
-            if filter.share().is_some() {
-                codes.push(if conn.version.is_v5() {
-                    ReasonCode::SharedSubscriptionsNotSupported
-                } else {
-                    ReasonCode::UnspecifiedError
-                });
-                continue;
-            }
             let existed = self.add_subscription(sid, filter, subscription);
             codes.push(granted(opts.qos));
-            let send = match opts.retain_handling {
-                RetainHandling::OnSubscribe => true,
-                RetainHandling::OnNewSubscribe => !existed,
-                RetainHandling::Never => false,
-            };
+            // A shared subscription gets no retained messages (4.8.2).
+            let send = filter.share().is_none()
+                && match opts.retain_handling {
+                    RetainHandling::OnSubscribe => true,
+                    RetainHandling::OnNewSubscribe => !existed,
+                    RetainHandling::Never => false,
+                };
             if send && self.config.retain_available {
                 wants_retained.push((filter.detached(), subscription));
             }
@@ -259,14 +248,22 @@ impl Shard {
                 .insert(filter.clone(), subscription)
                 .is_some()
         };
-        self.local
-            .borrow_mut()
-            .insert(index_key(filter), sid, subscription);
+        let shared = filter.share().is_some();
+        if shared {
+            self.shared
+                .borrow_mut()
+                .insert_local(filter, sid, subscription);
+        } else {
+            self.local
+                .borrow_mut()
+                .insert(filter.as_str(), sid, subscription);
+        }
         if !existed {
             let mut counts = self.filter_counts.borrow_mut();
             let count = counts.entry(filter.clone()).or_insert(0);
             *count += 1;
-            if *count == 1 {
+            // Every replica counts a shared group's members.
+            if *count == 1 || shared {
                 self.mesh.broadcast(|| ShardMsg::SubAdd(filter.clone()));
             }
         }
@@ -285,12 +282,20 @@ impl Shard {
         if !existed {
             return false;
         }
-        self.local.borrow_mut().remove(index_key(filter), &sid);
+        let shared = filter.share().is_some();
+        if shared {
+            self.shared.borrow_mut().remove_local(filter, &sid);
+        } else {
+            self.local.borrow_mut().remove(filter.as_str(), &sid);
+        }
         let mut counts = self.filter_counts.borrow_mut();
         if let Some(count) = counts.get_mut(filter) {
             *count -= 1;
-            if *count == 0 {
+            let last = *count == 0;
+            if last {
                 counts.remove(filter);
+            }
+            if last || shared {
                 self.mesh.broadcast(|| ShardMsg::SubRemove(filter.clone()));
             }
         }
