@@ -211,6 +211,17 @@ pub const MAX_QUEUED_MESSAGES_CAP: usize = 1_000_000;
 /// 65535 bytes) for the life of its connection.
 pub const MAX_TOPIC_ALIAS: u16 = u16::MAX;
 
+/// Topic bytes one connection's topic aliases hold, in each direction: the
+/// ones the client sets (at most `max_topic_alias` of them) and the ones
+/// the broker sets for the client (at most the client's Topic Alias
+/// Maximum). Aliases are counted in topics by the protocol; this bounds
+/// the bytes, which 65535 aliases of 65535-byte topics would otherwise
+/// put at 4 GiB per connection. The map is allocated on the first alias,
+/// so a connection that uses none holds nothing.
+pub const MAX_ALIAS_TOPIC_BYTES: usize = 64 * 1024;
+
+// Any single topic fits: a client that aliases one long topic is not refused.
+const _: () = assert!(MAX_ALIAS_TOPIC_BYTES >= crate::protocol::MAX_FIELD_LEN);
 const _: () = assert!(MIN_PACKET_SIZE < PROTOCOL_MAX_PACKET_SIZE);
 const _: () = assert!(PROTOCOL_MAX_PACKET_SIZE == 1 + 4 + 268_435_455);
 

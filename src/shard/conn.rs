@@ -14,11 +14,11 @@ use std::rc::Rc;
 
 use bytes::{Buf, BytesMut};
 
-use super::alias::{AliasInvalid, TopicAliases};
+use super::alias::{AliasRefused, OutAlias, OutAliases, TopicAliases};
 use super::partial::Stored;
 use super::session::SessionId;
 use crate::limits::{MAX_OUT_BUFFER, OUT_BUFFER_KEEP};
-use crate::protocol::{ProtocolVersion, Publish, ReasonCode};
+use crate::protocol::{ProtocolVersion, Publish, ReasonCode, TopicName};
 use crate::runtime::Transport;
 
 /// Why a connection ends.
@@ -74,6 +74,9 @@ pub struct ConnShared {
     pub bridge: bool,
     /// Largest packet the client accepts (its Maximum Packet Size).
     pub max_packet: u32,
+    /// The client's Topic Alias Maximum (5.0): aliases the broker may set
+    /// for what it sends; 0 = none (the shared encodings serve).
+    pub out_alias_max: u16,
     /// The session this connection serves (set once attached).
     pub session: Cell<SessionId>,
     out: RefCell<BytesMut>,
@@ -98,6 +101,10 @@ pub struct ConnShared {
     /// a connection that uses none holds one pointer. Lives as long as the
     /// connection, not the session.
     aliases: Cell<Option<Box<TopicAliases>>>,
+    /// Topic aliases the broker set for the client (5.0, when
+    /// `out_alias_max` > 0); `None` until the first. Lives as long as the
+    /// connection.
+    out_aliases: Cell<Option<Box<OutAliases>>>,
 }
 
 impl ConnShared {
@@ -108,6 +115,7 @@ impl ConnShared {
             version,
             bridge: false,
             max_packet,
+            out_alias_max: 0,
             session: Cell::new(0),
             out: RefCell::new(BytesMut::new()),
             close: Cell::new(None),
@@ -118,12 +126,34 @@ impl ConnShared {
             last_seen: Cell::new(now as u32),
             keepalive_limit: Cell::new(0),
             aliases: Cell::new(None),
+            out_aliases: Cell::new(None),
         }
+    }
+
+    /// True if PUBLISH packets to this client may carry topic aliases:
+    /// each is then encoded for this connection alone.
+    pub fn sends_aliases(&self) -> bool {
+        self.out_alias_max > 0
+    }
+
+    /// How the next PUBLISH on `topic` names it (see [`OutAliases::pick`]).
+    pub fn pick_out_alias(&self, topic: &TopicName) -> OutAlias {
+        let map = self.out_aliases.take();
+        let picked = OutAliases::pick(map.as_deref(), topic, self.out_alias_max);
+        self.out_aliases.set(map);
+        picked
+    }
+
+    /// Records an alias a written PUBLISH set (see [`OutAliases::commit`]).
+    pub fn commit_out_alias(&self, topic: &TopicName, alias: OutAlias) {
+        let mut map = self.out_aliases.take();
+        OutAliases::commit(&mut map, topic, alias);
+        self.out_aliases.set(map);
     }
 
     /// Applies `p`'s Topic Alias (see [`TopicAliases::resolve`]), with
     /// `max` the Topic Alias Maximum the CONNACK announced.
-    pub fn resolve_topic_alias(&self, p: &mut Publish, max: u16) -> Result<(), AliasInvalid> {
+    pub fn resolve_topic_alias(&self, p: &mut Publish, max: u16) -> Result<(), AliasRefused> {
         let mut aliases = self.aliases.take();
         let resolved = TopicAliases::resolve(&mut aliases, p, max);
         self.aliases.set(aliases);

@@ -115,6 +115,9 @@ impl Shard {
         let mut conn = ConnShared::new(connect.protocol, max_packet, self.now());
         // As Mosquitto: the bridge bit counts in 3.x only.
         conn.bridge = connect.bridge && !connect.protocol.is_v5();
+        if connect.protocol.is_v5() {
+            conn.out_alias_max = connect.properties.topic_alias_maximum.unwrap_or(0);
+        }
         let conn = Rc::new(conn);
         if let Err(code) = check(self, &connect, assigned) {
             refuse(self, &conn, code);

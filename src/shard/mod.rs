@@ -18,7 +18,7 @@
 //! - [`timers`]: deadlines (tick, CONNECT, closing, barriers, delayed wills) and shutdown.
 //! - [`session`]: session state and the outbound QoS window.
 //! - [`conn`]: a connection's shared state and its slab entry.
-//! - [`alias`]: a connection's MQTT 5.0 topic aliases (client to server).
+//! - [`alias`]: a connection's MQTT 5.0 topic aliases, both ways.
 //! - [`keepalive`]: per-second keepalive buckets.
 //! - [`will`]: a session's will, kept small while its connection lives, held
 //!   back for its Will Delay Interval after.

@@ -26,7 +26,7 @@ impl Shard {
             return Err(CloseReason::Protocol(ReasonCode::RetainNotSupported));
         }
         conn.resolve_topic_alias(&mut p, self.config.max_topic_alias)
-            .map_err(|_| CloseReason::Protocol(ReasonCode::TopicAliasInvalid))?;
+            .map_err(|refused| CloseReason::Protocol(refused.reason()))?;
         let sid = conn.session.get();
         let refused = is_broker_only(p.topic.as_str());
         if refused {
