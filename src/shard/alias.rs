@@ -44,11 +44,17 @@ pub enum AliasRefused {
 }
 
 impl AliasRefused {
-    /// The DISCONNECT reason code.
-    pub fn reason(self) -> ReasonCode {
+    /// The DISCONNECT reason code and Reason String.
+    pub fn reason(self) -> (ReasonCode, &'static str) {
         match self {
-            AliasRefused::Invalid => ReasonCode::TopicAliasInvalid,
-            AliasRefused::Full => ReasonCode::QuotaExceeded,
+            AliasRefused::Invalid => (
+                ReasonCode::TopicAliasInvalid,
+                "topic alias 0, above the maximum, or not set",
+            ),
+            AliasRefused::Full => (
+                ReasonCode::QuotaExceeded,
+                "topic aliases would hold too many topic bytes",
+            ),
         }
     }
 }

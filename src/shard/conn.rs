@@ -28,8 +28,9 @@ pub enum CloseReason {
     Disconnect { with_will: bool },
     /// The peer closed the socket or it failed.
     Io,
-    /// The client broke the protocol; 5.0 clients get this reason code.
-    Protocol(ReasonCode),
+    /// The client broke the protocol (or a limit); 5.0 clients get this
+    /// reason code, with the text as its Reason String.
+    Protocol(ReasonCode, &'static str),
     /// No packet within 1.5 x keepalive.
     KeepAliveTimeout,
     /// Another connection took the session over.
@@ -47,13 +48,23 @@ impl CloseReason {
         !matches!(self, CloseReason::Disconnect { with_will: false })
     }
 
-    /// The DISCONNECT reason a 5.0 client is sent, if any.
-    pub fn disconnect_code(self) -> Option<ReasonCode> {
+    /// The DISCONNECT a 5.0 client is sent, if any: its reason code and
+    /// Reason String (short and fixed: what went wrong, never more).
+    pub fn disconnect(self) -> Option<(ReasonCode, &'static str)> {
         match self {
-            CloseReason::Protocol(code) => Some(code),
-            CloseReason::KeepAliveTimeout => Some(ReasonCode::KeepAliveTimeout),
-            CloseReason::SessionTakenOver => Some(ReasonCode::SessionTakenOver),
-            CloseReason::ServerShuttingDown => Some(ReasonCode::ServerShuttingDown),
+            CloseReason::Protocol(code, why) => Some((code, why)),
+            CloseReason::KeepAliveTimeout => Some((
+                ReasonCode::KeepAliveTimeout,
+                "no packet within 1.5 times the keep alive",
+            )),
+            CloseReason::SessionTakenOver => Some((
+                ReasonCode::SessionTakenOver,
+                "another connection with this client id took the session over",
+            )),
+            CloseReason::ServerShuttingDown => Some((
+                ReasonCode::ServerShuttingDown,
+                "the server is shutting down",
+            )),
             CloseReason::Disconnect { .. } | CloseReason::Io | CloseReason::Refused => None,
         }
     }
@@ -74,6 +85,9 @@ pub struct ConnShared {
     pub bridge: bool,
     /// Largest packet the client accepts (its Maximum Packet Size).
     pub max_packet: u32,
+    /// The client's Request Problem Information (5.0; default true): when
+    /// false, Reason Strings go on CONNACK and DISCONNECT only (3.1.2.11.7).
+    pub problem_info: bool,
     /// The client's Topic Alias Maximum (5.0): aliases the broker may set
     /// for what it sends; 0 = none (the shared encodings serve).
     pub out_alias_max: u16,
@@ -116,6 +130,7 @@ impl ConnShared {
             bridge: false,
             max_packet,
             out_alias_max: 0,
+            problem_info: true,
             session: Cell::new(0),
             out: RefCell::new(BytesMut::new()),
             close: Cell::new(None),
@@ -128,6 +143,13 @@ impl ConnShared {
             aliases: Cell::new(None),
             out_aliases: Cell::new(None),
         }
+    }
+
+    /// The Reason String `why` for a failure acknowledgement, where the
+    /// client takes one: 5.0, and it did not set Request Problem
+    /// Information to 0. (CONNACK and DISCONNECT carry theirs always.)
+    pub fn ack_reason_string(&self, why: &str) -> Option<String> {
+        (self.version.is_v5() && self.problem_info).then(|| why.to_string())
     }
 
     /// True if PUBLISH packets to this client may carry topic aliases:

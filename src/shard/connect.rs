@@ -48,11 +48,11 @@ impl Shard {
                 if m.reason == ReasonCode::UnsupportedProtocolVersion =>
             {
                 // In the 3.1.1 form: what a client of any level can read.
-                self.refuse_unadmitted(token, ProtocolVersion::V311, m.reason)
+                self.refuse_unadmitted(token, ProtocolVersion::V311, (m.reason, m.detail))
             }
             Err(DecodeError::Malformed(m)) if version == Some(ProtocolVersion::V5) => {
                 log::info!("{:?}: malformed CONNECT: {m}", self.peer_of(token));
-                self.refuse_unadmitted(token, ProtocolVersion::V5, connack_code(&m))
+                self.refuse_unadmitted(token, ProtocolVersion::V5, (connack_code(&m), m.detail))
             }
             Err(DecodeError::Malformed(m)) => {
                 self.refuse_early(token, &format!("malformed CONNECT: {m}"))
@@ -72,15 +72,15 @@ impl Shard {
     }
 
     /// Answers a CONNECT that could not be decoded with a `version`
-    /// CONNACK carrying `code`, and closes.
+    /// CONNACK carrying `refusal`, and closes.
     fn refuse_unadmitted(
         self: &Rc<Self>,
         token: usize,
         version: ProtocolVersion,
-        code: ReasonCode,
+        refusal: Refusal,
     ) {
         let conn = Rc::new(ConnShared::new(version, u32::MAX, self.now()));
-        refuse(self, &conn, code);
+        refuse(self, &conn, refusal);
         self.close_attached_to(token, conn);
     }
 
@@ -116,11 +116,13 @@ impl Shard {
         // As Mosquitto: the bridge bit counts in 3.x only.
         conn.bridge = connect.bridge && !connect.protocol.is_v5();
         if connect.protocol.is_v5() {
-            conn.out_alias_max = connect.properties.topic_alias_maximum.unwrap_or(0);
+            let props = &connect.properties;
+            conn.out_alias_max = props.topic_alias_maximum.unwrap_or(0);
+            conn.problem_info = props.request_problem_information != Some(0);
         }
         let conn = Rc::new(conn);
-        if let Err(code) = check(self, &connect, assigned) {
-            refuse(self, &conn, code);
+        if let Err(refusal) = check(self, &connect, assigned) {
+            refuse(self, &conn, refusal);
             return self.close_attached_to(token, conn);
         }
         conn.set_token(Some(token));
@@ -169,12 +171,21 @@ impl Shard {
     }
 }
 
+/// Why a CONNECT is refused: the CONNACK's reason code and, for 5.0, its
+/// Reason String (short and fixed; CONNACK may carry one whatever the
+/// client's Request Problem Information, 3.1.2.11.7).
+type Refusal = (ReasonCode, &'static str);
+
 /// Writes a refusing CONNACK.
-fn refuse(shard: &Shard, conn: &Rc<ConnShared>, code: ReasonCode) {
+fn refuse(shard: &Shard, conn: &Rc<ConnShared>, (code, why): Refusal) {
+    let mut properties = Properties::default();
+    if conn.version.is_v5() {
+        properties.reason_string = Some(why.to_string());
+    }
     let ack = ConnAck {
         session_present: false,
         code,
-        properties: Properties::default(),
+        properties,
     };
     shard.send_packet(conn, &Packet::ConnAck(ack));
 }
@@ -190,7 +201,7 @@ fn connack_code(m: &Malformed) -> ReasonCode {
 }
 
 /// CONNECT checks that end in a refusing CONNACK.
-fn check(shard: &Shard, connect: &Connect, assigned: bool) -> Result<(), ReasonCode> {
+fn check(shard: &Shard, connect: &Connect, assigned: bool) -> Result<(), Refusal> {
     let config = &shard.config;
     // 3.1 requires a client id; 3.1.1 allows none only with a clean session.
     if assigned
@@ -198,18 +209,24 @@ fn check(shard: &Shard, connect: &Connect, assigned: bool) -> Result<(), ReasonC
             || connect.protocol == ProtocolVersion::V31
             || (!connect.protocol.is_v5() && !connect.clean_start))
     {
-        return Err(ReasonCode::ClientIdentifierNotValid);
+        return Err((
+            ReasonCode::ClientIdentifierNotValid,
+            "an empty client id is not allowed here",
+        ));
     }
     if connect.properties.authentication_method.is_some() {
         // No enhanced authentication method is supported yet.
-        return Err(ReasonCode::BadAuthenticationMethod);
+        return Err((
+            ReasonCode::BadAuthenticationMethod,
+            "authentication method not supported",
+        ));
     }
     if !config.allow_anonymous {
         // No password file support yet: without anonymous access nobody may connect.
-        return Err(ReasonCode::NotAuthorized);
+        return Err((ReasonCode::NotAuthorized, "not authorized"));
     }
     if shard.connections.get() >= shard.conn_quota {
-        return Err(ReasonCode::ServerUnavailable);
+        return Err((ReasonCode::ServerUnavailable, "connection limit reached"));
     }
     let ka = connect.keep_alive;
     if !connect.protocol.is_v5()
@@ -217,12 +234,18 @@ fn check(shard: &Shard, connect: &Connect, assigned: bool) -> Result<(), ReasonC
         && (ka > config.max_keepalive || ka == 0)
         && config.max_keepalive < 65535
     {
-        return Err(ReasonCode::ClientIdentifierNotValid);
+        // 3.x only: the CONNACK has no Reason String.
+        return Err((ReasonCode::ClientIdentifierNotValid, "keep alive too long"));
     }
     Ok(())
 }
 
 /// The CONNACK for an accepted CONNECT.
+///
+/// Request Response Information is accepted and answered with no Response
+/// Information (3.1.2.11.6 allows that, and Mosquitto does the same): the
+/// broker has no response topic convention to offer, and inventing one
+/// would be a namespace clients might rely on without any access control.
 fn connack(shard: &Shard, connect: &Connect, assigned: bool, present: bool) -> ConnAck {
     let mut properties = Properties::default();
     if connect.protocol.is_v5() {

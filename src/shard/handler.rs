@@ -68,10 +68,18 @@ fn process(
             Err(DecodeError::Malformed(m)) => {
                 let peer = conn.token().and_then(|t| shard.peer_of(t));
                 log::info!("{peer:?}: malformed packet: {m}; disconnecting");
-                return Err(CloseReason::Protocol(m.reason));
+                return Err(CloseReason::Protocol(m.reason, m.detail));
             }
         }
     }
+}
+
+/// The Reason String of a PUBREL or PUBCOMP for a packet id not in flight.
+const ID_NOT_FOUND: &str = "packet identifier not in flight";
+
+/// Closing for a protocol error (0x82), saying which.
+fn protocol_error(why: &'static str) -> CloseReason {
+    CloseReason::Protocol(ReasonCode::ProtocolError, why)
 }
 
 fn handle(shard: &Rc<Shard>, conn: &Rc<ConnShared>, packet: Packet) -> Result<(), CloseReason> {
@@ -88,12 +96,11 @@ fn handle(shard: &Rc<Shard>, conn: &Rc<ConnShared>, packet: Packet) -> Result<()
         Packet::Unsubscribe(u) => shard.on_unsubscribe(conn, u),
         Packet::PingReq => shard.send_packet(conn, &Packet::PingResp),
         Packet::Disconnect(d) => return Err(shard.on_disconnect(conn, &d)),
-        Packet::Auth(_) => return Err(CloseReason::Protocol(ReasonCode::ProtocolError)),
-        Packet::Connect(_)
-        | Packet::ConnAck(_)
-        | Packet::SubAck(_)
-        | Packet::UnsubAck(_)
-        | Packet::PingResp => return Err(CloseReason::Protocol(ReasonCode::ProtocolError)),
+        Packet::Auth(_) => return Err(protocol_error("AUTH without an authentication method")),
+        Packet::Connect(_) => return Err(protocol_error("a second CONNECT")),
+        Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
+            return Err(protocol_error("a packet only a server sends"))
+        }
     }
     Ok(())
 }
@@ -130,6 +137,7 @@ impl Shard {
                 let mut rel = PubResp::new(r.packet_id);
                 if conn.version.is_v5() {
                     rel.reason = ReasonCode::PacketIdentifierNotFound;
+                    rel.properties.reason_string = conn.ack_reason_string(ID_NOT_FOUND);
                 }
                 self.send_packet(conn, &Packet::PubRel(rel));
             }
@@ -140,7 +148,9 @@ impl Shard {
                     "{peer:?}: {ack:?} for packet id {} does not fit its flow; disconnecting",
                     r.packet_id
                 );
-                return Err(CloseReason::Protocol(ReasonCode::ProtocolError));
+                return Err(protocol_error(
+                    "acknowledgement does not fit the QoS or state of its message",
+                ));
             }
         }
         Ok(())
@@ -163,6 +173,7 @@ impl Shard {
         let mut comp = PubResp::new(r.packet_id);
         if !known && conn.version.is_v5() {
             comp.reason = ReasonCode::PacketIdentifierNotFound;
+            comp.properties.reason_string = conn.ack_reason_string(ID_NOT_FOUND);
         }
         self.send_packet(conn, &Packet::PubComp(comp));
     }
@@ -174,7 +185,7 @@ impl Shard {
             let mut sessions = self.sessions.borrow_mut();
             if let Some(s) = sessions.by_id.get_mut(&conn.session.get()) {
                 if s.expiry == 0 && expiry != 0 {
-                    return CloseReason::Protocol(ReasonCode::ProtocolError);
+                    return protocol_error("session expiry set on DISCONNECT after 0 on CONNECT");
                 }
                 s.expiry = expiry;
             }

@@ -23,10 +23,16 @@ impl Shard {
     ) -> Result<(), CloseReason> {
         Stats::bump(&self.stats.received);
         if p.retain && !self.config.retain_available {
-            return Err(CloseReason::Protocol(ReasonCode::RetainNotSupported));
+            return Err(CloseReason::Protocol(
+                ReasonCode::RetainNotSupported,
+                "retain is not available",
+            ));
         }
         conn.resolve_topic_alias(&mut p, self.config.max_topic_alias)
-            .map_err(|refused| CloseReason::Protocol(refused.reason()))?;
+            .map_err(|refused| {
+                let (code, why) = refused.reason();
+                CloseReason::Protocol(code, why)
+            })?;
         let sid = conn.session.get();
         let refused = is_broker_only(p.topic.as_str());
         if refused {
@@ -57,7 +63,10 @@ impl Shard {
                 if s.inbound_qos2_len() >= usize::from(self.config.max_inflight_messages)
                     && !s.has_inbound_qos2(pid.get())
                 {
-                    return Err(CloseReason::Protocol(ReasonCode::ReceiveMaximumExceeded));
+                    return Err(CloseReason::Protocol(
+                        ReasonCode::ReceiveMaximumExceeded,
+                        "more QoS 2 messages in flight than the receive maximum",
+                    ));
                 }
                 s.qos2_insert(pid.get())
             };
@@ -73,6 +82,9 @@ impl Shard {
         if conn.version.is_v5() {
             resp.reason = reason;
         }
+        if refused {
+            resp.properties.reason_string = conn.ack_reason_string(SYS_REFUSED);
+        }
         let ack = if qos == QoS::AtLeastOnce {
             Packet::PubAck(resp)
         } else {
@@ -82,8 +94,12 @@ impl Shard {
         Ok(())
     }
 
-    /// Writes a control packet to a connection.
+    /// Writes a control packet to a connection. A Reason String that
+    /// would take the packet past the client's Maximum Packet Size is left
+    /// out (3.1.2.11.4).
     pub fn send_packet(&self, conn: &Rc<ConnShared>, packet: &Packet) {
+        let trimmed = without_problem_info(conn, packet);
+        let packet = trimmed.as_ref().unwrap_or(packet);
         conn.write_with(|out| {
             if let Err(e) = packet.encode(conn.version, out) {
                 log::warn!(
@@ -217,6 +233,26 @@ impl Shard {
 /// The reason a 5.0 publisher's PUBACK/PUBREC gives (3.1.1 has none):
 /// "No matching subscribers" (0x10, a success) when nothing matched, as
 /// Mosquitto sends.
+/// The Reason String of a PUBLISH to `$SYS` refused.
+const SYS_REFUSED: &str = "$SYS topics are published by the broker only";
+
+/// `packet` without its Reason String and User Properties, if it carries
+/// some and is larger than the client's Maximum Packet Size with them.
+fn without_problem_info(conn: &ConnShared, packet: &Packet) -> Option<Packet> {
+    let max = conn.max_packet as usize;
+    if packet
+        .encoded_len(conn.version)
+        .map_or(true, |len| len <= max)
+    {
+        return None;
+    }
+    let mut packet = packet.clone();
+    let props = packet.properties_mut()?;
+    props.reason_string.take()?;
+    props.user_properties.clear();
+    Some(packet)
+}
+
 fn matched_reason(matched: bool) -> ReasonCode {
     if matched {
         ReasonCode::Success
