@@ -211,6 +211,15 @@ pub const MAX_QUEUED_MESSAGES_CAP: usize = 1_000_000;
 /// 65535 bytes) for the life of its connection.
 pub const MAX_TOPIC_ALIAS: u16 = u16::MAX;
 
+/// Enhanced authentication methods a broker may register (a program
+/// registers a handful; each CONNECT naming one searches them in order).
+pub const MAX_AUTH_METHODS: usize = 16;
+
+/// Client answers (AUTH 0x18, and the data in CONNECT or AUTH 0x19) one
+/// authentication exchange may take; the method's next step is then a
+/// failure (0x87). SCRAM takes two; the CONNECT timeout bounds the time.
+pub const MAX_AUTH_ROUNDS: u8 = 8;
+
 /// Topic bytes one connection's topic aliases hold, in each direction: the
 /// ones the client sets (at most `max_topic_alias` of them) and the ones
 /// the broker sets for the client (at most the client's Topic Alias

@@ -15,6 +15,7 @@ use std::rc::Rc;
 use bytes::{Buf, BytesMut};
 
 use super::alias::{AliasRefused, OutAlias, OutAliases, TopicAliases};
+use super::auth::{AuthState, PendingConnect};
 use super::partial::Stored;
 use super::session::SessionId;
 use crate::limits::{MAX_OUT_BUFFER, OUT_BUFFER_KEEP};
@@ -119,6 +120,10 @@ pub struct ConnShared {
     /// `out_alias_max` > 0); `None` until the first. Lives as long as the
     /// connection.
     out_aliases: Cell<Option<Box<OutAliases>>>,
+    /// Enhanced authentication (5.0): the method the client connected
+    /// with and the exchange running; `None` for a client that connected
+    /// without a method.
+    auth: RefCell<Option<Box<AuthState>>>,
 }
 
 impl ConnShared {
@@ -142,6 +147,7 @@ impl ConnShared {
             keepalive_limit: Cell::new(0),
             aliases: Cell::new(None),
             out_aliases: Cell::new(None),
+            auth: RefCell::new(None),
         }
     }
 
@@ -150,6 +156,21 @@ impl ConnShared {
     /// Information to 0. (CONNACK and DISCONNECT carry theirs always.)
     pub fn ack_reason_string(&self, why: &str) -> Option<String> {
         (self.version.is_v5() && self.problem_info).then(|| why.to_string())
+    }
+
+    /// Sets the connection's authentication state.
+    pub(super) fn set_auth(&self, auth: Option<Box<AuthState>>) {
+        *self.auth.borrow_mut() = auth;
+    }
+
+    /// Reads the connection's authentication state.
+    pub(super) fn with_auth<R>(&self, f: impl FnOnce(Option<&AuthState>) -> R) -> R {
+        f(self.auth.borrow().as_deref())
+    }
+
+    /// Changes the connection's authentication state.
+    pub(super) fn with_auth_mut<R>(&self, f: impl FnOnce(Option<&mut AuthState>) -> R) -> R {
+        f(self.auth.borrow_mut().as_deref_mut())
     }
 
     /// True if PUBLISH packets to this client may carry topic aliases:
@@ -290,12 +311,24 @@ impl ConnShared {
 pub enum Phase {
     /// Accepted; its CONNECT has not fully arrived.
     Connecting,
+    /// CONNECT read, naming an enhanced authentication method: AUTH
+    /// packets go back and forth until the exchange ends in a CONNACK
+    /// (see `auth`). Its CONNECT waits in [`Conn::connect`]; the CONNECT
+    /// deadline still runs.
+    Authenticating,
     /// CONNECT accepted: attached to its session.
     Attached,
     /// Closing: its last bytes (CONNACK refusal, DISCONNECT) are flushed
     /// until the buffer drains or its closing deadline passes, then the
     /// socket closes.
     Closing,
+}
+
+impl Phase {
+    /// True until the CONNACK is sent: the CONNECT deadline applies.
+    pub fn before_connack(self) -> bool {
+        matches!(self, Phase::Connecting | Phase::Authenticating)
+    }
 }
 
 /// A connection as the shard's slab holds it: a state machine, not a task.
@@ -307,6 +340,9 @@ pub struct Conn {
     /// Bytes of a packet that has not fully arrived.
     pub partial: Stored,
     pub phase: Phase,
+    /// The CONNECT waiting for its authentication exchange to end: `Some`
+    /// exactly while `phase` is [`Phase::Authenticating`].
+    pub connect: Option<Box<PendingConnect>>,
     /// Tells this connection from a later one in the same slab slot (the
     /// deadline queues name connections by slot and serial).
     pub serial: u32,
@@ -324,6 +360,7 @@ impl Conn {
             shared: None,
             partial: None,
             phase: Phase::Connecting,
+            connect: None,
             serial,
             writable: false,
             counted: false,

@@ -8,6 +8,7 @@ use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 
+use super::auth::{Exchange, PendingConnect};
 use super::conn::{ConnShared, Phase};
 use super::partial::Partial;
 use super::Shard;
@@ -128,23 +129,60 @@ impl Shard {
         conn.set_token(Some(token));
         if let Some(c) = self.conns.borrow_mut().get_mut(token) {
             c.shared = Some(Rc::clone(&conn));
-            c.phase = Phase::Attached;
-            c.counted = true;
             let mut partial = Partial::from_chunk(leftover);
             partial.settle(0);
             c.partial = partial.store();
         }
-        self.connections.set(self.connections.get() + 1);
-        let present = self.attach(&conn, &connect);
-        self.send_packet(
-            &conn,
-            &Packet::ConnAck(connack(self, &connect, assigned, present)),
-        );
-        drop(connect);
-        self.resume(&conn);
-        self.watch_keepalive(token, &conn);
+        if connect.properties.authentication_method.is_none() {
+            self.accept(token, &conn, &connect, assigned, None);
+        } else {
+            match self.start_auth(&conn, &connect) {
+                Exchange::Waiting => self.await_auth(token, connect, assigned),
+                Exchange::Accepted(data) => self.accept(token, &conn, &connect, assigned, data),
+                Exchange::Refused(code, why) => {
+                    refuse(self, &conn, (code, why));
+                    return self.close_attached_to(token, conn);
+                }
+            }
+        }
         // What the client sent right after CONNECT.
         self.on_bytes(token, None);
+    }
+
+    /// Parks connection `token` in [`Phase::Authenticating`] with its
+    /// CONNECT until the exchange ends.
+    fn await_auth(&self, token: usize, connect: Box<Connect>, assigned: bool) {
+        if let Some(c) = self.conns.borrow_mut().get_mut(token) {
+            c.phase = Phase::Authenticating;
+            c.connect = Some(Box::new(PendingConnect { connect, assigned }));
+        }
+    }
+
+    /// Attaches connection `token` (its shared state `conn`) to its
+    /// session and answers CONNACK; `auth_data` is the last Authentication
+    /// Data of an enhanced authentication, sent with the method.
+    pub(super) fn accept(
+        self: &Rc<Self>,
+        token: usize,
+        conn: &Rc<ConnShared>,
+        connect: &Connect,
+        assigned: bool,
+        auth_data: Option<Bytes>,
+    ) {
+        if let Some(c) = self.conns.borrow_mut().get_mut(token) {
+            c.phase = Phase::Attached;
+            c.counted = true;
+        }
+        self.connections.set(self.connections.get() + 1);
+        let present = self.attach(conn, connect);
+        let mut ack = connack(self, connect, assigned, present);
+        if let Some(method) = &connect.properties.authentication_method {
+            ack.properties.authentication_method = Some(method.clone());
+            ack.properties.authentication_data = auth_data;
+        }
+        self.send_packet(conn, &Packet::ConnAck(ack));
+        self.resume(conn);
+        self.watch_keepalive(token, conn);
     }
 
     /// Moves connection `token` to shard `home`: its socket leaves this
@@ -177,7 +215,7 @@ impl Shard {
 type Refusal = (ReasonCode, &'static str);
 
 /// Writes a refusing CONNACK.
-fn refuse(shard: &Shard, conn: &Rc<ConnShared>, (code, why): Refusal) {
+pub(super) fn refuse(shard: &Shard, conn: &Rc<ConnShared>, (code, why): Refusal) {
     let mut properties = Properties::default();
     if conn.version.is_v5() {
         properties.reason_string = Some(why.to_string());
@@ -192,7 +230,7 @@ fn refuse(shard: &Shard, conn: &Rc<ConnShared>, (code, why): Refusal) {
 
 /// The 5.0 CONNACK reason for a CONNECT the codec rejected: its own, if a
 /// CONNACK may carry it.
-fn connack_code(m: &Malformed) -> ReasonCode {
+pub(super) fn connack_code(m: &Malformed) -> ReasonCode {
     if reason_codes::CONNACK.contains(&m.reason) {
         m.reason
     } else {
@@ -214,15 +252,16 @@ fn check(shard: &Shard, connect: &Connect, assigned: bool) -> Result<(), Refusal
             "an empty client id is not allowed here",
         ));
     }
-    if connect.properties.authentication_method.is_some() {
-        // No enhanced authentication method is supported yet.
+    let method = connect.properties.authentication_method.as_deref();
+    if method.is_some_and(|m| !shard.auth.contains(m)) {
         return Err((
             ReasonCode::BadAuthenticationMethod,
             "authentication method not supported",
         ));
     }
-    if !config.allow_anonymous {
-        // No password file support yet: without anonymous access nobody may connect.
+    if !config.allow_anonymous && method.is_none() {
+        // No password file support yet: without anonymous access only
+        // clients of an enhanced authentication method may connect.
         return Err((ReasonCode::NotAuthorized, "not authorized"));
     }
     if shard.connections.get() >= shard.conn_quota {

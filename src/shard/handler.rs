@@ -16,7 +16,7 @@ impl Shard {
     /// Handles `chunk` (or, with `None`, what is left in the partial packet
     /// after a pause) from attached connection `token`.
     pub(super) fn on_bytes(self: &Rc<Self>, token: usize, chunk: Option<BytesMut>) {
-        let (conn, mut partial) = {
+        let (conn, mut partial, phase) = {
             let mut conns = self.conns.borrow_mut();
             let Some(c) = conns.get_mut(token) else {
                 return;
@@ -24,10 +24,11 @@ impl Shard {
             let Some(conn) = c.shared.clone() else {
                 return;
             };
-            if c.phase != Phase::Attached || conn.blocked.get() {
+            let reading = matches!(c.phase, Phase::Attached | Phase::Authenticating);
+            if !reading || conn.blocked.get() {
                 return;
             }
-            (conn, Partial::resume(c.partial.take()))
+            (conn, Partial::resume(c.partial.take()), c.phase)
         };
         if chunk.is_some() {
             conn.seen(self.now());
@@ -36,7 +37,16 @@ impl Shard {
             Some(chunk) => partial.push(chunk),
             None => partial.bytes(),
         };
-        let needed = match process(self, &conn, buf) {
+        let processed = match phase {
+            Phase::Authenticating => self.process_auth(token, &conn, buf),
+            _ => Ok(None),
+        };
+        let processed = match processed {
+            Ok(None) => process(self, &conn, buf),
+            Ok(Some(needed)) => Ok(needed),
+            Err(reason) => Err(reason),
+        };
+        let needed = match processed {
             Ok(needed) => needed,
             Err(reason) => {
                 self.close_conn(&conn, reason);
@@ -96,7 +106,7 @@ fn handle(shard: &Rc<Shard>, conn: &Rc<ConnShared>, packet: Packet) -> Result<()
         Packet::Unsubscribe(u) => shard.on_unsubscribe(conn, u),
         Packet::PingReq => shard.send_packet(conn, &Packet::PingResp),
         Packet::Disconnect(d) => return Err(shard.on_disconnect(conn, &d)),
-        Packet::Auth(_) => return Err(protocol_error("AUTH without an authentication method")),
+        Packet::Auth(a) => shard.on_auth(conn, &a)?,
         Packet::Connect(_) => return Err(protocol_error("a second CONNECT")),
         Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
             return Err(protocol_error("a packet only a server sends"))

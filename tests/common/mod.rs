@@ -39,6 +39,15 @@ impl TestBroker {
 
     /// Like `start`, with the config adjusted by `f` first.
     pub fn with(shards: usize, f: impl FnOnce(&mut Config)) -> TestBroker {
+        TestBroker::with_options(shards, f, server::StartOptions::default())
+    }
+
+    /// Like `with`, with plug-ins (enhanced authentication methods).
+    pub fn with_options(
+        shards: usize,
+        f: impl FnOnce(&mut Config),
+        options: server::StartOptions,
+    ) -> TestBroker {
         let mut config = Config {
             listeners: vec![Listener {
                 addr: "127.0.0.1:0".parse().unwrap(),
@@ -47,7 +56,7 @@ impl TestBroker {
             ..Config::default()
         };
         f(&mut config);
-        let handle = server::start(config).expect("broker starts");
+        let handle = server::start_with(config, options).expect("broker starts");
         let addr = handle.local_addrs()[0];
         TestBroker {
             handle: Some(handle),
