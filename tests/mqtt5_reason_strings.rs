@@ -191,3 +191,37 @@ fn mqtt_js_reads_the_reason_string_of_a_takeover() {
     );
     assert!(js.wait().success());
 }
+
+#[test]
+fn rumqttc_v5_reads_the_reason_string_of_a_takeover() {
+    use rumqttc::v5::mqttbytes::v5::{DisconnectReasonCode, Packet as RPacket};
+    use rumqttc::v5::{AsyncClient, ConnectionError, Event, MqttOptions, StateError};
+    let b = TestBroker::start(2);
+    let id = b.id_on(0, "rctaken");
+    let mut options = MqttOptions::new(id.clone(), "127.0.0.1", b.addr.port());
+    options.set_clean_start(true);
+    let addr = b.addr;
+    block_on_timeout(Duration::from_secs(10), async move {
+        let (_client, mut events) = AsyncClient::new(options, 16);
+        let _new = loop {
+            match events.poll().await.expect("connects") {
+                Event::Incoming(RPacket::ConnAck(_)) => {
+                    break RawClient::connected(addr, connect_v5(&id, None))
+                }
+                _ => continue,
+            }
+        };
+        let err = loop {
+            if let Err(e) = events.poll().await {
+                break e;
+            }
+        };
+        match err {
+            ConnectionError::MqttState(StateError::ServerDisconnect {
+                reason_code: DisconnectReasonCode::SessionTakenOver,
+                reason_string: Some(why),
+            }) => assert!(why.contains("took the session over"), "{why}"),
+            other => panic!("expected DISCONNECT 0x8E with a Reason String, got {other:?}"),
+        }
+    });
+}

@@ -352,3 +352,38 @@ fn mqtt_js_resolves_the_aliases_the_broker_sets() {
     assert_eq!(js.next_line(), "js/aliased third 1");
     assert!(js.wait().success());
 }
+
+#[test]
+fn rumqttc_v5_resolves_the_aliases_the_broker_sets() {
+    use rumqttc::v5::mqttbytes::v5::Packet as RPacket;
+    use rumqttc::v5::mqttbytes::QoS as RQoS;
+    use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+    let b = TestBroker::start(2);
+    let mut publ = publisher_on_0(&b, "rcpub");
+    let mut options = MqttOptions::new(b.id_on(1, "rcsub"), "127.0.0.1", b.addr.port());
+    options.set_topic_alias_max(Some(4));
+    block_on_timeout(Duration::from_secs(10), async move {
+        let (sub, mut events) = AsyncClient::new(options, 16);
+        sub.subscribe("rc/#", RQoS::AtMostOnce).await.unwrap();
+        let mut got = Vec::new();
+        while got.len() < 3 {
+            match events.poll().await.expect("subscriber") {
+                Event::Incoming(RPacket::SubAck(_)) => {
+                    for payload in ["1", "2", "3"] {
+                        publ.publish("rc/aliased", payload.as_bytes(), QoS::AtMostOnce, false, 0);
+                    }
+                }
+                Event::Incoming(RPacket::Publish(p)) => {
+                    let alias = p.properties.and_then(|props| props.topic_alias);
+                    got.push((p.topic.to_vec(), alias, p.payload.to_vec()));
+                }
+                _ => {}
+            }
+        }
+        let expected: Vec<_> = ["1", "2", "3"]
+            .iter()
+            .map(|payload| (b"rc/aliased".to_vec(), Some(1), payload.as_bytes().to_vec()))
+            .collect();
+        assert_eq!(got, expected);
+    });
+}

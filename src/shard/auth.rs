@@ -313,7 +313,7 @@ impl Shard {
         let name = auth.properties.authentication_method.as_deref();
         let data = auth.properties.authentication_data.as_deref();
         let restart = expected == ReasonCode::ReAuthenticate;
-        let step = conn.with_auth_mut(|state| {
+        let step = conn.with_auth(|state| {
             let state = state.filter(|s| {
                 Some(&*s.method) == name
                     && auth.reason == expected

@@ -123,7 +123,7 @@ pub struct ConnShared {
     /// Enhanced authentication (5.0): the method the client connected
     /// with and the exchange running; `None` for a client that connected
     /// without a method.
-    auth: RefCell<Option<Box<AuthState>>>,
+    auth: Cell<Option<Box<AuthState>>>,
 }
 
 impl ConnShared {
@@ -147,7 +147,7 @@ impl ConnShared {
             keepalive_limit: Cell::new(0),
             aliases: Cell::new(None),
             out_aliases: Cell::new(None),
-            auth: RefCell::new(None),
+            auth: Cell::new(None),
         }
     }
 
@@ -160,17 +160,15 @@ impl ConnShared {
 
     /// Sets the connection's authentication state.
     pub(super) fn set_auth(&self, auth: Option<Box<AuthState>>) {
-        *self.auth.borrow_mut() = auth;
+        self.auth.set(auth);
     }
 
-    /// Reads the connection's authentication state.
-    pub(super) fn with_auth<R>(&self, f: impl FnOnce(Option<&AuthState>) -> R) -> R {
-        f(self.auth.borrow().as_deref())
-    }
-
-    /// Changes the connection's authentication state.
-    pub(super) fn with_auth_mut<R>(&self, f: impl FnOnce(Option<&mut AuthState>) -> R) -> R {
-        f(self.auth.borrow_mut().as_deref_mut())
+    /// Reads or changes the connection's authentication state.
+    pub(super) fn with_auth<R>(&self, f: impl FnOnce(Option<&mut AuthState>) -> R) -> R {
+        let mut auth = self.auth.take();
+        let r = f(auth.as_deref_mut());
+        self.auth.set(auth);
+        r
     }
 
     /// True if PUBLISH packets to this client may carry topic aliases:
