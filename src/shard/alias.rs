@@ -13,7 +13,7 @@ use std::num::NonZeroU16;
 
 use ahash::RandomState;
 
-use crate::limits::MAX_ALIAS_TOPIC_BYTES;
+use crate::limits::{ALIAS_ENTRY_COST, MAX_ALIAS_TOPIC_BYTES};
 use crate::protocol::{Publish, ReasonCode, TopicName};
 
 /// Alias -> topic for one connection. Shard-local; owned by its
@@ -21,7 +21,7 @@ use crate::protocol::{Publish, ReasonCode, TopicName};
 ///
 /// Invariant: every key is at most the Topic Alias Maximum the CONNACK
 /// announced (`max_topic_alias`), so the map holds at most that many
-/// topics; `bytes` is the sum of their lengths, at most
+/// topics; `bytes` is the sum of their [`cost`]s, at most
 /// [`MAX_ALIAS_TOPIC_BYTES`]; every topic owns its bytes (detached from
 /// the read buffer).
 #[derive(Default)]
@@ -36,7 +36,7 @@ pub struct TopicAliases {
 pub enum AliasRefused {
     /// Alias 0, above the maximum, or unknown: 0x94 Topic Alias Invalid.
     Invalid,
-    /// Setting it would hold more than [`MAX_ALIAS_TOPIC_BYTES`] of topics:
+    /// Setting it would cost more than [`MAX_ALIAS_TOPIC_BYTES`] in all:
     /// 0x97 Quota Exceeded. The client kept within the alias count the
     /// CONNACK announced, so this is the broker's limit, not a protocol
     /// error (a client replacing aliases, not adding, never meets it).
@@ -86,8 +86,8 @@ impl TopicAliases {
 
     /// Maps `alias` to a copy of `topic`, within the byte bound.
     fn set(&mut self, alias: NonZeroU16, topic: &TopicName, max: u16) -> Result<(), AliasRefused> {
-        let replaced = self.topics.get(&alias).map_or(0, |t| t.as_bytes().len());
-        let bytes = self.bytes - replaced + topic.as_bytes().len();
+        let replaced = self.topics.get(&alias).map_or(0, cost);
+        let bytes = self.bytes - replaced + cost(topic);
         if bytes > MAX_ALIAS_TOPIC_BYTES {
             return Err(AliasRefused::Full);
         }
@@ -96,6 +96,11 @@ impl TopicAliases {
         debug_assert!(self.topics.len() <= usize::from(max));
         Ok(())
     }
+}
+
+/// What an alias of `topic` counts against [`MAX_ALIAS_TOPIC_BYTES`].
+fn cost(topic: &TopicName) -> usize {
+    topic.as_bytes().len() + ALIAS_ENTRY_COST
 }
 
 /// How one PUBLISH to a client names its topic.
@@ -121,7 +126,7 @@ pub enum OutAlias {
 /// has aliases would get every PUBLISH larger than with no alias at all.
 ///
 /// Invariant: aliases are 1..=len, at most the client's maximum; `bytes`
-/// is the sum of the topics' lengths, at most [`MAX_ALIAS_TOPIC_BYTES`];
+/// is the sum of the topics' [`cost`]s, at most [`MAX_ALIAS_TOPIC_BYTES`];
 /// every topic owns its bytes (an alias does not pin a message).
 #[derive(Default)]
 pub struct OutAliases {
@@ -141,7 +146,7 @@ impl OutAliases {
             },
             None => (0, 0),
         };
-        let fits = bytes + topic.as_bytes().len() <= MAX_ALIAS_TOPIC_BYTES;
+        let fits = bytes + cost(topic) <= MAX_ALIAS_TOPIC_BYTES;
         match u16::try_from(count + 1).ok().and_then(NonZeroU16::new) {
             Some(next) if next.get() <= max && fits => OutAlias::Set(next),
             _ => OutAlias::Topic,
@@ -155,7 +160,7 @@ impl OutAliases {
         };
         let m = map.get_or_insert_with(Box::default);
         debug_assert_eq!(usize::from(alias.get()), m.aliases.len() + 1);
-        m.bytes += topic.as_bytes().len();
+        m.bytes += cost(topic);
         m.aliases.insert(topic.detached(), alias);
         debug_assert!(m.bytes <= MAX_ALIAS_TOPIC_BYTES);
     }
@@ -194,12 +199,19 @@ mod tests {
 
     #[test]
     fn outbound_aliases_stop_at_the_byte_bound() {
-        let long = "x".repeat(MAX_ALIAS_TOPIC_BYTES / 2);
+        let long = |c: &str| c.repeat(MAX_ALIAS_TOPIC_BYTES / 2 - ALIAS_ENTRY_COST);
         let mut map = None;
-        assert_eq!(send(&mut map, &long, 100), OutAlias::Set(alias(1)));
-        let other = format!("{}y", &long[1..]);
-        assert_eq!(send(&mut map, &other, 100), OutAlias::Set(alias(2)));
+        assert_eq!(send(&mut map, &long("x"), 100), OutAlias::Set(alias(1)));
+        assert_eq!(send(&mut map, &long("y"), 100), OutAlias::Set(alias(2)));
         assert_eq!(send(&mut map, "z", 100), OutAlias::Topic);
+        // Short topics count their entries: a few thousand at most.
+        let mut map = None;
+        let most = MAX_ALIAS_TOPIC_BYTES / (ALIAS_ENTRY_COST + 4);
+        for i in 0..most {
+            let picked = send(&mut map, &format!("{i:04}"), u16::MAX);
+            assert_eq!(picked, OutAlias::Set(alias(i as u16 + 1)));
+        }
+        assert_eq!(send(&mut map, "9999", u16::MAX), OutAlias::Topic);
     }
 
     #[test]
@@ -215,7 +227,7 @@ mod tests {
 
     #[test]
     fn inbound_aliases_are_bounded_in_bytes_and_replacing_frees_them() {
-        let half = "x".repeat(MAX_ALIAS_TOPIC_BYTES / 2);
+        let half = "x".repeat(MAX_ALIAS_TOPIC_BYTES / 2 - ALIAS_ENTRY_COST);
         let mut map = None;
         let mut p = |t: &str, a: u16| {
             let mut p = Publish {
