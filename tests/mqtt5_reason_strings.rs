@@ -225,3 +225,13 @@ fn rumqttc_v5_reads_the_reason_string_of_a_takeover() {
         }
     });
 }
+
+#[test]
+fn request_response_information_gets_no_response_information() {
+    let b = TestBroker::start(2);
+    let mut connect = connect_v5(&b.id_on(1, "respinfo"), None);
+    connect.properties.request_response_information = Some(1);
+    let (_c, ack) = RawClient::connect_with(b.addr, connect);
+    assert_eq!(ack.code, ReasonCode::Success);
+    assert_eq!(ack.properties.response_information, None, "none offered");
+}
