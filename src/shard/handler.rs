@@ -1,5 +1,6 @@
-//! The packets of an attached connection: decode what arrived, act on
-//! each in order. A SUBSCRIBE parks the connection's input (its barrier is
+//! The packets of an attached connection (and of one whose enhanced
+//! authentication runs, see `auth`): decode what arrived, act on each in
+//! order. A SUBSCRIBE parks the connection's input (its barrier is
 //! a pending record, see `subscribe`) until every shard knows the filter.
 
 use std::rc::Rc;
@@ -14,7 +15,8 @@ use crate::protocol::{decode, DecodeError, Disconnect, Packet, PubResp, ReasonCo
 
 impl Shard {
     /// Handles `chunk` (or, with `None`, what is left in the partial packet
-    /// after a pause) from attached connection `token`.
+    /// after a pause) from connection `token`, attached or authenticating
+    /// (AUTH packets until its exchange ends, then as attached).
     pub(super) fn on_bytes(self: &Rc<Self>, token: usize, chunk: Option<BytesMut>) {
         let (conn, mut partial, phase) = {
             let mut conns = self.conns.borrow_mut();
