@@ -223,6 +223,32 @@ pub const MAX_QUEUED_MESSAGES_CAP: usize = 1_000_000;
 /// 65535 bytes) for the life of its connection.
 pub const MAX_TOPIC_ALIAS: u16 = u16::MAX;
 
+/// Enhanced authentication methods a broker may register (a program
+/// registers a handful; each CONNECT naming one searches them in order).
+pub const MAX_AUTH_METHODS: usize = 16;
+
+/// Client answers (AUTH 0x18, and the data in CONNECT or AUTH 0x19) one
+/// authentication exchange may take; the method's next step is then a
+/// failure (0x87). SCRAM takes two; the CONNECT timeout bounds the time.
+pub const MAX_AUTH_ROUNDS: u8 = 8;
+
+/// Bytes one connection's topic aliases hold, in each direction: the ones
+/// the client sets (at most `max_topic_alias` of them) and the ones the
+/// broker sets for the client (at most the client's Topic Alias Maximum),
+/// each counted as its topic's length plus [`ALIAS_ENTRY_COST`]. Aliases
+/// are counted in topics by the protocol; this bounds the memory, which
+/// 65535 aliases of 65535-byte topics would otherwise put at 4 GiB per
+/// connection (and 65535 one-byte topics at megabytes of map entries).
+/// The map is allocated on the first alias, so a connection that uses none
+/// holds nothing.
+pub const MAX_ALIAS_TOPIC_BYTES: usize = 80 * 1024;
+
+/// What one alias costs against [`MAX_ALIAS_TOPIC_BYTES`] besides its
+/// topic: about its map entry (key, value, the topic's handle).
+pub const ALIAS_ENTRY_COST: usize = 64;
+
+// Any single topic fits: a client that aliases one long topic is not refused.
+const _: () = assert!(MAX_ALIAS_TOPIC_BYTES >= crate::protocol::MAX_FIELD_LEN + ALIAS_ENTRY_COST);
 const _: () = assert!(MIN_PACKET_SIZE < PROTOCOL_MAX_PACKET_SIZE);
 const _: () = assert!(PROTOCOL_MAX_PACKET_SIZE == 1 + 4 + 268_435_455);
 

@@ -28,6 +28,7 @@ use crate::limits::{
 };
 use crate::mesh::{Batch, Mesh};
 use crate::runtime::{self, Listener, MeshEnd, Reactor, Registrar, Wake};
+use crate::shard::auth::AuthMethods;
 use crate::shard::{Control, Shard, ShardLoop, StatsCell, StatsSnapshot};
 
 /// Why the broker could not start.
@@ -139,8 +140,23 @@ impl BrokerHandle {
     }
 }
 
+/// What a program embedding the broker gives it besides its
+/// configuration: the plug-ins.
+#[derive(Debug, Clone, Default)]
+pub struct StartOptions {
+    /// MQTT 5.0 enhanced authentication methods, by the name clients send
+    /// as their Authentication Method (none by default: such a CONNECT is
+    /// refused with 0x8C).
+    pub auth: AuthMethods,
+}
+
 /// Starts a broker with `config` and returns once every shard is serving.
 pub fn start(config: Config) -> Result<BrokerHandle, StartError> {
+    start_with(config, StartOptions::default())
+}
+
+/// [`start`] with plug-ins: enhanced authentication methods.
+pub fn start_with(config: Config, options: StartOptions) -> Result<BrokerHandle, StartError> {
     raise_open_files_limit(config.max_connections);
     let cores = runtime::available_cores();
     let shards = config.shards.unwrap_or(cores.len().max(1));
@@ -208,6 +224,7 @@ pub fn start(config: Config) -> Result<BrokerHandle, StartError> {
             control: Control {
                 stop: Arc::clone(&stop),
                 stats: Arc::clone(&stats[shard]),
+                auth: options.auth.clone(),
             },
             ready: ready_tx.clone(),
         };

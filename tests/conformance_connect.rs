@@ -168,7 +168,7 @@ fn v5_connect_properties_with_invalid_values_are_refused() {
     ];
     for (case, props, code) in cases {
         assert_eq!(
-            exchange(b.addr, &v5_connect_with_props(props)),
+            sans_reason_strings_v5(&exchange(b.addr, &v5_connect_with_props(props))),
             v5_refusal(code),
             "{case}"
         );
@@ -187,7 +187,8 @@ fn v5_unsupported_authentication_method_is_refused() {
     let b = TestBroker::start(2);
     let mut connect = connect_packet(ProtocolVersion::V5, &b.id_on(1, "auth"), true, 60);
     connect.properties.authentication_method = Some("SCRAM-SHA-1".into());
-    assert_eq!(exchange(b.addr, &encoded(connect)), v5_refusal(0x8C));
+    let got = exchange(b.addr, &encoded(connect));
+    assert_eq!(sans_reason_strings_v5(&got), v5_refusal(0x8C));
 }
 
 #[test]

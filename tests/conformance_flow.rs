@@ -28,7 +28,11 @@ fn resp(id: u16, reason: ReasonCode) -> PubResp {
 /// The broker closes `c` for a protocol error: 5.0 hears DISCONNECT 0x82
 /// first, 3.1.1 nothing.
 fn expect_protocol_error(c: &mut RawClient, what: &str) {
-    let got = c.expect_closed();
+    let got: Vec<Packet> = c
+        .expect_closed()
+        .into_iter()
+        .map(sans_reason_string)
+        .collect();
     let want = if c.version.is_v5() {
         vec![Packet::Disconnect(Disconnect::new(
             ReasonCode::ProtocolError,
@@ -164,9 +168,11 @@ fn acknowledgements_for_ids_not_in_flight_are_tolerated() {
             ReasonCode::Success
         };
         sub.send(&Packet::PubRec(PubResp::new(pid(998))));
-        assert_eq!(sub.recv(), Some(Packet::PubRel(resp(998, not_found))));
+        let rel = sub.recv().map(sans_reason_string);
+        assert_eq!(rel, Some(Packet::PubRel(resp(998, not_found))));
         sub.send(&Packet::PubRel(PubResp::new(pid(997))));
-        assert_eq!(sub.recv(), Some(Packet::PubComp(resp(997, not_found))));
+        let comp = sub.recv().map(sans_reason_string);
+        assert_eq!(comp, Some(Packet::PubComp(resp(997, not_found))));
         // A failed PUBREC for an unknown id ends nothing and is not answered.
         if version.is_v5() {
             sub.send(&Packet::PubRec(resp(996, ReasonCode::UnspecifiedError)));
@@ -251,20 +257,20 @@ fn v5_publish_to_sys_is_not_authorized_and_not_delivered() {
         send_publish(&mut publ, topic, b"0", QoS::AtMostOnce, 0);
         send_publish(&mut publ, topic, b"1", QoS::AtLeastOnce, 1);
         assert_eq!(
-            publ.recv(),
+            publ.recv().map(sans_reason_string),
             Some(Packet::PubAck(resp(1, ReasonCode::NotAuthorized))),
             "{topic}"
         );
         send_publish(&mut publ, topic, b"2", QoS::ExactlyOnce, 2);
         assert_eq!(
-            publ.recv(),
+            publ.recv().map(sans_reason_string),
             Some(Packet::PubRec(resp(2, ReasonCode::NotAuthorized))),
             "{topic}"
         );
         // The failed PUBREC ended that flow: the id is not pending.
         publ.send(&Packet::PubRel(PubResp::new(pid(2))));
         assert_eq!(
-            publ.recv(),
+            publ.recv().map(sans_reason_string),
             Some(Packet::PubComp(resp(
                 2,
                 ReasonCode::PacketIdentifierNotFound

@@ -1,8 +1,17 @@
-//! MQTT 5.0 topic aliases from client to server (3.3.2.3.4): the CONNACK
-//! announces `max_topic_alias`; a PUBLISH with a topic and an alias sets
-//! (or replaces) the connection's mapping, one with an empty topic uses
-//! it; a bad alias ends the connection with DISCONNECT 0x94. Subscribers
-//! (on another shard) get the full topic, never the alias.
+//! MQTT 5.0 topic aliases (3.3.2.3.4).
+//!
+//! Client to server: the CONNACK announces `max_topic_alias`; a PUBLISH
+//! with a topic and an alias sets (or replaces) the connection's mapping,
+//! one with an empty topic uses it; a bad alias ends the connection with
+//! DISCONNECT 0x94. Subscribers (on another shard) get the full topic,
+//! never the publisher's alias.
+//!
+//! Server to client: a subscriber whose CONNECT announces a Topic Alias
+//! Maximum gets the first PUBLISH on a topic with the topic and a new
+//! alias, later ones with the alias alone, until its maximum (or the byte
+//! bound) is reached; then other topics go out in full. The aliases are
+//! the connection's: a reconnect starts afresh, and a resend carries its
+//! full topic.
 
 mod common;
 
@@ -151,6 +160,22 @@ fn a_bad_alias_ends_the_connection_with_0x94() {
 }
 
 #[test]
+fn aliases_holding_more_topic_bytes_than_the_bound_end_the_connection_with_0x97() {
+    let b = TestBroker::start(2);
+    let (mut c, _) = RawClient::connected(b.addr, connect_packet(V5, "bytes", true, 60));
+    let len = shardmq::limits::MAX_ALIAS_TOPIC_BYTES * 3 / 5;
+    c.send(&aliased(&"a".repeat(len), 1, b"x"));
+    // Replacing alias 1 frees its bytes: still within the bound.
+    c.send(&aliased(&"b".repeat(len), 1, b"x"));
+    c.send(&aliased(&"c".repeat(len), 2, b"x"));
+    let got = c.expect_closed();
+    assert!(
+        matches!(got.as_slice(), [Packet::Disconnect(d)] if d.reason == ReasonCode::QuotaExceeded),
+        "{got:?}"
+    );
+}
+
+#[test]
 fn max_topic_alias_0_announces_none_and_refuses_every_alias() {
     let b = TestBroker::with(2, |c| c.max_topic_alias = 0);
     let (mut c, ack) = RawClient::connect(b.addr, V5, "none", true);
@@ -187,4 +212,178 @@ fn mosquitto_pub_with_a_topic_alias_is_delivered_in_full() {
     for _ in 0..3 {
         expect_delivery(&mut sub, "mpub/aliased", b"hello");
     }
+}
+
+/// A 5.0 CONNECT for `id` announcing Topic Alias Maximum `max`, its
+/// session kept 60 s.
+fn connect_with_aliases(id: &str, clean: bool, max: u16) -> shardmq::protocol::Connect {
+    let mut c = connect_v5_expiry(id, clean, 60);
+    c.properties.topic_alias_maximum = Some(max);
+    c
+}
+
+/// Receives one PUBLISH (not acknowledged); checks its topic as sent (""
+/// for none), alias and payload; returns it.
+fn expect_aliased(sub: &mut RawClient, topic: &str, alias: Option<u16>, payload: &[u8]) -> Publish {
+    let p = sub.recv_publish();
+    let got = (p.topic.as_str(), p.properties.topic_alias, &p.payload[..]);
+    assert_eq!(got, (topic, alias, payload));
+    p
+}
+
+/// A subscriber on shard 1 announcing Topic Alias Maximum `max`,
+/// subscribed to `filter` at `qos`, and a 3.1.1 publisher on shard 0.
+fn aliased_sub_and_pub(b: &TestBroker, max: u16, filter: &str, qos: QoS) -> (RawClient, RawClient) {
+    let (mut sub, _) =
+        RawClient::connected(b.addr, connect_with_aliases(&b.id_on(1, "asub"), true, max));
+    sub.subscribe(filter, qos);
+    (sub, publisher_on_0(b, "apub"))
+}
+
+/// A 3.1.1 publisher homed on shard 0.
+fn publisher_on_0(b: &TestBroker, prefix: &str) -> RawClient {
+    let id = b.id_on(0, prefix);
+    RawClient::connected(b.addr, connect_packet(ProtocolVersion::V311, &id, true, 60)).0
+}
+
+#[test]
+fn the_broker_sets_aliases_up_to_the_clients_maximum_then_sends_topics() {
+    let b = TestBroker::start(2);
+    let (mut sub, mut publ) = aliased_sub_and_pub(&b, 2, "to/#", QoS::AtMostOnce);
+    let sends = ["to/a", "to/a", "to/b", "to/b", "to/c", "to/c", "to/a"];
+    for (i, topic) in sends.iter().enumerate() {
+        publ.publish(topic, &[b'0' + i as u8], QoS::AtMostOnce, false, 0);
+    }
+    let expected = [
+        ("to/a", Some(1)),
+        ("", Some(1)),
+        ("to/b", Some(2)),
+        ("", Some(2)),
+        // Full: no third alias, and the first two stay.
+        ("to/c", None),
+        ("to/c", None),
+        ("", Some(1)),
+    ];
+    for (i, (topic, alias)) in expected.iter().enumerate() {
+        expect_aliased(&mut sub, topic, *alias, &[b'0' + i as u8]);
+    }
+}
+
+#[test]
+fn aliases_to_the_client_stop_at_the_byte_bound() {
+    let b = TestBroker::start(2);
+    let (mut sub, mut publ) = aliased_sub_and_pub(&b, 100, "#", QoS::AtMostOnce);
+    // Two topics of 40% of the bound each get aliases; a third does not fit.
+    let len = shardmq::limits::MAX_ALIAS_TOPIC_BYTES * 2 / 5;
+    let topics: Vec<String> = ['a', 'b', 'c']
+        .iter()
+        .map(|c| c.to_string().repeat(len))
+        .collect();
+    for t in &topics {
+        publ.publish(t, b"x", QoS::AtMostOnce, false, 0);
+    }
+    expect_aliased(&mut sub, &topics[0], Some(1), b"x");
+    expect_aliased(&mut sub, &topics[1], Some(2), b"x");
+    expect_aliased(&mut sub, &topics[2], None, b"x");
+}
+
+#[test]
+fn aliases_to_the_client_reset_on_reconnect_and_resends_carry_the_topic() {
+    let b = TestBroker::start(2);
+    let id = b.id_on(1, "resub");
+    let (mut sub, mut publ) = {
+        let (mut sub, _) = RawClient::connected(b.addr, connect_with_aliases(&id, true, 5));
+        sub.subscribe("re/#", QoS::AtLeastOnce);
+        (sub, publisher_on_0(&b, "repub"))
+    };
+    publ.publish("re/x", b"1", QoS::AtMostOnce, false, 0);
+    publ.publish("re/x", b"2", QoS::AtMostOnce, false, 0);
+    // QoS 0 is delivered at QoS 0 (never resent): the last two are QoS 1.
+    publ.publish("re/x", b"3", QoS::AtLeastOnce, false, 1);
+    publ.publish("re/x", b"4", QoS::AtLeastOnce, false, 2);
+    expect_aliased(&mut sub, "re/x", Some(1), b"1");
+    expect_aliased(&mut sub, "", Some(1), b"2");
+    expect_aliased(&mut sub, "", Some(1), b"3");
+    expect_aliased(&mut sub, "", Some(1), b"4");
+    // Not acknowledged: resent after the reconnect, with their topics.
+    sub.disconnect();
+    let (mut sub, present) = RawClient::connected(b.addr, connect_with_aliases(&id, false, 5));
+    assert!(present);
+    for payload in [b"3", b"4"] {
+        let p = expect_aliased(&mut sub, "re/x", None, payload);
+        assert!(p.dup, "a resend has DUP set");
+        sub.ack(&p);
+    }
+    // The new connection's first PUBLISH on the topic sets the alias again.
+    publ.publish("re/x", b"5", QoS::AtMostOnce, false, 0);
+    expect_aliased(&mut sub, "re/x", Some(1), b"5");
+    publ.publish("re/x", b"6", QoS::AtMostOnce, false, 0);
+    expect_aliased(&mut sub, "", Some(1), b"6");
+}
+
+/// MQTT.js as a subscriber announcing Topic Alias Maximum 4: prints
+/// "subscribed", then "topic payload alias" per message, three of them.
+const MQTTJS_ALIAS_SUB: &str = "
+const c = mqtt.connect(url, { protocolVersion: 5, clientId: process.argv[2],
+  properties: { topicAliasMaximum: 4 } });
+let n = 0;
+c.on('connect', () => c.subscribe('js/#', () => console.log('subscribed')));
+c.on('message', (topic, payload, packet) => {
+  console.log(`${topic} ${payload} ${packet.properties.topicAlias}`);
+  if (++n === 3) c.end(() => process.exit(0));
+});
+c.on('error', (e) => { console.log(`error ${e.message}`); process.exit(2); });
+";
+
+#[test]
+fn mqtt_js_resolves_the_aliases_the_broker_sets() {
+    let b = TestBroker::start(2);
+    let mut publ = publisher_on_0(&b, "jspub");
+    let url = format!("mqtt://127.0.0.1:{}", b.addr.port());
+    let script = MQTTJS_ALIAS_SUB.replace("process.argv[2]", &format!("'{}'", b.id_on(1, "jssub")));
+    let mut js = mqttjs::NodeScript::spawn(&script, &url);
+    assert_eq!(js.next_line(), "subscribed");
+    for payload in ["first", "second", "third"] {
+        publ.publish("js/aliased", payload.as_bytes(), QoS::AtMostOnce, false, 0);
+    }
+    // The first sets alias 1 with the topic, the others use it alone.
+    assert_eq!(js.next_line(), "js/aliased first 1");
+    assert_eq!(js.next_line(), "js/aliased second 1");
+    assert_eq!(js.next_line(), "js/aliased third 1");
+    assert!(js.wait().success());
+}
+
+#[test]
+fn rumqttc_v5_resolves_the_aliases_the_broker_sets() {
+    use rumqttc::v5::mqttbytes::v5::Packet as RPacket;
+    use rumqttc::v5::mqttbytes::QoS as RQoS;
+    use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+    let b = TestBroker::start(2);
+    let mut publ = publisher_on_0(&b, "rcpub");
+    let mut options = MqttOptions::new(b.id_on(1, "rcsub"), "127.0.0.1", b.addr.port());
+    options.set_topic_alias_max(Some(4));
+    block_on_timeout(Duration::from_secs(10), async move {
+        let (sub, mut events) = AsyncClient::new(options, 16);
+        sub.subscribe("rc/#", RQoS::AtMostOnce).await.unwrap();
+        let mut got = Vec::new();
+        while got.len() < 3 {
+            match events.poll().await.expect("subscriber") {
+                Event::Incoming(RPacket::SubAck(_)) => {
+                    for payload in ["1", "2", "3"] {
+                        publ.publish("rc/aliased", payload.as_bytes(), QoS::AtMostOnce, false, 0);
+                    }
+                }
+                Event::Incoming(RPacket::Publish(p)) => {
+                    let alias = p.properties.and_then(|props| props.topic_alias);
+                    got.push((p.topic.to_vec(), alias, p.payload.to_vec()));
+                }
+                _ => {}
+            }
+        }
+        let expected: Vec<_> = ["1", "2", "3"]
+            .iter()
+            .map(|payload| (b"rc/aliased".to_vec(), Some(1), payload.as_bytes().to_vec()))
+            .collect();
+        assert_eq!(got, expected);
+    });
 }

@@ -261,6 +261,28 @@ impl Disconnect {
     }
 }
 
+impl Packet {
+    /// The 5.0 properties of this packet, to change; `None` for packets
+    /// without them.
+    pub fn properties_mut(&mut self) -> Option<&mut Properties> {
+        Some(match self {
+            Packet::Connect(c) => &mut c.properties,
+            Packet::ConnAck(a) => &mut a.properties,
+            Packet::Publish(p) => &mut p.properties,
+            Packet::PubAck(r) | Packet::PubRec(r) | Packet::PubRel(r) | Packet::PubComp(r) => {
+                &mut r.properties
+            }
+            Packet::Subscribe(s) => &mut s.properties,
+            Packet::SubAck(a) => &mut a.properties,
+            Packet::Unsubscribe(u) => &mut u.properties,
+            Packet::UnsubAck(a) => &mut a.properties,
+            Packet::Disconnect(d) => &mut d.properties,
+            Packet::Auth(a) => &mut a.properties,
+            Packet::PingReq | Packet::PingResp => return None,
+        })
+    }
+}
+
 /// AUTH (5.0 only).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Auth {

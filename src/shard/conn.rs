@@ -14,11 +14,12 @@ use std::rc::Rc;
 
 use bytes::{Buf, BytesMut};
 
-use super::alias::{AliasInvalid, TopicAliases};
+use super::alias::{AliasRefused, OutAlias, OutAliases, TopicAliases};
+use super::auth::{AuthState, PendingConnect};
 use super::partial::Stored;
 use super::session::SessionId;
 use crate::limits::{MAX_OUT_BUFFER, OUT_BUFFER_KEEP};
-use crate::protocol::{ProtocolVersion, Publish, QoS, ReasonCode};
+use crate::protocol::{ProtocolVersion, Publish, QoS, ReasonCode, TopicName};
 use crate::runtime::Transport;
 
 /// Why a connection ends.
@@ -28,8 +29,9 @@ pub enum CloseReason {
     Disconnect { with_will: bool },
     /// The peer closed the socket or it failed.
     Io,
-    /// The client broke the protocol; 5.0 clients get this reason code.
-    Protocol(ReasonCode),
+    /// The client broke the protocol (or a limit); 5.0 clients get this
+    /// reason code, with the text as its Reason String.
+    Protocol(ReasonCode, &'static str),
     /// No packet within 1.5 x keepalive.
     KeepAliveTimeout,
     /// Another connection took the session over.
@@ -47,13 +49,23 @@ impl CloseReason {
         !matches!(self, CloseReason::Disconnect { with_will: false })
     }
 
-    /// The DISCONNECT reason a 5.0 client is sent, if any.
-    pub fn disconnect_code(self) -> Option<ReasonCode> {
+    /// The DISCONNECT a 5.0 client is sent, if any: its reason code and
+    /// Reason String (short and fixed: what went wrong, never more).
+    pub fn disconnect(self) -> Option<(ReasonCode, &'static str)> {
         match self {
-            CloseReason::Protocol(code) => Some(code),
-            CloseReason::KeepAliveTimeout => Some(ReasonCode::KeepAliveTimeout),
-            CloseReason::SessionTakenOver => Some(ReasonCode::SessionTakenOver),
-            CloseReason::ServerShuttingDown => Some(ReasonCode::ServerShuttingDown),
+            CloseReason::Protocol(code, why) => Some((code, why)),
+            CloseReason::KeepAliveTimeout => Some((
+                ReasonCode::KeepAliveTimeout,
+                "no packet within 1.5 times the keep alive",
+            )),
+            CloseReason::SessionTakenOver => Some((
+                ReasonCode::SessionTakenOver,
+                "another connection with this client id took the session over",
+            )),
+            CloseReason::ServerShuttingDown => Some((
+                ReasonCode::ServerShuttingDown,
+                "the server is shutting down",
+            )),
             CloseReason::Disconnect { .. } | CloseReason::Io | CloseReason::Refused => None,
         }
     }
@@ -79,6 +91,12 @@ pub struct ConnShared {
     /// Its listener's `mount_point`: prefixed to its topics and filters,
     /// stripped from what it is sent (see `mount`).
     pub mount: Option<Rc<str>>,
+    /// The client's Request Problem Information (5.0; default true): when
+    /// false, Reason Strings go on CONNACK and DISCONNECT only (3.1.2.11.7).
+    pub problem_info: bool,
+    /// The client's Topic Alias Maximum (5.0): aliases the broker may set
+    /// for what it sends; 0 = none (the shared encodings serve).
+    pub out_alias_max: u16,
     /// The session this connection serves (set once attached).
     pub session: Cell<SessionId>,
     out: RefCell<BytesMut>,
@@ -103,6 +121,14 @@ pub struct ConnShared {
     /// a connection that uses none holds one pointer. Lives as long as the
     /// connection, not the session.
     aliases: Cell<Option<Box<TopicAliases>>>,
+    /// Topic aliases the broker set for the client (5.0, when
+    /// `out_alias_max` > 0); `None` until the first. Lives as long as the
+    /// connection.
+    out_aliases: Cell<Option<Box<OutAliases>>>,
+    /// Enhanced authentication (5.0): the method the client connected
+    /// with and the exchange running; `None` for a client that connected
+    /// without a method.
+    auth: Cell<Option<Box<AuthState>>>,
 }
 
 impl ConnShared {
@@ -115,6 +141,8 @@ impl ConnShared {
             max_packet,
             max_qos: QoS::ExactlyOnce,
             mount: None,
+            out_alias_max: 0,
+            problem_info: true,
             session: Cell::new(0),
             out: RefCell::new(BytesMut::new()),
             close: Cell::new(None),
@@ -125,12 +153,55 @@ impl ConnShared {
             last_seen: Cell::new(now as u32),
             keepalive_limit: Cell::new(0),
             aliases: Cell::new(None),
+            out_aliases: Cell::new(None),
+            auth: Cell::new(None),
         }
+    }
+
+    /// The Reason String `why` for a failure acknowledgement, where the
+    /// client takes one: 5.0, and it did not set Request Problem
+    /// Information to 0. (CONNACK and DISCONNECT carry theirs always.)
+    pub fn ack_reason_string(&self, why: &str) -> Option<String> {
+        (self.version.is_v5() && self.problem_info).then(|| why.to_string())
+    }
+
+    /// Sets the connection's authentication state.
+    pub(super) fn set_auth(&self, auth: Option<Box<AuthState>>) {
+        self.auth.set(auth);
+    }
+
+    /// Reads or changes the connection's authentication state.
+    pub(super) fn with_auth<R>(&self, f: impl FnOnce(Option<&mut AuthState>) -> R) -> R {
+        let mut auth = self.auth.take();
+        let r = f(auth.as_deref_mut());
+        self.auth.set(auth);
+        r
+    }
+
+    /// True if PUBLISH packets to this client may carry topic aliases:
+    /// each is then encoded for this connection alone.
+    pub fn sends_aliases(&self) -> bool {
+        self.out_alias_max > 0
+    }
+
+    /// How the next PUBLISH on `topic` names it (see [`OutAliases::pick`]).
+    pub fn pick_out_alias(&self, topic: &TopicName) -> OutAlias {
+        let map = self.out_aliases.take();
+        let picked = OutAliases::pick(map.as_deref(), topic, self.out_alias_max);
+        self.out_aliases.set(map);
+        picked
+    }
+
+    /// Records an alias a written PUBLISH set (see [`OutAliases::commit`]).
+    pub fn commit_out_alias(&self, topic: &TopicName, alias: OutAlias) {
+        let mut map = self.out_aliases.take();
+        OutAliases::commit(&mut map, topic, alias);
+        self.out_aliases.set(map);
     }
 
     /// Applies `p`'s Topic Alias (see [`TopicAliases::resolve`]), with
     /// `max` the Topic Alias Maximum the CONNACK announced.
-    pub fn resolve_topic_alias(&self, p: &mut Publish, max: u16) -> Result<(), AliasInvalid> {
+    pub fn resolve_topic_alias(&self, p: &mut Publish, max: u16) -> Result<(), AliasRefused> {
         let mut aliases = self.aliases.take();
         let resolved = TopicAliases::resolve(&mut aliases, p, max);
         self.aliases.set(aliases);
@@ -245,12 +316,24 @@ impl ConnShared {
 pub enum Phase {
     /// Accepted; its CONNECT has not fully arrived.
     Connecting,
+    /// CONNECT read, naming an enhanced authentication method: AUTH
+    /// packets go back and forth until the exchange ends in a CONNACK
+    /// (see `auth`). Its CONNECT waits in [`Conn::connect`]; the CONNECT
+    /// deadline still runs.
+    Authenticating,
     /// CONNECT accepted: attached to its session.
     Attached,
     /// Closing: its last bytes (CONNACK refusal, DISCONNECT) are flushed
     /// until the buffer drains or its closing deadline passes, then the
     /// socket closes.
     Closing,
+}
+
+impl Phase {
+    /// True until the CONNACK is sent: the CONNECT deadline applies.
+    pub fn before_connack(self) -> bool {
+        matches!(self, Phase::Connecting | Phase::Authenticating)
+    }
 }
 
 /// A connection as the shard's slab holds it: a state machine, not a task.
@@ -262,6 +345,9 @@ pub struct Conn {
     /// Bytes of a packet that has not fully arrived.
     pub partial: Stored,
     pub phase: Phase,
+    /// The CONNECT waiting for its authentication exchange to end: `Some`
+    /// exactly while `phase` is [`Phase::Authenticating`].
+    pub connect: Option<Box<PendingConnect>>,
     /// Tells this connection from a later one in the same slab slot (the
     /// deadline queues name connections by slot and serial).
     pub serial: u32,
@@ -282,6 +368,7 @@ impl Conn {
             shared: None,
             partial: None,
             phase: Phase::Connecting,
+            connect: None,
             serial,
             writable: false,
             counted: false,

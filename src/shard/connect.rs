@@ -8,6 +8,7 @@ use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 
+use super::auth::{Exchange, PendingConnect};
 use super::conn::{ConnShared, Phase};
 use super::mount;
 use super::partial::Partial;
@@ -50,11 +51,11 @@ impl Shard {
                 if m.reason == ReasonCode::UnsupportedProtocolVersion =>
             {
                 // In the 3.1.1 form: what a client of any level can read.
-                self.refuse_unadmitted(token, ProtocolVersion::V311, m.reason)
+                self.refuse_unadmitted(token, ProtocolVersion::V311, (m.reason, m.detail))
             }
             Err(DecodeError::Malformed(m)) if version == Some(ProtocolVersion::V5) => {
                 log::info!("{:?}: malformed CONNECT: {m}", self.peer_of(token));
-                self.refuse_unadmitted(token, ProtocolVersion::V5, connack_code(&m))
+                self.refuse_unadmitted(token, ProtocolVersion::V5, (connack_code(&m), m.detail))
             }
             Err(DecodeError::Malformed(m)) => {
                 self.refuse_early(token, &format!("malformed CONNECT: {m}"))
@@ -74,15 +75,15 @@ impl Shard {
     }
 
     /// Answers a CONNECT that could not be decoded with a `version`
-    /// CONNACK carrying `code`, and closes.
+    /// CONNACK carrying `refusal`, and closes.
     fn refuse_unadmitted(
         self: &Rc<Self>,
         token: usize,
         version: ProtocolVersion,
-        code: ReasonCode,
+        refusal: Refusal,
     ) {
         let conn = Rc::new(ConnShared::new(version, u32::MAX, self.now()));
-        refuse(self, &conn, code);
+        refuse(self, &conn, refusal);
         self.close_attached_to(token, conn);
     }
 
@@ -120,33 +121,75 @@ impl Shard {
         conn.bridge = connect.bridge && !connect.protocol.is_v5();
         conn.max_qos = listener.max_qos;
         conn.mount = listener.mount.clone();
+        if connect.protocol.is_v5() {
+            let props = &connect.properties;
+            conn.out_alias_max = props.topic_alias_maximum.unwrap_or(0);
+            conn.problem_info = props.request_problem_information != Some(0);
+        }
         let conn = Rc::new(conn);
         let checked = check(self, &connect, assigned, &listener.security)
             .and_then(|()| check_will(self, &conn, &mut connect));
-        if let Err(code) = checked {
-            refuse(self, &conn, code);
+        if let Err(refusal) = checked {
+            refuse(self, &conn, refusal);
             return self.close_attached_to(token, conn);
         }
         conn.set_token(Some(token));
         if let Some(c) = self.conns.borrow_mut().get_mut(token) {
             c.shared = Some(Rc::clone(&conn));
-            c.phase = Phase::Attached;
-            c.counted = true;
             let mut partial = Partial::from_chunk(leftover);
             partial.settle(0);
             c.partial = partial.store();
         }
-        self.connections.set(self.connections.get() + 1);
-        let present = self.attach(&conn, &connect);
-        self.send_packet(
-            &conn,
-            &Packet::ConnAck(connack(self, &connect, conn.max_qos, assigned, present)),
-        );
-        drop(connect);
-        self.resume(&conn);
-        self.watch_keepalive(token, &conn);
+        if connect.properties.authentication_method.is_none() {
+            self.accept(token, &conn, &connect, assigned, None);
+        } else {
+            match self.start_auth(&conn, &connect) {
+                Exchange::Waiting => self.await_auth(token, connect, assigned),
+                Exchange::Accepted(data) => self.accept(token, &conn, &connect, assigned, data),
+                Exchange::Refused(code, why) => {
+                    refuse(self, &conn, (code, why));
+                    return self.close_attached_to(token, conn);
+                }
+            }
+        }
         // What the client sent right after CONNECT.
         self.on_bytes(token, None);
+    }
+
+    /// Parks connection `token` in [`Phase::Authenticating`] with its
+    /// CONNECT until the exchange ends.
+    fn await_auth(&self, token: usize, connect: Box<Connect>, assigned: bool) {
+        if let Some(c) = self.conns.borrow_mut().get_mut(token) {
+            c.phase = Phase::Authenticating;
+            c.connect = Some(Box::new(PendingConnect { connect, assigned }));
+        }
+    }
+
+    /// Attaches connection `token` (its shared state `conn`) to its
+    /// session and answers CONNACK; `auth_data` is the last Authentication
+    /// Data of an enhanced authentication, sent with the method.
+    pub(super) fn accept(
+        self: &Rc<Self>,
+        token: usize,
+        conn: &Rc<ConnShared>,
+        connect: &Connect,
+        assigned: bool,
+        auth_data: Option<Bytes>,
+    ) {
+        if let Some(c) = self.conns.borrow_mut().get_mut(token) {
+            c.phase = Phase::Attached;
+            c.counted = true;
+        }
+        self.connections.set(self.connections.get() + 1);
+        let present = self.attach(conn, connect);
+        let mut ack = connack(self, connect, conn.max_qos, assigned, present);
+        if let Some(method) = &connect.properties.authentication_method {
+            ack.properties.authentication_method = Some(method.clone());
+            ack.properties.authentication_data = auth_data;
+        }
+        self.send_packet(conn, &Packet::ConnAck(ack));
+        self.resume(conn);
+        self.watch_keepalive(token, conn);
     }
 
     /// Moves connection `token` to shard `home`: its socket leaves this
@@ -175,19 +218,28 @@ impl Shard {
     }
 }
 
+/// Why a CONNECT is refused: the CONNACK's reason code and, for 5.0, its
+/// Reason String (short and fixed; CONNACK may carry one whatever the
+/// client's Request Problem Information, 3.1.2.11.7).
+type Refusal = (ReasonCode, &'static str);
+
 /// Writes a refusing CONNACK.
-fn refuse(shard: &Shard, conn: &Rc<ConnShared>, code: ReasonCode) {
+pub(super) fn refuse(shard: &Shard, conn: &Rc<ConnShared>, (code, why): Refusal) {
+    let mut properties = Properties::default();
+    if conn.version.is_v5() {
+        properties.reason_string = Some(why.to_string());
+    }
     let ack = ConnAck {
         session_present: false,
         code,
-        properties: Properties::default(),
+        properties,
     };
     shard.send_packet(conn, &Packet::ConnAck(ack));
 }
 
 /// The 5.0 CONNACK reason for a CONNECT the codec rejected: its own, if a
 /// CONNACK may carry it.
-fn connack_code(m: &Malformed) -> ReasonCode {
+pub(super) fn connack_code(m: &Malformed) -> ReasonCode {
     if reason_codes::CONNACK.contains(&m.reason) {
         m.reason
     } else {
@@ -201,7 +253,7 @@ fn check(
     connect: &Connect,
     assigned: bool,
     security: &Security,
-) -> Result<(), ReasonCode> {
+) -> Result<(), Refusal> {
     let config = &shard.config;
     // 3.1 requires a client id; 3.1.1 allows none only with a clean session.
     if assigned
@@ -209,18 +261,25 @@ fn check(
             || connect.protocol == ProtocolVersion::V31
             || (!connect.protocol.is_v5() && !connect.clean_start))
     {
-        return Err(ReasonCode::ClientIdentifierNotValid);
+        return Err((
+            ReasonCode::ClientIdentifierNotValid,
+            "an empty client id is not allowed here",
+        ));
     }
-    if connect.properties.authentication_method.is_some() {
-        // No enhanced authentication method is supported yet.
-        return Err(ReasonCode::BadAuthenticationMethod);
+    let method = connect.properties.authentication_method.as_deref();
+    if method.is_some_and(|m| !shard.auth.contains(m)) {
+        return Err((
+            ReasonCode::BadAuthenticationMethod,
+            "authentication method not supported",
+        ));
     }
-    if !security.allow_anonymous {
-        // No password file support yet: without anonymous access nobody may connect.
-        return Err(ReasonCode::NotAuthorized);
+    if !security.allow_anonymous && method.is_none() {
+        // No password file support yet: without anonymous access only
+        // clients of an enhanced authentication method may connect.
+        return Err((ReasonCode::NotAuthorized, "not authorized"));
     }
     if shard.connections.get() >= shard.conn_quota {
-        return Err(ReasonCode::ServerUnavailable);
+        return Err((ReasonCode::ServerUnavailable, "connection limit reached"));
     }
     let ka = connect.keep_alive;
     if !connect.protocol.is_v5()
@@ -228,7 +287,8 @@ fn check(
         && (ka > config.max_keepalive || ka == 0)
         && config.max_keepalive < 65535
     {
-        return Err(ReasonCode::ClientIdentifierNotValid);
+        // 3.x only: the CONNACK has no Reason String.
+        return Err((ReasonCode::ClientIdentifierNotValid, "keep alive too long"));
     }
     Ok(())
 }
@@ -237,29 +297,36 @@ fn check(
 /// checks it: a QoS above `max_qos` or a payload above the limit refuses
 /// the CONNECT (3.x: "not authorized" for the size, as Mosquitto answers).
 /// On a mounted listener the will topic gets the mount point.
-fn check_will(shard: &Shard, conn: &ConnShared, connect: &mut Connect) -> Result<(), ReasonCode> {
+fn check_will(shard: &Shard, conn: &ConnShared, connect: &mut Connect) -> Result<(), Refusal> {
     let Some(will) = connect.will.as_mut() else {
         return Ok(());
     };
     if will.qos > conn.max_qos {
-        return Err(ReasonCode::QoSNotSupported);
+        return Err((ReasonCode::QoSNotSupported, "will QoS above max_qos"));
     }
     let limit = shard.config.message_size_limit;
     if limit != 0 && will.payload.len() > limit {
-        return Err(if connect.protocol.is_v5() {
+        let code = if connect.protocol.is_v5() {
             ReasonCode::PacketTooLarge
         } else {
             ReasonCode::NotAuthorized
-        });
+        };
+        return Err((code, "will payload above message_size_limit"));
     }
     if let Some(mount) = conn.mount.as_deref() {
-        will.topic = mount::topic(mount, &will.topic).map_err(|m| m.reason)?;
+        will.topic = mount::topic(mount, &will.topic)
+            .map_err(|m| (m.reason, "will topic invalid under the mount point"))?;
     }
     Ok(())
 }
 
 /// The CONNACK for an accepted CONNECT.
-/// A 5.0 CONNACK announces a `max_qos` below 2 as Maximum QoS.
+///
+/// A 5.0 CONNACK announces a `max_qos` below 2 as Maximum QoS. Request
+/// Response Information is accepted and answered with no Response
+/// Information (3.1.2.11.6 allows that, and Mosquitto does the same): the
+/// broker has no response topic convention to offer, and inventing one
+/// would be a namespace clients might rely on without any access control.
 fn connack(
     shard: &Shard,
     connect: &Connect,

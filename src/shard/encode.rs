@@ -8,11 +8,16 @@
 //!
 //! A 5.0 delivery with Subscription Identifiers is not served from here:
 //! they differ per session, so such a delivery is encoded apart (see
-//! `Session::deliver_matched`) and the shared slots stay as they are.
+//! `Session::deliver_matched`) and the shared slots stay as they are; nor
+//! is a PUBLISH to a connection the broker sends topic aliases to
+//! ([`encode_aliased`]): its topic and alias depend on what that
+//! connection was sent before.
 
 use std::sync::Arc;
 
+use super::alias::OutAlias;
 use crate::mesh::Message;
+use crate::protocol::TopicName;
 use crate::protocol::{EncodedPublish, ProtocolVersion, QoS};
 
 /// Per-message, per-fan-out cache of encodings. Shard-local, short-lived.
@@ -37,17 +42,59 @@ impl EncodeCache {
     ) -> Option<&EncodedPublish> {
         let i = usize::from(version.is_v5()) * 6 + qos as usize * 2 + usize::from(retain);
         if self.slots[i].is_none() {
-            self.slots[i] = if version.is_v5() && msg.expires() {
-                let remaining = *self
+            let remaining = (version.is_v5() && msg.expires()).then(|| {
+                *self
                     .remaining_expiry
-                    .get_or_insert_with(|| msg.remaining_expiry().unwrap_or(1));
-                let mut publish = msg.publish.clone();
-                publish.properties.message_expiry_interval = Some(remaining);
-                EncodedPublish::new(&publish, version, qos, retain).ok()
-            } else {
-                EncodedPublish::new(&msg.publish, version, qos, retain).ok()
-            };
+                    .get_or_insert_with(|| remaining_expiry(msg))
+            });
+            self.slots[i] = encode(msg, version, qos, retain, remaining, OutAlias::Topic);
         }
         self.slots[i].as_ref()
     }
+}
+
+/// The encoding of `msg` for one 5.0 connection, its topic named as
+/// `alias` says. `None` if the message cannot be encoded (too large).
+pub fn encode_aliased(
+    msg: &Message,
+    qos: QoS,
+    retain: bool,
+    alias: OutAlias,
+) -> Option<EncodedPublish> {
+    let remaining = msg.expires().then(|| remaining_expiry(msg));
+    encode(msg, ProtocolVersion::V5, qos, retain, remaining, alias)
+}
+
+/// The Message Expiry Interval left (at least 1 s: it has not expired).
+fn remaining_expiry(msg: &Message) -> u32 {
+    msg.remaining_expiry().unwrap_or(1)
+}
+
+/// Encodes `msg` with the expiry interval `remaining` (if it has one) and
+/// its topic named as `alias` says; copies the PUBLISH only if one of
+/// them changes it.
+fn encode(
+    msg: &Message,
+    version: ProtocolVersion,
+    qos: QoS,
+    retain: bool,
+    remaining: Option<u32>,
+    alias: OutAlias,
+) -> Option<EncodedPublish> {
+    if remaining.is_none() && alias == OutAlias::Topic {
+        return EncodedPublish::new(&msg.publish, version, qos, retain).ok();
+    }
+    let mut publish = msg.publish.clone();
+    if remaining.is_some() {
+        publish.properties.message_expiry_interval = remaining;
+    }
+    match alias {
+        OutAlias::Topic => {}
+        OutAlias::Set(a) => publish.properties.topic_alias = Some(a.get()),
+        OutAlias::Use(a) => {
+            publish.properties.topic_alias = Some(a.get());
+            publish.topic = TopicName::empty();
+        }
+    }
+    EncodedPublish::new(&publish, version, qos, retain).ok()
 }

@@ -1,5 +1,6 @@
-//! The packets of an attached connection: decode what arrived, act on
-//! each in order. A SUBSCRIBE parks the connection's input (its barrier is
+//! The packets of an attached connection (and of one whose enhanced
+//! authentication runs, see `auth`): decode what arrived, act on each in
+//! order. A SUBSCRIBE parks the connection's input (its barrier is
 //! a pending record, see `subscribe`) until every shard knows the filter.
 
 use std::rc::Rc;
@@ -14,9 +15,10 @@ use crate::protocol::{decode, DecodeError, Disconnect, Packet, PubResp, ReasonCo
 
 impl Shard {
     /// Handles `chunk` (or, with `None`, what is left in the partial packet
-    /// after a pause) from attached connection `token`.
+    /// after a pause) from connection `token`, attached or authenticating
+    /// (AUTH packets until its exchange ends, then as attached).
     pub(super) fn on_bytes(self: &Rc<Self>, token: usize, chunk: Option<BytesMut>) {
-        let (conn, mut partial) = {
+        let (conn, mut partial, phase) = {
             let mut conns = self.conns.borrow_mut();
             let Some(c) = conns.get_mut(token) else {
                 return;
@@ -24,10 +26,11 @@ impl Shard {
             let Some(conn) = c.shared.clone() else {
                 return;
             };
-            if c.phase != Phase::Attached || conn.blocked.get() {
+            let reading = matches!(c.phase, Phase::Attached | Phase::Authenticating);
+            if !reading || conn.blocked.get() {
                 return;
             }
-            (conn, Partial::resume(c.partial.take()))
+            (conn, Partial::resume(c.partial.take()), c.phase)
         };
         if chunk.is_some() {
             conn.seen(self.now());
@@ -36,7 +39,16 @@ impl Shard {
             Some(chunk) => partial.push(chunk),
             None => partial.bytes(),
         };
-        let needed = match process(self, &conn, buf) {
+        let processed = match phase {
+            Phase::Authenticating => self.process_auth(token, &conn, buf),
+            _ => Ok(None),
+        };
+        let processed = match processed {
+            Ok(None) => process(self, &conn, buf),
+            Ok(Some(needed)) => Ok(needed),
+            Err(reason) => Err(reason),
+        };
+        let needed = match processed {
             Ok(needed) => needed,
             Err(reason) => {
                 self.close_conn(&conn, reason);
@@ -68,10 +80,18 @@ fn process(
             Err(DecodeError::Malformed(m)) => {
                 let peer = conn.token().and_then(|t| shard.peer_of(t));
                 log::info!("{peer:?}: malformed packet: {m}; disconnecting");
-                return Err(CloseReason::Protocol(m.reason));
+                return Err(CloseReason::Protocol(m.reason, m.detail));
             }
         }
     }
+}
+
+/// The Reason String of a PUBREL or PUBCOMP for a packet id not in flight.
+const ID_NOT_FOUND: &str = "packet identifier not in flight";
+
+/// Closing for a protocol error (0x82), saying which.
+fn protocol_error(why: &'static str) -> CloseReason {
+    CloseReason::Protocol(ReasonCode::ProtocolError, why)
 }
 
 fn handle(shard: &Rc<Shard>, conn: &Rc<ConnShared>, packet: Packet) -> Result<(), CloseReason> {
@@ -88,12 +108,11 @@ fn handle(shard: &Rc<Shard>, conn: &Rc<ConnShared>, packet: Packet) -> Result<()
         Packet::Unsubscribe(u) => shard.on_unsubscribe(conn, u),
         Packet::PingReq => shard.send_packet(conn, &Packet::PingResp),
         Packet::Disconnect(d) => return Err(shard.on_disconnect(conn, &d)),
-        Packet::Auth(_) => return Err(CloseReason::Protocol(ReasonCode::ProtocolError)),
-        Packet::Connect(_)
-        | Packet::ConnAck(_)
-        | Packet::SubAck(_)
-        | Packet::UnsubAck(_)
-        | Packet::PingResp => return Err(CloseReason::Protocol(ReasonCode::ProtocolError)),
+        Packet::Auth(a) => shard.on_auth(conn, &a)?,
+        Packet::Connect(_) => return Err(protocol_error("a second CONNECT")),
+        Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
+            return Err(protocol_error("a packet only a server sends"))
+        }
     }
     Ok(())
 }
@@ -130,6 +149,7 @@ impl Shard {
                 let mut rel = PubResp::new(r.packet_id);
                 if conn.version.is_v5() {
                     rel.reason = ReasonCode::PacketIdentifierNotFound;
+                    rel.properties.reason_string = conn.ack_reason_string(ID_NOT_FOUND);
                 }
                 self.send_packet(conn, &Packet::PubRel(rel));
             }
@@ -140,7 +160,9 @@ impl Shard {
                     "{peer:?}: {ack:?} for packet id {} does not fit its flow; disconnecting",
                     r.packet_id
                 );
-                return Err(CloseReason::Protocol(ReasonCode::ProtocolError));
+                return Err(protocol_error(
+                    "acknowledgement does not fit the QoS or state of its message",
+                ));
             }
         }
         Ok(())
@@ -163,6 +185,7 @@ impl Shard {
         let mut comp = PubResp::new(r.packet_id);
         if !known && conn.version.is_v5() {
             comp.reason = ReasonCode::PacketIdentifierNotFound;
+            comp.properties.reason_string = conn.ack_reason_string(ID_NOT_FOUND);
         }
         self.send_packet(conn, &Packet::PubComp(comp));
     }
@@ -174,7 +197,7 @@ impl Shard {
             let mut sessions = self.sessions.borrow_mut();
             if let Some(s) = sessions.by_id.get_mut(&conn.session.get()) {
                 if s.expiry == 0 && expiry != 0 {
-                    return CloseReason::Protocol(ReasonCode::ProtocolError);
+                    return protocol_error("session expiry set on DISCONNECT after 0 on CONNECT");
                 }
                 s.expiry = expiry;
             }

@@ -216,8 +216,10 @@ impl Shard {
         };
         if phase == Phase::Attached {
             self.finish(&shared, reason);
-            if let (true, Some(code)) = (shared.version.is_v5(), reason.disconnect_code()) {
-                self.send_packet(&shared, &Packet::Disconnect(Disconnect::new(code)));
+            if let (true, Some((code, why))) = (shared.version.is_v5(), reason.disconnect()) {
+                let mut disconnect = Disconnect::new(code);
+                disconnect.properties.reason_string = Some(why.to_string());
+                self.send_packet(&shared, &Packet::Disconnect(disconnect));
                 shared.clear_dirty();
             }
         }

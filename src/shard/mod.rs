@@ -19,7 +19,9 @@
 //! - [`timers`]: deadlines (tick, CONNECT, closing, barriers, delayed wills) and shutdown.
 //! - [`session`]: session state and the outbound QoS window.
 //! - [`conn`]: a connection's shared state and its slab entry.
-//! - [`alias`]: a connection's MQTT 5.0 topic aliases (client to server).
+//! - [`alias`]: a connection's MQTT 5.0 topic aliases, both ways.
+//! - [`auth`]: MQTT 5.0 enhanced authentication: the plug-in API
+//!   ([`auth::AuthMethod`]) and the AUTH exchange.
 //! - [`mount`]: a listener's `mount_point` on topics and filters.
 //! - [`keepalive`]: per-second keepalive buckets.
 //! - [`will`]: a session's will, kept small while its connection lives, held
@@ -32,6 +34,7 @@
 //! shard and a takeover is always local to it.
 
 mod alias;
+pub mod auth;
 mod conn;
 mod connect;
 mod driver;
@@ -95,6 +98,8 @@ pub struct Control {
     pub stop: Arc<AtomicBool>,
     /// This shard's published counters.
     pub stats: Arc<StatsCell>,
+    /// The enhanced authentication methods clients may name.
+    pub auth: auth::AuthMethods,
 }
 
 /// The session table of a shard.
@@ -178,6 +183,9 @@ pub struct Shard {
     wills_from: Cell<usize>,
     /// Shard-local pseudo-random state (assigned client ids).
     rng: Cell<u64>,
+    /// The enhanced authentication methods clients may name (shared with
+    /// every shard; each exchange's state is this shard's).
+    auth: auth::AuthMethods,
 }
 
 impl Shard {
@@ -246,6 +254,7 @@ impl Shard {
             stop: control.stop,
             published: control.stats,
             wills_from: Cell::new(0),
+            auth: control.auth,
             rng: Cell::new(seed ^ (id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1),
         })
     }

@@ -63,6 +63,20 @@ pub fn strip<'t>(mount: &str, topic: &'t str) -> Option<&'t str> {
     topic.strip_prefix(mount).filter(|rest| !rest.is_empty())
 }
 
+/// `msg` as `conn` sees it: itself, or on a mounted listener a copy with
+/// the mount point stripped from its topic (`None` when the topic lies
+/// outside it).
+pub fn for_client<'m>(conn: &ConnShared, msg: &'m Arc<Message>) -> Option<Cow<'m, Arc<Message>>> {
+    let Some(mount) = conn.mount.as_deref() else {
+        return Some(Cow::Borrowed(msg));
+    };
+    let topic = &msg.publish.topic;
+    let rest = strip(mount, topic.as_str())?;
+    let stripped =
+        TopicName::new(topic.as_bytes().slice(topic.as_str().len() - rest.len()..)).ok()?;
+    Some(Cow::Owned(Arc::new(msg.with_topic(stripped))))
+}
+
 /// The encoding of `msg` for `conn`: the shared one from `cache`, or, on a
 /// mounted listener, one of its own with the mount point stripped (`None`
 /// also when the topic lies outside it). Without a mount point this costs
@@ -75,14 +89,10 @@ pub fn encode_for<'c>(
     qos: QoS,
     retain: bool,
 ) -> Option<Cow<'c, EncodedPublish>> {
-    let Some(mount) = conn.mount.as_deref() else {
+    if conn.mount.is_none() {
         return cache.get(msg, version, qos, retain).map(Cow::Borrowed);
-    };
-    let topic = &msg.publish.topic;
-    let rest = strip(mount, topic.as_str())?;
-    let stripped =
-        TopicName::new(topic.as_bytes().slice(topic.as_str().len() - rest.len()..)).ok()?;
-    let own = Arc::new(msg.with_topic(stripped));
+    }
+    let own = for_client(conn, msg)?;
     let mut cache = EncodeCache::default();
     cache
         .get(&own, version, qos, retain)

@@ -26,16 +26,29 @@ impl Shard {
         // As Mosquitto: a QoS above the listener's `max_qos` disconnects
         // (5.0 with "QoS not supported"), whatever the protocol version.
         if p.qos > conn.max_qos {
-            return Err(CloseReason::Protocol(ReasonCode::QoSNotSupported));
+            return Err(CloseReason::Protocol(
+                ReasonCode::QoSNotSupported,
+                "QoS above the listener's max_qos",
+            ));
         }
         if p.retain && !self.config.retain_available {
-            return Err(CloseReason::Protocol(ReasonCode::RetainNotSupported));
+            return Err(CloseReason::Protocol(
+                ReasonCode::RetainNotSupported,
+                "retain is not available",
+            ));
         }
         conn.resolve_topic_alias(&mut p, self.config.max_topic_alias)
-            .map_err(|_| CloseReason::Protocol(ReasonCode::TopicAliasInvalid))?;
+            .map_err(|refused| {
+                let (code, why) = refused.reason();
+                CloseReason::Protocol(code, why)
+            })?;
         if let Some(mount) = conn.mount.as_deref() {
-            p.topic = mount::topic(mount, &p.topic)
-                .map_err(|_| CloseReason::Protocol(ReasonCode::TopicNameInvalid))?;
+            p.topic = mount::topic(mount, &p.topic).map_err(|_| {
+                CloseReason::Protocol(
+                    ReasonCode::TopicNameInvalid,
+                    "topic outside the mount point",
+                )
+            })?;
         }
         let sid = conn.session.get();
         let refused = self.refusal(conn, &p);
@@ -46,7 +59,7 @@ impl Shard {
             return Ok(());
         };
         let qos = p.qos;
-        let reason = if let Some(code) = refused {
+        let reason = if let Some((code, _)) = refused {
             // A QoS 2 flow ends with this failed PUBREC: no id is filed.
             code
         } else if qos == QoS::AtLeastOnce {
@@ -60,7 +73,10 @@ impl Shard {
                 if s.inbound_qos2_len() >= usize::from(self.config.max_inflight_messages)
                     && !s.has_inbound_qos2(pid.get())
                 {
-                    return Err(CloseReason::Protocol(ReasonCode::ReceiveMaximumExceeded));
+                    return Err(CloseReason::Protocol(
+                        ReasonCode::ReceiveMaximumExceeded,
+                        "more QoS 2 messages in flight than the receive maximum",
+                    ));
                 }
                 s.qos2_insert(pid.get())
             };
@@ -76,6 +92,9 @@ impl Shard {
         if conn.version.is_v5() {
             resp.reason = reason;
         }
+        if let Some((_, why)) = refused {
+            resp.properties.reason_string = conn.ack_reason_string(why);
+        }
         let ack = if qos == QoS::AtLeastOnce {
             Packet::PubAck(resp)
         } else {
@@ -90,10 +109,10 @@ impl Shard {
     /// `message_size_limit` is dropped ("implementation specific error",
     /// as Mosquitto 2.0 answers: "packet too large" is no PUBACK or PUBREC
     /// reason). A 3.x publisher gets a plain acknowledgement either way.
-    fn refusal(&self, conn: &ConnShared, p: &Publish) -> Option<ReasonCode> {
+    fn refusal(&self, conn: &ConnShared, p: &Publish) -> Option<(ReasonCode, &'static str)> {
         let limit = self.config.message_size_limit;
         let (code, why) = if is_broker_only(p.topic.as_str()) {
-            (ReasonCode::NotAuthorized, "$SYS is the broker's")
+            (ReasonCode::NotAuthorized, SYS_REFUSED)
         } else if limit != 0 && p.payload.len() > limit {
             (
                 ReasonCode::ImplementationSpecificError,
@@ -104,7 +123,7 @@ impl Shard {
         };
         let peer = conn.token().and_then(|t| self.peer_of(t));
         log::debug!("{peer:?}: PUBLISH to {:?} refused: {why}", p.topic);
-        Some(code)
+        Some((code, why))
     }
 
     /// The QoS a message published at `published` is sent with to a
@@ -118,8 +137,12 @@ impl Shard {
         }
     }
 
-    /// Writes a control packet to a connection.
+    /// Writes a control packet to a connection. A Reason String that
+    /// would take the packet past the client's Maximum Packet Size is left
+    /// out (3.1.2.11.4).
     pub fn send_packet(&self, conn: &Rc<ConnShared>, packet: &Packet) {
+        let trimmed = without_problem_info(conn, packet);
+        let packet = trimmed.as_ref().unwrap_or(packet);
         conn.write_with(|out| {
             if let Err(e) = packet.encode(conn.version, out) {
                 log::warn!(
@@ -254,6 +277,26 @@ impl Shard {
 /// The reason a 5.0 publisher's PUBACK/PUBREC gives (3.1.1 has none):
 /// "No matching subscribers" (0x10, a success) when nothing matched, as
 /// Mosquitto sends.
+/// The Reason String of a PUBLISH to `$SYS` refused.
+const SYS_REFUSED: &str = "$SYS topics are published by the broker only";
+
+/// `packet` without its Reason String and User Properties, if it carries
+/// some and is larger than the client's Maximum Packet Size with them.
+fn without_problem_info(conn: &ConnShared, packet: &Packet) -> Option<Packet> {
+    let max = conn.max_packet as usize;
+    if packet
+        .encoded_len(conn.version)
+        .map_or(true, |len| len <= max)
+    {
+        return None;
+    }
+    let mut packet = packet.clone();
+    let props = packet.properties_mut()?;
+    props.reason_string.take()?;
+    props.user_properties.clear();
+    Some(packet)
+}
+
 fn matched_reason(matched: bool) -> ReasonCode {
     if matched {
         ReasonCode::Success

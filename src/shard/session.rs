@@ -9,9 +9,10 @@ use std::sync::Arc;
 
 use ahash::AHasher;
 
+use super::alias::OutAlias;
 use super::conn::ConnShared;
-use super::encode::EncodeCache;
-use super::mount::encode_for;
+use super::encode::{encode_aliased, EncodeCache};
+use super::mount;
 use super::subscribe::Subscription;
 use super::will::Will;
 use crate::mesh::Message;
@@ -318,9 +319,10 @@ impl Session {
             };
             let has_room = !conn.out_full() && !blocked;
             if qos == QoS::AtMostOnce && has_room {
-                return match encode_for(cache, conn, msg, self.version, qos, retain) {
-                    Some(enc) if write_publish(conn, &enc, None, false) => Delivery::Sent,
-                    _ => Delivery::Dropped,
+                return if write_publish(conn, cache, msg, qos, retain, None, false) {
+                    Delivery::Sent
+                } else {
+                    Delivery::Dropped
                 };
             }
             if qos != QoS::AtMostOnce && has_room && self.window_open(limits) {
@@ -396,11 +398,8 @@ impl Session {
         let Some(conn) = self.conn.clone() else {
             return Delivery::Dropped;
         };
-        let Some(enc) = encode_for(cache, &conn, msg, self.version, qos, retain) else {
-            return Delivery::Dropped;
-        };
         let pid = self.alloc_pid();
-        if !write_publish(&conn, &enc, Some(pid), false) {
+        if !write_publish(&conn, cache, msg, qos, retain, Some(pid), false) {
             return Delivery::Dropped;
         }
         let state = if qos == QoS::AtLeastOnce {
@@ -557,11 +556,7 @@ impl Session {
             }
             let mut cache = EncodeCache::default();
             if q.qos == QoS::AtMostOnce {
-                if let Some(enc) =
-                    encode_for(&mut cache, &conn, &q.msg, self.version, q.qos, q.retain)
-                {
-                    write_publish(&conn, &enc, None, false);
-                }
+                write_publish(&conn, &mut cache, &q.msg, q.qos, q.retain, None, false);
             } else {
                 self.send_new(&q.msg, q.qos, q.retain, &mut cache, q.group);
             }
@@ -630,14 +625,55 @@ fn resend(conn: &ConnShared, version: ProtocolVersion, f: &Inflight, expired: &m
         return false;
     }
     let mut cache = EncodeCache::default();
-    encode_for(&mut cache, conn, &f.msg, version, f.qos, f.retain)
-        .is_some_and(|enc| write_publish(conn, &enc, Some(f.pid), true))
+    write_publish(conn, &mut cache, &f.msg, f.qos, f.retain, Some(f.pid), true)
 }
 
-/// Writes a PUBLISH to `conn` unless it exceeds the client's Maximum Packet
-/// Size; false if it was discarded. Every PUBLISH to a client goes through
-/// here: live delivery, the session queue and resends alike.
+/// Writes `msg` to `conn` as a PUBLISH at `qos` with `retain`, packet id
+/// `pid` and the DUP flag `dup`, unless it cannot be encoded or exceeds
+/// the client's Maximum Packet Size; false if it was discarded. Every
+/// PUBLISH to a client goes through here: live delivery, the session
+/// queue and resends alike.
+///
+/// The encoding comes from `cache`, shared across a fan-out, unless the
+/// connection takes topic aliases: then it is encoded for the connection
+/// alone. A resend (DUP) always carries its full topic and no alias: it
+/// may be the first PUBLISH of a new connection, and its alias, if it had
+/// one, belonged to the connection it was first sent on.
 fn write_publish(
+    conn: &ConnShared,
+    cache: &mut EncodeCache,
+    msg: &Arc<Message>,
+    qos: QoS,
+    retain: bool,
+    pid: Option<PacketId>,
+    dup: bool,
+) -> bool {
+    if !conn.sends_aliases() {
+        return mount::encode_for(cache, conn, msg, conn.version, qos, retain)
+            .is_some_and(|enc| write_encoded(conn, &enc, pid, dup));
+    }
+    // Aliases name the topic the client sees (its mount point stripped).
+    let Some(msg) = mount::for_client(conn, msg) else {
+        return false;
+    };
+    let topic = &msg.publish.topic;
+    let alias = if dup {
+        OutAlias::Topic
+    } else {
+        conn.pick_out_alias(topic)
+    };
+    let written = encode_aliased(&msg, qos, retain, alias)
+        .is_some_and(|enc| write_encoded(conn, &enc, pid, dup));
+    if written {
+        // Only once written: a discarded PUBLISH taught the client nothing.
+        conn.commit_out_alias(topic, alias);
+    }
+    written
+}
+
+/// Writes an encoded PUBLISH unless it exceeds the client's Maximum
+/// Packet Size; false if it was discarded.
+fn write_encoded(
     conn: &ConnShared,
     enc: &EncodedPublish,
     pid: Option<PacketId>,

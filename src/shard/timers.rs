@@ -184,27 +184,28 @@ impl Shard {
     /// Deadline bookkeeping for a connection just accepted or adopted.
     pub(super) fn connect_deadline(&self, conn: ConnRef) {
         let at = Instant::now() + self.config.connect_timeout;
-        self.conn_deadline(|d| &mut d.connect, conn, at, Phase::Connecting);
+        self.conn_deadline(|d| &mut d.connect, conn, at, Phase::before_connack);
     }
 
     /// Deadline bookkeeping for a connection that starts closing.
     pub(super) fn closing_deadline(&self, conn: ConnRef, at: Instant) {
-        self.conn_deadline(|d| &mut d.closing, conn, at, Phase::Closing);
+        self.conn_deadline(|d| &mut d.closing, conn, at, |p| p == Phase::Closing);
     }
 
-    /// Files `conn`, now in `phase`, in the queue `which` picks.
+    /// Files `conn`, now in a phase `waits` holds for, in the queue `which`
+    /// picks (entries of connections past such a phase are stale).
     fn conn_deadline(
         &self,
         which: fn(&mut Deadlines) -> &mut VecDeque<(Instant, ConnRef)>,
         conn: ConnRef,
         at: Instant,
-        phase: Phase,
+        waits: fn(Phase) -> bool,
     ) {
         let mut d = self.deadlines.borrow_mut();
         let queue = which(&mut d);
         queue.push_back((at, conn));
         let conns = self.conns.borrow();
-        compact(queue, conns.len(), |c| self.is_in_phase(&conns, c, phase));
+        compact(queue, conns.len(), |c| self.is_in_phase(&conns, c, waits));
     }
 
     /// Deadline bookkeeping for a SUBSCRIBE barrier.
@@ -218,10 +219,15 @@ impl Shard {
     }
 
     /// Whether `conn` still names the same connection, in `phase`.
-    fn is_in_phase(&self, conns: &Slab<Conn>, (token, serial): ConnRef, phase: Phase) -> bool {
+    fn is_in_phase(
+        &self,
+        conns: &Slab<Conn>,
+        (token, serial): ConnRef,
+        phase: fn(Phase) -> bool,
+    ) -> bool {
         conns
             .get(token)
-            .is_some_and(|c| c.serial == serial && c.phase == phase)
+            .is_some_and(|c| c.serial == serial && phase(c.phase))
     }
 
     /// Files attached connection `token` in the keepalive wheel.
@@ -236,7 +242,7 @@ impl Shard {
         wheel.watch(deadline, (token, serial));
         let conns = self.conns.borrow();
         wheel.compact(self.connections.get(), |c| {
-            self.is_in_phase(&conns, c, Phase::Attached)
+            self.is_in_phase(&conns, c, |p| p == Phase::Attached)
         });
     }
 
@@ -266,10 +272,10 @@ impl Shard {
             .conns
             .borrow()
             .get(token)
-            .is_some_and(|c| c.serial == serial && c.phase == Phase::Connecting);
+            .is_some_and(|c| c.serial == serial && c.phase.before_connack());
         if waiting {
             log::info!(
-                "connection {token}: no CONNECT within {:?}; closed",
+                "connection {token}: no CONNECT, or no end to its authentication, within {:?}; closed",
                 self.config.connect_timeout
             );
             self.drop_conn(token);
@@ -342,7 +348,7 @@ impl Shard {
                     .conns
                     .borrow()
                     .iter()
-                    .filter(|(_, c)| c.phase == Phase::Connecting)
+                    .filter(|(_, c)| c.phase.before_connack())
                     .map(|(token, _)| token)
                     .collect();
                 for token in connecting {

@@ -40,13 +40,22 @@ impl TestBroker {
 
     /// Like `start`, with the config adjusted by `f` first.
     pub fn with(shards: usize, f: impl FnOnce(&mut Config)) -> TestBroker {
+        TestBroker::with_options(shards, f, server::StartOptions::default())
+    }
+
+    /// Like `with`, with plug-ins (enhanced authentication methods).
+    pub fn with_options(
+        shards: usize,
+        f: impl FnOnce(&mut Config),
+        options: server::StartOptions,
+    ) -> TestBroker {
         let mut config = Config {
             listeners: vec![Listener::new("127.0.0.1:0".parse().unwrap())],
             shards: Some(shards),
             ..Config::default()
         };
         f(&mut config);
-        let handle = server::start(config).expect("broker starts");
+        let handle = server::start_with(config, options).expect("broker starts");
         let addr = handle.local_addrs()[0];
         TestBroker {
             handle: Some(handle),
@@ -560,4 +569,25 @@ pub fn block_on_timeout<F: std::future::Future>(limit: Duration, f: F) -> F::Out
             .await
             .expect("test timed out")
     })
+}
+
+/// `p` without its Reason String: tests that compare whole packets leave
+/// out the broker's wording (`mqtt5_reason_strings` checks it is there).
+pub fn sans_reason_string(mut p: Packet) -> Packet {
+    if let Some(props) = p.properties_mut() {
+        props.reason_string = None;
+    }
+    p
+}
+
+/// The 5.0 packets in `bytes`, re-encoded without their Reason Strings.
+pub fn sans_reason_strings_v5(bytes: &[u8]) -> Vec<u8> {
+    let mut buf = BytesMut::from(bytes);
+    let mut out = BytesMut::new();
+    while let Ok(p) = decode(&mut buf, ProtocolVersion::V5, usize::MAX) {
+        let p = sans_reason_string(p);
+        p.encode(ProtocolVersion::V5, &mut out).expect("encodable");
+    }
+    out.extend_from_slice(&buf);
+    out.to_vec()
 }

@@ -1,12 +1,16 @@
-//! MQTT.js (`npm install -g mqtt@5`), a second independent MQTT 5.0
-//! client: a test hands [`run`] a short Node script that uses `mqtt` (with
-//! `PORT` and the other variables it sets) and reads what it printed.
-//!
-//! Skipped (with a message) when `node` or the `mqtt` package is missing,
-//! except under CI (`CI` set), where that is a failure.
+//! MQTT.js (`npm install -g mqtt@5`, which `.ci/test` installs), a second
+//! independent MQTT 5.0 client, also for the features libmosquitto's
+//! clients lack (topic aliases from the server, AUTH):
+//! - [`run`] hands it a short Node script that uses `mqtt` (with `PORT`
+//!   and the other variables it sets) and reads what it printed; skipped
+//!   (with a message) when Node or the `mqtt` package is missing, except
+//!   under CI (`CI` set), where that is a failure;
+//! - [`NodeScript`] runs one read line by line while the test goes on;
+//!   the [`PRELUDE`] exits with status 3 after [`SCRIPT_LIMIT_MS`], so
+//!   reading its output never blocks longer.
 
-use std::io::Read;
-use std::process::{Command, Stdio};
+use std::io::{BufRead, BufReader, Lines, Read};
+use std::process::{ChildStdout, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 use super::ChildGuard;
@@ -58,4 +62,55 @@ pub fn run(test: &str, script: &str, env: &[(&str, &str)]) -> Option<String> {
     }
     assert!(status.success(), "{test}: node {status}: {err}\n{out}");
     Some(out)
+}
+
+/// How long a [`NodeScript`] may run.
+pub const SCRIPT_LIMIT_MS: u64 = 10_000;
+
+/// Loaded before every script: `mqtt`, `url` (from argv) and the time limit.
+const PRELUDE: &str = "const mqtt = require('mqtt');
+const url = process.argv[1];
+setTimeout(() => { console.log('timed out'); process.exit(3); }, LIMIT).unref();
+";
+
+/// A running node script, read line by line.
+pub struct NodeScript {
+    child: ChildGuard,
+    lines: Lines<BufReader<ChildStdout>>,
+}
+
+impl NodeScript {
+    /// Runs `script` (after the [`PRELUDE`]) with `url` as `process.argv[1]`.
+    pub fn spawn(script: &str, url: &str) -> NodeScript {
+        let root =
+            global_modules().unwrap_or_else(|| panic!("MQTT.js is not installed: {INSTALL}"));
+        let prelude = PRELUDE.replace("LIMIT", &SCRIPT_LIMIT_MS.to_string());
+        let mut child = ChildGuard(
+            Command::new("node")
+                .env("NODE_PATH", root)
+                .args(["-e", &format!("{prelude}{script}"), url])
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("node runs"),
+        );
+        let stdout = child.0.stdout.take().expect("stdout piped");
+        NodeScript {
+            child,
+            lines: BufReader::new(stdout).lines(),
+        }
+    }
+
+    /// The next line the script prints (it ends within its time limit).
+    pub fn next_line(&mut self) -> String {
+        match self.lines.next() {
+            Some(Ok(line)) => line,
+            other => panic!("node script ended without a line: {other:?}"),
+        }
+    }
+
+    /// Waits for the script to exit.
+    pub fn wait(mut self) -> ExitStatus {
+        let limit = Duration::from_millis(SCRIPT_LIMIT_MS + 2_000);
+        self.child.wait_within(limit, "node script")
+    }
 }
