@@ -253,3 +253,30 @@ fn mosquitto_pub_with_an_unsupported_authentication_method_is_refused() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_will_under_sys_is_refused_but_a_bridge_state_will_is_not() {
+    let b = TestBroker::start(2);
+    for version in VERSIONS {
+        let forged = with_will(
+            connect_packet(version, &b.id_on(1, "forger"), true, 60),
+            "$SYS/broker/clients/connected",
+            b"0",
+            QoS::AtMostOnce,
+            true,
+        );
+        let (_, ack) = RawClient::connect_with(b.addr, forged);
+        // 3.1.1's return code 5 decodes as the same reason.
+        assert_eq!(ack.code, ReasonCode::NotAuthorized, "{version:?}");
+        let bridge = with_will(
+            connect_packet(version, &b.id_on(0, "edge"), true, 60),
+            "$SYS/broker/connection/edge/state",
+            b"0",
+            QoS::AtLeastOnce,
+            true,
+        );
+        let (_, ack) = RawClient::connect_with(b.addr, bridge);
+        assert_eq!(ack.code, ReasonCode::Success, "{version:?}");
+    }
+    b.stop();
+}

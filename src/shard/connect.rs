@@ -295,7 +295,9 @@ fn check(
 
 /// The will against the listener and `message_size_limit`, as Mosquitto
 /// checks it: a QoS above `max_qos` or a payload above the limit refuses
-/// the CONNECT (3.x: "not authorized" for the size, as Mosquitto answers).
+/// the CONNECT (3.x: "not authorized" for the size, as Mosquitto answers),
+/// and so does a will topic under `$SYS` ("not authorized", as Mosquitto's
+/// ACL check of the will refuses it).
 /// On a mounted listener the will topic gets the mount point.
 fn check_will(shard: &Shard, conn: &ConnShared, connect: &mut Connect) -> Result<(), Refusal> {
     let Some(will) = connect.will.as_mut() else {
@@ -303,6 +305,10 @@ fn check_will(shard: &Shard, conn: &ConnShared, connect: &mut Connect) -> Result
     };
     if will.qos > conn.max_qos {
         return Err((ReasonCode::QoSNotSupported, "will QoS above max_qos"));
+    }
+    // As a PUBLISH there would be: nobody forges broker statistics.
+    if super::route::is_broker_only(will.topic.as_str()) {
+        return Err((ReasonCode::NotAuthorized, "will topic under $SYS"));
     }
     let limit = shard.config.message_size_limit;
     if limit != 0 && will.payload.len() > limit {

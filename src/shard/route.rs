@@ -316,7 +316,7 @@ const BRIDGE_STATE: &str = "$SYS/broker/connection/+/state";
 /// for [`BRIDGE_STATE`]. Only client PUBLISH packets are checked: the
 /// bridge thread's link state and bridged-in messages reach the shards
 /// over the mesh.
-fn is_broker_only(topic: &str) -> bool {
+pub(super) fn is_broker_only(topic: &str) -> bool {
     match topic.strip_prefix("$SYS") {
         Some("") => true,
         Some(rest) => rest.starts_with('/') && !protocol::matches(BRIDGE_STATE, topic),
