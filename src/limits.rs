@@ -127,6 +127,9 @@ pub const SHUTDOWN_FLUSH: Duration = Duration::from_secs(1);
 /// large retained set does not monopolise the shard.
 pub const RETAINED_CHUNK: usize = 256;
 
+/// How long a reload (SIGHUP) waits for every shard to apply it.
+pub const RELOAD_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How long a SUBSCRIBE waits for every peer to confirm its filters.
 pub const BARRIER_TIMEOUT: Duration = Duration::from_secs(5);
 

@@ -3,11 +3,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use std::sync::Arc;
-
 use clap::Parser;
-use shardmq::bridge::BridgeControl;
 use shardmq::config::{Config, Listener};
+use shardmq::server::Reloader;
 use signal_hook::iterator::Signals;
 
 /// A thread-per-core sharded MQTT 3.1.1 / 5.0 broker.
@@ -52,17 +50,7 @@ fn main() -> ExitCode {
         println!("configuration OK");
         return ExitCode::SUCCESS;
     }
-    if let Some(port) = cli.port {
-        for l in &mut config.listeners {
-            l.addr.set_port(port);
-        }
-        config
-            .listeners
-            .dedup_by(|a: &mut Listener, b: &mut Listener| a == b);
-    }
-    if cli.shards.is_some() {
-        config.shards = cli.shards;
-    }
+    apply_cli(&mut config, &cli);
     shardmq::logging::init(&config.log_dest, &config.log_types, cli.verbose);
     // Before start: a SIGHUP sent once the port answers must find it.
     let hangups = match Signals::new([signal_hook::consts::SIGHUP]) {
@@ -79,7 +67,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    if let Err(e) = reload_on_hangup(hangups, cli.config.clone(), broker.bridge_control()) {
+    if let Err(e) = reload_on_hangup(hangups, cli, broker.reloader()) {
         eprintln!("error: cannot start the SIGHUP thread: {e}");
         return ExitCode::from(1);
     }
@@ -102,31 +90,43 @@ fn main() -> ExitCode {
     }
 }
 
+/// What the command line overrides in the configuration file: the port
+/// of every listener and the shard count (at start and on every reload).
+fn apply_cli(config: &mut Config, cli: &Cli) {
+    if let Some(port) = cli.port {
+        for l in &mut config.listeners {
+            l.addr.set_port(port);
+        }
+        config
+            .listeners
+            .dedup_by(|a: &mut Listener, b: &mut Listener| a == b);
+    }
+    if cli.shards.is_some() {
+        config.shards = cli.shards;
+    }
+}
+
 /// SIGHUP reloads the configuration file, as Mosquitto does: the bridge
-/// sections are applied at once (links added, removed or changed are
-/// started, stopped or restarted; nothing else is disturbed). Other
-/// settings take effect at the next start, and the log says so.
-fn reload_on_hangup(
-    mut signals: Signals,
-    path: Option<PathBuf>,
-    bridges: Arc<BridgeControl>,
-) -> std::io::Result<()> {
+/// sections, and each listener's settings on every shard (see
+/// `shard::Reload`), are applied at once, leaving connected clients alone.
+/// Other settings take effect at the next start, and the log says so.
+fn reload_on_hangup(mut signals: Signals, cli: Cli, reloader: Reloader) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("sighup".into())
         .spawn(move || {
             for _ in signals.forever() {
-                reload(path.as_deref(), &bridges);
+                reload(&cli, &reloader);
             }
         })?;
     Ok(())
 }
 
-fn reload(path: Option<&std::path::Path>, bridges: &BridgeControl) {
-    let Some(path) = path else {
+fn reload(cli: &Cli, reloader: &Reloader) {
+    let Some(path) = cli.config.as_deref() else {
         log::info!("SIGHUP: no configuration file (-c) to reload");
         return;
     };
-    let config = match Config::load(path) {
+    let mut config = match Config::load(path) {
         Ok((config, warnings)) => {
             for w in warnings {
                 log::warn!("{w}");
@@ -138,12 +138,12 @@ fn reload(path: Option<&std::path::Path>, bridges: &BridgeControl) {
             return;
         }
     };
-    let n = config.bridges.len();
-    match bridges.reload(config.bridges) {
-        Ok(()) => log::info!(
-            "SIGHUP: reloaded {}: {n} bridge(s) applied; other settings take effect at the next start",
+    apply_cli(&mut config, cli);
+    match reloader.reload(config) {
+        Ok(n) => log::info!(
+            "SIGHUP: reloaded {}: listener settings and {n} bridge(s) applied; other settings take effect at the next start",
             path.display()
         ),
-        Err(e) => log::error!("SIGHUP: bridges not reloaded: {e}"),
+        Err(e) => log::error!("SIGHUP: {e}"),
     }
 }

@@ -23,13 +23,13 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::bridge::{self, BridgeControl, BridgeLoop, BridgeStatus, Local, StatusBoard};
 use crate::config::{BridgeConfig, Config};
 use crate::limits::{
-    BRIDGE_COMMANDS, LISTEN_BACKLOG, MAX_LISTENERS, MAX_SHARDS, MESH_CAPACITY, RESTART_BIND_WAIT,
-    START_TIMEOUT,
+    BRIDGE_COMMANDS, LISTEN_BACKLOG, MAX_LISTENERS, MAX_SHARDS, MESH_CAPACITY, RELOAD_TIMEOUT,
+    RESTART_BIND_WAIT, START_TIMEOUT,
 };
 use crate::mesh::{Batch, Mesh};
 use crate::runtime::{self, Listener, MeshEnd, Reactor, Registrar, Wake};
 use crate::shard::auth::AuthMethods;
-use crate::shard::{Control, Shard, ShardLoop, StatsCell, StatsSnapshot};
+use crate::shard::{Control, Reload, ReloadBoard, Shard, ShardLoop, StatsCell, StatsSnapshot};
 
 /// Why the broker could not start.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +64,37 @@ pub struct BrokerHandle {
     shards: Vec<JoinHandle<()>>,
     bridge: Arc<BridgeControl>,
     bridge_thread: JoinHandle<()>,
+    reloader: Reloader,
+}
+
+/// Applies a reloaded configuration to a running broker (SIGHUP): what
+/// changes live on every shard (see `shard::Reload`) and the bridge
+/// sections. Cloneable and `Send`: a signal thread may own one.
+#[derive(Clone)]
+pub struct Reloader {
+    board: Arc<ReloadBoard>,
+    /// The data shards' wake-up lines.
+    wakes: Vec<Arc<Wake>>,
+    bridge: Arc<BridgeControl>,
+}
+
+impl Reloader {
+    /// Applies `config`: every shard has the new settings when this
+    /// returns `Ok` (at most [`RELOAD_TIMEOUT`] later), and the bridge
+    /// thread has its sections. Connected clients stay connected. Returns
+    /// the number of bridge sections applied.
+    pub fn reload(&self, config: Config) -> Result<usize, String> {
+        let bridges = config.bridges.clone();
+        let n = bridges.len();
+        let wake = || self.wakes.iter().for_each(|w| w.force());
+        self.board
+            .post(Reload { config }, wake, RELOAD_TIMEOUT)
+            .map_err(|e| format!("settings not applied everywhere: {e}"))?;
+        self.bridge
+            .reload(bridges)
+            .map_err(|e| format!("bridges not reloaded: {e}"))?;
+        Ok(n)
+    }
 }
 
 impl BrokerHandle {
@@ -110,6 +141,16 @@ impl BrokerHandle {
     /// that outlives this handle's owner.
     pub fn bridge_control(&self) -> Arc<BridgeControl> {
         Arc::clone(&self.bridge)
+    }
+
+    /// The handle that applies a reloaded configuration (see [`Reloader`]).
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
+    }
+
+    /// Applies a reloaded configuration (see [`Reloader::reload`]).
+    pub fn reload(&self, config: Config) -> Result<usize, String> {
+        self.reloader.reload(config)
     }
 
     /// Number of shards running.
@@ -197,6 +238,7 @@ pub fn start_with(config: Config, options: StartOptions) -> Result<BrokerHandle,
     let ends = runtime::full_mesh(&wakes, MESH_CAPACITY);
     let stop = Arc::new(AtomicBool::new(false));
     let stats: Vec<Arc<StatsCell>> = (0..shards).map(|_| Arc::default()).collect();
+    let reload = Arc::new(ReloadBoard::new(shards));
     let (ready_tx, ready_rx) = crossbeam_channel::bounded::<Result<(), String>>(peers);
     let mut handles = Vec::with_capacity(peers);
     let mut reactors = reactors;
@@ -225,6 +267,7 @@ pub fn start_with(config: Config, options: StartOptions) -> Result<BrokerHandle,
                 stop: Arc::clone(&stop),
                 stats: Arc::clone(&stats[shard]),
                 auth: options.auth.clone(),
+                reload: Arc::clone(&reload),
             },
             ready: ready_tx.clone(),
         };
@@ -274,6 +317,11 @@ pub fn start_with(config: Config, options: StartOptions) -> Result<BrokerHandle,
         addrs,
         stop,
         stats,
+        reloader: Reloader {
+            board: reload,
+            wakes: wakes[..shards].to_vec(),
+            bridge: Arc::clone(&control),
+        },
         wakes,
         shards: handles,
         bridge: control,

@@ -42,6 +42,7 @@ impl Driver for ShardLoop {
     fn run_pending(&mut self) -> bool {
         let shard = &self.0;
         let mut busy = shard.check_stop();
+        shard.check_reload();
         busy |= shard.mesh.receive(|peer, msg| shard.on_mesh(peer, msg)) > 0;
         busy |= shard.mesh.flush();
         busy |= shard.read_again();

@@ -140,8 +140,9 @@ impl Shard {
 
     /// The settings of the listener connection `token` came in on (the
     /// first listener's if it is gone: only read while it lives).
-    pub(super) fn listener_of(&self, token: usize) -> &ListenerSettings {
+    pub(super) fn listener_of(&self, token: usize) -> Rc<ListenerSettings> {
         let i = self.conns.borrow().get(token).map_or(0, |c| c.listener);
-        &self.listener_settings[usize::from(i).min(self.listener_settings.len() - 1)]
+        let settings = self.listener_settings.borrow();
+        Rc::clone(&settings[usize::from(i).min(settings.len() - 1)])
     }
 }

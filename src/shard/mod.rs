@@ -12,6 +12,7 @@
 //! - [`connect`]: CONNECT, home-shard hand-over, CONNACK.
 //! - [`lifecycle`]: a session created, resumed, taken over, offline, ended.
 //! - [`handler`]: the packets of an attached connection.
+//! - [`reload`]: SIGHUP: the settings every shard swaps live.
 //! - [`route`]: publish routing, fan-out, retained updates.
 //! - [`share`]: shared subscriptions: a member per group, across shards.
 //! - [`subscribe`]: SUBSCRIBE (a pending barrier), UNSUBSCRIBE, retained delivery.
@@ -47,6 +48,7 @@ mod lifecycle;
 mod listener;
 mod mount;
 mod partial;
+mod reload;
 mod route;
 mod session;
 mod share;
@@ -67,6 +69,7 @@ use bytes::BytesMut;
 use slab::Slab;
 
 pub use driver::ShardLoop;
+pub use reload::{Reload, ReloadBoard};
 pub use stats::{Stats, StatsCell, StatsSnapshot};
 
 use self::conn::{CloseReason, Conn, ConnShared};
@@ -100,6 +103,8 @@ pub struct Control {
     pub stats: Arc<StatsCell>,
     /// The enhanced authentication methods clients may name.
     pub auth: auth::AuthMethods,
+    /// Where the control plane posts reloads (shared by every shard).
+    pub reload: Arc<ReloadBoard>,
 }
 
 /// The session table of a shard.
@@ -168,8 +173,11 @@ pub struct Shard {
     /// Scratch for fan-out matches, reused.
     matches: RefCell<Vec<(SessionId, Subscription)>>,
     queue_limits: QueueLimits,
-    /// Per listener, indexed like `Config::listeners` (never empty).
-    listener_settings: Vec<ListenerSettings>,
+    /// Per listener, indexed like `Config::listeners` (never empty);
+    /// swapped by a reload.
+    listener_settings: RefCell<Vec<Rc<ListenerSettings>>>,
+    /// Control plane: where reloads are posted.
+    reload: Arc<ReloadBoard>,
     /// Connections attached to sessions here.
     connections: Cell<usize>,
     /// This shard's share of `max_connections`.
@@ -207,7 +215,10 @@ impl Shard {
             queue_qos0: config.queue_qos0_messages,
             max_inflight_bytes: config.max_inflight_bytes,
         };
-        let listener_settings = ListenerSettings::all(&config);
+        let listener_settings = ListenerSettings::all(&config)
+            .into_iter()
+            .map(Rc::new)
+            .collect();
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64);
@@ -247,7 +258,8 @@ impl Shard {
             stopping: Cell::new(Stopping::Running),
             matches: RefCell::default(),
             queue_limits,
-            listener_settings,
+            listener_settings: RefCell::new(listener_settings),
+            reload: control.reload,
             connections: Cell::new(0),
             conn_quota,
             stats: Stats::default(),

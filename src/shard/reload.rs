@@ -1,0 +1,168 @@
+//! Live reload (SIGHUP): the settings a reloaded configuration changes on
+//! a running broker without dropping clients, handed from the control
+//! plane to every shard.
+//!
+//! The control plane builds one [`Reload`] from the new configuration
+//! (reading the files it names once, not once per shard), posts it on the
+//! [`ReloadBoard`] and wakes the shards. Each shard looks at the board's
+//! generation once per tick and at wake-up (an atomic load, off the data
+//! path), takes the new [`Reload`] when it changed, applies it between two
+//! loop turns, and says so; [`ReloadBoard::post`] waits for every shard.
+//! The only lock is the board's slot, taken once per reload per shard.
+
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::listener::ListenerSettings;
+use super::Shard;
+use crate::config::Config;
+
+/// What a reload changes on every shard, built once by the control plane.
+/// Immutable and shared (`Send + Sync`); each shard derives its own
+/// shard-local state from it.
+pub struct Reload {
+    /// The reloaded configuration. Only the settings [`Shard::apply_reload`]
+    /// reads change on a running broker; the rest wait for the next start.
+    pub config: Config,
+}
+
+/// Where the control plane posts a [`Reload`] for the shards. Shared by the
+/// control plane and every shard.
+pub struct ReloadBoard {
+    /// Bumped by each post; 0 = nothing posted yet.
+    generation: AtomicU64,
+    /// The latest reload (taken by each shard once per generation).
+    slot: Mutex<Option<Arc<Reload>>>,
+    /// The generation each shard has applied.
+    applied: Vec<AtomicU64>,
+}
+
+impl ReloadBoard {
+    /// A board for `shards` shards, nothing posted.
+    pub fn new(shards: usize) -> ReloadBoard {
+        ReloadBoard {
+            generation: AtomicU64::new(0),
+            slot: Mutex::new(None),
+            applied: (0..shards).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// Posts `reload`; `wake` wakes every shard. Waits until every shard has
+    /// applied it, at most `limit`. Returns the generation posted.
+    pub fn post(&self, reload: Reload, wake: impl Fn(), limit: Duration) -> Result<u64, String> {
+        let generation = {
+            let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
+            *slot = Some(Arc::new(reload));
+            self.generation.fetch_add(1, Ordering::AcqRel) + 1
+        };
+        wake();
+        let deadline = Instant::now() + limit;
+        loop {
+            let behind = self
+                .applied
+                .iter()
+                .filter(|a| a.load(Ordering::Acquire) < generation)
+                .count();
+            if behind == 0 {
+                return Ok(generation);
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "{behind} shard(s) had not applied the reload after {limit:?}"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// The reload shard `shard` has yet to apply, if any, with its
+    /// generation.
+    fn pending(&self, shard: usize) -> Option<(u64, Arc<Reload>)> {
+        let generation = self.generation.load(Ordering::Acquire);
+        if self.applied[shard].load(Ordering::Acquire) >= generation {
+            return None;
+        }
+        let slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
+        // Read under the lock: the slot and the generation move together.
+        let generation = self.generation.load(Ordering::Acquire);
+        slot.clone().map(|r| (generation, r))
+    }
+
+    fn applied(&self, shard: usize, generation: u64) {
+        self.applied[shard].store(generation, Ordering::Release);
+    }
+}
+
+impl Shard {
+    /// Applies a reload posted since the last look, if any (each tick and
+    /// on wake-up).
+    pub(super) fn check_reload(&self) {
+        let Some((generation, reload)) = self.reload.pending(self.id) else {
+            return;
+        };
+        self.apply_reload(&reload);
+        self.reload.applied(self.id, generation);
+    }
+
+    /// What a reload changes here: every listener's settings (the
+    /// `per_listener_settings` scope). Connections already attached keep
+    /// what they were admitted with; new ones get the new settings.
+    fn apply_reload(&self, reload: &Reload) {
+        let settings = ListenerSettings::all(&reload.config);
+        if settings.len() != self.listener_settings.borrow().len() {
+            log::warn!(
+                "shard {}: reload: listeners differ; they change at the next start",
+                self.id
+            );
+            return;
+        }
+        *self.listener_settings.borrow_mut() = settings.into_iter().map(Rc::new).collect();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_post_waits_for_every_shard_and_each_takes_it_once() {
+        let board = Arc::new(ReloadBoard::new(2));
+        assert!(board.pending(0).is_none(), "nothing posted");
+        let shards = Arc::clone(&board);
+        let worker = std::thread::spawn(move || {
+            // Shard 0 and 1 apply whatever is pending, once.
+            let mut taken = 0;
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while taken < 2 && Instant::now() < deadline {
+                for shard in 0..2 {
+                    if let Some((g, _)) = shards.pending(shard) {
+                        shards.applied(shard, g);
+                        taken += 1;
+                    }
+                }
+            }
+            taken
+        });
+        let reload = Reload {
+            config: Config::default(),
+        };
+        let posted = board.post(reload, || {}, Duration::from_secs(5));
+        assert_eq!(posted, Ok(1));
+        assert_eq!(worker.join().expect("worker"), 2);
+        assert!(board.pending(0).is_none() && board.pending(1).is_none());
+    }
+
+    #[test]
+    fn a_post_nobody_applies_times_out() {
+        let board = ReloadBoard::new(1);
+        let reload = Reload {
+            config: Config::default(),
+        };
+        let err = board
+            .post(reload, || {}, Duration::from_millis(20))
+            .unwrap_err();
+        assert!(err.contains("1 shard(s)"), "{err}");
+    }
+}
