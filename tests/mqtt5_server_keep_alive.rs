@@ -61,7 +61,11 @@ fn the_server_keep_alive_is_the_one_enforced() {
         }
         std::thread::sleep(Duration::from_millis(400));
     }
-    let got = silent.expect_closed();
+    let got: Vec<Packet> = silent
+        .expect_closed()
+        .into_iter()
+        .map(sans_reason_string)
+        .collect();
     assert_eq!(
         got,
         [Packet::Disconnect(Disconnect::new(
