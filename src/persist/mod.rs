@@ -5,10 +5,19 @@
 //!
 //! - [`record`]: the on-disk format (versioned; checksummed records; a torn
 //!   or corrupt tail is cut off at the last valid record). Pure.
+//! - [`entry`]: what a record says: sessions, subscriptions, messages and
+//!   their deliveries, retained messages, inbound QoS 2 ids. Pure.
+//! - [`state`]: entries folded into recovered sessions and retained
+//!   messages; journal generations (a start writes the live state as a
+//!   new generation: recovery with another shard count, and compaction).
 //! - [`journal`]: a shard's journal file and its writer thread, with
 //!   write-before-ack or fsync group commit durability.
 
+pub mod entry;
 pub mod journal;
 pub mod record;
+pub mod state;
 
+pub use entry::{BadEntry, Entry};
 pub use journal::{Durability, Full, Journal, Recovered};
+pub use state::{DurableState, Generations, StoredDelivery, StoredRetained, StoredSession};
