@@ -27,9 +27,14 @@ use crate::limits::{
     RESTART_BIND_WAIT, START_TIMEOUT,
 };
 use crate::mesh::{Batch, Mesh};
+use crate::persist::state::{retained_entry, session_entries};
+use crate::persist::{Durability, Entry, Generations, Journal};
 use crate::runtime::{self, Listener, MeshEnd, Reactor, Registrar, Wake};
 use crate::shard::auth::AuthMethods;
-use crate::shard::{Control, Reload, ReloadBoard, Shard, ShardLoop, StatsCell, StatsSnapshot};
+use crate::shard::{
+    home_shard, Control, DurableBoot, DurableRecovered as Recovered, Reload, ReloadBoard, Shard,
+    ShardLoop, StatsCell, StatsSnapshot,
+};
 
 /// Why the broker could not start.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +54,9 @@ pub enum StartError {
     /// A bridge that cannot run as configured (its TLS files, say).
     #[error("{0}")]
     Bridge(String),
+    /// The journal directory cannot be read or written.
+    #[error("persistence in {dir}: {source} (check persistence_location and its permissions)")]
+    Persistence { dir: String, source: io::Error },
 }
 
 /// A running broker. Dropping it does not stop it; call [`shutdown`].
@@ -254,8 +262,25 @@ pub fn start_with(config: Config, options: StartOptions) -> Result<BrokerHandle,
         ready: ready_tx.clone(),
     };
     let bridge_core = core_for(&cores, shards);
-    let parts = reactors.into_iter().zip(registrars).zip(ends).zip(sockets);
-    for (shard, (((reactor, registrar), end), fds)) in parts.enumerate() {
+    let mut durable = match config.journal_dir() {
+        Some(dir) => recover(&dir, shards, config.persistence_sync, &wakes)
+            .map_err(|source| StartError::Persistence {
+                dir: dir.display().to_string(),
+                source,
+            })?
+            .into_iter()
+            .map(Some)
+            .collect(),
+        None => Vec::new(),
+    };
+    durable.resize_with(shards, || None);
+    let parts = reactors
+        .into_iter()
+        .zip(registrars)
+        .zip(ends)
+        .zip(sockets)
+        .zip(durable);
+    for (shard, ((((reactor, registrar), end), fds), durable)) in parts.enumerate() {
         let core = core_for(&cores, shard);
         let boot = ShardBoot {
             config: config.clone(),
@@ -268,6 +293,7 @@ pub fn start_with(config: Config, options: StartOptions) -> Result<BrokerHandle,
                 stats: Arc::clone(&stats[shard]),
                 auth: options.auth.clone(),
                 reload: Arc::clone(&reload),
+                durable,
             },
             ready: ready_tx.clone(),
         };
@@ -327,6 +353,65 @@ pub fn start_with(config: Config, options: StartOptions) -> Result<BrokerHandle,
         bridge: control,
         bridge_thread,
     })
+}
+
+/// Recovers the journal generation in `dir` (whatever shard count wrote
+/// it), writes it back as the next generation split among `shards` shards
+/// (the live state only: this is also compaction), and opens each shard's
+/// journal on it, its writer waking the shard through `wakes`.
+fn recover(
+    dir: &std::path::Path,
+    shards: usize,
+    durability: Durability,
+    wakes: &[Arc<Wake>],
+) -> io::Result<Vec<DurableBoot>> {
+    std::fs::create_dir_all(dir)?;
+    let generations = Generations::new(dir);
+    let g = generations.current()?;
+    let started = Instant::now();
+    let state = generations.read(g)?;
+    for line in &state.damage {
+        log::warn!("persistence: {line}");
+    }
+    let mut parts: Vec<Recovered> = (0..shards).map(|_| Recovered::default()).collect();
+    let mut files: Vec<Vec<Entry>> = vec![Vec::new(); shards];
+    let mut next = vec![1u64; shards];
+    for (client_id, s) in state.sessions {
+        let k = home_shard(&client_id, shards);
+        let first = next[k];
+        files[k].extend(session_entries(&client_id, &s, &mut next[k]));
+        let ids = (first..next[k]).collect();
+        parts[k].sessions.push((client_id, s, ids));
+    }
+    for (topic, r) in &state.retained {
+        files[home_shard(topic, shards)].push(retained_entry(topic, r));
+    }
+    let retained: Vec<_> = state.retained.into_iter().collect();
+    generations.install(g + 1, &files)?;
+    let mut boots = Vec::with_capacity(shards);
+    for (k, recovered) in parts.into_iter().enumerate() {
+        let mut recovered = recovered;
+        recovered.retained = retained.clone();
+        let wake = Arc::clone(&wakes[k]);
+        let (journal, _) = Journal::open(
+            &generations.dir_of(g + 1),
+            k as u16,
+            durability,
+            move || wake.force(),
+        )?;
+        boots.push(DurableBoot {
+            journal,
+            next: next[k],
+            recovered,
+        });
+    }
+    log::info!(
+        "persistence: recovered generation {g} from {} in {:?}; journaling to generation {}",
+        dir.display(),
+        started.elapsed(),
+        g + 1
+    );
+    Ok(boots)
 }
 
 /// The core thread `i` (a shard, or the bridge thread after them) is

@@ -10,9 +10,9 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use common::mosquitto::Mosquitto;
-use common::{connect_packet, free_port, RawClient, TestBroker};
+use common::{connect_packet, drain, free_port, RawClient, TestBroker};
 use shardmq::config::Config;
-use shardmq::protocol::{Packet, ProtocolVersion, PubResp, Publish, QoS};
+use shardmq::protocol::{Packet, ProtocolVersion, Publish, QoS};
 
 use ProtocolVersion::{V311, V5};
 
@@ -29,26 +29,6 @@ fn edge(shards: usize, conf: &str) -> TestBroker {
 
 fn client(addr: std::net::SocketAddr, version: ProtocolVersion, id: &str) -> RawClient {
     RawClient::connected(addr, connect_packet(version, id, true, 60)).0
-}
-
-/// Every PUBLISH that arrives until nothing has for `quiet`, acknowledged
-/// (QoS 2 flows may interleave).
-fn drain(c: &mut RawClient, quiet: Duration) -> Vec<Publish> {
-    let mut got = Vec::new();
-    while let Some(Some(packet)) = c.recv_within(quiet) {
-        match packet {
-            Packet::Publish(p) => {
-                match (p.qos, p.packet_id) {
-                    (QoS::ExactlyOnce, Some(id)) => c.send(&Packet::PubRec(PubResp::new(id))),
-                    _ => c.ack(&p),
-                }
-                got.push(p);
-            }
-            Packet::PubRel(r) => c.send(&Packet::PubComp(PubResp::new(r.packet_id))),
-            _ => {}
-        }
-    }
-    got
 }
 
 fn topics_and_payloads(ps: &[Publish]) -> Vec<(String, String)> {

@@ -88,7 +88,8 @@ impl Local {
             ShardMsg::Handover(_)
             | ShardMsg::Shared(_)
             | ShardMsg::BarrierAck(_)
-            | ShardMsg::WillsSent => {}
+            | ShardMsg::WillsSent
+            | ShardMsg::Durable(_) => {}
         }
         None
     }

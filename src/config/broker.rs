@@ -5,11 +5,14 @@ use super::directives::{Apply, ApplyFn, Directive, Scope};
 use super::lexer::{missing, Line};
 use super::parser::Parser;
 use super::{listener, value, Config, LogDest, LogTypes};
+use std::time::Duration;
+
 use crate::index::Strategy;
 use crate::limits::{
     MAX_PAYLOAD, MAX_QUEUED_MESSAGES_CAP, MAX_TOPIC_ALIAS, MIN_PACKET_SIZE,
     PROTOCOL_MAX_PACKET_SIZE,
 };
+use crate::persist::{Durability, DEFAULT_COMMIT_INTERVAL};
 
 const fn global(key: &'static str, apply: ApplyFn) -> Directive {
     Directive::new(key, Scope::Global, Apply::Custom(apply))
@@ -53,6 +56,12 @@ pub(super) const DIRECTIVES: &[Directive] = &[
     global("max_inflight_bytes", max_inflight_bytes),
     flag("set_tcp_nodelay", |c| &mut c.set_tcp_nodelay),
     global("shared_subscription_strategy", shared_subscription_strategy),
+    flag("persistence", |c| &mut c.persistence),
+    global("persistence_location", persistence_location),
+    global("persistence_file", persistence_file),
+    global("persistence_sync", persistence_sync),
+    global("persistence_commit_interval", persistence_commit_interval),
+    global("autosave_interval", autosave_interval),
     global("log_dest", log_dest),
     global("log_type", log_type),
 ];
@@ -142,6 +151,61 @@ fn shared_subscription_strategy(p: &mut Parser<'_>, line: &Line<'_>) -> Result<(
     let token = line.single(expected)?;
     p.config.shared_subscription_strategy =
         Strategy::parse(token).ok_or_else(|| format!("expected {expected}, got {token}"))?;
+    Ok(())
+}
+
+/// `persistence_location`: a directory.
+fn persistence_location(p: &mut Parser<'_>, line: &Line<'_>) -> Result<(), String> {
+    p.config.persistence_location = Some(line.text("a directory")?.into());
+    Ok(())
+}
+
+/// `persistence_file`: a name, without `/`.
+fn persistence_file(p: &mut Parser<'_>, line: &Line<'_>) -> Result<(), String> {
+    let name = line.single("a file name")?;
+    if name.contains('/') {
+        return Err(format!(
+            "expected a file name, got {name} (put the directory in persistence_location)"
+        ));
+    }
+    p.config.persistence_file = Some(name.to_string());
+    Ok(())
+}
+
+/// `persistence_sync written|fsync`: written before acknowledging
+/// (survives the broker's crash) or synced too (survives power loss).
+fn persistence_sync(p: &mut Parser<'_>, line: &Line<'_>) -> Result<(), String> {
+    let choice = value::choice(line.single("written or fsync")?, &["written", "fsync"])?;
+    p.config.persistence_sync = match (choice, p.config.persistence_sync) {
+        ("written", _) => Durability::Written,
+        (_, Durability::Fsync { interval }) => Durability::Fsync { interval },
+        _ => Durability::Fsync {
+            interval: DEFAULT_COMMIT_INTERVAL,
+        },
+    };
+    Ok(())
+}
+
+/// `persistence_commit_interval <ms>`: the group commit interval of
+/// `persistence_sync fsync` (default 10 ms).
+fn persistence_commit_interval(p: &mut Parser<'_>, line: &Line<'_>) -> Result<(), String> {
+    let ms = value::integer(
+        line.single("0..10000 (milliseconds)")?,
+        0,
+        10_000,
+        "milliseconds",
+    )?;
+    p.config.persistence_sync = Durability::Fsync {
+        interval: Duration::from_millis(ms as u64),
+    };
+    Ok(())
+}
+
+/// `autosave_interval`: accepted for Mosquitto configs; shardmq journals
+/// every change as it happens (Mosquitto's periodic snapshot has no
+/// counterpart), so the value only has to be valid.
+fn autosave_interval(_: &mut Parser<'_>, line: &Line<'_>) -> Result<(), String> {
+    value::integer(line.single("seconds")?, 0, i64::from(u32::MAX), "seconds")?;
     Ok(())
 }
 

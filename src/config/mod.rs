@@ -168,6 +168,17 @@ pub struct Config {
     pub allow_anonymous: bool,
     /// `shared_subscription_strategy`, default round-robin.
     pub shared_subscription_strategy: crate::index::Strategy,
+    /// `persistence`, default false: journal durable state (see
+    /// [`Config::journal_dir`]).
+    pub persistence: bool,
+    /// `persistence_location`: the directory (default the working one).
+    pub persistence_location: Option<std::path::PathBuf>,
+    /// `persistence_file`: names the journal directory inside the
+    /// location (`<name>.journal`; default `shardmq`).
+    pub persistence_file: Option<String>,
+    /// `persistence_sync` and `persistence_commit_interval`: how durable a
+    /// record is before the acknowledgement that needs it goes out.
+    pub persistence_sync: crate::persist::Durability,
     /// `retain_available`, default true.
     pub retain_available: bool,
     /// `allow_zero_length_clientid`, default true.
@@ -217,6 +228,10 @@ impl Default for Config {
             allow_anonymous: true,
             retain_available: true,
             shared_subscription_strategy: Default::default(),
+            persistence: false,
+            persistence_location: None,
+            persistence_file: None,
+            persistence_sync: crate::persist::Durability::Written,
             allow_zero_length_clientid: true,
             auto_id_prefix: DEFAULT_AUTO_ID_PREFIX.to_string(),
             per_listener_settings: false,
@@ -283,6 +298,20 @@ impl std::fmt::Display for ConfigWarning {
 }
 
 impl Config {
+    /// The journal directory when `persistence` is on:
+    /// `<persistence_location>/<persistence_file>.journal`.
+    pub fn journal_dir(&self) -> Option<std::path::PathBuf> {
+        if !self.persistence {
+            return None;
+        }
+        let location = self
+            .persistence_location
+            .clone()
+            .unwrap_or_else(|| std::path::PathBuf::from("."));
+        let name = self.persistence_file.as_deref().unwrap_or("shardmq");
+        Some(location.join(format!("{name}.journal")))
+    }
+
     /// The settings clients of `listener` get: its own with
     /// `per_listener_settings true`, else the broker-wide ones.
     pub fn security_of(&self, listener: &Listener) -> Security {

@@ -17,7 +17,6 @@ const fn per_listener(key: &'static str) -> Directive {
 pub(super) const UNSUPPORTED: &[Directive] = &[
     // General.
     global("allow_duplicate_messages"),
-    global("autosave_interval"),
     global("autosave_on_changes"),
     global("clientid_prefixes"),
     global("connection_messages"),
@@ -29,9 +28,6 @@ pub(super) const UNSUPPORTED: &[Directive] = &[
     global("sys_interval"),
     global("user"),
     // Persistence.
-    global("persistence"),
-    global("persistence_file"),
-    global("persistence_location"),
     // Logging.
     global("log_facility"),
     global("log_timestamp"),

@@ -57,6 +57,28 @@ impl Message {
         }
     }
 
+    /// A message read back from a journal, whose Message Expiry Interval
+    /// runs out at `expires_at_unix` (Unix seconds; 0 = never): the
+    /// monotonic deadline is set from the wall clock now.
+    pub fn restored(publish: Publish, origin: Origin, expires_at_unix: u64) -> Message {
+        let expires_at = (expires_at_unix != 0).then(|| {
+            let left = expires_at_unix.saturating_sub(unix_now());
+            Instant::now() + Duration::from_secs(left)
+        });
+        Message {
+            publish,
+            origin,
+            expires_at,
+        }
+    }
+
+    /// When the Message Expiry Interval runs out, in Unix seconds (0 =
+    /// never), for a journal.
+    pub fn expires_at_unix(&self) -> u64 {
+        self.remaining_expiry()
+            .map_or(0, |left| unix_now() + u64::from(left))
+    }
+
     /// True if the message carries an expiry interval.
     pub fn expires(&self) -> bool {
         self.expires_at.is_some()
@@ -133,6 +155,13 @@ impl SharedDelivery {
     }
 }
 
+/// Seconds since the Unix epoch.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// A client connection whose session lives on the destination shard,
 /// moved there after its CONNECT was read.
 #[derive(Debug)]
@@ -156,6 +185,10 @@ pub enum ShardMsg {
     /// The sender now has at least one subscription on this filter; for a
     /// shared filter (`$share/...`), one more member (sent per member).
     SubAdd(TopicFilter),
+    /// Durable state: the sender's journal holds, durably, everything it
+    /// did for the first `n` QoS 1/2 messages the destination forwarded it
+    /// (a running count): the destination may acknowledge them.
+    Durable(u64),
     /// The sender no longer has any subscription on this filter; for a
     /// shared filter, one member fewer.
     SubRemove(TopicFilter),

@@ -110,16 +110,14 @@ impl Mesh {
     }
 
     /// Sends `msg` once to every peer the replica says has a matching
-    /// filter (never once per filter or subscriber); returns how many.
-    pub fn forward(&self, replica: &SubTrie<usize, ()>, msg: &Arc<Message>) -> usize {
+    /// filter (never once per filter or subscriber); returns which.
+    pub fn forward(&self, replica: &SubTrie<usize, ()>, msg: &Arc<Message>) -> ShardSet {
         let mut peers = ShardSet::default();
         replica.for_each_match(msg.publish.topic.as_str(), |p, _| peers.insert(*p));
-        let mut n = 0;
         for peer in peers.iter() {
             self.send(peer, ShardMsg::Forward(Arc::clone(msg)));
-            n += 1;
         }
-        n
+        peers
     }
 
     /// For every shared subscription group `msg` matches, sends it to the

@@ -17,7 +17,7 @@
 //! | 7 | [`Entry::Sent`] | delivery u64, packet id u16 |
 //! | 8 | [`Entry::Released`] | delivery u64 |
 //! | 9 | [`Entry::Done`] | delivery u64 |
-//! | 10 | [`Entry::Retain`] | stamp nanos u64, stamp shard u16, topic, PUBLISH or nothing |
+//! | 10 | [`Entry::Retain`] | stamp nanos u64, stamp shard u16, topic, expires at u64, PUBLISH or nothing |
 //! | 11 | [`Entry::Qos2In`] | client id, packet id u16 |
 //! | 12 | [`Entry::Qos2InDone`] | client id, packet id u16 |
 
@@ -70,6 +70,7 @@ pub enum Entry {
         nanos: u64,
         shard: u16,
         topic: String,
+        expires_at: u64,
         publish: Option<Publish>,
     },
     /// An inbound QoS 2 packet id is pending (PUBREC sent).
@@ -164,11 +165,13 @@ impl Entry {
                 nanos,
                 shard,
                 topic,
+                expires_at,
                 publish,
             } => {
                 out.put_u64(*nanos);
                 out.put_u16(*shard);
                 put_str(out, topic);
+                out.put_u64(*expires_at);
                 if let Some(p) = publish {
                     put_publish(out, p);
                 }
@@ -231,6 +234,7 @@ impl Entry {
                 let nanos = get_u64(&mut b).ok_or(bad("stamp"))?;
                 let shard = get_u16(&mut b).ok_or(bad("stamp"))?;
                 let topic = get_str(&mut b).ok_or(bad("topic"))?;
+                let expires_at = get_u64(&mut b).ok_or(bad("expiry"))?;
                 let publish = if b.is_empty() {
                     None
                 } else {
@@ -240,6 +244,7 @@ impl Entry {
                     nanos,
                     shard,
                     topic,
+                    expires_at,
                     publish,
                 }
             }
@@ -394,12 +399,14 @@ mod tests {
                 nanos: 1,
                 shard: 2,
                 topic: "a/b".into(),
+                expires_at: 5,
                 publish: Some(publish()),
             },
             Entry::Retain {
                 nanos: 1,
                 shard: 2,
                 topic: "a/b".into(),
+                expires_at: 0,
                 publish: None,
             },
             Entry::Qos2In {

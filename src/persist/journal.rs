@@ -36,6 +36,9 @@ pub enum Durability {
     Fsync { interval: Duration },
 }
 
+/// The group commit interval `persistence_sync fsync` uses unless told.
+pub const DEFAULT_COMMIT_INTERVAL: Duration = Duration::from_millis(10);
+
 /// Batches the writer may hold before [`Journal::submit`] reports the
 /// shard must slow down.
 pub const MAX_BATCHES: usize = 1024;
@@ -144,6 +147,11 @@ impl Journal {
                 Err(Full)
             }
         }
+    }
+
+    /// The number the next [`submit`](Self::submit) hands over.
+    pub fn next_batch(&self) -> u64 {
+        self.next_seq
     }
 
     /// The highest batch number that is durable.

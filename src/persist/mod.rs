@@ -1,4 +1,4 @@
-//! Durable state (work in progress, see the durable-state issue): each
+//! Durable state: each
 //! shard appends what it must not lose to its own journal, written by a
 //! thread of its own, so that no shard's loop waits on `write` or `fsync`
 //! and no shard waits on another.
@@ -19,5 +19,5 @@ pub mod record;
 pub mod state;
 
 pub use entry::{BadEntry, Entry};
-pub use journal::{Durability, Full, Journal, Recovered};
+pub use journal::{Durability, Full, Journal, Recovered, DEFAULT_COMMIT_INTERVAL};
 pub use state::{DurableState, Generations, StoredDelivery, StoredRetained, StoredSession};

@@ -52,6 +52,8 @@ pub struct StoredSession {
 pub struct StoredRetained {
     pub nanos: u64,
     pub shard: u16,
+    /// Unix seconds its Message Expiry Interval runs out; 0 = never.
+    pub expires_at: u64,
     pub publish: Publish,
 }
 
@@ -62,6 +64,9 @@ pub struct DurableState {
     pub retained: BTreeMap<String, StoredRetained>,
     /// What was dropped from damaged files, one line each, for the log.
     pub damage: Vec<String>,
+    /// Retained deletions seen, by topic, with their stamps: an older set
+    /// read later (from another file) must not bring the message back.
+    deleted: HashMap<String, (u64, u16)>,
 }
 
 impl DurableState {
@@ -175,8 +180,17 @@ impl FileFold {
                 nanos,
                 shard,
                 topic,
+                expires_at,
                 publish,
-            } => apply_retain(state, nanos, shard, topic, publish),
+            } => {
+                let set = publish.map(|publish| StoredRetained {
+                    nanos,
+                    shard,
+                    expires_at,
+                    publish,
+                });
+                apply_retain(state, (nanos, shard), topic, set);
+            }
             Entry::Qos2In { client_id, pid } => {
                 if let Some(s) = state.sessions.get_mut(&client_id) {
                     if !s.qos2_in.contains(&pid) {
@@ -206,32 +220,38 @@ impl FileFold {
 /// later set).
 fn apply_retain(
     state: &mut DurableState,
-    nanos: u64,
-    shard: u16,
+    stamp: (u64, u16),
     topic: String,
-    publish: Option<Publish>,
+    set: Option<StoredRetained>,
 ) {
     let newer = state
         .retained
         .get(&topic)
-        .is_none_or(|r| (nanos, shard) > (r.nanos, r.shard));
+        .is_none_or(|r| stamp > (r.nanos, r.shard))
+        && state.deleted.get(&topic).is_none_or(|d| stamp > *d);
     if !newer {
         return;
     }
-    match publish {
-        Some(publish) => {
-            state.retained.insert(
-                topic,
-                StoredRetained {
-                    nanos,
-                    shard,
-                    publish,
-                },
-            );
+    match set {
+        Some(r) => {
+            state.deleted.remove(&topic);
+            state.retained.insert(topic, r);
         }
         None => {
             state.retained.remove(&topic);
+            state.deleted.insert(topic, stamp);
         }
+    }
+}
+
+/// The entry that rebuilds retained message `topic`.
+pub fn retained_entry(topic: &str, r: &StoredRetained) -> Entry {
+    Entry::Retain {
+        nanos: r.nanos,
+        shard: r.shard,
+        topic: topic.to_string(),
+        expires_at: r.expires_at,
+        publish: Some(r.publish.clone()),
     }
 }
 
@@ -468,6 +488,7 @@ mod tests {
             nanos,
             shard: 0,
             topic: "r".into(),
+            expires_at: 0,
             publish: Some(publish(payload)),
         };
         let mut state = DurableState::default();
@@ -478,10 +499,13 @@ mod tests {
             nanos: 9,
             shard: 1,
             topic: "r".into(),
+            expires_at: 0,
             publish: None,
         };
         state.fold_file("2", &records(&[delete]));
         assert!(state.retained.is_empty());
+        state.fold_file("3", &records(&[set(7, b"older than the deletion")]));
+        assert!(state.retained.is_empty(), "a deletion outranks older sets");
     }
 
     #[test]

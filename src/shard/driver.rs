@@ -47,6 +47,7 @@ impl Driver for ShardLoop {
         busy |= shard.mesh.flush();
         busy |= shard.read_again();
         busy |= shard.deliver_retained();
+        busy |= shard.release_durable();
         if shard.accept_again.get() {
             shard.accept_all();
             busy = true;
@@ -59,6 +60,10 @@ impl Driver for ShardLoop {
     }
 
     fn end_turn(&mut self) {
+        self.0.submit_journal();
+        // What needed no journaling (a peer's confirmation of messages
+        // that matched no persistent session) goes at once.
+        self.0.release_durable();
         self.0.flush_dirty();
         self.0.mesh.flush();
         self.0.advance_shutdown(Instant::now());

@@ -200,6 +200,7 @@ impl Shard {
                     return protocol_error("session expiry set on DISCONNECT after 0 on CONNECT");
                 }
                 s.expiry = expiry;
+                self.journal_session(s);
             }
         }
         CloseReason::Disconnect {

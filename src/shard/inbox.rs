@@ -14,6 +14,17 @@ impl Shard {
         match msg {
             ShardMsg::Forward(m) => {
                 self.fanout_local(&m);
+                let durable = self.durable.as_deref();
+                if let Some(d) = durable.filter(|_| from < self.mesh.shards()) {
+                    if m.publish.qos != crate::protocol::QoS::AtMostOnce {
+                        d.received(from);
+                    }
+                }
+            }
+            ShardMsg::Durable(n) => {
+                if let Some(d) = self.durable.as_deref() {
+                    d.confirmed(from, n);
+                }
             }
             ShardMsg::Shared(d) => self.deliver_shared(*d),
             ShardMsg::SubAdd(f) if f.share().is_some() => {
@@ -33,6 +44,13 @@ impl Shard {
                 stamp,
                 message,
             } => {
+                // The bridge journals nothing: shard 0 keeps its updates.
+                if self.id == 0 && Some(from) == self.mesh.bridge() {
+                    match &message {
+                        Some(m) => self.journal_retain(&m.publish, stamp),
+                        None => self.journal_retain_delete(&topic, stamp),
+                    }
+                }
                 self.retained
                     .borrow_mut()
                     .apply(topic.as_str(), stamp, message);

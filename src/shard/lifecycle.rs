@@ -84,6 +84,7 @@ impl Shard {
             s.will = connect.will.as_ref().map(Will::keep);
             s.expiry = expiry;
             s.set_offline_since(None);
+            self.journal_session(s);
             let client_max = connect.properties.receive_maximum.unwrap_or(u16::MAX);
             s.window = self.config.max_inflight_messages.min(client_max).max(1);
         }
@@ -223,10 +224,13 @@ impl Shard {
             let Some(s) = sessions.by_id.get_mut(&sid) else {
                 return;
             };
-            (
-                s.subscriptions.keys().cloned().collect(),
-                s.take_shared(true),
-            )
+            let held = s.take_shared(true);
+            // One record ends it all (no record per subscription).
+            if let (Some(d), Some(_)) = (&self.durable, s.log.take()) {
+                let client_id = s.client_id.to_string();
+                d.append(&crate::persist::Entry::SessionEnd { client_id });
+            }
+            (s.subscriptions.keys().cloned().collect(), held)
         };
         for f in &filters {
             self.remove_subscription(sid, f);

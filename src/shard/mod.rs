@@ -39,6 +39,7 @@ pub mod auth;
 mod conn;
 mod connect;
 mod driver;
+mod durable;
 mod encode;
 mod handler;
 mod inbox;
@@ -73,6 +74,8 @@ pub use reload::{Reload, ReloadBoard};
 pub use stats::{Stats, StatsCell, StatsSnapshot};
 
 use self::conn::{CloseReason, Conn, ConnShared};
+use self::durable::Durable;
+pub use self::durable::{DurableBoot, Recovered as DurableRecovered};
 use self::keepalive::Keepalive;
 use self::listener::ListenerSettings;
 use self::session::{QueueLimits, Session, SessionId};
@@ -105,6 +108,8 @@ pub struct Control {
     pub auth: auth::AuthMethods,
     /// Where the control plane posts reloads (shared by every shard).
     pub reload: Arc<ReloadBoard>,
+    /// This shard's journal and recovered state, when persistence is on.
+    pub durable: Option<DurableBoot>,
 }
 
 /// The session table of a shard.
@@ -191,6 +196,8 @@ pub struct Shard {
     wills_from: Cell<usize>,
     /// Shard-local pseudo-random state (assigned client ids).
     rng: Cell<u64>,
+    /// The journal, when persistence is on.
+    durable: Option<Rc<Durable>>,
     /// The enhanced authentication methods clients may name (shared with
     /// every shard; each exchange's state is this shard's).
     auth: auth::AuthMethods,
@@ -225,7 +232,15 @@ impl Shard {
         let id = mesh.me();
         let strategy = config.shared_subscription_strategy;
         let started = Instant::now();
-        Rc::new(Shard {
+        let (durable, recovered) = match control.durable {
+            Some(boot) => {
+                let (journal, next, recovered) = boot.into_parts();
+                let durable = Rc::new(Durable::new(journal, shards, next));
+                (Some(durable), Some(recovered))
+            }
+            None => (None, None),
+        };
+        let shard = Rc::new(Shard {
             id,
             config,
             mesh,
@@ -268,7 +283,12 @@ impl Shard {
             wills_from: Cell::new(0),
             auth: control.auth,
             rng: Cell::new(seed ^ (id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1),
-        })
+            durable,
+        });
+        if let Some(recovered) = recovered {
+            shard.restore(recovered);
+        }
+        shard
     }
 
     /// Seconds since the shard started (the keepalive and expiry clock).

@@ -59,6 +59,7 @@ impl Shard {
             return Ok(());
         };
         let qos = p.qos;
+        let mark = self.durable.as_deref().map(|d| d.mark());
         let reason = if let Some((code, _)) = refused {
             // A QoS 2 flow ends with this failed PUBREC: no id is filed.
             code
@@ -100,7 +101,7 @@ impl Shard {
         } else {
             Packet::PubRec(resp)
         };
-        self.send_packet(conn, &ack);
+        self.ack_when_durable(mark, conn, ack);
         Ok(())
     }
 
@@ -199,12 +200,23 @@ impl Shard {
         let stamp = self.next_stamp();
         self.mesh
             .retain(&mut self.retained.borrow_mut(), msg, stamp);
+        self.journal_retain(&msg.publish, stamp);
     }
 
     /// Sends `msg` once to every other shard with a matching filter; false
     /// if none has one.
     fn forward(self: &Rc<Self>, msg: &Arc<Message>) -> bool {
-        let n = self.mesh.forward(&self.replica.borrow(), msg);
+        let peers = self.mesh.forward(&self.replica.borrow(), msg);
+        if let Some(d) = self.durable.as_deref() {
+            // Data shards confirm what they journal for QoS 1/2 messages.
+            if msg.publish.qos != QoS::AtMostOnce {
+                peers
+                    .iter()
+                    .filter(|p| *p < self.mesh.shards())
+                    .for_each(|p| d.forwarded(p));
+            }
+        }
+        let n = peers.iter().count();
         let forwarded = &self.stats.forwarded;
         forwarded.set(forwarded.get() + n as u64);
         n > 0

@@ -11,11 +11,13 @@ use ahash::AHasher;
 
 use super::alias::OutAlias;
 use super::conn::ConnShared;
+use super::durable::Durable;
 use super::encode::{encode_aliased, EncodeCache};
 use super::mount;
 use super::subscribe::Subscription;
 use super::will::Will;
 use crate::mesh::Message;
+use crate::persist::Entry;
 use crate::protocol::{
     EncodedPublish, Packet, PacketId, ProtocolVersion, PubResp, QoS, TopicFilter,
 };
@@ -73,6 +75,8 @@ struct Inflight {
     state: OutState,
     /// The shared subscription group it came through, if any.
     group: Option<Rc<TopicFilter>>,
+    /// Its delivery id in the shard's journal; 0 = not journaled.
+    did: u64,
 }
 
 struct Queued {
@@ -81,6 +85,8 @@ struct Queued {
     retain: bool,
     /// The shared subscription group it came through, if any.
     group: Option<Rc<TopicFilter>>,
+    /// Its delivery id in the shard's journal; 0 = not journaled.
+    did: u64,
 }
 
 /// A message a session gives up to another member of the shared
@@ -145,6 +151,9 @@ pub struct Session {
     /// that ids keep advancing across releases and are not reused at once.
     next_pid: u16,
     pub version: ProtocolVersion,
+    /// The shard's journal, for a persistent session when persistence is
+    /// on: its QoS 1/2 deliveries and inbound QoS 2 ids are journaled.
+    pub log: Option<Rc<Durable>>,
 }
 
 /// A session's traffic in flight: the outbound window, the queue behind it
@@ -206,6 +215,7 @@ impl Session {
             return false;
         }
         self.flow_mut().inbound_qos2.push(pid);
+        self.journal(|client_id| Entry::Qos2In { client_id, pid });
         true
     }
 
@@ -219,6 +229,7 @@ impl Session {
         };
         flow.inbound_qos2.swap_remove(i);
         self.release_flow_if_empty();
+        self.journal(|client_id| Entry::Qos2InDone { client_id, pid });
         true
     }
 
@@ -262,6 +273,7 @@ impl Session {
             window: 20,
             next_pid: 0,
             version,
+            log: None,
         }
     }
 
@@ -326,7 +338,7 @@ impl Session {
                 };
             }
             if qos != QoS::AtMostOnce && has_room && self.window_open(limits) {
-                return self.send_new(msg, qos, retain, cache, None);
+                return self.send_new(msg, qos, retain, cache, (None, 0));
             }
             // Held back. Only a full buffer needs the "drained" wake-up; a
             // full window reopens through the acknowledgement path.
@@ -377,11 +389,13 @@ impl Session {
         if self.queue_len() >= limits.max_messages || over_bytes {
             return Delivery::Dropped;
         }
+        let did = self.journal_enqueue(msg, qos, retain);
         self.flow_mut().push_queued(Queued {
             msg: Arc::clone(msg),
             qos,
             retain,
             group: None,
+            did,
         });
         Delivery::Queued
     }
@@ -393,14 +407,26 @@ impl Session {
         qos: QoS,
         retain: bool,
         cache: &mut EncodeCache,
-        group: Option<Rc<TopicFilter>>,
+        (group, did): (Option<Rc<TopicFilter>>, u64),
     ) -> Delivery {
         let Some(conn) = self.conn.clone() else {
+            self.journal_done(did);
             return Delivery::Dropped;
         };
         let pid = self.alloc_pid();
         if !write_publish(&conn, cache, msg, qos, retain, Some(pid), false) {
+            self.journal_done(did);
             return Delivery::Dropped;
+        }
+        let did = match did {
+            0 => self.journal_enqueue(msg, qos, retain),
+            did => did,
+        };
+        if did != 0 {
+            self.journal(|_| Entry::Sent {
+                delivery: did,
+                pid: pid.get(),
+            });
         }
         let state = if qos == QoS::AtLeastOnce {
             OutState::Ack
@@ -416,6 +442,7 @@ impl Session {
             retain,
             state,
             group,
+            did,
         });
         Delivery::Sent
     }
@@ -464,23 +491,32 @@ impl Session {
     /// a QoS 2 delivery under way must be completed to the same client.
     pub fn take_shared(&mut self, ending: bool) -> Vec<Shared> {
         let mut out = Vec::new();
+        let mut done = Vec::new();
         let Some(flow) = self.flow.as_deref_mut() else {
             return out;
         };
+        let mut gone_bytes = 0;
         flow.inflight.retain_mut(|f| {
             let movable = f.state == OutState::Ack || (ending && f.state == OutState::Received);
             match (&f.group, movable) {
                 (Some(group), true) => {
                     out.push((Arc::clone(&f.msg), Rc::clone(group)));
+                    gone_bytes += f.msg.publish.payload.len();
+                    done.push(f.did);
                     false
                 }
                 _ => true,
             }
         });
+        flow.inflight_bytes -= gone_bytes;
+        flow.held = flow.held.min(flow.inflight.len());
         let mut kept = VecDeque::new();
         while let Some(q) = flow.pop_queued() {
             match q.group {
-                Some(group) => out.push((q.msg, group)),
+                Some(group) => {
+                    done.push(q.did);
+                    out.push((q.msg, group));
+                }
                 None => kept.push_back(q),
             }
         }
@@ -488,6 +524,8 @@ impl Session {
             flow.push_queued(q);
         }
         self.release_flow_if_empty();
+        // Another member takes them (and journals its own delivery).
+        done.into_iter().for_each(|did| self.journal_done(did));
         out
     }
 
@@ -504,6 +542,7 @@ impl Session {
         let Some(i) = flow.inflight.iter().position(|f| f.pid == pid) else {
             return AckFit::NotInFlight;
         };
+        let did = flow.inflight[i].did;
         let state = &mut flow.inflight[i].state;
         let fit = match (ack, *state) {
             (OutAck::Ack, OutState::Ack)
@@ -511,7 +550,11 @@ impl Session {
             | (OutAck::RecFailed, OutState::Received) => AckFit::Finished,
             // A repeated PUBREC (PUBREL lost in a resend) gets PUBREL again.
             (OutAck::Rec, OutState::Received | OutState::Complete) => {
+                let first = *state == OutState::Received;
                 *state = OutState::Complete;
+                if first && did != 0 {
+                    self.journal(|_| Entry::Released { delivery: did });
+                }
                 return AckFit::Release;
             }
             _ => return AckFit::Mismatch,
@@ -525,6 +568,7 @@ impl Session {
             flow.inflight_bytes -= done.msg.publish.payload.len();
         }
         self.release_flow_if_empty();
+        self.journal_done(did);
         fit
     }
 
@@ -552,13 +596,14 @@ impl Session {
             };
             if q.msg.is_expired() {
                 expired += 1;
+                self.journal_done(q.did);
                 continue;
             }
             let mut cache = EncodeCache::default();
             if q.qos == QoS::AtMostOnce {
                 write_publish(&conn, &mut cache, &q.msg, q.qos, q.retain, None, false);
             } else {
-                self.send_new(&q.msg, q.qos, q.retain, &mut cache, q.group);
+                self.send_new(&q.msg, q.qos, q.retain, &mut cache, (q.group, q.did));
             }
         }
         if self.queue_len() > 0 && conn.out_full() {
@@ -594,17 +639,87 @@ impl Session {
             return 0;
         };
         let mut expired = 0;
+        let mut gone_ids = Vec::new();
         while flow.held > 0 && flow.inflight.len() - flow.held < window {
             let i = flow.inflight.len() - flow.held;
             flow.held -= 1;
             if !resend(conn, version, &flow.inflight[i], &mut expired) {
                 if let Some(gone) = flow.inflight.remove(i) {
                     flow.inflight_bytes -= gone.msg.publish.payload.len();
+                    gone_ids.push(gone.did);
                 }
             }
         }
         self.release_flow_if_empty();
+        gone_ids.into_iter().for_each(|did| self.journal_done(did));
         expired
+    }
+
+    /// Journals `entry` (made with the client id) for a persistent
+    /// session; nothing otherwise.
+    fn journal(&self, entry: impl FnOnce(String) -> Entry) {
+        if let Some(log) = &self.log {
+            log.append(&entry(self.client_id.to_string()));
+        }
+    }
+
+    /// Journals a QoS 1/2 delivery of `msg`; its id, or 0 when nothing is
+    /// journaled (a clean session, QoS 0, persistence off).
+    fn journal_enqueue(&self, msg: &Arc<Message>, qos: QoS, retain: bool) -> u64 {
+        match &self.log {
+            Some(log) if qos != QoS::AtMostOnce => {
+                log.enqueue(&self.client_id, msg, qos as u8, retain)
+            }
+            _ => 0,
+        }
+    }
+
+    /// Journals the end of delivery `did` (0: none to journal).
+    fn journal_done(&self, did: u64) {
+        if did != 0 {
+            self.journal(|_| Entry::Done { delivery: did });
+        }
+    }
+
+    /// Puts back a delivery read from the journal as delivery `did`: in
+    /// flight with its packet id (past PUBREC when `released`), resent on
+    /// resume; or queued.
+    pub fn restore(
+        &mut self,
+        msg: Arc<Message>,
+        qos: QoS,
+        retain: bool,
+        pid: Option<PacketId>,
+        released: bool,
+        did: u64,
+    ) {
+        let flow = self.flow_mut();
+        match pid {
+            Some(pid) if qos != QoS::AtMostOnce => {
+                let state = match (qos, released) {
+                    (QoS::AtLeastOnce, _) => OutState::Ack,
+                    (_, false) => OutState::Received,
+                    (_, true) => OutState::Complete,
+                };
+                flow.inflight_bytes += msg.publish.payload.len();
+                flow.inflight.push_back(Inflight {
+                    pid,
+                    msg,
+                    qos,
+                    retain,
+                    state,
+                    group: None,
+                    did,
+                });
+            }
+            _ => flow.push_queued(Queued {
+                msg,
+                qos,
+                retain,
+                group: None,
+                did,
+            }),
+        }
     }
 }
 

@@ -21,6 +21,8 @@ use super::session::SessionId;
 use super::Shard;
 use crate::limits::{BARRIER_TIMEOUT, RETAINED_CHUNK};
 use crate::mesh::{Message, ShardMsg};
+use crate::persist::Entry;
+use crate::protocol::ProtocolVersion;
 use crate::protocol::{
     Packet, PacketId, QoS, ReasonCode, RetainHandling, SubAck, Subscribe, SubscriptionOptions,
     TopicFilter, UnsubAck, Unsubscribe,
@@ -244,6 +246,14 @@ impl Shard {
             let Some(s) = sessions.by_id.get_mut(&sid) else {
                 return false;
             };
+            if let Some(log) = &s.log {
+                log.append(&Entry::Subscribe {
+                    client_id: s.client_id.to_string(),
+                    filter: filter.as_str().to_string(),
+                    options: subscription.opts.to_byte(ProtocolVersion::V5),
+                    id: subscription.id.map_or(0, NonZeroU32::get),
+                });
+            }
             s.subscriptions
                 .insert(filter.clone(), subscription)
                 .is_some()
@@ -277,7 +287,14 @@ impl Shard {
             let Some(s) = sessions.by_id.get_mut(&sid) else {
                 return false;
             };
-            s.subscriptions.remove(filter).is_some()
+            let existed = s.subscriptions.remove(filter).is_some();
+            if let (true, Some(log)) = (existed, &s.log) {
+                log.append(&Entry::Unsubscribe {
+                    client_id: s.client_id.to_string(),
+                    filter: filter.as_str().to_string(),
+                });
+            }
+            existed
         };
         if !existed {
             return false;

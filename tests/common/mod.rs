@@ -383,6 +383,26 @@ pub fn mosquitto_sub_v5_once(
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Every PUBLISH that arrives until nothing has for `quiet`, acknowledged
+/// (QoS 2 flows may interleave: PUBREL is answered as it comes).
+pub fn drain(c: &mut RawClient, quiet: Duration) -> Vec<Publish> {
+    let mut got = Vec::new();
+    while let Some(Some(packet)) = c.recv_within(quiet) {
+        match packet {
+            Packet::Publish(p) => {
+                match (p.qos, p.packet_id) {
+                    (QoS::ExactlyOnce, Some(id)) => c.send(&Packet::PubRec(PubResp::new(id))),
+                    _ => c.ack(&p),
+                }
+                got.push(p);
+            }
+            Packet::PubRel(r) => c.send(&Packet::PubComp(PubResp::new(r.packet_id))),
+            _ => {}
+        }
+    }
+    got
+}
+
 /// A port free on 127.0.0.1 right now (for a broker run as a process).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

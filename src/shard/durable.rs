@@ -1,0 +1,439 @@
+//! Durable state on a shard: its journal, what it appends, and the
+//! acknowledgements that wait for it (see `crate::persist`).
+//!
+//! What is journaled: persistent sessions (Session Expiry > 0, or clean
+//! session 0), their subscriptions, every QoS 1/2 delivery to them from
+//! queue to completion, their inbound QoS 2 ids, and the retained updates
+//! this shard originates. Clean sessions cost nothing.
+//!
+//! When a publisher's PUBACK/PUBREC goes out: once the journal batch that
+//! holds what this shard did for the message is durable, and once every
+//! data shard it forwarded the message to has said the same of its own
+//! journal (`ShardMsg::Durable`, a running count of the QoS 1/2 messages
+//! forwarded to it: mesh queues keep order, so one number confirms them
+//! all). No shard's loop waits on another or on the disk; an
+//! acknowledgement waits, which is what "acknowledged means durable" asks.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::num::{NonZeroU16, NonZeroU32};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use super::conn::ConnShared;
+use super::session::{Session, NEVER_EXPIRES};
+use super::subscribe::Subscription;
+use super::Shard;
+use crate::index::{RetainStamp, ShardSet};
+use crate::limits::MAX_SHARDS;
+use crate::mesh::{Message, Origin, ShardMsg};
+use crate::persist::{Entry, Journal, StoredRetained, StoredSession};
+use crate::protocol::{
+    Packet, ProtocolVersion, Publish, QoS, SubscriptionOptions, TopicFilter, TopicName,
+};
+
+/// Per data shard, a running count of messages.
+type Counts = Vec<(usize, u64)>;
+
+/// A publisher's acknowledgement waiting for durability.
+struct Waiting {
+    /// The journal batch that must be durable.
+    batch: u64,
+    /// Per data shard forwarded to: the count its confirmation must reach.
+    peers: Counts,
+    conn: Rc<ConnShared>,
+    ack: Packet,
+}
+
+/// A shard's journal and its bookkeeping. Shard-local.
+pub struct Durable {
+    journal: RefCell<Journal>,
+    next_key: Cell<u64>,
+    next_delivery: Cell<u64>,
+    /// Messages journaled in the current batch, by address, with their
+    /// key (the batch's `Arc`s keep the addresses valid until it is
+    /// handed over, when this is cleared).
+    keys: RefCell<HashMap<*const Message, u64>>,
+    /// Records appended since the last [`Durable::mark`].
+    appended: Cell<u64>,
+    waiting: RefCell<VecDeque<Waiting>>,
+    /// Per data shard: QoS 1/2 messages forwarded to it, and how many of
+    /// them it has confirmed.
+    sent: RefCell<Vec<u64>>,
+    confirmed: RefCell<Vec<u64>>,
+    /// Per data shard: QoS 1/2 messages it forwarded here, and the counts
+    /// to confirm once a batch is durable.
+    received: RefCell<Vec<u64>>,
+    to_confirm: RefCell<VecDeque<(u64, Counts)>>,
+    /// Peers whose count moved since the last batch.
+    moved: Cell<ShardSet>,
+}
+
+/// What a [`Durable::mark`] saw: compared after routing a message to tell
+/// whether its acknowledgement must wait.
+pub struct Mark {
+    appended: u64,
+    sent: Vec<u64>,
+}
+
+impl Durable {
+    /// Wraps an open journal whose recovered records used keys and
+    /// delivery ids below `next`.
+    pub fn new(journal: Journal, shards: usize, next: u64) -> Durable {
+        Durable {
+            journal: RefCell::new(journal),
+            next_key: Cell::new(next),
+            next_delivery: Cell::new(next),
+            keys: RefCell::default(),
+            appended: Cell::new(0),
+            waiting: RefCell::default(),
+            sent: RefCell::new(vec![0; shards]),
+            confirmed: RefCell::new(vec![0; shards]),
+            received: RefCell::new(vec![0; shards]),
+            to_confirm: RefCell::default(),
+            moved: Cell::new(ShardSet::default()),
+        }
+    }
+
+    /// Appends `entry` to the current batch.
+    pub fn append(&self, entry: &Entry) {
+        self.journal
+            .borrow_mut()
+            .append(entry.kind(), |b| entry.write_body(b));
+        self.appended.set(self.appended.get() + 1);
+    }
+
+    /// Journals a QoS 1/2 delivery of `msg` to `client_id` (the message
+    /// body once per batch); returns the delivery's id.
+    pub fn enqueue(&self, client_id: &str, msg: &Arc<Message>, qos: u8, retain: bool) -> u64 {
+        let key = self.key_of(msg);
+        let delivery = self.next_delivery.get();
+        self.next_delivery.set(delivery + 1);
+        self.append(&Entry::Enqueue {
+            delivery,
+            client_id: client_id.to_string(),
+            key,
+            qos,
+            retain,
+        });
+        delivery
+    }
+
+    fn key_of(&self, msg: &Arc<Message>) -> u64 {
+        let ptr = Arc::as_ptr(msg);
+        if let Some(key) = self.keys.borrow().get(&ptr) {
+            return *key;
+        }
+        let key = self.next_key.get();
+        self.next_key.set(key + 1);
+        self.append(&Entry::Message {
+            key,
+            expires_at: msg.expires_at_unix(),
+            publish: msg.publish.clone(),
+        });
+        self.keys.borrow_mut().insert(ptr, key);
+        key
+    }
+
+    /// Where the journal and the forward counts are now.
+    pub fn mark(&self) -> Mark {
+        Mark {
+            appended: self.appended.get(),
+            sent: self.sent.borrow().clone(),
+        }
+    }
+
+    /// A QoS 1/2 message went to data shard `peer`.
+    pub fn forwarded(&self, peer: usize) {
+        self.sent.borrow_mut()[peer] += 1;
+    }
+
+    /// A QoS 1/2 message came from data shard `peer`.
+    pub fn received(&self, peer: usize) {
+        self.received.borrow_mut()[peer] += 1;
+        let mut moved = self.moved.get();
+        moved.insert(peer);
+        self.moved.set(moved);
+    }
+
+    /// Data shard `peer` confirmed the first `n` messages sent to it.
+    pub fn confirmed(&self, peer: usize, n: u64) {
+        let mut c = self.confirmed.borrow_mut();
+        c[peer] = c[peer].max(n);
+    }
+
+    /// Sends `ack` on `conn` now if routing since `mark` journaled and
+    /// forwarded nothing; otherwise files it until that is durable.
+    /// Returns the ack back when it may go at once.
+    pub fn hold(&self, mark: &Mark, conn: &Rc<ConnShared>, ack: Packet) -> Option<Packet> {
+        let sent = self.sent.borrow();
+        let peers: Vec<(usize, u64)> = sent
+            .iter()
+            .enumerate()
+            .filter(|(p, n)| **n > mark.sent[*p])
+            .map(|(p, n)| (p, *n))
+            .collect();
+        let journaled = self.appended.get() != mark.appended;
+        if peers.is_empty() && !journaled {
+            return Some(ack);
+        }
+        // The batch this turn will hand over, or (nothing journaled here)
+        // the one before, which may still be on its way.
+        let next = self.journal.borrow().next_batch();
+        let batch = if journaled { next } else { next - 1 };
+        self.waiting.borrow_mut().push_back(Waiting {
+            batch,
+            peers,
+            conn: Rc::clone(conn),
+            ack,
+        });
+        None
+    }
+
+    /// End of a turn: hands the batch to the writer; the counts received
+    /// so far are confirmed once it is durable.
+    pub fn submit(&self) {
+        let submitted = self.journal.borrow_mut().submit();
+        self.keys.borrow_mut().clear();
+        let moved = self.moved.replace(ShardSet::default());
+        if moved.is_empty() {
+            return;
+        }
+        let received = self.received.borrow();
+        let counts = moved.iter().map(|p| (p, received[p])).collect();
+        let batch = match submitted {
+            Ok(Some(b)) => b,
+            // Nothing journaled: durable as soon as what came before.
+            Ok(None) | Err(_) => self.journal.borrow().next_batch() - 1,
+        };
+        self.to_confirm.borrow_mut().push_back((batch, counts));
+    }
+
+    /// Acknowledgements now durable (to send, in order), and the
+    /// confirmations due to peers.
+    pub fn released(
+        &self,
+        acks: &mut Vec<(Rc<ConnShared>, Packet)>,
+        confirms: &mut Vec<(usize, u64)>,
+    ) {
+        let durable = self.journal.borrow().durable();
+        let mut to_confirm = self.to_confirm.borrow_mut();
+        while to_confirm.front().is_some_and(|(b, _)| *b <= durable) {
+            if let Some((_, counts)) = to_confirm.pop_front() {
+                confirms.extend(counts);
+            }
+        }
+        let confirmed = self.confirmed.borrow();
+        let mut waiting = self.waiting.borrow_mut();
+        while let Some(w) = waiting.front() {
+            let ready = w.batch <= durable && w.peers.iter().all(|(p, n)| confirmed[*p] >= *n);
+            if !ready {
+                break;
+            }
+            if let Some(w) = waiting.pop_front() {
+                acks.push((w.conn, w.ack));
+            }
+        }
+    }
+
+    /// True while acknowledgements or confirmations wait.
+    pub fn busy(&self) -> bool {
+        !self.waiting.borrow().is_empty() || !self.to_confirm.borrow().is_empty()
+    }
+}
+
+const _: () = assert!(MAX_SHARDS <= u16::MAX as usize);
+
+impl Shard {
+    /// Journals a retained update this shard made (or, on shard 0, one
+    /// from the bridge thread).
+    pub(super) fn journal_retain(&self, p: &Publish, stamp: RetainStamp) {
+        let Some(d) = self.durable.as_deref() else {
+            return;
+        };
+        let set = !p.payload.is_empty();
+        d.append(&Entry::Retain {
+            nanos: stamp.nanos,
+            shard: stamp.shard,
+            topic: p.topic.as_str().to_string(),
+            expires_at: 0,
+            publish: set.then(|| p.clone()),
+        });
+    }
+
+    /// Journals the deletion of `topic`'s retained message.
+    pub(super) fn journal_retain_delete(&self, topic: &TopicName, stamp: RetainStamp) {
+        if let Some(d) = self.durable.as_deref() {
+            d.append(&Entry::Retain {
+                nanos: stamp.nanos,
+                shard: stamp.shard,
+                topic: topic.as_str().to_string(),
+                expires_at: 0,
+                publish: None,
+            });
+        }
+    }
+
+    /// Journals session `s` as it is now (created, or its expiry or
+    /// protocol changed), and makes it journal its deliveries; a session
+    /// that ends with its connection is journaled as ended instead.
+    pub(super) fn journal_session(&self, s: &mut Session) {
+        let Some(d) = &self.durable else {
+            return;
+        };
+        let client_id = s.client_id.to_string();
+        if s.expiry == 0 {
+            if s.log.take().is_some() {
+                d.append(&Entry::SessionEnd { client_id });
+            }
+            return;
+        }
+        d.append(&Entry::Session {
+            client_id,
+            version: s.version as u8,
+            expiry: s.expiry,
+        });
+        s.log = Some(Rc::clone(d));
+    }
+
+    /// Sends a publisher's `ack` now, or once what routing did since
+    /// `mark` is durable.
+    pub(super) fn ack_when_durable(&self, mark: Option<Mark>, conn: &Rc<ConnShared>, ack: Packet) {
+        let ack = match (self.durable.as_deref(), mark) {
+            (Some(d), Some(mark)) => d.hold(&mark, conn, ack),
+            _ => Some(ack),
+        };
+        if let Some(ack) = ack {
+            self.send_packet(conn, &ack);
+        }
+    }
+
+    /// End of a turn: the journal batch goes to the writer.
+    pub(super) fn submit_journal(&self) {
+        if let Some(d) = self.durable.as_deref() {
+            d.submit();
+        }
+    }
+
+    /// Sends the acknowledgements and confirmations now durable; true if
+    /// any.
+    pub(super) fn release_durable(&self) -> bool {
+        let Some(d) = self.durable.as_deref() else {
+            return false;
+        };
+        if !d.busy() {
+            return false;
+        }
+        let (mut acks, mut confirms) = (Vec::new(), Vec::new());
+        d.released(&mut acks, &mut confirms);
+        for (conn, ack) in &acks {
+            if !conn.is_closing() {
+                self.send_packet(conn, ack);
+            }
+        }
+        for (peer, n) in &confirms {
+            self.mesh.send(*peer, ShardMsg::Durable(*n));
+        }
+        !acks.is_empty() || !confirms.is_empty()
+    }
+}
+
+/// What a shard starts with when persistence is on: its journal (opened
+/// on the new generation) and the state recovered for it. Built by the
+/// control plane; `Send`.
+pub struct DurableBoot {
+    pub journal: Journal,
+    /// The first message key and delivery id the journal has not used.
+    pub next: u64,
+    pub recovered: Recovered,
+}
+
+/// The state recovered for one shard.
+#[derive(Default)]
+pub struct Recovered {
+    /// Sessions homed here, each with the delivery ids its deliveries
+    /// have in the new journal, in order.
+    pub sessions: Vec<(String, StoredSession, Vec<u64>)>,
+    /// Every retained message (each shard holds them all).
+    pub retained: Vec<(String, StoredRetained)>,
+}
+
+impl DurableBoot {
+    pub(super) fn into_parts(self) -> (Journal, u64, Recovered) {
+        (self.journal, self.next, self.recovered)
+    }
+}
+
+impl Shard {
+    /// Puts the recovered sessions and retained messages in place, before
+    /// the first turn. Their journal records are already in the new
+    /// generation: nothing is journaled again here.
+    pub(super) fn restore(self: &Rc<Self>, recovered: Recovered) {
+        let (n, m) = (recovered.sessions.len(), recovered.retained.len());
+        for (client_id, stored, ids) in recovered.sessions {
+            self.restore_session(&client_id, stored, &ids);
+        }
+        let mut store = self.retained.borrow_mut();
+        for (topic, r) in recovered.retained {
+            let origin = Origin {
+                shard: self.id as u16,
+                session: 0,
+            };
+            let msg = Message::restored(r.publish, origin, r.expires_at);
+            let stamp = RetainStamp {
+                nanos: r.nanos,
+                shard: r.shard,
+            };
+            store.apply(&topic, stamp, Some(Arc::new(msg)));
+        }
+        log::info!(
+            "shard {}: recovered {n} session(s) and {m} retained message(s)",
+            self.id
+        );
+    }
+
+    fn restore_session(self: &Rc<Self>, client_id: &str, stored: StoredSession, ids: &[u64]) {
+        let version = match stored.version {
+            3 => ProtocolVersion::V31,
+            5 => ProtocolVersion::V5,
+            _ => ProtocolVersion::V311,
+        };
+        let sid = self.new_session(&Rc::from(client_id), version);
+        for (filter, (options, id)) in &stored.subscriptions {
+            let (Ok(f), Ok(opts)) = (
+                TopicFilter::from_str(filter),
+                SubscriptionOptions::from_byte(*options, ProtocolVersion::V5),
+            ) else {
+                log::warn!("session {client_id}: recovered filter {filter:?} is invalid; dropped");
+                continue;
+            };
+            let id = NonZeroU32::new(*id);
+            self.add_subscription(sid, &f, Subscription { opts, id });
+        }
+        let now = self.now();
+        let mut sessions = self.sessions.borrow_mut();
+        let Some(s) = sessions.by_id.get_mut(&sid) else {
+            return;
+        };
+        s.expiry = stored.expiry;
+        s.set_offline_since(Some(now));
+        for pid in stored.qos2_in {
+            s.qos2_insert(pid);
+        }
+        for (d, did) in stored.deliveries.into_iter().zip(ids) {
+            let origin = Origin {
+                shard: self.id as u16,
+                session: sid,
+            };
+            let qos = QoS::from_u8(d.qos).unwrap_or(QoS::AtLeastOnce);
+            let msg = Arc::new(Message::restored(d.publish, origin, d.expires_at));
+            let pid = d.pid.and_then(NonZeroU16::new);
+            s.restore(msg, qos, d.retain, pid, d.released, *did);
+        }
+        s.log = self.durable.clone();
+        if s.expiry != NEVER_EXPIRES {
+            let due = now + u64::from(s.expiry);
+            self.expiries.borrow_mut().entry(due).or_default().push(sid);
+        }
+    }
+}
