@@ -62,6 +62,7 @@ pub(super) const DIRECTIVES: &[Directive] = &[
     global("persistence_sync", persistence_sync),
     global("persistence_commit_interval", persistence_commit_interval),
     global("autosave_interval", autosave_interval),
+    global("persistence_compact_size", persistence_compact_size),
     global("log_dest", log_dest),
     global("log_type", log_type),
 ];
@@ -198,6 +199,16 @@ fn persistence_commit_interval(p: &mut Parser<'_>, line: &Line<'_>) -> Result<()
     p.config.persistence_sync = Durability::Fsync {
         interval: Duration::from_millis(ms as u64),
     };
+    Ok(())
+}
+
+/// `persistence_compact_size <bytes>`: 4096 or more.
+fn persistence_compact_size(p: &mut Parser<'_>, line: &Line<'_>) -> Result<(), String> {
+    let n = value::byte_count(line)?;
+    if n < 4096 {
+        return Err(format!("expected at least 4096 bytes, got {n}"));
+    }
+    p.config.persistence_compact_size = n as u64;
     Ok(())
 }
 

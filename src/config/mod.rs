@@ -179,6 +179,9 @@ pub struct Config {
     /// `persistence_sync` and `persistence_commit_interval`: how durable a
     /// record is before the acknowledgement that needs it goes out.
     pub persistence_sync: crate::persist::Durability,
+    /// `persistence_compact_size`: a shard's journal is compacted once it
+    /// holds this many bytes and twice its live state (default 64 MiB).
+    pub persistence_compact_size: u64,
     /// `retain_available`, default true.
     pub retain_available: bool,
     /// `allow_zero_length_clientid`, default true.
@@ -232,6 +235,7 @@ impl Default for Config {
             persistence_location: None,
             persistence_file: None,
             persistence_sync: crate::persist::Durability::Written,
+            persistence_compact_size: 64 * 1024 * 1024,
             allow_zero_length_clientid: true,
             auto_id_prefix: DEFAULT_AUTO_ID_PREFIX.to_string(),
             per_listener_settings: false,

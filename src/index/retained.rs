@@ -229,6 +229,40 @@ impl<V: Clone> RetainedStore<V> {
         true
     }
 
+    /// Calls `f` with every retained message (not the deletions): its
+    /// topic, stamp and value. Walks the levels with a work-list, not
+    /// recursion, like every walk here.
+    pub fn for_each(&self, mut f: impl FnMut(&str, RetainStamp, &V)) {
+        type Level<'a, V> = std::collections::hash_map::Iter<'a, Box<str>, Node<V>>;
+        // (children still to visit, length of the topic up to them)
+        let mut pending: Vec<(Level<'_, V>, usize)> = vec![(self.root.children.iter(), 0)];
+        let mut topic = String::new();
+        loop {
+            let first = pending.len() == 1;
+            let Some((children, len)) = pending.last_mut() else {
+                break;
+            };
+            let len = *len;
+            let Some((name, child)) = children.next() else {
+                pending.pop();
+                continue;
+            };
+            topic.truncate(len);
+            if !first {
+                topic.push('/');
+            }
+            topic.push_str(name);
+            if let Some(Entry {
+                stamp,
+                value: Some(v),
+            }) = &child.entry
+            {
+                f(&topic, *stamp, v);
+            }
+            pending.push((child.children.iter(), topic.len()));
+        }
+    }
+
     /// Clones every retained message whose topic matches `filter` (a valid,
     /// non-shared filter) into `out`.
     pub fn collect_matching(&self, filter: &str, out: &mut Vec<V>) {
@@ -319,6 +353,34 @@ mod tests {
         s.collect_matching(filter, &mut out);
         out.sort();
         out
+    }
+
+    #[test]
+    fn every_retained_message_is_visited_with_its_topic() {
+        let mut store = RetainedStore::new();
+        let topics = ["a", "a/b", "/a", "a//b", "$SYS/x", "gone"];
+        for (i, t) in topics.iter().enumerate() {
+            let stamp = RetainStamp {
+                nanos: i as u64 + 1,
+                shard: 0,
+            };
+            store.apply(t, stamp, Some(i));
+        }
+        let late = RetainStamp {
+            nanos: 99,
+            shard: 0,
+        };
+        store.apply("gone", late, None);
+        let mut seen = Vec::new();
+        store.for_each(|t, _, v| seen.push((t.to_string(), *v)));
+        seen.sort();
+        let mut expected: Vec<(String, usize)> = topics[..5]
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.to_string(), i))
+            .collect();
+        expected.sort();
+        assert_eq!(seen, expected);
     }
 
     #[test]

@@ -54,10 +54,13 @@ pub struct Recovered {
     pub dropped: u64,
 }
 
-/// A batch for the writer.
-struct Batch {
-    seq: u64,
-    bytes: Bytes,
+/// Work for the writer.
+enum Job {
+    /// Records to append: batch `seq`.
+    Batch { seq: u64, bytes: Bytes },
+    /// Replace the file with `records` (a compaction: the live state,
+    /// written after every batch before it).
+    Rotate { records: Bytes },
 }
 
 /// One shard's journal. Owned by that shard (its writer thread owns the
@@ -66,7 +69,9 @@ pub struct Journal {
     path: PathBuf,
     batch: BytesMut,
     next_seq: u64,
-    tx: Option<Sender<Batch>>,
+    tx: Option<Sender<Job>>,
+    /// Bytes handed to the writer since the file was last compacted.
+    written: u64,
     /// The highest sequence number durable as [`Durability`] asks.
     durable: Arc<AtomicU64>,
     writer: Option<JoinHandle<io::Result<()>>>,
@@ -98,12 +103,16 @@ impl Journal {
         let published = Arc::clone(&durable);
         let writer = std::thread::Builder::new()
             .name(format!("journal-{shard}"))
-            .spawn(move || write_loop(file, rx, durability, &published, wake))?;
+            .spawn({
+                let path = path.clone();
+                move || write_loop(file, &path, shard, rx, durability, &published, wake)
+            })?;
         let journal = Journal {
             path,
             batch: BytesMut::new(),
             next_seq: 1,
             tx: Some(tx),
+            written: 0,
             durable,
             writer: Some(writer),
         };
@@ -135,18 +144,42 @@ impl Journal {
         };
         let seq = self.next_seq;
         let bytes = self.batch.split().freeze();
-        match tx.try_send(Batch { seq, bytes }) {
+        let len = bytes.len() as u64;
+        match tx.try_send(Job::Batch { seq, bytes }) {
             Ok(()) => {
                 self.next_seq += 1;
+                self.written += len;
                 Ok(Some(seq))
             }
-            Err(TrySendError::Full(b) | TrySendError::Disconnected(b)) => {
-                // Put it back in front of anything appended later.
-                let later = std::mem::replace(&mut self.batch, BytesMut::from(&b.bytes[..]));
-                self.batch.extend_from_slice(&later);
+            Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => {
+                if let Job::Batch { bytes, .. } = job {
+                    // Put it back in front of anything appended later.
+                    let later = std::mem::replace(&mut self.batch, BytesMut::from(&bytes[..]));
+                    self.batch.extend_from_slice(&later);
+                }
                 Err(Full)
             }
         }
+    }
+
+    /// Bytes handed to the writer since the file was created or compacted.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Compacts the file: the writer replaces it with `records` (the live
+    /// state, as records) once it has written every batch handed over so
+    /// far; later batches go to the new file. Call right after
+    /// [`submit`](Self::submit), so that `records` reflects them all.
+    /// `Err(Full)` if the writer is too far behind (try again later).
+    pub fn rotate(&mut self, records: Bytes) -> Result<(), Full> {
+        let Some(tx) = &self.tx else {
+            return Err(Full);
+        };
+        let len = records.len() as u64;
+        tx.try_send(Job::Rotate { records }).map_err(|_| Full)?;
+        self.written = len;
+        Ok(())
     }
 
     /// The number the next [`submit`](Self::submit) hands over.
@@ -240,7 +273,9 @@ fn recover(file: &mut File, path: &Path, shard: u16) -> io::Result<Recovered> {
 /// synced at once, batches under load wait at most the interval.
 fn write_loop(
     mut file: File,
-    rx: Receiver<Batch>,
+    path: &Path,
+    shard: u16,
+    rx: Receiver<Job>,
     durability: Durability,
     durable: &AtomicU64,
     wake: impl Fn(),
@@ -266,9 +301,14 @@ fn write_loop(
             }
         };
         let mut written = 0;
-        for batch in first.into_iter().chain(rx.try_iter().take(MAX_BATCHES)) {
-            file.write_all(&batch.bytes)?;
-            written = batch.seq;
+        for job in first.into_iter().chain(rx.try_iter().take(MAX_BATCHES)) {
+            match job {
+                Job::Batch { seq, bytes } => {
+                    file.write_all(&bytes)?;
+                    written = seq;
+                }
+                Job::Rotate { records } => file = rotate(file, path, shard, &records)?,
+            }
         }
         if interval.is_none() && written > 0 {
             durable.store(written, Ordering::Release);
@@ -284,6 +324,29 @@ fn write_loop(
             wake();
         }
     }
+}
+
+/// Replaces the journal at `path` (open as `old`) with a new file holding
+/// the header and `records`, synced before it takes the old one's name;
+/// returns the new file, positioned at its end. A crash at any point
+/// leaves one whole journal at `path`: the old one or the new one.
+fn rotate(old: File, path: &Path, shard: u16, records: &[u8]) -> io::Result<File> {
+    old.sync_data()?;
+    let tmp = path.with_extension("journal.compact");
+    let mut new = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)?;
+    new.write_all(&record::header(shard))?;
+    new.write_all(records)?;
+    new.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(new)
 }
 
 #[cfg(test)]

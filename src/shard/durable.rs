@@ -23,14 +23,12 @@ use std::sync::Arc;
 use super::conn::ConnShared;
 use super::session::{Session, NEVER_EXPIRES};
 use super::subscribe::Subscription;
-use super::Shard;
+use super::{home_shard, Shard};
 use crate::index::{RetainStamp, ShardSet};
 use crate::limits::MAX_SHARDS;
 use crate::mesh::{Message, Origin, ShardMsg};
 use crate::persist::{Entry, Journal, StoredRetained, StoredSession};
-use crate::protocol::{
-    Packet, ProtocolVersion, Publish, QoS, SubscriptionOptions, TopicFilter, TopicName,
-};
+use crate::protocol::{Packet, ProtocolVersion, QoS, SubscriptionOptions, TopicFilter, TopicName};
 
 /// Per data shard, a running count of messages.
 type Counts = Vec<(usize, u64)>;
@@ -48,8 +46,9 @@ struct Waiting {
 /// A shard's journal and its bookkeeping. Shard-local.
 pub struct Durable {
     journal: RefCell<Journal>,
-    next_key: Cell<u64>,
-    next_delivery: Cell<u64>,
+    /// Message keys and delivery ids come from this one counter, so that
+    /// a compaction can key a delivery's message by the delivery's id.
+    next_id: Cell<u64>,
     /// Messages journaled in the current batch, by address, with their
     /// key (the batch's `Arc`s keep the addresses valid until it is
     /// handed over, when this is cleared).
@@ -67,6 +66,10 @@ pub struct Durable {
     to_confirm: RefCell<VecDeque<(u64, Counts)>>,
     /// Peers whose count moved since the last batch.
     moved: Cell<ShardSet>,
+    /// The journal is compacted once it holds this many bytes.
+    compact_at: Cell<u64>,
+    /// The smallest `compact_at` (`persistence_compact_size`).
+    compact_min: u64,
 }
 
 /// What a [`Durable::mark`] saw: compared after routing a message to tell
@@ -79,11 +82,10 @@ pub struct Mark {
 impl Durable {
     /// Wraps an open journal whose recovered records used keys and
     /// delivery ids below `next`.
-    pub fn new(journal: Journal, shards: usize, next: u64) -> Durable {
+    pub fn new(journal: Journal, shards: usize, next: u64, compact_min: u64) -> Durable {
         Durable {
             journal: RefCell::new(journal),
-            next_key: Cell::new(next),
-            next_delivery: Cell::new(next),
+            next_id: Cell::new(next),
             keys: RefCell::default(),
             appended: Cell::new(0),
             waiting: RefCell::default(),
@@ -92,6 +94,8 @@ impl Durable {
             received: RefCell::new(vec![0; shards]),
             to_confirm: RefCell::default(),
             moved: Cell::new(ShardSet::default()),
+            compact_at: Cell::new(compact_min),
+            compact_min,
         }
     }
 
@@ -107,8 +111,7 @@ impl Durable {
     /// body once per batch); returns the delivery's id.
     pub fn enqueue(&self, client_id: &str, msg: &Arc<Message>, qos: u8, retain: bool) -> u64 {
         let key = self.key_of(msg);
-        let delivery = self.next_delivery.get();
-        self.next_delivery.set(delivery + 1);
+        let delivery = self.next_id();
         self.append(&Entry::Enqueue {
             delivery,
             client_id: client_id.to_string(),
@@ -124,8 +127,7 @@ impl Durable {
         if let Some(key) = self.keys.borrow().get(&ptr) {
             return *key;
         }
-        let key = self.next_key.get();
-        self.next_key.set(key + 1);
+        let key = self.next_id();
         self.append(&Entry::Message {
             key,
             expires_at: msg.expires_at_unix(),
@@ -133,6 +135,12 @@ impl Durable {
         });
         self.keys.borrow_mut().insert(ptr, key);
         key
+    }
+
+    fn next_id(&self) -> u64 {
+        let id = self.next_id.get();
+        self.next_id.set(id + 1);
+        id
     }
 
     /// Where the journal and the forward counts are now.
@@ -236,6 +244,24 @@ impl Durable {
         }
     }
 
+    /// True when the journal has grown past its bound: twice the live
+    /// state at the last compaction, and at least `compact_min`.
+    pub fn due_for_compaction(&self) -> bool {
+        self.journal.borrow().written() >= self.compact_at.get()
+    }
+
+    /// Replaces the journal with `entries` (the live state).
+    fn compact(&self, entries: &[Entry]) {
+        let mut records = bytes::BytesMut::new();
+        for e in entries {
+            crate::persist::record::append(&mut records, e.kind(), |b| e.write_body(b));
+        }
+        let live = records.len() as u64;
+        if self.journal.borrow_mut().rotate(records.freeze()).is_ok() {
+            self.compact_at.set(self.compact_min.max(2 * live));
+        }
+    }
+
     /// True while acknowledgements or confirmations wait.
     pub fn busy(&self) -> bool {
         !self.waiting.borrow().is_empty() || !self.to_confirm.borrow().is_empty()
@@ -245,33 +271,40 @@ impl Durable {
 const _: () = assert!(MAX_SHARDS <= u16::MAX as usize);
 
 impl Shard {
-    /// Journals a retained update this shard made (or, on shard 0, one
-    /// from the bridge thread).
-    pub(super) fn journal_retain(&self, p: &Publish, stamp: RetainStamp) {
+    /// A retained update (`message`, `None` or an empty payload deleting)
+    /// made here (`from` = `None`) or received from peer `from`: its
+    /// topic's owner (`home_shard(topic)`; the only journal that holds the
+    /// topic, so that a compaction never needs another file's records)
+    /// journals it, and the origin counts it as forwarded to the owner,
+    /// whose confirmation its acknowledgement waits for.
+    pub(super) fn retained_durably(
+        &self,
+        topic: &TopicName,
+        message: Option<&Message>,
+        stamp: RetainStamp,
+        from: Option<usize>,
+    ) {
         let Some(d) = self.durable.as_deref() else {
             return;
         };
-        let set = !p.payload.is_empty();
+        let owner = home_shard(topic.as_str(), self.mesh.shards());
+        if owner != self.id {
+            if from.is_none() {
+                d.forwarded(owner);
+            }
+            return;
+        }
+        if let Some(peer) = from.filter(|p| *p < self.mesh.shards()) {
+            d.received(peer);
+        }
+        let set = message.filter(|m| !m.publish.payload.is_empty());
         d.append(&Entry::Retain {
             nanos: stamp.nanos,
             shard: stamp.shard,
-            topic: p.topic.as_str().to_string(),
-            expires_at: 0,
-            publish: set.then(|| p.clone()),
+            topic: topic.as_str().to_string(),
+            expires_at: set.map_or(0, |m| m.expires_at_unix()),
+            publish: set.map(|m| m.publish.clone()),
         });
-    }
-
-    /// Journals the deletion of `topic`'s retained message.
-    pub(super) fn journal_retain_delete(&self, topic: &TopicName, stamp: RetainStamp) {
-        if let Some(d) = self.durable.as_deref() {
-            d.append(&Entry::Retain {
-                nanos: stamp.nanos,
-                shard: stamp.shard,
-                topic: topic.as_str().to_string(),
-                expires_at: 0,
-                publish: None,
-            });
-        }
     }
 
     /// Journals session `s` as it is now (created, or its expiry or
@@ -308,11 +341,48 @@ impl Shard {
         }
     }
 
-    /// End of a turn: the journal batch goes to the writer.
+    /// End of a turn: the journal batch goes to the writer, and the
+    /// journal is compacted if it has grown past its bound.
     pub(super) fn submit_journal(&self) {
-        if let Some(d) = self.durable.as_deref() {
-            d.submit();
+        let Some(d) = self.durable.as_deref() else {
+            return;
+        };
+        d.submit();
+        if d.due_for_compaction() {
+            let started = std::time::Instant::now();
+            let entries = self.live_entries();
+            d.compact(&entries);
+            log::info!(
+                "shard {}: journal compacted to {} records in {:?}",
+                self.id,
+                entries.len(),
+                started.elapsed()
+            );
         }
+    }
+
+    /// This shard's durable state as journal entries: its persistent
+    /// sessions and the retained messages whose topics it owns.
+    fn live_entries(&self) -> Vec<Entry> {
+        let mut out = Vec::new();
+        for s in self.sessions.borrow().by_id.values() {
+            if s.log.is_some() {
+                s.durable_entries(&mut out);
+            }
+        }
+        let shards = self.mesh.shards();
+        self.retained.borrow().for_each(|topic, stamp, msg| {
+            if home_shard(topic, shards) == self.id {
+                out.push(Entry::Retain {
+                    nanos: stamp.nanos,
+                    shard: stamp.shard,
+                    topic: topic.to_string(),
+                    expires_at: msg.expires_at_unix(),
+                    publish: Some(msg.publish.clone()),
+                });
+            }
+        });
+        out
     }
 
     /// Sends the acknowledgements and confirmations now durable; true if

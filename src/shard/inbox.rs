@@ -44,13 +44,7 @@ impl Shard {
                 stamp,
                 message,
             } => {
-                // The bridge journals nothing: shard 0 keeps its updates.
-                if self.id == 0 && Some(from) == self.mesh.bridge() {
-                    match &message {
-                        Some(m) => self.journal_retain(&m.publish, stamp),
-                        None => self.journal_retain_delete(&topic, stamp),
-                    }
-                }
+                self.retained_durably(&topic, message.as_deref(), stamp, Some(from));
                 self.retained
                     .borrow_mut()
                     .apply(topic.as_str(), stamp, message);

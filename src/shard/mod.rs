@@ -235,7 +235,8 @@ impl Shard {
         let (durable, recovered) = match control.durable {
             Some(boot) => {
                 let (journal, next, recovered) = boot.into_parts();
-                let durable = Rc::new(Durable::new(journal, shards, next));
+                let compact_min = config.persistence_compact_size;
+                let durable = Rc::new(Durable::new(journal, shards, next, compact_min));
                 (Some(durable), Some(recovered))
             }
             None => (None, None),

@@ -200,7 +200,7 @@ impl Shard {
         let stamp = self.next_stamp();
         self.mesh
             .retain(&mut self.retained.borrow_mut(), msg, stamp);
-        self.journal_retain(&msg.publish, stamp);
+        self.retained_durably(&msg.publish.topic, Some(msg), stamp, None);
     }
 
     /// Sends `msg` once to every other shard with a matching filter; false

@@ -681,6 +681,70 @@ impl Session {
         }
     }
 
+    /// The journal entries that rebuild this session as it is now (for a
+    /// compaction): the session, its subscriptions, its inbound QoS 2 ids
+    /// and its journaled deliveries in order, each message keyed by its
+    /// delivery's id.
+    pub fn durable_entries(&self, out: &mut Vec<Entry>) {
+        let id = || self.client_id.to_string();
+        out.push(Entry::Session {
+            client_id: id(),
+            version: self.version as u8,
+            expiry: self.expiry,
+        });
+        for (filter, sub) in &self.subscriptions {
+            out.push(Entry::Subscribe {
+                client_id: id(),
+                filter: filter.as_str().to_string(),
+                options: sub.opts.to_byte(ProtocolVersion::V5),
+                id: sub.id.map_or(0, NonZeroU32::get),
+            });
+        }
+        let Some(flow) = self.flow.as_deref() else {
+            return;
+        };
+        for pid in &flow.inbound_qos2 {
+            out.push(Entry::Qos2In {
+                client_id: id(),
+                pid: *pid,
+            });
+        }
+        let inflight = flow.inflight.iter().map(|f| {
+            let released = f.state == OutState::Complete;
+            (&f.msg, f.qos, f.retain, f.did, Some(f.pid), released)
+        });
+        let queued = flow
+            .queue
+            .iter()
+            .map(|q| (&q.msg, q.qos, q.retain, q.did, None, false));
+        for (msg, qos, retain, did, pid, released) in inflight.chain(queued) {
+            if did == 0 {
+                continue;
+            }
+            out.push(Entry::Message {
+                key: did,
+                expires_at: msg.expires_at_unix(),
+                publish: msg.publish.clone(),
+            });
+            out.push(Entry::Enqueue {
+                delivery: did,
+                client_id: id(),
+                key: did,
+                qos: qos as u8,
+                retain,
+            });
+            if let Some(pid) = pid {
+                out.push(Entry::Sent {
+                    delivery: did,
+                    pid: pid.get(),
+                });
+            }
+            if released {
+                out.push(Entry::Released { delivery: did });
+            }
+        }
+    }
+
     /// Puts back a delivery read from the journal as delivery `did`: in
     /// flight with its packet id (past PUBREC when `released`), resent on
     /// resume; or queued.
