@@ -11,7 +11,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use super::lexer::Line;
 use super::parser::{Parser, Section};
 use super::value;
-use super::Listener;
+use super::{Listener, ListenerProtocol};
 use crate::limits::MAX_MOUNT_POINT;
 use crate::protocol::{QoS, TopicName};
 
@@ -108,6 +108,17 @@ pub(super) fn mount_point(p: &mut Parser<'_>, line: &Line<'_>) -> Result<(), Str
         format!("`{prefix}` is not a valid topic prefix (no `+`, `#` or NUL, e.g. site1/)")
     })?;
     p.listeners.current(line.number, line.key).mount_point = Some(prefix.to_string());
+    Ok(())
+}
+
+/// `protocol mqtt|websockets`: what the current listener's clients speak.
+pub(super) fn protocol(p: &mut Parser<'_>, line: &Line<'_>) -> Result<(), String> {
+    let protocol = match line.single("mqtt or websockets")? {
+        "mqtt" => ListenerProtocol::Mqtt,
+        "websockets" => ListenerProtocol::WebSockets,
+        other => return Err(format!("expected mqtt or websockets, got `{other}`")),
+    };
+    p.listeners.current(line.number, line.key).protocol = protocol;
     Ok(())
 }
 

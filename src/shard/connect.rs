@@ -193,15 +193,18 @@ impl Shard {
     }
 
     /// Moves connection `token` to shard `home`: its socket leaves this
-    /// shard's loop and travels as an fd with the CONNECT.
+    /// shard's loop and travels as an fd with the CONNECT (and its
+    /// WebSocket state, if any). Its listener count travels with it.
     fn hand_over(&self, token: usize, connect: Box<Connect>, leftover: BytesMut, home: usize) {
         let Some(conn) = self.conns.borrow_mut().try_remove(token) else {
             return;
         };
         let listener = conn.listener;
-        match self.registrar.detach(conn.transport) {
-            Ok(fd) => {
+        let mut transport = conn.transport;
+        match self.registrar.deregister(&mut transport) {
+            Ok(()) => {
                 Stats::bump(&self.stats.handed_over);
+                let (fd, websocket) = transport.into_parts();
                 let leftover = Bytes::copy_from_slice(&leftover);
                 self.mesh.send(
                     home,
@@ -210,10 +213,14 @@ impl Shard {
                         connect,
                         leftover,
                         listener,
+                        websocket,
                     })),
                 );
             }
-            Err(e) => log::warn!("cannot hand a connection to shard {home}: {e}"),
+            Err(e) => {
+                log::warn!("cannot hand a connection to shard {home}: {e}");
+                self.listener_load.close(usize::from(listener));
+            }
         }
     }
 }
@@ -278,8 +285,13 @@ fn check(
         // clients of an enhanced authentication method may connect.
         return Err((ReasonCode::NotAuthorized, "not authorized"));
     }
-    if shard.connections.get() >= shard.conn_quota {
-        return Err((ReasonCode::ServerUnavailable, "connection limit reached"));
+    if shard.mesh.congested() {
+        // Overloaded: the other shards do not keep up with what this one
+        // sends them, and its readers are paused. A new session would add
+        // to that; the client is told to come back (3.1.1: rc 3, server
+        // unavailable) instead of every client here slowing down more.
+        Stats::bump(&shard.stats.busy);
+        return Err((ReasonCode::ServerBusy, "server busy: try again later"));
     }
     let ka = connect.keep_alive;
     if !connect.protocol.is_v5()

@@ -69,6 +69,7 @@ use bytes::BytesMut;
 use slab::Slab;
 
 pub use driver::ShardLoop;
+pub use listener::ListenerLoad;
 pub use reload::{Reload, ReloadBoard};
 pub use stats::{Stats, StatsCell, StatsSnapshot};
 
@@ -105,6 +106,8 @@ pub struct Control {
     pub auth: auth::AuthMethods,
     /// Where the control plane posts reloads (shared by every shard).
     pub reload: Arc<ReloadBoard>,
+    /// Connections open per listener, over every shard.
+    pub listener_load: Arc<ListenerLoad>,
 }
 
 /// The session table of a shard.
@@ -180,8 +183,9 @@ pub struct Shard {
     reload: Arc<ReloadBoard>,
     /// Connections attached to sessions here.
     connections: Cell<usize>,
-    /// This shard's share of `max_connections`.
-    conn_quota: usize,
+    /// Control plane: connections open per listener, over every shard
+    /// (each listener's `max_connections`).
+    listener_load: Arc<ListenerLoad>,
     pub stats: Stats,
     /// Control plane: set by the owner of the broker to stop it.
     stop: Arc<AtomicBool>,
@@ -205,10 +209,6 @@ impl Shard {
         listeners: Vec<Listener>,
         control: Control,
     ) -> Rc<Shard> {
-        let shards = mesh.shards();
-        let conn_quota = config
-            .max_connections
-            .map_or(usize::MAX, |m| m.div_ceil(shards));
         let queue_limits = QueueLimits {
             max_messages: config.max_queued_messages,
             max_bytes: config.max_queued_bytes,
@@ -261,7 +261,7 @@ impl Shard {
             listener_settings: RefCell::new(listener_settings),
             reload: control.reload,
             connections: Cell::new(0),
-            conn_quota,
+            listener_load: control.listener_load,
             stats: Stats::default(),
             stop: control.stop,
             published: control.stats,
