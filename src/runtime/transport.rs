@@ -55,9 +55,10 @@ use crate::limits::{EINTR_RETRIES, LISTEN_BACKLOG};
 /// Owned by the connection's state machine on one shard thread (or the
 /// bridge thread); `Send`. A TCP transport can move to another shard as an
 /// fd ([`Transport::into_owned_fd`] after deregistering, or
-/// `Registrar::detach`); a TLS one cannot (its session stays behind). Its
-/// kind is private: a new kind (WebSocket) adds an arm to each method, not
-/// a case for callers.
+/// `Registrar::detach`), a WebSocket one as its fd and its framing state
+/// ([`Transport::into_parts`]); a TLS one cannot (its session stays
+/// behind). Its kind is private: a new kind adds an arm to each method,
+/// not a case for callers.
 #[derive(Debug)]
 pub struct Transport {
     kind: Kind,
