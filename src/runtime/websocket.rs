@@ -169,8 +169,12 @@ impl WsCodec {
                     break;
                 }
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock && out > 0 => break,
                 Err(e) => {
+                    // Drained (`WouldBlock`) or failed: nothing more to read.
+                    self.more = false;
+                    if out > 0 && e.kind() == io::ErrorKind::WouldBlock {
+                        break;
+                    }
                     let _ = self.flush(sock);
                     return Err(e);
                 }

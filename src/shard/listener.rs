@@ -259,3 +259,24 @@ impl Shard {
         Rc::clone(&settings[usize::from(i).min(settings.len() - 1)])
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listener_admits_up_to_its_limit_and_frees_on_close() {
+        let load = ListenerLoad::new(2);
+        assert!(load.try_open(0, Some(2)));
+        assert!(load.try_open(0, Some(2)));
+        assert!(!load.try_open(0, Some(2)), "the third is refused");
+        assert!(load.try_open(1, Some(1)), "another listener counts apart");
+        assert_eq!(load.open(), [2, 1]);
+        load.close(0);
+        assert!(load.try_open(0, Some(2)));
+        // A lower limit refuses without touching what is open; none admits.
+        assert!(!load.try_open(0, Some(1)));
+        assert!(load.try_open(0, None));
+        assert_eq!(load.open(), [3, 1]);
+    }
+}
