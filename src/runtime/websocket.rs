@@ -531,10 +531,20 @@ impl WsCodec {
 
     /// Unmasks the next `bytes` of the current frame's payload.
     fn unmask(&mut self, bytes: &mut [u8]) {
-        for (i, b) in bytes.iter_mut().enumerate() {
-            *b ^= self.mask[(self.mask_at + i) & 3];
+        let len = bytes.len();
+        // The key from where the last piece stopped, four bytes at a time.
+        let mut mask = self.mask;
+        mask.rotate_left(self.mask_at);
+        let mut words = bytes.chunks_exact_mut(4);
+        for word in &mut words {
+            for (b, m) in word.iter_mut().zip(mask) {
+                *b ^= m;
+            }
         }
-        self.mask_at = (self.mask_at + bytes.len()) & 3;
+        for (b, m) in words.into_remainder().iter_mut().zip(mask) {
+            *b ^= m;
+        }
+        self.mask_at = (self.mask_at + len) & 3;
     }
 }
 
