@@ -478,7 +478,7 @@ pub(super) fn retry_eintr<T>(mut op: impl FnMut() -> io::Result<T>) -> io::Resul
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::io::Read as _;
     use std::sync::mpsc;
     use std::thread;
@@ -538,27 +538,28 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_blocked_write_gets_writable_once_the_peer_reads() {
+    /// A loopback connection: the connecting end (connected, or nearly)
+    /// and the accepted one. Loopback completes the handshake in the
+    /// kernel; the accept is bounded (2 s).
+    pub(crate) fn loopback_pair() -> (Transport, Transport) {
         let listener = Listener::bind("127.0.0.1:0".parse().expect("addr")).expect("listener");
         let addr = listener.local_addr().expect("addr");
-        let mut conn = connect_from(None, addr).expect("connect");
-
-        // Loopback completes the handshake in the kernel; accept is bounded.
-        let mut accepted = None;
+        let conn = connect_from(None, addr).expect("connect");
         for _ in 0..2000 {
             match listener.accept() {
-                Ok((t, _)) => {
-                    accepted = Some(t);
-                    break;
-                }
+                Ok((t, _)) => return (conn, t),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     thread::sleep(Duration::from_millis(1))
                 }
                 Err(e) => panic!("accept: {e}"),
             }
         }
-        let peer = accepted.expect("no connection accepted within 2 s");
+        panic!("no connection accepted within 2 s");
+    }
+
+    #[test]
+    fn a_blocked_write_gets_writable_once_the_peer_reads() {
+        let (mut conn, peer) = loopback_pair();
         assert_eq!(
             peer.peer_addr().expect("peer"),
             conn.local_addr().expect("local")

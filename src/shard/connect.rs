@@ -385,3 +385,107 @@ fn connack(
         properties,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read as _;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::limits::{MESH_BATCH, MESH_OUTBOX_LIMIT};
+    use crate::mesh::Mesh;
+    use crate::protocol::{Connect, Properties};
+    use crate::runtime::transport::tests::loopback_pair;
+    use crate::runtime::{full_mesh, Reactor};
+    use crate::shard::{Control, ListenerLoad, ReloadBoard};
+
+    /// A shard 0 of 2 whose mesh to shard 1 is congested (shard 1 never
+    /// drains it), and a client socket connected to a connection it holds.
+    fn congested_shard() -> (Rc<Shard>, usize, std::net::TcpStream, Keep) {
+        let reactors = [
+            Reactor::new().expect("reactor"),
+            Reactor::new().expect("reactor"),
+        ];
+        let wakes: Vec<_> = reactors.iter().map(Reactor::wake_handle).collect();
+        let mut ends = full_mesh(&wakes, 1);
+        let end = ends.remove(0);
+        let control = Control {
+            stop: Arc::new(AtomicBool::new(false)),
+            stats: Arc::default(),
+            auth: Default::default(),
+            reload: Arc::new(ReloadBoard::new(2)),
+            listener_load: Arc::new(ListenerLoad::new(1)),
+        };
+        let registrar = reactors[0].registrar().expect("registrar");
+        let shard = Shard::new(
+            Config::default(),
+            Mesh::new(end, 2),
+            registrar,
+            Vec::new(),
+            control,
+        );
+        // A few batches fill the queue (its capacity is rounded up); the
+        // rest waits in the outbox.
+        let most = MESH_OUTBOX_LIMIT + 64 * MESH_BATCH;
+        for _ in 0..most {
+            if shard.mesh.congested() {
+                break;
+            }
+            shard.mesh.send(1, ShardMsg::WillsSent);
+        }
+        assert!(shard.mesh.congested(), "{most} messages did not congest");
+
+        let (client, transport) = loopback_pair();
+        shard.listener_load.try_open(0, None);
+        let token = shard.adopt(transport, 0).expect("adopted");
+        let client = std::net::TcpStream::from(client.into_owned_fd());
+        client.set_nonblocking(false).expect("blocking");
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        (shard, token, client, (reactors, ends))
+    }
+
+    /// What must outlive the test: the loops, and shard 1's mesh end (a
+    /// closed end would take and drop everything sent to it).
+    type Keep = (
+        [Reactor; 2],
+        Vec<crate::runtime::MeshEnd<crate::mesh::Batch>>,
+    );
+
+    fn connect(version: ProtocolVersion) -> Box<Connect> {
+        Box::new(Connect {
+            protocol: version,
+            client_id: String::new(),
+            clean_start: true,
+            keep_alive: 30,
+            will: None,
+            username: None,
+            password: None,
+            bridge: false,
+            properties: Properties::default(),
+        })
+    }
+
+    #[test]
+    fn an_overloaded_shard_refuses_new_sessions_as_server_busy() {
+        for (version, code) in [(ProtocolVersion::V5, 0x89), (ProtocolVersion::V311, 3)] {
+            let (shard, token, mut client, _keep) = congested_shard();
+            let mut connect = connect(version);
+            // An id homed here: the refusal is the home shard's.
+            connect.client_id = (0..)
+                .map(|i| format!("busy-{i}"))
+                .find(|id| shard.home_of(id) == shard.id)
+                .expect("an id homed on shard 0");
+            shard.admit(token, connect, BytesMut::new());
+            let mut ack = [0u8; 4];
+            client.read_exact(&mut ack).expect("a CONNACK");
+            assert_eq!(ack[0], 0x20, "{version:?}: CONNACK");
+            assert_eq!(ack[3], code, "{version:?}: its reason code");
+            assert_eq!(shard.stats.busy.get(), 1);
+        }
+    }
+}
