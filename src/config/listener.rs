@@ -1,5 +1,6 @@
 //! `listener <port> [address]` and the legacy default listener (`port`,
-//! `bind_address`).
+//! `bind_address`), and the keys that shape a listener (`protocol`,
+//! `max_qos`, `mount_point`).
 //!
 //! As in Mosquitto: without any `listener` line the broker listens on the
 //! default listener (`0.0.0.0:1883`, changed by `port` / `bind_address`); with
