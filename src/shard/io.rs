@@ -279,6 +279,8 @@ impl Shard {
         self.closing_deadline((token, serial), until);
     }
 
+    /// Whether `token` is closing with its write half shut, reading until
+    /// the client's end of stream (see [`Shard::linger`]).
     pub(super) fn is_lingering(&self, token: usize) -> bool {
         self.conns.borrow().get(token).is_some_and(|c| c.lingering)
     }
