@@ -9,7 +9,7 @@
 //! | [`protocol`] | Pure MQTT 3.1/3.1.1/5.0 codec: bytes in, typed packets out, and back. No I/O, no broker types. |
 //! | [`config`]   | Mosquitto-format configuration: lexer, directive table, sections, `file:line` errors. |
 //! | [`logging`]  | Mosquitto-style log lines honouring `log_dest` / `log_type`. |
-//! | [`runtime`]  | The only module that names mio: the readiness loop each pinned shard thread runs, its wake-ups, the SPSC queues between shards, non-blocking transports. |
+//! | [`runtime`]  | The only module that names mio: the readiness loop each pinned shard thread runs, its wake-ups, the SPSC queues between shards, non-blocking transports (TCP, TLS client, the server side of MQTT over WebSockets). |
 //! | [`mesh`]     | One bounded SPSC queue per ordered pair of shards, batched, and the [`mesh::ShardMsg`] enum: the only thing that crosses cores. |
 //! | [`index`]    | Subscription trie (local and replica), retained store, shard sets. Pure data structures. |
 //! | [`shard`]    | One core's broker, driven by its loop: listeners, connections as state machines in a slab, sessions, QoS windows, fan-out, timers. All `!Send`. |

@@ -90,6 +90,31 @@ pub const PARTIAL_RESERVE_MAX: usize = 1024 * 1024;
 /// password are each at most 64 KiB, plus properties.
 pub const MAX_CONNECT_PACKET: usize = 512 * 1024;
 
+/// `websockets_headers_size` when unset or 0: the HTTP upgrade request a
+/// WebSocket client may send, headers included (Mosquitto's default).
+pub const WS_HEADERS_DEFAULT: usize = 1024;
+
+/// Largest `websockets_headers_size`: a handshake pins at most this much
+/// per connection until its CONNECT deadline.
+pub const WS_HEADERS_MAX: usize = 64 * 1024;
+
+/// Largest WebSocket frame payload the broker sends: a larger write is
+/// framed in pieces, and a socket that takes part of a frame leaves at most
+/// this much (plus its header) inside the transport.
+pub const WS_OUT_FRAME: usize = 16 * 1024;
+
+/// Socket reads one WebSocket `read` makes at most before it returns (a
+/// client sending only control frames cannot hold the shard in one call).
+pub const WS_READS_PER_CALL: usize = 4;
+
+/// Control frame payload bound (RFC 6455 5.5): what a ping, pong or close
+/// may carry, and so what one pending reply holds.
+pub const WS_CONTROL_MAX: usize = 125;
+
+/// Control replies (pongs, the close) waiting for the socket beyond which
+/// a client that sends pings but does not read is closed.
+pub const WS_PENDING_MAX: usize = WS_OUT_FRAME + 16 * (WS_CONTROL_MAX + 2);
+
 /// Time a new connection has to send CONNECT.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -267,3 +292,8 @@ const _: () = assert!(BRIDGE_QUICK_RETRY.as_millis() < BRIDGE_CONNECT_TIMEOUT.as
 
 // A write can always hand rustls at least one full record.
 const _: () = assert!(TLS_BUFFER_LIMIT >= TLS_MAX_RECORD_PAYLOAD);
+
+// Mosquitto's default handshake fits; any one control reply fits beside a
+// partly sent frame.
+const _: () = assert!(WS_HEADERS_DEFAULT <= WS_HEADERS_MAX);
+const _: () = assert!(WS_PENDING_MAX >= WS_OUT_FRAME + 14 + WS_CONTROL_MAX + 4);

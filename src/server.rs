@@ -32,8 +32,8 @@ use crate::persist::{Durability, Entry, Generations, Journal};
 use crate::runtime::{self, Listener, MeshEnd, Reactor, Registrar, Wake};
 use crate::shard::auth::AuthMethods;
 use crate::shard::{
-    home_shard, Control, DurableBoot, DurableRecovered as Recovered, Reload, ReloadBoard, Shard,
-    ShardLoop, StatsCell, StatsSnapshot,
+    home_shard, Control, DurableBoot, DurableRecovered as Recovered, ListenerLoad, Reload,
+    ReloadBoard, Shard, ShardLoop, StatsCell, StatsSnapshot,
 };
 
 /// Why the broker could not start.
@@ -73,6 +73,7 @@ pub struct BrokerHandle {
     bridge: Arc<BridgeControl>,
     bridge_thread: JoinHandle<()>,
     reloader: Reloader,
+    listener_load: Arc<ListenerLoad>,
 }
 
 /// Applies a reloaded configuration to a running broker (SIGHUP): what
@@ -161,6 +162,13 @@ impl BrokerHandle {
         self.reloader.reload(config)
     }
 
+    /// Connections open on each listener now (over every shard; what each
+    /// listener's `max_connections` is checked against), in
+    /// [`local_addrs`](BrokerHandle::local_addrs) order.
+    pub fn listener_connections(&self) -> Vec<usize> {
+        self.listener_load.open()
+    }
+
     /// Number of shards running.
     pub fn shards(&self) -> usize {
         self.shards.len()
@@ -206,7 +214,13 @@ pub fn start(config: Config) -> Result<BrokerHandle, StartError> {
 
 /// [`start`] with plug-ins: enhanced authentication methods.
 pub fn start_with(config: Config, options: StartOptions) -> Result<BrokerHandle, StartError> {
-    raise_open_files_limit(config.max_connections);
+    // Every listener limited: their sum bounds the sockets clients hold.
+    let limits: Option<usize> = config
+        .listeners
+        .iter()
+        .map(|l| l.max_connections)
+        .try_fold(0usize, |sum, max| Some(sum.saturating_add(max?)));
+    raise_open_files_limit(limits);
     let cores = runtime::available_cores();
     let shards = config.shards.unwrap_or(cores.len().max(1));
     // The bridge thread is one more mesh peer.
@@ -247,6 +261,7 @@ pub fn start_with(config: Config, options: StartOptions) -> Result<BrokerHandle,
     let stop = Arc::new(AtomicBool::new(false));
     let stats: Vec<Arc<StatsCell>> = (0..shards).map(|_| Arc::default()).collect();
     let reload = Arc::new(ReloadBoard::new(shards));
+    let listener_load = Arc::new(ListenerLoad::new(config.listeners.len()));
     let (ready_tx, ready_rx) = crossbeam_channel::bounded::<Result<(), String>>(peers);
     let mut handles = Vec::with_capacity(peers);
     let mut reactors = reactors;
@@ -294,6 +309,7 @@ pub fn start_with(config: Config, options: StartOptions) -> Result<BrokerHandle,
                 auth: options.auth.clone(),
                 reload: Arc::clone(&reload),
                 durable,
+                listener_load: Arc::clone(&listener_load),
             },
             ready: ready_tx.clone(),
         };
@@ -352,6 +368,7 @@ pub fn start_with(config: Config, options: StartOptions) -> Result<BrokerHandle,
         shards: handles,
         bridge: control,
         bridge_thread,
+        listener_load,
     })
 }
 

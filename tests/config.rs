@@ -8,7 +8,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use shardmq::config::{
     BridgeAddress, BridgeConfig, BridgeTls, BridgeTopic, Config, ConfigError, ConfigWarning,
-    Direction, Listener, LogDest, LogTypes, RestartTimeout, Security, StartType,
+    Direction, Listener, ListenerProtocol, LogDest, LogTypes, RestartTimeout, Security, StartType,
 };
 use shardmq::protocol::{ProtocolVersion, QoS};
 
@@ -84,7 +84,7 @@ fn numeric_keys() {
         "max_connections 100\nmax_inflight_messages 10\nmax_queued_messages 50\nmax_queued_bytes 4096\n\
          max_packet_size 1024\nmax_keepalive 30\n",
     );
-    assert_eq!(c.max_connections, Some(100));
+    assert_eq!(c.listeners[0].max_connections, Some(100));
     assert_eq!(c.max_inflight_messages, 10);
     assert_eq!(c.max_queued_messages, 50);
     assert_eq!(c.max_queued_bytes, 4096);
@@ -98,7 +98,7 @@ fn special_numeric_values() {
         "max_connections -1\nmax_inflight_messages 0\nmax_queued_messages 0\nmax_queued_bytes 0\n\
          max_packet_size 0\nmax_keepalive 0\n",
     );
-    assert_eq!(c.max_connections, None);
+    assert_eq!(c.listeners[0].max_connections, None);
     assert_eq!(c.max_inflight_messages, 65535);
     assert_eq!(
         c.max_queued_messages,
@@ -107,7 +107,10 @@ fn special_numeric_values() {
     assert_eq!(c.max_queued_bytes, 0);
     assert_eq!(c.max_packet_size, 268_435_460);
     assert_eq!(c.max_keepalive, 0);
-    assert_eq!(parse_quiet("max_connections 0").max_connections, None);
+    assert_eq!(
+        parse_quiet("max_connections 0").listeners[0].max_connections,
+        None
+    );
     assert_eq!(
         parse_quiet("max_inflight_messages 65535").max_inflight_messages,
         65535
@@ -144,6 +147,8 @@ fn bad_values_name_file_line_key_and_range() {
         ("\n\nmax_inflight_messages 70000", "broker.conf:3: max_inflight_messages: expected 1..65535, got 70000 (0 means unlimited)"),
         ("max_inflight_messages -1", "broker.conf:1: max_inflight_messages: expected 1..65535, got -1 (0 means unlimited)"),
         ("max_connections -2", "broker.conf:1: max_connections: expected -1..2147483647, got -2 (-1 means unlimited)"),
+        ("protocol ws", "broker.conf:1: protocol: expected mqtt or websockets, got `ws`"),
+        ("websockets_headers_size 65537", "broker.conf:1: websockets_headers_size: expected 0..65536, got 65537 (bytes; 0 means the default, 1024)"),
         ("max_connections many", "broker.conf:1: max_connections: expected -1..2147483647, got `many` (-1 means unlimited)"),
         ("max_queued_messages 1000001", "broker.conf:1: max_queued_messages: expected 0..1000000, got 1000001 (0 means unlimited, capped at 1000000)"),
         ("max_queued_bytes -5", "broker.conf:1: max_queued_bytes: expected 0..9223372036854775807, got -5 (0 means unlimited)"),
@@ -481,17 +486,30 @@ fn bad_listeners() {
 }
 
 #[test]
+fn websockets_headers_size_defaults_to_mosquittos() {
+    assert_eq!(Config::default().websockets_headers_size, 1024);
+    assert_eq!(
+        parse_quiet("websockets_headers_size 0").websockets_headers_size,
+        1024
+    );
+    assert_eq!(
+        parse_quiet("websockets_headers_size 4096").websockets_headers_size,
+        4096
+    );
+}
+
+#[test]
 fn per_listener_keys_apply_in_listener_sections() {
     let (c, warnings) = parse(
         "listener 1883\nmax_connections 10\nprotocol websockets\nlistener 1884\nmount_point a/",
     );
-    assert_eq!(c.max_connections, Some(10));
+    assert_eq!(c.listeners[0].max_connections, Some(10));
+    assert_eq!(c.listeners[1].max_connections, None);
+    assert_eq!(c.listeners[0].protocol, ListenerProtocol::WebSockets);
+    assert_eq!(c.listeners[1].protocol, ListenerProtocol::Mqtt);
     assert_eq!(c.listeners[0].mount_point, None);
     assert_eq!(c.listeners[1].mount_point.as_deref(), Some("a/"));
-    assert_eq!(
-        messages(&warnings),
-        ["broker.conf:3: protocol is a Mosquitto option shardmq does not support yet; ignored"]
-    );
+    assert!(warnings.is_empty(), "{warnings:?}");
 }
 
 #[test]
@@ -502,7 +520,6 @@ fn known_unsupported_keys_warn() {
         "cafile /c",
         "certfile /c",
         "keyfile /k",
-        "protocol websockets",
         "http_dir /www",
         "socket_domain ipv4",
         "include_dir /etc/mosquitto/conf.d",
@@ -1008,7 +1025,10 @@ fn global_keys_are_fine_inside_a_connection() {
     let (c, warnings) = parse(&format!(
         "{BRIDGE}max_keepalive 5\nlistener 1883\nmax_connections 3"
     ));
-    assert_eq!((c.max_keepalive, c.max_connections), (5, Some(3)));
+    assert_eq!(
+        (c.max_keepalive, c.listeners[0].max_connections),
+        (5, Some(3))
+    );
     assert!(warnings.is_empty(), "{warnings:?}");
 }
 
@@ -1091,7 +1111,8 @@ fn realistic_mosquitto_conf() {
         ),
         (40, 2000, 120)
     );
-    assert_eq!(c.max_connections, Some(500));
+    assert_eq!(c.listeners[0].max_connections, Some(500));
+    assert_eq!(c.listeners[2].protocol, ListenerProtocol::WebSockets);
     assert_eq!(
         c.persistent_client_expiration,
         Some(Duration::from_secs(14 * 86_400))
@@ -1110,10 +1131,7 @@ fn realistic_mosquitto_conf() {
     assert!(!c.per_listener_settings);
     assert_eq!(c.message_size_limit, 0);
     let lines: Vec<usize> = warnings.iter().map(|w| w.line).collect();
-    assert_eq!(
-        lines,
-        [14, 15, 23, 28, 29, 35, 36, 37, 38, 39, 41, 45, 46, 48]
-    );
+    assert_eq!(lines, [14, 15, 23, 28, 29, 35, 36, 37, 38, 39, 45, 46, 48]);
     // Persistence (lines 18-20) is supported: the journal directory.
     assert_eq!(
         c.journal_dir(),

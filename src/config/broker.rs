@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::index::Strategy;
 use crate::limits::{
     MAX_PAYLOAD, MAX_QUEUED_MESSAGES_CAP, MAX_TOPIC_ALIAS, MIN_PACKET_SIZE,
-    PROTOCOL_MAX_PACKET_SIZE,
+    PROTOCOL_MAX_PACKET_SIZE, WS_HEADERS_DEFAULT, WS_HEADERS_MAX,
 };
 use crate::persist::{Durability, DEFAULT_COMMIT_INTERVAL};
 
@@ -47,6 +47,12 @@ pub(super) const DIRECTIVES: &[Directive] = &[
     flag("retain_available", |c| &mut c.retain_available),
     Directive::new("max_qos", Scope::Listener, Apply::Custom(listener::max_qos)),
     Directive::new(
+        "protocol",
+        Scope::Listener,
+        Apply::Custom(listener::protocol),
+    ),
+    global("websockets_headers_size", websockets_headers_size),
+    Directive::new(
         "mount_point",
         Scope::Listener,
         Apply::Custom(listener::mount_point),
@@ -67,9 +73,8 @@ pub(super) const DIRECTIVES: &[Directive] = &[
     global("log_type", log_type),
 ];
 
-/// `max_connections`: -1 (or 0, which Mosquitto also treats as no limit) = unlimited.
-///
-/// Mosquitto counts per listener; shardmq applies one broker-wide limit (the last one given).
+/// `max_connections`: the current listener's limit, as in Mosquitto; -1
+/// (or 0, which Mosquitto also treats as no limit) = unlimited.
 fn max_connections(p: &mut Parser<'_>, line: &Line<'_>) -> Result<(), String> {
     let limit = value::integer(
         line.single("-1..2147483647")?,
@@ -77,7 +82,25 @@ fn max_connections(p: &mut Parser<'_>, line: &Line<'_>) -> Result<(), String> {
         i32::MAX.into(),
         "-1 means unlimited",
     )?;
-    p.config.max_connections = usize::try_from(limit).ok().filter(|&n| n > 0);
+    p.listeners.current(line.number, line.key).max_connections =
+        usize::try_from(limit).ok().filter(|&n| n > 0);
+    Ok(())
+}
+
+/// `websockets_headers_size`: the largest WebSocket upgrade request;
+/// 0 = Mosquitto's default, [`WS_HEADERS_DEFAULT`].
+fn websockets_headers_size(p: &mut Parser<'_>, line: &Line<'_>) -> Result<(), String> {
+    let max = WS_HEADERS_MAX as i64;
+    let size = value::integer(
+        line.single("0..65536")?,
+        0,
+        max,
+        "bytes; 0 means the default, 1024",
+    )?;
+    p.config.websockets_headers_size = match size {
+        0 => WS_HEADERS_DEFAULT,
+        n => n as usize,
+    };
     Ok(())
 }
 

@@ -1,5 +1,6 @@
 //! `listener <port> [address]` and the legacy default listener (`port`,
-//! `bind_address`).
+//! `bind_address`), and the keys that shape a listener (`protocol`,
+//! `max_qos`, `mount_point`).
 //!
 //! As in Mosquitto: without any `listener` line the broker listens on the
 //! default listener (`0.0.0.0:1883`, changed by `port` / `bind_address`); with
@@ -11,7 +12,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use super::lexer::Line;
 use super::parser::{Parser, Section};
 use super::value;
-use super::Listener;
+use super::{Listener, ListenerProtocol};
 use crate::limits::MAX_MOUNT_POINT;
 use crate::protocol::{QoS, TopicName};
 
@@ -108,6 +109,17 @@ pub(super) fn mount_point(p: &mut Parser<'_>, line: &Line<'_>) -> Result<(), Str
         format!("`{prefix}` is not a valid topic prefix (no `+`, `#` or NUL, e.g. site1/)")
     })?;
     p.listeners.current(line.number, line.key).mount_point = Some(prefix.to_string());
+    Ok(())
+}
+
+/// `protocol mqtt|websockets`: what the current listener's clients speak.
+pub(super) fn protocol(p: &mut Parser<'_>, line: &Line<'_>) -> Result<(), String> {
+    let protocol = match line.single("mqtt or websockets")? {
+        "mqtt" => ListenerProtocol::Mqtt,
+        "websockets" => ListenerProtocol::WebSockets,
+        other => return Err(format!("expected mqtt or websockets, got `{other}`")),
+    };
+    p.listeners.current(line.number, line.key).protocol = protocol;
     Ok(())
 }
 

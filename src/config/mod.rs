@@ -52,6 +52,21 @@ pub struct Listener {
     /// With `per_listener_settings true`: this listener's own
     /// [`Security`]; `None` = the broker-wide settings.
     pub security: Option<Security>,
+    /// `protocol mqtt|websockets`: what its clients speak. Default MQTT.
+    pub protocol: ListenerProtocol,
+    /// `max_connections`: connections open on this listener at once, over
+    /// every shard (Mosquitto counts per listener); `None` = unlimited (-1).
+    pub max_connections: Option<usize>,
+}
+
+/// What a listener's clients speak (`protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ListenerProtocol {
+    /// MQTT straight over TCP.
+    #[default]
+    Mqtt,
+    /// MQTT over WebSockets (binary frames, subprotocol `mqtt`).
+    WebSockets,
 }
 
 impl Listener {
@@ -62,6 +77,8 @@ impl Listener {
             max_qos: QoS::ExactlyOnce,
             mount_point: None,
             security: None,
+            protocol: ListenerProtocol::Mqtt,
+            max_connections: None,
         }
     }
 }
@@ -144,8 +161,10 @@ pub struct Config {
     pub listeners: Vec<Listener>,
     /// Number of shards; `None` = every available core (`--shards`).
     pub shards: Option<usize>,
-    /// `max_connections`; `None` = unlimited (-1 in Mosquitto).
-    pub max_connections: Option<usize>,
+    /// `websockets_headers_size`: the largest WebSocket upgrade request,
+    /// headers included, in bytes; default (and for 0)
+    /// [`crate::limits::WS_HEADERS_DEFAULT`].
+    pub websockets_headers_size: usize,
     /// `max_inflight_messages`, 1..=65535 (0 in Mosquitto means 65535). Default 20.
     pub max_inflight_messages: u16,
     /// `max_queued_messages`, default 1000 (0 = unlimited in Mosquitto: we cap at 1_000_000).
@@ -219,7 +238,7 @@ impl Default for Config {
         Config {
             listeners: vec![Listener::new(SocketAddr::from(([0, 0, 0, 0], 1883)))],
             shards: None,
-            max_connections: None,
+            websockets_headers_size: crate::limits::WS_HEADERS_DEFAULT,
             max_inflight_messages: 20,
             max_queued_messages: 1000,
             max_queued_bytes: 0,

@@ -33,7 +33,6 @@ pub(super) const UNSUPPORTED: &[Directive] = &[
     global("log_timestamp"),
     global("log_timestamp_format"),
     global("websockets_log_level"),
-    global("websockets_headers_size"),
     // Security and plugins.
     per_listener("acl_file"),
     per_listener("auth_plugin"),
@@ -44,7 +43,6 @@ pub(super) const UNSUPPORTED: &[Directive] = &[
     // Listeners.
     per_listener("bind_interface"),
     per_listener("http_dir"),
-    per_listener("protocol"),
     per_listener("socket_domain"),
     per_listener("use_identity_as_username"),
     per_listener("use_subject_as_username"),

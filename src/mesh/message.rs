@@ -10,6 +10,7 @@ use bytes::Bytes;
 
 use crate::index::{RetainStamp, ShardSet};
 use crate::protocol::{Connect, Publish, TopicFilter, TopicName};
+use crate::runtime::WsCodec;
 
 /// Who published a message: used for MQTT 5 No Local.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,6 +173,13 @@ pub struct Handover {
     pub leftover: Bytes,
     /// The index of the listener that accepted it (its settings apply).
     pub listener: u8,
+    /// A WebSocket connection's framing state (`None` for plain MQTT):
+    /// the socket alone would not say where in a frame the client is, nor
+    /// carry a pong not yet written. It travels as state, not as a
+    /// connection re-opened there: [`WsCodec`] is `Send`, holds no socket
+    /// and no shard state, and is bounded (a frame header, a control
+    /// payload, replies the socket has not taken).
+    pub websocket: Option<Box<WsCodec>>,
 }
 
 /// A message from one shard to another.

@@ -9,13 +9,15 @@
 //!   implements, the [`Wake`] line peers use to wake a parked shard, and
 //!   the [`Registrar`] that registers sources.
 //! - [`transport`]: non-blocking [`Transport`] (a connection's byte
-//!   stream: TCP, or TLS client over TCP; WebSocket will add a kind),
+//!   stream: TCP, TLS client over TCP, or MQTT over WebSockets),
 //!   [`Listener`], outgoing [`connect_from`] (the load harness, the bridge)
 //!   and [`Transport::tls_client`] on top of it (the bridge).
 //! - [`tls`]: the bridge's TLS settings ([`TlsClientOptions`]: CA files,
 //!   client certificate, version, ALPN, `insecure`) built into the
 //!   configuration `tls_client` takes ([`tls::client_config`]).
 //!   `tls_stream` (private) drives one rustls session over a socket.
+//! - [`websocket`]: the server side of one WebSocket connection
+//!   ([`WsCodec`]: upgrade, frames, pings), with tungstenite's parser.
 //! - [`spsc`]: the bounded queue per ordered pair of shards
 //!   ([`MeshEnd`]), with wake-ups only into parking shards.
 //! - [`thread`]: start a named thread pinned to a core.
@@ -29,6 +31,7 @@ pub mod timer;
 pub mod tls;
 mod tls_stream;
 pub mod transport;
+pub mod websocket;
 
 pub use reactor::{Driver, Interest, Reactor, Readiness, Registrar, Token, Wake};
 pub use rustls::ClientConfig as TlsClientConfig;
@@ -37,3 +40,4 @@ pub use thread::{available_cores, spawn_pinned};
 pub use timer::Timer;
 pub use tls::{client_config, TlsClientOptions, TlsConfigError};
 pub use transport::{connect_from, Listener, Transport};
+pub use websocket::{WsCodec, WsLimits};

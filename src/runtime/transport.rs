@@ -1,5 +1,6 @@
 //! Non-blocking byte streams for the readiness loop: [`Transport`] (a
-//! connection: TCP, or a TLS client session over TCP; WebSocket later),
+//! connection: TCP, a TLS client session over TCP, or the server side of
+//! MQTT over WebSockets: [`Transport::websocket`]),
 //! [`Listener`], and outgoing [`connect_from`] and
 //! [`Transport::tls_client`].
 //!
@@ -24,6 +25,17 @@
 //! Register it `READABLE | WRITABLE` from the start: the connect completes
 //! and the first flight goes out on writable. The same loop is correct for
 //! TCP, where `flush` does nothing and `wants_write` is always false.
+//!
+//! # WebSocket
+//!
+//! A WebSocket transport reads and writes MQTT bytes: the upgrade, frame
+//! headers, masks and control frames stay inside (see
+//! [`super::websocket`]). Its loop follows the TLS rules above (its
+//! `101` answer, pongs and partly sent frames wait inside), and one more:
+//! a read may stop while the socket still holds bytes (only control
+//! frames arrived, or a read budget ran out). [`Transport::read_pending`]
+//! says so: read again without waiting for readiness, since an
+//! edge-triggered loop gets no new event for bytes already there.
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr};
@@ -35,6 +47,7 @@ use mio::{Interest, Registry, Token};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::tls_stream::TlsStream;
+use super::websocket::{WsCodec, WsLimits};
 use crate::limits::{EINTR_RETRIES, LISTEN_BACKLOG};
 
 /// One connection's byte stream.
@@ -42,9 +55,10 @@ use crate::limits::{EINTR_RETRIES, LISTEN_BACKLOG};
 /// Owned by the connection's state machine on one shard thread (or the
 /// bridge thread); `Send`. A TCP transport can move to another shard as an
 /// fd ([`Transport::into_owned_fd`] after deregistering, or
-/// `Registrar::detach`); a TLS one cannot (its session stays behind). Its
-/// kind is private: a new kind (WebSocket) adds an arm to each method, not
-/// a case for callers.
+/// `Registrar::detach`), a WebSocket one as its fd and its framing state
+/// ([`Transport::into_parts`]); a TLS one cannot (its session stays
+/// behind). Its kind is private: a new kind adds an arm to each method,
+/// not a case for callers.
 #[derive(Debug)]
 pub struct Transport {
     kind: Kind,
@@ -55,6 +69,8 @@ enum Kind {
     Tcp(mio::net::TcpStream),
     /// Boxed: a session is large, and every client of a shard is TCP.
     TlsClient(Box<TlsStream>),
+    /// MQTT over WebSockets, server side. Boxed: most clients are TCP.
+    WebSocket(mio::net::TcpStream, Box<WsCodec>),
 }
 
 impl Transport {
@@ -77,20 +93,56 @@ impl Transport {
             Kind::Tcp(s) => Ok(Transport {
                 kind: Kind::TlsClient(Box::new(TlsStream::new(s, config, server_name)?)),
             }),
-            Kind::TlsClient(_) => Err(io::Error::new(
+            Kind::TlsClient(_) | Kind::WebSocket(..) => Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("TLS with {server_name}: the transport is already TLS"),
+                format!("TLS with {server_name}: the transport is not plain TCP"),
+            )),
+        }
+    }
+
+    /// The server side of MQTT over WebSockets on an accepted `tcp`
+    /// connection: the upgrade request is read (at most
+    /// `limits.headers` bytes) and answered by the first reads, then
+    /// `read` and `write` carry MQTT bytes in binary frames.
+    pub fn websocket(tcp: Transport, limits: WsLimits) -> io::Result<Transport> {
+        Transport::adopt_websocket(tcp, Box::new(WsCodec::new(limits)))
+    }
+
+    /// `tcp` with a WebSocket layer already under way (one that travelled
+    /// with its socket from another shard: [`Transport::into_parts`]).
+    pub fn adopt_websocket(tcp: Transport, codec: Box<WsCodec>) -> io::Result<Transport> {
+        match tcp.kind {
+            Kind::Tcp(s) => Ok(Transport {
+                kind: Kind::WebSocket(s, codec),
+            }),
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "WebSocket: only a plain TCP transport can carry it",
             )),
         }
     }
 
     /// Reads what is available into `buf`: `Ok(0)` is EOF, `WouldBlock`
     /// means wait for readable. TLS: plaintext, `Ok(0)` at the server's
-    /// close_notify or a TCP EOF after the handshake.
+    /// close_notify or a TCP EOF after the handshake. WebSocket: MQTT
+    /// bytes, `Ok(0)` also after a close frame; mind
+    /// [`read_pending`](Transport::read_pending).
     pub fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match &mut self.kind {
             Kind::Tcp(s) => retry_eintr(|| s.read(buf)),
             Kind::TlsClient(s) => s.read(buf),
+            Kind::WebSocket(s, ws) => ws.read(s, buf),
+        }
+    }
+
+    /// Whether the last `read` may have left bytes in the socket that no
+    /// readiness event will announce (WebSocket only): read again from the
+    /// loop's pending work. A short read otherwise means the socket is
+    /// drained.
+    pub fn read_pending(&self) -> bool {
+        match &self.kind {
+            Kind::WebSocket(_, ws) => ws.read_pending(),
+            Kind::Tcp(_) | Kind::TlsClient(_) => false,
         }
     }
 
@@ -102,6 +154,7 @@ impl Transport {
         match &mut self.kind {
             Kind::Tcp(s) => retry_eintr(|| s.write(buf)),
             Kind::TlsClient(s) => s.write(buf),
+            Kind::WebSocket(s, ws) => ws.write(s, buf),
         }
     }
 
@@ -112,6 +165,7 @@ impl Transport {
         match &mut self.kind {
             Kind::Tcp(_) => Ok(()),
             Kind::TlsClient(s) => s.flush(),
+            Kind::WebSocket(s, ws) => ws.flush(s),
         }
     }
 
@@ -121,6 +175,7 @@ impl Transport {
         match &self.kind {
             Kind::Tcp(_) => false,
             Kind::TlsClient(s) => s.wants_write(),
+            Kind::WebSocket(_, ws) => ws.wants_write(),
         }
     }
 
@@ -141,13 +196,26 @@ impl Transport {
 
     /// Shuts down the read, write or both halves. TLS: closing the write
     /// half first sends a close_notify, if the socket takes it at once.
+    /// WebSocket: a close frame, likewise; reads then drop what the client
+    /// still sends until its close (see [`lingers`](Transport::lingers)).
     pub fn shutdown(&mut self, how: Shutdown) -> io::Result<()> {
-        if let Kind::TlsClient(s) = &mut self.kind {
-            if how != Shutdown::Read {
-                s.close_notify();
+        match &mut self.kind {
+            Kind::TlsClient(s) if how != Shutdown::Read => s.close_notify(),
+            Kind::WebSocket(s, ws) if how != Shutdown::Read => {
+                ws.close();
+                let _ = ws.flush(s);
             }
+            _ => {}
         }
         self.tcp().shutdown(how)
+    }
+
+    /// Whether closing takes two steps: shut the write half, then read
+    /// until the peer's end of stream (bounded by the caller's deadline).
+    /// A WebSocket client answers the broker's close frame with its own,
+    /// and a socket closed before that arrives would be reset under it.
+    pub fn lingers(&self) -> bool {
+        matches!(self.kind, Kind::WebSocket(..))
     }
 
     /// For a [`connect_from`] transport, on writable (or closed) readiness:
@@ -184,6 +252,31 @@ impl Transport {
                 debug_assert!(false, "a TLS transport was given up as a bare fd");
                 OwnedFd::from(s.into_tcp())
             }
+            Kind::WebSocket(s, _) => {
+                debug_assert!(false, "a WebSocket transport was given up as a bare fd");
+                OwnedFd::from(s)
+            }
+        }
+    }
+
+    /// Gives up the socket and its WebSocket state, if any, to hand the
+    /// connection to another shard ([`Transport::from_parts`] there).
+    /// Deregister it first. TCP and WebSocket only (see
+    /// [`into_owned_fd`](Transport::into_owned_fd) for TLS).
+    pub fn into_parts(self) -> (OwnedFd, Option<Box<WsCodec>>) {
+        match self.kind {
+            Kind::WebSocket(s, ws) => (OwnedFd::from(s), Some(ws)),
+            kind => (Transport { kind }.into_owned_fd(), None),
+        }
+    }
+
+    /// Adopts a socket and the WebSocket state that travelled with it
+    /// (from [`Transport::into_parts`]).
+    pub fn from_parts(fd: OwnedFd, websocket: Option<Box<WsCodec>>) -> io::Result<Transport> {
+        let tcp = Transport::from_owned_fd(fd);
+        match websocket {
+            Some(ws) => Transport::adopt_websocket(tcp, ws),
+            None => Ok(tcp),
         }
     }
 
@@ -200,6 +293,7 @@ impl Transport {
         match &self.kind {
             Kind::Tcp(s) => s,
             Kind::TlsClient(s) => s.tcp(),
+            Kind::WebSocket(s, _) => s,
         }
     }
 
@@ -207,6 +301,7 @@ impl Transport {
         match &mut self.kind {
             Kind::Tcp(s) => s,
             Kind::TlsClient(s) => s.tcp_mut(),
+            Kind::WebSocket(s, _) => s,
         }
     }
 }
@@ -383,7 +478,7 @@ pub(super) fn retry_eintr<T>(mut op: impl FnMut() -> io::Result<T>) -> io::Resul
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::io::Read as _;
     use std::sync::mpsc;
     use std::thread;
@@ -443,27 +538,28 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_blocked_write_gets_writable_once_the_peer_reads() {
+    /// A loopback connection: the connecting end (connected, or nearly)
+    /// and the accepted one. Loopback completes the handshake in the
+    /// kernel; the accept is bounded (2 s).
+    pub(crate) fn loopback_pair() -> (Transport, Transport) {
         let listener = Listener::bind("127.0.0.1:0".parse().expect("addr")).expect("listener");
         let addr = listener.local_addr().expect("addr");
-        let mut conn = connect_from(None, addr).expect("connect");
-
-        // Loopback completes the handshake in the kernel; accept is bounded.
-        let mut accepted = None;
+        let conn = connect_from(None, addr).expect("connect");
         for _ in 0..2000 {
             match listener.accept() {
-                Ok((t, _)) => {
-                    accepted = Some(t);
-                    break;
-                }
+                Ok((t, _)) => return (conn, t),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     thread::sleep(Duration::from_millis(1))
                 }
                 Err(e) => panic!("accept: {e}"),
             }
         }
-        let peer = accepted.expect("no connection accepted within 2 s");
+        panic!("no connection accepted within 2 s");
+    }
+
+    #[test]
+    fn a_blocked_write_gets_writable_once_the_peer_reads() {
+        let (mut conn, peer) = loopback_pair();
         assert_eq!(
             peer.peer_addr().expect("peer"),
             conn.local_addr().expect("local")

@@ -292,8 +292,10 @@ impl ConnShared {
         self.dirty.set(false);
     }
 
-    /// Writes as much of the outgoing buffer as `transport` takes. `Ok(true)`
-    /// when it drained, `Ok(false)` when the socket is full.
+    /// Writes as much of the outgoing buffer as `transport` takes, then
+    /// what the transport itself holds (a WebSocket frame the socket took
+    /// part of, a pong). `Ok(true)` when both drained, `Ok(false)` when the
+    /// socket is full.
     pub fn flush_to(&self, transport: &mut Transport) -> io::Result<bool> {
         let mut out = self.out.borrow_mut();
         while !out.is_empty() {
@@ -303,6 +305,11 @@ impl ConnShared {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) => return Err(e),
             }
+        }
+        match transport.flush() {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) => return Err(e),
         }
         if out.capacity() > OUT_BUFFER_KEEP {
             *out = BytesMut::new();
@@ -355,6 +362,9 @@ pub struct Conn {
     pub writable: bool,
     /// Counted in the shard's attached connections.
     pub counted: bool,
+    /// Closing, its write half shut: reads drop what the client still
+    /// sends until its end of stream (see `Transport::lingers`).
+    pub lingering: bool,
     /// The index of the listener it came in on (in `Config::listeners`,
     /// below [`crate::limits::MAX_LISTENERS`]); travels with a hand-over.
     pub listener: u8,
@@ -372,6 +382,7 @@ impl Conn {
             serial,
             writable: false,
             counted: false,
+            lingering: false,
             listener,
         }
     }

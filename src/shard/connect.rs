@@ -193,15 +193,18 @@ impl Shard {
     }
 
     /// Moves connection `token` to shard `home`: its socket leaves this
-    /// shard's loop and travels as an fd with the CONNECT.
+    /// shard's loop and travels as an fd with the CONNECT (and its
+    /// WebSocket state, if any). Its listener count travels with it.
     fn hand_over(&self, token: usize, connect: Box<Connect>, leftover: BytesMut, home: usize) {
         let Some(conn) = self.conns.borrow_mut().try_remove(token) else {
             return;
         };
         let listener = conn.listener;
-        match self.registrar.detach(conn.transport) {
-            Ok(fd) => {
+        let mut transport = conn.transport;
+        match self.registrar.deregister(&mut transport) {
+            Ok(()) => {
                 Stats::bump(&self.stats.handed_over);
+                let (fd, websocket) = transport.into_parts();
                 let leftover = Bytes::copy_from_slice(&leftover);
                 self.mesh.send(
                     home,
@@ -210,10 +213,14 @@ impl Shard {
                         connect,
                         leftover,
                         listener,
+                        websocket,
                     })),
                 );
             }
-            Err(e) => log::warn!("cannot hand a connection to shard {home}: {e}"),
+            Err(e) => {
+                log::warn!("cannot hand a connection to shard {home}: {e}");
+                self.listener_load.close(usize::from(listener));
+            }
         }
     }
 }
@@ -278,8 +285,13 @@ fn check(
         // clients of an enhanced authentication method may connect.
         return Err((ReasonCode::NotAuthorized, "not authorized"));
     }
-    if shard.connections.get() >= shard.conn_quota {
-        return Err((ReasonCode::ServerUnavailable, "connection limit reached"));
+    if shard.mesh.congested() {
+        // Overloaded: the other shards do not keep up with what this one
+        // sends them, and its readers are paused. A new session would add
+        // to that; the client is told to come back (3.1.1: rc 3, server
+        // unavailable) instead of every client here slowing down more.
+        Stats::bump(&shard.stats.busy);
+        return Err((ReasonCode::ServerBusy, "server busy: try again later"));
     }
     let ka = connect.keep_alive;
     if !connect.protocol.is_v5()
@@ -371,5 +383,110 @@ fn connack(
         session_present: present && connect.protocol != ProtocolVersion::V31,
         code: ReasonCode::Success,
         properties,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read as _;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::limits::{MESH_BATCH, MESH_OUTBOX_LIMIT};
+    use crate::mesh::Mesh;
+    use crate::protocol::{Connect, Properties};
+    use crate::runtime::transport::tests::loopback_pair;
+    use crate::runtime::{full_mesh, Reactor};
+    use crate::shard::{Control, ListenerLoad, ReloadBoard};
+
+    /// A shard 0 of 2 whose mesh to shard 1 is congested (shard 1 never
+    /// drains it), and a client socket connected to a connection it holds.
+    fn congested_shard() -> (Rc<Shard>, usize, std::net::TcpStream, Keep) {
+        let reactors = [
+            Reactor::new().expect("reactor"),
+            Reactor::new().expect("reactor"),
+        ];
+        let wakes: Vec<_> = reactors.iter().map(Reactor::wake_handle).collect();
+        let mut ends = full_mesh(&wakes, 1);
+        let end = ends.remove(0);
+        let control = Control {
+            stop: Arc::new(AtomicBool::new(false)),
+            stats: Arc::default(),
+            auth: Default::default(),
+            reload: Arc::new(ReloadBoard::new(2)),
+            listener_load: Arc::new(ListenerLoad::new(1)),
+            durable: None,
+        };
+        let registrar = reactors[0].registrar().expect("registrar");
+        let shard = Shard::new(
+            Config::default(),
+            Mesh::new(end, 2),
+            registrar,
+            Vec::new(),
+            control,
+        );
+        // A few batches fill the queue (its capacity is rounded up); the
+        // rest waits in the outbox.
+        let most = MESH_OUTBOX_LIMIT + 64 * MESH_BATCH;
+        for _ in 0..most {
+            if shard.mesh.congested() {
+                break;
+            }
+            shard.mesh.send(1, ShardMsg::WillsSent);
+        }
+        assert!(shard.mesh.congested(), "{most} messages did not congest");
+
+        let (client, transport) = loopback_pair();
+        shard.listener_load.try_open(0, None);
+        let token = shard.adopt(transport, 0).expect("adopted");
+        let client = std::net::TcpStream::from(client.into_owned_fd());
+        client.set_nonblocking(false).expect("blocking");
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        (shard, token, client, (reactors, ends))
+    }
+
+    /// What must outlive the test: the loops, and shard 1's mesh end (a
+    /// closed end would take and drop everything sent to it).
+    type Keep = (
+        [Reactor; 2],
+        Vec<crate::runtime::MeshEnd<crate::mesh::Batch>>,
+    );
+
+    fn connect(version: ProtocolVersion) -> Box<Connect> {
+        Box::new(Connect {
+            protocol: version,
+            client_id: String::new(),
+            clean_start: true,
+            keep_alive: 30,
+            will: None,
+            username: None,
+            password: None,
+            bridge: false,
+            properties: Properties::default(),
+        })
+    }
+
+    #[test]
+    fn an_overloaded_shard_refuses_new_sessions_as_server_busy() {
+        for (version, code) in [(ProtocolVersion::V5, 0x89), (ProtocolVersion::V311, 3)] {
+            let (shard, token, mut client, _keep) = congested_shard();
+            let mut connect = connect(version);
+            // An id homed here: the refusal is the home shard's.
+            connect.client_id = (0..)
+                .map(|i| format!("busy-{i}"))
+                .find(|id| shard.home_of(id) == shard.id)
+                .expect("an id homed on shard 0");
+            shard.admit(token, connect, BytesMut::new());
+            let mut ack = [0u8; 4];
+            client.read_exact(&mut ack).expect("a CONNACK");
+            assert_eq!(ack[0], 0x20, "{version:?}: CONNACK");
+            assert_eq!(ack[3], code, "{version:?}: its reason code");
+            assert_eq!(shard.stats.busy.get(), 1);
+        }
     }
 }

@@ -97,6 +97,10 @@ impl Shard {
             again.drain(..n).collect()
         };
         for &token in &batch {
+            if self.is_lingering(token) {
+                self.linger(token);
+                continue;
+            }
             self.on_bytes(token, None);
             // Its earlier edges may have been passed over: read to the end.
             self.read_conn(token, true);

@@ -63,8 +63,16 @@ impl Shard {
             connect,
             leftover,
             listener,
+            websocket,
         } = h;
-        if let Some(token) = self.adopt(Transport::from_owned_fd(fd), listener) {
+        let transport = match Transport::from_parts(fd, websocket) {
+            Ok(t) => t,
+            Err(e) => {
+                log::warn!("shard {}: a connection handed over: {e}", self.id);
+                return self.listener_load.close(usize::from(listener));
+            }
+        };
+        if let Some(token) = self.adopt(transport, listener) {
             self.admit(token, connect, leftover.as_ref().into());
         }
     }

@@ -21,6 +21,10 @@ enum Read {
     Data(BytesMut, bool),
     /// Nothing more for now (edge-triggered: readiness will be reported).
     Empty,
+    /// Nothing yet, but the transport may have left bytes in the socket
+    /// that no readiness event will announce (WebSocket control frames):
+    /// read again from the pending work.
+    Again,
     /// EOF or a socket error.
     Closed,
 }
@@ -28,6 +32,9 @@ enum Read {
 impl Shard {
     /// Readiness of connection `token`.
     pub(super) fn conn_ready(self: &Rc<Self>, token: usize, r: Readiness) {
+        if (r.readable || r.closed) && self.is_lingering(token) {
+            return self.linger(token);
+        }
         if r.writable {
             self.flush_token(token);
         }
@@ -63,6 +70,7 @@ impl Shard {
                     }
                 }
                 Read::Empty => return,
+                Read::Again => break,
                 Read::Closed => return self.close_token(token, CloseReason::Io),
             }
         }
@@ -97,15 +105,42 @@ impl Shard {
         let Some(conn) = conns.get_mut(token) else {
             return Read::Empty;
         };
-        match conn.transport.read(&mut buf[..]) {
+        let read = conn.transport.read(&mut buf[..]);
+        if conn.shared.is_none() && conn.transport.wants_write() {
+            // A transport's own answer (a WebSocket upgrade) before any
+            // MQTT output: once attached, the end-of-turn flush sees to it.
+            self.flush_bare(token, conn);
+        }
+        match read {
             Ok(0) => Read::Closed,
             Ok(n) => {
-                let drained = n < buf.len();
+                let drained = n < buf.len() && !conn.transport.read_pending();
                 Read::Data(buf.split_to(n), drained)
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Read::Empty,
-            Err(_) => Read::Closed,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if conn.transport.read_pending() {
+                    Read::Again
+                } else {
+                    Read::Empty
+                }
+            }
+            Err(e) => {
+                if e.kind() == std::io::ErrorKind::InvalidData {
+                    log::info!("shard {}: connection {token}: {e}", self.id);
+                }
+                Read::Closed
+            }
         }
+    }
+
+    /// Flushes what the transport of a connection with no MQTT output
+    /// state holds; keeps write interest while some remains.
+    fn flush_bare(&self, token: usize, conn: &mut Conn) {
+        let want = match conn.transport.flush() {
+            Ok(()) => false,
+            Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
+        };
+        self.set_writable(token, conn, want);
     }
 
     /// Closes `token`: an attached one at the end of the turn (will,
@@ -159,7 +194,7 @@ impl Shard {
                 return;
             };
             let Some(shared) = conn.shared.clone() else {
-                return;
+                return self.flush_bare(token, conn);
             };
             let result = shared.flush_to(&mut conn.transport);
             if let Ok(drained) = result {
@@ -168,7 +203,8 @@ impl Shard {
             (result, shared, conn.phase)
         };
         match (result, phase) {
-            (Err(_), Phase::Closing) | (Ok(true), Phase::Closing) => self.drop_conn(token),
+            (Err(_), Phase::Closing) => self.drop_conn(token),
+            (Ok(true), Phase::Closing) => self.close_write(token),
             (Err(_), _) => self.close_conn(&shared, CloseReason::Io),
             (Ok(_), _) => {
                 if shared.take_drained() {
@@ -243,6 +279,63 @@ impl Shard {
         self.closing_deadline((token, serial), until);
     }
 
+    /// Whether `token` is closing with its write half shut, reading until
+    /// the client's end of stream (see [`Shard::linger`]).
+    pub(super) fn is_lingering(&self, token: usize) -> bool {
+        self.conns.borrow().get(token).is_some_and(|c| c.lingering)
+    }
+
+    /// A closing connection's output is out: closes it, or, for a
+    /// transport that [lingers](crate::runtime::Transport::lingers), shuts
+    /// its write half and waits (until its closing deadline at most) for
+    /// the client's end of stream.
+    fn close_write(&self, token: usize) {
+        let shut = {
+            let mut conns = self.conns.borrow_mut();
+            let Some(conn) = conns.get_mut(token) else {
+                return;
+            };
+            if conn.lingering {
+                return;
+            }
+            let shut = conn.transport.lingers()
+                && conn.transport.shutdown(std::net::Shutdown::Write).is_ok();
+            conn.lingering = shut;
+            shut
+        };
+        if !shut {
+            self.drop_conn(token);
+        }
+    }
+
+    /// Reads and drops what a lingering connection sends; closes it at
+    /// its end of stream (a bounded number of reads per event).
+    pub(super) fn linger(&self, token: usize) {
+        let mut buf = [0u8; 1024];
+        for _ in 0..READS_PER_TURN {
+            let read = match self.conns.borrow_mut().get_mut(token) {
+                Some(conn) => conn.transport.read(&mut buf),
+                None => return,
+            };
+            match read {
+                Ok(n) if n > 0 => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if self
+                        .conns
+                        .borrow()
+                        .get(token)
+                        .is_some_and(|c| c.transport.read_pending())
+                    {
+                        self.again.borrow_mut().push(token);
+                    }
+                    return;
+                }
+                _ => return self.drop_conn(token),
+            }
+        }
+        self.again.borrow_mut().push(token);
+    }
+
     /// Removes `token` and closes its socket.
     pub(super) fn drop_conn(&self, token: usize) {
         let Some(conn) = self.conns.borrow_mut().try_remove(token) else {
@@ -254,6 +347,7 @@ impl Shard {
         if conn.counted {
             self.connections.set(self.connections.get() - 1);
         }
+        self.listener_load.close(usize::from(conn.listener));
         // Dropping the transport closes the socket, which also removes it
         // from the poll.
     }

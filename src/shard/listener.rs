@@ -1,26 +1,106 @@
 //! Accepting: each shard owns its own SO_REUSEPORT socket per listener (the
 //! kernel spreads new connections over the shards), registered with the
 //! shard's loop under [`listener_token`].
+//!
+//! `max_connections` is per listener, as in Mosquitto, and counted over
+//! every shard in [`ListenerLoad`]. A connection over the limit is closed
+//! as soon as it is accepted, without a CONNACK: that is what Mosquitto
+//! does (`net__socket_accept`: "Client connection from ... denied:
+//! max_connections exceeded.", then the socket is closed), and it costs
+//! the broker nothing more than the accept.
 
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use super::conn::Conn;
 use super::{Shard, Stats};
-use crate::config::{Config, Listener, Security};
+use crate::config::{Config, Listener, ListenerProtocol, Security};
 use crate::limits::{ACCEPTS_PER_TURN, ACCEPT_BACKOFF_MAX, ACCEPT_BACKOFF_MIN, MAX_LISTENERS};
 use crate::protocol::QoS;
-use crate::runtime::{Interest, Token};
+use crate::runtime::{Interest, Token, Transport, WsLimits};
 
-/// What the clients of one listener get (`max_qos`, `mount_point`, and the
-/// settings `per_listener_settings` scopes), resolved from the config once.
-/// Shard-local: every shard holds its own, indexed like `Config::listeners`.
+/// What the clients of one listener get (`max_qos`, `mount_point`,
+/// `protocol`, `max_connections`, and the settings `per_listener_settings`
+/// scopes), resolved from the config once. Shard-local: every shard holds
+/// its own, indexed like `Config::listeners`.
 pub struct ListenerSettings {
     pub max_qos: QoS,
     /// Shared with every connection of the listener.
     pub mount: Option<Rc<str>>,
     pub security: Security,
+    /// `protocol websockets`: the bounds of its WebSocket layer; `None`
+    /// for plain MQTT.
+    pub websocket: Option<WsLimits>,
+    /// `max_connections`; `None` = unlimited.
+    pub max_connections: Option<usize>,
+}
+
+/// Connections open on each listener, over every shard: what each
+/// listener's `max_connections` is checked against. Shared by every shard
+/// (`Sync`), indexed like `Config::listeners`.
+///
+/// One atomic per listener rather than a share of the limit per shard: the
+/// kernel's SO_REUSEPORT hash does not spread connections evenly (with a
+/// limit of 2 and 2 shards, both clients may land on one shard), and a
+/// connection moves to its session's home shard after CONNECT, so per-shard
+/// shares would refuse clients the limit allows. The atomic is touched
+/// once on accept and once on close, never on the data path; contention is
+/// only between shards accepting on the same listener at the same moment.
+#[derive(Debug)]
+pub struct ListenerLoad {
+    /// Invariant: counts the connections of the listener that are in some
+    /// shard's slab or in flight between two shards (a hand-over keeps its
+    /// count; the home shard releases it when the connection closes).
+    open: Vec<AtomicUsize>,
+}
+
+impl ListenerLoad {
+    /// Counters for `listeners` listeners (at least one: a config without
+    /// listeners has the default settings once).
+    pub fn new(listeners: usize) -> ListenerLoad {
+        ListenerLoad {
+            open: (0..listeners.max(1)).map(|_| AtomicUsize::new(0)).collect(),
+        }
+    }
+
+    /// Counts one more connection on listener `i` if fewer than `limit` are
+    /// open; false (nothing counted) when it is full.
+    pub fn try_open(&self, i: usize, limit: Option<usize>) -> bool {
+        let Some(open) = self.open.get(i) else {
+            return true;
+        };
+        match limit {
+            None => {
+                open.fetch_add(1, Ordering::AcqRel);
+                true
+            }
+            Some(max) => open
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                    (n < max).then_some(n + 1)
+                })
+                .is_ok(),
+        }
+    }
+
+    /// A connection of listener `i` closed.
+    pub fn close(&self, i: usize) {
+        if let Some(open) = self.open.get(i) {
+            let before = open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                Some(n.saturating_sub(1))
+            });
+            debug_assert!(before.is_ok_and(|n| n > 0), "listener {i} count underflow");
+        }
+    }
+
+    /// Connections open on each listener now.
+    pub fn open(&self) -> Vec<usize> {
+        self.open
+            .iter()
+            .map(|n| n.load(Ordering::Acquire))
+            .collect()
+    }
 }
 
 impl ListenerSettings {
@@ -39,6 +119,11 @@ impl ListenerSettings {
                 max_qos: l.max_qos,
                 mount: l.mount_point.as_deref().map(Rc::from),
                 security: config.security_of(l),
+                websocket: (l.protocol == ListenerProtocol::WebSockets).then_some(WsLimits {
+                    headers: config.websockets_headers_size,
+                    max_frame: config.max_packet_size as u64,
+                }),
+                max_connections: l.max_connections,
             })
             .collect()
     }
@@ -88,12 +173,12 @@ impl Shard {
                 None => return,
             };
             match accepted {
-                Ok((transport, _peer)) => {
+                Ok((transport, peer)) => {
                     // TCP_NODELAY comes from the listener (Linux copies it
                     // to accepted sockets): no setsockopt per connection.
                     self.accept_backoff.set(std::time::Duration::ZERO);
                     Stats::bump(&self.stats.accepted);
-                    self.adopt(transport, i as u8);
+                    self.admit_accepted(transport, peer, i);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(e) => {
@@ -112,14 +197,41 @@ impl Shard {
         self.accept_again.set(true);
     }
 
+    /// A connection just accepted on listener `i`: closed at once if the
+    /// listener is at its `max_connections`, else counted, given its
+    /// WebSocket layer if the listener has one, and adopted.
+    fn admit_accepted(&self, transport: Transport, peer: SocketAddr, i: usize) {
+        let (limit, websocket) = {
+            let settings = self.listener_settings.borrow();
+            let s = &settings[i.min(settings.len() - 1)];
+            (s.max_connections, s.websocket)
+        };
+        if !self.listener_load.try_open(i, limit) {
+            Stats::bump(&self.stats.refused);
+            log::info!(
+                "shard {}: client connection from {peer} denied: max_connections exceeded",
+                self.id
+            );
+            return; // Dropping the transport closes the socket.
+        }
+        let transport = match websocket {
+            Some(limits) => match Transport::websocket(transport, limits) {
+                Ok(t) => t,
+                Err(e) => {
+                    log::warn!("shard {}: {peer}: {e}", self.id);
+                    return self.listener_load.close(i);
+                }
+            },
+            None => transport,
+        };
+        self.adopt(transport, i as u8);
+    }
+
     /// Files a new connection (accepted here, or handed over) from
     /// listener `listener` in the slab and the loop; returns its token, or
-    /// `None` if it could not be registered (it is then closed).
-    pub(super) fn adopt(
-        &self,
-        mut transport: crate::runtime::Transport,
-        listener: u8,
-    ) -> Option<usize> {
+    /// `None` if it could not be registered (it is then closed). It holds
+    /// one count of the listener's [`ListenerLoad`] until it closes.
+    pub(super) fn adopt(&self, mut transport: Transport, listener: u8) -> Option<usize> {
         let serial = self.next_serial.get().wrapping_add(1);
         self.next_serial.set(serial);
         let mut conns = self.conns.borrow_mut();
@@ -130,6 +242,7 @@ impl Shard {
             .register(&mut transport, Token(token), Interest::READABLE)
         {
             log::warn!("shard {}: {e}", self.id);
+            self.listener_load.close(usize::from(listener));
             return None;
         }
         entry.insert(Conn::new(transport, serial, listener));
@@ -144,5 +257,26 @@ impl Shard {
         let i = self.conns.borrow().get(token).map_or(0, |c| c.listener);
         let settings = self.listener_settings.borrow();
         Rc::clone(&settings[usize::from(i).min(settings.len() - 1)])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listener_admits_up_to_its_limit_and_frees_on_close() {
+        let load = ListenerLoad::new(2);
+        assert!(load.try_open(0, Some(2)));
+        assert!(load.try_open(0, Some(2)));
+        assert!(!load.try_open(0, Some(2)), "the third is refused");
+        assert!(load.try_open(1, Some(1)), "another listener counts apart");
+        assert_eq!(load.open(), [2, 1]);
+        load.close(0);
+        assert!(load.try_open(0, Some(2)));
+        // A lower limit refuses without touching what is open; none admits.
+        assert!(!load.try_open(0, Some(1)));
+        assert!(load.try_open(0, None));
+        assert_eq!(load.open(), [3, 1]);
     }
 }

@@ -70,6 +70,7 @@ use bytes::BytesMut;
 use slab::Slab;
 
 pub use driver::ShardLoop;
+pub use listener::ListenerLoad;
 pub use reload::{Reload, ReloadBoard};
 pub use stats::{Stats, StatsCell, StatsSnapshot};
 
@@ -110,6 +111,8 @@ pub struct Control {
     pub reload: Arc<ReloadBoard>,
     /// This shard's journal and recovered state, when persistence is on.
     pub durable: Option<DurableBoot>,
+    /// Connections open per listener, over every shard.
+    pub listener_load: Arc<ListenerLoad>,
 }
 
 /// The session table of a shard.
@@ -185,8 +188,9 @@ pub struct Shard {
     reload: Arc<ReloadBoard>,
     /// Connections attached to sessions here.
     connections: Cell<usize>,
-    /// This shard's share of `max_connections`.
-    conn_quota: usize,
+    /// Control plane: connections open per listener, over every shard
+    /// (each listener's `max_connections`).
+    listener_load: Arc<ListenerLoad>,
     pub stats: Stats,
     /// Control plane: set by the owner of the broker to stop it.
     stop: Arc<AtomicBool>,
@@ -212,10 +216,6 @@ impl Shard {
         listeners: Vec<Listener>,
         control: Control,
     ) -> Rc<Shard> {
-        let shards = mesh.shards();
-        let conn_quota = config
-            .max_connections
-            .map_or(usize::MAX, |m| m.div_ceil(shards));
         let queue_limits = QueueLimits {
             max_messages: config.max_queued_messages,
             max_bytes: config.max_queued_bytes,
@@ -236,6 +236,7 @@ impl Shard {
             Some(boot) => {
                 let (journal, next, recovered) = boot.into_parts();
                 let compact_min = config.persistence_compact_size;
+                let shards = mesh.shards();
                 let durable = Rc::new(Durable::new(journal, shards, next, compact_min));
                 (Some(durable), Some(recovered))
             }
@@ -277,7 +278,7 @@ impl Shard {
             listener_settings: RefCell::new(listener_settings),
             reload: control.reload,
             connections: Cell::new(0),
-            conn_quota,
+            listener_load: control.listener_load,
             stats: Stats::default(),
             stop: control.stop,
             published: control.stats,

@@ -107,16 +107,29 @@ impl Shard {
     }
 
     /// What a reload changes here: every listener's settings (the
-    /// `per_listener_settings` scope). Connections already attached keep
-    /// what they were admitted with; new ones get the new settings.
+    /// `per_listener_settings` scope, `max_connections`, the WebSocket
+    /// bounds). Connections already attached keep what they were admitted
+    /// with; new ones get the new settings. A lower `max_connections`
+    /// closes nobody: new connections wait until enough have left.
+    /// A listener's `protocol` changes at the next start only (its open
+    /// connections speak the old one).
     fn apply_reload(&self, reload: &Reload) {
-        let settings = ListenerSettings::all(&reload.config);
-        if settings.len() != self.listener_settings.borrow().len() {
+        let mut settings = ListenerSettings::all(&reload.config);
+        let old = self.listener_settings.borrow().clone();
+        if settings.len() != old.len() {
             log::warn!(
                 "shard {}: reload: listeners differ; they change at the next start",
                 self.id
             );
             return;
+        }
+        for (i, (new, old)) in settings.iter_mut().zip(&old).enumerate() {
+            if new.websocket.is_some() != old.websocket.is_some() {
+                if self.id == 0 {
+                    log::warn!("reload: listener {i}: `protocol` changes at the next start only");
+                }
+                new.websocket = old.websocket;
+            }
         }
         *self.listener_settings.borrow_mut() = settings.into_iter().map(Rc::new).collect();
     }

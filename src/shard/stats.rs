@@ -24,6 +24,12 @@ pub struct Stats {
     pub forwarded: Cell<u64>,
     /// Connections accepted by this shard's listeners.
     pub accepted: Cell<u64>,
+    /// Accepted connections closed at once: their listener was at its
+    /// `max_connections`.
+    pub refused: Cell<u64>,
+    /// CONNECTs refused with Server busy (0x89; 3.1.1: server unavailable)
+    /// because this shard was overloaded (its mesh outboxes congested).
+    pub busy: Cell<u64>,
     /// Accepted connections handed to their session's home shard.
     pub handed_over: Cell<u64>,
     /// Sessions taken over from a live connection (always on the home shard).
@@ -48,6 +54,10 @@ pub struct StatsSnapshot {
     pub dropped: u64,
     pub forwarded: u64,
     pub accepted: u64,
+    /// Connections closed at accept: the listener was at `max_connections`.
+    pub refused: u64,
+    /// CONNECTs refused because the shard was overloaded.
+    pub busy: u64,
     pub handed_over: u64,
     pub taken_over: u64,
     pub events: u64,
@@ -68,6 +78,8 @@ impl std::ops::Add for StatsSnapshot {
             dropped: self.dropped + o.dropped,
             forwarded: self.forwarded + o.forwarded,
             accepted: self.accepted + o.accepted,
+            refused: self.refused + o.refused,
+            busy: self.busy + o.busy,
             handed_over: self.handed_over + o.handed_over,
             taken_over: self.taken_over + o.taken_over,
             events: self.events + o.events,
@@ -81,7 +93,7 @@ impl std::ops::Add for StatsSnapshot {
 /// read by the control plane. `Send + Sync`.
 #[derive(Debug, Default)]
 pub struct StatsCell {
-    values: [AtomicU64; 11],
+    values: [AtomicU64; 13],
 }
 
 impl StatsCell {
@@ -94,6 +106,8 @@ impl StatsCell {
             s.dropped,
             s.forwarded,
             s.accepted,
+            s.refused,
+            s.busy,
             s.handed_over,
             s.taken_over,
             s.events,
@@ -119,11 +133,13 @@ impl StatsCell {
             dropped: v[3],
             forwarded: v[4],
             accepted: v[5],
-            handed_over: v[6],
-            taken_over: v[7],
-            events: v[8],
-            connections: v[9],
-            sessions: v[10],
+            refused: v[6],
+            busy: v[7],
+            handed_over: v[8],
+            taken_over: v[9],
+            events: v[10],
+            connections: v[11],
+            sessions: v[12],
         }
     }
 }
@@ -138,6 +154,8 @@ impl Stats {
             dropped: self.dropped.get(),
             forwarded: self.forwarded.get(),
             accepted: self.accepted.get(),
+            refused: self.refused.get(),
+            busy: self.busy.get(),
             handed_over: self.handed_over.get(),
             taken_over: self.taken_over.get(),
             events: self.events.get(),
