@@ -28,6 +28,7 @@ use crate::limits::{
 };
 use crate::mesh::{Batch, Mesh};
 use crate::runtime::{self, Listener, MeshEnd, Reactor, Registrar, Wake};
+use crate::security::{AclError, AclTable};
 use crate::shard::auth::AuthMethods;
 use crate::shard::{Control, Reload, ReloadBoard, Shard, ShardLoop, StatsCell, StatsSnapshot};
 
@@ -49,6 +50,9 @@ pub enum StartError {
     /// A bridge that cannot run as configured (its TLS files, say).
     #[error("{0}")]
     Bridge(String),
+    /// An `acl_file` that cannot be read or parsed.
+    #[error("{0}")]
+    Acl(#[from] AclError),
 }
 
 /// A running broker. Dropping it does not stop it; call [`shutdown`].
@@ -86,9 +90,16 @@ impl Reloader {
     pub fn reload(&self, config: Config) -> Result<usize, String> {
         let bridges = config.bridges.clone();
         let n = bridges.len();
+        let acl = match AclTable::load(&config) {
+            Ok(table) => Some(table),
+            Err(e) => {
+                log::error!("reload: {e}; the ACL rules in force stay until a reload reads it");
+                None
+            }
+        };
         let wake = || self.wakes.iter().for_each(|w| w.force());
         self.board
-            .post(Reload { config }, wake, RELOAD_TIMEOUT)
+            .post(Reload { config, acl }, wake, RELOAD_TIMEOUT)
             .map_err(|e| format!("settings not applied everywhere: {e}"))?;
         self.bridge
             .reload(bridges)
@@ -211,6 +222,7 @@ pub fn start_with(config: Config, options: StartOptions) -> Result<BrokerHandle,
     for b in &config.bridges {
         bridge::tls_settings(b).map_err(StartError::Bridge)?;
     }
+    let acl = AclTable::load(&config)?;
     let mut addrs = Vec::with_capacity(config.listeners.len());
     let mut sockets: Vec<Vec<OwnedFd>> = (0..shards).map(|_| Vec::new()).collect();
     for listener in &config.listeners {
@@ -268,6 +280,7 @@ pub fn start_with(config: Config, options: StartOptions) -> Result<BrokerHandle,
                 stats: Arc::clone(&stats[shard]),
                 auth: options.auth.clone(),
                 reload: Arc::clone(&reload),
+                acl: acl.clone(),
             },
             ready: ready_tx.clone(),
         };

@@ -39,7 +39,6 @@ pub(super) const UNSUPPORTED: &[Directive] = &[
     global("websockets_log_level"),
     global("websockets_headers_size"),
     // Security and plugins.
-    per_listener("acl_file"),
     per_listener("auth_plugin"),
     per_listener("auth_plugin_deny_special_chars"),
     per_listener("password_file"),

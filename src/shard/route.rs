@@ -108,7 +108,8 @@ impl Shard {
     /// `$SYS` is the broker's ("not authorized"), a payload above
     /// `message_size_limit` is dropped ("implementation specific error",
     /// as Mosquitto 2.0 answers: "packet too large" is no PUBACK or PUBREC
-    /// reason). A 3.x publisher gets a plain acknowledgement either way.
+    /// reason), a topic the ACL does not let the client write is "not
+    /// authorized". A 3.x publisher gets a plain acknowledgement either way.
     fn refusal(&self, conn: &ConnShared, p: &Publish) -> Option<(ReasonCode, &'static str)> {
         let limit = self.config.message_size_limit;
         let (code, why) = if is_broker_only(p.topic.as_str()) {
@@ -117,6 +118,11 @@ impl Shard {
             (
                 ReasonCode::ImplementationSpecificError,
                 "payload above message_size_limit",
+            )
+        } else if !self.may_write(conn, p.topic.as_str()) {
+            (
+                ReasonCode::NotAuthorized,
+                "not authorized to publish to this topic",
             )
         } else {
             return None;
@@ -164,13 +170,18 @@ impl Shard {
         p.properties.topic_alias = None;
         p.properties.subscription_identifiers.clear();
         let retain = p.retain;
-        let msg = Arc::new(Message::new(
+        let msg = Message::new(
             p,
             Origin {
                 shard: self.id as u16,
                 session: sid,
             },
-        ));
+        );
+        let source = retain.then(|| self.retain_source(sid)).flatten();
+        let msg = Arc::new(match source {
+            Some(source) => msg.with_source(source),
+            None => msg,
+        });
         if retain {
             self.retain_update(&msg);
         }
@@ -212,8 +223,9 @@ impl Shard {
 
     /// Delivers `msg` to this shard's subscribers: one copy per session at
     /// the highest QoS of its matching subscriptions, with the identifiers
-    /// of all of them (5.0). False if no local subscription matched (one
-    /// skipped for No Local still counts, as in Mosquitto).
+    /// of all of them (5.0), if the ACL lets the session read it. False if
+    /// no local subscription matched (one skipped for No Local or the ACL
+    /// still counts, as in Mosquitto).
     pub(super) fn fanout_local(self: &Rc<Self>, msg: &Arc<Message>) -> bool {
         let mut matches = std::mem::take(&mut *self.matches.borrow_mut());
         self.local
@@ -225,7 +237,9 @@ impl Shard {
         matches.sort_unstable_by_key(|(sid, _)| *sid);
         let mut cache = EncodeCache::default();
         let mut ids = Vec::new();
+        let topic = msg.publish.topic.as_str();
         {
+            let acl = self.acl.borrow();
             let mut sessions = self.sessions.borrow_mut();
             for run in matches.chunk_by(|(a, _), (b, _)| a == b) {
                 let Some((sid, opts)) = merge_overlapping(run, &mut ids) else {
@@ -243,6 +257,11 @@ impl Shard {
                 let Some(s) = sessions.by_id.get_mut(&sid) else {
                     continue;
                 };
+                // Still a match (as in Mosquitto): not delivered, but the
+                // publisher is not told "no matching subscribers".
+                if !acl.may_read(s, topic) {
+                    continue;
+                }
                 let qos = self.outgoing_qos(msg.publish.qos, opts.qos);
                 let retain = opts.retain_as_published && msg.publish.retain;
                 let outcome =

@@ -19,6 +19,7 @@ use crate::mesh::Message;
 use crate::protocol::{
     EncodedPublish, Packet, PacketId, ProtocolVersion, PubResp, QoS, TopicFilter,
 };
+use crate::security::Client;
 
 /// Shard-unique session number (never reused while the shard runs).
 pub type SessionId = u64;
@@ -122,6 +123,11 @@ const ONLINE: u32 = u32::MAX;
 pub struct Session {
     pub id: SessionId,
     pub client_id: Rc<str>,
+    /// The username of the client's last CONNECT: the ACL checks what is
+    /// delivered to the session, online or not, against it.
+    pub username: Option<Rc<str>>,
+    /// The listener of the client's last connection (its ACL rules apply).
+    pub listener: u8,
     /// The live connection, if the client is online.
     pub conn: Option<Rc<ConnShared>>,
     /// Filter -> options and identifier, as subscribed. (A zero-sized
@@ -253,6 +259,8 @@ impl Session {
         Session {
             id,
             client_id,
+            username: None,
+            listener: 0,
             conn: None,
             subscriptions: HashMap::default(),
             will: None,
@@ -262,6 +270,14 @@ impl Session {
             window: 20,
             next_pid: 0,
             version,
+        }
+    }
+
+    /// Who the session's client is, to the ACL.
+    pub fn acl_client(&self) -> Client<'_> {
+        Client {
+            id: &self.client_id,
+            username: self.username.as_deref(),
         }
     }
 

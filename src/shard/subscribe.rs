@@ -61,7 +61,8 @@ pub struct RetainedJob {
 
 impl Shard {
     /// SUBSCRIBE: index the filters, then answer once every shard knows
-    /// them (at once with a single shard).
+    /// them (at once with a single shard). A filter the ACL leaves nothing
+    /// to read from is refused: "not authorized" (5.0), 0x80 (3.x).
     pub(super) fn on_subscribe(
         self: &Rc<Self>,
         conn: &Rc<ConnShared>,
@@ -87,6 +88,14 @@ impl Shard {
                 continue;
             };
             let filter = filter.as_ref();
+            if !self.may_subscribe(conn, filter) {
+                codes.push(if conn.version.is_v5() {
+                    ReasonCode::NotAuthorized
+                } else {
+                    ReasonCode::UnspecifiedError
+                });
+                continue;
+            }
             let opts = stored_options(conn, *asked);
             let subscription = Subscription { opts, id };
             let existed = self.add_subscription(sid, filter, subscription);
@@ -198,17 +207,24 @@ impl Shard {
     }
 
     /// Delivers the next chunk of the oldest retained job; true if any.
+    /// Each message passes the ACL's read check for the session and, with
+    /// `check_retain_source`, its publisher's write check.
     pub(super) fn deliver_retained(&self) -> bool {
         let Some(mut job) = self.retained_jobs.borrow_mut().pop_front() else {
             return false;
         };
         {
+            let acl = self.acl.borrow();
             let mut sessions = self.sessions.borrow_mut();
             let Some(s) = sessions.by_id.get_mut(&job.sid) else {
                 return true; // the session ended: drop the job
             };
             let n = job.messages.len().min(RETAINED_CHUNK);
             for (msg, subscription) in job.messages.drain(..n) {
+                // Checked when sent, as Mosquitto does: the rules of now.
+                if !acl.may_read(s, msg.publish.topic.as_str()) || !acl.source_may_write(&msg) {
+                    continue;
+                }
                 let mut cache = EncodeCache::default();
                 let outcome = s.deliver_matched(
                     &msg,
