@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::mosquitto_clients::{mosquitto_pub_v5, MosquittoSub};
 use common::*;
-use shardmq::config::{Config, Listener};
+use shardmq::config::{Config, Listener, Security};
 use shardmq::protocol::{Packet, ProtocolVersion, PubResp, QoS, ReasonCode, SubscriptionOptions};
 use shardmq::server::{self, StartError};
 
@@ -465,5 +465,44 @@ fn mosquitto_clients_with_usernames_get_what_their_section_grants() {
     }
     assert_eq!(sub.message(), "m/public yes");
     sub.expect_no_message(QUIET);
+    b.stop();
+}
+
+#[test]
+fn per_listener_settings_give_each_listener_its_own_rules() {
+    let acl = AclFile::new("listeners", "topic read r/open\ntopic write w/#\n");
+    let path = acl.0.clone();
+    let b = TestBroker::with(SHARDS, move |c| {
+        c.per_listener_settings = true;
+        let mut restricted = Listener::new("127.0.0.1:0".parse().unwrap());
+        restricted.security = Some(Security {
+            acl_file: Some(path),
+            ..Security::default()
+        });
+        c.listeners.push(restricted);
+    });
+    let restricted = b.handle().local_addrs()[1];
+    let on = |addr, shard: usize, id: &str| {
+        let connect = connect_packet(ProtocolVersion::V5, &b.id_on(shard, id), true, 60);
+        RawClient::connected(addr, connect).0
+    };
+    let mut open_sub = on(b.addr, 0, "open-sub");
+    assert_eq!(suback_code(&mut open_sub, "r/#"), ReasonCode::GrantedQoS1);
+    let mut acl_sub = on(restricted, 1, "acl-sub");
+    assert_eq!(suback_code(&mut acl_sub, "r/#"), ReasonCode::GrantedQoS1);
+    assert_eq!(suback_code(&mut acl_sub, "q/#"), ReasonCode::NotAuthorized);
+
+    let mut acl_pub = on(restricted, 0, "acl-pub");
+    let ack = publish_acked(&mut acl_pub, "r/open", QoS::AtLeastOnce, 1);
+    assert_eq!(ack.reason, ReasonCode::NotAuthorized);
+    let mut open_pub = on(b.addr, 1, "open-pub");
+    for (id, topic) in [(1, "r/closed"), (2, "r/open")] {
+        let ack = publish_acked(&mut open_pub, topic, QoS::AtLeastOnce, id);
+        assert_eq!(ack.reason, ReasonCode::Success);
+    }
+    assert_eq!(open_sub.expect_publish().topic.as_str(), "r/closed");
+    assert_eq!(open_sub.expect_publish().topic.as_str(), "r/open");
+    assert_eq!(acl_sub.expect_publish().topic.as_str(), "r/open");
+    acl_sub.expect_silence(QUIET);
     b.stop();
 }

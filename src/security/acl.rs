@@ -27,6 +27,8 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use ahash::RandomState;
+
 use crate::limits::{MAX_ACL_FILE_BYTES, MAX_ACL_RULES};
 use crate::protocol::{self, TopicFilter};
 
@@ -90,8 +92,9 @@ impl Rule {
 pub struct AclRules {
     /// `topic` lines before any `user` line: clients without a username.
     anonymous: Vec<Rule>,
-    /// `topic` lines after `user <name>`, by name.
-    users: HashMap<Box<str>, Vec<Rule>>,
+    /// `topic` lines after `user <name>`, by name (looked up on every
+    /// check of a client with a username: a fast hasher).
+    users: HashMap<Box<str>, Vec<Rule>, RandomState>,
     /// `pattern` lines: every client.
     patterns: Vec<Rule>,
 }
