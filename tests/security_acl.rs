@@ -506,3 +506,38 @@ fn per_listener_settings_give_each_listener_its_own_rules() {
     acl_sub.expect_silence(QUIET);
     b.stop();
 }
+
+#[test]
+fn a_will_is_checked_again_when_it_is_published() {
+    let acl = AclFile::new("will-again", "pattern write wills/%c\ntopic read wills/#\n");
+    let b = broker(&acl);
+    let mut watcher = client(&b, ProtocolVersion::V5, 1, "watcher", None);
+    assert_eq!(
+        suback_code(&mut watcher, "wills/#"),
+        ReasonCode::GrantedQoS1
+    );
+    let with_own_will = |shard: usize, prefix: &str| {
+        let id = b.id_on(shard, prefix);
+        let topic = format!("wills/{id}");
+        let connect = with_will(
+            connect_packet(ProtocolVersion::V5, &id, true, 60),
+            &topic,
+            b"gone",
+            QoS::AtLeastOnce,
+            false,
+        );
+        (RawClient::connected(b.addr, connect).0, topic)
+    };
+    let (first, topic) = with_own_will(0, "first");
+    drop(first); // closed without DISCONNECT: the will goes out
+    assert_eq!(watcher.expect_publish().topic.as_str(), topic);
+
+    let (second, _) = with_own_will(0, "second");
+    acl.rewrite("topic read wills/#\n");
+    b.handle()
+        .reload(reload_config(&b, &acl, false))
+        .expect("reloaded");
+    drop(second);
+    watcher.expect_silence(QUIET);
+    b.stop();
+}

@@ -7,7 +7,8 @@
 //! - PUBLISH: write access, before routing (`route`'s refusal): refused,
 //!   a 3.x publisher is acknowledged and the message dropped, a 5.0 one
 //!   gets "not authorized" (0x87).
-//! - a will: write access at CONNECT, which it refuses ("not authorized").
+//! - a will: write access at CONNECT, which it refuses ("not authorized"),
+//!   and again when it is published (dropped if revoked since).
 //! - SUBSCRIBE: the filter against the rules (see
 //!   [`crate::security::AclRules::may_subscribe`]).
 //! - every delivery: read access, per message and recipient (fan-out,
@@ -68,6 +69,21 @@ impl Shard {
         acl.table
             .rules(conn.listener)
             .is_none_or(|r| r.allows(conn.acl_client(), topic, Access::Write))
+    }
+
+    /// May the client of session `sid` (as it last connected) publish to
+    /// `topic`? True if the session is gone.
+    pub(super) fn session_may_write(&self, sid: SessionId, topic: &str) -> bool {
+        let acl = self.acl.borrow();
+        if acl.table.is_empty() {
+            return true;
+        }
+        let sessions = self.sessions.borrow();
+        sessions.by_id.get(&sid).is_none_or(|s| {
+            acl.table
+                .rules(s.listener)
+                .is_none_or(|r| r.allows(s.acl_client(), topic, Access::Write))
+        })
     }
 
     /// May the client of `conn` subscribe to `filter` (mount point

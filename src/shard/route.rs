@@ -201,9 +201,19 @@ impl Shard {
         any || self.shared.borrow().matches(topic)
     }
 
-    /// Publishes a will as if its client had sent it.
+    /// Publishes a will as if its client had sent it, if the ACL still
+    /// lets the client write its topic (checked again now, as Mosquitto
+    /// does: a reload may have revoked it since the CONNECT).
     pub fn publish_will(self: &Rc<Self>, sid: SessionId, will: Will) {
-        self.route_publish(sid, will.into_publish());
+        let p = will.into_publish();
+        if !self.session_may_write(sid, p.topic.as_str()) {
+            log::debug!(
+                "session {sid}: will to {:?} not authorized any more; dropped",
+                p.topic
+            );
+            return;
+        }
+        self.route_publish(sid, p);
     }
 
     fn retain_update(self: &Rc<Self>, msg: &Arc<Message>) {
