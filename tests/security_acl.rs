@@ -541,3 +541,49 @@ fn a_will_is_checked_again_when_it_is_published() {
     watcher.expect_silence(QUIET);
     b.stop();
 }
+
+/// A session whose subscriptions the rules cover entirely skips the
+/// per-message check: each later subscription, reconnection or reload
+/// must bring it back where needed.
+#[test]
+fn the_read_check_shortcut_follows_subscriptions_and_usernames() {
+    let acl = AclFile::new(
+        "memo",
+        "topic write #\n\
+         user a\n\
+         topic read a/#\n\
+         topic read b/#\n\
+         topic deny b/secret\n\
+         user z\n\
+         topic read other\n",
+    );
+    let b = broker(&acl);
+    let id = b.id_on(1, "memo");
+    let mut connect = connect_persistent(ProtocolVersion::V5, &id);
+    connect.username = Some("a".into());
+    let (mut sub, _) = RawClient::connected(b.addr, connect.clone());
+    assert_eq!(suback_code(&mut sub, "a/#"), ReasonCode::GrantedQoS1);
+    let mut publ = client(&b, ProtocolVersion::V5, 0, "pub", None);
+    publish_acked(&mut publ, "a/1", QoS::AtLeastOnce, 1);
+    assert_eq!(sub.expect_publish().topic.as_str(), "a/1");
+
+    // The same session under another username reads nothing of it.
+    sub.disconnect();
+    connect.username = Some("z".into());
+    let (mut sub, present) = RawClient::connected(b.addr, connect.clone());
+    assert!(present, "the session and its subscriptions are kept");
+    publish_acked(&mut publ, "a/2", QoS::AtLeastOnce, 2);
+    sub.expect_silence(QUIET);
+
+    // Back as `a`: b/# is only partly readable, b/secret must be checked.
+    sub.disconnect();
+    connect.username = Some("a".into());
+    let (mut sub, _) = RawClient::connected(b.addr, connect);
+    publish_acked(&mut publ, "a/3", QoS::AtLeastOnce, 3);
+    assert_eq!(sub.expect_publish().topic.as_str(), "a/3");
+    assert_eq!(suback_code(&mut sub, "b/#"), ReasonCode::GrantedQoS1);
+    publish_acked(&mut publ, "b/secret", QoS::AtLeastOnce, 4);
+    publish_acked(&mut publ, "b/ok", QoS::AtLeastOnce, 5);
+    assert_eq!(sub.expect_publish().topic.as_str(), "b/ok");
+    b.stop();
+}

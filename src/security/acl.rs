@@ -20,9 +20,10 @@
 //! id or username holds `+` or `#` is refused by them outright). Anything
 //! not granted is refused.
 //!
-//! A SUBSCRIBE is checked against the rules' filters (see
-//! [`AclRules::may_subscribe`]); Mosquitto 2.0 grants every subscription
-//! and only filters what it delivers, which shardmq also does.
+//! What is delivered is checked message by message, as in Mosquitto. A
+//! SUBSCRIBE is also checked against the rules' filters
+//! ([`AclRules::may_subscribe`]): Mosquitto 2.0 grants every subscription,
+//! shardmq refuses one from which nothing could ever be read.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -230,16 +231,34 @@ impl AclRules {
     /// read grant overlaps it. Otherwise true: what is delivered is then
     /// checked message by message ([`AclRules::allows`]).
     pub fn may_subscribe(&self, client: Client<'_>, filter: &str) -> bool {
+        self.judge(client, filter, covers, overlaps)
+    }
+
+    /// True if `client` may read every topic `filter` (the inner filter of
+    /// a shared subscription) matches: no denial overlaps it and a read
+    /// grant covers it. A sufficient condition, never a wrong one: false
+    /// only means each message must be checked. Lets a shard skip the
+    /// per-message check for a session whose subscriptions all pass it.
+    pub fn reads_all(&self, client: Client<'_>, filter: &str) -> bool {
+        self.judge(client, filter, overlaps, covers)
+    }
+
+    /// Runs Mosquitto's check order (the client's section, then the
+    /// patterns; denials first in each) over a whole filter: false as soon
+    /// as a denial stands in `denial` to it, true as soon as a read grant
+    /// stands in `grant` to it, false if none does.
+    fn judge(&self, client: Client<'_>, filter: &str, denial: Relation, grant: Relation) -> bool {
         let own = self.section(client).unwrap_or(&[]);
         if own
             .iter()
-            .any(|r| r.denies() && subsumes(levels(&r.filter, None), levels(filter, None)))
+            .any(|r| r.denies() && denial(&r.filter, None, filter))
         {
             return false;
         }
-        if own.iter().any(|r| {
-            r.grants(Access::Read) && intersects(levels(&r.filter, None), levels(filter, None))
-        }) {
+        if own
+            .iter()
+            .any(|r| r.grants(Access::Read) && grant(&r.filter, None, filter))
+        {
             return true;
         }
         if self.patterns.is_empty() || dangerous(client) {
@@ -248,14 +267,11 @@ impl AclRules {
         let mut patterns = self.applicable_patterns(client);
         if patterns
             .clone()
-            .any(|r| r.denies() && subsumes(levels(&r.filter, Some(client)), levels(filter, None)))
+            .any(|r| r.denies() && denial(&r.filter, Some(client), filter))
         {
             return false;
         }
-        patterns.any(|r| {
-            r.grants(Access::Read)
-                && intersects(levels(&r.filter, Some(client)), levels(filter, None))
-        })
+        patterns.any(|r| r.grants(Access::Read) && grant(&r.filter, Some(client), filter))
     }
 
     /// The client's `topic` rules: its user section, or the anonymous one.
@@ -358,6 +374,20 @@ fn pattern_matches(filter: &str, topic: &str, client: Client<'_>) -> bool {
             _ => return false,
         }
     }
+}
+
+/// How a rule's filter (a pattern's substituted for `client`) stands to
+/// a subscription filter.
+type Relation = fn(&str, Option<Client<'_>>, &str) -> bool;
+
+/// Some topic matches both.
+fn overlaps(rule: &str, client: Option<Client<'_>>, filter: &str) -> bool {
+    intersects(levels(rule, client), levels(filter, None))
+}
+
+/// Every topic `filter` matches, the rule matches.
+fn covers(rule: &str, client: Option<Client<'_>>, filter: &str) -> bool {
+    subsumes(levels(rule, client), levels(filter, None))
 }
 
 /// One level of a filter, substitutions made.
@@ -574,6 +604,34 @@ mod tests {
         assert!(acl.may_subscribe(c, "p/+/x"));
         assert!(!acl.may_subscribe(c, "$SYS/#"), "# does not reach $ topics");
         assert!(!acl.may_subscribe(c, "b"));
+    }
+
+    #[test]
+    fn a_filter_reads_all_only_when_covered_and_clear_of_denials() {
+        let acl = parse(
+            "topic read a/#\n\
+             topic deny a/secret/#\n\
+             topic read b/+\n\
+             pattern read p/%c/#\n\
+             pattern deny p/%c/private\n",
+        );
+        let c = anon("me");
+        assert!(acl.reads_all(c, "b/x"));
+        assert!(acl.reads_all(c, "b/+"));
+        assert!(!acl.reads_all(c, "b/#"), "b/x/y is not granted");
+        assert!(acl.reads_all(c, "a/open/+"));
+        assert!(!acl.reads_all(c, "a/#"), "a/secret is denied");
+        assert!(!acl.reads_all(c, "a/+/x"), "a/secret/x is denied");
+        assert!(acl.reads_all(c, "p/me/public/#"));
+        assert!(!acl.reads_all(c, "p/me/#"), "p/me/private is denied");
+        assert!(!acl.reads_all(c, "p/you/x"));
+        assert!(
+            !acl.reads_all(anon("m+"), "p/m+/x"),
+            "wildcards in ids lose the patterns"
+        );
+        let everything = parse("topic read #\n");
+        assert!(everything.reads_all(c, "#"));
+        assert!(!everything.reads_all(c, "$SYS/#"));
     }
 
     #[test]

@@ -18,7 +18,9 @@
 //!   current write access.
 //!
 //! A broker without `acl_file` pays one bounds test per delivery (the
-//! table is empty, see [`AclTable`]).
+//! table is empty, see [`AclTable`]); a restricted session whose
+//! subscriptions the rules cover entirely pays a generation compare
+//! ([`ReadMemo`]); the others one check per message.
 
 use super::conn::ConnShared;
 use super::session::{Session, SessionId};
@@ -31,18 +33,94 @@ use crate::security::{Access, AclTable, Client};
 /// shared with every shard.
 pub struct AclState {
     /// Per listener; empty without any `acl_file`.
-    pub table: AclTable,
+    table: AclTable,
+    /// Bumped each time `table` is replaced (never 0, so that a zero
+    /// [`ReadMemo`] means "unknown"): a memo of another generation is
+    /// stale.
+    generation: u32,
     /// `check_retain_source`.
     pub check_retain_source: bool,
 }
 
+/// What a session's subscriptions are worth to the ACL under one
+/// generation of rules: "reads all" when the rules grant read access to
+/// every topic each of its filters matches, so that nothing delivered to
+/// it needs a check. Kept in the session (shard-local, 4 bytes: the
+/// generation and the verdict; 0 = unknown); reset when the client
+/// reconnects (its username may differ), stale when the rules change, and
+/// narrowed when it subscribes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReadMemo(u32);
+
+impl ReadMemo {
+    fn new(generation: u32, reads_all: bool) -> ReadMemo {
+        ReadMemo(generation << 1 | u32::from(reads_all))
+    }
+
+    /// The verdict, if worked out under `generation`.
+    fn reads_all(self, generation: u32) -> Option<bool> {
+        (self.0 >> 1 == generation).then_some(self.0 & 1 == 1)
+    }
+}
+
+/// Generations fit in the 31 bits a [`ReadMemo`] keeps for them.
+const MAX_GENERATION: u32 = u32::MAX >> 1;
+
 impl AclState {
-    /// May the client of session `s` receive a message on `topic`?
+    /// The rules the shard starts with.
+    pub fn new(table: AclTable, check_retain_source: bool) -> AclState {
+        AclState {
+            table,
+            generation: 1,
+            check_retain_source,
+        }
+    }
+
+    /// Replaces the rules (a reload).
+    pub fn replace(&mut self, table: AclTable) {
+        self.table = table;
+        // 2^31 reloads wrap to 1; memos that old are long recomputed.
+        self.generation = if self.generation >= MAX_GENERATION {
+            1
+        } else {
+            self.generation + 1
+        };
+    }
+
+    /// May the client of session `s` receive a message on `topic`? A
+    /// session whose subscriptions its rules cover entirely (see
+    /// [`ReadMemo`]) is not checked message by message.
     #[inline]
     pub fn may_read(&self, s: &Session, topic: &str) -> bool {
-        self.table
-            .rules(s.listener)
-            .is_none_or(|r| r.allows(s.acl_client(), topic, Access::Read))
+        let Some(rules) = self.table.rules(s.listener) else {
+            return true;
+        };
+        let reads_all = match s.acl_memo.get().reads_all(self.generation) {
+            Some(reads_all) => reads_all,
+            None => {
+                // Once per session per change of rules or connection:
+                // bounded by its subscriptions.
+                let client = s.acl_client();
+                let reads_all = s
+                    .subscriptions
+                    .keys()
+                    .all(|f| rules.reads_all(client, f.match_filter()));
+                s.acl_memo.set(ReadMemo::new(self.generation, reads_all));
+                reads_all
+            }
+        };
+        reads_all || rules.allows(s.acl_client(), topic, Access::Read)
+    }
+
+    /// Narrows `s`'s memo for its new subscription to `filter`.
+    pub fn note_subscription(&self, s: &Session, filter: &TopicFilter) {
+        let Some(rules) = self.table.rules(s.listener) else {
+            return;
+        };
+        if s.acl_memo.get().reads_all(self.generation) == Some(true) {
+            let reads_all = rules.reads_all(s.acl_client(), filter.match_filter());
+            s.acl_memo.set(ReadMemo::new(self.generation, reads_all));
+        }
     }
 
     /// May the retained message `msg` still be delivered: with
@@ -86,6 +164,14 @@ impl Shard {
         })
     }
 
+    /// Narrows session `sid`'s [`ReadMemo`] for its new subscription.
+    pub(super) fn note_subscription(&self, sid: SessionId, filter: &TopicFilter) {
+        let sessions = self.sessions.borrow();
+        if let Some(s) = sessions.by_id.get(&sid) {
+            self.acl.borrow().note_subscription(s, filter);
+        }
+    }
+
     /// May the client of `conn` subscribe to `filter` (mount point
     /// included; a shared subscription is checked on its inner filter)?
     pub(super) fn may_subscribe(&self, conn: &ConnShared, filter: &TopicFilter) -> bool {
@@ -108,5 +194,26 @@ impl Shard {
             username: s.username.as_deref().map(Into::into),
             listener: s.listener,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_memo_holds_for_its_generation_only() {
+        let memo = ReadMemo::new(7, true);
+        assert_eq!(memo.reads_all(7), Some(true));
+        assert_eq!(memo.reads_all(8), None);
+        assert_eq!(
+            ReadMemo::new(MAX_GENERATION, false).reads_all(MAX_GENERATION),
+            Some(false)
+        );
+        assert_eq!(ReadMemo::default().reads_all(1), None, "0 is unknown");
+        let mut acl = AclState::new(AclTable::default(), false);
+        acl.generation = MAX_GENERATION;
+        acl.replace(AclTable::default());
+        assert_eq!(acl.generation, 1);
     }
 }

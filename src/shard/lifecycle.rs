@@ -82,6 +82,7 @@ impl Shard {
             s.conn = Some(Rc::clone(conn));
             s.username = conn.username.clone();
             s.listener = conn.listener;
+            s.acl_memo.take();
             s.version = connect.protocol;
             s.will = connect.will.as_ref().map(Will::keep);
             s.expiry = expiry;

@@ -232,10 +232,7 @@ impl Shard {
             .map_or(1, |d| d.as_nanos() as u64);
         let id = mesh.me();
         let strategy = config.shared_subscription_strategy;
-        let acl = AclState {
-            table: control.acl,
-            check_retain_source: config.check_retain_source,
-        };
+        let acl = AclState::new(control.acl, config.check_retain_source);
         let started = Instant::now();
         Rc::new(Shard {
             id,

@@ -127,7 +127,7 @@ impl Shard {
         *self.listener_settings.borrow_mut() = settings.into_iter().map(Rc::new).collect();
         let mut acl = self.acl.borrow_mut();
         if let Some(table) = &reload.acl {
-            acl.table = table.clone();
+            acl.replace(table.clone());
         }
         acl.check_retain_source = reload.config.check_retain_source;
     }

@@ -1,6 +1,7 @@
 //! Session state: subscriptions, the outbound QoS 1/2 window and queue, and
 //! inbound QoS 2 packet ids. Lives on its home shard only (see `connect`).
 
+use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasherDefault;
 use std::num::{NonZeroU16, NonZeroU32};
@@ -9,6 +10,7 @@ use std::sync::Arc;
 
 use ahash::AHasher;
 
+use super::access::ReadMemo;
 use super::alias::OutAlias;
 use super::conn::ConnShared;
 use super::encode::{encode_aliased, EncodeCache};
@@ -128,6 +130,9 @@ pub struct Session {
     pub username: Option<Rc<str>>,
     /// The listener of the client's last connection (its ACL rules apply).
     pub listener: u8,
+    /// Whether the ACL lets it read everything its subscriptions match,
+    /// as last worked out (see `access::ReadMemo`).
+    pub acl_memo: Cell<ReadMemo>,
     /// The live connection, if the client is online.
     pub conn: Option<Rc<ConnShared>>,
     /// Filter -> options and identifier, as subscribed. (A zero-sized
@@ -261,6 +266,7 @@ impl Session {
             client_id,
             username: None,
             listener: 0,
+            acl_memo: Cell::default(),
             conn: None,
             subscriptions: HashMap::default(),
             will: None,

@@ -99,6 +99,7 @@ impl Shard {
             let opts = stored_options(conn, *asked);
             let subscription = Subscription { opts, id };
             let existed = self.add_subscription(sid, filter, subscription);
+            self.note_subscription(sid, filter);
             codes.push(granted(opts.qos));
             // A shared subscription gets no retained messages (4.8.2).
             let send = filter.share().is_none()
