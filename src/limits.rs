@@ -172,6 +172,18 @@ pub const MAX_PAYLOAD: usize = 268_435_455;
 /// and sent back in every 5.0 CONNACK that assigns one.
 pub const MAX_AUTO_ID_PREFIX: usize = 256;
 
+/// Largest `acl_file` read (bytes): it is read whole, at start and on
+/// each reload, on the control plane.
+pub const MAX_ACL_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Most `topic` and `pattern` lines in one `acl_file`: a check walks the
+/// client's section and the patterns, so thousands of per-client lines
+/// belong in patterns (`%c`, `%u`).
+pub const MAX_ACL_RULES: usize = 100_000;
+
+// Every rule line takes at least `topic a` (7 bytes) and a newline.
+const _: () = assert!((MAX_ACL_RULES as u64) * 8 <= MAX_ACL_FILE_BYTES);
+
 /// Longest `mount_point`: it is copied into every topic and filter its
 /// listener's clients use, and a topic may not exceed 65535 bytes.
 pub const MAX_MOUNT_POINT: usize = 1024;

@@ -47,6 +47,11 @@ fn main() -> ExitCode {
         },
     };
     if cli.check_config {
+        // The broker reads the ACL files at start: so does the check.
+        if let Err(e) = shardmq::security::AclTable::load(&config) {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
         println!("configuration OK");
         return ExitCode::SUCCESS;
     }

@@ -30,6 +30,7 @@ use crate::mesh::{Batch, Mesh};
 use crate::persist::state::{retained_entry, session_entries};
 use crate::persist::{Durability, Entry, Generations, Journal};
 use crate::runtime::{self, Listener, MeshEnd, Reactor, Registrar, Wake};
+use crate::security::{AclError, AclTable};
 use crate::shard::auth::AuthMethods;
 use crate::shard::{
     home_shard, Control, DurableBoot, DurableRecovered as Recovered, ListenerLoad, Reload,
@@ -57,6 +58,9 @@ pub enum StartError {
     /// The journal directory cannot be read or written.
     #[error("persistence in {dir}: {source} (check persistence_location and its permissions)")]
     Persistence { dir: String, source: io::Error },
+    /// An `acl_file` that cannot be read or parsed.
+    #[error("{0}")]
+    Acl(#[from] AclError),
 }
 
 /// A running broker. Dropping it does not stop it; call [`shutdown`].
@@ -95,9 +99,16 @@ impl Reloader {
     pub fn reload(&self, config: Config) -> Result<usize, String> {
         let bridges = config.bridges.clone();
         let n = bridges.len();
+        let acl = match AclTable::load(&config) {
+            Ok(table) => Some(table),
+            Err(e) => {
+                log::error!("reload: {e}; the ACL rules in force stay until a reload reads it");
+                None
+            }
+        };
         let wake = || self.wakes.iter().for_each(|w| w.force());
         self.board
-            .post(Reload { config }, wake, RELOAD_TIMEOUT)
+            .post(Reload { config, acl }, wake, RELOAD_TIMEOUT)
             .map_err(|e| format!("settings not applied everywhere: {e}"))?;
         self.bridge
             .reload(bridges)
@@ -233,6 +244,7 @@ pub fn start_with(config: Config, options: StartOptions) -> Result<BrokerHandle,
     for b in &config.bridges {
         bridge::tls_settings(b).map_err(StartError::Bridge)?;
     }
+    let acl = AclTable::load(&config)?;
     let mut addrs = Vec::with_capacity(config.listeners.len());
     let mut sockets: Vec<Vec<OwnedFd>> = (0..shards).map(|_| Vec::new()).collect();
     for listener in &config.listeners {
@@ -310,6 +322,7 @@ pub fn start_with(config: Config, options: StartOptions) -> Result<BrokerHandle,
                 reload: Arc::clone(&reload),
                 durable,
                 listener_load: Arc::clone(&listener_load),
+                acl: acl.clone(),
             },
             ready: ready_tx.clone(),
         };

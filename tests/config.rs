@@ -2,7 +2,7 @@
 //! unsupported keys, `file:line` errors, bridge sections, and a fuzz test.
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use proptest::prelude::*;
@@ -311,19 +311,29 @@ fn per_listener_settings_scopes_security_keys_to_their_listener() {
 }
 
 #[test]
-fn check_retain_source_warns_that_it_needs_acls() {
-    let (c, warnings) = parse("check_retain_source true");
-    assert_eq!(c, Config::default());
-    assert_eq!(
-        messages(&warnings),
-        [
-            "broker.conf:1: check_retain_source has no effect until acl_file is supported \
-          (shardmq has no ACLs yet); ignored"
-        ]
-    );
+fn check_retain_source_is_a_switch() {
+    let c = parse_quiet("check_retain_source true");
+    assert!(c.check_retain_source);
+    assert!(!Config::default().check_retain_source);
     assert_eq!(
         error("check_retain_source maybe"),
         "broker.conf:1: check_retain_source: expected true or false, got `maybe`"
+    );
+}
+
+#[test]
+fn acl_file_is_global_or_per_listener() {
+    let c = parse_quiet("acl_file /etc/my acl\nlistener 1884\n");
+    assert_eq!(c.acl_file.as_deref(), Some(Path::new("/etc/my acl")));
+    assert_eq!(c.security_of(&c.listeners[0]).acl_file, c.acl_file);
+    let c = parse_quiet("per_listener_settings true\nlistener 1884\nacl_file /a\nlistener 1885\n");
+    assert_eq!(c.acl_file, None);
+    let own = |i: usize| c.security_of(&c.listeners[i]).acl_file;
+    assert_eq!(own(0), Some(PathBuf::from("/a")));
+    assert_eq!(own(1), None);
+    assert_eq!(
+        error("acl_file"),
+        "broker.conf:1: acl_file: missing value (expected a path, e.g. /etc/shardmq/acl)"
     );
 }
 
@@ -515,7 +525,6 @@ fn per_listener_keys_apply_in_listener_sections() {
 #[test]
 fn known_unsupported_keys_warn() {
     let keys = [
-        "acl_file /etc/acl",
         "password_file /etc/pw",
         "cafile /c",
         "certfile /c",
@@ -612,7 +621,7 @@ fn errors_are_structured() {
 fn load_reads_a_file() {
     let path =
         std::env::temp_dir().join(format!("shardmq-config-test-{}.conf", std::process::id()));
-    std::fs::write(&path, "max_keepalive 42\nacl_file /x\n").unwrap();
+    std::fs::write(&path, "max_keepalive 42\nretry_interval 20\n").unwrap();
     let (config, warnings) = Config::load(&path).unwrap();
     std::fs::remove_file(&path).unwrap();
     assert_eq!(config.max_keepalive, 42);
@@ -1129,9 +1138,10 @@ fn realistic_mosquitto_conf() {
     );
     assert!(!c.allow_anonymous);
     assert!(!c.per_listener_settings);
+    assert_eq!(c.acl_file.as_deref(), Some(Path::new("/etc/mosquitto/acl")));
     assert_eq!(c.message_size_limit, 0);
     let lines: Vec<usize> = warnings.iter().map(|w| w.line).collect();
-    assert_eq!(lines, [14, 15, 23, 28, 29, 35, 36, 37, 38, 39, 45, 46, 48]);
+    assert_eq!(lines, [14, 15, 23, 28, 29, 35, 36, 37, 38, 39, 45, 48]);
     // Persistence (lines 18-20) is supported: the journal directory.
     assert_eq!(
         c.journal_dir(),

@@ -8,7 +8,7 @@
 //! - `lexer.rs`: lines, `#` comments, tokens, rest-of-line values.
 //! - `directives.rs`: the directive table type, lookup, "did you mean".
 //! - `broker.rs`, `listener.rs`: supported keys and how they apply.
-//! - `security.rs`: the keys `per_listener_settings` scopes, and `check_retain_source`.
+//! - `security.rs`: the keys `per_listener_settings` scopes (`acl_file` among them), and `check_retain_source`.
 //! - `mosquitto.rs`: Mosquitto keys that only warn (not supported yet).
 //! - `bridge.rs`: `connection` sections into [`BridgeConfig`] (run by [`crate::bridge`]).
 //! - `bridge_topic.rs`: a bridge `topic` line ([`BridgeTopic`]) and its topic mapping.
@@ -27,7 +27,7 @@ mod security;
 mod value;
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::protocol::QoS;
@@ -84,7 +84,7 @@ impl Listener {
 }
 
 /// The settings `per_listener_settings true` scopes to a listener (those
-/// of Mosquitto's that shardmq has: password and ACL files do not exist yet).
+/// of Mosquitto's that shardmq has: password files do not exist yet).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Security {
     /// `allow_anonymous`, default true.
@@ -94,6 +94,9 @@ pub struct Security {
     /// `auto_id_prefix`: the start of the client ids the broker assigns,
     /// default `auto-`.
     pub auto_id_prefix: String,
+    /// `acl_file`: the access rules of its clients (read by
+    /// [`crate::security::AclTable::load`]); `None` = no restriction.
+    pub acl_file: Option<PathBuf>,
 }
 
 impl Default for Security {
@@ -102,6 +105,7 @@ impl Default for Security {
             allow_anonymous: true,
             allow_zero_length_clientid: true,
             auto_id_prefix: DEFAULT_AUTO_ID_PREFIX.to_string(),
+            acl_file: None,
         }
     }
 }
@@ -210,6 +214,12 @@ pub struct Config {
     /// `per_listener_settings`, default false: with true, the keys of
     /// [`Security`] apply to the listener they follow.
     pub per_listener_settings: bool,
+    /// `acl_file` (broker-wide, `per_listener_settings false`); `None` =
+    /// every client may publish and subscribe to anything.
+    pub acl_file: Option<PathBuf>,
+    /// `check_retain_source`, default false: a retained message is
+    /// delivered only while its publisher may still write its topic.
+    pub check_retain_source: bool,
     /// `message_size_limit` in payload bytes; 0 (the default) = none.
     pub message_size_limit: usize,
     /// `upgrade_outgoing_qos`, default false: deliver at the
@@ -258,6 +268,8 @@ impl Default for Config {
             allow_zero_length_clientid: true,
             auto_id_prefix: DEFAULT_AUTO_ID_PREFIX.to_string(),
             per_listener_settings: false,
+            acl_file: None,
+            check_retain_source: false,
             message_size_limit: 0,
             upgrade_outgoing_qos: false,
             max_inflight_bytes: 0,
@@ -342,6 +354,7 @@ impl Config {
             allow_anonymous: self.allow_anonymous,
             allow_zero_length_clientid: self.allow_zero_length_clientid,
             auto_id_prefix: self.auto_id_prefix.clone(),
+            acl_file: self.acl_file.clone(),
         })
     }
 

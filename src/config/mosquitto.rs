@@ -34,7 +34,6 @@ pub(super) const UNSUPPORTED: &[Directive] = &[
     global("log_timestamp_format"),
     global("websockets_log_level"),
     // Security and plugins.
-    per_listener("acl_file"),
     per_listener("auth_plugin"),
     per_listener("auth_plugin_deny_special_chars"),
     per_listener("password_file"),

@@ -1,12 +1,12 @@
 //! The keys `per_listener_settings` scopes (`allow_anonymous`,
-//! `allow_zero_length_clientid`, `auto_id_prefix`), the switch itself, and
-//! `check_retain_source`, which only has a meaning with ACLs.
+//! `allow_zero_length_clientid`, `auto_id_prefix`, `acl_file`), the switch
+//! itself, and `check_retain_source`, which only has a meaning with ACLs.
 //!
 //! As in Mosquitto: with `per_listener_settings false` (the default) these
 //! keys are broker-wide wherever they appear; with `true` they apply to
 //! the listener they follow (before any `listener` line: the default
 //! listener), and `per_listener_settings` must come before all of them.
-//! Password and ACL files are not supported yet, so none are scoped here.
+//! Password files are not supported yet, so none are scoped here.
 
 use super::directives::{Apply, ApplyFn, Directive, Scope};
 use super::lexer::Line;
@@ -28,6 +28,7 @@ pub(super) const DIRECTIVES: &[Directive] = &[
     listener("allow_anonymous", allow_anonymous),
     listener("allow_zero_length_clientid", allow_zero_length_clientid),
     listener("auto_id_prefix", auto_id_prefix),
+    listener("acl_file", acl_file),
     Directive::new(
         "check_retain_source",
         Scope::Global,
@@ -110,15 +111,22 @@ fn auto_id_prefix(p: &mut Parser<'_>, line: &Line<'_>) -> Result<(), String> {
     Ok(())
 }
 
-/// `check_retain_source true|false`: Mosquitto checks a retained message
-/// against its publisher's current ACL before delivering it; without ACL
-/// support there is nothing to check against.
+/// `acl_file <path>`: the rest of the line (a path may hold spaces). The
+/// file is read when the broker starts or reloads, not here.
+fn acl_file(p: &mut Parser<'_>, line: &Line<'_>) -> Result<(), String> {
+    let path = line.text("a path, e.g. /etc/shardmq/acl")?;
+    let path = Some(std::path::PathBuf::from(path));
+    match scoped(p, line) {
+        Some(security) => security.acl_file = path,
+        None => p.config.acl_file = path,
+    }
+    Ok(())
+}
+
+/// `check_retain_source true|false`: a retained message is checked
+/// against its publisher's current ACL before it is delivered (see
+/// `shard::subscribe`); without an `acl_file` everything passes.
 fn check_retain_source(p: &mut Parser<'_>, line: &Line<'_>) -> Result<(), String> {
-    value::boolean_line(line)?;
-    p.warn(
-        line.number,
-        "check_retain_source has no effect until acl_file is supported (shardmq has no ACLs yet); ignored"
-            .to_string(),
-    );
+    p.config.check_retain_source = value::boolean_line(line)?;
     Ok(())
 }

@@ -39,6 +39,20 @@ pub struct Message {
     /// reads the same monotonic clock, so all compute the same remaining
     /// time from it.
     expires_at: Option<Instant>,
+    /// Who published it, kept only on retained messages while
+    /// `check_retain_source` is on (see [`Message::with_source`]).
+    pub source: Option<Arc<Publisher>>,
+}
+
+/// The client that published a retained message: with
+/// `check_retain_source`, the message is delivered to new subscribers
+/// only while that client may still write its topic.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Publisher {
+    pub client_id: Arc<str>,
+    pub username: Option<Arc<str>>,
+    /// The index of the listener it was connected to (its ACL rules apply).
+    pub listener: u8,
 }
 
 impl Message {
@@ -55,6 +69,15 @@ impl Message {
             publish,
             origin,
             expires_at,
+            source: None,
+        }
+    }
+
+    /// This message as published by `source` (kept for `check_retain_source`).
+    pub fn with_source(self, source: Publisher) -> Message {
+        Message {
+            source: Some(Arc::new(source)),
+            ..self
         }
     }
 
@@ -70,6 +93,7 @@ impl Message {
             publish,
             origin,
             expires_at,
+            source: None,
         }
     }
 
@@ -111,6 +135,7 @@ impl Message {
             publish,
             origin: self.origin,
             expires_at: self.expires_at,
+            source: self.source.clone(),
         }
     }
 
@@ -125,6 +150,7 @@ impl Message {
             publish,
             origin: self.origin,
             expires_at: self.expires_at,
+            source: self.source.clone(),
         }
     }
 }
@@ -237,6 +263,7 @@ mod tests {
                 session: 0,
             },
             expires_at,
+            source: None,
         }
     }
 

@@ -17,7 +17,7 @@ mod message;
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 
-pub use message::{Handover, Message, Origin, ShardMsg, SharedDelivery};
+pub use message::{Handover, Message, Origin, Publisher, ShardMsg, SharedDelivery};
 
 use crate::index::{Group, Pick, RetainStamp, RetainedStore, ShardSet, SharedIndex, SubTrie};
 use crate::limits::{MESH_BATCH, MESH_DRAIN, MESH_OUTBOX_LIMIT};

@@ -21,6 +21,7 @@ use super::session::SessionId;
 use crate::limits::{MAX_OUT_BUFFER, OUT_BUFFER_KEEP};
 use crate::protocol::{ProtocolVersion, Publish, QoS, ReasonCode, TopicName};
 use crate::runtime::Transport;
+use crate::security::Client;
 
 /// Why a connection ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +100,14 @@ pub struct ConnShared {
     pub out_alias_max: u16,
     /// The session this connection serves (set once attached).
     pub session: Cell<SessionId>,
+    /// The client id (assigned by the broker if the CONNECT had none);
+    /// empty before the CONNECT is admitted.
+    pub client_id: Rc<str>,
+    /// The CONNECT's username, if any: what the ACL's `user` sections and
+    /// `%u` name.
+    pub username: Option<Rc<str>>,
+    /// The index of the listener it came in on (its ACL rules apply).
+    pub listener: u8,
     out: RefCell<BytesMut>,
     close: Cell<Option<CloseReason>>,
     /// Filed in the shard's dirty list since the last flush.
@@ -144,6 +153,9 @@ impl ConnShared {
             out_alias_max: 0,
             problem_info: true,
             session: Cell::new(0),
+            client_id: Rc::from(""),
+            username: None,
+            listener: 0,
             out: RefCell::new(BytesMut::new()),
             close: Cell::new(None),
             dirty: Cell::new(false),
@@ -163,6 +175,14 @@ impl ConnShared {
     /// Information to 0. (CONNACK and DISCONNECT carry theirs always.)
     pub fn ack_reason_string(&self, why: &str) -> Option<String> {
         (self.version.is_v5() && self.problem_info).then(|| why.to_string())
+    }
+
+    /// Who the client is, to the ACL.
+    pub fn acl_client(&self) -> Client<'_> {
+        Client {
+            id: &self.client_id,
+            username: self.username.as_deref(),
+        }
     }
 
     /// Sets the connection's authentication state.

@@ -117,6 +117,9 @@ impl Shard {
         }
         let max_packet = connect.properties.maximum_packet_size.unwrap_or(u32::MAX);
         let mut conn = ConnShared::new(connect.protocol, max_packet, self.now());
+        conn.client_id = Rc::from(connect.client_id.as_str());
+        conn.username = connect.username.as_deref().map(Rc::from);
+        conn.listener = self.listener_index(token);
         // As Mosquitto: the bridge bit counts in 3.x only.
         conn.bridge = connect.bridge && !connect.protocol.is_v5();
         conn.max_qos = listener.max_qos;
@@ -308,8 +311,9 @@ fn check(
 /// The will against the listener and `message_size_limit`, as Mosquitto
 /// checks it: a QoS above `max_qos` or a payload above the limit refuses
 /// the CONNECT (3.x: "not authorized" for the size, as Mosquitto answers),
-/// and so does a will topic under `$SYS` ("not authorized", as Mosquitto's
-/// ACL check of the will refuses it).
+/// and so does a will topic under `$SYS` or one the ACL does not let the
+/// client write ("not authorized", as Mosquitto's ACL check of the will
+/// refuses it).
 /// On a mounted listener the will topic gets the mount point.
 fn check_will(shard: &Shard, conn: &ConnShared, connect: &mut Connect) -> Result<(), Refusal> {
     let Some(will) = connect.will.as_mut() else {
@@ -334,6 +338,9 @@ fn check_will(shard: &Shard, conn: &ConnShared, connect: &mut Connect) -> Result
     if let Some(mount) = conn.mount.as_deref() {
         will.topic = mount::topic(mount, &will.topic)
             .map_err(|m| (m.reason, "will topic invalid under the mount point"))?;
+    }
+    if !shard.may_write(conn, will.topic.as_str()) {
+        return Err((ReasonCode::NotAuthorized, "will topic not authorized"));
     }
     Ok(())
 }
@@ -419,6 +426,7 @@ mod tests {
             reload: Arc::new(ReloadBoard::new(2)),
             listener_load: Arc::new(ListenerLoad::new(1)),
             durable: None,
+            acl: Default::default(),
         };
         let registrar = reactors[0].registrar().expect("registrar");
         let shard = Shard::new(

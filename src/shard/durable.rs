@@ -72,6 +72,23 @@ pub struct Durable {
     compact_min: u64,
 }
 
+thread_local! {
+    /// The journal of the shard this thread runs, if persistence is on.
+    /// A shard is one thread: sessions reach their shard's journal here
+    /// instead of each holding a pointer to it.
+    static JOURNAL: RefCell<Option<Rc<Durable>>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with this thread's shard journal, if there is one.
+pub fn with_journal<T>(f: impl FnOnce(&Durable) -> T) -> Option<T> {
+    JOURNAL.with(|j| j.borrow().as_deref().map(f))
+}
+
+/// Makes `durable` this thread's shard journal.
+pub(super) fn install(durable: &Rc<Durable>) {
+    JOURNAL.with(|j| *j.borrow_mut() = Some(Rc::clone(durable)));
+}
+
 /// What a [`Durable::mark`] saw: compared after routing a message to tell
 /// whether its acknowledgement must wait.
 pub struct Mark {
@@ -316,7 +333,7 @@ impl Shard {
         };
         let client_id = s.client_id.to_string();
         if s.expiry == 0 {
-            if s.log.take().is_some() {
+            if std::mem::take(&mut s.journaled) {
                 d.append(&Entry::SessionEnd { client_id });
             }
             return;
@@ -326,7 +343,7 @@ impl Shard {
             version: s.version as u8,
             expiry: s.expiry,
         });
-        s.log = Some(Rc::clone(d));
+        s.journaled = true;
     }
 
     /// Sends a publisher's `ack` now, or once what routing did since
@@ -366,7 +383,7 @@ impl Shard {
     fn live_entries(&self) -> Vec<Entry> {
         let mut out = Vec::new();
         for s in self.sessions.borrow().by_id.values() {
-            if s.log.is_some() {
+            if s.journaled {
                 s.durable_entries(&mut out);
             }
         }
@@ -500,7 +517,7 @@ impl Shard {
             let pid = d.pid.and_then(NonZeroU16::new);
             s.restore(msg, qos, d.retain, pid, d.released, *did);
         }
-        s.log = self.durable.clone();
+        s.journaled = self.durable.is_some();
         if s.expiry != NEVER_EXPIRES {
             let due = now + u64::from(s.expiry);
             self.expiries.borrow_mut().entry(due).or_default().push(sid);

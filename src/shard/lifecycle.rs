@@ -55,7 +55,7 @@ impl Shard {
     /// resumes or discards an existing one, or creates one. Returns Session
     /// Present.
     pub(super) fn attach(self: &Rc<Self>, conn: &Rc<ConnShared>, connect: &Connect) -> bool {
-        let client_id: Rc<str> = Rc::from(connect.client_id.as_str());
+        let client_id = Rc::clone(&conn.client_id);
         let existing = self.sessions.borrow().by_client.get(&client_id).copied();
         let mut resumed = None;
         if let Some(sid) = existing {
@@ -80,6 +80,9 @@ impl Shard {
         let mut sessions = self.sessions.borrow_mut();
         if let Some(s) = sessions.by_id.get_mut(&sid) {
             s.conn = Some(Rc::clone(conn));
+            s.username = conn.username.clone();
+            s.listener = conn.listener;
+            s.acl_memo.take();
             s.version = connect.protocol;
             s.will = connect.will.as_ref().map(Will::keep);
             s.expiry = expiry;
@@ -226,7 +229,8 @@ impl Shard {
             };
             let held = s.take_shared(true);
             // One record ends it all (no record per subscription).
-            if let (Some(d), Some(_)) = (&self.durable, s.log.take()) {
+            let journaled = std::mem::take(&mut s.journaled);
+            if let (Some(d), true) = (&self.durable, journaled) {
                 let client_id = s.client_id.to_string();
                 d.append(&crate::persist::Entry::SessionEnd { client_id });
             }

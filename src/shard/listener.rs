@@ -254,9 +254,15 @@ impl Shard {
     /// The settings of the listener connection `token` came in on (the
     /// first listener's if it is gone: only read while it lives).
     pub(super) fn listener_of(&self, token: usize) -> Rc<ListenerSettings> {
-        let i = self.conns.borrow().get(token).map_or(0, |c| c.listener);
+        let i = self.listener_index(token);
         let settings = self.listener_settings.borrow();
         Rc::clone(&settings[usize::from(i).min(settings.len() - 1)])
+    }
+
+    /// The index of the listener connection `token` came in on (0 if it
+    /// is gone).
+    pub(super) fn listener_index(&self, token: usize) -> u8 {
+        self.conns.borrow().get(token).map_or(0, |c| c.listener)
     }
 }
 

@@ -13,6 +13,7 @@
 //! - [`lifecycle`]: a session created, resumed, taken over, offline, ended.
 //! - [`handler`]: the packets of an attached connection.
 //! - [`reload`]: SIGHUP: the settings every shard swaps live.
+//! - [`access`]: ACL checks (publish, will, subscribe, every delivery) against the shard's copy of the rules.
 //! - [`route`]: publish routing, fan-out, retained updates.
 //! - [`share`]: shared subscriptions: a member per group, across shards.
 //! - [`subscribe`]: SUBSCRIBE (a pending barrier), UNSUBSCRIBE, retained delivery.
@@ -34,6 +35,7 @@
 //! before anything else happens, so a session is only ever touched by one
 //! shard and a takeover is always local to it.
 
+mod access;
 mod alias;
 pub mod auth;
 mod conn;
@@ -74,6 +76,7 @@ pub use listener::ListenerLoad;
 pub use reload::{Reload, ReloadBoard};
 pub use stats::{Stats, StatsCell, StatsSnapshot};
 
+use self::access::AclState;
 use self::conn::{CloseReason, Conn, ConnShared};
 use self::durable::Durable;
 pub use self::durable::{DurableBoot, Recovered as DurableRecovered};
@@ -88,6 +91,7 @@ use crate::limits::READ_CHUNK;
 use crate::mesh::{Mesh, Message};
 use crate::protocol::TopicFilter;
 use crate::runtime::{Listener, Registrar};
+use crate::security::AclTable;
 
 /// The shard that owns the session of `client_id` among `shards` shards
 /// (FNV-1a of the id: stable across shards, runs and machines).
@@ -113,6 +117,8 @@ pub struct Control {
     pub durable: Option<DurableBoot>,
     /// Connections open per listener, over every shard.
     pub listener_load: Arc<ListenerLoad>,
+    /// The ACL rules at start (read once by the control plane).
+    pub acl: AclTable,
 }
 
 /// The session table of a shard.
@@ -186,6 +192,8 @@ pub struct Shard {
     listener_settings: RefCell<Vec<Rc<ListenerSettings>>>,
     /// Control plane: where reloads are posted.
     reload: Arc<ReloadBoard>,
+    /// The ACL rules this shard enforces; swapped by a reload.
+    acl: RefCell<AclState>,
     /// Connections attached to sessions here.
     connections: Cell<usize>,
     /// Control plane: connections open per listener, over every shard
@@ -231,6 +239,7 @@ impl Shard {
             .map_or(1, |d| d.as_nanos() as u64);
         let id = mesh.me();
         let strategy = config.shared_subscription_strategy;
+        let acl = AclState::new(control.acl, config.check_retain_source);
         let started = Instant::now();
         let (durable, recovered) = match control.durable {
             Some(boot) => {
@@ -238,6 +247,7 @@ impl Shard {
                 let compact_min = config.persistence_compact_size;
                 let shards = mesh.shards();
                 let durable = Rc::new(Durable::new(journal, shards, next, compact_min));
+                durable::install(&durable);
                 (Some(durable), Some(recovered))
             }
             None => (None, None),
@@ -277,6 +287,7 @@ impl Shard {
             queue_limits,
             listener_settings: RefCell::new(listener_settings),
             reload: control.reload,
+            acl: RefCell::new(acl),
             connections: Cell::new(0),
             listener_load: control.listener_load,
             stats: Stats::default(),

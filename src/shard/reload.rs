@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use super::listener::ListenerSettings;
 use super::Shard;
 use crate::config::Config;
+use crate::security::AclTable;
 
 /// What a reload changes on every shard, built once by the control plane.
 /// Immutable and shared (`Send + Sync`); each shard derives its own
@@ -26,6 +27,9 @@ pub struct Reload {
     /// The reloaded configuration. Only the settings [`Shard::apply_reload`]
     /// reads change on a running broker; the rest wait for the next start.
     pub config: Config,
+    /// The ACL rules its `acl_file`s hold, read once; `None`: one could
+    /// not be read or parsed, and every shard keeps the rules it has.
+    pub acl: Option<AclTable>,
 }
 
 /// Where the control plane posts a [`Reload`] for the shards. Shared by the
@@ -108,11 +112,13 @@ impl Shard {
 
     /// What a reload changes here: every listener's settings (the
     /// `per_listener_settings` scope, `max_connections`, the WebSocket
-    /// bounds). Connections already attached keep what they were admitted
-    /// with; new ones get the new settings. A lower `max_connections`
-    /// closes nobody: new connections wait until enough have left.
-    /// A listener's `protocol` changes at the next start only (its open
-    /// connections speak the old one).
+    /// bounds) and the ACL rules. Connections already attached keep the
+    /// listener settings they were admitted with; new ones get the new
+    /// settings. A lower `max_connections` closes nobody: new connections
+    /// wait until enough have left. A listener's `protocol` changes at the
+    /// next start only (its open connections speak the old one). The ACL
+    /// rules apply to everyone at once: the next PUBLISH, SUBSCRIBE and
+    /// delivery are checked against them.
     fn apply_reload(&self, reload: &Reload) {
         let mut settings = ListenerSettings::all(&reload.config);
         let old = self.listener_settings.borrow().clone();
@@ -132,6 +138,11 @@ impl Shard {
             }
         }
         *self.listener_settings.borrow_mut() = settings.into_iter().map(Rc::new).collect();
+        let mut acl = self.acl.borrow_mut();
+        if let Some(table) = &reload.acl {
+            acl.replace(table.clone());
+        }
+        acl.check_retain_source = reload.config.check_retain_source;
     }
 }
 
@@ -160,6 +171,7 @@ mod tests {
         });
         let reload = Reload {
             config: Config::default(),
+            acl: None,
         };
         let posted = board.post(reload, || {}, Duration::from_secs(5));
         assert_eq!(posted, Ok(1));
@@ -172,6 +184,7 @@ mod tests {
         let board = ReloadBoard::new(1);
         let reload = Reload {
             config: Config::default(),
+            acl: None,
         };
         let err = board
             .post(reload, || {}, Duration::from_millis(20))

@@ -109,7 +109,8 @@ impl Shard {
     /// `$SYS` is the broker's ("not authorized"), a payload above
     /// `message_size_limit` is dropped ("implementation specific error",
     /// as Mosquitto 2.0 answers: "packet too large" is no PUBACK or PUBREC
-    /// reason). A 3.x publisher gets a plain acknowledgement either way.
+    /// reason), a topic the ACL does not let the client write is "not
+    /// authorized". A 3.x publisher gets a plain acknowledgement either way.
     fn refusal(&self, conn: &ConnShared, p: &Publish) -> Option<(ReasonCode, &'static str)> {
         let limit = self.config.message_size_limit;
         let (code, why) = if is_broker_only(p.topic.as_str()) {
@@ -118,6 +119,11 @@ impl Shard {
             (
                 ReasonCode::ImplementationSpecificError,
                 "payload above message_size_limit",
+            )
+        } else if !self.may_write(conn, p.topic.as_str()) {
+            (
+                ReasonCode::NotAuthorized,
+                "not authorized to publish to this topic",
             )
         } else {
             return None;
@@ -165,13 +171,18 @@ impl Shard {
         p.properties.topic_alias = None;
         p.properties.subscription_identifiers.clear();
         let retain = p.retain;
-        let msg = Arc::new(Message::new(
+        let msg = Message::new(
             p,
             Origin {
                 shard: self.id as u16,
                 session: sid,
             },
-        ));
+        );
+        let source = retain.then(|| self.retain_source(sid)).flatten();
+        let msg = Arc::new(match source {
+            Some(source) => msg.with_source(source),
+            None => msg,
+        });
         if retain {
             self.retain_update(&msg);
         }
@@ -191,9 +202,19 @@ impl Shard {
         any || self.shared.borrow().matches(topic)
     }
 
-    /// Publishes a will as if its client had sent it.
+    /// Publishes a will as if its client had sent it, if the ACL still
+    /// lets the client write its topic (checked again now, as Mosquitto
+    /// does: a reload may have revoked it since the CONNECT).
     pub fn publish_will(self: &Rc<Self>, sid: SessionId, will: Will) {
-        self.route_publish(sid, will.into_publish());
+        let p = will.into_publish();
+        if !self.session_may_write(sid, p.topic.as_str()) {
+            log::debug!(
+                "session {sid}: will to {:?} not authorized any more; dropped",
+                p.topic
+            );
+            return;
+        }
+        self.route_publish(sid, p);
     }
 
     fn retain_update(self: &Rc<Self>, msg: &Arc<Message>) {
@@ -224,8 +245,9 @@ impl Shard {
 
     /// Delivers `msg` to this shard's subscribers: one copy per session at
     /// the highest QoS of its matching subscriptions, with the identifiers
-    /// of all of them (5.0). False if no local subscription matched (one
-    /// skipped for No Local still counts, as in Mosquitto).
+    /// of all of them (5.0), if the ACL lets the session read it. False if
+    /// no local subscription matched (one skipped for No Local or the ACL
+    /// still counts, as in Mosquitto).
     pub(super) fn fanout_local(self: &Rc<Self>, msg: &Arc<Message>) -> bool {
         let mut matches = std::mem::take(&mut *self.matches.borrow_mut());
         self.local
@@ -237,7 +259,9 @@ impl Shard {
         matches.sort_unstable_by_key(|(sid, _)| *sid);
         let mut cache = EncodeCache::default();
         let mut ids = Vec::new();
+        let topic = msg.publish.topic.as_str();
         {
+            let acl = self.acl.borrow();
             let mut sessions = self.sessions.borrow_mut();
             for run in matches.chunk_by(|(a, _), (b, _)| a == b) {
                 let Some((sid, opts)) = merge_overlapping(run, &mut ids) else {
@@ -255,6 +279,11 @@ impl Shard {
                 let Some(s) = sessions.by_id.get_mut(&sid) else {
                     continue;
                 };
+                // Still a match (as in Mosquitto): not delivered, but the
+                // publisher is not told "no matching subscribers".
+                if !acl.may_read(s, topic) {
+                    continue;
+                }
                 let qos = self.outgoing_qos(msg.publish.qos, opts.qos);
                 let retain = opts.retain_as_published && msg.publish.retain;
                 let outcome =

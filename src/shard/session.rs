@@ -1,6 +1,7 @@
 //! Session state: subscriptions, the outbound QoS 1/2 window and queue, and
 //! inbound QoS 2 packet ids. Lives on its home shard only (see `connect`).
 
+use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasherDefault;
 use std::num::{NonZeroU16, NonZeroU32};
@@ -9,9 +10,10 @@ use std::sync::Arc;
 
 use ahash::AHasher;
 
+use super::access::ReadMemo;
 use super::alias::OutAlias;
 use super::conn::ConnShared;
-use super::durable::Durable;
+use super::durable::with_journal;
 use super::encode::{encode_aliased, EncodeCache};
 use super::mount;
 use super::subscribe::Subscription;
@@ -21,6 +23,7 @@ use crate::persist::Entry;
 use crate::protocol::{
     EncodedPublish, Packet, PacketId, ProtocolVersion, PubResp, QoS, TopicFilter,
 };
+use crate::security::Client;
 
 /// Shard-unique session number (never reused while the shard runs).
 pub type SessionId = u64;
@@ -128,6 +131,14 @@ const ONLINE: u32 = u32::MAX;
 pub struct Session {
     pub id: SessionId,
     pub client_id: Rc<str>,
+    /// The username of the client's last CONNECT: the ACL checks what is
+    /// delivered to the session, online or not, against it.
+    pub username: Option<Rc<str>>,
+    /// The listener of the client's last connection (its ACL rules apply).
+    pub listener: u8,
+    /// Whether the ACL lets it read everything its subscriptions match,
+    /// as last worked out (see `access::ReadMemo`).
+    pub acl_memo: Cell<ReadMemo>,
     /// The live connection, if the client is online.
     pub conn: Option<Rc<ConnShared>>,
     /// Filter -> options and identifier, as subscribed. (A zero-sized
@@ -151,9 +162,11 @@ pub struct Session {
     /// that ids keep advancing across releases and are not reused at once.
     next_pid: u16,
     pub version: ProtocolVersion,
-    /// The shard's journal, for a persistent session when persistence is
-    /// on: its QoS 1/2 deliveries and inbound QoS 2 ids are journaled.
-    pub log: Option<Rc<Durable>>,
+    /// Journaled: a persistent session while persistence is on. Its QoS
+    /// 1/2 deliveries and inbound QoS 2 ids go to its shard's journal
+    /// (reached through `durable::with_journal`: a flag here, not a
+    /// pointer, keeps an idle session within its size).
+    pub journaled: bool,
 }
 
 /// A session's traffic in flight: the outbound window, the queue behind it
@@ -264,6 +277,9 @@ impl Session {
         Session {
             id,
             client_id,
+            username: None,
+            listener: 0,
+            acl_memo: Cell::default(),
             conn: None,
             subscriptions: HashMap::default(),
             will: None,
@@ -273,7 +289,15 @@ impl Session {
             window: 20,
             next_pid: 0,
             version,
-            log: None,
+            journaled: false,
+        }
+    }
+
+    /// Who the session's client is, to the ACL.
+    pub fn acl_client(&self) -> Client<'_> {
+        Client {
+            id: &self.client_id,
+            username: self.username.as_deref(),
         }
     }
 
@@ -658,20 +682,18 @@ impl Session {
     /// Journals `entry` (made with the client id) for a persistent
     /// session; nothing otherwise.
     fn journal(&self, entry: impl FnOnce(String) -> Entry) {
-        if let Some(log) = &self.log {
-            log.append(&entry(self.client_id.to_string()));
+        if self.journaled {
+            with_journal(|log| log.append(&entry(self.client_id.to_string())));
         }
     }
 
     /// Journals a QoS 1/2 delivery of `msg`; its id, or 0 when nothing is
     /// journaled (a clean session, QoS 0, persistence off).
     fn journal_enqueue(&self, msg: &Arc<Message>, qos: QoS, retain: bool) -> u64 {
-        match &self.log {
-            Some(log) if qos != QoS::AtMostOnce => {
-                log.enqueue(&self.client_id, msg, qos as u8, retain)
-            }
-            _ => 0,
+        if !self.journaled || qos == QoS::AtMostOnce {
+            return 0;
         }
+        with_journal(|log| log.enqueue(&self.client_id, msg, qos as u8, retain)).unwrap_or(0)
     }
 
     /// Journals the end of delivery `did` (0: none to journal).

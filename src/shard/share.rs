@@ -71,7 +71,7 @@ impl Shard {
     }
 
     /// This shard's choice of member for `d`: an online one, else (only
-    /// computed then) an offline one.
+    /// computed then) an offline one; either may read its topic.
     fn choose_members(&self, d: &SharedDelivery) -> (Option<Member>, Option<Member>) {
         let shared = self.shared.borrow();
         let Some(group) = shared.group(&d.group) else {
@@ -80,7 +80,10 @@ impl Shard {
         let strategy = shared.strategy();
         let topic = d.msg.publish.topic.as_str();
         let sessions = self.sessions.borrow();
-        let online = |sid: &u64| sessions.by_id.get(sid).is_some_and(|s| s.conn.is_some());
+        let acl = self.acl.borrow();
+        // Only members the ACL lets read the topic are candidates.
+        let readable = |sid: &u64| sessions.by_id.get(sid).filter(|s| acl.may_read(s, topic));
+        let online = |sid: &u64| readable(sid).is_some_and(|s| s.conn.is_some());
         let member = |m: &(u64, Subscription)| Member {
             sid: m.0,
             sub: m.1,
@@ -89,7 +92,7 @@ impl Shard {
         if let Some(m) = group.choose_local(strategy, topic, |sid, _| online(sid)) {
             return (Some(member(m)), None);
         }
-        let any = |sid: &u64| sessions.by_id.contains_key(sid);
+        let any = |sid: &u64| readable(sid).is_some();
         let offline = group.choose_local(strategy, topic, |sid, _| any(sid));
         (None, offline.map(member))
     }

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::conn::{CloseReason, ConnShared};
+use super::durable::with_journal;
 use super::encode::EncodeCache;
 use super::mount;
 use super::session::SessionId;
@@ -63,7 +64,8 @@ pub struct RetainedJob {
 
 impl Shard {
     /// SUBSCRIBE: index the filters, then answer once every shard knows
-    /// them (at once with a single shard).
+    /// them (at once with a single shard). A filter the ACL leaves nothing
+    /// to read from is refused: "not authorized" (5.0), 0x80 (3.x).
     pub(super) fn on_subscribe(
         self: &Rc<Self>,
         conn: &Rc<ConnShared>,
@@ -89,9 +91,18 @@ impl Shard {
                 continue;
             };
             let filter = filter.as_ref();
+            if !self.may_subscribe(conn, filter) {
+                codes.push(if conn.version.is_v5() {
+                    ReasonCode::NotAuthorized
+                } else {
+                    ReasonCode::UnspecifiedError
+                });
+                continue;
+            }
             let opts = stored_options(conn, *asked);
             let subscription = Subscription { opts, id };
             let existed = self.add_subscription(sid, filter, subscription);
+            self.note_subscription(sid, filter);
             codes.push(granted(opts.qos));
             // A shared subscription gets no retained messages (4.8.2).
             let send = filter.share().is_none()
@@ -200,17 +211,24 @@ impl Shard {
     }
 
     /// Delivers the next chunk of the oldest retained job; true if any.
+    /// Each message passes the ACL's read check for the session and, with
+    /// `check_retain_source`, its publisher's write check.
     pub(super) fn deliver_retained(&self) -> bool {
         let Some(mut job) = self.retained_jobs.borrow_mut().pop_front() else {
             return false;
         };
         {
+            let acl = self.acl.borrow();
             let mut sessions = self.sessions.borrow_mut();
             let Some(s) = sessions.by_id.get_mut(&job.sid) else {
                 return true; // the session ended: drop the job
             };
             let n = job.messages.len().min(RETAINED_CHUNK);
             for (msg, subscription) in job.messages.drain(..n) {
+                // Checked when sent, as Mosquitto does: the rules of now.
+                if !acl.may_read(s, msg.publish.topic.as_str()) || !acl.source_may_write(&msg) {
+                    continue;
+                }
                 let mut cache = EncodeCache::default();
                 let outcome = s.deliver_matched(
                     &msg,
@@ -246,12 +264,14 @@ impl Shard {
             let Some(s) = sessions.by_id.get_mut(&sid) else {
                 return false;
             };
-            if let Some(log) = &s.log {
-                log.append(&Entry::Subscribe {
-                    client_id: s.client_id.to_string(),
-                    filter: filter.as_str().to_string(),
-                    options: subscription.opts.to_byte(ProtocolVersion::V5),
-                    id: subscription.id.map_or(0, NonZeroU32::get),
+            if s.journaled {
+                with_journal(|log| {
+                    log.append(&Entry::Subscribe {
+                        client_id: s.client_id.to_string(),
+                        filter: filter.as_str().to_string(),
+                        options: subscription.opts.to_byte(ProtocolVersion::V5),
+                        id: subscription.id.map_or(0, NonZeroU32::get),
+                    })
                 });
             }
             s.subscriptions
@@ -288,10 +308,12 @@ impl Shard {
                 return false;
             };
             let existed = s.subscriptions.remove(filter).is_some();
-            if let (true, Some(log)) = (existed, &s.log) {
-                log.append(&Entry::Unsubscribe {
-                    client_id: s.client_id.to_string(),
-                    filter: filter.as_str().to_string(),
+            if existed && s.journaled {
+                with_journal(|log| {
+                    log.append(&Entry::Unsubscribe {
+                        client_id: s.client_id.to_string(),
+                        filter: filter.as_str().to_string(),
+                    })
                 });
             }
             existed
