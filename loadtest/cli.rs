@@ -71,6 +71,10 @@ pub struct ConnArgs {
     /// each good for about 28k connections to one broker port.
     #[arg(long, value_delimiter = ',')]
     pub source: Vec<IpAddr>,
+    /// Every connection keeps a persistent session (3.1.1 clean session 0;
+    /// 5.0 Session Expiry one hour): measures a broker's persistence.
+    #[arg(long)]
+    pub persistent_sessions: bool,
     /// Keepalive in seconds sent in CONNECT (pings are sent at half of it).
     #[arg(long, default_value_t = 60)]
     pub keepalive: u16,

@@ -547,18 +547,24 @@ fn ping_every(spec: &RunSpec) -> Option<u64> {
     (spec.keep_alive > 0).then(|| u64::from(spec.keep_alive) * 500_000_000)
 }
 
-/// The CONNECT of connection `name`: clean session, no will, client id
+/// The CONNECT of connection `name`: a clean session (or, with
+/// `--persistent-sessions`, a fresh persistent one), no will, client id
 /// `sl-<run tag>-<name>`.
 pub fn connect_packet(spec: &RunSpec, name: &str) -> Connect {
+    let mut properties = Properties::default();
+    if spec.persistent && spec.version.is_v5() {
+        properties.session_expiry_interval = Some(3600);
+    }
     Connect {
         protocol: spec.version,
-        clean_start: true,
+        // 5.0 starts clean and keeps the session; 3.1.1 keeps it with 0.
+        clean_start: !spec.persistent || spec.version.is_v5(),
         keep_alive: spec.keep_alive,
         client_id: format!("sl-{}-{name}", spec.tag),
         will: None,
         username: None,
         password: None,
-        properties: Properties::default(),
+        properties,
         bridge: false,
     }
 }

@@ -39,6 +39,9 @@ pub struct RunSpec {
     pub storm_concurrency: usize,
     /// Unique per run: keeps client ids and topics of runs apart.
     pub tag: String,
+    /// Every connection keeps a persistent session (3.1.1 clean session
+    /// 0; 5.0 Session Expiry one hour): what a broker journals.
+    pub persistent: bool,
 }
 
 impl RunSpec {

@@ -173,6 +173,7 @@ pub fn spec(conn: &ConnArgs, time: Option<&TimeArgs>, tag: String) -> Result<Run
         sources: conn.source.clone(),
         storm_concurrency: 1,
         tag,
+        persistent: conn.persistent_sessions,
     })
 }
 
