@@ -104,7 +104,7 @@ impl Local {
         }
         self.mesh.forward(&self.replica, msg);
         // The bridge has no members: every pick is a data shard.
-        self.mesh.share(&self.shared, msg, |_| {});
+        self.mesh.share(&self.shared, msg, |_, _| {});
     }
 
     /// A link line takes `filter` from the local broker.

@@ -121,21 +121,22 @@ impl Mesh {
     }
 
     /// For every shared subscription group `msg` matches, sends it to the
-    /// shard `shared` picks, or hands the group to `local` when the pick is
-    /// this thread. Returns how many groups matched.
+    /// shard `shared` picks; `picked` is told each group and its pick (a
+    /// [`Pick::Local`] one is the caller's to deliver). Returns how many
+    /// groups matched.
     pub fn share<K: PartialEq + Copy, V>(
         &self,
         shared: &SharedIndex<K, V>,
         msg: &Arc<Message>,
-        mut local: impl FnMut(&Group<K, V>),
+        mut picked: impl FnMut(&Group<K, V>, Pick),
     ) -> usize {
-        shared.pick(msg.publish.topic.as_str(), |group, pick| match pick {
-            Pick::Local => local(group),
-            Pick::Shard(peer) => {
-                let group = TopicFilter::clone(group.name());
-                let d = SharedDelivery::new(Arc::clone(msg), group);
+        shared.pick(msg.publish.topic.as_str(), |group, pick| {
+            if let Pick::Shard(peer) = pick {
+                let name = TopicFilter::clone(group.name());
+                let d = SharedDelivery::new(Arc::clone(msg), name);
                 self.send(peer, ShardMsg::Shared(Box::new(d)));
             }
+            picked(group, pick);
         })
     }
 

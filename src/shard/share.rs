@@ -23,8 +23,9 @@ use super::encode::EncodeCache;
 use super::session::{Delivery, Shared};
 use super::subscribe::Subscription;
 use super::Shard;
+use crate::index::Pick;
 use crate::mesh::{Message, ShardMsg, SharedDelivery};
-use crate::protocol::TopicFilter;
+use crate::protocol::{QoS, TopicFilter};
 
 impl Shard {
     /// Gives `msg` to one member of every shared group it matches; true if
@@ -34,9 +35,20 @@ impl Shard {
             return false;
         }
         let mut here = Vec::new();
-        let matched = self.mesh.share(&self.shared.borrow(), msg, |group| {
-            here.push(TopicFilter::clone(group.name()))
-        });
+        let durable = self.durable.as_deref();
+        let counted = msg.publish.qos != QoS::AtMostOnce;
+        let matched = self
+            .mesh
+            .share(&self.shared.borrow(), msg, |group, pick| match pick {
+                Pick::Local => here.push(TopicFilter::clone(group.name())),
+                // The first shard's confirmation covers the message (one
+                // passed on from there is not waited for: see the README).
+                Pick::Shard(peer) => {
+                    if let (Some(d), true) = (durable, counted) {
+                        d.forwarded(peer);
+                    }
+                }
+            });
         for group in here {
             self.deliver_shared(SharedDelivery::new(Arc::clone(msg), group));
         }
@@ -62,6 +74,13 @@ impl Shard {
             .and_then(|g| g.untried_shard(&d.tried));
         let next = next.or(d.fallback.map(usize::from).filter(|f| *f != me));
         if let Some(peer) = next {
+            // Counted like every QoS 1/2 message between data shards, so
+            // that the peer's running count stays this shard's.
+            if let Some(dur) = self.durable.as_deref() {
+                if d.msg.publish.qos != QoS::AtMostOnce {
+                    dur.forwarded(peer);
+                }
+            }
             self.mesh.send(peer, ShardMsg::Shared(Box::new(d)));
         } else if let Some(member) = offline {
             self.give(&d, member);
