@@ -356,3 +356,45 @@ fn a_shared_group_members_queue_survives_a_restart() {
     b.stop();
     let _ = std::fs::remove_dir_all(&d);
 }
+
+#[test]
+fn wills_pending_at_kill_9_are_published_after_the_restart_unless_resumed() {
+    let d = dir("wills");
+    let port = free_port();
+    let broker = Process::start(&d, port, "written");
+    let (mut s, _) = RawClient::connected(broker.addr, connect_v5_expiry("will-sub", true, 3600));
+    s.subscribe("will/#", QoS::AtLeastOnce);
+    s.disconnect();
+    // Connected when the broker dies: its will is due after the restart.
+    let live = with_will(
+        connect_v5_expiry("w-live", true, 3600),
+        "will/live",
+        b"1",
+        QoS::AtLeastOnce,
+        false,
+    );
+    let (_live, _) = RawClient::connected(broker.addr, live);
+    // Gone before the broker dies, will held back 2 s / 30 s.
+    for (id, delay) in [("w-delayed", 2), ("w-back", 30)] {
+        let c = with_delayed_will(id, 3600, &format!("will/{id}"), delay);
+        let (gone, _) = RawClient::connected(broker.addr, c);
+        drop(gone);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    broker.kill_9();
+
+    let broker = Process::start(&d, port, "written");
+    // Back within its delay: that will is cancelled.
+    let (_back, present) =
+        RawClient::connected(broker.addr, connect_v5_expiry("w-back", false, 3600));
+    assert!(present);
+    let (mut s, _) = RawClient::connected(broker.addr, connect_v5_expiry("will-sub", false, 3600));
+    let mut got: Vec<String> = received(&mut s, Duration::from_secs(3))
+        .into_iter()
+        .map(|(topic, _, _)| topic)
+        .collect();
+    got.sort();
+    assert_eq!(got, ["will/live", "will/w-delayed"]);
+    drop(broker);
+    let _ = std::fs::remove_dir_all(&d);
+}

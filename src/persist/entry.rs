@@ -20,6 +20,8 @@
 //! | 10 | [`Entry::Retain`] | stamp nanos u64, stamp shard u16, topic, expires at u64, PUBLISH or nothing |
 //! | 11 | [`Entry::Qos2In`] | client id, packet id u16 |
 //! | 12 | [`Entry::Qos2InDone`] | client id, packet id u16 |
+//! | 13 | [`Entry::Will`] | client id, due (Unix s, 0 while connected) u64, delay u32, PUBLISH |
+//! | 14 | [`Entry::WillGone`] | client id |
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
@@ -77,6 +79,18 @@ pub enum Entry {
     Qos2In { client_id: String, pid: u16 },
     /// It was released (PUBREL came).
     Qos2InDone { client_id: String, pid: u16 },
+    /// The session's will: its connection's (`due` 0), or held back until
+    /// `due`; `delay` is its Will Delay Interval (a will property, not a
+    /// PUBLISH one, so kept apart).
+    Will {
+        client_id: String,
+        due: u64,
+        delay: u32,
+        publish: Publish,
+    },
+    /// The session has no will any more (sent, cancelled or replaced by
+    /// none).
+    WillGone { client_id: String },
 }
 
 /// A record body that does not decode.
@@ -103,6 +117,8 @@ impl Entry {
             Entry::Retain { .. } => 10,
             Entry::Qos2In { .. } => 11,
             Entry::Qos2InDone { .. } => 12,
+            Entry::Will { .. } => 13,
+            Entry::WillGone { .. } => 14,
         }
     }
 
@@ -180,6 +196,18 @@ impl Entry {
                 put_str(out, client_id);
                 out.put_u16(*pid);
             }
+            Entry::Will {
+                client_id,
+                due,
+                delay,
+                publish,
+            } => {
+                put_str(out, client_id);
+                out.put_u64(*due);
+                out.put_u32(*delay);
+                put_publish(out, publish);
+            }
+            Entry::WillGone { client_id } => put_str(out, client_id),
         }
     }
 
@@ -259,6 +287,15 @@ impl Entry {
                     Entry::Qos2InDone { client_id, pid }
                 }
             }
+            13 => Entry::Will {
+                client_id: get_str(&mut b).ok_or(bad("client id"))?,
+                due: get_u64(&mut b).ok_or(bad("due"))?,
+                delay: get_u32(&mut b).ok_or(bad("delay"))?,
+                publish: get_publish(&mut b).ok_or(bad("PUBLISH"))?,
+            },
+            14 => Entry::WillGone {
+                client_id: get_str(&mut b).ok_or(bad("client id"))?,
+            },
             _ => return Err(bad("unknown kind")),
         };
         if !b.is_empty() {
@@ -417,6 +454,13 @@ mod tests {
                 client_id: id(),
                 pid: 4,
             },
+            Entry::Will {
+                client_id: id(),
+                due: 7,
+                delay: 30,
+                publish: publish(),
+            },
+            Entry::WillGone { client_id: id() },
         ];
         for e in entries {
             let back = Entry::read(e.kind(), &body(&e)).expect("decodes");

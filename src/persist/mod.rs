@@ -20,4 +20,6 @@ pub mod state;
 
 pub use entry::{BadEntry, Entry};
 pub use journal::{Durability, Full, Journal, Recovered, DEFAULT_COMMIT_INTERVAL};
-pub use state::{DurableState, Generations, StoredDelivery, StoredRetained, StoredSession};
+pub use state::{
+    DurableState, Generations, StoredDelivery, StoredRetained, StoredSession, StoredWill,
+};

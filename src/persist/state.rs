@@ -34,6 +34,16 @@ pub struct StoredDelivery {
     pub released: bool,
 }
 
+/// A will, as recovered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredWill {
+    pub publish: Publish,
+    /// Unix seconds it is due; 0 while its connection was open.
+    pub due: u64,
+    /// Its Will Delay Interval, seconds.
+    pub delay: u32,
+}
+
 /// A session, as recovered.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StoredSession {
@@ -45,6 +55,9 @@ pub struct StoredSession {
     pub deliveries: Vec<StoredDelivery>,
     /// Inbound QoS 2 packet ids with PUBREC sent.
     pub qos2_in: Vec<u16>,
+    /// Its will, when it is due (Unix seconds; 0: its connection was
+    /// open, so it is due from the restart) and its Will Delay Interval.
+    pub will: Option<StoredWill>,
 }
 
 /// A retained message, as recovered, with its stamp.
@@ -203,6 +216,25 @@ impl FileFold {
                     s.qos2_in.retain(|p| *p != pid);
                 }
             }
+            Entry::Will {
+                client_id,
+                due,
+                delay,
+                publish,
+            } => {
+                if let Some(s) = state.sessions.get_mut(&client_id) {
+                    s.will = Some(StoredWill {
+                        publish,
+                        due,
+                        delay,
+                    });
+                }
+            }
+            Entry::WillGone { client_id } => {
+                if let Some(s) = state.sessions.get_mut(&client_id) {
+                    s.will = None;
+                }
+            }
         }
     }
 
@@ -276,6 +308,14 @@ pub fn session_entries(client_id: &str, s: &StoredSession, next: &mut u64) -> Ve
         out.push(Entry::Qos2In {
             client_id: id(),
             pid: *pid,
+        });
+    }
+    if let Some(w) = &s.will {
+        out.push(Entry::Will {
+            client_id: id(),
+            due: w.due,
+            delay: w.delay,
+            publish: w.publish.clone(),
         });
     }
     for d in &s.deliveries {

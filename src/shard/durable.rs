@@ -21,8 +21,9 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use super::conn::ConnShared;
-use super::session::{Session, NEVER_EXPIRES};
+use super::session::{Session, SessionId, NEVER_EXPIRES};
 use super::subscribe::Subscription;
+use super::will::Will;
 use super::{home_shard, Shard};
 use crate::index::{RetainStamp, ShardSet};
 use crate::limits::MAX_SHARDS;
@@ -346,6 +347,31 @@ impl Shard {
         s.journaled = true;
     }
 
+    /// Journals session `sid`'s will as it is now (held, its connection's,
+    /// or none), if the session is journaled.
+    pub(super) fn journal_will(&self, sid: SessionId) {
+        let Some(d) = self.durable.as_deref() else {
+            return;
+        };
+        let sessions = self.sessions.borrow();
+        let Some(s) = sessions.by_id.get(&sid).filter(|s| s.journaled) else {
+            return;
+        };
+        let client_id = s.client_id.to_string();
+        d.append(&match &s.will {
+            Some(will) => {
+                let w = will.stored();
+                Entry::Will {
+                    client_id,
+                    due: w.due,
+                    delay: w.delay,
+                    publish: w.publish,
+                }
+            }
+            None => Entry::WillGone { client_id },
+        });
+    }
+
     /// Sends a publisher's `ack` now, or once what routing did since
     /// `mark` is durable.
     pub(super) fn ack_when_durable(&self, mark: Option<Mark>, conn: &Rc<ConnShared>, ack: Packet) {
@@ -521,6 +547,23 @@ impl Shard {
         if s.expiry != NEVER_EXPIRES {
             let due = now + u64::from(s.expiry);
             self.expiries.borrow_mut().entry(due).or_default().push(sid);
+        }
+        drop(sessions);
+        // A will whose connection was open when the broker went down is
+        // due from now, as after any abnormal close; none goes out sooner
+        // than a second after the start, when every shard has its
+        // subscriptions back.
+        if let Some(w) = stored.will {
+            let unix = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let delay = match w.due {
+                0 => u64::from(w.delay),
+                due => due.saturating_sub(unix),
+            };
+            let delay = std::time::Duration::from_secs(delay.max(1));
+            let will = Will::restored(w.publish, delay);
+            self.hold_will(sid, will, std::time::Instant::now() + delay);
         }
     }
 }

@@ -91,6 +91,8 @@ impl Shard {
             let client_max = connect.properties.receive_maximum.unwrap_or(u16::MAX);
             s.window = self.config.max_inflight_messages.min(client_max).max(1);
         }
+        drop(sessions);
+        self.journal_will(sid);
         resumed.is_some()
     }
 
@@ -198,6 +200,7 @@ impl Shard {
         if let (true, Some(will)) = (reason.publishes_will(), will) {
             self.will_on_close(sid, will);
         }
+        self.journal_will(sid);
         if ends {
             self.end_session(sid);
         }

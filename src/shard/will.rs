@@ -23,6 +23,7 @@ use bytes::Bytes;
 use super::session::SessionId;
 use super::timers::Stopping;
 use super::Shard;
+use crate::persist::StoredWill;
 use crate::protocol::{LastWill, Properties, Publish, QoS, TopicName};
 
 /// The will of a session's current connection. Shard-local; owned (boxed)
@@ -80,6 +81,54 @@ impl Will {
         (secs > 0).then(|| Duration::from_secs(u64::from(secs)))
     }
 
+    /// The will as a journal keeps it: the PUBLISH it becomes, when it is
+    /// due (Unix seconds; 0 while its connection lives) and its Will Delay
+    /// Interval.
+    pub fn stored(&self) -> StoredWill {
+        let mut properties = self
+            .properties
+            .as_ref()
+            .map(|p| p.properties.clone())
+            .unwrap_or_default();
+        let delay = properties.will_delay_interval.take().unwrap_or(0);
+        let due = self
+            .properties
+            .as_ref()
+            .and_then(|p| p.due)
+            .map_or(0, |at| {
+                let left = at.saturating_duration_since(Instant::now()).as_secs();
+                unix_now() + left.max(1)
+            });
+        let publish = Publish {
+            dup: false,
+            qos: self.qos,
+            retain: self.retain,
+            topic: self.topic.clone(),
+            packet_id: None,
+            payload: self.payload.clone(),
+            properties,
+        };
+        StoredWill {
+            publish,
+            due,
+            delay,
+        }
+    }
+
+    /// A will read back from a journal (see [`Will::stored`]), to be held
+    /// back `delay`: it is then always a delayed one.
+    pub fn restored(publish: Publish, delay: Duration) -> Box<Will> {
+        let mut properties = publish.properties;
+        properties.will_delay_interval = Some(delay.as_secs().clamp(1, u64::from(u32::MAX)) as u32);
+        Will::keep(&LastWill {
+            topic: publish.topic,
+            payload: publish.payload,
+            qos: publish.qos,
+            retain: publish.retain,
+            properties,
+        })
+    }
+
     /// The PUBLISH the will becomes when it is due (Will Delay Interval is
     /// not a PUBLISH property).
     pub fn into_publish(self) -> Publish {
@@ -102,24 +151,33 @@ impl Shard {
     /// publish it now, or (5.0 Will Delay Interval, the session lives on
     /// and the broker is not stopping) hold it in the session until it is
     /// due.
-    pub(super) fn will_on_close(self: &Rc<Self>, sid: SessionId, mut will: Box<Will>) {
+    pub(super) fn will_on_close(self: &Rc<Self>, sid: SessionId, will: Box<Will>) {
         let running = self.stopping.get() == Stopping::Running;
-        let mut sessions = self.sessions.borrow_mut();
-        let lives_on = sessions
+        let lives_on = self
+            .sessions
+            .borrow()
             .by_id
-            .get_mut(&sid)
-            .filter(|s| running && s.expiry != 0);
-        let (Some(delay), Some(s)) = (will.delay(), lives_on) else {
-            drop(sessions);
-            self.publish_will(sid, *will);
+            .get(&sid)
+            .is_some_and(|s| running && s.expiry != 0);
+        match will.delay() {
+            Some(delay) if lives_on => self.hold_will(sid, will, Instant::now() + delay),
+            _ => self.publish_will(sid, *will),
+        }
+    }
+
+    /// Holds `will` (a delayed one) in session `sid` until `at`.
+    pub(super) fn hold_will(&self, sid: SessionId, mut will: Box<Will>, at: Instant) {
+        let mut sessions = self.sessions.borrow_mut();
+        let Some(s) = sessions.by_id.get_mut(&sid) else {
             return;
         };
-        let at = Instant::now() + delay;
         if let Some(extra) = will.properties.as_mut() {
             extra.due = Some(at);
         }
         s.will = Some(will);
         self.deadlines.borrow_mut().wills.insert((at, sid));
+        drop(sessions);
+        self.journal_will(sid);
     }
 
     /// Takes session `sid`'s will if it is a delayed one, unfiling it.
@@ -128,7 +186,10 @@ impl Shard {
         let slot = &mut sessions.by_id.get_mut(&sid)?.will;
         let at = slot.as_ref()?.properties.as_ref()?.due?;
         self.deadlines.borrow_mut().wills.remove(&(at, sid));
-        slot.take()
+        let will = slot.take();
+        drop(sessions);
+        self.journal_will(sid);
+        will
     }
 
     /// Publishes session `sid`'s delayed will, if it has one (it came due,
@@ -138,6 +199,13 @@ impl Shard {
             self.publish_will(sid, *will);
         }
     }
+}
+
+/// Seconds since the Unix epoch.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]
