@@ -251,6 +251,31 @@ pub const MAX_ALIAS_TOPIC_BYTES: usize = 80 * 1024;
 pub const ALIAS_ENTRY_COST: usize = 64;
 
 // Any single topic fits: a client that aliases one long topic is not refused.
+/// Most PBKDF2 iterations a `$7$` password hash may ask for (mosquitto_passwd
+/// uses 101): one check at this count takes a verifier thread tens of
+/// milliseconds; a file asking for more is refused at load.
+pub const MAX_PASSWORD_ITERATIONS: u32 = 100_000;
+
+/// Most bytes of a password hash's salt (mosquitto_passwd uses 12).
+pub const MAX_PASSWORD_SALT: usize = 64;
+
+/// Default `password_check_threads`: verifier threads shared by the shards.
+pub const PASSWORD_CHECK_THREADS: usize = 2;
+
+/// Most `password_check_threads`.
+pub const MAX_PASSWORD_CHECK_THREADS: usize = 64;
+
+/// Default `password_check_queue`: password checks waiting for a verifier
+/// thread, broker-wide; a CONNECT beyond it is refused (Server busy).
+pub const PASSWORD_CHECK_QUEUE: usize = 1024;
+
+/// Password verdicts a shard takes per pending-work round (more wait for
+/// the next round, so a burst of answers cannot starve its sockets).
+pub const VERDICTS_PER_ROUND: usize = 256;
+
+/// Most `password_check_queue`.
+pub const MAX_PASSWORD_CHECK_QUEUE: usize = 65_536;
+
 const _: () = assert!(MAX_ALIAS_TOPIC_BYTES >= crate::protocol::MAX_FIELD_LEN + ALIAS_ENTRY_COST);
 const _: () = assert!(MIN_PACKET_SIZE < PROTOCOL_MAX_PACKET_SIZE);
 const _: () = assert!(PROTOCOL_MAX_PACKET_SIZE == 1 + 4 + 268_435_455);
@@ -267,3 +292,6 @@ const _: () = assert!(BRIDGE_QUICK_RETRY.as_millis() < BRIDGE_CONNECT_TIMEOUT.as
 
 // A write can always hand rustls at least one full record.
 const _: () = assert!(TLS_BUFFER_LIMIT >= TLS_MAX_RECORD_PAYLOAD);
+const _: () = assert!(PASSWORD_CHECK_THREADS <= MAX_PASSWORD_CHECK_THREADS);
+const _: () = assert!(PASSWORD_CHECK_QUEUE <= MAX_PASSWORD_CHECK_QUEUE);
+const _: () = assert!(MAX_PASSWORD_ITERATIONS >= crate::password::DEFAULT_ITERATIONS);

@@ -62,11 +62,13 @@ fn empty_file_gives_defaults() {
         parse_quiet("# only a comment\n\n   \n\t# indented comment\n"),
         Config::default()
     );
+    // Mosquitto 2.0's local only mode: loopback, anonymous clients allowed.
     let defaults = Config::default();
     assert_eq!(
         addrs(&defaults),
-        ["0.0.0.0:1883".parse::<SocketAddr>().unwrap()]
+        ["127.0.0.1:1883".parse::<SocketAddr>().unwrap()]
     );
+    assert!(defaults.local_only && defaults.allow_anonymous);
     assert_eq!(defaults.max_inflight_messages, 20);
     assert_eq!(defaults.max_queued_messages, 1000);
     assert_eq!(
@@ -280,7 +282,9 @@ fn per_listener_settings_scopes_security_keys_to_their_listener() {
         "per_listener_settings true\nlistener 1884\nallow_anonymous false\nauto_id_prefix a-\n\
          listener 1885\nallow_zero_length_clientid false\nlistener 1886\n",
     );
-    assert!(c.per_listener_settings && c.allow_anonymous && c.allow_zero_length_clientid);
+    // With a configuration file `allow_anonymous` defaults to false, on
+    // every listener as broker-wide (Mosquitto 2.0).
+    assert!(c.per_listener_settings && !c.allow_anonymous && c.allow_zero_length_clientid);
     let own: Vec<Option<Security>> = c.listeners.iter().map(|l| l.security.clone()).collect();
     let first = Security {
         allow_anonymous: false,
@@ -288,6 +292,7 @@ fn per_listener_settings_scopes_security_keys_to_their_listener() {
         ..Security::default()
     };
     let second = Security {
+        allow_anonymous: false,
         allow_zero_length_clientid: false,
         ..Security::default()
     };
@@ -498,7 +503,6 @@ fn per_listener_keys_apply_in_listener_sections() {
 fn known_unsupported_keys_warn() {
     let keys = [
         "acl_file /etc/acl",
-        "password_file /etc/pw",
         "persistence true",
         "persistence_location /var/lib/",
         "persistence_file m.db",
@@ -1111,12 +1115,16 @@ fn realistic_mosquitto_conf() {
         }
     );
     assert!(!c.allow_anonymous);
+    assert_eq!(
+        c.password_file.as_deref(),
+        Some(std::path::Path::new("/etc/mosquitto/passwd"))
+    );
     assert!(!c.per_listener_settings);
     assert_eq!(c.message_size_limit, 0);
     let lines: Vec<usize> = warnings.iter().map(|w| w.line).collect();
     assert_eq!(
         lines,
-        [14, 15, 18, 19, 20, 23, 28, 29, 35, 36, 37, 38, 39, 41, 45, 46, 48]
+        [14, 15, 18, 19, 20, 23, 28, 29, 35, 36, 37, 38, 39, 41, 46, 48]
     );
 }
 

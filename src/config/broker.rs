@@ -7,8 +7,8 @@ use super::parser::Parser;
 use super::{listener, value, Config, LogDest, LogTypes};
 use crate::index::Strategy;
 use crate::limits::{
-    MAX_PAYLOAD, MAX_QUEUED_MESSAGES_CAP, MAX_TOPIC_ALIAS, MIN_PACKET_SIZE,
-    PROTOCOL_MAX_PACKET_SIZE,
+    MAX_PASSWORD_CHECK_QUEUE, MAX_PASSWORD_CHECK_THREADS, MAX_PAYLOAD, MAX_QUEUED_MESSAGES_CAP,
+    MAX_TOPIC_ALIAS, MIN_PACKET_SIZE, PROTOCOL_MAX_PACKET_SIZE,
 };
 
 const fn global(key: &'static str, apply: ApplyFn) -> Directive {
@@ -55,7 +55,31 @@ pub(super) const DIRECTIVES: &[Directive] = &[
     global("shared_subscription_strategy", shared_subscription_strategy),
     global("log_dest", log_dest),
     global("log_type", log_type),
+    global("password_check_threads", password_check_threads),
+    global("password_check_queue", password_check_queue),
 ];
+
+/// `password_check_threads`: 1..[`MAX_PASSWORD_CHECK_THREADS`] (a shardmq key).
+fn password_check_threads(p: &mut Parser<'_>, line: &Line<'_>) -> Result<(), String> {
+    let max = MAX_PASSWORD_CHECK_THREADS as i64;
+    let n = value::integer(
+        line.single("1..64")?,
+        1,
+        max,
+        "threads checking password hashes",
+    )?;
+    p.config.password_check_threads = usize::try_from(n).unwrap_or(1);
+    Ok(())
+}
+
+/// `password_check_queue`: 1..[`MAX_PASSWORD_CHECK_QUEUE`] (a shardmq key).
+fn password_check_queue(p: &mut Parser<'_>, line: &Line<'_>) -> Result<(), String> {
+    let max = MAX_PASSWORD_CHECK_QUEUE as i64;
+    let note = "password checks waiting, broker-wide";
+    let n = value::integer(line.single("1..65536")?, 1, max, note)?;
+    p.config.password_check_queue = usize::try_from(n).unwrap_or(1);
+    Ok(())
+}
 
 /// `max_connections`: -1 (or 0, which Mosquitto also treats as no limit) = unlimited.
 ///

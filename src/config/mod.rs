@@ -8,7 +8,8 @@
 //! - `lexer.rs`: lines, `#` comments, tokens, rest-of-line values.
 //! - `directives.rs`: the directive table type, lookup, "did you mean".
 //! - `broker.rs`, `listener.rs`: supported keys and how they apply.
-//! - `security.rs`: the keys `per_listener_settings` scopes, and `check_retain_source`.
+//! - `security.rs`: the keys `per_listener_settings` scopes (`password_file`
+//!   among them), `allow_anonymous`'s default, and `check_retain_source`.
 //! - `mosquitto.rs`: Mosquitto keys that only warn (not supported yet).
 //! - `bridge.rs`: `connection` sections into [`BridgeConfig`] (run by [`crate::bridge`]).
 //! - `bridge_topic.rs`: a bridge `topic` line ([`BridgeTopic`]) and its topic mapping.
@@ -27,7 +28,7 @@ mod security;
 mod value;
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::protocol::QoS;
@@ -67,16 +68,22 @@ impl Listener {
 }
 
 /// The settings `per_listener_settings true` scopes to a listener (those
-/// of Mosquitto's that shardmq has: password and ACL files do not exist yet).
+/// of Mosquitto's that shardmq has; ACL files do not exist yet).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Security {
-    /// `allow_anonymous`, default true.
+    /// `allow_anonymous`: clients without a user name may connect. True
+    /// here (the library default); a configuration file makes it false
+    /// unless set, as Mosquitto 2.0 does (see [`Config::allow_anonymous`]).
     pub allow_anonymous: bool,
     /// `allow_zero_length_clientid`, default true.
     pub allow_zero_length_clientid: bool,
     /// `auto_id_prefix`: the start of the client ids the broker assigns,
     /// default `auto-`.
     pub auto_id_prefix: String,
+    /// `password_file`: Mosquitto's `user:hash` file (see
+    /// [`crate::password`]); a client giving a user name must be listed
+    /// with a matching password. Default none.
+    pub password_file: Option<PathBuf>,
 }
 
 impl Default for Security {
@@ -85,6 +92,7 @@ impl Default for Security {
             allow_anonymous: true,
             allow_zero_length_clientid: true,
             auto_id_prefix: DEFAULT_AUTO_ID_PREFIX.to_string(),
+            password_file: None,
         }
     }
 }
@@ -140,8 +148,14 @@ impl LogTypes {
 /// The whole broker configuration, validated. Every shard gets its own copy.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
-    /// At least one listener. Default: `0.0.0.0:1883`.
+    /// At least one listener. Default: `127.0.0.1:1883` (see `local_only`).
     pub listeners: Vec<Listener>,
+    /// No `listener`, `port` or `bind_address` was configured: Mosquitto
+    /// 2.0's local only mode, listening on the loopback interface only
+    /// (the binary adds `[::1]` where the host has it) with anonymous
+    /// clients allowed unless `allow_anonymous` says otherwise. Default
+    /// true; the parser sets it.
+    pub local_only: bool,
     /// Number of shards; `None` = every available core (`--shards`).
     pub shards: Option<usize>,
     /// `max_connections`; `None` = unlimited (-1 in Mosquitto).
@@ -164,8 +178,21 @@ pub struct Config {
     pub max_keepalive: u16,
     /// `persistent_client_expiration`; `None` = never expire.
     pub persistent_client_expiration: Option<Duration>,
-    /// `allow_anonymous`, default true (no password file support yet).
+    /// `allow_anonymous`: clients without a user name may connect. True in
+    /// `Config::default()`; a configuration file makes it false unless set
+    /// (or in local only mode, see `local_only`), as Mosquitto 2.0 does.
     pub allow_anonymous: bool,
+    /// `password_file`, broker-wide (per listener with
+    /// `per_listener_settings true`: see [`Security::password_file`]).
+    pub password_file: Option<PathBuf>,
+    /// `password_check_threads` (a shardmq key): threads that check
+    /// password hashes for every shard. Default
+    /// [`crate::limits::PASSWORD_CHECK_THREADS`].
+    pub password_check_threads: usize,
+    /// `password_check_queue` (a shardmq key): password checks waiting
+    /// for a thread, broker-wide; a CONNECT beyond it is refused with
+    /// Server busy. Default [`crate::limits::PASSWORD_CHECK_QUEUE`].
+    pub password_check_queue: usize,
     /// `shared_subscription_strategy`, default round-robin.
     pub shared_subscription_strategy: crate::index::Strategy,
     /// `retain_available`, default true.
@@ -203,7 +230,8 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            listeners: vec![Listener::new(SocketAddr::from(([0, 0, 0, 0], 1883)))],
+            listeners: vec![Listener::new(SocketAddr::from(([127, 0, 0, 1], 1883)))],
+            local_only: true,
             shards: None,
             max_connections: None,
             max_inflight_messages: 20,
@@ -215,6 +243,9 @@ impl Default for Config {
             max_keepalive: 65535,
             persistent_client_expiration: None,
             allow_anonymous: true,
+            password_file: None,
+            password_check_threads: crate::limits::PASSWORD_CHECK_THREADS,
+            password_check_queue: crate::limits::PASSWORD_CHECK_QUEUE,
             retain_available: true,
             shared_subscription_strategy: Default::default(),
             allow_zero_length_clientid: true,
@@ -290,6 +321,7 @@ impl Config {
             allow_anonymous: self.allow_anonymous,
             allow_zero_length_clientid: self.allow_zero_length_clientid,
             auto_id_prefix: self.auto_id_prefix.clone(),
+            password_file: self.password_file.clone(),
         })
     }
 

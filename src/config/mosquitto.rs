@@ -42,7 +42,6 @@ pub(super) const UNSUPPORTED: &[Directive] = &[
     per_listener("acl_file"),
     per_listener("auth_plugin"),
     per_listener("auth_plugin_deny_special_chars"),
-    per_listener("password_file"),
     per_listener("plugin"),
     per_listener("psk_file"),
     // Listeners.

@@ -28,6 +28,10 @@ enum Read {
 impl Shard {
     /// Readiness of connection `token`.
     pub(super) fn conn_ready(self: &Rc<Self>, token: usize, r: Readiness) {
+        if r.closed && self.verifying(token) {
+            // Gone while its password is checked: nobody to answer.
+            return self.drop_conn(token);
+        }
         if r.writable {
             self.flush_token(token);
         }
@@ -80,7 +84,8 @@ impl Shard {
             s.is_closing() || s.blocked.get() || s.input_paused.get()
         });
         match conn.phase {
-            Phase::Closing => None,
+            // A connection whose password is checked is read once attached.
+            Phase::Closing | Phase::Verifying => None,
             _ if waiting => None,
             phase => Some(phase),
         }

@@ -4,29 +4,35 @@
 
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::conn::Conn;
 use super::{Shard, Stats};
 use crate::config::{Config, Listener, Security};
 use crate::limits::{ACCEPTS_PER_TURN, ACCEPT_BACKOFF_MAX, ACCEPT_BACKOFF_MIN, MAX_LISTENERS};
+use crate::password::PasswordDb;
 use crate::protocol::QoS;
 use crate::runtime::{Interest, Token};
 
-/// What the clients of one listener get (`max_qos`, `mount_point`, and the
-/// settings `per_listener_settings` scopes), resolved from the config once.
+/// What the clients of one listener get (`max_qos`, `mount_point`, the
+/// settings `per_listener_settings` scopes, and its password file loaded),
+/// resolved from the config once.
 /// Shard-local: every shard holds its own, indexed like `Config::listeners`.
 pub struct ListenerSettings {
     pub max_qos: QoS,
     /// Shared with every connection of the listener.
     pub mount: Option<Rc<str>>,
     pub security: Security,
+    /// The `password_file` that applies, loaded by the control plane.
+    pub passwords: Option<Arc<PasswordDb>>,
 }
 
 impl ListenerSettings {
     /// One entry per configured listener, in order; never empty (a config
     /// without listeners, which only tests build, gets the defaults once).
-    pub fn all(config: &Config) -> Vec<ListenerSettings> {
+    /// `passwords` is indexed alike (see [`crate::password::load_for`]).
+    pub fn all(config: &Config, passwords: &[Option<Arc<PasswordDb>>]) -> Vec<ListenerSettings> {
         let defaults = [Listener::new(SocketAddr::from(([127, 0, 0, 1], 0)))];
         let listeners = if config.listeners.is_empty() {
             &defaults[..]
@@ -35,10 +41,12 @@ impl ListenerSettings {
         };
         listeners
             .iter()
-            .map(|l| ListenerSettings {
+            .enumerate()
+            .map(|(i, l)| ListenerSettings {
                 max_qos: l.max_qos,
                 mount: l.mount_point.as_deref().map(Rc::from),
                 security: config.security_of(l),
+                passwords: passwords.get(i).cloned().flatten(),
             })
             .collect()
     }

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use super::listener::ListenerSettings;
 use super::Shard;
 use crate::config::Config;
+use crate::password::ListenerPasswords;
 
 /// What a reload changes on every shard, built once by the control plane.
 /// Immutable and shared (`Send + Sync`); each shard derives its own
@@ -26,6 +27,10 @@ pub struct Reload {
     /// The reloaded configuration. Only the settings [`Shard::apply_reload`]
     /// reads change on a running broker; the rest wait for the next start.
     pub config: Config,
+    /// Each listener's password file, loaded once by the control plane
+    /// (indexed like `config.listeners`; see
+    /// [`crate::password::reload_for`]).
+    pub passwords: ListenerPasswords,
 }
 
 /// Where the control plane posts a [`Reload`] for the shards. Shared by the
@@ -107,10 +112,12 @@ impl Shard {
     }
 
     /// What a reload changes here: every listener's settings (the
-    /// `per_listener_settings` scope). Connections already attached keep
-    /// what they were admitted with; new ones get the new settings.
+    /// `per_listener_settings` scope, password files). Connections already
+    /// attached keep what they were admitted with; new ones (and those
+    /// whose password check is under way, with the file they started
+    /// with) get the new settings.
     fn apply_reload(&self, reload: &Reload) {
-        let settings = ListenerSettings::all(&reload.config);
+        let settings = ListenerSettings::all(&reload.config, &reload.passwords);
         if settings.len() != self.listener_settings.borrow().len() {
             log::warn!(
                 "shard {}: reload: listeners differ; they change at the next start",
@@ -147,6 +154,7 @@ mod tests {
         });
         let reload = Reload {
             config: Config::default(),
+            passwords: Vec::new(),
         };
         let posted = board.post(reload, || {}, Duration::from_secs(5));
         assert_eq!(posted, Ok(1));
@@ -159,6 +167,7 @@ mod tests {
         let board = ReloadBoard::new(1);
         let reload = Reload {
             config: Config::default(),
+            passwords: Vec::new(),
         };
         let err = board
             .post(reload, || {}, Duration::from_millis(20))
