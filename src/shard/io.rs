@@ -28,10 +28,6 @@ enum Read {
 impl Shard {
     /// Readiness of connection `token`.
     pub(super) fn conn_ready(self: &Rc<Self>, token: usize, r: Readiness) {
-        if r.closed && self.verifying(token) {
-            // Gone while its password is checked: nobody to answer.
-            return self.drop_conn(token);
-        }
         if r.writable {
             self.flush_token(token);
         }
@@ -39,6 +35,12 @@ impl Shard {
             // After a hang-up, read on to the end of the stream (a short
             // read does not mean EOF was seen).
             self.read_conn(token, r.closed);
+        }
+        if r.closed && self.verifying(token) {
+            // Hung up while (or right after sending the CONNECT whose)
+            // password is checked: nobody to answer. A verifying
+            // connection's input is not read, so this is the one look.
+            self.drop_conn(token);
         }
     }
 
