@@ -103,21 +103,23 @@ fn log_mode(config: &Config, from_file: bool) {
     } else {
         "no configuration file"
     };
+    let anonymous = if config.allow_anonymous {
+        "allowed"
+    } else {
+        "refused"
+    };
     if config.local_only {
-        let anonymous = if config.allow_anonymous {
-            "allowed"
-        } else {
-            "refused"
-        };
         log::info!(
             "local only mode ({file}, no listener configured): listening on the loopback \
              interface only, anonymous clients {anonymous}; configure a `listener` to accept \
              remote clients"
         );
+    } else if config.per_listener_settings {
+        log::info!("{file} with listeners: who may connect is set per listener (see below)");
     } else {
         log::info!(
-            "{file} with listeners: anonymous clients need `allow_anonymous true` (the default \
-             is false)"
+            "{file} with listeners: anonymous clients {anonymous} (allow_anonymous, false \
+             unless set)"
         );
     }
 }
