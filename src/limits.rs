@@ -269,6 +269,12 @@ pub const MAX_PASSWORD_CHECK_THREADS: usize = 64;
 /// thread, broker-wide; a CONNECT beyond it is refused (Server busy).
 pub const PASSWORD_CHECK_QUEUE: usize = 1024;
 
+/// Nice value of the password verifier threads (shards run at 0): where a
+/// verifier and a shard share a core, the scheduler gives the shard about
+/// ten times the CPU, so a flood of password checks slows the checks, not
+/// the shard's clients.
+pub const VERIFIER_NICE: i32 = 10;
+
 /// Password verdicts a shard takes per pending-work round (more wait for
 /// the next round, so a burst of answers cannot starve its sockets).
 pub const VERDICTS_PER_ROUND: usize = 256;

@@ -8,7 +8,9 @@
 //! full the submit fails ([`Busy`]) and the shard refuses the CONNECT
 //! instead of queueing it. Each answer ([`Verdict`]) goes back over the
 //! shard's own reply channel and wakes its loop; the connection waits in
-//! its `Verifying` phase meanwhile.
+//! its `Verifying` phase meanwhile. The threads run at a lower priority
+//! than the shards ([`VERIFIER_NICE`]): they are not pinned, and where one
+//! shares a core with a shard, the shard comes first.
 
 use std::cell::Cell;
 use std::io;
@@ -19,6 +21,7 @@ use bytes::Bytes;
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 
 use super::PasswordDb;
+use crate::limits::VERIFIER_NICE;
 use crate::runtime::Wake;
 
 /// One password check. Made by a shard, run by a verifier thread.
@@ -67,6 +70,7 @@ impl Verifiers {
             let thread = std::thread::Builder::new()
                 .name(format!("verifier-{i}"))
                 .spawn(move || {
+                    lower_priority();
                     for job in rx.iter() {
                         job.run();
                     }
@@ -83,6 +87,20 @@ impl Verifiers {
                 log::error!("a password verifier thread panicked");
             }
         }
+    }
+}
+
+/// Gives the calling thread the nice value [`VERIFIER_NICE`] (Linux
+/// sets it per thread); a failure leaves it at the shards' priority.
+fn lower_priority() {
+    // SAFETY: gettid and setpriority only read their arguments.
+    let rc = unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, VERIFIER_NICE)
+    };
+    if rc != 0 {
+        let e = io::Error::last_os_error();
+        log::warn!("password verifier thread: cannot lower its priority: {e}");
     }
 }
 
