@@ -1227,3 +1227,49 @@ fn shared_subscription_strategy_names_a_strategy() {
         "broker.conf:2: shared_subscription_strategy: expected round_robin, sticky or hash_topic, got random",
     )]);
 }
+
+#[test]
+fn password_file_is_scoped_like_allow_anonymous() {
+    let c = parse_quiet(
+        "per_listener_settings true\nlistener 1884\npassword_file /etc/a pw\nlistener 1885\n",
+    );
+    let own = c.listeners[0].security.clone().expect("its own settings");
+    assert_eq!(
+        own.password_file.as_deref(),
+        Some(std::path::Path::new("/etc/a pw"))
+    );
+    assert!(!own.allow_anonymous, "false unless set, per listener too");
+    assert_eq!(
+        (c.listeners[1].security.clone(), c.password_file),
+        (None, None)
+    );
+    let c = parse_quiet("listener 1884\npassword_file /etc/pw\n");
+    assert_eq!(
+        c.password_file.as_deref(),
+        Some(std::path::Path::new("/etc/pw"))
+    );
+    assert_eq!(
+        error("password_file"),
+        "broker.conf:1: password_file: missing value (expected a file made by mosquitto_passwd)"
+    );
+}
+
+#[test]
+fn local_only_mode_allows_anonymous_clients_unless_told_otherwise() {
+    let local = parse_quiet("password_file /etc/pw\n");
+    assert!(local.local_only && local.allow_anonymous);
+    assert_eq!(
+        addrs(&local),
+        ["127.0.0.1:1883".parse::<SocketAddr>().unwrap()]
+    );
+    assert!(!parse_quiet("allow_anonymous false\n").allow_anonymous);
+    let own = parse_quiet("per_listener_settings true\nauto_id_prefix x-\n");
+    let security = own.listeners[0].security.clone().expect("its own settings");
+    assert!(security.allow_anonymous);
+    let port = parse_quiet("port 1884\n");
+    assert!(!port.local_only && !port.allow_anonymous);
+    assert_eq!(
+        addrs(&port),
+        ["0.0.0.0:1884".parse::<SocketAddr>().unwrap()]
+    );
+}
