@@ -9,6 +9,7 @@
 //! | [`protocol`] | Pure MQTT 3.1/3.1.1/5.0 codec: bytes in, typed packets out, and back. No I/O, no broker types. |
 //! | [`config`]   | Mosquitto-format configuration: lexer, directive table, sections, `file:line` errors. |
 //! | [`security`] | Access control: the `acl_file` parser and matcher (pure), and the per-listener rule table the shards check without locks. |
+//! | [`password`] | Mosquitto password files (`$7$` PBKDF2-SHA512, `$6$` SHA-512) and the verifier threads that check them off the shards' loops. |
 //! | [`logging`]  | Mosquitto-style log lines honouring `log_dest` / `log_type`. |
 //! | [`runtime`]  | The only module that names mio: the readiness loop each pinned shard thread runs, its wake-ups, the SPSC queues between shards, non-blocking transports (TCP, TLS client, the server side of MQTT over WebSockets). |
 //! | [`mesh`]     | One bounded SPSC queue per ordered pair of shards, batched, and the [`mesh::ShardMsg`] enum: the only thing that crosses cores. |
@@ -38,6 +39,7 @@ pub mod index;
 pub mod limits;
 pub mod logging;
 pub mod mesh;
+pub mod password;
 pub mod persist;
 pub mod protocol;
 pub mod runtime;

@@ -288,6 +288,37 @@ pub const MAX_ALIAS_TOPIC_BYTES: usize = 80 * 1024;
 pub const ALIAS_ENTRY_COST: usize = 64;
 
 // Any single topic fits: a client that aliases one long topic is not refused.
+/// Most PBKDF2 iterations a `$7$` password hash may ask for (mosquitto_passwd
+/// uses 101): one check at this count takes a verifier thread tens of
+/// milliseconds; a file asking for more is refused at load.
+pub const MAX_PASSWORD_ITERATIONS: u32 = 100_000;
+
+/// Most bytes of a password hash's salt (mosquitto_passwd uses 12).
+pub const MAX_PASSWORD_SALT: usize = 64;
+
+/// Default `password_check_threads`: verifier threads shared by the shards.
+pub const PASSWORD_CHECK_THREADS: usize = 2;
+
+/// Most `password_check_threads`.
+pub const MAX_PASSWORD_CHECK_THREADS: usize = 64;
+
+/// Default `password_check_queue`: password checks waiting for a verifier
+/// thread, broker-wide; a CONNECT beyond it is refused (Server busy).
+pub const PASSWORD_CHECK_QUEUE: usize = 1024;
+
+/// Nice value of the password verifier threads (shards run at 0): where a
+/// verifier and a shard share a core, the scheduler gives the shard about
+/// ten times the CPU, so a flood of password checks slows the checks, not
+/// the shard's clients.
+pub const VERIFIER_NICE: i32 = 10;
+
+/// Password verdicts a shard takes per pending-work round (more wait for
+/// the next round, so a burst of answers cannot starve its sockets).
+pub const VERDICTS_PER_ROUND: usize = 256;
+
+/// Most `password_check_queue`.
+pub const MAX_PASSWORD_CHECK_QUEUE: usize = 65_536;
+
 const _: () = assert!(MAX_ALIAS_TOPIC_BYTES >= crate::protocol::MAX_FIELD_LEN + ALIAS_ENTRY_COST);
 const _: () = assert!(MIN_PACKET_SIZE < PROTOCOL_MAX_PACKET_SIZE);
 const _: () = assert!(PROTOCOL_MAX_PACKET_SIZE == 1 + 4 + 268_435_455);
@@ -309,3 +340,6 @@ const _: () = assert!(TLS_BUFFER_LIMIT >= TLS_MAX_RECORD_PAYLOAD);
 // partly sent frame.
 const _: () = assert!(WS_HEADERS_DEFAULT <= WS_HEADERS_MAX);
 const _: () = assert!(WS_PENDING_MAX >= WS_OUT_FRAME + 14 + WS_CONTROL_MAX + 4);
+const _: () = assert!(PASSWORD_CHECK_THREADS <= MAX_PASSWORD_CHECK_THREADS);
+const _: () = assert!(PASSWORD_CHECK_QUEUE <= MAX_PASSWORD_CHECK_QUEUE);
+const _: () = assert!(MAX_PASSWORD_ITERATIONS >= crate::password::DEFAULT_ITERATIONS);

@@ -47,8 +47,13 @@ fn main() -> ExitCode {
         },
     };
     if cli.check_config {
-        // The broker reads the ACL files at start: so does the check.
+        // The broker reads the ACL and password files at start: so does
+        // the check.
         if let Err(e) = shardmq::security::AclTable::load(&config) {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+        if let Err(e) = shardmq::password::load_for(&config) {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
@@ -57,6 +62,7 @@ fn main() -> ExitCode {
     }
     apply_cli(&mut config, &cli);
     shardmq::logging::init(&config.log_dest, &config.log_types, cli.verbose);
+    log_mode(&config, cli.config.is_some());
     // Before start: a SIGHUP sent once the port answers must find it.
     let hangups = match Signals::new([signal_hook::consts::SIGHUP]) {
         Ok(s) => s,
@@ -95,9 +101,49 @@ fn main() -> ExitCode {
     }
 }
 
+/// The start-up line that says which mode the broker runs in (each
+/// listener's line follows from `server::start`).
+fn log_mode(config: &Config, from_file: bool) {
+    let file = if from_file {
+        "a configuration file"
+    } else {
+        "no configuration file"
+    };
+    let anonymous = if config.allow_anonymous {
+        "allowed"
+    } else {
+        "refused"
+    };
+    if config.local_only {
+        log::info!(
+            "local only mode ({file}, no listener configured): listening on the loopback \
+             interface only, anonymous clients {anonymous}; configure a `listener` to accept \
+             remote clients"
+        );
+    } else if config.per_listener_settings {
+        log::info!("{file} with listeners: who may connect is set per listener (see below)");
+    } else {
+        log::info!(
+            "{file} with listeners: anonymous clients {anonymous} (allow_anonymous, false \
+             unless set)"
+        );
+    }
+}
+
 /// What the command line overrides in the configuration file: the port
-/// of every listener and the shard count (at start and on every reload).
+/// of every listener and the shard count (at start and on every reload);
+/// in local only mode, `[::1]` joins `127.0.0.1` where the host has it.
 fn apply_cli(config: &mut Config, cli: &Cli) {
+    if config.local_only && has_ipv6_loopback() {
+        let v4: Vec<Listener> = config.listeners.clone();
+        for l in v4.into_iter().filter(|l| l.addr.ip().is_loopback()) {
+            let mut v6 = l;
+            v6.addr.set_ip(std::net::Ipv6Addr::LOCALHOST.into());
+            if !config.listeners.iter().any(|x| x.addr == v6.addr) {
+                config.listeners.push(v6);
+            }
+        }
+    }
     if let Some(port) = cli.port {
         for l in &mut config.listeners {
             l.addr.set_port(port);
@@ -109,6 +155,11 @@ fn apply_cli(config: &mut Config, cli: &Cli) {
     if cli.shards.is_some() {
         config.shards = cli.shards;
     }
+}
+
+/// Whether `::1` can be bound here (IPv6 may be off).
+fn has_ipv6_loopback() -> bool {
+    std::net::TcpListener::bind((std::net::Ipv6Addr::LOCALHOST, 0)).is_ok()
 }
 
 /// SIGHUP reloads the configuration file, as Mosquitto does: the bridge

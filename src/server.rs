@@ -14,7 +14,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -27,6 +27,7 @@ use crate::limits::{
     RESTART_BIND_WAIT, START_TIMEOUT,
 };
 use crate::mesh::{Batch, Mesh};
+use crate::password::{self, ListenerPasswords, VerifierLine, Verifiers};
 use crate::persist::state::{retained_entry, session_entries};
 use crate::persist::{Durability, Entry, Generations, Journal};
 use crate::runtime::{self, Listener, MeshEnd, Reactor, Registrar, Wake};
@@ -61,6 +62,11 @@ pub enum StartError {
     /// An `acl_file` that cannot be read or parsed.
     #[error("{0}")]
     Acl(#[from] AclError),
+    /// A password file that cannot be read or has a bad line.
+    #[error("{0}")]
+    Passwords(#[from] password::PasswordError),
+    #[error("starting the password verifier threads: {0}")]
+    Verifiers(io::Error),
 }
 
 /// A running broker. Dropping it does not stop it; call [`shutdown`].
@@ -76,6 +82,7 @@ pub struct BrokerHandle {
     shards: Vec<JoinHandle<()>>,
     bridge: Arc<BridgeControl>,
     bridge_thread: JoinHandle<()>,
+    verifiers: Verifiers,
     reloader: Reloader,
     listener_load: Arc<ListenerLoad>,
 }
@@ -89,13 +96,18 @@ pub struct Reloader {
     /// The data shards' wake-up lines.
     wakes: Vec<Arc<Wake>>,
     bridge: Arc<BridgeControl>,
+    /// The password files the shards use now, per listener (control plane
+    /// only: a reload's file that fails keeps the one here).
+    passwords: Arc<Mutex<ListenerPasswords>>,
 }
 
 impl Reloader {
     /// Applies `config`: every shard has the new settings when this
     /// returns `Ok` (at most [`RELOAD_TIMEOUT`] later), and the bridge
-    /// thread has its sections. Connected clients stay connected. Returns
-    /// the number of bridge sections applied.
+    /// thread has its sections. Connected clients stay connected. Password
+    /// files are read here, once; one that cannot be loaded keeps the
+    /// file loaded before (and the log says why). Returns the number of
+    /// bridge sections applied.
     pub fn reload(&self, config: Config) -> Result<usize, String> {
         let bridges = config.bridges.clone();
         let n = bridges.len();
@@ -106,9 +118,19 @@ impl Reloader {
                 None
             }
         };
+        let passwords = {
+            let mut current = self.passwords.lock().unwrap_or_else(|e| e.into_inner());
+            *current = password::reload_for(&config, &current);
+            current.clone()
+        };
         let wake = || self.wakes.iter().for_each(|w| w.force());
+        let reload = Reload {
+            config,
+            acl,
+            passwords,
+        };
         self.board
-            .post(Reload { config, acl }, wake, RELOAD_TIMEOUT)
+            .post(reload, wake, RELOAD_TIMEOUT)
             .map_err(|e| format!("settings not applied everywhere: {e}"))?;
         self.bridge
             .reload(bridges)
@@ -202,6 +224,8 @@ impl BrokerHandle {
                 .join()
                 .map_err(|_| io::Error::other(format!("shard {i} panicked")))?;
         }
+        // Every shard, and so every job sender, is gone: they end.
+        self.verifiers.join();
         self.bridge_thread
             .join()
             .map_err(|_| io::Error::other("the bridge thread panicked"))
@@ -245,6 +269,7 @@ pub fn start_with(config: Config, options: StartOptions) -> Result<BrokerHandle,
         bridge::tls_settings(b).map_err(StartError::Bridge)?;
     }
     let acl = AclTable::load(&config)?;
+    let passwords = password::load_for(&config)?;
     let mut addrs = Vec::with_capacity(config.listeners.len());
     let mut sockets: Vec<Vec<OwnedFd>> = (0..shards).map(|_| Vec::new()).collect();
     for listener in &config.listeners {
@@ -280,6 +305,8 @@ pub fn start_with(config: Config, options: StartOptions) -> Result<BrokerHandle,
     let mut registrars = registrars;
     let mut ends = ends;
     let (setup, control) = bridge_setup(&config, &stop, &wakes[shards]);
+    let (threads, queue) = (config.password_check_threads, config.password_check_queue);
+    let (verifiers, jobs) = Verifiers::start(threads, queue).map_err(StartError::Verifiers)?;
     let bridge_boot = BridgeBoot {
         reactor: reactors.pop().expect("one reactor per peer"),
         registrar: registrars.pop().expect("one registrar per peer"),
@@ -323,6 +350,12 @@ pub fn start_with(config: Config, options: StartOptions) -> Result<BrokerHandle,
                 durable,
                 listener_load: Arc::clone(&listener_load),
                 acl: acl.clone(),
+                passwords: passwords.clone(),
+                verifier: VerifierLine::new(
+                    jobs.clone(),
+                    queue + threads,
+                    Arc::clone(&wakes[shard]),
+                ),
             },
             ready: ready_tx.clone(),
         };
@@ -366,7 +399,10 @@ pub fn start_with(config: Config, options: StartOptions) -> Result<BrokerHandle,
         abort_start(&stop, &wakes, handles);
         return Err(StartError::Shard(failure));
     }
+    // Only the shards hold job senders now: the threads end with them.
+    drop(jobs);
     log::info!("shardmq listening on {addrs:?} with {shards} shard(s)");
+    log_security(&config, &addrs, &passwords);
     let bridge_thread = handles.pop().expect("the bridge thread was started");
     Ok(BrokerHandle {
         addrs,
@@ -376,7 +412,9 @@ pub fn start_with(config: Config, options: StartOptions) -> Result<BrokerHandle,
             board: reload,
             wakes: wakes[..shards].to_vec(),
             bridge: Arc::clone(&control),
+            passwords: Arc::new(Mutex::new(passwords)),
         },
+        verifiers,
         wakes,
         shards: handles,
         bridge: control,
@@ -442,6 +480,36 @@ fn recover(
         g + 1
     );
     Ok(boots)
+}
+
+/// One start-up line per listener saying who may connect: anonymous
+/// clients or not, and the password file that checks user names.
+fn log_security(
+    config: &Config,
+    addrs: &[SocketAddr],
+    passwords: &[Option<Arc<password::PasswordDb>>],
+) {
+    for ((listener, addr), db) in config.listeners.iter().zip(addrs).zip(passwords) {
+        let anonymous = if config.security_of(listener).allow_anonymous {
+            "anonymous clients allowed"
+        } else {
+            "anonymous clients refused"
+        };
+        match db {
+            Some(db) => log::info!(
+                "listener {addr}: {anonymous}; user names checked against {} ({} users)",
+                db.path().display(),
+                db.len()
+            ),
+            None if config.security_of(listener).allow_anonymous => {
+                log::info!("listener {addr}: {anonymous}; no password file")
+            }
+            None => log::info!(
+                "listener {addr}: {anonymous}; no password file, so no client can connect \
+                 without an enhanced authentication method (set password_file or allow_anonymous)"
+            ),
+        }
+    }
 }
 
 /// The core thread `i` (a shard, or the bridge thread after them) is

@@ -31,7 +31,10 @@ impl Edge {
     fn start(test: &str, body: &str) -> Edge {
         let port = free_port();
         let conf = temp_dir(&format!("edge-{test}")).join("shardmq.conf");
-        std::fs::write(&conf, format!("listener {port} 127.0.0.1\n{body}")).unwrap();
+        // Its local clients connect anonymously (with a configuration
+        // file that needs `allow_anonymous true`, as in Mosquitto 2.0).
+        let conf_text = format!("listener {port} 127.0.0.1\nallow_anonymous true\n{body}");
+        std::fs::write(&conf, conf_text).unwrap();
         let mut child = ChildGuard(
             Command::new(BROKER)
                 .args(["-c", conf.to_str().unwrap(), "--shards", "2", "-v"])

@@ -62,11 +62,13 @@ fn empty_file_gives_defaults() {
         parse_quiet("# only a comment\n\n   \n\t# indented comment\n"),
         Config::default()
     );
+    // Mosquitto 2.0's local only mode: loopback, anonymous clients allowed.
     let defaults = Config::default();
     assert_eq!(
         addrs(&defaults),
-        ["0.0.0.0:1883".parse::<SocketAddr>().unwrap()]
+        ["127.0.0.1:1883".parse::<SocketAddr>().unwrap()]
     );
+    assert!(defaults.local_only && defaults.allow_anonymous);
     assert_eq!(defaults.max_inflight_messages, 20);
     assert_eq!(defaults.max_queued_messages, 1000);
     assert_eq!(
@@ -285,7 +287,9 @@ fn per_listener_settings_scopes_security_keys_to_their_listener() {
         "per_listener_settings true\nlistener 1884\nallow_anonymous false\nauto_id_prefix a-\n\
          listener 1885\nallow_zero_length_clientid false\nlistener 1886\n",
     );
-    assert!(c.per_listener_settings && c.allow_anonymous && c.allow_zero_length_clientid);
+    // With a configuration file `allow_anonymous` defaults to false, on
+    // every listener as broker-wide (Mosquitto 2.0).
+    assert!(c.per_listener_settings && !c.allow_anonymous && c.allow_zero_length_clientid);
     let own: Vec<Option<Security>> = c.listeners.iter().map(|l| l.security.clone()).collect();
     let first = Security {
         allow_anonymous: false,
@@ -293,6 +297,7 @@ fn per_listener_settings_scopes_security_keys_to_their_listener() {
         ..Security::default()
     };
     let second = Security {
+        allow_anonymous: false,
         allow_zero_length_clientid: false,
         ..Security::default()
     };
@@ -525,7 +530,6 @@ fn per_listener_keys_apply_in_listener_sections() {
 #[test]
 fn known_unsupported_keys_warn() {
     let keys = [
-        "password_file /etc/pw",
         "cafile /c",
         "certfile /c",
         "keyfile /k",
@@ -1137,11 +1141,15 @@ fn realistic_mosquitto_conf() {
         }
     );
     assert!(!c.allow_anonymous);
+    assert_eq!(
+        c.password_file.as_deref(),
+        Some(std::path::Path::new("/etc/mosquitto/passwd"))
+    );
     assert!(!c.per_listener_settings);
     assert_eq!(c.acl_file.as_deref(), Some(Path::new("/etc/mosquitto/acl")));
     assert_eq!(c.message_size_limit, 0);
     let lines: Vec<usize> = warnings.iter().map(|w| w.line).collect();
-    assert_eq!(lines, [14, 15, 23, 28, 29, 35, 36, 37, 38, 39, 45, 48]);
+    assert_eq!(lines, [14, 15, 23, 28, 29, 35, 36, 37, 38, 39, 48]);
     // Persistence (lines 18-20) is supported: the journal directory.
     assert_eq!(
         c.journal_dir(),
@@ -1247,4 +1255,50 @@ fn shared_subscription_strategy_names_a_strategy() {
         "\nshared_subscription_strategy random\n",
         "broker.conf:2: shared_subscription_strategy: expected round_robin, sticky or hash_topic, got random",
     )]);
+}
+
+#[test]
+fn password_file_is_scoped_like_allow_anonymous() {
+    let c = parse_quiet(
+        "per_listener_settings true\nlistener 1884\npassword_file /etc/a pw\nlistener 1885\n",
+    );
+    let own = c.listeners[0].security.clone().expect("its own settings");
+    assert_eq!(
+        own.password_file.as_deref(),
+        Some(std::path::Path::new("/etc/a pw"))
+    );
+    assert!(!own.allow_anonymous, "false unless set, per listener too");
+    assert_eq!(
+        (c.listeners[1].security.clone(), c.password_file),
+        (None, None)
+    );
+    let c = parse_quiet("listener 1884\npassword_file /etc/pw\n");
+    assert_eq!(
+        c.password_file.as_deref(),
+        Some(std::path::Path::new("/etc/pw"))
+    );
+    assert_eq!(
+        error("password_file"),
+        "broker.conf:1: password_file: missing value (expected a file made by mosquitto_passwd)"
+    );
+}
+
+#[test]
+fn local_only_mode_allows_anonymous_clients_unless_told_otherwise() {
+    let local = parse_quiet("password_file /etc/pw\n");
+    assert!(local.local_only && local.allow_anonymous);
+    assert_eq!(
+        addrs(&local),
+        ["127.0.0.1:1883".parse::<SocketAddr>().unwrap()]
+    );
+    assert!(!parse_quiet("allow_anonymous false\n").allow_anonymous);
+    let own = parse_quiet("per_listener_settings true\nauto_id_prefix x-\n");
+    let security = own.listeners[0].security.clone().expect("its own settings");
+    assert!(security.allow_anonymous);
+    let port = parse_quiet("port 1884\n");
+    assert!(!port.local_only && !port.allow_anonymous);
+    assert_eq!(
+        addrs(&port),
+        ["0.0.0.0:1884".parse::<SocketAddr>().unwrap()]
+    );
 }

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use crate::index::Strategy;
 use crate::limits::{
-    MAX_PAYLOAD, MAX_QUEUED_MESSAGES_CAP, MAX_TOPIC_ALIAS, MIN_PACKET_SIZE,
-    PROTOCOL_MAX_PACKET_SIZE, WS_HEADERS_DEFAULT, WS_HEADERS_MAX,
+    MAX_PASSWORD_CHECK_QUEUE, MAX_PASSWORD_CHECK_THREADS, MAX_PAYLOAD, MAX_QUEUED_MESSAGES_CAP,
+    MAX_TOPIC_ALIAS, MIN_PACKET_SIZE, PROTOCOL_MAX_PACKET_SIZE, WS_HEADERS_DEFAULT, WS_HEADERS_MAX,
 };
 use crate::persist::{Durability, DEFAULT_COMMIT_INTERVAL};
 
@@ -71,7 +71,31 @@ pub(super) const DIRECTIVES: &[Directive] = &[
     global("persistence_compact_size", persistence_compact_size),
     global("log_dest", log_dest),
     global("log_type", log_type),
+    global("password_check_threads", password_check_threads),
+    global("password_check_queue", password_check_queue),
 ];
+
+/// `password_check_threads`: 1..[`MAX_PASSWORD_CHECK_THREADS`] (a shardmq key).
+fn password_check_threads(p: &mut Parser<'_>, line: &Line<'_>) -> Result<(), String> {
+    let max = MAX_PASSWORD_CHECK_THREADS as i64;
+    let n = value::integer(
+        line.single("1..64")?,
+        1,
+        max,
+        "threads checking password hashes",
+    )?;
+    p.config.password_check_threads = usize::try_from(n).unwrap_or(1);
+    Ok(())
+}
+
+/// `password_check_queue`: 1..[`MAX_PASSWORD_CHECK_QUEUE`] (a shardmq key).
+fn password_check_queue(p: &mut Parser<'_>, line: &Line<'_>) -> Result<(), String> {
+    let max = MAX_PASSWORD_CHECK_QUEUE as i64;
+    let note = "password checks waiting, broker-wide";
+    let n = value::integer(line.single("1..65536")?, 1, max, note)?;
+    p.config.password_check_queue = usize::try_from(n).unwrap_or(1);
+    Ok(())
+}
 
 /// `max_connections`: the current listener's limit, as in Mosquitto; -1
 /// (or 0, which Mosquitto also treats as no limit) = unlimited.

@@ -2,10 +2,12 @@
 //! `bind_address`), and the keys that shape a listener (`protocol`,
 //! `max_qos`, `mount_point`).
 //!
-//! As in Mosquitto: without any `listener` line the broker listens on the
-//! default listener (`0.0.0.0:1883`, changed by `port` / `bind_address`); with
-//! `listener` lines the default listener is only added when `port` or
-//! `bind_address` was given explicitly.
+//! As in Mosquitto 2.0: without any `listener`, `port` or `bind_address`
+//! line the broker is in local only mode, on `127.0.0.1:1883` (the binary
+//! adds `[::1]:1883`); `port` / `bind_address` make the default listener
+//! (all interfaces unless `bind_address` says otherwise); with `listener`
+//! lines the default listener is only added when `port` or `bind_address`
+//! was given explicitly.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -137,6 +139,16 @@ impl Listeners {
         }
     }
 
+    /// Whether per-listener keys apply to the default listener now.
+    pub fn on_default(&self) -> bool {
+        self.explicit.is_empty()
+    }
+
+    /// Local only mode: no `listener`, `port` or `bind_address` line.
+    pub fn local_only(&self) -> bool {
+        self.explicit.is_empty() && self.default_line.is_none()
+    }
+
     /// Whether the default listener is started: without `listener` lines,
     /// or with `port` / `bind_address`.
     fn default_used(&self) -> bool {
@@ -160,13 +172,18 @@ impl Listeners {
     /// The final listener list, or `(line, key, reason)` for a duplicate.
     pub fn finish(self) -> Result<Vec<Listener>, (usize, &'static str, String)> {
         let used = self.default_used();
+        let any = if self.local_only() {
+            Ipv4Addr::LOCALHOST
+        } else {
+            Ipv4Addr::UNSPECIFIED
+        };
         let mut default = Placed {
             listener: self.default,
             line: self.default_line.map_or(0, |(line, _)| line),
             key: self.default_line.map_or("port", |(_, key)| key),
         };
         default.listener.addr = SocketAddr::new(
-            self.default_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+            self.default_ip.unwrap_or(IpAddr::V4(any)),
             self.default_port.unwrap_or(DEFAULT_PORT),
         );
         let mut all = Vec::with_capacity(self.explicit.len() + 1);

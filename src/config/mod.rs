@@ -8,7 +8,9 @@
 //! - `lexer.rs`: lines, `#` comments, tokens, rest-of-line values.
 //! - `directives.rs`: the directive table type, lookup, "did you mean".
 //! - `broker.rs`, `listener.rs`: supported keys and how they apply.
-//! - `security.rs`: the keys `per_listener_settings` scopes (`acl_file` among them), and `check_retain_source`.
+//! - `security.rs`: the keys `per_listener_settings` scopes (`password_file`
+//!   and `acl_file` among them), `allow_anonymous`'s default, and
+//!   `check_retain_source`.
 //! - `mosquitto.rs`: Mosquitto keys that only warn (not supported yet).
 //! - `bridge.rs`: `connection` sections into [`BridgeConfig`] (run by [`crate::bridge`]).
 //! - `bridge_topic.rs`: a bridge `topic` line ([`BridgeTopic`]) and its topic mapping.
@@ -84,10 +86,12 @@ impl Listener {
 }
 
 /// The settings `per_listener_settings true` scopes to a listener (those
-/// of Mosquitto's that shardmq has: password files do not exist yet).
+/// of Mosquitto's that shardmq has).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Security {
-    /// `allow_anonymous`, default true.
+    /// `allow_anonymous`: clients without a user name may connect. True
+    /// here (the library default); a configuration file makes it false
+    /// unless set, as Mosquitto 2.0 does (see [`Config::allow_anonymous`]).
     pub allow_anonymous: bool,
     /// `allow_zero_length_clientid`, default true.
     pub allow_zero_length_clientid: bool,
@@ -97,6 +101,10 @@ pub struct Security {
     /// `acl_file`: the access rules of its clients (read by
     /// [`crate::security::AclTable::load`]); `None` = no restriction.
     pub acl_file: Option<PathBuf>,
+    /// `password_file`: Mosquitto's `user:hash` file (see
+    /// [`crate::password`]); a client giving a user name must be listed
+    /// with a matching password. Default none.
+    pub password_file: Option<PathBuf>,
 }
 
 impl Default for Security {
@@ -106,6 +114,7 @@ impl Default for Security {
             allow_zero_length_clientid: true,
             auto_id_prefix: DEFAULT_AUTO_ID_PREFIX.to_string(),
             acl_file: None,
+            password_file: None,
         }
     }
 }
@@ -161,8 +170,14 @@ impl LogTypes {
 /// The whole broker configuration, validated. Every shard gets its own copy.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
-    /// At least one listener. Default: `0.0.0.0:1883`.
+    /// At least one listener. Default: `127.0.0.1:1883` (see `local_only`).
     pub listeners: Vec<Listener>,
+    /// No `listener`, `port` or `bind_address` was configured: Mosquitto
+    /// 2.0's local only mode, listening on the loopback interface only
+    /// (the binary adds `[::1]` where the host has it) with anonymous
+    /// clients allowed unless `allow_anonymous` says otherwise. Default
+    /// true; the parser sets it.
+    pub local_only: bool,
     /// Number of shards; `None` = every available core (`--shards`).
     pub shards: Option<usize>,
     /// `websockets_headers_size`: the largest WebSocket upgrade request,
@@ -187,8 +202,21 @@ pub struct Config {
     pub max_keepalive: u16,
     /// `persistent_client_expiration`; `None` = never expire.
     pub persistent_client_expiration: Option<Duration>,
-    /// `allow_anonymous`, default true (no password file support yet).
+    /// `allow_anonymous`: clients without a user name may connect. True in
+    /// `Config::default()`; a configuration file makes it false unless set
+    /// (or in local only mode, see `local_only`), as Mosquitto 2.0 does.
     pub allow_anonymous: bool,
+    /// `password_file`, broker-wide (per listener with
+    /// `per_listener_settings true`: see [`Security::password_file`]).
+    pub password_file: Option<PathBuf>,
+    /// `password_check_threads` (a shardmq key): threads that check
+    /// password hashes for every shard. Default
+    /// [`crate::limits::PASSWORD_CHECK_THREADS`].
+    pub password_check_threads: usize,
+    /// `password_check_queue` (a shardmq key): password checks waiting
+    /// for a thread, broker-wide; a CONNECT beyond it is refused with
+    /// Server busy. Default [`crate::limits::PASSWORD_CHECK_QUEUE`].
+    pub password_check_queue: usize,
     /// `shared_subscription_strategy`, default round-robin.
     pub shared_subscription_strategy: crate::index::Strategy,
     /// `persistence`, default false: journal durable state (see
@@ -246,7 +274,8 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            listeners: vec![Listener::new(SocketAddr::from(([0, 0, 0, 0], 1883)))],
+            listeners: vec![Listener::new(SocketAddr::from(([127, 0, 0, 1], 1883)))],
+            local_only: true,
             shards: None,
             websockets_headers_size: crate::limits::WS_HEADERS_DEFAULT,
             max_inflight_messages: 20,
@@ -258,6 +287,9 @@ impl Default for Config {
             max_keepalive: 65535,
             persistent_client_expiration: None,
             allow_anonymous: true,
+            password_file: None,
+            password_check_threads: crate::limits::PASSWORD_CHECK_THREADS,
+            password_check_queue: crate::limits::PASSWORD_CHECK_QUEUE,
             retain_available: true,
             shared_subscription_strategy: Default::default(),
             persistence: false,
@@ -355,6 +387,7 @@ impl Config {
             allow_zero_length_clientid: self.allow_zero_length_clientid,
             auto_id_prefix: self.auto_id_prefix.clone(),
             acl_file: self.acl_file.clone(),
+            password_file: self.password_file.clone(),
         })
     }
 

@@ -36,7 +36,6 @@ pub(super) const UNSUPPORTED: &[Directive] = &[
     // Security and plugins.
     per_listener("auth_plugin"),
     per_listener("auth_plugin_deny_special_chars"),
-    per_listener("password_file"),
     per_listener("plugin"),
     per_listener("psk_file"),
     // Listeners.

@@ -39,6 +39,11 @@ pub(super) struct Parser<'p> {
     pub section: Section,
     /// Line of the first key `per_listener_settings` scopes, if any.
     pub security_line: Option<usize>,
+    /// `allow_anonymous` was set broker-wide, and on the default listener
+    /// (else its default is decided at the end: see
+    /// `security::anonymous_default`).
+    pub anonymous_set: bool,
+    pub default_anonymous_set: bool,
     warnings: Vec<ConfigWarning>,
 }
 
@@ -52,6 +57,8 @@ impl<'p> Parser<'p> {
             log_types_set: false,
             section: Section::Global,
             security_line: None,
+            anonymous_set: false,
+            default_anonymous_set: false,
             warnings: Vec::new(),
         }
     }
@@ -138,10 +145,11 @@ impl<'p> Parser<'p> {
             self.warn(line, message);
         }
         let path = self.path;
-        self.config.listeners = self
-            .listeners
+        self.config.local_only = self.listeners.local_only();
+        self.config.listeners = std::mem::take(&mut self.listeners)
             .finish()
             .map_err(|(line, key, reason)| invalid(path, line, key, reason))?;
+        super::security::anonymous_default(&mut self);
         Ok((self.config, self.warnings))
     }
 }

@@ -1,15 +1,17 @@
 //! The keys `per_listener_settings` scopes (`allow_anonymous`,
-//! `allow_zero_length_clientid`, `auto_id_prefix`, `acl_file`), the switch
-//! itself, and `check_retain_source`, which only has a meaning with ACLs.
+//! `allow_zero_length_clientid`, `auto_id_prefix`, `password_file`,
+//! `acl_file`), the switch itself, `allow_anonymous`'s default, and
+//! `check_retain_source`, which only has a meaning with ACLs.
 //!
 //! As in Mosquitto: with `per_listener_settings false` (the default) these
 //! keys are broker-wide wherever they appear; with `true` they apply to
 //! the listener they follow (before any `listener` line: the default
 //! listener), and `per_listener_settings` must come before all of them.
-//! Password files are not supported yet, so none are scoped here.
+//! `allow_anonymous` not set: false, as in Mosquitto 2.0, except in local
+//! only mode (no listener configured: loopback only), where it is true.
 
 use super::directives::{Apply, ApplyFn, Directive, Scope};
-use super::lexer::Line;
+use super::lexer::{missing, Line};
 use super::parser::Parser;
 use super::{value, Config, Security};
 use crate::limits::MAX_AUTO_ID_PREFIX;
@@ -29,6 +31,7 @@ pub(super) const DIRECTIVES: &[Directive] = &[
     listener("allow_zero_length_clientid", allow_zero_length_clientid),
     listener("auto_id_prefix", auto_id_prefix),
     listener("acl_file", acl_file),
+    listener("password_file", password_file),
     Directive::new(
         "check_retain_source",
         Scope::Global,
@@ -56,7 +59,31 @@ fn scoped<'p>(p: &'p mut Parser<'_>, line: &Line<'_>) -> Option<&'p mut Security
         return None;
     }
     let listener = p.listeners.current(line.number, line.key);
-    Some(listener.security.get_or_insert_with(Security::default))
+    // A listener's own `allow_anonymous` defaults to false (Mosquitto 2.0).
+    Some(listener.security.get_or_insert_with(|| Security {
+        allow_anonymous: false,
+        ..Security::default()
+    }))
+}
+
+/// `allow_anonymous` where no line set it: true in local only mode, else
+/// false (a listener's own settings start at false: see [`scoped`]).
+pub(super) fn anonymous_default(p: &mut Parser<'_>) {
+    let local_only = p.config.local_only;
+    if !p.anonymous_set {
+        p.config.allow_anonymous = local_only;
+    }
+    if local_only && !p.default_anonymous_set {
+        // Local only mode has the default listener alone.
+        for security in p
+            .config
+            .listeners
+            .iter_mut()
+            .filter_map(|l| l.security.as_mut())
+        {
+            security.allow_anonymous = true;
+        }
+    }
 }
 
 /// A `true|false` security key: `own` on the listener, `global` in [`Config`].
@@ -76,12 +103,19 @@ fn flag(
 
 /// `allow_anonymous true|false`.
 fn allow_anonymous(p: &mut Parser<'_>, line: &Line<'_>) -> Result<(), String> {
-    flag(
-        p,
-        line,
-        |s| &mut s.allow_anonymous,
-        |c| &mut c.allow_anonymous,
-    )
+    let on = value::boolean_line(line)?;
+    let on_default = p.listeners.on_default();
+    match scoped(p, line) {
+        Some(security) => {
+            security.allow_anonymous = on;
+            p.default_anonymous_set |= on_default;
+        }
+        None => {
+            p.config.allow_anonymous = on;
+            p.anonymous_set = true;
+        }
+    }
+    Ok(())
 }
 
 /// `allow_zero_length_clientid true|false`.
@@ -119,6 +153,21 @@ fn acl_file(p: &mut Parser<'_>, line: &Line<'_>) -> Result<(), String> {
     match scoped(p, line) {
         Some(security) => security.acl_file = path,
         None => p.config.acl_file = path,
+    }
+    Ok(())
+}
+
+/// `password_file <path>`: the rest of the line (read at start and on
+/// reload, not here: see [`crate::password`]).
+fn password_file(p: &mut Parser<'_>, line: &Line<'_>) -> Result<(), String> {
+    let path = line.rest.trim();
+    if path.is_empty() {
+        return Err(missing("a file made by mosquitto_passwd"));
+    }
+    let path = Some(std::path::PathBuf::from(path));
+    match scoped(p, line) {
+        Some(security) => security.password_file = path,
+        None => p.config.password_file = path,
     }
     Ok(())
 }

@@ -348,6 +348,11 @@ pub enum Phase {
     /// (see `auth`). Its CONNECT waits in [`Conn::connect`]; the CONNECT
     /// deadline still runs.
     Authenticating,
+    /// CONNECT read, with a user name a password file must check: a
+    /// verifier thread has the check (see `verify`). Its CONNECT waits in
+    /// [`Conn::connect`]; its input is not read meanwhile; the CONNECT
+    /// deadline still runs.
+    Verifying,
     /// CONNECT accepted: attached to its session.
     Attached,
     /// Closing: its last bytes (CONNACK refusal, DISCONNECT) are flushed
@@ -359,7 +364,10 @@ pub enum Phase {
 impl Phase {
     /// True until the CONNACK is sent: the CONNECT deadline applies.
     pub fn before_connack(self) -> bool {
-        matches!(self, Phase::Connecting | Phase::Authenticating)
+        matches!(
+            self,
+            Phase::Connecting | Phase::Authenticating | Phase::Verifying
+        )
     }
 }
 
@@ -372,8 +380,9 @@ pub struct Conn {
     /// Bytes of a packet that has not fully arrived.
     pub partial: Stored,
     pub phase: Phase,
-    /// The CONNECT waiting for its authentication exchange to end: `Some`
-    /// exactly while `phase` is [`Phase::Authenticating`].
+    /// The CONNECT waiting for its authentication exchange or its
+    /// password check to end: `Some` exactly while `phase` is
+    /// [`Phase::Authenticating`] or [`Phase::Verifying`].
     pub connect: Option<Box<PendingConnect>>,
     /// Tells this connection from a later one in the same slab slot (the
     /// deadline queues name connections by slot and serial).

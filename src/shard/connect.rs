@@ -1,7 +1,8 @@
 //! From accepted socket to attached session: read CONNECT (bounded in
 //! time, by the CONNECT deadline, and in size, by
 //! [`MAX_CONNECT_PACKET`]), hand the connection to its home shard if this
-//! is not it, check it, take over or resume the session, answer CONNACK.
+//! is not it, check it (a password on a verifier thread, see `verify`),
+//! take over or resume the session, answer CONNACK.
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -89,7 +90,7 @@ impl Shard {
 
     /// Gives `token` the shared state `conn` and closes it once `conn`'s
     /// output (a refusing CONNACK) is flushed.
-    fn close_attached_to(self: &Rc<Self>, token: usize, conn: Rc<ConnShared>) {
+    pub(super) fn close_attached_to(self: &Rc<Self>, token: usize, conn: Rc<ConnShared>) {
         conn.set_token(Some(token));
         if let Some(c) = self.conns.borrow_mut().get_mut(token) {
             c.shared = Some(conn);
@@ -131,17 +132,25 @@ impl Shard {
         }
         let conn = Rc::new(conn);
         let checked = check(self, &connect, assigned, &listener.security)
-            .and_then(|()| check_will(self, &conn, &mut connect));
-        if let Err(refusal) = checked {
-            refuse(self, &conn, refusal);
-            return self.close_attached_to(token, conn);
-        }
+            .and_then(|()| check_will(self, &conn, &mut connect))
+            .and_then(|()| self.credentials(token, &connect, &listener));
+        let password_db = match checked {
+            Ok(db) => db,
+            Err(refusal) => {
+                refuse(self, &conn, refusal);
+                return self.close_attached_to(token, conn);
+            }
+        };
         conn.set_token(Some(token));
         if let Some(c) = self.conns.borrow_mut().get_mut(token) {
             c.shared = Some(Rc::clone(&conn));
             let mut partial = Partial::from_chunk(leftover);
             partial.settle(0);
             c.partial = partial.store();
+        }
+        if let Some(db) = password_db {
+            // Its input is read once the verdict attaches it.
+            return self.verify_password(token, conn, db, connect, assigned);
         }
         if connect.properties.authentication_method.is_none() {
             self.accept(token, &conn, &connect, assigned, None);
@@ -231,7 +240,7 @@ impl Shard {
 /// Why a CONNECT is refused: the CONNACK's reason code and, for 5.0, its
 /// Reason String (short and fixed; CONNACK may carry one whatever the
 /// client's Request Problem Information, 3.1.2.11.7).
-type Refusal = (ReasonCode, &'static str);
+pub(super) type Refusal = (ReasonCode, &'static str);
 
 /// Writes a refusing CONNACK.
 pub(super) fn refuse(shard: &Shard, conn: &Rc<ConnShared>, (code, why): Refusal) {
@@ -282,11 +291,6 @@ fn check(
             ReasonCode::BadAuthenticationMethod,
             "authentication method not supported",
         ));
-    }
-    if !security.allow_anonymous && method.is_none() {
-        // No password file support yet: without anonymous access only
-        // clients of an enhanced authentication method may connect.
-        return Err((ReasonCode::NotAuthorized, "not authorized"));
     }
     if shard.mesh.congested() {
         // Overloaded: the other shards do not keep up with what this one
@@ -427,6 +431,12 @@ mod tests {
             listener_load: Arc::new(ListenerLoad::new(1)),
             durable: None,
             acl: Default::default(),
+            passwords: Vec::new(),
+            verifier: crate::password::VerifierLine::new(
+                crossbeam_channel::bounded(1).0,
+                1,
+                Arc::clone(&wakes[0]),
+            ),
         };
         let registrar = reactors[0].registrar().expect("registrar");
         let shard = Shard::new(

@@ -45,6 +45,7 @@ impl Driver for ShardLoop {
         shard.check_reload();
         busy |= shard.mesh.receive(|peer, msg| shard.on_mesh(peer, msg)) > 0;
         busy |= shard.mesh.flush();
+        busy |= shard.take_verdicts();
         busy |= shard.read_again();
         busy |= shard.deliver_retained();
         busy |= shard.release_durable();

@@ -43,6 +43,12 @@ impl Shard {
             // read does not mean EOF was seen).
             self.read_conn(token, r.closed);
         }
+        if r.closed && self.verifying(token) {
+            // Hung up while (or right after sending the CONNECT whose)
+            // password is checked: nobody to answer. A verifying
+            // connection's input is not read, so this is the one look.
+            self.drop_conn(token);
+        }
     }
 
     /// Reads and handles what `token` sent, at most [`READS_PER_TURN`]
@@ -88,7 +94,8 @@ impl Shard {
             s.is_closing() || s.blocked.get() || s.input_paused.get()
         });
         match conn.phase {
-            Phase::Closing => None,
+            // A connection whose password is checked is read once attached.
+            Phase::Closing | Phase::Verifying => None,
             _ if waiting => None,
             phase => Some(phase),
         }

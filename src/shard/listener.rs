@@ -12,19 +12,21 @@
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::conn::Conn;
 use super::{Shard, Stats};
 use crate::config::{Config, Listener, ListenerProtocol, Security};
 use crate::limits::{ACCEPTS_PER_TURN, ACCEPT_BACKOFF_MAX, ACCEPT_BACKOFF_MIN, MAX_LISTENERS};
+use crate::password::PasswordDb;
 use crate::protocol::QoS;
 use crate::runtime::{Interest, Token, Transport, WsLimits};
 
 /// What the clients of one listener get (`max_qos`, `mount_point`,
-/// `protocol`, `max_connections`, and the settings `per_listener_settings`
-/// scopes), resolved from the config once. Shard-local: every shard holds
-/// its own, indexed like `Config::listeners`.
+/// `protocol`, `max_connections`, the settings `per_listener_settings`
+/// scopes, and its password file loaded), resolved from the config once.
+/// Shard-local: every shard holds its own, indexed like `Config::listeners`.
 pub struct ListenerSettings {
     pub max_qos: QoS,
     /// Shared with every connection of the listener.
@@ -35,6 +37,8 @@ pub struct ListenerSettings {
     pub websocket: Option<WsLimits>,
     /// `max_connections`; `None` = unlimited.
     pub max_connections: Option<usize>,
+    /// The `password_file` that applies, loaded by the control plane.
+    pub passwords: Option<Arc<PasswordDb>>,
 }
 
 /// Connections open on each listener, over every shard: what each
@@ -106,7 +110,8 @@ impl ListenerLoad {
 impl ListenerSettings {
     /// One entry per configured listener, in order; never empty (a config
     /// without listeners, which only tests build, gets the defaults once).
-    pub fn all(config: &Config) -> Vec<ListenerSettings> {
+    /// `passwords` is indexed alike (see [`crate::password::load_for`]).
+    pub fn all(config: &Config, passwords: &[Option<Arc<PasswordDb>>]) -> Vec<ListenerSettings> {
         let defaults = [Listener::new(SocketAddr::from(([127, 0, 0, 1], 0)))];
         let listeners = if config.listeners.is_empty() {
             &defaults[..]
@@ -115,7 +120,8 @@ impl ListenerSettings {
         };
         listeners
             .iter()
-            .map(|l| ListenerSettings {
+            .enumerate()
+            .map(|(i, l)| ListenerSettings {
                 max_qos: l.max_qos,
                 mount: l.mount_point.as_deref().map(Rc::from),
                 security: config.security_of(l),
@@ -124,6 +130,7 @@ impl ListenerSettings {
                     max_frame: config.max_packet_size as u64,
                 }),
                 max_connections: l.max_connections,
+                passwords: passwords.get(i).cloned().flatten(),
             })
             .collect()
     }

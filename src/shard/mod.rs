@@ -10,6 +10,7 @@
 //! - [`io`]: a connection's reads, flushes and teardown.
 //! - [`listener`]: accepting, with back-off.
 //! - [`connect`]: CONNECT, home-shard hand-over, CONNACK.
+//! - [`verify`]: a CONNECT's password checked on a verifier thread.
 //! - [`lifecycle`]: a session created, resumed, taken over, offline, ended.
 //! - [`handler`]: the packets of an attached connection.
 //! - [`reload`]: SIGHUP: the settings every shard swaps live.
@@ -58,6 +59,7 @@ mod share;
 mod stats;
 mod subscribe;
 mod timers;
+mod verify;
 mod will;
 
 use std::cell::{Cell, RefCell};
@@ -119,6 +121,10 @@ pub struct Control {
     pub listener_load: Arc<ListenerLoad>,
     /// The ACL rules at start (read once by the control plane).
     pub acl: AclTable,
+    /// Each listener's password file, as loaded at start.
+    pub passwords: crate::password::ListenerPasswords,
+    /// This shard's line to the password verifier threads.
+    pub verifier: crate::password::VerifierLine,
 }
 
 /// The session table of a shard.
@@ -213,6 +219,8 @@ pub struct Shard {
     /// The enhanced authentication methods clients may name (shared with
     /// every shard; each exchange's state is this shard's).
     auth: auth::AuthMethods,
+    /// Where password checks go, and their verdicts come back from.
+    verifier: crate::password::VerifierLine,
 }
 
 impl Shard {
@@ -230,7 +238,7 @@ impl Shard {
             queue_qos0: config.queue_qos0_messages,
             max_inflight_bytes: config.max_inflight_bytes,
         };
-        let listener_settings = ListenerSettings::all(&config)
+        let listener_settings = ListenerSettings::all(&config, &control.passwords)
             .into_iter()
             .map(Rc::new)
             .collect();
@@ -295,6 +303,7 @@ impl Shard {
             published: control.stats,
             wills_from: Cell::new(0),
             auth: control.auth,
+            verifier: control.verifier,
             rng: Cell::new(seed ^ (id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1),
             durable,
         });

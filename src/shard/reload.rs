@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use super::listener::ListenerSettings;
 use super::Shard;
 use crate::config::Config;
+use crate::password::ListenerPasswords;
 use crate::security::AclTable;
 
 /// What a reload changes on every shard, built once by the control plane.
@@ -30,6 +31,10 @@ pub struct Reload {
     /// The ACL rules its `acl_file`s hold, read once; `None`: one could
     /// not be read or parsed, and every shard keeps the rules it has.
     pub acl: Option<AclTable>,
+    /// Each listener's password file, loaded once by the control plane
+    /// (indexed like `config.listeners`; see
+    /// [`crate::password::reload_for`]).
+    pub passwords: ListenerPasswords,
 }
 
 /// Where the control plane posts a [`Reload`] for the shards. Shared by the
@@ -112,7 +117,7 @@ impl Shard {
 
     /// What a reload changes here: every listener's settings (the
     /// `per_listener_settings` scope, `max_connections`, the WebSocket
-    /// bounds) and the ACL rules. Connections already attached keep the
+    /// bounds, password files) and the ACL rules. Connections already attached keep the
     /// listener settings they were admitted with; new ones get the new
     /// settings. A lower `max_connections` closes nobody: new connections
     /// wait until enough have left. A listener's `protocol` changes at the
@@ -120,7 +125,7 @@ impl Shard {
     /// rules apply to everyone at once: the next PUBLISH, SUBSCRIBE and
     /// delivery are checked against them.
     fn apply_reload(&self, reload: &Reload) {
-        let mut settings = ListenerSettings::all(&reload.config);
+        let mut settings = ListenerSettings::all(&reload.config, &reload.passwords);
         let old = self.listener_settings.borrow().clone();
         if settings.len() != old.len() {
             log::warn!(
@@ -172,6 +177,7 @@ mod tests {
         let reload = Reload {
             config: Config::default(),
             acl: None,
+            passwords: Vec::new(),
         };
         let posted = board.post(reload, || {}, Duration::from_secs(5));
         assert_eq!(posted, Ok(1));
@@ -185,6 +191,7 @@ mod tests {
         let reload = Reload {
             config: Config::default(),
             acl: None,
+            passwords: Vec::new(),
         };
         let err = board
             .post(reload, || {}, Duration::from_millis(20))
