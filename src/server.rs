@@ -461,7 +461,7 @@ fn recover(
         let mut recovered = recovered;
         recovered.retained = retained.clone();
         let wake = Arc::clone(&wakes[k]);
-        let (journal, _) = Journal::open(
+        let journal = Journal::open_written(
             &generations.dir_of(g + 1),
             k as u16,
             durability,

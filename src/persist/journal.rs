@@ -97,6 +97,35 @@ impl Journal {
             .truncate(false)
             .open(&path)?;
         let recovered = recover(&mut file, &path, shard)?;
+        let journal = Journal::start(file, path, shard, durability, wake)?;
+        Ok((journal, recovered))
+    }
+
+    /// Opens `dir/shard-<shard>.journal` just written whole (a new
+    /// generation, see `state::Generations::install`) to append to it,
+    /// without reading it back.
+    pub fn open_written(
+        dir: &Path,
+        shard: u16,
+        durability: Durability,
+        wake: impl Fn() + Send + 'static,
+    ) -> io::Result<Journal> {
+        let path = dir.join(format!("shard-{shard}.journal"));
+        let file = OpenOptions::new().read(true).write(true).open(&path)?;
+        let size = file.metadata()?.len();
+        let mut journal = Journal::start(file, path, shard, durability, wake)?;
+        journal.written = size;
+        Ok(journal)
+    }
+
+    /// Starts the writer thread on `file`, positioned at its end.
+    fn start(
+        mut file: File,
+        path: PathBuf,
+        shard: u16,
+        durability: Durability,
+        wake: impl Fn() + Send + 'static,
+    ) -> io::Result<Journal> {
         file.seek(SeekFrom::End(0))?;
         let (tx, rx) = crossbeam_channel::bounded(MAX_BATCHES);
         let durable = Arc::new(AtomicU64::new(0));
@@ -116,7 +145,7 @@ impl Journal {
             durable,
             writer: Some(writer),
         };
-        Ok((journal, recovered))
+        Ok(journal)
     }
 
     /// The file's path.

@@ -406,13 +406,17 @@ impl Generations {
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir)?;
         for (shard, entries) in files.iter().enumerate() {
-            let mut out = BytesMut::from(&record::header(shard as u16)[..]);
+            let f = fs::File::create(dir.join(format!("shard-{shard}.journal")))?;
+            let mut f = io::BufWriter::new(f);
+            f.write_all(&record::header(shard as u16))?;
+            // Record by record: the generation is never whole in memory.
+            let mut out = BytesMut::new();
             for e in entries {
                 record::append(&mut out, e.kind(), |b| e.write_body(b));
+                f.write_all(&out)?;
+                out.clear();
             }
-            let mut f = fs::File::create(dir.join(format!("shard-{shard}.journal")))?;
-            f.write_all(&out)?;
-            f.sync_all()?;
+            f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
         }
         sync_dir(&dir)?;
         let tmp = self.dir.join("CURRENT.tmp");
