@@ -14,7 +14,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -29,7 +29,10 @@ use crate::limits::{
 use crate::mesh::{Batch, Mesh};
 use crate::runtime::{self, Listener, MeshEnd, Reactor, Registrar, Wake};
 use crate::shard::auth::AuthMethods;
-use crate::shard::{Control, Reload, ReloadBoard, Shard, ShardLoop, StatsCell, StatsSnapshot};
+use crate::shard::{
+    tls_config, tls_configs, Control, ListenerTlsConfigs, Reload, ReloadBoard, Shard, ShardLoop,
+    StatsCell, StatsSnapshot,
+};
 
 /// Why the broker could not start.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +52,10 @@ pub enum StartError {
     /// A bridge that cannot run as configured (its TLS files, say).
     #[error("{0}")]
     Bridge(String),
+    /// A TLS listener whose files cannot be used (`path:line: key file:
+    /// reason`).
+    #[error("{0}")]
+    Tls(String),
 }
 
 /// A running broker. Dropping it does not stop it; call [`shutdown`].
@@ -76,6 +83,9 @@ pub struct Reloader {
     /// The data shards' wake-up lines.
     wakes: Vec<Arc<Wake>>,
     bridge: Arc<BridgeControl>,
+    /// The TLS configuration each listener has now: what a listener keeps
+    /// when its reloaded files cannot be used. Locked once per reload.
+    tls: Arc<Mutex<ListenerTlsConfigs>>,
 }
 
 impl Reloader {
@@ -83,12 +93,39 @@ impl Reloader {
     /// returns `Ok` (at most [`RELOAD_TIMEOUT`] later), and the bridge
     /// thread has its sections. Connected clients stay connected. Returns
     /// the number of bridge sections applied.
+    ///
+    /// TLS listeners read their files again: new handshakes use the new
+    /// certificate, established sessions keep theirs. A listener whose new
+    /// files cannot be used keeps its current configuration, and the
+    /// reason is logged.
     pub fn reload(&self, config: Config) -> Result<usize, String> {
         let bridges = config.bridges.clone();
         let n = bridges.len();
         let wake = || self.wakes.iter().for_each(|w| w.force());
+        let mut current = self.tls.lock().unwrap_or_else(|e| e.into_inner());
+        let tls: ListenerTlsConfigs = config
+            .listeners
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let kept = || current.get(i).cloned().flatten();
+                match l.tls.as_ref().map(tls_config) {
+                    None => None,
+                    Some(Ok(new)) => Some(new),
+                    Some(Err(e)) => {
+                        log::error!(
+                            "reload: {e}; listener {} keeps its current TLS settings",
+                            l.addr
+                        );
+                        kept()
+                    }
+                }
+            })
+            .collect();
+        *current = tls.clone();
+        drop(current);
         self.board
-            .post(Reload { config }, wake, RELOAD_TIMEOUT)
+            .post(Reload { config, tls }, wake, RELOAD_TIMEOUT)
             .map_err(|e| format!("settings not applied everywhere: {e}"))?;
         self.bridge
             .reload(bridges)
@@ -211,6 +248,7 @@ pub fn start_with(config: Config, options: StartOptions) -> Result<BrokerHandle,
     for b in &config.bridges {
         bridge::tls_settings(b).map_err(StartError::Bridge)?;
     }
+    let tls = tls_configs(&config).map_err(StartError::Tls)?;
     let mut addrs = Vec::with_capacity(config.listeners.len());
     let mut sockets: Vec<Vec<OwnedFd>> = (0..shards).map(|_| Vec::new()).collect();
     for listener in &config.listeners {
@@ -268,6 +306,7 @@ pub fn start_with(config: Config, options: StartOptions) -> Result<BrokerHandle,
                 stats: Arc::clone(&stats[shard]),
                 auth: options.auth.clone(),
                 reload: Arc::clone(&reload),
+                tls: tls.clone(),
             },
             ready: ready_tx.clone(),
         };
@@ -321,6 +360,7 @@ pub fn start_with(config: Config, options: StartOptions) -> Result<BrokerHandle,
             board: reload,
             wakes: wakes[..shards].to_vec(),
             bridge: Arc::clone(&control),
+            tls: Arc::new(Mutex::new(tls)),
         },
         wakes,
         shards: handles,

@@ -9,6 +9,7 @@
 //! - `directives.rs`: the directive table type, lookup, "did you mean".
 //! - `broker.rs`, `listener.rs`: supported keys and how they apply.
 //! - `security.rs`: the keys `per_listener_settings` scopes, and `check_retain_source`.
+//! - `tls.rs`: a listener's TLS keys ([`ListenerTls`]), and the Mosquitto TLS keys refused or ignored.
 //! - `mosquitto.rs`: Mosquitto keys that only warn (not supported yet).
 //! - `bridge.rs`: `connection` sections into [`BridgeConfig`] (run by [`crate::bridge`]).
 //! - `bridge_topic.rs`: a bridge `topic` line ([`BridgeTopic`]) and its topic mapping.
@@ -24,6 +25,7 @@ mod listener;
 mod mosquitto;
 mod parser;
 mod security;
+mod tls;
 mod value;
 
 use std::net::SocketAddr;
@@ -36,6 +38,7 @@ pub use bridge::{
     BridgeAddress, BridgeConfig, BridgeTls, RestartTimeout, StartType, DEFAULT_BRIDGE_PORT,
 };
 pub use bridge_topic::{remap, BridgeTopic, Direction};
+pub use tls::{ListenerTls, Origin as TlsOrigin, TlsVersion};
 
 /// A listener: `listener <port> [address]` and the keys that shape the
 /// protocol for its clients.
@@ -52,6 +55,9 @@ pub struct Listener {
     /// With `per_listener_settings true`: this listener's own
     /// [`Security`]; `None` = the broker-wide settings.
     pub security: Option<Security>,
+    /// `certfile`, `keyfile` and the other TLS keys: a TLS listener;
+    /// `None` = plain TCP.
+    pub tls: Option<ListenerTls>,
 }
 
 impl Listener {
@@ -62,6 +68,7 @@ impl Listener {
             max_qos: QoS::ExactlyOnce,
             mount_point: None,
             security: None,
+            tls: None,
         }
     }
 }

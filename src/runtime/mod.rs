@@ -9,13 +9,20 @@
 //!   implements, the [`Wake`] line peers use to wake a parked shard, and
 //!   the [`Registrar`] that registers sources.
 //! - [`transport`]: non-blocking [`Transport`] (a connection's byte
-//!   stream: TCP, or TLS client over TCP; WebSocket will add a kind),
+//!   stream: TCP, or TLS over TCP, client or server side; WebSocket will
+//!   add a kind),
 //!   [`Listener`], outgoing [`connect_from`] (the load harness, the bridge)
 //!   and [`Transport::tls_client`] on top of it (the bridge).
 //! - [`tls`]: the bridge's TLS settings ([`TlsClientOptions`]: CA files,
 //!   client certificate, version, ALPN, `insecure`) built into the
 //!   configuration `tls_client` takes ([`tls::client_config`]).
-//!   `tls_stream` (private) drives one rustls session over a socket.
+//! - [`tls_server`]: a TLS listener's settings ([`TlsServerOptions`]:
+//!   certificate, client CAs and CRLs, `require_certificate`, version) built
+//!   into the configuration [`Transport::tls_server`] takes
+//!   ([`tls_server::server_config`]), and a client certificate's subject
+//!   CN ([`tls_server::common_name`]).
+//!   `tls_stream` (private) drives one rustls session, either side, over a
+//!   socket.
 //! - [`spsc`]: the bounded queue per ordered pair of shards
 //!   ([`MeshEnd`]), with wake-ups only into parking shards.
 //! - [`thread`]: start a named thread pinned to a core.
@@ -27,13 +34,16 @@ pub mod spsc;
 pub mod thread;
 pub mod timer;
 pub mod tls;
+pub mod tls_server;
 mod tls_stream;
 pub mod transport;
 
 pub use reactor::{Driver, Interest, Reactor, Readiness, Registrar, Token, Wake};
 pub use rustls::ClientConfig as TlsClientConfig;
+pub use rustls::ServerConfig as TlsServerConfig;
 pub use spsc::{full_mesh, MeshEnd, TrySendError};
 pub use thread::{available_cores, spawn_pinned};
 pub use timer::Timer;
 pub use tls::{client_config, TlsClientOptions, TlsConfigError};
+pub use tls_server::{common_name, server_config, TlsServerOptions};
 pub use transport::{connect_from, Listener, Transport};

@@ -1,6 +1,8 @@
-//! A TLS client session over a non-blocking TCP socket: what a
+//! A TLS session over a non-blocking TCP socket: what a
 //! [`Transport`](super::Transport) made by
-//! [`Transport::tls_client`](super::Transport::tls_client) is.
+//! [`Transport::tls_client`](super::Transport::tls_client) (the bridge) or
+//! [`Transport::tls_server`](super::Transport::tls_server) (a TLS listener's
+//! client) is. Both sides run the same code over `rustls::Connection`.
 //!
 //! rustls does no I/O: bytes from the socket go in with `read_tls` and
 //! `process_new_packets`, plaintext comes out of `reader()`; plaintext goes
@@ -9,9 +11,10 @@
 //!
 //! - `read` returns plaintext, and `WouldBlock` only once rustls holds none
 //!   and the socket itself said `WouldBlock` (readiness is edge-triggered).
-//!   `Ok(0)` is the end: the server's close_notify, or a TCP EOF after the
+//!   `Ok(0)` is the end: the peer's close_notify, or a TCP EOF after the
 //!   handshake (MQTT's framing shows a packet cut short). An EOF during the
-//!   handshake is an error.
+//!   handshake is an error. A short read does not mean the socket is empty
+//!   (a read stops at what one `read_tls` brought): read until `WouldBlock`.
 //! - `write` takes plaintext while rustls buffers less than
 //!   [`TLS_BUFFER_LIMIT`] (plaintext until the handshake ends, records the
 //!   socket has not taken after), then returns `WouldBlock`.
@@ -24,23 +27,30 @@
 use std::io::{self, Read, Write};
 use std::sync::Arc;
 
-use rustls::pki_types::ServerName;
-use rustls::{AlertDescription, CertificateError, ClientConfig, ClientConnection};
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{
+    AlertDescription, CertificateError, ClientConfig, ClientConnection, Connection, ServerConfig,
+    ServerConnection,
+};
 
 use super::transport::retry_eintr;
 use crate::limits::TLS_BUFFER_LIMIT;
 
-/// One TLS client session and its socket.
+/// One TLS session (client or server side) and its socket.
 ///
-/// Owned by the [`Transport`](super::Transport) it is the kind of; the
-/// session cannot travel as an fd, so it stays on the thread that made it.
+/// Owned by the [`Transport`](super::Transport) it is the kind of. It is
+/// `Send`: a deregistered transport travels whole to another thread, the
+/// session with its socket (a shard hands a TLS listener's connection to
+/// its session's home shard that way); the fd alone would be useless.
 #[derive(Debug)]
 pub(super) struct TlsStream {
     tcp: mio::net::TcpStream,
     /// Its buffers are bounded by [`TLS_BUFFER_LIMIT`] (set at creation).
-    session: ClientConnection,
-    /// The name the server's certificate is checked against, for messages.
-    server: String,
+    session: Connection,
+    /// Who the other end is, for messages: the name the server's
+    /// certificate is checked against (client side), or the client's
+    /// address (server side).
+    peer: String,
 }
 
 impl TlsStream {
@@ -66,9 +76,43 @@ impl TlsStream {
         session.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
         Ok(TlsStream {
             tcp,
-            session,
-            server: server_name.to_owned(),
+            session: Connection::Client(session),
+            peer: server_name.to_owned(),
         })
+    }
+
+    /// A server session for a client accepted on `tcp`; it waits for the
+    /// client's hello (nothing is sent first).
+    pub(super) fn server(
+        tcp: mio::net::TcpStream,
+        config: Arc<ServerConfig>,
+    ) -> io::Result<TlsStream> {
+        let peer = tcp
+            .peer_addr()
+            .map_or_else(|_| "a client".to_owned(), |a| a.to_string());
+        let mut session = ServerConnection::new(config).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("starting TLS with {peer}: {e}"),
+            )
+        })?;
+        session.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
+        Ok(TlsStream {
+            tcp,
+            session: Connection::Server(session),
+            peer,
+        })
+    }
+
+    /// The certificate chain the peer presented and the session verified
+    /// (leaf first); `None` before the handshake ends or without one.
+    pub(super) fn peer_certificates(&self) -> Option<&[CertificateDer<'static>]> {
+        self.session.peer_certificates()
+    }
+
+    /// True until the handshake has finished.
+    pub(super) fn is_handshaking(&self) -> bool {
+        self.session.is_handshaking()
     }
 
     pub(super) fn tcp(&self) -> &mio::net::TcpStream {
@@ -144,7 +188,7 @@ impl TlsStream {
                 Ok(0) => {
                     return Err(io::Error::new(
                         io::ErrorKind::WriteZero,
-                        format!("TLS with {}: the socket took no bytes", self.server),
+                        format!("TLS with {}: the socket took no bytes", self.peer),
                     ))
                 }
                 Ok(_) => {}
@@ -179,14 +223,18 @@ impl TlsStream {
         let _ = self.flush();
     }
 
-    /// The server closed TCP without a close_notify.
+    /// The peer closed TCP without a close_notify.
     fn eof(&self) -> io::Result<usize> {
         if self.session.is_handshaking() {
+            let who = match self.session {
+                Connection::Client(_) => "server",
+                Connection::Server(_) => "client",
+            };
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 format!(
-                    "TLS handshake with {}: the server closed the connection",
-                    self.server
+                    "TLS handshake with {}: the {who} closed the connection",
+                    self.peer
                 ),
             ));
         }
@@ -206,6 +254,9 @@ impl TlsStream {
             rustls::Error::AlertReceived(AlertDescription::CertificateRequired) => {
                 " (the server requires a client certificate)"
             }
+            rustls::Error::NoCertificatesPresented => {
+                " (this listener requires a client certificate: require_certificate true)"
+            }
             rustls::Error::AlertReceived(
                 AlertDescription::BadCertificate
                 | AlertDescription::UnknownCA
@@ -215,7 +266,7 @@ impl TlsStream {
         };
         io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("TLS {stage} with {}: {e}{hint}", self.server),
+            format!("TLS {stage} with {}: {e}{hint}", self.peer),
         )
     }
 }

@@ -1,7 +1,8 @@
 //! Non-blocking byte streams for the readiness loop: [`Transport`] (a
-//! connection: TCP, or a TLS client session over TCP; WebSocket later),
-//! [`Listener`], and outgoing [`connect_from`] and
-//! [`Transport::tls_client`].
+//! connection: TCP, or a TLS session over TCP, client or server side;
+//! WebSocket later), [`Listener`], outgoing [`connect_from`] and
+//! [`Transport::tls_client`], and [`Transport::tls_server`] for a TLS
+//! listener's accepted connections.
 //!
 //! Every call is non-blocking and returns `WouldBlock` when it would wait;
 //! the reactor then reports readiness (edge-triggered) for the token the
@@ -21,9 +22,14 @@
 //!   handshake frees it, with no writable event to follow. So on readable,
 //!   after reading until `WouldBlock`, retry any write that got `WouldBlock`.
 //!
-//! Register it `READABLE | WRITABLE` from the start: the connect completes
-//! and the first flight goes out on writable. The same loop is correct for
-//! TCP, where `flush` does nothing and `wants_write` is always false.
+//! - A short read does not mean the socket is empty
+//!   ([`Transport::short_read_drains`]): read until `WouldBlock`.
+//!
+//! Register a client `READABLE | WRITABLE` from the start: the connect
+//! completes and the first flight goes out on writable. A server session
+//! waits for the client's hello: `READABLE` is enough until a flight does
+//! not fit the socket ([`Transport::wants_write`]). The same loop is correct
+//! for TCP, where `flush` does nothing and `wants_write` is always false.
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr};
@@ -32,6 +38,7 @@ use std::sync::Arc;
 
 use mio::event::Source;
 use mio::{Interest, Registry, Token};
+use rustls::pki_types::CertificateDer;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::tls_stream::TlsStream;
@@ -42,9 +49,10 @@ use crate::limits::{EINTR_RETRIES, LISTEN_BACKLOG};
 /// Owned by the connection's state machine on one shard thread (or the
 /// bridge thread); `Send`. A TCP transport can move to another shard as an
 /// fd ([`Transport::into_owned_fd`] after deregistering, or
-/// `Registrar::detach`); a TLS one cannot (its session stays behind). Its
-/// kind is private: a new kind (WebSocket) adds an arm to each method, not
-/// a case for callers.
+/// `Registrar::detach`); a TLS one moves whole, deregistered
+/// (`Registrar::release`): its session travels with its socket. Its kind is
+/// private: a new kind (WebSocket) adds an arm to each method, not a case
+/// for callers.
 #[derive(Debug)]
 pub struct Transport {
     kind: Kind,
@@ -53,8 +61,9 @@ pub struct Transport {
 #[derive(Debug)]
 enum Kind {
     Tcp(mio::net::TcpStream),
-    /// Boxed: a session is large, and every client of a shard is TCP.
-    TlsClient(Box<TlsStream>),
+    /// Client (the bridge) or server side (a TLS listener's client).
+    /// Boxed: a session is large, and most connections are TCP.
+    Tls(Box<TlsStream>),
 }
 
 impl Transport {
@@ -75,12 +84,61 @@ impl Transport {
     ) -> io::Result<Transport> {
         match tcp.kind {
             Kind::Tcp(s) => Ok(Transport {
-                kind: Kind::TlsClient(Box::new(TlsStream::new(s, config, server_name)?)),
+                kind: Kind::Tls(Box::new(TlsStream::new(s, config, server_name)?)),
             }),
-            Kind::TlsClient(_) => Err(io::Error::new(
+            Kind::Tls(_) => Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("TLS with {server_name}: the transport is already TLS"),
             )),
+        }
+    }
+
+    /// Starts a TLS server session over `tcp`, a connection a TLS listener
+    /// accepted, under `config` (see [`super::tls_server::server_config`]).
+    ///
+    /// Nothing is sent yet: the client speaks first, and each `read` moves
+    /// the handshake on (see the module doc). Its failures (no client
+    /// certificate where one is required, an untrusted one, a refused
+    /// version...) come back from `read` as `InvalidData` naming the cause,
+    /// after the alert telling the client why was pushed.
+    pub fn tls_server(tcp: Transport, config: Arc<rustls::ServerConfig>) -> io::Result<Transport> {
+        match tcp.kind {
+            Kind::Tcp(s) => Ok(Transport {
+                kind: Kind::Tls(Box::new(TlsStream::server(s, config)?)),
+            }),
+            Kind::Tls(_) => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "TLS listener: the accepted transport is already TLS",
+            )),
+        }
+    }
+
+    /// Whether a read that returns less than it asked for has emptied the
+    /// socket (TCP), so that edge-triggered readiness will report more. A
+    /// TLS read stops at what one record read brought: read it until
+    /// `WouldBlock`.
+    pub fn short_read_drains(&self) -> bool {
+        match &self.kind {
+            Kind::Tcp(_) => true,
+            Kind::Tls(_) => false,
+        }
+    }
+
+    /// Whether input may wait inside the transport with no readiness to
+    /// come for it (TLS: plaintext or records rustls holds). A connection
+    /// registered anew (handed to another thread) must be read once.
+    pub fn may_hold_input(&self) -> bool {
+        !self.short_read_drains()
+    }
+
+    /// The certificate chain a TLS peer presented and the session verified,
+    /// leaf first; `None` for TCP, before the handshake ends, or when the
+    /// peer sent none.
+    pub fn peer_certificates(&self) -> Option<&[CertificateDer<'static>]> {
+        match &self.kind {
+            Kind::Tcp(_) => None,
+            Kind::Tls(s) if s.is_handshaking() => None,
+            Kind::Tls(s) => s.peer_certificates(),
         }
     }
 
@@ -90,7 +148,7 @@ impl Transport {
     pub fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match &mut self.kind {
             Kind::Tcp(s) => retry_eintr(|| s.read(buf)),
-            Kind::TlsClient(s) => s.read(buf),
+            Kind::Tls(s) => s.read(buf),
         }
     }
 
@@ -101,7 +159,7 @@ impl Transport {
     pub fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match &mut self.kind {
             Kind::Tcp(s) => retry_eintr(|| s.write(buf)),
-            Kind::TlsClient(s) => s.write(buf),
+            Kind::Tls(s) => s.write(buf),
         }
     }
 
@@ -111,7 +169,7 @@ impl Transport {
     pub fn flush(&mut self) -> io::Result<()> {
         match &mut self.kind {
             Kind::Tcp(_) => Ok(()),
-            Kind::TlsClient(s) => s.flush(),
+            Kind::Tls(s) => s.flush(),
         }
     }
 
@@ -120,7 +178,7 @@ impl Transport {
     pub fn wants_write(&self) -> bool {
         match &self.kind {
             Kind::Tcp(_) => false,
-            Kind::TlsClient(s) => s.wants_write(),
+            Kind::Tls(s) => s.wants_write(),
         }
     }
 
@@ -142,12 +200,20 @@ impl Transport {
     /// Shuts down the read, write or both halves. TLS: closing the write
     /// half first sends a close_notify, if the socket takes it at once.
     pub fn shutdown(&mut self, how: Shutdown) -> io::Result<()> {
-        if let Kind::TlsClient(s) = &mut self.kind {
+        if let Kind::Tls(s) = &mut self.kind {
             if how != Shutdown::Read {
                 s.close_notify();
             }
         }
         self.tcp().shutdown(how)
+    }
+
+    /// TLS: queues a close_notify and pushes it if the socket takes it at
+    /// once (before the transport is dropped); TCP: nothing.
+    pub fn close_notify(&mut self) {
+        if let Kind::Tls(s) = &mut self.kind {
+            s.close_notify();
+        }
     }
 
     /// For a [`connect_from`] transport, on writable (or closed) readiness:
@@ -180,7 +246,7 @@ impl Transport {
     pub fn into_owned_fd(self) -> OwnedFd {
         match self.kind {
             Kind::Tcp(s) => OwnedFd::from(s),
-            Kind::TlsClient(s) => {
+            Kind::Tls(s) => {
                 debug_assert!(false, "a TLS transport was given up as a bare fd");
                 OwnedFd::from(s.into_tcp())
             }
@@ -199,14 +265,14 @@ impl Transport {
     fn tcp(&self) -> &mio::net::TcpStream {
         match &self.kind {
             Kind::Tcp(s) => s,
-            Kind::TlsClient(s) => s.tcp(),
+            Kind::Tls(s) => s.tcp(),
         }
     }
 
     fn source(&mut self) -> &mut mio::net::TcpStream {
         match &mut self.kind {
             Kind::Tcp(s) => s,
-            Kind::TlsClient(s) => s.tcp_mut(),
+            Kind::Tls(s) => s.tcp_mut(),
         }
     }
 }

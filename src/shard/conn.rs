@@ -304,6 +304,11 @@ impl ConnShared {
                 Err(e) => return Err(e),
             }
         }
+        // TLS: records the socket has not taken yet (TCP holds none).
+        match transport.flush() {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            result => result?,
+        }
         if out.capacity() > OUT_BUFFER_KEEP {
             *out = BytesMut::new();
         }

@@ -115,6 +115,7 @@ impl Shard {
         if home != self.id {
             return self.hand_over(token, connect, leftover, home);
         }
+        let identity = self.identity(token, listener.identity_as_username, &mut connect);
         let max_packet = connect.properties.maximum_packet_size.unwrap_or(u32::MAX);
         let mut conn = ConnShared::new(connect.protocol, max_packet, self.now());
         // As Mosquitto: the bridge bit counts in 3.x only.
@@ -127,7 +128,8 @@ impl Shard {
             conn.problem_info = props.request_problem_information != Some(0);
         }
         let conn = Rc::new(conn);
-        let checked = check(self, &connect, assigned, &listener.security)
+        let checked = identity
+            .and_then(|identity| check(self, &connect, assigned, &listener.security, identity))
             .and_then(|()| check_will(self, &conn, &mut connect));
         if let Err(refusal) = checked {
             refuse(self, &conn, refusal);
@@ -154,6 +156,36 @@ impl Shard {
         }
         // What the client sent right after CONNECT.
         self.on_bytes(token, None);
+    }
+
+    /// Who the client of connection `token` is: with
+    /// `use_identity_as_username` (`from_certificate`), its verified client
+    /// certificate's subject CN replaces the CONNECT's username and the
+    /// password is dropped, as in Mosquitto; without a CN it is refused.
+    fn identity(
+        &self,
+        token: usize,
+        from_certificate: bool,
+        connect: &mut Connect,
+    ) -> Result<Identity, Refusal> {
+        if !from_certificate {
+            return Ok(Identity::Connect);
+        }
+        let name = self.conns.borrow().get(token).and_then(|c| {
+            let leaf = c.transport.peer_certificates()?.first()?;
+            crate::runtime::common_name(leaf)
+        });
+        let Some(name) = name else {
+            log::info!(
+                "{:?}: refused: use_identity_as_username, and the client certificate has no \
+                 usable subject CN",
+                self.peer_of(token)
+            );
+            return Err((ReasonCode::NotAuthorized, "not authorized"));
+        };
+        connect.username = Some(name);
+        connect.password = None;
+        Ok(Identity::Certificate)
     }
 
     /// Parks connection `token` in [`Phase::Authenticating`] with its
@@ -192,21 +224,22 @@ impl Shard {
         self.watch_keepalive(token, conn);
     }
 
-    /// Moves connection `token` to shard `home`: its socket leaves this
-    /// shard's loop and travels as an fd with the CONNECT.
+    /// Moves connection `token` to shard `home`: its transport leaves this
+    /// shard's loop and travels with the CONNECT (a TLS session with its
+    /// socket: see [`Handover`]).
     fn hand_over(&self, token: usize, connect: Box<Connect>, leftover: BytesMut, home: usize) {
         let Some(conn) = self.conns.borrow_mut().try_remove(token) else {
             return;
         };
         let listener = conn.listener;
-        match self.registrar.detach(conn.transport) {
-            Ok(fd) => {
+        match self.registrar.release(conn.transport) {
+            Ok(transport) => {
                 Stats::bump(&self.stats.handed_over);
                 let leftover = Bytes::copy_from_slice(&leftover);
                 self.mesh.send(
                     home,
                     ShardMsg::Handover(Box::new(Handover {
-                        fd,
+                        transport,
                         connect,
                         leftover,
                         listener,
@@ -216,6 +249,19 @@ impl Shard {
             Err(e) => log::warn!("cannot hand a connection to shard {home}: {e}"),
         }
     }
+}
+
+/// Where a client's username comes from, for the CONNECT checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Identity {
+    /// The CONNECT's username and password, as sent: the password check
+    /// (password_file) applies.
+    Connect,
+    /// `use_identity_as_username`: `Connect::username` holds the verified
+    /// client certificate's subject CN (the CONNECT's was replaced) and the
+    /// password was dropped. As in Mosquitto, no password check applies,
+    /// and the client is not anonymous.
+    Certificate,
 }
 
 /// Why a CONNECT is refused: the CONNACK's reason code and, for 5.0, its
@@ -253,6 +299,7 @@ fn check(
     connect: &Connect,
     assigned: bool,
     security: &Security,
+    identity: Identity,
 ) -> Result<(), Refusal> {
     let config = &shard.config;
     // 3.1 requires a client id; 3.1.1 allows none only with a clean session.
@@ -273,9 +320,10 @@ fn check(
             "authentication method not supported",
         ));
     }
-    if !security.allow_anonymous && method.is_none() {
+    if !security.allow_anonymous && method.is_none() && identity != Identity::Certificate {
         // No password file support yet: without anonymous access only
-        // clients of an enhanced authentication method may connect.
+        // clients of an enhanced authentication method or identified by
+        // their certificate may connect.
         return Err((ReasonCode::NotAuthorized, "not authorized"));
     }
     if shard.connections.get() >= shard.conn_quota {

@@ -35,6 +35,30 @@ impl Shard {
             // After a hang-up, read on to the end of the stream (a short
             // read does not mean EOF was seen).
             self.read_conn(token, r.closed);
+            self.flush_handshake(token);
+        }
+    }
+
+    /// A connection without shared state yet (its CONNECT not read) has no
+    /// output of its own, but a TLS one may hold handshake records the
+    /// socket did not take: write interest until they are out.
+    fn flush_handshake(&self, token: usize) {
+        let mut conns = self.conns.borrow_mut();
+        let Some(conn) = conns.get_mut(token) else {
+            return;
+        };
+        if conn.shared.is_some() || !(conn.writable || conn.transport.wants_write()) {
+            return;
+        }
+        match conn.transport.flush() {
+            Ok(()) => self.set_writable(token, conn, false),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                self.set_writable(token, conn, true)
+            }
+            Err(_) => {
+                drop(conns);
+                self.drop_conn(token);
+            }
         }
     }
 
@@ -100,7 +124,7 @@ impl Shard {
         match conn.transport.read(&mut buf[..]) {
             Ok(0) => Read::Closed,
             Ok(n) => {
-                let drained = n < buf.len();
+                let drained = n < buf.len() && conn.transport.short_read_drains();
                 Read::Data(buf.split_to(n), drained)
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Read::Empty,
@@ -159,7 +183,8 @@ impl Shard {
                 return;
             };
             let Some(shared) = conn.shared.clone() else {
-                return;
+                drop(conns);
+                return self.flush_handshake(token);
             };
             let result = shared.flush_to(&mut conn.transport);
             if let Ok(drained) = result {
@@ -254,6 +279,9 @@ impl Shard {
         if conn.counted {
             self.connections.set(self.connections.get() - 1);
         }
+        let mut transport = conn.transport;
+        // TLS: a close_notify, if the socket takes it now (TCP: nothing).
+        transport.close_notify();
         // Dropping the transport closes the socket, which also removes it
         // from the poll.
     }

@@ -4,29 +4,70 @@
 
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::conn::Conn;
 use super::{Shard, Stats};
-use crate::config::{Config, Listener, Security};
+use crate::config::{Config, Listener, ListenerTls, Security, TlsVersion};
 use crate::limits::{ACCEPTS_PER_TURN, ACCEPT_BACKOFF_MAX, ACCEPT_BACKOFF_MIN, MAX_LISTENERS};
 use crate::protocol::QoS;
-use crate::runtime::{Interest, Token};
+use crate::runtime::{Interest, TlsServerConfig, TlsServerOptions, Token, Transport};
 
-/// What the clients of one listener get (`max_qos`, `mount_point`, and the
-/// settings `per_listener_settings` scopes), resolved from the config once.
-/// Shard-local: every shard holds its own, indexed like `Config::listeners`.
+/// Each listener's TLS configuration, indexed like `Config::listeners`
+/// (`None`: plain TCP). Built by the control plane (at start and on each
+/// reload) and shared by every shard.
+pub type ListenerTlsConfigs = Vec<Option<Arc<TlsServerConfig>>>;
+
+/// What the clients of one listener get (`max_qos`, `mount_point`, TLS, and
+/// the settings `per_listener_settings` scopes), resolved from the config
+/// once. Shard-local: every shard holds its own, indexed like
+/// `Config::listeners`.
 pub struct ListenerSettings {
     pub max_qos: QoS,
     /// Shared with every connection of the listener.
     pub mount: Option<Rc<str>>,
     pub security: Security,
+    /// A TLS listener's configuration: each accepted connection starts a
+    /// server session with it (a reload swaps it for new handshakes).
+    pub tls: Option<Arc<TlsServerConfig>>,
+    /// `use_identity_as_username`: the client certificate's CN is the
+    /// username (see `connect::Identity`).
+    pub identity_as_username: bool,
+}
+
+/// Reads the files of a TLS listener and builds its configuration; the
+/// error names the config file, line, key and file, and the fix.
+pub fn tls_config(tls: &ListenerTls) -> Result<Arc<TlsServerConfig>, String> {
+    let opts = TlsServerOptions {
+        certfile: tls.certfile.as_deref(),
+        keyfile: tls.keyfile.as_deref(),
+        cafile: tls.cafile.as_deref(),
+        capath: tls.capath.as_deref(),
+        crlfile: tls.crlfile.as_deref(),
+        require_certificate: tls.require_certificate,
+        tls_version: tls.tls_version.map(|v| match v {
+            TlsVersion::Tls12 => "tlsv1.2",
+            TlsVersion::Tls13 => "tlsv1.3",
+        }),
+    };
+    crate::runtime::server_config(&opts).map_err(|e| format!("{}{e}", tls.origin.of(e.key())))
+}
+
+/// [`tls_config`] of every TLS listener of `config`.
+pub fn tls_configs(config: &Config) -> Result<ListenerTlsConfigs, String> {
+    config
+        .listeners
+        .iter()
+        .map(|l| l.tls.as_ref().map(tls_config).transpose())
+        .collect()
 }
 
 impl ListenerSettings {
-    /// One entry per configured listener, in order; never empty (a config
+    /// One entry per configured listener, in order, with its TLS
+    /// configuration from `tls` (indexed alike); never empty (a config
     /// without listeners, which only tests build, gets the defaults once).
-    pub fn all(config: &Config) -> Vec<ListenerSettings> {
+    pub fn all(config: &Config, tls: &[Option<Arc<TlsServerConfig>>]) -> Vec<ListenerSettings> {
         let defaults = [Listener::new(SocketAddr::from(([127, 0, 0, 1], 0)))];
         let listeners = if config.listeners.is_empty() {
             &defaults[..]
@@ -35,10 +76,13 @@ impl ListenerSettings {
         };
         listeners
             .iter()
-            .map(|l| ListenerSettings {
+            .enumerate()
+            .map(|(i, l)| ListenerSettings {
                 max_qos: l.max_qos,
                 mount: l.mount_point.as_deref().map(Rc::from),
                 security: config.security_of(l),
+                tls: tls.get(i).cloned().flatten(),
+                identity_as_username: l.tls.as_ref().is_some_and(|t| t.use_identity_as_username),
             })
             .collect()
     }
@@ -93,7 +137,9 @@ impl Shard {
                     // to accepted sockets): no setsockopt per connection.
                     self.accept_backoff.set(std::time::Duration::ZERO);
                     Stats::bump(&self.stats.accepted);
-                    self.adopt(transport, i as u8);
+                    if let Some(transport) = self.secure(transport, i) {
+                        self.adopt(transport, i as u8);
+                    }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(e) => {
@@ -110,6 +156,27 @@ impl Shard {
             }
         }
         self.accept_again.set(true);
+    }
+
+    /// A TLS listener's connection starts its server session (the
+    /// handshake runs in the loop as the client's bytes arrive, bounded by
+    /// the CONNECT deadline); a TCP listener's stays as it is.
+    fn secure(&self, transport: Transport, listener: usize) -> Option<Transport> {
+        let tls = self
+            .listener_settings
+            .borrow()
+            .get(listener)
+            .and_then(|s| s.tls.clone());
+        let Some(tls) = tls else {
+            return Some(transport);
+        };
+        match Transport::tls_server(transport, tls) {
+            Ok(transport) => Some(transport),
+            Err(e) => {
+                log::warn!("shard {}: {e}", self.id);
+                None
+            }
+        }
     }
 
     /// Files a new connection (accepted here, or handed over) from

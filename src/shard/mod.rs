@@ -69,6 +69,7 @@ use bytes::BytesMut;
 use slab::Slab;
 
 pub use driver::ShardLoop;
+pub use listener::{tls_config, tls_configs, ListenerTlsConfigs};
 pub use reload::{Reload, ReloadBoard};
 pub use stats::{Stats, StatsCell, StatsSnapshot};
 
@@ -105,6 +106,8 @@ pub struct Control {
     pub auth: auth::AuthMethods,
     /// Where the control plane posts reloads (shared by every shard).
     pub reload: Arc<ReloadBoard>,
+    /// Each listener's TLS configuration at start (shared by every shard).
+    pub tls: ListenerTlsConfigs,
 }
 
 /// The session table of a shard.
@@ -215,7 +218,7 @@ impl Shard {
             queue_qos0: config.queue_qos0_messages,
             max_inflight_bytes: config.max_inflight_bytes,
         };
-        let listener_settings = ListenerSettings::all(&config)
+        let listener_settings = ListenerSettings::all(&config, &control.tls)
             .into_iter()
             .map(Rc::new)
             .collect();

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::listener::ListenerSettings;
+use super::listener::{ListenerSettings, ListenerTlsConfigs};
 use super::Shard;
 use crate::config::Config;
 
@@ -26,6 +26,11 @@ pub struct Reload {
     /// The reloaded configuration. Only the settings [`Shard::apply_reload`]
     /// reads change on a running broker; the rest wait for the next start.
     pub config: Config,
+    /// Each listener's TLS configuration, indexed like `config.listeners`:
+    /// read from the files once by the control plane. A listener whose new
+    /// files failed keeps the configuration it had (the control plane
+    /// logged why).
+    pub tls: ListenerTlsConfigs,
 }
 
 /// Where the control plane posts a [`Reload`] for the shards. Shared by the
@@ -107,10 +112,11 @@ impl Shard {
     }
 
     /// What a reload changes here: every listener's settings (the
-    /// `per_listener_settings` scope). Connections already attached keep
-    /// what they were admitted with; new ones get the new settings.
+    /// `per_listener_settings` scope, TLS certificates). Connections
+    /// already attached keep what they were admitted with (a TLS session
+    /// keeps its certificate); new ones get the new settings.
     fn apply_reload(&self, reload: &Reload) {
-        let settings = ListenerSettings::all(&reload.config);
+        let settings = ListenerSettings::all(&reload.config, &reload.tls);
         if settings.len() != self.listener_settings.borrow().len() {
             log::warn!(
                 "shard {}: reload: listeners differ; they change at the next start",
@@ -147,6 +153,7 @@ mod tests {
         });
         let reload = Reload {
             config: Config::default(),
+            tls: Vec::new(),
         };
         let posted = board.post(reload, || {}, Duration::from_secs(5));
         assert_eq!(posted, Ok(1));
@@ -159,6 +166,7 @@ mod tests {
         let board = ReloadBoard::new(1);
         let reload = Reload {
             config: Config::default(),
+            tls: Vec::new(),
         };
         let err = board
             .post(reload, || {}, Duration::from_millis(20))
