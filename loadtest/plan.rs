@@ -2,9 +2,11 @@
 //! connections with their roles ([`Plan`]), built from a scenario's options.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use shardmq::protocol::{ProtocolVersion, QoS};
+use shardmq::runtime::TlsClientConfig;
 
 /// Settings every worker reads; immutable once the run starts.
 #[derive(Debug, Clone)]
@@ -39,6 +41,10 @@ pub struct RunSpec {
     pub storm_concurrency: usize,
     /// Unique per run: keeps client ids and topics of runs apart.
     pub tag: String,
+    /// TLS (`--cafile`): every connection is a TLS client with this
+    /// configuration, checking the broker's certificate against its
+    /// address; `None`: plain TCP.
+    pub tls: Option<Arc<TlsClientConfig>>,
 }
 
 impl RunSpec {

@@ -685,6 +685,7 @@ pub fn test_ctx(qos: shardmq::protocol::QoS, inflight: u16, rate: f64) -> Ctx {
         sources: Vec::new(),
         storm_concurrency: 1,
         tag: "test".into(),
+        tls: None,
     };
     Ctx::new(Arc::new(spec), Arc::new(Control::new(1)), 0)
 }

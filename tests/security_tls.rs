@@ -556,3 +556,74 @@ fn unusable_files_stop_the_start_naming_file_line_and_key() {
     assert!(err.starts_with("tls.conf:2: certfile "), "{err}");
     assert!(err.contains("cannot read"), "{err}");
 }
+
+/// Runs shardmq-load with `args`; its JSON report, or its stderr.
+fn load(args: &[&str]) -> Result<serde_json::Value, String> {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shardmq-load"))
+        .args(args)
+        .output()
+        .expect("run shardmq-load");
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))
+}
+
+#[test]
+fn the_load_harness_speaks_tls_with_cafile() {
+    let ca = Ca::new("CA");
+    let files = Files::new("harness", &ca, &ca);
+    let b = tls_broker(2, files.tls(), |_| {});
+    let host = b.addr.to_string();
+    let cafile = files.server_ca.to_str().expect("utf-8 path");
+    let common = [
+        "--host", &host, "--cafile", cafile, "--json", "--cores", "1",
+    ];
+    let pairs = load(
+        &[
+            &["pairs", "--pairs", "2", "--qos", "1", "--rate", "200"][..],
+            &["--duration", "1s", "--warmup", "0s", "--grace", "2s"],
+            &common,
+        ]
+        .concat(),
+    )
+    .expect("pairs over TLS");
+    let count = |key: &str| {
+        pairs[key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{key}: {pairs}"))
+    };
+    assert!(count("delivered") > 0, "{pairs}");
+    assert_eq!(count("delivered"), count("sent"), "{pairs}");
+    assert_eq!(count("lost") + count("errors"), 0, "{pairs}");
+    let idle = load(
+        &[
+            &["idle", "--connections", "20", "--duration", "1s"][..],
+            &common,
+        ]
+        .concat(),
+    )
+    .expect("idle over TLS");
+    assert_eq!(idle["idle"]["held"].as_u64(), Some(20), "{idle}");
+
+    // A CA that did not sign the broker's certificate: every connection
+    // fails, and the run says why.
+    let stranger = files.dir.write("stranger.pem", &Ca::new("stranger").pem());
+    let err = load(&[
+        "idle",
+        "--connections",
+        "1",
+        "--duration",
+        "1s",
+        "--connect-timeout",
+        "2s",
+        "--host",
+        &host,
+        "--cafile",
+        stranger.to_str().expect("utf-8"),
+    ])
+    .expect_err("an untrusted broker certificate fails");
+    assert!(err.contains("UnknownIssuer"), "{err}");
+    b.stop();
+}
