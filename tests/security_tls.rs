@@ -201,8 +201,14 @@ impl TlsClient {
 
     fn expect_payload(&mut self, payload: &[u8]) {
         match self.recv() {
-            Ok(Packet::Publish(p)) => assert_eq!(&p.payload[..], payload),
-            other => panic!("expected PUBLISH {payload:?}, got {other:?}"),
+            Ok(Packet::Publish(p)) => assert!(
+                p.payload[..] == *payload,
+                "a PUBLISH of {} bytes, not the {} expected",
+                p.payload.len(),
+                payload.len()
+            ),
+            Ok(other) => panic!("expected a PUBLISH, got {:?}", other),
+            Err(e) => panic!("expected a PUBLISH of {} bytes: {e}", payload.len()),
         }
     }
 }
@@ -253,6 +259,44 @@ fn mosquitto_clients_publish_and_subscribe_over_tls_across_two_shards() {
         c.publish("tls/handed", b"after handover").expect("publish");
         assert_eq!(sub.message(), "tls/handed after handover");
         c.subscribe("own/#").expect("subscribe after handover");
+    }
+    b.stop();
+}
+
+#[test]
+fn megabyte_messages_cross_a_tls_listener_both_ways_past_a_full_socket() {
+    let ca = Ca::new("CA");
+    let files = Files::new("megabytes", &ca, &ca);
+    let b = tls_broker(2, files.tls(), |_| {});
+    let roots = client(&ca, None, BOTH);
+    let mut sub = accepted(TlsClient::connect(
+        b.addr,
+        Arc::clone(&roots),
+        &b.id_on(0, "bigsub"),
+    ));
+    sub.subscribe("big/#").expect("subscribe");
+    let mut publ = accepted(TlsClient::connect(b.addr, roots, &b.id_on(1, "bigpub")));
+    let payloads: Vec<Vec<u8>> = (0..4u8)
+        .map(|i| (0..1 << 20).map(|j| (j as u8) ^ i).collect())
+        .collect();
+    // The subscriber reads nothing until all are published: the broker's
+    // records wait for a socket that does not take them.
+    // QoS 1: queued for the subscriber, never dropped as slow.
+    for (i, p) in payloads.iter().enumerate() {
+        let id = i as u16 + 1;
+        publ.send(&Packet::Publish(common::publish(
+            "big/m",
+            p,
+            QoS::AtLeastOnce,
+            false,
+            id,
+        )))
+        .expect("publish 1 MiB");
+        assert!(matches!(publ.recv(), Ok(Packet::PubAck(_))), "PUBACK {id}");
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    for p in &payloads {
+        sub.expect_payload(p);
     }
     b.stop();
 }

@@ -21,8 +21,9 @@
 //!   into the configuration [`Transport::tls_server`] takes
 //!   ([`tls_server::server_config`]), and a client certificate's subject
 //!   CN ([`tls_server::common_name`]).
-//!   `tls_stream` (private) drives one rustls session, either side, over a
-//!   socket.
+//!   `tls_stream` (private) drives one rustls client session over a
+//!   socket, `tls_server_stream` (private) one server session (rustls'
+//!   unbuffered API: no buffer while idle).
 //! - [`spsc`]: the bounded queue per ordered pair of shards
 //!   ([`MeshEnd`]), with wake-ups only into parking shards.
 //! - [`thread`]: start a named thread pinned to a core.
@@ -35,6 +36,7 @@ pub mod thread;
 pub mod timer;
 pub mod tls;
 pub mod tls_server;
+mod tls_server_stream;
 mod tls_stream;
 pub mod transport;
 

@@ -1,8 +1,6 @@
-//! A TLS session over a non-blocking TCP socket: what a
+//! A TLS client session over a non-blocking TCP socket: what a
 //! [`Transport`](super::Transport) made by
-//! [`Transport::tls_client`](super::Transport::tls_client) (the bridge) or
-//! [`Transport::tls_server`](super::Transport::tls_server) (a TLS listener's
-//! client) is. Both sides run the same code over `rustls::Connection`.
+//! [`Transport::tls_client`](super::Transport::tls_client) is.
 //!
 //! rustls does no I/O: bytes from the socket go in with `read_tls` and
 //! `process_new_packets`, plaintext comes out of `reader()`; plaintext goes
@@ -11,10 +9,9 @@
 //!
 //! - `read` returns plaintext, and `WouldBlock` only once rustls holds none
 //!   and the socket itself said `WouldBlock` (readiness is edge-triggered).
-//!   `Ok(0)` is the end: the peer's close_notify, or a TCP EOF after the
+//!   `Ok(0)` is the end: the server's close_notify, or a TCP EOF after the
 //!   handshake (MQTT's framing shows a packet cut short). An EOF during the
-//!   handshake is an error. A short read does not mean the socket is empty
-//!   (a read stops at what one `read_tls` brought): read until `WouldBlock`.
+//!   handshake is an error.
 //! - `write` takes plaintext while rustls buffers less than
 //!   [`TLS_BUFFER_LIMIT`] (plaintext until the handshake ends, records the
 //!   socket has not taken after), then returns `WouldBlock`.
@@ -27,30 +24,50 @@
 use std::io::{self, Read, Write};
 use std::sync::Arc;
 
-use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{
-    AlertDescription, CertificateError, ClientConfig, ClientConnection, Connection, ServerConfig,
-    ServerConnection,
-};
+use rustls::pki_types::ServerName;
+use rustls::{AlertDescription, CertificateError, ClientConfig, ClientConnection};
 
 use super::transport::retry_eintr;
 use crate::limits::TLS_BUFFER_LIMIT;
 
-/// One TLS session (client or server side) and its socket.
+/// Pushing records a session made to its socket, on either side.
+pub(super) trait PushRecords {
+    /// Pushes pending records; `WouldBlock` if some remain.
+    fn flush(&mut self) -> io::Result<()>;
+
+    /// Pushes what the socket takes; only a failure other than a full
+    /// socket is an error.
+    fn push_unless_blocked(&mut self) -> io::Result<()> {
+        match self.flush() {
+            Err(e) if e.kind() != io::ErrorKind::WouldBlock => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// A failing socket also fails the next read, which reports it; what
+    /// the socket refuses waits for a `flush` on writable.
+    fn push_best_effort(&mut self) {
+        let _ = self.flush();
+    }
+}
+
+impl PushRecords for TlsStream {
+    fn flush(&mut self) -> io::Result<()> {
+        TlsStream::flush(self)
+    }
+}
+
+/// One TLS client session and its socket.
 ///
-/// Owned by the [`Transport`](super::Transport) it is the kind of. It is
-/// `Send`: a deregistered transport travels whole to another thread, the
-/// session with its socket (a shard hands a TLS listener's connection to
-/// its session's home shard that way); the fd alone would be useless.
+/// Owned by the [`Transport`](super::Transport) it is the kind of; the
+/// session cannot travel as an fd, so it stays on the thread that made it.
 #[derive(Debug)]
 pub(super) struct TlsStream {
     tcp: mio::net::TcpStream,
     /// Its buffers are bounded by [`TLS_BUFFER_LIMIT`] (set at creation).
-    session: Connection,
-    /// Who the other end is, for messages: the name the server's
-    /// certificate is checked against (client side), or the client's
-    /// address (server side).
-    peer: String,
+    session: ClientConnection,
+    /// The name the server's certificate is checked against, for messages.
+    server: String,
 }
 
 impl TlsStream {
@@ -76,43 +93,9 @@ impl TlsStream {
         session.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
         Ok(TlsStream {
             tcp,
-            session: Connection::Client(session),
-            peer: server_name.to_owned(),
+            session,
+            server: server_name.to_owned(),
         })
-    }
-
-    /// A server session for a client accepted on `tcp`; it waits for the
-    /// client's hello (nothing is sent first).
-    pub(super) fn server(
-        tcp: mio::net::TcpStream,
-        config: Arc<ServerConfig>,
-    ) -> io::Result<TlsStream> {
-        let peer = tcp
-            .peer_addr()
-            .map_or_else(|_| "a client".to_owned(), |a| a.to_string());
-        let mut session = ServerConnection::new(config).map_err(|e| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("starting TLS with {peer}: {e}"),
-            )
-        })?;
-        session.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
-        Ok(TlsStream {
-            tcp,
-            session: Connection::Server(session),
-            peer,
-        })
-    }
-
-    /// The certificate chain the peer presented and the session verified
-    /// (leaf first); `None` before the handshake ends or without one.
-    pub(super) fn peer_certificates(&self) -> Option<&[CertificateDer<'static>]> {
-        self.session.peer_certificates()
-    }
-
-    /// True until the handshake has finished.
-    pub(super) fn is_handshaking(&self) -> bool {
-        self.session.is_handshaking()
     }
 
     pub(super) fn tcp(&self) -> &mio::net::TcpStream {
@@ -188,7 +171,7 @@ impl TlsStream {
                 Ok(0) => {
                     return Err(io::Error::new(
                         io::ErrorKind::WriteZero,
-                        format!("TLS with {}: the socket took no bytes", self.peer),
+                        format!("TLS with {}: the socket took no bytes", self.server),
                     ))
                 }
                 Ok(_) => {}
@@ -210,31 +193,14 @@ impl TlsStream {
         self.push_best_effort();
     }
 
-    fn push_unless_blocked(&mut self) -> io::Result<()> {
-        match self.flush() {
-            Err(e) if e.kind() != io::ErrorKind::WouldBlock => Err(e),
-            _ => Ok(()),
-        }
-    }
-
-    /// A failing socket also fails the next read, which reports it; what
-    /// the socket refuses waits for [`flush`](Self::flush).
-    fn push_best_effort(&mut self) {
-        let _ = self.flush();
-    }
-
-    /// The peer closed TCP without a close_notify.
+    /// The server closed TCP without a close_notify.
     fn eof(&self) -> io::Result<usize> {
         if self.session.is_handshaking() {
-            let who = match self.session {
-                Connection::Client(_) => "server",
-                Connection::Server(_) => "client",
-            };
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 format!(
-                    "TLS handshake with {}: the {who} closed the connection",
-                    self.peer
+                    "TLS handshake with {}: the server closed the connection",
+                    self.server
                 ),
             ));
         }
@@ -254,9 +220,6 @@ impl TlsStream {
             rustls::Error::AlertReceived(AlertDescription::CertificateRequired) => {
                 " (the server requires a client certificate)"
             }
-            rustls::Error::NoCertificatesPresented => {
-                " (this listener requires a client certificate: require_certificate true)"
-            }
             rustls::Error::AlertReceived(
                 AlertDescription::BadCertificate
                 | AlertDescription::UnknownCA
@@ -266,7 +229,7 @@ impl TlsStream {
         };
         io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("TLS {stage} with {}: {e}{hint}", self.peer),
+            format!("TLS {stage} with {}: {e}{hint}", self.server),
         )
     }
 }

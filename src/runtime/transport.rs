@@ -41,6 +41,7 @@ use mio::{Interest, Registry, Token};
 use rustls::pki_types::CertificateDer;
 use socket2::{Domain, Protocol, Socket, Type};
 
+use super::tls_server_stream::TlsServerStream;
 use super::tls_stream::TlsStream;
 use crate::limits::{EINTR_RETRIES, LISTEN_BACKLOG};
 
@@ -61,9 +62,11 @@ pub struct Transport {
 #[derive(Debug)]
 enum Kind {
     Tcp(mio::net::TcpStream),
-    /// Client (the bridge) or server side (a TLS listener's client).
     /// Boxed: a session is large, and most connections are TCP.
-    Tls(Box<TlsStream>),
+    TlsClient(Box<TlsStream>),
+    /// A TLS listener's client (rustls' unbuffered API: no buffer while
+    /// idle). Boxed, as the client.
+    TlsServer(Box<TlsServerStream>),
 }
 
 impl Transport {
@@ -84,9 +87,9 @@ impl Transport {
     ) -> io::Result<Transport> {
         match tcp.kind {
             Kind::Tcp(s) => Ok(Transport {
-                kind: Kind::Tls(Box::new(TlsStream::new(s, config, server_name)?)),
+                kind: Kind::TlsClient(Box::new(TlsStream::new(s, config, server_name)?)),
             }),
-            Kind::Tls(_) => Err(io::Error::new(
+            Kind::TlsClient(_) | Kind::TlsServer(_) => Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("TLS with {server_name}: the transport is already TLS"),
             )),
@@ -104,9 +107,9 @@ impl Transport {
     pub fn tls_server(tcp: Transport, config: Arc<rustls::ServerConfig>) -> io::Result<Transport> {
         match tcp.kind {
             Kind::Tcp(s) => Ok(Transport {
-                kind: Kind::Tls(Box::new(TlsStream::server(s, config)?)),
+                kind: Kind::TlsServer(Box::new(TlsServerStream::new(s, config)?)),
             }),
-            Kind::Tls(_) => Err(io::Error::new(
+            Kind::TlsClient(_) | Kind::TlsServer(_) => Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "TLS listener: the accepted transport is already TLS",
             )),
@@ -120,7 +123,7 @@ impl Transport {
     pub fn short_read_drains(&self) -> bool {
         match &self.kind {
             Kind::Tcp(_) => true,
-            Kind::Tls(_) => false,
+            Kind::TlsClient(_) | Kind::TlsServer(_) => false,
         }
     }
 
@@ -136,9 +139,9 @@ impl Transport {
     /// peer sent none.
     pub fn peer_certificates(&self) -> Option<&[CertificateDer<'static>]> {
         match &self.kind {
-            Kind::Tcp(_) => None,
-            Kind::Tls(s) if s.is_handshaking() => None,
-            Kind::Tls(s) => s.peer_certificates(),
+            Kind::Tcp(_) | Kind::TlsClient(_) => None,
+            Kind::TlsServer(s) if s.is_handshaking() => None,
+            Kind::TlsServer(s) => s.peer_certificates(),
         }
     }
 
@@ -148,7 +151,8 @@ impl Transport {
     pub fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match &mut self.kind {
             Kind::Tcp(s) => retry_eintr(|| s.read(buf)),
-            Kind::Tls(s) => s.read(buf),
+            Kind::TlsClient(s) => s.read(buf),
+            Kind::TlsServer(s) => s.read(buf),
         }
     }
 
@@ -159,7 +163,8 @@ impl Transport {
     pub fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match &mut self.kind {
             Kind::Tcp(s) => retry_eintr(|| s.write(buf)),
-            Kind::Tls(s) => s.write(buf),
+            Kind::TlsClient(s) => s.write(buf),
+            Kind::TlsServer(s) => s.write(buf),
         }
     }
 
@@ -169,7 +174,8 @@ impl Transport {
     pub fn flush(&mut self) -> io::Result<()> {
         match &mut self.kind {
             Kind::Tcp(_) => Ok(()),
-            Kind::Tls(s) => s.flush(),
+            Kind::TlsClient(s) => s.flush(),
+            Kind::TlsServer(s) => s.flush(),
         }
     }
 
@@ -178,7 +184,8 @@ impl Transport {
     pub fn wants_write(&self) -> bool {
         match &self.kind {
             Kind::Tcp(_) => false,
-            Kind::Tls(s) => s.wants_write(),
+            Kind::TlsClient(s) => s.wants_write(),
+            Kind::TlsServer(s) => s.wants_write(),
         }
     }
 
@@ -200,10 +207,8 @@ impl Transport {
     /// Shuts down the read, write or both halves. TLS: closing the write
     /// half first sends a close_notify, if the socket takes it at once.
     pub fn shutdown(&mut self, how: Shutdown) -> io::Result<()> {
-        if let Kind::Tls(s) = &mut self.kind {
-            if how != Shutdown::Read {
-                s.close_notify();
-            }
+        if how != Shutdown::Read {
+            self.close_notify();
         }
         self.tcp().shutdown(how)
     }
@@ -211,8 +216,10 @@ impl Transport {
     /// TLS: queues a close_notify and pushes it if the socket takes it at
     /// once (before the transport is dropped); TCP: nothing.
     pub fn close_notify(&mut self) {
-        if let Kind::Tls(s) = &mut self.kind {
-            s.close_notify();
+        match &mut self.kind {
+            Kind::Tcp(_) => {}
+            Kind::TlsClient(s) => s.close_notify(),
+            Kind::TlsServer(s) => s.close_notify(),
         }
     }
 
@@ -246,9 +253,13 @@ impl Transport {
     pub fn into_owned_fd(self) -> OwnedFd {
         match self.kind {
             Kind::Tcp(s) => OwnedFd::from(s),
-            Kind::Tls(s) => {
+            Kind::TlsClient(s) => {
                 debug_assert!(false, "a TLS transport was given up as a bare fd");
                 OwnedFd::from(s.into_tcp())
+            }
+            Kind::TlsServer(s) => {
+                debug_assert!(false, "a TLS transport was given up as a bare fd");
+                OwnedFd::from(s.tcp)
             }
         }
     }
@@ -265,14 +276,16 @@ impl Transport {
     fn tcp(&self) -> &mio::net::TcpStream {
         match &self.kind {
             Kind::Tcp(s) => s,
-            Kind::Tls(s) => s.tcp(),
+            Kind::TlsClient(s) => s.tcp(),
+            Kind::TlsServer(s) => &s.tcp,
         }
     }
 
     fn source(&mut self) -> &mut mio::net::TcpStream {
         match &mut self.kind {
             Kind::Tcp(s) => s,
-            Kind::Tls(s) => s.tcp_mut(),
+            Kind::TlsClient(s) => s.tcp_mut(),
+            Kind::TlsServer(s) => &mut s.tcp,
         }
     }
 }
