@@ -96,6 +96,11 @@ pub struct ConnArgs {
     /// TLS: the client certificate's private key (PEM); with --certfile.
     #[arg(long, requires = "cafile")]
     pub keyfile: Option<PathBuf>,
+    /// TLS: no session resumption (each connection makes a full handshake,
+    /// certificate and all); by default a connection resumes an earlier
+    /// session when the broker offered a ticket.
+    #[arg(long, requires = "cafile")]
+    pub tls_full_handshakes: bool,
 }
 
 /// How long a run lasts.

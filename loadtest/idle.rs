@@ -247,6 +247,9 @@ fn spawn_child(
             cmd.arg(flag).arg(path);
         }
     }
+    if c.tls_full_handshakes {
+        cmd.arg("--tls-full-handshakes");
+    }
     if let Some(cores) = &c.cores {
         let list: Vec<String> = cores.ids().iter().map(|c| c.to_string()).collect();
         cmd.args(["--cores", &format!("{},", list.join(","))]);

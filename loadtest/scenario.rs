@@ -192,9 +192,14 @@ fn tls(conn: &ConnArgs) -> Result<Option<Arc<TlsClientConfig>>> {
         ..TlsClientOptions::default()
     };
     // The settings are the bridge's: name the harness's options instead.
-    client_config(&opts)
-        .map(Some)
-        .map_err(|e| LoadError::Usage(e.to_string().replace("bridge_", "--")))
+    let config = client_config(&opts)
+        .map_err(|e| LoadError::Usage(e.to_string().replace("bridge_", "--")))?;
+    if !conn.tls_full_handshakes {
+        return Ok(Some(config));
+    }
+    let mut config = (*config).clone();
+    config.resumption = rustls::client::Resumption::disabled();
+    Ok(Some(Arc::new(config)))
 }
 
 fn apply_traffic(spec: &mut RunSpec, t: &TrafficArgs, publishers: usize) -> Result<()> {

@@ -4,7 +4,9 @@
 # here with openssl, P-256), one after the other in one run. Per broker
 # and transport: QoS 1 pairs (broker CPU per message, latency), a
 # connection storm (connections/s, CPU per connection: the TLS handshake
-# included) and idle connections (broker RSS per connection). The broker
+# included; resumed from a ticket where the broker gave one, and again with
+# full handshakes, --tls-full-handshakes) and idle connections (broker RSS
+# per connection). The broker
 # runs on core 0 (shardmq with one shard), the harness on core 1. Prints
 # one table; the harness's JSON stays under $OUT.
 #
@@ -92,6 +94,10 @@ for broker in $brokers; do
       --rate "$rate" --duration "$duration" --warmup 2s
     load "$broker-$transport-storm" "$transport" "$port" connect-storm --rate "$storm_rate" \
       --concurrency 16 --duration "$storm_secs"
+    if [ "$transport" = tls ]; then
+      load "$broker-$transport-fullstorm" "$transport" "$port" connect-storm \
+        --rate "$storm_rate" --concurrency 16 --duration "$storm_secs" --tls-full-handshakes
+    fi
     load "$broker-$transport-idle" "$transport" "$port" idle --connections "$idle" \
       --duration 3s
     kill "$pid"
@@ -110,16 +116,25 @@ rows = []
 for b in brokers:
     for t in ("tcp", "tls"):
         p, s, i = get(f"{b}-{t}-pairs"), get(f"{b}-{t}-storm"), get(f"{b}-{t}-idle")
-        pu, su = p["broker_usage"], s["broker_usage"]
+        pu, su = p["broker_usage"] or {}, s["broker_usage"] or {}
+        lat, st, idle = p["latency"] or {}, s["storm"] or {}, i["idle"] or {}
+        num = lambda v, f: "n/a" if v is None else format(v, f)
         rows.append((f"{b} {t}",
             f'{p["delivered_per_s"]:,.0f} ({p["lost"]} lost)',
-            f'{pu["cpu_us_per_msg"]:.1f} us',
-            f'{p["latency"]["p50_ms"]:.3f} / {p["latency"]["p99_ms"]:.3f} ms',
-            f'{s["storm"]["connects_per_s"]:,.0f} ({s["storm"]["failed"]} failed)',
-            f'{su["cpu_s"] * 1e6 / max(s["storm"]["connected"], 1):.0f} us',
-            f'{i["idle"]["rss_per_conn_kib"]:.2f} KiB ({i["idle"]["held"]} held)'))
+            f'{num(pu.get("cpu_us_per_msg"), ".1f")} us',
+            f'{num(lat.get("p50_ms"), ".3f")} / {num(lat.get("p99_ms"), ".3f")} ms',
+            f'{st.get("connects_per_s", 0):,.0f} ({st.get("connected", 0)} connected, {st.get("failed", 0)} failed)',
+            f'{su.get("cpu_s", 0) * 1e6 / max(st.get("connected", 0), 1):.0f} us',
+            f'{num(idle.get("rss_per_conn_kib"), ".2f")} KiB ({idle.get("held", 0)} held)'))
 head = ("broker", "pairs delivered/s", "CPU/msg", "p50 / p99", "connects/s",
         "CPU/connection", "idle RSS/conn")
+for b in brokers:
+    s = get(f"{b}-tls-fullstorm")
+    st, su = s["storm"] or {}, s["broker_usage"] or {}
+    print(f'{b} tls, full handshakes (no resumption): {st.get("connects_per_s", 0):,.0f} connects/s '
+          f'({st.get("connected", 0)} connected, {st.get("failed", 0)} failed), '
+          f'{su.get("cpu_s", 0) * 1e6 / max(st.get("connected", 0), 1):.0f} us CPU/connection')
+print()
 print("| " + " | ".join(head) + " |")
 print("|" + "---|" * len(head))
 for r in rows:
