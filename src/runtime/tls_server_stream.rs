@@ -14,8 +14,9 @@
 //! - `plaintext`: decrypted bytes a `read` had no room for;
 //! - `outgoing`: records the socket has not taken yet.
 //!
-//! Bounds: `incoming` holds at most [`MAX_INCOMING`] (a 64 KiB handshake
-//! message joined over records, as rustls allows, plus one record);
+//! Bounds: `incoming` holds at most [`TLS_MAX_INCOMING`] (a 64 KiB
+//! handshake message joined over records, as rustls allows, plus one
+//! record);
 //! `plaintext` at most what one `incoming` decrypts to; a `write` takes
 //! plaintext while `outgoing` holds less than [`TLS_BUFFER_LIMIT`].
 //!
@@ -39,19 +40,12 @@ use rustls::{CertificateError, ServerConfig};
 
 use super::tls_stream::PushRecords;
 use super::transport::retry_eintr;
-use crate::limits::{TLS_BUFFER_LIMIT, TLS_MAX_RECORD_PAYLOAD};
+use crate::limits::{
+    TLS_BUFFER_LIMIT, TLS_MAX_INCOMING, TLS_MAX_RECORD, TLS_MAX_RECORD_PAYLOAD, TLS_PROCESS_ROUNDS,
+};
 
-/// Largest TLS record on the wire: header, payload and the most a cipher
-/// adds (RFC 8446 5.2).
-const MAX_RECORD: usize = 5 + TLS_MAX_RECORD_PAYLOAD + 256;
-/// Most ciphertext `incoming` holds: a handshake message rustls joins over
-/// records (at most 64 KiB) and one record more.
-pub(super) const MAX_INCOMING: usize = 0x1_0000 + MAX_RECORD;
 /// Bytes asked of the socket per read: one whole record.
-const READ_SIZE: usize = MAX_RECORD;
-/// States processed per call at most: each consumes a record, encodes one,
-/// or ends the call; far above a handshake flight or a full `incoming`.
-const PROCESS_ROUNDS: usize = 4096;
+const READ_SIZE: usize = TLS_MAX_RECORD;
 
 /// One TLS server session and its socket.
 ///
@@ -261,16 +255,16 @@ impl TlsServerStream {
     /// most); `Ok(0)` is EOF.
     fn fill(&mut self) -> io::Result<usize> {
         let start = self.incoming.len();
-        if start >= MAX_INCOMING {
+        if start >= TLS_MAX_INCOMING {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!(
-                    "TLS with {}: more than {MAX_INCOMING} bytes without a whole message",
+                    "TLS with {}: more than {TLS_MAX_INCOMING} bytes without a whole message",
                     self.peer
                 ),
             ));
         }
-        let want = READ_SIZE.min(MAX_INCOMING - start);
+        let want = READ_SIZE.min(TLS_MAX_INCOMING - start);
         self.incoming.resize(start + want, 0);
         let read = retry_eintr(|| self.tcp.read(&mut self.incoming[start..]));
         self.incoming.truncate(start + *read.as_ref().unwrap_or(&0));
@@ -284,7 +278,7 @@ impl TlsServerStream {
     /// client: decrypts records into `plaintext`, encodes handshake records
     /// into `outgoing`. An error has queued an alert, encoded here too.
     fn process(&mut self) -> io::Result<()> {
-        for _ in 0..PROCESS_ROUNDS {
+        for _ in 0..TLS_PROCESS_ROUNDS {
             match self.round() {
                 Ok(Next::More) => {}
                 Ok(Next::NeedInput) => break,
