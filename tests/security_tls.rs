@@ -362,6 +362,53 @@ fn require_certificate_refuses_a_client_without_one_and_admits_one_with_one() {
     b.stop();
 }
 
+/// A client certificate of `ca` with serial number `serial`.
+fn client_with_serial(ca: &Ca, serial: u64) -> Leaf {
+    let mut params =
+        rcgen::CertificateParams::new(vec!["client.test".to_string()]).expect("params");
+    params.serial_number = Some(rcgen::SerialNumber::from(serial));
+    ca.sign(params)
+}
+
+#[test]
+fn crlfile_refuses_a_revoked_client_certificate() {
+    let ca = Ca::new("CA");
+    let files = Files::new("crl", &ca, &ca);
+    let crl = rcgen::CertificateRevocationListParams {
+        this_update: rcgen::date_time_ymd(2024, 1, 1),
+        next_update: rcgen::date_time_ymd(2099, 1, 1),
+        crl_number: rcgen::SerialNumber::from(1u64),
+        issuing_distribution_point: None,
+        revoked_certs: vec![rcgen::RevokedCertParams {
+            serial_number: rcgen::SerialNumber::from(7u64),
+            revocation_time: rcgen::date_time_ymd(2024, 1, 1),
+            reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+            invalidity_date: None,
+        }],
+        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+    }
+    .signed_by(&ca.0)
+    .expect("CRL")
+    .pem()
+    .expect("CRL PEM");
+    let mut tls = files.tls();
+    tls.require_certificate = true;
+    tls.crlfile = Some(files.dir.write("crl.pem", &crl));
+    let b = tls_broker(1, tls, |_| {});
+    let revoked = client_with_serial(&ca, 7);
+    let valid = client_with_serial(&ca, 8);
+    assert!(
+        TlsClient::connect(b.addr, client(&ca, Some(&revoked), BOTH), "revoked").is_err(),
+        "a revoked certificate was admitted"
+    );
+    accepted(TlsClient::connect(
+        b.addr,
+        client(&ca, Some(&valid), BOTH),
+        "valid",
+    ));
+    b.stop();
+}
+
 #[test]
 fn use_identity_as_username_admits_a_certificate_client_where_anonymous_is_refused() {
     let ca = Ca::new("CA");

@@ -76,7 +76,8 @@ impl Ca {
         self.sign(params)
     }
 
-    fn sign(&self, params: CertificateParams) -> Leaf {
+    /// A certificate of `params` signed by this CA.
+    pub fn sign(&self, params: CertificateParams) -> Leaf {
         let key = KeyPair::generate().expect("leaf key");
         let cert = params.signed_by(&key, &self.0).expect("leaf certificate");
         Leaf {
