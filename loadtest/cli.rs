@@ -90,6 +90,21 @@ pub struct ConnArgs {
     /// Write latency histograms as HdrHistogram percentile files (.hgrm) here.
     #[arg(long)]
     pub hgrm_dir: Option<PathBuf>,
+    /// TLS: connect over TLS, trusting the CA certificates in this PEM file
+    /// (the broker's certificate must name the --host address).
+    #[arg(long)]
+    pub cafile: Option<PathBuf>,
+    /// TLS: the client certificate (PEM) to present; with --keyfile.
+    #[arg(long, requires = "cafile")]
+    pub certfile: Option<PathBuf>,
+    /// TLS: the client certificate's private key (PEM); with --certfile.
+    #[arg(long, requires = "cafile")]
+    pub keyfile: Option<PathBuf>,
+    /// TLS: no session resumption (each connection makes a full handshake,
+    /// certificate and all); by default a connection resumes an earlier
+    /// session when the broker offered a ticket.
+    #[arg(long, requires = "cafile")]
+    pub tls_full_handshakes: bool,
 }
 
 /// How long a run lasts.

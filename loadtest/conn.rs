@@ -22,6 +22,7 @@
 //! interest is registered only while a flush is blocked.
 
 use std::io;
+use std::sync::Arc;
 
 use bytes::{Buf, BytesMut};
 use shardmq::protocol::{
@@ -203,6 +204,10 @@ impl Conn {
     ) -> io::Result<Conn> {
         let to = spec.address(dial.role.subscribes());
         let mut transport = connect_from(spec.source(dial.index), to)?;
+        if let Some(tls) = &spec.tls {
+            // The handshake runs on the loop: see `flush` and `read`.
+            transport = Transport::tls_client(transport, Arc::clone(tls), &to.ip().to_string())?;
+        }
         registrar.register(
             &mut transport,
             Token(key),
@@ -280,6 +285,13 @@ impl Conn {
         }
         if self.out.capacity() > KEEP_CAPACITY {
             self.out = BytesMut::new();
+        }
+        // TLS: records the socket has not taken yet (TCP holds none).
+        match self.transport.flush() {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                return self.want_writable(registrar, key, true)
+            }
+            result => result?,
         }
         self.want_writable(registrar, key, false)
     }

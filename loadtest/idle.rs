@@ -238,6 +238,18 @@ fn spawn_child(
         let list: Vec<String> = c.source.iter().map(|s| s.to_string()).collect();
         cmd.args(["--source", &list.join(",")]);
     }
+    for (flag, path) in [
+        ("--cafile", &c.cafile),
+        ("--certfile", &c.certfile),
+        ("--keyfile", &c.keyfile),
+    ] {
+        if let Some(path) = path {
+            cmd.arg(flag).arg(path);
+        }
+    }
+    if c.tls_full_handshakes {
+        cmd.arg("--tls-full-handshakes");
+    }
     if let Some(cores) = &c.cores {
         let list: Vec<String> = cores.ids().iter().map(|c| c.to_string()).collect();
         cmd.args(["--cores", &format!("{},", list.join(","))]);

@@ -2,9 +2,11 @@
 //! connections with their roles ([`Plan`]), built from a scenario's options.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use shardmq::protocol::{ProtocolVersion, QoS};
+use shardmq::runtime::TlsClientConfig;
 
 /// Settings every worker reads; immutable once the run starts.
 #[derive(Debug, Clone)]
@@ -42,6 +44,10 @@ pub struct RunSpec {
     /// Every connection keeps a persistent session (3.1.1 clean session
     /// 0; 5.0 Session Expiry one hour): what a broker journals.
     pub persistent: bool,
+    /// TLS (`--cafile`): every connection is a TLS client with this
+    /// configuration, checking the broker's certificate against its
+    /// address; `None`: plain TCP.
+    pub tls: Option<Arc<TlsClientConfig>>,
 }
 
 impl RunSpec {

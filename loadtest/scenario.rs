@@ -3,10 +3,12 @@
 //! as a saturation search).
 
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use shardmq::protocol::QoS;
 use shardmq::runtime::thread::available_cores;
+use shardmq::runtime::{client_config, TlsClientConfig, TlsClientOptions};
 
 use crate::cli::{ConnArgs, CoreSpec, Scenario, TimeArgs, TrafficArgs, TrafficRun};
 use crate::error::{LoadError, Result};
@@ -174,7 +176,31 @@ pub fn spec(conn: &ConnArgs, time: Option<&TimeArgs>, tag: String) -> Result<Run
         storm_concurrency: 1,
         tag,
         persistent: conn.persistent_sessions,
+        tls: tls(conn)?,
     })
+}
+
+/// The TLS client configuration `--cafile` (with `--certfile` and
+/// `--keyfile`) asks for, if any.
+fn tls(conn: &ConnArgs) -> Result<Option<Arc<TlsClientConfig>>> {
+    let Some(cafile) = conn.cafile.as_deref() else {
+        return Ok(None);
+    };
+    let opts = TlsClientOptions {
+        cafile: Some(cafile),
+        certfile: conn.certfile.as_deref(),
+        keyfile: conn.keyfile.as_deref(),
+        ..TlsClientOptions::default()
+    };
+    // The settings are the bridge's: name the harness's options instead.
+    let config = client_config(&opts)
+        .map_err(|e| LoadError::Usage(e.to_string().replace("bridge_", "--")))?;
+    if !conn.tls_full_handshakes {
+        return Ok(Some(config));
+    }
+    let mut config = (*config).clone();
+    config.resumption = rustls::client::Resumption::disabled();
+    Ok(Some(Arc::new(config)))
 }
 
 fn apply_traffic(spec: &mut RunSpec, t: &TrafficArgs, publishers: usize) -> Result<()> {

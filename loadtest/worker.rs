@@ -686,6 +686,7 @@ pub fn test_ctx(qos: shardmq::protocol::QoS, inflight: u16, rate: f64) -> Ctx {
         storm_concurrency: 1,
         tag: "test".into(),
         persistent: false,
+        tls: None,
     };
     Ctx::new(Arc::new(spec), Arc::new(Control::new(1)), 0)
 }

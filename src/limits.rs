@@ -241,6 +241,20 @@ pub const TLS_MAX_RECORD_PAYLOAD: usize = 16 * 1024;
 /// stalled link pins no more than this.
 pub const TLS_BUFFER_LIMIT: usize = 4 * TLS_MAX_RECORD_PAYLOAD;
 
+/// Largest TLS record on the wire: header, payload and the most a cipher
+/// adds (RFC 8446 5.2).
+pub const TLS_MAX_RECORD: usize = 5 + TLS_MAX_RECORD_PAYLOAD + 256;
+
+/// Ciphertext a TLS listener's session holds at most before it makes a
+/// whole message of it: a handshake message rustls joins over records (at
+/// most 64 KiB, rustls' own bound) and one record more.
+pub const TLS_MAX_INCOMING: usize = 0x1_0000 + TLS_MAX_RECORD;
+
+/// Session states a TLS listener's session goes through per call at most:
+/// each takes a record, encodes one or ends the call, so this is far above
+/// a handshake flight or a full [`TLS_MAX_INCOMING`] of small records.
+pub const TLS_PROCESS_ROUNDS: usize = 4096;
+
 /// Files read from a CA directory (`bridge_capath`) at most; a system
 /// certificate directory holds a few hundred.
 pub const TLS_CAPATH_MAX_FILES: usize = 4096;
@@ -343,3 +357,7 @@ const _: () = assert!(WS_PENDING_MAX >= WS_OUT_FRAME + 14 + WS_CONTROL_MAX + 4);
 const _: () = assert!(PASSWORD_CHECK_THREADS <= MAX_PASSWORD_CHECK_THREADS);
 const _: () = assert!(PASSWORD_CHECK_QUEUE <= MAX_PASSWORD_CHECK_QUEUE);
 const _: () = assert!(MAX_PASSWORD_ITERATIONS >= crate::password::DEFAULT_ITERATIONS);
+
+// Records of the smallest size (a header and a tag) filling
+// TLS_MAX_INCOMING are all processed in one call's rounds.
+const _: () = assert!(TLS_PROCESS_ROUNDS * (5 + 16) >= TLS_MAX_INCOMING);

@@ -57,6 +57,11 @@ fn main() -> ExitCode {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
+        // TLS listeners' files are read as a start reads them.
+        if let Err(e) = shardmq::shard::tls_configs(&config) {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
         println!("configuration OK");
         return ExitCode::SUCCESS;
     }

@@ -34,8 +34,9 @@ use crate::runtime::{self, Listener, MeshEnd, Reactor, Registrar, Wake};
 use crate::security::{AclError, AclTable};
 use crate::shard::auth::AuthMethods;
 use crate::shard::{
-    home_shard, Control, DurableBoot, DurableRecovered as Recovered, ListenerLoad, Reload,
-    ReloadBoard, Shard, ShardLoop, StatsCell, StatsSnapshot,
+    home_shard, tls_config, tls_configs, Control, DurableBoot, DurableRecovered as Recovered,
+    ListenerLoad, ListenerTlsConfigs, Reload, ReloadBoard, Shard, ShardLoop, StatsCell,
+    StatsSnapshot,
 };
 
 /// Why the broker could not start.
@@ -67,6 +68,10 @@ pub enum StartError {
     Passwords(#[from] password::PasswordError),
     #[error("starting the password verifier threads: {0}")]
     Verifiers(io::Error),
+    /// A TLS listener whose files cannot be used (`path:line: key file:
+    /// reason`).
+    #[error("{0}")]
+    Tls(String),
 }
 
 /// A running broker. Dropping it does not stop it; call [`shutdown`].
@@ -99,6 +104,9 @@ pub struct Reloader {
     /// The password files the shards use now, per listener (control plane
     /// only: a reload's file that fails keeps the one here).
     passwords: Arc<Mutex<ListenerPasswords>>,
+    /// The TLS configuration each listener has now: what a listener keeps
+    /// when its reloaded files cannot be used. Locked once per reload.
+    tls: Arc<Mutex<ListenerTlsConfigs>>,
 }
 
 impl Reloader {
@@ -108,6 +116,11 @@ impl Reloader {
     /// files are read here, once; one that cannot be loaded keeps the
     /// file loaded before (and the log says why). Returns the number of
     /// bridge sections applied.
+    ///
+    /// TLS listeners read their files again: new handshakes use the new
+    /// certificate, established sessions keep theirs. A listener whose new
+    /// files cannot be used keeps its current configuration, and the
+    /// reason is logged.
     pub fn reload(&self, config: Config) -> Result<usize, String> {
         let bridges = config.bridges.clone();
         let n = bridges.len();
@@ -124,10 +137,33 @@ impl Reloader {
             current.clone()
         };
         let wake = || self.wakes.iter().for_each(|w| w.force());
+        let mut current = self.tls.lock().unwrap_or_else(|e| e.into_inner());
+        let tls: ListenerTlsConfigs = config
+            .listeners
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let kept = || current.get(i).cloned().flatten();
+                match l.tls.as_ref().map(tls_config) {
+                    None => None,
+                    Some(Ok(new)) => Some(new),
+                    Some(Err(e)) => {
+                        log::error!(
+                            "reload: {e}; listener {} keeps its current TLS settings",
+                            l.addr
+                        );
+                        kept()
+                    }
+                }
+            })
+            .collect();
+        *current = tls.clone();
+        drop(current);
         let reload = Reload {
             config,
             acl,
             passwords,
+            tls,
         };
         self.board
             .post(reload, wake, RELOAD_TIMEOUT)
@@ -270,6 +306,7 @@ pub fn start_with(config: Config, options: StartOptions) -> Result<BrokerHandle,
     }
     let acl = AclTable::load(&config)?;
     let passwords = password::load_for(&config)?;
+    let tls = tls_configs(&config).map_err(StartError::Tls)?;
     let mut addrs = Vec::with_capacity(config.listeners.len());
     let mut sockets: Vec<Vec<OwnedFd>> = (0..shards).map(|_| Vec::new()).collect();
     for listener in &config.listeners {
@@ -356,6 +393,7 @@ pub fn start_with(config: Config, options: StartOptions) -> Result<BrokerHandle,
                     queue + threads,
                     Arc::clone(&wakes[shard]),
                 ),
+                tls: tls.clone(),
             },
             ready: ready_tx.clone(),
         };
@@ -413,6 +451,7 @@ pub fn start_with(config: Config, options: StartOptions) -> Result<BrokerHandle,
             wakes: wakes[..shards].to_vec(),
             bridge: Arc::clone(&control),
             passwords: Arc::new(Mutex::new(passwords)),
+            tls: Arc::new(Mutex::new(tls)),
         },
         verifiers,
         wakes,

@@ -18,14 +18,11 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use common::mosquitto::{temp_dir, Mosquitto};
+use common::certs::{Ca, Dir, Leaf};
+use common::mosquitto::Mosquitto;
 use common::{connect_packet, pid, publish, RawClient};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{
-    RootCertStore, ServerConfig, ServerConnection, StreamOwned, SupportedProtocolVersion,
-};
+use rustls::{ServerConfig, ServerConnection, StreamOwned, SupportedProtocolVersion};
 use shardmq::protocol::{
     decode, Packet, Properties, ProtocolVersion, QoS, ReasonCode, Subscribe, SubscriptionOptions,
     TopicFilter,
@@ -38,74 +35,6 @@ use shardmq::runtime::{
 const CONN: Token = Token(0);
 /// How long a client loop or a server thread may take.
 const LIMIT: Duration = Duration::from_secs(20);
-
-/// A directory of test files, removed when dropped.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(test: &str) -> Dir {
-        Dir(temp_dir(&format!("tls-{test}")))
-    }
-
-    fn write(&self, name: &str, contents: &str) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::write(&path, contents).expect("write test file");
-        path
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-// ---- Certificates.
-
-/// A certificate authority made for one test.
-struct Ca(CertifiedIssuer<'static, KeyPair>);
-
-/// A certificate signed by a [`Ca`], with its key.
-struct Leaf {
-    cert: CertificateDer<'static>,
-    key: PrivateKeyDer<'static>,
-    cert_pem: String,
-    key_pem: String,
-}
-
-impl Ca {
-    fn new(name: &str) -> Ca {
-        let mut params = CertificateParams::new(Vec::new()).expect("CA params");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        let key = KeyPair::generate().expect("CA key");
-        Ca(CertifiedIssuer::self_signed(params, key).expect("CA certificate"))
-    }
-
-    fn pem(&self) -> String {
-        self.0.pem()
-    }
-
-    /// A certificate for `names` (DNS names or IP addresses).
-    fn leaf(&self, names: &[&str]) -> Leaf {
-        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        let params = CertificateParams::new(names).expect("leaf params");
-        let key = KeyPair::generate().expect("leaf key");
-        let cert = params.signed_by(&key, &self.0).expect("leaf certificate");
-        Leaf {
-            cert: cert.der().clone(),
-            key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-        }
-    }
-
-    fn roots(&self) -> Arc<RootCertStore> {
-        let mut roots = RootCertStore::empty();
-        roots.add(self.0.der().clone()).expect("CA root");
-        Arc::new(roots)
-    }
-}
 
 // ---- A rustls server on a blocking thread.
 

@@ -4,7 +4,7 @@
 
 use super::lexer::Line;
 use super::parser::Parser;
-use super::{bridge, broker, mosquitto, security, Config};
+use super::{bridge, broker, mosquitto, security, tls, Config};
 
 /// Where a key may appear.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,9 +61,10 @@ impl Directive {
 }
 
 /// All tables, searched in order.
-const TABLES: [&[Directive]; 4] = [
+const TABLES: [&[Directive]; 5] = [
     broker::DIRECTIVES,
     security::DIRECTIVES,
+    tls::DIRECTIVES,
     mosquitto::UNSUPPORTED,
     bridge::DIRECTIVES,
 ];

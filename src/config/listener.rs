@@ -192,6 +192,9 @@ impl Listeners {
         }
         all.extend(self.explicit);
         for (index, placed) in all.iter().enumerate() {
+            if let Some(tls) = &placed.listener.tls {
+                super::tls::check(tls)?;
+            }
             let addr = placed.listener.addr;
             let earlier = all[..index]
                 .iter()

@@ -11,6 +11,7 @@
 //! - `security.rs`: the keys `per_listener_settings` scopes (`password_file`
 //!   and `acl_file` among them), `allow_anonymous`'s default, and
 //!   `check_retain_source`.
+//! - `tls.rs`: a listener's TLS keys ([`ListenerTls`]), and the Mosquitto TLS keys refused or ignored.
 //! - `mosquitto.rs`: Mosquitto keys that only warn (not supported yet).
 //! - `bridge.rs`: `connection` sections into [`BridgeConfig`] (run by [`crate::bridge`]).
 //! - `bridge_topic.rs`: a bridge `topic` line ([`BridgeTopic`]) and its topic mapping.
@@ -26,6 +27,7 @@ mod listener;
 mod mosquitto;
 mod parser;
 mod security;
+mod tls;
 mod value;
 
 use std::net::SocketAddr;
@@ -38,6 +40,7 @@ pub use bridge::{
     BridgeAddress, BridgeConfig, BridgeTls, RestartTimeout, StartType, DEFAULT_BRIDGE_PORT,
 };
 pub use bridge_topic::{remap, BridgeTopic, Direction};
+pub use tls::{ListenerTls, Origin as TlsOrigin, TlsVersion};
 
 /// A listener: `listener <port> [address]` and the keys that shape the
 /// protocol for its clients.
@@ -59,6 +62,9 @@ pub struct Listener {
     /// `max_connections`: connections open on this listener at once, over
     /// every shard (Mosquitto counts per listener); `None` = unlimited (-1).
     pub max_connections: Option<usize>,
+    /// `certfile`, `keyfile` and the other TLS keys: a TLS listener;
+    /// `None` = plain TCP.
+    pub tls: Option<ListenerTls>,
 }
 
 /// What a listener's clients speak (`protocol`).
@@ -81,6 +87,7 @@ impl Listener {
             security: None,
             protocol: ListenerProtocol::Mqtt,
             max_connections: None,
+            tls: None,
         }
     }
 }

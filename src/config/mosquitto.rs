@@ -1,7 +1,8 @@
 //! Mosquitto 2.0 options shardmq recognises but does not support yet: each
 //! use is a warning, never an error, so a `mosquitto.conf` moves over
-//! unchanged. (Bridge options live in `bridge.rs`; `plugin_opt_*` and
-//! `auth_opt_*` are matched by prefix in `directives.rs`.)
+//! unchanged. (Bridge options live in `bridge.rs`, listener TLS options,
+//! supported or refused, in `tls.rs`; `plugin_opt_*` and `auth_opt_*` are
+//! matched by prefix in `directives.rs`.)
 
 use super::directives::{Directive, Scope};
 
@@ -37,27 +38,9 @@ pub(super) const UNSUPPORTED: &[Directive] = &[
     per_listener("auth_plugin"),
     per_listener("auth_plugin_deny_special_chars"),
     per_listener("plugin"),
-    per_listener("psk_file"),
     // Listeners.
     per_listener("bind_interface"),
     per_listener("http_dir"),
     per_listener("socket_domain"),
-    per_listener("use_identity_as_username"),
-    per_listener("use_subject_as_username"),
     per_listener("use_username_as_clientid"),
-    // TLS and PSK on listeners.
-    per_listener("cafile"),
-    per_listener("capath"),
-    per_listener("certfile"),
-    per_listener("ciphers"),
-    per_listener("ciphers_tls1.3"),
-    per_listener("crlfile"),
-    per_listener("dhparamfile"),
-    per_listener("keyfile"),
-    per_listener("psk_hint"),
-    per_listener("require_certificate"),
-    per_listener("tls_engine"),
-    per_listener("tls_engine_kpass_sha1"),
-    per_listener("tls_keyform"),
-    per_listener("tls_version"),
 ];

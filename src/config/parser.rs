@@ -117,6 +117,11 @@ impl<'p> Parser<'p> {
         }
     }
 
+    /// The file being parsed, as given (for messages).
+    pub fn path(&self) -> &str {
+        self.path
+    }
+
     /// Records a warning for `line`.
     pub fn warn(&mut self, line: usize, message: String) {
         self.warnings.push(ConfigWarning {

@@ -2,7 +2,6 @@
 //! shard-local state except by value (ids, not pointers).
 
 use std::num::NonZeroU32;
-use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,7 +9,7 @@ use bytes::Bytes;
 
 use crate::index::{RetainStamp, ShardSet};
 use crate::protocol::{Connect, Publish, TopicFilter, TopicName};
-use crate::runtime::WsCodec;
+use crate::runtime::Transport;
 
 /// Who published a message: used for MQTT 5 No Local.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,21 +190,30 @@ fn unix_now() -> u64 {
 
 /// A client connection whose session lives on the destination shard,
 /// moved there after its CONNECT was read.
+///
+/// TLS: the rustls session moves with its socket (`ServerConnection` is
+/// `Send`; the transport is boxed, so the message stays small). The other
+/// ways were worse: keeping TLS connections on the accepting shard and
+/// relaying their packets over the mesh would put two shards and a mesh
+/// hop on every packet of a session that is meant to live on one core;
+/// a TLS-terminating shard per listener would funnel all TLS through one
+/// core. Moving the session costs one pointer in this message, once per
+/// connection. The receiver reads the transport once after adopting it:
+/// plaintext or records rustls already holds raise no readiness there.
 #[derive(Debug)]
 pub struct Handover {
-    pub fd: OwnedFd,
+    /// The connection, deregistered from the sender's loop: a TCP socket,
+    /// a TLS session with its socket (a TLS session cannot travel as a
+    /// bare fd: its keys and buffered records go with it), or a WebSocket
+    /// with its framing state (the socket alone would not say where in a
+    /// frame the client is, nor carry a pong not yet written; the state is
+    /// `Send`, holds no shard state, and is bounded).
+    pub transport: Transport,
     pub connect: Box<Connect>,
     /// Bytes the client sent after CONNECT (detached).
     pub leftover: Bytes,
     /// The index of the listener that accepted it (its settings apply).
     pub listener: u8,
-    /// A WebSocket connection's framing state (`None` for plain MQTT):
-    /// the socket alone would not say where in a frame the client is, nor
-    /// carry a pong not yet written. It travels as state, not as a
-    /// connection re-opened there: [`WsCodec`] is `Send`, holds no socket
-    /// and no shard state, and is bounded (a frame header, a control
-    /// payload, replies the socket has not taken).
-    pub websocket: Option<Box<WsCodec>>,
 }
 
 /// A message from one shard to another.

@@ -9,13 +9,21 @@
 //!   implements, the [`Wake`] line peers use to wake a parked shard, and
 //!   the [`Registrar`] that registers sources.
 //! - [`transport`]: non-blocking [`Transport`] (a connection's byte
-//!   stream: TCP, TLS client over TCP, or MQTT over WebSockets),
+//!   stream: TCP, TLS over TCP (client or server side), or MQTT over
+//!   WebSockets),
 //!   [`Listener`], outgoing [`connect_from`] (the load harness, the bridge)
 //!   and [`Transport::tls_client`] on top of it (the bridge).
 //! - [`tls`]: the bridge's TLS settings ([`TlsClientOptions`]: CA files,
 //!   client certificate, version, ALPN, `insecure`) built into the
 //!   configuration `tls_client` takes ([`tls::client_config`]).
-//!   `tls_stream` (private) drives one rustls session over a socket.
+//! - [`tls_server`]: a TLS listener's settings ([`TlsServerOptions`]:
+//!   certificate, client CAs and CRLs, `require_certificate`, version) built
+//!   into the configuration [`Transport::tls_server`] takes
+//!   ([`tls_server::server_config`]), and a client certificate's subject
+//!   CN ([`tls_server::common_name`]).
+//!   `tls_stream` (private) drives one rustls client session over a
+//!   socket, `tls_server_stream` (private) one server session (rustls'
+//!   unbuffered API: no buffer while idle).
 //! - [`websocket`]: the server side of one WebSocket connection
 //!   ([`WsCodec`]: upgrade, frames, pings), with tungstenite's parser.
 //! - [`spsc`]: the bounded queue per ordered pair of shards
@@ -29,15 +37,19 @@ pub mod spsc;
 pub mod thread;
 pub mod timer;
 pub mod tls;
+pub mod tls_server;
+mod tls_server_stream;
 mod tls_stream;
 pub mod transport;
 pub mod websocket;
 
 pub use reactor::{Driver, Interest, Reactor, Readiness, Registrar, Token, Wake};
 pub use rustls::ClientConfig as TlsClientConfig;
+pub use rustls::ServerConfig as TlsServerConfig;
 pub use spsc::{full_mesh, MeshEnd, TrySendError};
 pub use thread::{available_cores, spawn_pinned};
 pub use timer::Timer;
 pub use tls::{client_config, TlsClientOptions, TlsConfigError};
+pub use tls_server::{common_name, server_config, TlsServerOptions};
 pub use transport::{connect_from, Listener, Transport};
 pub use websocket::{WsCodec, WsLimits};

@@ -237,6 +237,14 @@ impl Registrar {
         self.deregister(&mut transport)?;
         Ok(transport.into_owned_fd())
     }
+
+    /// Deregisters `transport` and gives it up whole, to hand the
+    /// connection to another shard (registered there anew): a TLS session
+    /// cannot travel as an fd, so it travels with its socket.
+    pub fn release(&self, mut transport: Transport) -> io::Result<Transport> {
+        self.deregister(&mut transport)?;
+        Ok(transport)
+    }
 }
 
 fn check_token(token: Token) -> io::Result<()> {

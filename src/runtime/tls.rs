@@ -68,7 +68,8 @@ impl Default for TlsClientOptions<'_> {
     }
 }
 
-/// Why [`client_config`] could not build a configuration.
+/// Why [`client_config`] (or `tls_server::server_config`) could not build
+/// a configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsConfigError {
     /// A file or directory named by `key` cannot be used.
@@ -90,7 +91,18 @@ pub enum TlsConfigError {
 }
 
 impl TlsConfigError {
-    fn file(key: &'static str, path: &Path, reason: impl Into<String>) -> TlsConfigError {
+    /// The setting the error is about (`bridge_cafile`, `certfile`...).
+    pub fn key(&self) -> &'static str {
+        match self {
+            TlsConfigError::File { key, .. } | TlsConfigError::Setting { key, .. } => key,
+        }
+    }
+
+    pub(super) fn file(
+        key: &'static str,
+        path: &Path,
+        reason: impl Into<String>,
+    ) -> TlsConfigError {
         TlsConfigError::File {
             key,
             path: path.to_owned(),
@@ -98,7 +110,7 @@ impl TlsConfigError {
         }
     }
 
-    fn setting(key: &'static str, reason: impl Into<String>) -> TlsConfigError {
+    pub(super) fn setting(key: &'static str, reason: impl Into<String>) -> TlsConfigError {
         TlsConfigError::Setting {
             key,
             reason: reason.into(),
@@ -168,23 +180,32 @@ fn root_store(opts: &TlsClientOptions<'_>) -> Result<RootCertStore, TlsConfigErr
              sign the remote broker's certificate",
         ));
     }
+    ca_certificates(
+        ("bridge_cafile", opts.cafile),
+        ("bridge_capath", opts.capath),
+    )
+}
+
+/// The CA certificates of a CA file and a CA directory (either may be
+/// unset), each named by its setting `(key, path)` in errors.
+pub(super) fn ca_certificates(
+    (file_key, cafile): (&'static str, Option<&Path>),
+    (dir_key, capath): (&'static str, Option<&Path>),
+) -> Result<RootCertStore, TlsConfigError> {
     let mut roots = RootCertStore::empty();
-    if let Some(cafile) = opts.cafile {
-        for (i, cert) in certificate_file("bridge_cafile", cafile)?
-            .into_iter()
-            .enumerate()
-        {
+    if let Some(cafile) = cafile {
+        for (i, cert) in certificate_file(file_key, cafile)?.into_iter().enumerate() {
             roots.add(cert).map_err(|e| {
                 TlsConfigError::file(
-                    "bridge_cafile",
+                    file_key,
                     cafile,
                     format!("certificate {}: not a usable CA: {e}", i + 1),
                 )
             })?;
         }
     }
-    if let Some(capath) = opts.capath {
-        add_directory(&mut roots, capath)?;
+    if let Some(capath) = capath {
+        add_directory(&mut roots, dir_key, capath)?;
     }
     Ok(roots)
 }
@@ -193,10 +214,13 @@ const PEM_CERTIFICATES: &str = "expected PEM \"-----BEGIN CERTIFICATE-----\" blo
 
 /// Adds the certificates of every PEM file in `dir` (a hashed OpenSSL
 /// directory or any other), skipping files without certificates and,
-/// with a warning, certificates webpki cannot use.
-fn add_directory(roots: &mut RootCertStore, dir: &Path) -> Result<(), TlsConfigError> {
-    let dir_error =
-        |path: &Path, reason: String| TlsConfigError::file("bridge_capath", path, reason);
+/// with a warning, certificates webpki cannot use; `key` names the setting.
+fn add_directory(
+    roots: &mut RootCertStore,
+    key: &'static str,
+    dir: &Path,
+) -> Result<(), TlsConfigError> {
+    let dir_error = |path: &Path, reason: String| TlsConfigError::file(key, path, reason);
     let entries = std::fs::read_dir(dir)
         .map_err(|e| dir_error(dir, format!("cannot read the directory: {e}")))?;
     let mut files = Vec::new();
@@ -221,7 +245,7 @@ fn add_directory(roots: &mut RootCertStore, dir: &Path) -> Result<(), TlsConfigE
         let (_, ignored) = roots.add_parsable_certificates(certs);
         if ignored > 0 {
             log::warn!(
-                "bridge_capath {}: {ignored} certificate(s) not usable as a CA, ignored",
+                "{key} {}: {ignored} certificate(s) not usable as a CA, ignored",
                 file.display()
             );
         }
@@ -256,16 +280,7 @@ fn with_identity(
             }
         };
     let certs = certificate_file("bridge_certfile", certfile)?;
-    let key = PrivateKeyDer::from_pem_file(keyfile).map_err(|e| {
-        let reason = match e {
-            pem::Error::NoItemsFound => "no private key found (expected an unencrypted PEM \
-                                         \"PRIVATE KEY\", \"RSA PRIVATE KEY\" or \"EC PRIVATE \
-                                         KEY\" block)"
-                .to_owned(),
-            e => pem_reason(e),
-        };
-        TlsConfigError::file("bridge_keyfile", keyfile, reason)
-    })?;
+    let key = private_key("bridge_keyfile", keyfile)?;
     builder.with_client_auth_cert(certs, key).map_err(|e| {
         let reason = match e {
             rustls::Error::InconsistentKeys(_) => {
@@ -277,8 +292,25 @@ fn with_identity(
     })
 }
 
+/// The private key in the PEM file `key` names.
+pub(super) fn private_key(
+    key: &'static str,
+    path: &Path,
+) -> Result<PrivateKeyDer<'static>, TlsConfigError> {
+    PrivateKeyDer::from_pem_file(path).map_err(|e| {
+        let reason = match e {
+            pem::Error::NoItemsFound => "no private key found (expected an unencrypted PEM \
+                                         \"PRIVATE KEY\", \"RSA PRIVATE KEY\" or \"EC PRIVATE \
+                                         KEY\" block)"
+                .to_owned(),
+            e => pem_reason(e),
+        };
+        TlsConfigError::file(key, path, reason)
+    })
+}
+
 /// The certificates in the PEM file `key` names; at least one.
-fn certificate_file(
+pub(super) fn certificate_file(
     key: &'static str,
     path: &Path,
 ) -> Result<Vec<CertificateDer<'static>>, TlsConfigError> {
@@ -301,7 +333,7 @@ fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
         .map_err(pem_reason)
 }
 
-fn pem_reason(e: pem::Error) -> String {
+pub(super) fn pem_reason(e: pem::Error) -> String {
     match e {
         pem::Error::Io(e) => format!("cannot read: {e}"),
         e => format!("not valid PEM: {e}"),

@@ -30,6 +30,33 @@ use rustls::{AlertDescription, CertificateError, ClientConfig, ClientConnection}
 use super::transport::retry_eintr;
 use crate::limits::TLS_BUFFER_LIMIT;
 
+/// Pushing records a session made to its socket, on either side.
+pub(super) trait PushRecords {
+    /// Pushes pending records; `WouldBlock` if some remain.
+    fn flush(&mut self) -> io::Result<()>;
+
+    /// Pushes what the socket takes; only a failure other than a full
+    /// socket is an error.
+    fn push_unless_blocked(&mut self) -> io::Result<()> {
+        match self.flush() {
+            Err(e) if e.kind() != io::ErrorKind::WouldBlock => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// A failing socket also fails the next read, which reports it; what
+    /// the socket refuses waits for a `flush` on writable.
+    fn push_best_effort(&mut self) {
+        let _ = self.flush();
+    }
+}
+
+impl PushRecords for TlsStream {
+    fn flush(&mut self) -> io::Result<()> {
+        TlsStream::flush(self)
+    }
+}
+
 /// One TLS client session and its socket.
 ///
 /// Owned by the [`Transport`](super::Transport) it is the kind of; the
@@ -164,19 +191,6 @@ impl TlsStream {
     pub(super) fn close_notify(&mut self) {
         self.session.send_close_notify();
         self.push_best_effort();
-    }
-
-    fn push_unless_blocked(&mut self) -> io::Result<()> {
-        match self.flush() {
-            Err(e) if e.kind() != io::ErrorKind::WouldBlock => Err(e),
-            _ => Ok(()),
-        }
-    }
-
-    /// A failing socket also fails the next read, which reports it; what
-    /// the socket refuses waits for [`flush`](Self::flush).
-    fn push_best_effort(&mut self) {
-        let _ = self.flush();
     }
 
     /// The server closed TCP without a close_notify.

@@ -1,8 +1,8 @@
 //! Non-blocking byte streams for the readiness loop: [`Transport`] (a
-//! connection: TCP, a TLS client session over TCP, or the server side of
-//! MQTT over WebSockets: [`Transport::websocket`]),
-//! [`Listener`], and outgoing [`connect_from`] and
-//! [`Transport::tls_client`].
+//! connection: TCP, a TLS session over TCP (client or server side), or the
+//! server side of MQTT over WebSockets: [`Transport::websocket`]),
+//! [`Listener`], outgoing [`connect_from`] and [`Transport::tls_client`],
+//! and [`Transport::tls_server`] for a TLS listener's accepted connections.
 //!
 //! Every call is non-blocking and returns `WouldBlock` when it would wait;
 //! the reactor then reports readiness (edge-triggered) for the token the
@@ -22,9 +22,14 @@
 //!   handshake frees it, with no writable event to follow. So on readable,
 //!   after reading until `WouldBlock`, retry any write that got `WouldBlock`.
 //!
-//! Register it `READABLE | WRITABLE` from the start: the connect completes
-//! and the first flight goes out on writable. The same loop is correct for
-//! TCP, where `flush` does nothing and `wants_write` is always false.
+//! - A short read does not mean the socket is empty
+//!   ([`Transport::short_read_drains`]): read until `WouldBlock`.
+//!
+//! Register a client `READABLE | WRITABLE` from the start: the connect
+//! completes and the first flight goes out on writable. A server session
+//! waits for the client's hello: `READABLE` is enough until a flight does
+//! not fit the socket ([`Transport::wants_write`]). The same loop is correct
+//! for TCP, where `flush` does nothing and `wants_write` is always false.
 //!
 //! # WebSocket
 //!
@@ -44,8 +49,10 @@ use std::sync::Arc;
 
 use mio::event::Source;
 use mio::{Interest, Registry, Token};
+use rustls::pki_types::CertificateDer;
 use socket2::{Domain, Protocol, Socket, Type};
 
+use super::tls_server_stream::TlsServerStream;
 use super::tls_stream::TlsStream;
 use super::websocket::{WsCodec, WsLimits};
 use crate::limits::{EINTR_RETRIES, LISTEN_BACKLOG};
@@ -55,10 +62,10 @@ use crate::limits::{EINTR_RETRIES, LISTEN_BACKLOG};
 /// Owned by the connection's state machine on one shard thread (or the
 /// bridge thread); `Send`. A TCP transport can move to another shard as an
 /// fd ([`Transport::into_owned_fd`] after deregistering, or
-/// `Registrar::detach`), a WebSocket one as its fd and its framing state
-/// ([`Transport::into_parts`]); a TLS one cannot (its session stays
-/// behind). Its kind is private: a new kind adds an arm to each method,
-/// not a case for callers.
+/// `Registrar::detach`); a TLS or WebSocket one moves whole, deregistered
+/// (`Registrar::release`): its session or framing state travels with its
+/// socket. Its kind is private: a new kind adds an arm to each method, not
+/// a case for callers.
 #[derive(Debug)]
 pub struct Transport {
     kind: Kind,
@@ -67,10 +74,13 @@ pub struct Transport {
 #[derive(Debug)]
 enum Kind {
     Tcp(mio::net::TcpStream),
-    /// Boxed: a session is large, and every client of a shard is TCP.
+    /// Boxed: a session is large, and most connections are TCP.
     TlsClient(Box<TlsStream>),
     /// MQTT over WebSockets, server side. Boxed: most clients are TCP.
     WebSocket(mio::net::TcpStream, Box<WsCodec>),
+    /// A TLS listener's client (rustls' unbuffered API: no buffer while
+    /// idle). Boxed, as the client.
+    TlsServer(Box<TlsServerStream>),
 }
 
 impl Transport {
@@ -93,7 +103,7 @@ impl Transport {
             Kind::Tcp(s) => Ok(Transport {
                 kind: Kind::TlsClient(Box::new(TlsStream::new(s, config, server_name)?)),
             }),
-            Kind::TlsClient(_) | Kind::WebSocket(..) => Err(io::Error::new(
+            Kind::TlsClient(_) | Kind::TlsServer(_) | Kind::WebSocket(..) => Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("TLS with {server_name}: the transport is not plain TCP"),
             )),
@@ -108,8 +118,7 @@ impl Transport {
         Transport::adopt_websocket(tcp, Box::new(WsCodec::new(limits)))
     }
 
-    /// `tcp` with a WebSocket layer already under way (one that travelled
-    /// with its socket from another shard: [`Transport::into_parts`]).
+    /// `tcp` with a WebSocket layer already under way.
     pub fn adopt_websocket(tcp: Transport, codec: Box<WsCodec>) -> io::Result<Transport> {
         match tcp.kind {
             Kind::Tcp(s) => Ok(Transport {
@@ -122,6 +131,56 @@ impl Transport {
         }
     }
 
+    /// Starts a TLS server session over `tcp`, a connection a TLS listener
+    /// accepted, under `config` (see [`super::tls_server::server_config`]).
+    ///
+    /// Nothing is sent yet: the client speaks first, and each `read` moves
+    /// the handshake on (see the module doc). Its failures (no client
+    /// certificate where one is required, an untrusted one, a refused
+    /// version...) come back from `read` as `InvalidData` naming the cause,
+    /// after the alert telling the client why was pushed.
+    pub fn tls_server(tcp: Transport, config: Arc<rustls::ServerConfig>) -> io::Result<Transport> {
+        match tcp.kind {
+            Kind::Tcp(s) => Ok(Transport {
+                kind: Kind::TlsServer(Box::new(TlsServerStream::new(s, config)?)),
+            }),
+            Kind::TlsClient(_) | Kind::TlsServer(_) | Kind::WebSocket(..) => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "TLS listener: the accepted transport is not plain TCP",
+            )),
+        }
+    }
+
+    /// Whether a read that returns less than it asked for has emptied the
+    /// socket (TCP), so that edge-triggered readiness will report more. A
+    /// TLS read stops at what one record read brought: read it until
+    /// `WouldBlock`.
+    pub fn short_read_drains(&self) -> bool {
+        match &self.kind {
+            Kind::Tcp(_) => true,
+            Kind::TlsClient(_) | Kind::TlsServer(_) => false,
+            Kind::WebSocket(_, ws) => !ws.read_pending(),
+        }
+    }
+
+    /// Whether input may wait inside the transport with no readiness to
+    /// come for it (TLS: plaintext or records rustls holds). A connection
+    /// registered anew (handed to another thread) must be read once.
+    pub fn may_hold_input(&self) -> bool {
+        !self.short_read_drains()
+    }
+
+    /// The certificate chain a TLS peer presented and the session verified,
+    /// leaf first; `None` for TCP, before the handshake ends, or when the
+    /// peer sent none.
+    pub fn peer_certificates(&self) -> Option<&[CertificateDer<'static>]> {
+        match &self.kind {
+            Kind::Tcp(_) | Kind::TlsClient(_) | Kind::WebSocket(..) => None,
+            Kind::TlsServer(s) if s.is_handshaking() => None,
+            Kind::TlsServer(s) => s.peer_certificates(),
+        }
+    }
+
     /// Reads what is available into `buf`: `Ok(0)` is EOF, `WouldBlock`
     /// means wait for readable. TLS: plaintext, `Ok(0)` at the server's
     /// close_notify or a TCP EOF after the handshake. WebSocket: MQTT
@@ -131,18 +190,18 @@ impl Transport {
         match &mut self.kind {
             Kind::Tcp(s) => retry_eintr(|| s.read(buf)),
             Kind::TlsClient(s) => s.read(buf),
+            Kind::TlsServer(s) => s.read(buf),
             Kind::WebSocket(s, ws) => ws.read(s, buf),
         }
     }
 
     /// Whether the last `read` may have left bytes in the socket that no
     /// readiness event will announce (WebSocket only): read again from the
-    /// loop's pending work. A short read otherwise means the socket is
-    /// drained.
+    /// loop's pending work.
     pub fn read_pending(&self) -> bool {
         match &self.kind {
             Kind::WebSocket(_, ws) => ws.read_pending(),
-            Kind::Tcp(_) | Kind::TlsClient(_) => false,
+            Kind::Tcp(_) | Kind::TlsClient(_) | Kind::TlsServer(_) => false,
         }
     }
 
@@ -155,6 +214,7 @@ impl Transport {
             Kind::Tcp(s) => retry_eintr(|| s.write(buf)),
             Kind::TlsClient(s) => s.write(buf),
             Kind::WebSocket(s, ws) => ws.write(s, buf),
+            Kind::TlsServer(s) => s.write(buf),
         }
     }
 
@@ -166,6 +226,7 @@ impl Transport {
             Kind::Tcp(_) => Ok(()),
             Kind::TlsClient(s) => s.flush(),
             Kind::WebSocket(s, ws) => ws.flush(s),
+            Kind::TlsServer(s) => s.flush(),
         }
     }
 
@@ -176,6 +237,7 @@ impl Transport {
             Kind::Tcp(_) => false,
             Kind::TlsClient(s) => s.wants_write(),
             Kind::WebSocket(_, ws) => ws.wants_write(),
+            Kind::TlsServer(s) => s.wants_write(),
         }
     }
 
@@ -200,11 +262,11 @@ impl Transport {
     /// still sends until its close (see [`lingers`](Transport::lingers)).
     pub fn shutdown(&mut self, how: Shutdown) -> io::Result<()> {
         match &mut self.kind {
-            Kind::TlsClient(s) if how != Shutdown::Read => s.close_notify(),
             Kind::WebSocket(s, ws) if how != Shutdown::Read => {
                 ws.close();
                 let _ = ws.flush(s);
             }
+            _ if how != Shutdown::Read => self.close_notify(),
             _ => {}
         }
         self.tcp().shutdown(how)
@@ -216,6 +278,18 @@ impl Transport {
     /// and a socket closed before that arrives would be reset under it.
     pub fn lingers(&self) -> bool {
         matches!(self.kind, Kind::WebSocket(..))
+    }
+
+    /// TLS: queues a close_notify and pushes it if the socket takes it at
+    /// once (before the transport is dropped); TCP: nothing.
+    pub fn close_notify(&mut self) {
+        match &mut self.kind {
+            Kind::Tcp(_) => {}
+            Kind::TlsClient(s) => s.close_notify(),
+            Kind::TlsServer(s) => s.close_notify(),
+            // A WebSocket's close frame goes with `shutdown`.
+            Kind::WebSocket(..) => {}
+        }
     }
 
     /// For a [`connect_from`] transport, on writable (or closed) readiness:
@@ -252,31 +326,14 @@ impl Transport {
                 debug_assert!(false, "a TLS transport was given up as a bare fd");
                 OwnedFd::from(s.into_tcp())
             }
+            Kind::TlsServer(s) => {
+                debug_assert!(false, "a TLS transport was given up as a bare fd");
+                OwnedFd::from(s.tcp)
+            }
             Kind::WebSocket(s, _) => {
                 debug_assert!(false, "a WebSocket transport was given up as a bare fd");
                 OwnedFd::from(s)
             }
-        }
-    }
-
-    /// Gives up the socket and its WebSocket state, if any, to hand the
-    /// connection to another shard ([`Transport::from_parts`] there).
-    /// Deregister it first. TCP and WebSocket only (see
-    /// [`into_owned_fd`](Transport::into_owned_fd) for TLS).
-    pub fn into_parts(self) -> (OwnedFd, Option<Box<WsCodec>>) {
-        match self.kind {
-            Kind::WebSocket(s, ws) => (OwnedFd::from(s), Some(ws)),
-            kind => (Transport { kind }.into_owned_fd(), None),
-        }
-    }
-
-    /// Adopts a socket and the WebSocket state that travelled with it
-    /// (from [`Transport::into_parts`]).
-    pub fn from_parts(fd: OwnedFd, websocket: Option<Box<WsCodec>>) -> io::Result<Transport> {
-        let tcp = Transport::from_owned_fd(fd);
-        match websocket {
-            Some(ws) => Transport::adopt_websocket(tcp, ws),
-            None => Ok(tcp),
         }
     }
 
@@ -294,6 +351,7 @@ impl Transport {
             Kind::Tcp(s) => s,
             Kind::TlsClient(s) => s.tcp(),
             Kind::WebSocket(s, _) => s,
+            Kind::TlsServer(s) => &s.tcp,
         }
     }
 
@@ -302,6 +360,7 @@ impl Transport {
             Kind::Tcp(s) => s,
             Kind::TlsClient(s) => s.tcp_mut(),
             Kind::WebSocket(s, _) => s,
+            Kind::TlsServer(s) => &mut s.tcp,
         }
     }
 }

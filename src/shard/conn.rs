@@ -326,10 +326,11 @@ impl ConnShared {
                 Err(e) => return Err(e),
             }
         }
+        // TLS and WebSocket: bytes the socket has not taken yet (TCP holds
+        // none).
         match transport.flush() {
-            Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-            Err(e) => return Err(e),
+            result => result?,
         }
         if out.capacity() > OUT_BUFFER_KEEP {
             *out = BytesMut::new();

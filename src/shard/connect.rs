@@ -116,6 +116,7 @@ impl Shard {
         if home != self.id {
             return self.hand_over(token, connect, leftover, home);
         }
+        let identity = self.identity(token, listener.identity_as_username, &mut connect);
         let max_packet = connect.properties.maximum_packet_size.unwrap_or(u32::MAX);
         let mut conn = ConnShared::new(connect.protocol, max_packet, self.now());
         conn.client_id = Rc::from(connect.client_id.as_str());
@@ -131,9 +132,15 @@ impl Shard {
             conn.problem_info = props.request_problem_information != Some(0);
         }
         let conn = Rc::new(conn);
-        let checked = check(self, &connect, assigned, &listener.security)
-            .and_then(|()| check_will(self, &conn, &mut connect))
-            .and_then(|()| self.credentials(token, &connect, &listener));
+        let checked = identity.and_then(|identity| {
+            check(self, &connect, assigned, &listener.security)?;
+            check_will(self, &conn, &mut connect)?;
+            match identity {
+                // As Mosquitto: the certificate is the credential.
+                Identity::Certificate => Ok(None),
+                Identity::Connect => self.credentials(token, &connect, &listener),
+            }
+        });
         let password_db = match checked {
             Ok(db) => db,
             Err(refusal) => {
@@ -166,6 +173,36 @@ impl Shard {
         }
         // What the client sent right after CONNECT.
         self.on_bytes(token, None);
+    }
+
+    /// Who the client of connection `token` is: with
+    /// `use_identity_as_username` (`from_certificate`), its verified client
+    /// certificate's subject CN replaces the CONNECT's username and the
+    /// password is dropped, as in Mosquitto; without a CN it is refused.
+    fn identity(
+        &self,
+        token: usize,
+        from_certificate: bool,
+        connect: &mut Connect,
+    ) -> Result<Identity, Refusal> {
+        if !from_certificate {
+            return Ok(Identity::Connect);
+        }
+        let name = self.conns.borrow().get(token).and_then(|c| {
+            let leaf = c.transport.peer_certificates()?.first()?;
+            crate::runtime::common_name(leaf)
+        });
+        let Some(name) = name else {
+            log::info!(
+                "{:?}: refused: use_identity_as_username, and the client certificate has no \
+                 usable subject CN",
+                self.peer_of(token)
+            );
+            return Err((ReasonCode::NotAuthorized, "not authorized"));
+        };
+        connect.username = Some(name);
+        connect.password = None;
+        Ok(Identity::Certificate)
     }
 
     /// Parks connection `token` in [`Phase::Authenticating`] with its
@@ -204,28 +241,26 @@ impl Shard {
         self.watch_keepalive(token, conn);
     }
 
-    /// Moves connection `token` to shard `home`: its socket leaves this
-    /// shard's loop and travels as an fd with the CONNECT (and its
-    /// WebSocket state, if any). Its listener count travels with it.
+    /// Moves connection `token` to shard `home`: its transport leaves this
+    /// shard's loop and travels with the CONNECT (a TLS session or a
+    /// WebSocket's framing state with its socket: see [`Handover`]). Its
+    /// listener count travels with it.
     fn hand_over(&self, token: usize, connect: Box<Connect>, leftover: BytesMut, home: usize) {
         let Some(conn) = self.conns.borrow_mut().try_remove(token) else {
             return;
         };
         let listener = conn.listener;
-        let mut transport = conn.transport;
-        match self.registrar.deregister(&mut transport) {
-            Ok(()) => {
+        match self.registrar.release(conn.transport) {
+            Ok(transport) => {
                 Stats::bump(&self.stats.handed_over);
-                let (fd, websocket) = transport.into_parts();
                 let leftover = Bytes::copy_from_slice(&leftover);
                 self.mesh.send(
                     home,
                     ShardMsg::Handover(Box::new(Handover {
-                        fd,
+                        transport,
                         connect,
                         leftover,
                         listener,
-                        websocket,
                     })),
                 );
             }
@@ -235,6 +270,19 @@ impl Shard {
             }
         }
     }
+}
+
+/// Where a client's username comes from, for the CONNECT checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Identity {
+    /// The CONNECT's username and password, as sent: the password check
+    /// (password_file) applies.
+    Connect,
+    /// `use_identity_as_username`: `Connect::username` holds the verified
+    /// client certificate's subject CN (the CONNECT's was replaced) and the
+    /// password was dropped. As in Mosquitto, no password check applies,
+    /// and the client is not anonymous.
+    Certificate,
 }
 
 /// Why a CONNECT is refused: the CONNACK's reason code and, for 5.0, its
@@ -432,6 +480,7 @@ mod tests {
             durable: None,
             acl: Default::default(),
             passwords: Vec::new(),
+            tls: Vec::new(),
             verifier: crate::password::VerifierLine::new(
                 crossbeam_channel::bounded(1).0,
                 1,

@@ -6,7 +6,6 @@ use std::rc::Rc;
 
 use super::Shard;
 use crate::mesh::{Handover, ShardMsg};
-use crate::runtime::Transport;
 
 impl Shard {
     /// Applies one message from shard `from` (in the order it was sent).
@@ -66,21 +65,18 @@ impl Shard {
     /// A connection accepted elsewhere whose session lives here.
     fn on_handover(self: &Rc<Self>, h: Handover) {
         let Handover {
-            fd,
+            transport,
             connect,
             leftover,
             listener,
-            websocket,
         } = h;
-        let transport = match Transport::from_parts(fd, websocket) {
-            Ok(t) => t,
-            Err(e) => {
-                log::warn!("shard {}: a connection handed over: {e}", self.id);
-                return self.listener_load.close(usize::from(listener));
-            }
-        };
+        let holds_input = transport.may_hold_input();
         if let Some(token) = self.adopt(transport, listener) {
             self.admit(token, connect, leftover.as_ref().into());
+            if holds_input {
+                // What rustls holds raises no readiness here.
+                self.again.borrow_mut().push(token);
+            }
         }
     }
 }

@@ -42,12 +42,36 @@ impl Shard {
             // After a hang-up, read on to the end of the stream (a short
             // read does not mean EOF was seen).
             self.read_conn(token, r.closed);
+            self.flush_handshake(token);
         }
         if r.closed && self.verifying(token) {
             // Hung up while (or right after sending the CONNECT whose)
             // password is checked: nobody to answer. A verifying
             // connection's input is not read, so this is the one look.
             self.drop_conn(token);
+        }
+    }
+
+    /// A connection without shared state yet (its CONNECT not read) has no
+    /// output of its own, but a TLS one may hold handshake records the
+    /// socket did not take: write interest until they are out.
+    fn flush_handshake(&self, token: usize) {
+        let mut conns = self.conns.borrow_mut();
+        let Some(conn) = conns.get_mut(token) else {
+            return;
+        };
+        if conn.shared.is_some() || !(conn.writable || conn.transport.wants_write()) {
+            return;
+        }
+        match conn.transport.flush() {
+            Ok(()) => self.set_writable(token, conn, false),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                self.set_writable(token, conn, true)
+            }
+            Err(_) => {
+                drop(conns);
+                self.drop_conn(token);
+            }
         }
     }
 
@@ -121,7 +145,7 @@ impl Shard {
         match read {
             Ok(0) => Read::Closed,
             Ok(n) => {
-                let drained = n < buf.len() && !conn.transport.read_pending();
+                let drained = n < buf.len() && conn.transport.short_read_drains();
                 Read::Data(buf.split_to(n), drained)
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -201,7 +225,8 @@ impl Shard {
                 return;
             };
             let Some(shared) = conn.shared.clone() else {
-                return self.flush_bare(token, conn);
+                drop(conns);
+                return self.flush_handshake(token);
             };
             let result = shared.flush_to(&mut conn.transport);
             if let Ok(drained) = result {
@@ -355,6 +380,9 @@ impl Shard {
             self.connections.set(self.connections.get() - 1);
         }
         self.listener_load.close(usize::from(conn.listener));
+        let mut transport = conn.transport;
+        // TLS: a close_notify, if the socket takes it now (TCP: nothing).
+        transport.close_notify();
         // Dropping the transport closes the socket, which also removes it
         // from the poll.
     }

@@ -17,14 +17,19 @@ use std::time::Instant;
 
 use super::conn::Conn;
 use super::{Shard, Stats};
-use crate::config::{Config, Listener, ListenerProtocol, Security};
+use crate::config::{Config, Listener, ListenerProtocol, ListenerTls, Security, TlsVersion};
 use crate::limits::{ACCEPTS_PER_TURN, ACCEPT_BACKOFF_MAX, ACCEPT_BACKOFF_MIN, MAX_LISTENERS};
 use crate::password::PasswordDb;
 use crate::protocol::QoS;
-use crate::runtime::{Interest, Token, Transport, WsLimits};
+use crate::runtime::{Interest, TlsServerConfig, TlsServerOptions, Token, Transport, WsLimits};
+
+/// Each listener's TLS configuration, indexed like `Config::listeners`
+/// (`None`: plain TCP). Built by the control plane (at start and on each
+/// reload) and shared by every shard.
+pub type ListenerTlsConfigs = Vec<Option<Arc<TlsServerConfig>>>;
 
 /// What the clients of one listener get (`max_qos`, `mount_point`,
-/// `protocol`, `max_connections`, the settings `per_listener_settings`
+/// `protocol`, `max_connections`, TLS, the settings `per_listener_settings`
 /// scopes, and its password file loaded), resolved from the config once.
 /// Shard-local: every shard holds its own, indexed like `Config::listeners`.
 pub struct ListenerSettings {
@@ -39,6 +44,12 @@ pub struct ListenerSettings {
     pub max_connections: Option<usize>,
     /// The `password_file` that applies, loaded by the control plane.
     pub passwords: Option<Arc<PasswordDb>>,
+    /// A TLS listener's configuration: each accepted connection starts a
+    /// server session with it (a reload swaps it for new handshakes).
+    pub tls: Option<Arc<TlsServerConfig>>,
+    /// `use_identity_as_username`: the client certificate's CN is the
+    /// username (see `connect::Identity`).
+    pub identity_as_username: bool,
 }
 
 /// Connections open on each listener, over every shard: what each
@@ -107,11 +118,44 @@ impl ListenerLoad {
     }
 }
 
+/// Reads the files of a TLS listener and builds its configuration; the
+/// error names the config file, line, key and file, and the fix.
+pub fn tls_config(tls: &ListenerTls) -> Result<Arc<TlsServerConfig>, String> {
+    let opts = TlsServerOptions {
+        certfile: tls.certfile.as_deref(),
+        keyfile: tls.keyfile.as_deref(),
+        cafile: tls.cafile.as_deref(),
+        capath: tls.capath.as_deref(),
+        crlfile: tls.crlfile.as_deref(),
+        require_certificate: tls.require_certificate,
+        tls_version: tls.tls_version.map(|v| match v {
+            TlsVersion::Tls12 => "tlsv1.2",
+            TlsVersion::Tls13 => "tlsv1.3",
+        }),
+    };
+    crate::runtime::server_config(&opts).map_err(|e| format!("{}{e}", tls.origin.of(e.key())))
+}
+
+/// [`tls_config`] of every TLS listener of `config`.
+pub fn tls_configs(config: &Config) -> Result<ListenerTlsConfigs, String> {
+    config
+        .listeners
+        .iter()
+        .map(|l| l.tls.as_ref().map(tls_config).transpose())
+        .collect()
+}
+
 impl ListenerSettings {
-    /// One entry per configured listener, in order; never empty (a config
+    /// One entry per configured listener, in order, with its TLS
+    /// configuration from `tls` (indexed alike); never empty (a config
     /// without listeners, which only tests build, gets the defaults once).
-    /// `passwords` is indexed alike (see [`crate::password::load_for`]).
-    pub fn all(config: &Config, passwords: &[Option<Arc<PasswordDb>>]) -> Vec<ListenerSettings> {
+    /// `passwords` and `tls` are indexed alike (see
+    /// [`crate::password::load_for`] and [`tls_configs`]).
+    pub fn all(
+        config: &Config,
+        passwords: &[Option<Arc<PasswordDb>>],
+        tls: &[Option<Arc<TlsServerConfig>>],
+    ) -> Vec<ListenerSettings> {
         let defaults = [Listener::new(SocketAddr::from(([127, 0, 0, 1], 0)))];
         let listeners = if config.listeners.is_empty() {
             &defaults[..]
@@ -131,6 +175,8 @@ impl ListenerSettings {
                 }),
                 max_connections: l.max_connections,
                 passwords: passwords.get(i).cloned().flatten(),
+                tls: tls.get(i).cloned().flatten(),
+                identity_as_username: l.tls.as_ref().is_some_and(|t| t.use_identity_as_username),
             })
             .collect()
     }
@@ -221,6 +267,9 @@ impl Shard {
             );
             return; // Dropping the transport closes the socket.
         }
+        let Some(transport) = self.secure(transport, i) else {
+            return self.listener_load.close(i);
+        };
         let transport = match websocket {
             Some(limits) => match Transport::websocket(transport, limits) {
                 Ok(t) => t,
@@ -232,6 +281,27 @@ impl Shard {
             None => transport,
         };
         self.adopt(transport, i as u8);
+    }
+
+    /// A TLS listener's connection starts its server session (the
+    /// handshake runs in the loop as the client's bytes arrive, bounded by
+    /// the CONNECT deadline); a TCP listener's stays as it is.
+    fn secure(&self, transport: Transport, listener: usize) -> Option<Transport> {
+        let tls = self
+            .listener_settings
+            .borrow()
+            .get(listener)
+            .and_then(|s| s.tls.clone());
+        let Some(tls) = tls else {
+            return Some(transport);
+        };
+        match Transport::tls_server(transport, tls) {
+            Ok(transport) => Some(transport),
+            Err(e) => {
+                log::warn!("shard {}: {e}", self.id);
+                None
+            }
+        }
     }
 
     /// Files a new connection (accepted here, or handed over) from

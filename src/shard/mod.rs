@@ -74,7 +74,7 @@ use bytes::BytesMut;
 use slab::Slab;
 
 pub use driver::ShardLoop;
-pub use listener::ListenerLoad;
+pub use listener::{tls_config, tls_configs, ListenerLoad, ListenerTlsConfigs};
 pub use reload::{Reload, ReloadBoard};
 pub use stats::{Stats, StatsCell, StatsSnapshot};
 
@@ -125,6 +125,8 @@ pub struct Control {
     pub passwords: crate::password::ListenerPasswords,
     /// This shard's line to the password verifier threads.
     pub verifier: crate::password::VerifierLine,
+    /// Each listener's TLS configuration at start (shared by every shard).
+    pub tls: ListenerTlsConfigs,
 }
 
 /// The session table of a shard.
@@ -238,7 +240,7 @@ impl Shard {
             queue_qos0: config.queue_qos0_messages,
             max_inflight_bytes: config.max_inflight_bytes,
         };
-        let listener_settings = ListenerSettings::all(&config, &control.passwords)
+        let listener_settings = ListenerSettings::all(&config, &control.passwords, &control.tls)
             .into_iter()
             .map(Rc::new)
             .collect();

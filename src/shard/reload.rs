@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::listener::ListenerSettings;
+use super::listener::{ListenerSettings, ListenerTlsConfigs};
 use super::Shard;
 use crate::config::Config;
 use crate::password::ListenerPasswords;
@@ -35,6 +35,11 @@ pub struct Reload {
     /// (indexed like `config.listeners`; see
     /// [`crate::password::reload_for`]).
     pub passwords: ListenerPasswords,
+    /// Each listener's TLS configuration, indexed like `config.listeners`:
+    /// read from the files once by the control plane. A listener whose new
+    /// files failed keeps the configuration it had (the control plane
+    /// logged why).
+    pub tls: ListenerTlsConfigs,
 }
 
 /// Where the control plane posts a [`Reload`] for the shards. Shared by the
@@ -117,15 +122,15 @@ impl Shard {
 
     /// What a reload changes here: every listener's settings (the
     /// `per_listener_settings` scope, `max_connections`, the WebSocket
-    /// bounds, password files) and the ACL rules. Connections already attached keep the
-    /// listener settings they were admitted with; new ones get the new
+    /// bounds, password files, TLS certificates) and the ACL rules. Connections already attached keep the
+    /// listener settings (a TLS session keeps its certificate) they were admitted with; new ones get the new
     /// settings. A lower `max_connections` closes nobody: new connections
     /// wait until enough have left. A listener's `protocol` changes at the
     /// next start only (its open connections speak the old one). The ACL
     /// rules apply to everyone at once: the next PUBLISH, SUBSCRIBE and
     /// delivery are checked against them.
     fn apply_reload(&self, reload: &Reload) {
-        let mut settings = ListenerSettings::all(&reload.config, &reload.passwords);
+        let mut settings = ListenerSettings::all(&reload.config, &reload.passwords, &reload.tls);
         let old = self.listener_settings.borrow().clone();
         if settings.len() != old.len() {
             log::warn!(
@@ -178,6 +183,7 @@ mod tests {
             config: Config::default(),
             acl: None,
             passwords: Vec::new(),
+            tls: Vec::new(),
         };
         let posted = board.post(reload, || {}, Duration::from_secs(5));
         assert_eq!(posted, Ok(1));
@@ -192,6 +198,7 @@ mod tests {
             config: Config::default(),
             acl: None,
             passwords: Vec::new(),
+            tls: Vec::new(),
         };
         let err = board
             .post(reload, || {}, Duration::from_millis(20))

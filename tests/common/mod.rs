@@ -5,6 +5,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod certs;
 pub mod mosquitto;
 pub mod mosquitto_clients;
 pub mod mqttjs;
