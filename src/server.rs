@@ -504,7 +504,7 @@ fn recover(
             &generations.dir_of(g + 1),
             k as u16,
             durability,
-            move || wake.force(),
+            move || wake.notify(),
         )?;
         boots.push(DurableBoot {
             journal,
