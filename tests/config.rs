@@ -1290,3 +1290,10 @@ fn local_only_mode_allows_anonymous_clients_unless_told_otherwise() {
         ["0.0.0.0:1884".parse::<SocketAddr>().unwrap()]
     );
 }
+
+#[test]
+fn secure_websockets_are_refused_with_the_reason() {
+    let err = error("listener 8884\nprotocol websockets\ncertfile /c\nkeyfile /k\n");
+    assert!(err.starts_with("broker.conf:1: protocol"), "{err}");
+    assert!(err.contains("wss://"), "{err}");
+}

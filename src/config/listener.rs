@@ -194,6 +194,13 @@ impl Listeners {
         for (index, placed) in all.iter().enumerate() {
             if let Some(tls) = &placed.listener.tls {
                 super::tls::check(tls)?;
+                if placed.listener.protocol == ListenerProtocol::WebSockets {
+                    let reason = "secure WebSockets (wss://) are not supported yet: use a \
+                                  websockets listener without certfile/keyfile, or an MQTT \
+                                  one over TLS"
+                        .to_string();
+                    return Err((placed.line, "protocol", reason));
+                }
             }
             let addr = placed.listener.addr;
             let earlier = all[..index]
