@@ -246,7 +246,7 @@ impl Journal {
     pub fn rotate(&mut self, records: Bytes) -> Result<(), Full> {
         if let Some(file) = self.direct.take() {
             let len = records.len() as u64;
-            match rotate(file, &self.path, self.shard, &records) {
+            match rotate(file, &self.path, self.shard, &records, false) {
                 Ok(new) => {
                     self.direct = Some(new);
                     self.written = len;
@@ -399,7 +399,7 @@ fn write_loop(
                     file.write_all(&bytes)?;
                     written = seq;
                 }
-                Job::Rotate { records } => file = rotate(file, path, shard, &records)?,
+                Job::Rotate { records } => file = rotate(file, path, shard, &records, true)?,
             }
         }
         if interval.is_none() && written > 0 {
@@ -419,11 +419,15 @@ fn write_loop(
 }
 
 /// Replaces the journal at `path` (open as `old`) with a new file holding
-/// the header and `records`, synced before it takes the old one's name;
-/// returns the new file, positioned at its end. A crash at any point
-/// leaves one whole journal at `path`: the old one or the new one.
-fn rotate(old: File, path: &Path, shard: u16, records: &[u8]) -> io::Result<File> {
-    old.sync_data()?;
+/// the header and `records`, which takes the old one's name; returns the
+/// new file, positioned at its end. A crash at any point leaves one whole
+/// journal at `path`: the old one or the new one. With `sync` (the fsync
+/// mode) the new file and the directory are synced before and after the
+/// rename; without it (`written`: kill -9 of the broker, not power loss)
+/// nothing is synced, so a compaction never waits on the device (syncing
+/// a journal of many dirty megabytes stalled the loop for a second).
+fn rotate(old: File, path: &Path, shard: u16, records: &[u8], sync: bool) -> io::Result<File> {
+    drop(old);
     let tmp = path.with_extension("journal.compact");
     let mut new = OpenOptions::new()
         .read(true)
@@ -433,9 +437,11 @@ fn rotate(old: File, path: &Path, shard: u16, records: &[u8]) -> io::Result<File
         .open(&tmp)?;
     new.write_all(&record::header(shard))?;
     new.write_all(records)?;
-    new.sync_all()?;
+    if sync {
+        new.sync_all()?;
+    }
     std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
+    if let (true, Some(dir)) = (sync, path.parent()) {
         File::open(dir)?.sync_all()?;
     }
     Ok(new)
