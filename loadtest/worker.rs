@@ -287,15 +287,19 @@ impl Worker {
                 break;
             };
             opened = true;
+            let spec = &self.ctx.spec;
             let (name, state) = match role {
                 Role::Publisher { id, topic } => (
                     format!("p{id}"),
-                    Publisher::new(id, &topic, &self.ctx.spec)
+                    Publisher::new(id, &run_topic(spec, &topic), spec)
                         .map(|p| RoleState::Publisher(Box::new(p))),
                 ),
                 Role::Subscriber { id, filter } => (
                     format!("s{id}"),
-                    Ok(RoleState::Subscriber(Box::new(Subscriber::new(id, filter)))),
+                    Ok(RoleState::Subscriber(Box::new(Subscriber::new(
+                        id,
+                        run_topic(spec, &filter),
+                    )))),
                 ),
                 Role::Idle { id } => (format!("i{id}"), Ok(RoleState::Idle)),
                 // Not a connection: taken out in `Worker::new`.
@@ -665,6 +669,25 @@ impl Driver for Worker {
     }
 }
 
+/// The topic or filter a connection of this run uses. With
+/// `--persistent-sessions`, prefixed with the run's tag: the sessions a run
+/// leaves behind are persistent, and each step of a saturation search is a
+/// run with a tag of its own, so a later step's messages must not match
+/// (and be queued for) an earlier step's offline subscribers. A shared
+/// subscription keeps its `$share/<group>/` in front.
+pub fn run_topic(spec: &RunSpec, topic: &str) -> String {
+    if !spec.persistent {
+        return topic.to_string();
+    }
+    match topic
+        .strip_prefix("$share/")
+        .and_then(|rest| rest.split_once('/'))
+    {
+        Some((group, inner)) => format!("$share/{group}/{}/{inner}", spec.tag),
+        None => format!("{}/{topic}", spec.tag),
+    }
+}
+
 /// A worker context for unit tests of the roles: 1 publisher, one worker.
 #[cfg(test)]
 pub fn test_ctx(qos: shardmq::protocol::QoS, inflight: u16, rate: f64) -> Ctx {
@@ -689,4 +712,20 @@ pub fn test_ctx(qos: shardmq::protocol::QoS, inflight: u16, rate: f64) -> Ctx {
         tls: None,
     };
     Ctx::new(Arc::new(spec), Arc::new(Control::new(1)), 0)
+}
+
+#[cfg(test)]
+mod run_topic_tests {
+    use super::*;
+
+    #[test]
+    fn persistent_runs_keep_their_topics_apart() {
+        let ctx = test_ctx(shardmq::protocol::QoS::AtLeastOnce, 1, 1.0);
+        let mut spec = (*ctx.spec).clone();
+        assert_eq!(run_topic(&spec, "a/b"), "a/b", "clean sessions: as planned");
+        spec.persistent = true;
+        spec.tag = "r7".into();
+        assert_eq!(run_topic(&spec, "a/+"), "r7/a/+");
+        assert_eq!(run_topic(&spec, "$share/g/a/#"), "$share/g/r7/a/#");
+    }
 }
