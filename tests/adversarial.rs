@@ -281,15 +281,18 @@ fn memory_does_not_grow_with_connections_ever_accepted() {
     churn(8_000);
     std::thread::sleep(Duration::from_millis(300));
     let before = broker.rss();
-    churn(12_000);
+    churn(24_000);
     std::thread::sleep(Duration::from_millis(300));
     let grown = broker.rss().saturating_sub(before);
     // Before the fix every accept left a waker behind, and every
     // keepalive entry held its closed connection's state for 1.5 x the
     // keepalive: 12,000 more connections grew the broker by megabytes.
+    // What remains is the allocator settling, 64-140 KiB whether 12,000
+    // or 36,000 connections come after the warm-up (measured), so the
+    // bound is under 11 bytes per connection.
     assert!(
-        grown < 128 * 1024,
-        "grew {grown} bytes over 12,000 connections"
+        grown < 256 * 1024,
+        "grew {grown} bytes over 24,000 connections"
     );
     let _ = std::fs::remove_file(conf);
 }
