@@ -22,9 +22,7 @@ use std::time::Duration;
 
 use common::mosquitto_clients::{mosquitto_pub_v5, MosquittoSub};
 use common::*;
-use shardmq::protocol::{
-    Connect, Disconnect, Packet, ProtocolVersion, PubResp, Publish, QoS, ReasonCode,
-};
+use shardmq::protocol::{Connect, Packet, ProtocolVersion, PubResp, Publish, QoS, ReasonCode};
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
 const QUIET: Duration = Duration::from_millis(300);
@@ -47,20 +45,6 @@ fn limited(b: &TestBroker, shard: usize, name: &str, max: Option<u32>) -> Connec
     let mut c = connect_packet(V5, &b.id_on(shard, name), true, 60);
     c.properties.maximum_packet_size = max;
     c
-}
-
-/// Expects DISCONNECT with `reason`, then the close.
-fn expect_disconnect(c: &mut RawClient, reason: ReasonCode) {
-    let got: Vec<Packet> = c
-        .expect_closed()
-        .into_iter()
-        .map(sans_reason_string)
-        .collect();
-    assert_eq!(
-        got,
-        [Packet::Disconnect(Disconnect::new(reason))],
-        "{reason:?}"
-    );
 }
 
 #[test]

@@ -9,7 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use shardmq::protocol::{Disconnect, Packet, ProtocolVersion, QoS, ReasonCode};
+use shardmq::protocol::{Packet, ProtocolVersion, QoS, ReasonCode};
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
 
@@ -61,16 +61,6 @@ fn the_server_keep_alive_is_the_one_enforced() {
         }
         std::thread::sleep(Duration::from_millis(400));
     }
-    let got: Vec<Packet> = silent
-        .expect_closed()
-        .into_iter()
-        .map(sans_reason_string)
-        .collect();
-    assert_eq!(
-        got,
-        [Packet::Disconnect(Disconnect::new(
-            ReasonCode::KeepAliveTimeout
-        ))]
-    );
+    expect_disconnect(&mut silent, ReasonCode::KeepAliveTimeout);
     assert_eq!(wills, ["ka/silent"]);
 }

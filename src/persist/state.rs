@@ -321,26 +321,33 @@ pub fn session_entries(client_id: &str, s: &StoredSession, next: &mut u64) -> Ve
     for d in &s.deliveries {
         let n = *next;
         *next += 1;
-        out.push(Entry::Message {
-            key: n,
-            expires_at: d.expires_at,
-            publish: d.publish.clone(),
-        });
-        out.push(Entry::Enqueue {
-            delivery: n,
-            client_id: id(),
-            key: n,
-            qos: d.qos,
-            retain: d.retain,
-        });
-        if let Some(pid) = d.pid {
-            out.push(Entry::Sent { delivery: n, pid });
-        }
-        if d.released {
-            out.push(Entry::Released { delivery: n });
-        }
+        delivery_entries(&mut out, client_id, n, d);
     }
     out
+}
+
+/// The entries that rebuild delivery `d` to `client_id` as delivery `id`,
+/// its message keyed by the same number: the message, the enqueue, and
+/// how far its flow got.
+pub fn delivery_entries(out: &mut Vec<Entry>, client_id: &str, id: u64, d: &StoredDelivery) {
+    out.push(Entry::Message {
+        key: id,
+        expires_at: d.expires_at,
+        publish: d.publish.clone(),
+    });
+    out.push(Entry::Enqueue {
+        delivery: id,
+        client_id: client_id.to_string(),
+        key: id,
+        qos: d.qos,
+        retain: d.retain,
+    });
+    if let Some(pid) = d.pid {
+        out.push(Entry::Sent { delivery: id, pid });
+    }
+    if d.released {
+        out.push(Entry::Released { delivery: id });
+    }
 }
 
 /// The journal generations under a persistence directory.

@@ -67,6 +67,8 @@ pub struct Durable {
     to_confirm: RefCell<VecDeque<(u64, Counts)>>,
     /// Peers whose count moved since the last batch.
     moved: Cell<ShardSet>,
+    /// Data shards forwarded to since the last [`Durable::mark`].
+    forwarded_to: Cell<ShardSet>,
     /// The journal is compacted once it holds this many bytes.
     compact_at: Cell<u64>,
     /// The smallest `compact_at` (`persistence_compact_size`).
@@ -94,7 +96,6 @@ pub(super) fn install(durable: &Rc<Durable>) {
 /// whether its acknowledgement must wait.
 pub struct Mark {
     appended: u64,
-    sent: Vec<u64>,
 }
 
 impl Durable {
@@ -112,6 +113,7 @@ impl Durable {
             received: RefCell::new(vec![0; shards]),
             to_confirm: RefCell::default(),
             moved: Cell::new(ShardSet::default()),
+            forwarded_to: Cell::new(ShardSet::default()),
             compact_at: Cell::new(compact_min),
             compact_min,
         }
@@ -162,16 +164,21 @@ impl Durable {
     }
 
     /// Where the journal and the forward counts are now.
+    /// (Routing is synchronous: nothing else forwards between a mark and
+    /// its [`hold`](Self::hold).)
     pub fn mark(&self) -> Mark {
+        self.forwarded_to.set(ShardSet::default());
         Mark {
             appended: self.appended.get(),
-            sent: self.sent.borrow().clone(),
         }
     }
 
     /// A QoS 1/2 message went to data shard `peer`.
     pub fn forwarded(&self, peer: usize) {
         self.sent.borrow_mut()[peer] += 1;
+        let mut to = self.forwarded_to.get();
+        to.insert(peer);
+        self.forwarded_to.set(to);
     }
 
     /// A QoS 1/2 message came from data shard `peer`.
@@ -193,11 +200,11 @@ impl Durable {
     /// Returns the ack back when it may go at once.
     pub fn hold(&self, mark: &Mark, conn: &Rc<ConnShared>, ack: Packet) -> Option<Packet> {
         let sent = self.sent.borrow();
-        let peers: Vec<(usize, u64)> = sent
+        let peers: Counts = self
+            .forwarded_to
+            .get()
             .iter()
-            .enumerate()
-            .filter(|(p, n)| **n > mark.sent[*p])
-            .map(|(p, n)| (p, *n))
+            .map(|p| (p, sent[p]))
             .collect();
         let journaled = self.appended.get() != mark.appended;
         if peers.is_empty() && !journaled {

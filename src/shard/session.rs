@@ -19,7 +19,8 @@ use super::mount;
 use super::subscribe::Subscription;
 use super::will::Will;
 use crate::mesh::Message;
-use crate::persist::Entry;
+use crate::persist::state::delivery_entries;
+use crate::persist::{Entry, StoredDelivery};
 use crate::protocol::{
     EncodedPublish, Packet, PacketId, ProtocolVersion, PubResp, QoS, TopicFilter,
 };
@@ -743,27 +744,15 @@ impl Session {
             if did == 0 {
                 continue;
             }
-            out.push(Entry::Message {
-                key: did,
-                expires_at: msg.expires_at_unix(),
+            let stored = StoredDelivery {
                 publish: msg.publish.clone(),
-            });
-            out.push(Entry::Enqueue {
-                delivery: did,
-                client_id: id(),
-                key: did,
+                expires_at: msg.expires_at_unix(),
                 qos: qos as u8,
                 retain,
-            });
-            if let Some(pid) = pid {
-                out.push(Entry::Sent {
-                    delivery: did,
-                    pid: pid.get(),
-                });
-            }
-            if released {
-                out.push(Entry::Released { delivery: did });
-            }
+                pid: pid.map(PacketId::get),
+                released,
+            };
+            delivery_entries(out, &self.client_id, did, &stored);
         }
     }
 

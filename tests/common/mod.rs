@@ -601,6 +601,19 @@ pub fn sans_reason_string(mut p: Packet) -> Packet {
     p
 }
 
+/// Waits until the broker closes `c`'s connection (as
+/// [`RawClient::expect_closed`]) and asserts it sent exactly a DISCONNECT
+/// with `reason` first, whatever its Reason String.
+pub fn expect_disconnect(c: &mut RawClient, reason: ReasonCode) {
+    let got: Vec<Packet> = c
+        .expect_closed()
+        .into_iter()
+        .map(sans_reason_string)
+        .collect();
+    let expected = Packet::Disconnect(shardmq::protocol::Disconnect::new(reason));
+    assert_eq!(got, [expected], "{reason:?}");
+}
+
 /// The 5.0 packets in `bytes`, re-encoded without their Reason Strings.
 pub fn sans_reason_strings_v5(bytes: &[u8]) -> Vec<u8> {
     let mut buf = BytesMut::from(bytes);
