@@ -143,6 +143,8 @@ fn a_log_file_gets_connection_and_subscribe_lines_and_is_reopened_by_sighup() {
     c.disconnect();
     wait_line(&log, " as logged-2 (p2, c1, k60).");
     wait_line(&log, "Client logged-2 disconnected.");
+    drop(broker.client("dropped"));
+    wait_line(&log, "Client dropped closed its connection.");
     let new_log = std::fs::read_to_string(&log).unwrap();
     assert!(!new_log.contains("logged-2 0 c/d"), "{new_log}");
     let old_log = std::fs::read_to_string(&rotated).unwrap();
