@@ -152,6 +152,23 @@ fn a_log_file_gets_connection_and_subscribe_lines_and_is_reopened_by_sighup() {
 }
 
 #[test]
+fn keepalive_timeouts_and_takeovers_are_logged_as_in_mosquitto() {
+    let dir = temp_dir("log-close");
+    let log = dir.join("broker.log");
+    let broker = Broker::start(&dir, &format!("log_dest file {}\n", log.display()));
+    let connect = connect_packet(ProtocolVersion::V311, "idle", true, 1);
+    let _idle = RawClient::connected(broker.addr(), connect).0;
+    let _first = broker.client("twice");
+    let _second = broker.client("twice");
+    wait_line(
+        &log,
+        "Client twice already connected, closing old connection.",
+    );
+    // 1.5 times the keep alive of 1 s without a packet.
+    wait_line(&log, "Client idle has exceeded timeout, disconnecting.");
+}
+
+#[test]
 fn connection_messages_false_leaves_them_out() {
     let dir = temp_dir("log-quiet");
     let log = dir.join("broker.log");
