@@ -441,6 +441,11 @@ fn log_timestamps_and_connection_messages() {
     );
     assert!(!c.log_timestamp && !c.connection_messages);
     assert_eq!(c.log_timestamp_format.as_deref(), Some("%Y-%m-%dT%H:%M:%S"));
+    let spaced = parse_quiet("log_timestamp_format %Y-%m-%d %H:%M:%S");
+    assert_eq!(
+        spaced.log_timestamp_format.as_deref(),
+        Some("%Y-%m-%d %H:%M:%S")
+    );
     assert!(error("log_timestamp maybe").starts_with("broker.conf:1: log_timestamp: "));
     let long = "%c".repeat(40);
     assert!(
