@@ -190,7 +190,8 @@ fn connection_messages_false_leaves_them_out() {
 fn log_dest_topic_publishes_lines_to_sys_broker_log() {
     let dir = temp_dir("log-topic");
     let broker = Broker::start(&dir, "log_dest topic\nlog_dest stderr\n");
-    let mut watcher = broker.client("log-watcher");
+    // On shard 1: shard 0 publishes the lines, so they cross the mesh.
+    let mut watcher = broker.client(&common::id_on(1, 2, "log-watcher"));
     watcher.subscribe("$SYS/broker/log/#", QoS::AtMostOnce);
     let _seen = broker.client("seen-in-the-log");
     let deadline = Instant::now() + WITHIN;

@@ -36,16 +36,25 @@ pub const UNSUBSCRIBE: &str = "unsubscribe";
 /// The `log` target of `websockets` lines.
 pub const WEBSOCKETS: &str = "websockets";
 
-/// A Mosquitto log type (`log_type`).
+/// A Mosquitto log type (`log_type`): what a line is, whichever thread
+/// logs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogType {
+    /// `log::error!`.
     Error,
+    /// `log::warn!`.
     Warning,
+    /// `log::info!` (any other target).
     Notice,
+    /// `log::info!(target: INFORMATION, ..)`.
     Information,
+    /// `log::info!(target: SUBSCRIBE, ..)`.
     Subscribe,
+    /// `log::info!(target: UNSUBSCRIBE, ..)`.
     Unsubscribe,
+    /// `log::info!(target: WEBSOCKETS, ..)`.
     Websockets,
+    /// `log::debug!` and `log::trace!`.
     Debug,
 }
 

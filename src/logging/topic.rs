@@ -18,7 +18,8 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use super::LogType;
 use crate::limits::LOG_TOPIC_QUEUE;
 
-/// A line waiting to be published.
+/// A line waiting to be published: made by whichever thread logs it,
+/// owned by the queue, then by shard 0 that publishes it.
 pub struct LogLine {
     /// Its type: the topic's last level.
     pub kind: LogType,
