@@ -10,7 +10,7 @@
 //! | [`config`]   | Mosquitto-format configuration: lexer, directive table, sections, `file:line` errors. |
 //! | [`security`] | Access control: the `acl_file` parser and matcher (pure), and the per-listener rule table the shards check without locks. |
 //! | [`password`] | Mosquitto password files (`$7$` PBKDF2-SHA512, `$6$` SHA-512) and the verifier threads that check them off the shards' loops. |
-//! | [`logging`]  | Mosquitto-style log lines honouring `log_dest` / `log_type`. |
+//! | [`logging`]  | Mosquitto-style log lines: `log_type` filtering (an atomic load per call site), every `log_dest` (files reopened on SIGHUP, syslog, `$SYS/broker/log/<L>` through a bounded queue shard 0 publishes), time stamps. |
 //! | [`runtime`]  | The only module that names mio: the readiness loop each pinned shard thread runs, its wake-ups, the SPSC queues between shards, non-blocking transports (TCP, TLS client, the server side of MQTT over WebSockets). |
 //! | [`mesh`]     | One bounded SPSC queue per ordered pair of shards, batched, and the [`mesh::ShardMsg`] enum: the only thing that crosses cores. |
 //! | [`index`]    | Subscription trie (local and replica), retained store, shard sets. Pure data structures. |

@@ -122,6 +122,19 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// tombstones); the loop also waits for nearer deadlines.
 pub const TICK: Duration = Duration::from_millis(100);
 
+/// Log lines waiting for shard 0 to publish them to `$SYS/broker/log/<L>`
+/// (`log_dest topic`); a line beyond it is dropped and counted.
+pub const LOG_TOPIC_QUEUE: usize = 4096;
+
+/// Log lines shard 0 publishes per [`TICK`]: 10,000 a second at most, so a
+/// burst of log lines cannot stall its loop.
+pub const LOG_TOPIC_BATCH: usize = 1000;
+
+const _: () = assert!(LOG_TOPIC_BATCH <= LOG_TOPIC_QUEUE);
+
+/// The longest `log_timestamp_format` output, in bytes.
+pub const LOG_TIMESTAMP_MAX: usize = 64;
+
 /// Keepalive bucket width: deadlines are checked per second, not per client.
 pub const KEEPALIVE_BUCKET: Duration = Duration::from_secs(1);
 

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use shardmq::config::{Config, Listener};
+use shardmq::logging::INFORMATION;
 use shardmq::server::Reloader;
 use signal_hook::iterator::Signals;
 
@@ -66,7 +67,10 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     apply_cli(&mut config, &cli);
-    shardmq::logging::init(&config.log_dest, &config.log_types, cli.verbose);
+    if let Err(e) = shardmq::logging::init(&config, cli.verbose) {
+        eprintln!("error: {e}");
+        return ExitCode::from(1);
+    }
     log_mode(&config, cli.config.is_some());
     // Before start: a SIGHUP sent once the port answers must find it.
     let hangups = match Signals::new([signal_hook::consts::SIGHUP]) {
@@ -121,14 +125,16 @@ fn log_mode(config: &Config, from_file: bool) {
     };
     if config.local_only {
         log::info!(
+            target: INFORMATION,
             "local only mode ({file}, no listener configured): listening on the loopback \
              interface only, anonymous clients {anonymous}; configure a `listener` to accept \
              remote clients"
         );
     } else if config.per_listener_settings {
-        log::info!("{file} with listeners: who may connect is set per listener (see below)");
+        log::info!(target: INFORMATION, "{file} with listeners: who may connect is set per listener (see below)");
     } else {
         log::info!(
+            target: INFORMATION,
             "{file} with listeners: anonymous clients {anonymous} (allow_anonymous, false \
              unless set)"
         );
@@ -167,8 +173,9 @@ fn has_ipv6_loopback() -> bool {
     std::net::TcpListener::bind((std::net::Ipv6Addr::LOCALHOST, 0)).is_ok()
 }
 
-/// SIGHUP reloads the configuration file, as Mosquitto does: the bridge
-/// sections, and each listener's settings on every shard (see
+/// SIGHUP reloads the configuration file, as Mosquitto does: the logging
+/// settings (log files are closed and opened again, so logrotate works),
+/// the bridge sections, and each listener's settings on every shard (see
 /// `shard::Reload`), are applied at once, leaving connected clients alone.
 /// Other settings take effect at the next start, and the log says so.
 fn reload_on_hangup(mut signals: Signals, cli: Cli, reloader: Reloader) -> std::io::Result<()> {
@@ -182,8 +189,16 @@ fn reload_on_hangup(mut signals: Signals, cli: Cli, reloader: Reloader) -> std::
     Ok(())
 }
 
+/// Closes and opens again the log files in use.
+fn reopen_logs() {
+    if let Err(e) = shardmq::logging::reopen() {
+        eprintln!("error: SIGHUP: {e}");
+    }
+}
+
 fn reload(cli: &Cli, reloader: &Reloader) {
     let Some(path) = cli.config.as_deref() else {
+        reopen_logs();
         log::info!("SIGHUP: no configuration file (-c) to reload");
         return;
     };
@@ -195,14 +210,19 @@ fn reload(cli: &Cli, reloader: &Reloader) {
             config
         }
         Err(e) => {
+            reopen_logs();
             log::error!("SIGHUP: {e}; carrying on with the running configuration");
             return;
         }
     };
     apply_cli(&mut config, cli);
+    if let Err(e) = shardmq::logging::init(&config, cli.verbose) {
+        reopen_logs();
+        log::error!("SIGHUP: {e}; logging carries on with the running settings");
+    }
     match reloader.reload(config) {
         Ok(n) => log::info!(
-            "SIGHUP: reloaded {}: listener settings and {n} bridge(s) applied; other settings take effect at the next start",
+            "SIGHUP: reloaded {}: logging, listener settings and {n} bridge(s) applied; other settings take effect at the next start",
             path.display()
         ),
         Err(e) => log::error!("SIGHUP: {e}"),

@@ -74,8 +74,11 @@ fn empty_file_gives_defaults() {
     assert_eq!(
         defaults.log_types,
         LogTypes {
-            debug: false,
-            ..LogTypes::ALL
+            error: true,
+            warning: true,
+            notice: true,
+            information: true,
+            ..LogTypes::NONE
         }
     );
 }
@@ -369,28 +372,24 @@ fn persistent_client_expiration() {
 
 #[test]
 fn log_dest() {
-    assert_eq!(parse_quiet("log_dest stdout").log_dest, LogDest::Stdout);
-    assert_eq!(parse_quiet("log_dest none").log_dest, LogDest::None);
+    assert_eq!(parse_quiet("log_dest stdout").log_dests, [LogDest::Stdout]);
+    assert_eq!(parse_quiet("").log_dests, [LogDest::Stderr]);
+    assert!(parse_quiet("log_dest none").log_dests.is_empty());
+    // As in Mosquitto, every destination given is written to.
     assert_eq!(
-        parse_quiet("log_dest stdout\nlog_dest stderr").log_dest,
-        LogDest::Stderr
+        parse_quiet("log_dest stdout\nlog_dest syslog\nlog_dest topic\nlog_dest stdout").log_dests,
+        [LogDest::Stdout, LogDest::Syslog, LogDest::Topic]
     );
-    for kind in [
-        "file /var/log/mosquitto/my log.log",
-        "syslog",
-        "topic",
-        "dlt",
-    ] {
-        let (c, warnings) = parse(&format!("log_dest stdout\nlog_dest {kind}"));
-        assert_eq!(c.log_dest, LogDest::Stderr);
-        let name = kind.split(' ').next().unwrap();
-        assert_eq!(
-            messages(&warnings),
-            [format!(
-                "broker.conf:2: log_dest {name} is not supported yet, using stderr"
-            )]
-        );
-    }
+    assert_eq!(
+        parse_quiet("log_dest stdout\nlog_dest none\nlog_dest stderr").log_dests,
+        [LogDest::Stderr]
+    );
+    let (c, warnings) = parse("log_dest stdout\nlog_dest dlt");
+    assert_eq!(c.log_dests, [LogDest::Stdout, LogDest::Stderr]);
+    assert_eq!(
+        messages(&warnings),
+        ["broker.conf:2: log_dest dlt is not supported, using stderr"]
+    );
     assert_eq!(
         error("log_dest file"),
         "broker.conf:1: log_dest: missing path (expected log_dest file <path>)"
@@ -404,6 +403,58 @@ fn log_dest() {
         "broker.conf:1: log_dest: expected stderr, stdout, none, file, syslog, topic or dlt, got `console`"
     );
     assert!(error("log_dest").starts_with("broker.conf:1: log_dest: missing value"));
+}
+
+#[test]
+fn log_dest_file() {
+    let dir = std::env::temp_dir().join(format!("shardmq-config-log-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("my broker.log");
+    let c = parse_quiet(&format!("log_dest file {}", path.display()));
+    assert_eq!(c.log_dests, [LogDest::File(path.clone())]);
+    assert!(!path.exists(), "parsing creates nothing");
+    assert_eq!(
+        error("\nlog_dest file /nonexistent-shardmq/broker.log"),
+        "broker.conf:2: log_dest: cannot open /nonexistent-shardmq/broker.log for appending: \
+         /nonexistent-shardmq is not a writable directory (does its directory exist, writable \
+         by the broker?)"
+    );
+    // A directory is not a file to append to.
+    let err = error(&format!("log_dest file {}", dir.display()));
+    assert!(
+        err.starts_with(&format!(
+            "broker.conf:1: log_dest: cannot open {} for appending:",
+            dir.display()
+        )),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn log_timestamps_and_connection_messages() {
+    let defaults = Config::default();
+    assert!(defaults.log_timestamp && defaults.connection_messages);
+    assert_eq!(defaults.log_timestamp_format, None);
+    let c = parse_quiet(
+        "log_timestamp false\nlog_timestamp_format %Y-%m-%dT%H:%M:%S\nconnection_messages false",
+    );
+    assert!(!c.log_timestamp && !c.connection_messages);
+    assert_eq!(c.log_timestamp_format.as_deref(), Some("%Y-%m-%dT%H:%M:%S"));
+    let spaced = parse_quiet("log_timestamp_format %Y-%m-%d %H:%M:%S");
+    assert_eq!(
+        spaced.log_timestamp_format.as_deref(),
+        Some("%Y-%m-%d %H:%M:%S")
+    );
+    assert!(error("log_timestamp maybe").starts_with("broker.conf:1: log_timestamp: "));
+    let long = "%c".repeat(40);
+    assert!(
+        error(&format!("log_timestamp_format {long}")).starts_with(&format!(
+            "broker.conf:1: log_timestamp_format: `{long}` gives no text or more than 64 bytes"
+        )),
+    );
+    assert!(error("log_timestamp_format")
+        .starts_with("broker.conf:1: log_timestamp_format: missing value"));
 }
 
 #[test]
@@ -437,15 +488,14 @@ fn log_type_accumulates_after_replacing_defaults() {
             ..LogTypes::NONE
         }
     );
-    let (c, warnings) = parse("log_type subscribe\nlog_type unsubscribe websockets");
-    assert_eq!(c.log_types, LogTypes::NONE);
     assert_eq!(
-        messages(&warnings),
-        [
-            "broker.conf:1: log_type subscribe is not supported yet; ignored",
-            "broker.conf:2: log_type unsubscribe is not supported yet; ignored",
-            "broker.conf:2: log_type websockets is not supported yet; ignored",
-        ]
+        parse_quiet("log_type subscribe\nlog_type unsubscribe websockets").log_types,
+        LogTypes {
+            subscribe: true,
+            unsubscribe: true,
+            websockets: true,
+            ..LogTypes::NONE
+        }
     );
     assert!(error("log_type chatty")
         .starts_with("broker.conf:1: log_type: expected error, warning, notice"));
@@ -536,9 +586,6 @@ fn known_unsupported_keys_warn() {
         "sys_interval 10",
         "user mosquitto",
         "pid_file /run/m.pid",
-        "connection_messages true",
-        "log_timestamp true",
-        "log_timestamp_format %Y",
         "memory_limit 0",
         "plugin /p.so",
         "plugin_opt_host db",
@@ -1099,7 +1146,10 @@ topic "" both 2 local/status remote/status
 
 #[test]
 fn realistic_mosquitto_conf() {
-    let (c, warnings) = parse(REALISTIC);
+    // The log file's directory must exist (it is checked at parse time).
+    let log = std::env::temp_dir().join("mosquitto.log");
+    let text = REALISTIC.replace("/var/log/mosquitto/mosquitto.log", &log.to_string_lossy());
+    let (c, warnings) = parse(&text);
     assert_eq!(
         addrs(&c),
         ["0.0.0.0:1883", "0.0.0.0:8883", "[::]:9001"].map(|a| a.parse::<SocketAddr>().unwrap())
@@ -1118,7 +1168,7 @@ fn realistic_mosquitto_conf() {
         c.persistent_client_expiration,
         Some(Duration::from_secs(14 * 86_400))
     );
-    assert_eq!(c.log_dest, LogDest::Stdout);
+    assert_eq!(c.log_dests, [LogDest::File(log), LogDest::Stdout]);
     assert_eq!(
         c.log_types,
         LogTypes {
@@ -1137,7 +1187,7 @@ fn realistic_mosquitto_conf() {
     assert_eq!(c.acl_file.as_deref(), Some(Path::new("/etc/mosquitto/acl")));
     assert_eq!(c.message_size_limit, 0);
     let lines: Vec<usize> = warnings.iter().map(|w| w.line).collect();
-    assert_eq!(lines, [14, 15, 23, 28, 29, 48]);
+    assert_eq!(lines, [14, 15, 48]);
     // Persistence (lines 18-20) is supported: the journal directory.
     assert_eq!(
         c.journal_dir(),

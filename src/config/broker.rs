@@ -2,9 +2,9 @@
 //! headers), with their parse/apply functions.
 
 use super::directives::{Apply, ApplyFn, Directive, Scope};
-use super::lexer::{missing, Line};
+use super::lexer::Line;
 use super::parser::Parser;
-use super::{listener, value, Config, LogDest, LogTypes};
+use super::{listener, value, Config};
 use std::time::Duration;
 
 use crate::index::Strategy;
@@ -69,8 +69,6 @@ pub(super) const DIRECTIVES: &[Directive] = &[
     global("persistence_commit_interval", persistence_commit_interval),
     global("autosave_interval", autosave_interval),
     global("persistence_compact_size", persistence_compact_size),
-    global("log_dest", log_dest),
-    global("log_type", log_type),
     global("password_check_threads", password_check_threads),
     global("password_check_queue", password_check_queue),
 ];
@@ -277,86 +275,5 @@ fn max_keepalive(p: &mut Parser<'_>, line: &Line<'_>) -> Result<(), String> {
 fn persistent_client_expiration(p: &mut Parser<'_>, line: &Line<'_>) -> Result<(), String> {
     let token = line.single("<n><h|d|w|m|y>, e.g. 14d")?;
     p.config.persistent_client_expiration = Some(value::duration(token)?);
-    Ok(())
-}
-
-/// Every `log_dest` Mosquitto accepts.
-const LOG_DESTS: &[&str] = &["stderr", "stdout", "none", "file", "syslog", "topic", "dlt"];
-
-/// `log_dest stderr|stdout|none|file <path>|syslog|topic|dlt`.
-///
-/// Mosquitto logs to every `log_dest` given; shardmq has one destination: the last line wins.
-/// Destinations it cannot write to yet fall back to stderr with a warning.
-fn log_dest(p: &mut Parser<'_>, line: &Line<'_>) -> Result<(), String> {
-    let first = line
-        .tokens()
-        .next()
-        .ok_or_else(|| missing("stderr, stdout or none"))?;
-    let kind = value::choice(first, LOG_DESTS)?;
-    if kind == "file" {
-        let path = line.rest[kind.len()..].trim();
-        if path.is_empty() {
-            return Err("missing path (expected log_dest file <path>)".to_string());
-        }
-    } else {
-        line.single("stderr, stdout or none")?;
-    }
-    p.config.log_dest = match kind {
-        "stdout" => LogDest::Stdout,
-        "none" => LogDest::None,
-        "stderr" => LogDest::Stderr,
-        _ => {
-            p.warn(
-                line.number,
-                format!("log_dest {kind} is not supported yet, using stderr"),
-            );
-            LogDest::Stderr
-        }
-    };
-    Ok(())
-}
-
-/// Every `log_type` Mosquitto accepts.
-const LOG_TYPES: &[&str] = &[
-    "error",
-    "warning",
-    "notice",
-    "information",
-    "debug",
-    "all",
-    "none",
-    "subscribe",
-    "unsubscribe",
-    "websockets",
-];
-
-/// `log_type <type>...`: the first line replaces the defaults, later lines add
-/// (as in Mosquitto). shardmq also accepts several types on one line.
-fn log_type(p: &mut Parser<'_>, line: &Line<'_>) -> Result<(), String> {
-    if line.rest.is_empty() {
-        return Err(missing(
-            "error, warning, notice, information, debug, all or none",
-        ));
-    }
-    if !p.log_types_set {
-        p.config.log_types = LogTypes::NONE;
-        p.log_types_set = true;
-    }
-    for token in line.tokens() {
-        let types = &mut p.config.log_types;
-        match value::choice(token, LOG_TYPES)? {
-            "error" => types.error = true,
-            "warning" => types.warning = true,
-            "notice" => types.notice = true,
-            "information" => types.information = true,
-            "debug" => types.debug = true,
-            "all" => *types = LogTypes::ALL,
-            "none" => *types = LogTypes::NONE,
-            other => p.warn(
-                line.number,
-                format!("log_type {other} is not supported yet; ignored"),
-            ),
-        }
-    }
     Ok(())
 }

@@ -4,7 +4,7 @@
 
 use super::lexer::Line;
 use super::parser::Parser;
-use super::{bridge, broker, mosquitto, security, tls, Config};
+use super::{bridge, broker, log, mosquitto, security, tls, Config};
 
 /// Where a key may appear.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,8 +61,9 @@ impl Directive {
 }
 
 /// All tables, searched in order.
-const TABLES: [&[Directive]; 5] = [
+const TABLES: [&[Directive]; 6] = [
     broker::DIRECTIVES,
+    log::DIRECTIVES,
     security::DIRECTIVES,
     tls::DIRECTIVES,
     mosquitto::UNSUPPORTED,
@@ -139,6 +140,7 @@ mod tests {
             .all(|d| d.scope == Scope::Bridge || d.key == "connection"));
         assert!(broker::DIRECTIVES
             .iter()
+            .chain(log::DIRECTIVES)
             .chain(security::DIRECTIVES)
             .chain(mosquitto::UNSUPPORTED)
             .all(|d| d.scope != Scope::Bridge));

@@ -24,6 +24,7 @@ mod broker;
 mod directives;
 mod lexer;
 mod listener;
+mod log;
 mod mosquitto;
 mod parser;
 mod security;
@@ -129,15 +130,20 @@ impl Default for Security {
 /// Mosquitto's `auto_id_prefix` default.
 pub const DEFAULT_AUTO_ID_PREFIX: &str = "auto-";
 
-/// Where log lines go (`log_dest`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One place log lines go (`log_dest`); [`Config::log_dests`] holds every
+/// one given.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LogDest {
     /// Standard error (the default).
     Stderr,
     /// Standard output.
     Stdout,
-    /// Nowhere.
-    None,
+    /// `file <path>`: appended to; closed and reopened on SIGHUP.
+    File(PathBuf),
+    /// The system log (ident `shardmq`, facility daemon).
+    Syslog,
+    /// Published to `$SYS/broker/log/<letter>` by the broker.
+    Topic,
 }
 
 /// Which log lines are written (`log_type`), as a bit set.
@@ -147,10 +153,16 @@ pub struct LogTypes {
     pub error: bool,
     /// `warning` lines (`log::Level::Warn`).
     pub warning: bool,
-    /// `notice` lines (`log::Level::Info`).
+    /// `notice` lines (`log::Level::Info`, any target but the ones below).
     pub notice: bool,
-    /// `information` lines (`log::Level::Info`).
+    /// `information` lines (`log::Level::Info`, target `information`).
     pub information: bool,
+    /// `subscribe` lines: `<client id> <qos> <filter>` per SUBSCRIBE filter.
+    pub subscribe: bool,
+    /// `unsubscribe` lines: `<client id> <filter>` per UNSUBSCRIBE filter.
+    pub unsubscribe: bool,
+    /// `websockets` lines (target `websockets`).
+    pub websockets: bool,
     /// `debug` lines (`log::Level::Debug` and `Trace`).
     pub debug: bool,
 }
@@ -162,6 +174,9 @@ impl LogTypes {
         warning: false,
         notice: false,
         information: false,
+        subscribe: false,
+        unsubscribe: false,
+        websockets: false,
         debug: false,
     };
     /// `log_type all`.
@@ -170,6 +185,9 @@ impl LogTypes {
         warning: true,
         notice: true,
         information: true,
+        subscribe: true,
+        unsubscribe: true,
+        websockets: true,
         debug: true,
     };
 }
@@ -265,10 +283,19 @@ pub struct Config {
     pub max_inflight_bytes: usize,
     /// `set_tcp_nodelay`, default true (Mosquitto: false; see the README).
     pub set_tcp_nodelay: bool,
-    /// `log_dest`, default stderr.
-    pub log_dest: LogDest,
+    /// Every `log_dest` given (all are written to), default stderr; empty
+    /// = `log_dest none`.
+    pub log_dests: Vec<LogDest>,
     /// `log_type`, default error, warning, notice, information.
     pub log_types: LogTypes,
+    /// `log_timestamp`, default true: each line starts with a time stamp.
+    pub log_timestamp: bool,
+    /// `log_timestamp_format`: a strftime(3) format for that stamp (local
+    /// time); `None` (the default) = Unix seconds.
+    pub log_timestamp_format: Option<String>,
+    /// `connection_messages`, default true: log each client's connection
+    /// and disconnection (notice lines).
+    pub connection_messages: bool,
     /// `connection` sections in file order (run by the bridge thread).
     pub bridges: Vec<BridgeConfig>,
     /// Time a new connection has to send CONNECT; default
@@ -313,14 +340,17 @@ impl Default for Config {
             upgrade_outgoing_qos: false,
             max_inflight_bytes: 0,
             set_tcp_nodelay: true,
-            log_dest: LogDest::Stderr,
+            log_dests: vec![LogDest::Stderr],
             log_types: LogTypes {
                 error: true,
                 warning: true,
                 notice: true,
                 information: true,
-                debug: false,
+                ..LogTypes::NONE
             },
+            log_timestamp: true,
+            log_timestamp_format: None,
+            connection_messages: true,
             bridges: Vec::new(),
             connect_timeout: crate::limits::CONNECT_TIMEOUT,
         }

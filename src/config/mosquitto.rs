@@ -20,7 +20,6 @@ pub(super) const UNSUPPORTED: &[Directive] = &[
     global("allow_duplicate_messages"),
     global("autosave_on_changes"),
     global("clientid_prefixes"),
-    global("connection_messages"),
     global("include_dir"),
     global("memory_limit"),
     global("pid_file"),
@@ -31,8 +30,6 @@ pub(super) const UNSUPPORTED: &[Directive] = &[
     // Persistence.
     // Logging.
     global("log_facility"),
-    global("log_timestamp"),
-    global("log_timestamp_format"),
     global("websockets_log_level"),
     // Security and plugins.
     per_listener("auth_plugin"),

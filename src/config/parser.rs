@@ -35,6 +35,8 @@ pub(super) struct Parser<'p> {
     pub listeners: Listeners,
     /// Whether a `log_type` line was seen (the first one replaces the defaults).
     pub log_types_set: bool,
+    /// Whether a `log_dest` line was seen (the first one replaces the default).
+    pub log_dests_set: bool,
     /// The open section.
     pub section: Section,
     /// Line of the first key `per_listener_settings` scopes, if any.
@@ -55,6 +57,7 @@ impl<'p> Parser<'p> {
             config: Config::default(),
             listeners: Listeners::default(),
             log_types_set: false,
+            log_dests_set: false,
             section: Section::Global,
             security_line: None,
             anonymous_set: false,

@@ -283,6 +283,7 @@ impl Shard {
             return self.drop_conn(token);
         };
         if phase == Phase::Attached {
+            super::log_lines::closed(&shared.client_id, reason);
             self.finish(&shared, reason);
             if let (true, Some((code, why))) = (shared.version.is_v5(), reason.disconnect()) {
                 let mut disconnect = Disconnect::new(code);

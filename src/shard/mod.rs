@@ -50,6 +50,7 @@ mod io;
 mod keepalive;
 mod lifecycle;
 mod listener;
+mod log_lines;
 mod mount;
 mod partial;
 mod reload;

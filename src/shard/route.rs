@@ -14,6 +14,11 @@ use super::will::Will;
 use super::{Shard, Stats};
 use crate::mesh::{Message, Origin};
 use crate::protocol::{self, Packet, PubResp, Publish, QoS, ReasonCode, SubscriptionOptions};
+use bytes::Bytes;
+
+/// The session a broker-originated message comes from: none (session ids
+/// start at 1).
+pub(super) const BROKER_SESSION: SessionId = 0;
 
 impl Shard {
     /// A PUBLISH from a client of session `sid`: checks, acknowledges, routes.
@@ -215,6 +220,30 @@ impl Shard {
             return;
         }
         self.route_publish(sid, p);
+    }
+
+    /// Publishes a message the broker itself originates (a `$SYS` topic),
+    /// routed as a client's is, from no session ([`BROKER_SESSION`]).
+    pub fn publish_broker_message(
+        self: &Rc<Self>,
+        topic: &str,
+        payload: Bytes,
+        qos: QoS,
+        retain: bool,
+    ) {
+        let Ok(topic) = protocol::TopicName::from_str(topic) else {
+            return; // our own topics are valid: nothing to log about
+        };
+        let p = Publish {
+            dup: false,
+            qos,
+            retain,
+            topic,
+            packet_id: None,
+            payload,
+            properties: Default::default(),
+        };
+        self.route_publish(BROKER_SESSION, p);
     }
 
     fn retain_update(self: &Rc<Self>, msg: &Arc<Message>) {

@@ -17,9 +17,9 @@ use std::time::Instant;
 use super::conn::{CloseReason, ConnShared};
 use super::durable::with_journal;
 use super::encode::EncodeCache;
-use super::mount;
 use super::session::SessionId;
 use super::Shard;
+use super::{log_lines, mount};
 use crate::limits::{BARRIER_TIMEOUT, RETAINED_CHUNK};
 use crate::mesh::{Message, ShardMsg};
 use crate::persist::Entry;
@@ -82,6 +82,7 @@ impl Shard {
         let mut codes = Vec::with_capacity(sub.filters.len());
         let mut wants_retained = Vec::new();
         for (filter, asked) in &sub.filters {
+            log_lines::subscribed(&conn.client_id, asked.qos, filter);
             let Ok(filter) = mount::client_filter(conn, filter) else {
                 codes.push(if conn.version.is_v5() {
                     ReasonCode::TopicFilterInvalid
@@ -348,6 +349,7 @@ impl Shard {
             .filters
             .iter()
             .map(|f| {
+                log_lines::unsubscribed(&conn.client_id, f);
                 let removed =
                     mount::client_filter(conn, f).is_ok_and(|f| self.remove_subscription(sid, &f));
                 if removed {
