@@ -115,7 +115,7 @@ impl Shard {
             if s.out_full() {
                 s.input_paused.set(true);
             }
-            s.is_closing() || s.blocked.get() || s.input_paused.get()
+            s.is_closing() || s.blocked.get() || s.input_paused.get() || self.held_back(s)
         });
         match conn.phase {
             // A connection whose password is checked is read once attached.

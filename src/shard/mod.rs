@@ -16,6 +16,7 @@
 //! - [`reload`]: SIGHUP: the settings every shard swaps live.
 //! - [`access`]: ACL checks (publish, will, subscribe, every delivery) against the shard's copy of the rules.
 //! - [`route`]: publish routing, fan-out, retained updates.
+//! - [`pressure`]: end-to-end backpressure: a subscriber past its queue limits pauses its publishers; slow consumers cut.
 //! - [`share`]: shared subscriptions: a member per group, across shards.
 //! - [`subscribe`]: SUBSCRIBE (a pending barrier), UNSUBSCRIBE, retained delivery.
 //! - [`inbox`]: what arrives over the mesh.
@@ -52,6 +53,7 @@ mod lifecycle;
 mod listener;
 mod mount;
 mod partial;
+mod pressure;
 mod reload;
 mod route;
 mod session;
@@ -87,7 +89,7 @@ use self::listener::ListenerSettings;
 use self::session::{QueueLimits, Session, SessionId};
 use self::subscribe::{PendingSubscribe, RetainedJob, Subscription};
 use self::timers::{Deadlines, Stopping};
-use crate::config::Config;
+use crate::config::{Config, OverloadPolicy};
 use crate::index::{RetainStamp, RetainedStore, SharedIndex, SubTrie};
 use crate::limits::READ_CHUNK;
 use crate::mesh::{Mesh, Message};
@@ -195,6 +197,9 @@ pub struct Shard {
     /// Scratch for fan-out matches, reused.
     matches: RefCell<Vec<(SessionId, Subscription)>>,
     queue_limits: QueueLimits,
+    /// Backpressure: subscribers here holding publishers back, and
+    /// publishers here held back (see `pressure`).
+    pressure: RefCell<pressure::Pressure>,
     /// Per listener, indexed like `Config::listeners` (never empty);
     /// swapped by a reload.
     listener_settings: RefCell<Vec<Rc<ListenerSettings>>>,
@@ -239,6 +244,7 @@ impl Shard {
             max_bytes: config.max_queued_bytes,
             queue_qos0: config.queue_qos0_messages,
             max_inflight_bytes: config.max_inflight_bytes,
+            backpressure: config.overload_policy == OverloadPolicy::Backpressure,
         };
         let listener_settings = ListenerSettings::all(&config, &control.passwords, &control.tls)
             .into_iter()
@@ -295,6 +301,7 @@ impl Shard {
             stopping: Cell::new(Stopping::Running),
             matches: RefCell::default(),
             queue_limits,
+            pressure: RefCell::default(),
             listener_settings: RefCell::new(listener_settings),
             reload: control.reload,
             acl: RefCell::new(acl),

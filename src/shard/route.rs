@@ -259,6 +259,9 @@ impl Shard {
         matches.sort_unstable_by_key(|(sid, _)| *sid);
         let mut cache = EncodeCache::default();
         let mut ids = Vec::new();
+        // Subscribers whose queue took it past their limits (paused once
+        // the session table is free).
+        let mut held = Vec::new();
         let topic = msg.publish.topic.as_str();
         {
             let acl = self.acl.borrow();
@@ -289,6 +292,9 @@ impl Shard {
                 let outcome =
                     s.deliver_matched(msg, qos, retain, &ids, &mut cache, &self.queue_limits);
                 self.count(outcome);
+                if outcome == Delivery::Held {
+                    held.push(sid);
+                }
                 if let (Delivery::Sent, Some(conn)) = (outcome, &s.conn) {
                     self.mark_dirty(conn);
                 }
@@ -296,6 +302,8 @@ impl Shard {
         }
         matches.clear();
         *self.matches.borrow_mut() = matches;
+        held.into_iter()
+            .for_each(|sid| self.hold_back(sid, msg.origin));
         matched
     }
 
@@ -303,6 +311,7 @@ impl Shard {
         let counter = match outcome {
             Delivery::Sent => &self.stats.sent,
             Delivery::Queued => &self.stats.queued,
+            Delivery::Held => &self.stats.held,
             Delivery::Dropped => &self.stats.dropped,
         };
         Stats::bump(counter);

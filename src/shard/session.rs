@@ -18,6 +18,7 @@ use super::encode::{encode_aliased, EncodeCache};
 use super::mount;
 use super::subscribe::Subscription;
 use super::will::Will;
+use crate::limits::{PRESSURE_HEADROOM_BYTES, PRESSURE_HEADROOM_MESSAGES};
 use crate::mesh::Message;
 use crate::persist::state::delivery_entries;
 use crate::persist::{Entry, StoredDelivery};
@@ -107,6 +108,11 @@ pub struct QueueLimits {
     pub queue_qos0: bool,
     /// `max_inflight_bytes`: payload bytes in the window; 0 = unlimited.
     pub max_inflight_bytes: usize,
+    /// `overload_policy backpressure`: an online session's queue takes
+    /// QoS 1/2 messages past `max_messages` / `max_bytes`, within
+    /// [`PRESSURE_HEADROOM_MESSAGES`] / [`PRESSURE_HEADROOM_BYTES`], and
+    /// reports them [`Delivery::Held`] so that their publishers are paused.
+    pub backpressure: bool,
 }
 
 /// What happened to one delivery (for stats).
@@ -114,6 +120,10 @@ pub struct QueueLimits {
 pub enum Delivery {
     Sent,
     Queued,
+    /// Queued past the session's limits, in the backpressure headroom
+    /// (online, QoS 1/2, `overload_policy backpressure`): its publisher
+    /// must be paused (see `shard::pressure`).
+    Held,
     Dropped,
 }
 
@@ -408,12 +418,22 @@ impl Session {
         limits: &QueueLimits,
     ) -> Delivery {
         // Checked before the flow is allocated: a drop leaves none behind.
-        let queued_bytes = self.flow.as_ref().map_or(0, |f| f.queued_bytes);
-        let over_bytes =
-            limits.max_bytes != 0 && queued_bytes + queued_size(msg) > limits.max_bytes;
-        if self.queue_len() >= limits.max_messages || over_bytes {
+        let outcome = if !self.over_limits(msg, limits, 0, 0) {
+            Delivery::Queued
+        } else if limits.backpressure
+            && self.conn.is_some()
+            && qos != QoS::AtMostOnce
+            && !self.over_limits(
+                msg,
+                limits,
+                PRESSURE_HEADROOM_MESSAGES,
+                PRESSURE_HEADROOM_BYTES,
+            )
+        {
+            Delivery::Held
+        } else {
             return Delivery::Dropped;
-        }
+        };
         let did = self.journal_enqueue(msg, qos, retain);
         self.flow_mut().push_queued(Queued {
             msg: Arc::clone(msg),
@@ -422,7 +442,51 @@ impl Session {
             group: None,
             did,
         });
-        Delivery::Queued
+        outcome
+    }
+
+    /// Whether queuing `msg` would take the queue past `limits` plus
+    /// `extra` messages and `extra_bytes` bytes (the latter only where
+    /// `max_queued_bytes` is set).
+    fn over_limits(
+        &self,
+        msg: &Message,
+        limits: &QueueLimits,
+        extra: usize,
+        extra_bytes: usize,
+    ) -> bool {
+        let queued_bytes = self.flow.as_ref().map_or(0, |f| f.queued_bytes);
+        let over_bytes = limits.max_bytes != 0
+            && queued_bytes + queued_size(msg) > limits.max_bytes + extra_bytes;
+        self.queue_len() >= limits.max_messages + extra || over_bytes
+    }
+
+    /// Messages waiting in the queue (behind the window).
+    pub fn queued(&self) -> usize {
+        self.queue_len()
+    }
+
+    /// Drops the newest queued messages until the queue is within
+    /// `max_messages` / `max_bytes` again (what a session keeps once its
+    /// client is gone, having held publishers back); returns how many went.
+    pub fn trim_queue(&mut self, limits: &QueueLimits) -> usize {
+        let mut gone = Vec::new();
+        if let Some(flow) = self.flow.as_deref_mut() {
+            while flow.queue.len() > limits.max_messages
+                || (limits.max_bytes != 0 && flow.queued_bytes > limits.max_bytes)
+            {
+                let Some(q) = flow.queue.pop_back() else {
+                    break;
+                };
+                flow.queued_bytes -= queued_size(&q.msg);
+                flow.queued_qos0 -= usize::from(q.qos == QoS::AtMostOnce);
+                gone.push(q.did);
+            }
+        }
+        self.release_flow_if_empty();
+        let n = gone.len();
+        gone.into_iter().for_each(|did| self.journal_done(did));
+        n
     }
 
     /// Writes a new QoS 1/2 PUBLISH and files it as inflight.
@@ -501,7 +565,7 @@ impl Session {
             Delivery::Sent if qos != QoS::AtMostOnce => {
                 flow.inflight.back_mut().map(|i| &mut i.group)
             }
-            Delivery::Queued => flow.queue.back_mut().map(|q| &mut q.group),
+            Delivery::Queued | Delivery::Held => flow.queue.back_mut().map(|q| &mut q.group),
             _ => None,
         };
         if let Some(slot) = slot {
@@ -893,6 +957,7 @@ mod tests {
         max_bytes: 0,
         queue_qos0: true,
         max_inflight_bytes: 0,
+        backpressure: false,
     };
 
     fn message(qos: QoS) -> Arc<Message> {

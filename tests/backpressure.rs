@@ -1,0 +1,342 @@
+//! Overload without loss (`overload_policy backpressure`, the default): a
+//! QoS 1 message the broker acknowledged to a publisher reaches its online
+//! subscriber; publishers feeding a saturated subscriber are paused,
+//! others keep their rate; a stalled subscriber is cut after
+//! `overload_stall_timeout`; `overload_policy drop` drops as Mosquitto.
+//! Each test runs with publishers and subscriber on one shard and on two.
+
+mod common;
+
+use std::io::Write;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use common::*;
+use shardmq::config::OverloadPolicy;
+use shardmq::protocol::{Packet, ProtocolVersion, QoS, ReasonCode};
+
+/// Publishers in a flood, and messages each sends.
+const PUBLISHERS: usize = 10;
+const PER_PUBLISHER: usize = 1500;
+/// Payload bytes of each flood message (tag and sequence first).
+const PAYLOAD: usize = 256;
+/// How long any flood, or a drain, may take at most.
+const LIMIT: Duration = Duration::from_secs(90);
+
+/// A broker with a small subscriber queue (so that the flood overruns it
+/// at once) and `policy`.
+fn broker(shards: usize, policy: OverloadPolicy, stall: u32) -> TestBroker {
+    TestBroker::with(shards, |c| {
+        c.max_queued_messages = 50;
+        c.overload_policy = policy;
+        c.overload_stall_timeout = stall;
+    })
+}
+
+/// A payload tagged with its publisher and sequence number.
+fn payload(tag: u16, seq: u32) -> Vec<u8> {
+    let mut p = vec![0u8; PAYLOAD];
+    p[..2].copy_from_slice(&tag.to_be_bytes());
+    p[2..6].copy_from_slice(&seq.to_be_bytes());
+    p
+}
+
+fn tag_seq(p: &[u8]) -> (u16, u32) {
+    (
+        u16::from_be_bytes([p[0], p[1]]),
+        u32::from_be_bytes([p[2], p[3], p[4], p[5]]),
+    )
+}
+
+/// A publisher (client `id`) sending `n` QoS 1 messages to `topic`
+/// without waiting for each PUBACK (its socket blocks while the broker
+/// holds it back); returns the (tag, seq) of every message acknowledged.
+fn flood(
+    b: &TestBroker,
+    id: &str,
+    topic: &'static str,
+    tag: u16,
+    n: usize,
+) -> JoinHandle<Vec<u32>> {
+    let (c, _) = RawClient::connected(b.addr, connect_packet(ProtocolVersion::V311, id, true, 0));
+    let mut writer = c.stream.try_clone().expect("clone");
+    let mut acks = c;
+    std::thread::spawn(move || {
+        let sender = std::thread::spawn(move || {
+            for i in 0..n {
+                let id = (i % 65_535) as u16 + 1;
+                let p = publish(topic, &payload(tag, i as u32), QoS::AtLeastOnce, false, id);
+                let mut out = BytesMut::new();
+                Packet::Publish(p)
+                    .encode(ProtocolVersion::V311, &mut out)
+                    .unwrap();
+                if writer.write_all(&out).is_err() {
+                    return;
+                }
+            }
+        });
+        let deadline = Instant::now() + LIMIT;
+        let mut acked = Vec::with_capacity(n);
+        while acked.len() < n && Instant::now() < deadline {
+            match acks.recv_within(Duration::from_secs(1)) {
+                Some(Some(Packet::PubAck(r))) => {
+                    // Ids are acknowledged in order: the i-th PUBACK is message i.
+                    let i = acked.len() as u32;
+                    assert_eq!(r.packet_id.get(), (i % 65_535) as u16 + 1);
+                    acked.push(i);
+                }
+                Some(Some(other)) => panic!("publisher {tag}: {other:?}"),
+                Some(None) => break,
+                None => {}
+            }
+        }
+        let _ = sender.join();
+        acked
+    })
+}
+
+/// A subscriber reading `want` messages (acknowledging each, pausing
+/// `pause` every 100), or until nothing arrives for `quiet`; returns the
+/// (tag, seq) of each.
+fn collect(
+    mut c: RawClient,
+    want: usize,
+    pause: Duration,
+    quiet: Duration,
+) -> JoinHandle<Vec<(u16, u32)>> {
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + LIMIT;
+        let mut got = Vec::with_capacity(want);
+        while got.len() < want && Instant::now() < deadline {
+            match c.recv_within(quiet) {
+                Some(Some(Packet::Publish(p))) => {
+                    c.ack(&p);
+                    got.push(tag_seq(&p.payload));
+                    if got.len() % 100 == 0 {
+                        std::thread::sleep(pause);
+                    }
+                }
+                Some(Some(other)) => panic!("subscriber: {other:?}"),
+                Some(None) | None => break,
+            }
+        }
+        got
+    })
+}
+
+fn subscriber(b: &TestBroker, shard: usize, name: &str, topic: &str) -> RawClient {
+    let id = b.id_on(shard, name);
+    let (mut c, _) =
+        RawClient::connected(b.addr, connect_packet(ProtocolVersion::V5, &id, true, 0));
+    c.subscribe(topic, QoS::AtLeastOnce);
+    c
+}
+
+/// Waits for the published counters to satisfy `ok` (they refresh every
+/// tick), and returns their sum.
+fn stats_when(
+    b: &TestBroker,
+    ok: impl Fn(&shardmq::shard::StatsSnapshot) -> bool,
+) -> shardmq::shard::StatsSnapshot {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let total = b.stats().into_iter().fold(Default::default(), |a, s| a + s);
+        if ok(&total) || Instant::now() > deadline {
+            return total;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The fan-in flood: every message acknowledged to a publisher reaches the
+/// slow subscriber, once, in each publisher's order; none is dropped, and
+/// the publishers were held back (the queue ran past its limit).
+fn fan_in_loses_nothing(pub_shard: usize, sub_shard: usize) {
+    let b = broker(2, OverloadPolicy::Backpressure, 30);
+    let sub = subscriber(&b, sub_shard, "sink", "fanin");
+    let total = PUBLISHERS * PER_PUBLISHER;
+    let reader = collect(
+        sub,
+        total,
+        Duration::from_millis(2),
+        Duration::from_secs(10),
+    );
+    let floods: Vec<_> = (0..PUBLISHERS)
+        .map(|i| {
+            let id = b.id_on(pub_shard, &format!("src{i}-"));
+            flood(&b, &id, "fanin", i as u16, PER_PUBLISHER)
+        })
+        .collect();
+    let acked: Vec<Vec<u32>> = floods.into_iter().map(|f| f.join().unwrap()).collect();
+    let got = reader.join().unwrap();
+    let acked_n: usize = acked.iter().map(Vec::len).sum();
+    assert_eq!(acked_n, total, "every message acknowledged in time");
+    for (tag, seqs) in acked.iter().enumerate() {
+        let delivered: Vec<u32> = got
+            .iter()
+            .filter(|(t, _)| usize::from(*t) == tag)
+            .map(|(_, s)| *s)
+            .collect();
+        assert_eq!(
+            &delivered, seqs,
+            "publisher {tag}: lost, repeated or out of order"
+        );
+    }
+    let stats = stats_when(&b, |s| s.held > 0);
+    assert_eq!(stats.dropped, 0, "{stats:?}");
+    assert!(
+        stats.held > 0,
+        "the queue never ran past its limit: {stats:?}"
+    );
+}
+
+#[test]
+fn fan_in_flood_loses_nothing_on_one_shard() {
+    fan_in_loses_nothing(0, 0);
+}
+
+#[test]
+fn fan_in_flood_loses_nothing_across_shards() {
+    fan_in_loses_nothing(0, 1);
+}
+
+/// `overload_policy drop`: the same flood drops (and counts) what the
+/// subscriber's queue has no room for, as Mosquitto does.
+#[test]
+fn the_drop_policy_drops() {
+    let b = broker(2, OverloadPolicy::Drop, 30);
+    let sub = subscriber(&b, 1, "sink", "fanin");
+    let total = PUBLISHERS * PER_PUBLISHER;
+    let reader = collect(sub, total, Duration::from_millis(2), Duration::from_secs(3));
+    let floods: Vec<_> = (0..PUBLISHERS)
+        .map(|i| {
+            flood(
+                &b,
+                &b.id_on(0, &format!("src{i}-")),
+                "fanin",
+                i as u16,
+                PER_PUBLISHER,
+            )
+        })
+        .collect();
+    let acked: usize = floods.into_iter().map(|f| f.join().unwrap().len()).sum();
+    let got = reader.join().unwrap();
+    assert_eq!(acked, total);
+    assert!(got.len() < total, "nothing dropped: {}", got.len());
+    let stats = stats_when(&b, |s| s.dropped as usize == total - got.len());
+    assert_eq!(stats.dropped as usize, total - got.len(), "{stats:?}");
+    assert_eq!(stats.held, 0, "{stats:?}");
+}
+
+/// A stalled subscriber and a healthy one on the same topic: the stalled
+/// one is cut (5.0: Quota exceeded) after `overload_stall_timeout`, the
+/// publisher resumes, and the healthy one gets every message acknowledged.
+fn stalled_subscriber_is_cut(pub_shard: usize, sub_shard: usize) {
+    let b = broker(2, OverloadPolicy::Backpressure, 1);
+    let mut stalled = subscriber(&b, sub_shard, "stalled", "shared-topic");
+    let healthy = subscriber(&b, sub_shard, "healthy", "shared-topic");
+    let n = 3000;
+    let reader = collect(healthy, n, Duration::ZERO, Duration::from_secs(10));
+    let id = b.id_on(pub_shard, "src");
+    let started = Instant::now();
+    let acked = flood(&b, &id, "shared-topic", 0, n).join().unwrap();
+    assert_eq!(acked.len(), n, "the publisher resumed after the cut");
+    // Held back until the cut: at least the bound (whole shard seconds).
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    let got: Vec<u32> = reader.join().unwrap().into_iter().map(|(_, s)| s).collect();
+    assert_eq!(
+        got, acked,
+        "the healthy subscriber got every message, in order"
+    );
+    // The stalled one's out buffer held some, then the DISCONNECT.
+    let mut disconnect = None;
+    while let Some(Some(p)) = stalled.recv_within(WAIT) {
+        if let Packet::Disconnect(d) = p {
+            disconnect = Some(d.reason);
+        }
+    }
+    assert_eq!(disconnect, Some(ReasonCode::QuotaExceeded));
+    let stats = stats_when(&b, |s| s.slow_consumers == 1);
+    assert_eq!(stats.slow_consumers, 1, "{stats:?}");
+}
+
+#[test]
+fn a_stalled_subscriber_is_cut_on_one_shard() {
+    stalled_subscriber_is_cut(0, 0);
+}
+
+#[test]
+fn a_stalled_subscriber_is_cut_across_shards() {
+    stalled_subscriber_is_cut(0, 1);
+}
+
+/// Fairness: while a stalled subscriber holds its publisher back, a
+/// publisher to another, healthy subscriber is not paused. The stall
+/// bound is long; the stalled client leaving releases its publisher.
+fn healthy_traffic_keeps_flowing(pub_shard: usize, sub_shard: usize) {
+    let b = broker(2, OverloadPolicy::Backpressure, 3600);
+    let stalled = subscriber(&b, sub_shard, "stalled", "slow");
+    let mut healthy = subscriber(&b, sub_shard, "healthy", "fast");
+    let n = 3000;
+    let slow = flood(&b, &b.id_on(pub_shard, "slowsrc"), "slow", 0, n);
+    // Until the slow publisher is held back.
+    let _ = stats_when(&b, |s| s.held > 0);
+    let id = b.id_on(pub_shard, "fastsrc");
+    let (mut fast, _) =
+        RawClient::connected(b.addr, connect_packet(ProtocolVersion::V311, &id, true, 0));
+    for i in 0..200u32 {
+        fast.publish("fast", &payload(1, i), QoS::AtLeastOnce, false, 1);
+        assert_eq!(tag_seq(&healthy.expect_publish().payload), (1, i));
+    }
+    assert!(!slow.is_finished(), "the slow publisher is still held back");
+    drop(stalled);
+    let acked = slow.join().unwrap();
+    assert_eq!(acked.len(), n, "released once the stalled subscriber left");
+}
+
+#[test]
+fn healthy_traffic_keeps_flowing_on_one_shard() {
+    healthy_traffic_keeps_flowing(0, 0);
+}
+
+#[test]
+fn healthy_traffic_keeps_flowing_across_shards() {
+    healthy_traffic_keeps_flowing(0, 1);
+}
+
+/// A client that publishes to a topic it subscribes to is not paused by
+/// its own queue (it would stop reading the acknowledgements that drain
+/// it): a self-loop flood completes.
+#[test]
+fn a_client_subscribed_to_its_own_flood_does_not_deadlock() {
+    let b = broker(1, OverloadPolicy::Backpressure, 3600);
+    let (mut c, _) = RawClient::connected(
+        b.addr,
+        connect_packet(ProtocolVersion::V311, "loop", true, 0),
+    );
+    c.subscribe("loop", QoS::AtLeastOnce);
+    let mut acked = 0;
+    let mut got = 0;
+    for i in 0..500u32 {
+        c.send(&Packet::Publish(publish(
+            "loop",
+            &payload(0, i),
+            QoS::AtLeastOnce,
+            false,
+            (i % 60_000) as u16 + 1,
+        )));
+    }
+    let deadline = Instant::now() + LIMIT;
+    while (acked < 500 || got < 500) && Instant::now() < deadline {
+        match c.recv_within(Duration::from_secs(5)) {
+            Some(Some(Packet::PubAck(_))) => acked += 1,
+            Some(Some(Packet::Publish(p))) => {
+                c.ack(&p);
+                got += 1;
+            }
+            other => panic!("{other:?} after {acked} acks, {got} messages"),
+        }
+    }
+    assert_eq!((acked, got), (500, 500));
+}
