@@ -340,3 +340,42 @@ fn a_client_subscribed_to_its_own_flood_does_not_deadlock() {
     }
     assert_eq!((acked, got), (500, 500));
 }
+
+/// A persistent subscriber cut as a slow consumer keeps `max_queued_*`
+/// (and its window) of what it was sent; the rest is counted as dropped,
+/// and the publisher is not held back by a session that is away.
+fn a_cut_persistent_session_keeps_its_limits(pub_shard: usize, sub_shard: usize) {
+    let b = broker(2, OverloadPolicy::Backpressure, 1);
+    let id = b.id_on(sub_shard, "away");
+    let (mut stalled, _) = RawClient::connected(b.addr, connect_v5_expiry(&id, true, 600));
+    stalled.subscribe("persist", QoS::AtLeastOnce);
+    let n = 2000;
+    let acked = flood(&b, &b.id_on(pub_shard, "src"), "persist", 0, n)
+        .join()
+        .unwrap();
+    assert_eq!(acked.len(), n, "the publisher resumed after the cut");
+    drop(stalled);
+    let (mut back, present) = RawClient::connected(b.addr, connect_v5_expiry(&id, false, 600));
+    assert!(present);
+    let got = drain(&mut back, Duration::from_secs(1));
+    // Its window (20, resent) and its queue (50); nothing beyond.
+    assert!(
+        !got.is_empty() && got.len() <= 20 + 50,
+        "{} messages",
+        got.len()
+    );
+    // Every message was delivered to it or counted as dropped.
+    let stats = stats_when(&b, |s| s.dropped as usize + got.len() == n);
+    assert_eq!(stats.dropped as usize + got.len(), n, "{stats:?}");
+    assert_eq!(stats.slow_consumers, 1, "{stats:?}");
+}
+
+#[test]
+fn a_cut_persistent_session_keeps_its_limits_on_one_shard() {
+    a_cut_persistent_session_keeps_its_limits(0, 0);
+}
+
+#[test]
+fn a_cut_persistent_session_keeps_its_limits_across_shards() {
+    a_cut_persistent_session_keeps_its_limits(1, 0);
+}
