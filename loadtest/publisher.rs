@@ -148,7 +148,10 @@ impl Publisher {
     /// Encodes the messages due by `now` into `out`, as far as the window,
     /// [`MAX_BATCH`] and [`OUT_HIGH`] allow, and sets the next wake time.
     pub fn pump(&mut self, now: u64, ctx: &mut Ctx, out: &mut BytesMut) -> io::Result<()> {
-        let Some(sched) = self.sched else {
+        let Some(sched) = self
+            .sched
+            .filter(|_| !(ctx.spec.no_backlog && now >= ctx.window().1))
+        else {
             self.wake = None;
             return Ok(());
         };

@@ -259,6 +259,18 @@ mod tests {
     }
 
     #[test]
+    fn loss_after_ack_counts_only_acknowledged_messages() {
+        let mut w = worker(
+            &[(0, 10), (1, 10)],
+            vec![sub(0, &[(0, &[0, 1, 2]), (1, &[0])])],
+        );
+        w.pubs[0].acked = 4; // 0..4 acknowledged, 3 never delivered
+        w.pubs[1].acked = 1;
+        let t = merge(vec![w], &Plan::fanin(2, 1, None, "t"));
+        assert_eq!((t.acked, t.lost_acked, t.lost), (5, 1, 16));
+    }
+
+    #[test]
     fn pairs_only_expect_their_publisher() {
         let w = worker(
             &[(0, 3), (1, 3)],

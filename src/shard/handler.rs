@@ -146,7 +146,7 @@ impl Shard {
             };
             let fit = s.acknowledge(r.packet_id, ack);
             if fit == AckFit::Finished {
-                self.count_expired(s.drain(&self.queue_limits));
+                self.count_dropped(s.drain(&self.queue_limits));
             }
             (fit, s.queued())
         };

@@ -162,7 +162,7 @@ impl Shard {
         let mut sessions = self.sessions.borrow_mut();
         if let Some(s) = sessions.by_id.get_mut(&conn.session.get()) {
             let expired = s.resend_inflight() + s.drain(&self.queue_limits);
-            self.count_expired(expired);
+            self.count_dropped(expired);
         }
         self.mark_dirty(conn);
     }
@@ -190,7 +190,7 @@ impl Shard {
             let ends = s.expiry == 0;
             // Past its limits only while it held publishers back: what
             // an offline session keeps is `max_queued_*`.
-            self.count_expired(s.trim_queue(&self.queue_limits));
+            self.count_dropped(s.trim_queue(&self.queue_limits));
             // What it held for shared groups goes to another member (an
             // ending session's, in `end_session`).
             let held = if ends {
@@ -220,7 +220,7 @@ impl Shard {
             let Some(s) = sessions.by_id.get_mut(&sid) else {
                 return self.mark_dirty(conn);
             };
-            self.count_expired(s.drain(&self.queue_limits));
+            self.count_dropped(s.drain(&self.queue_limits));
             s.queued()
         };
         self.pressure_progress(sid, queued);

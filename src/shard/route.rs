@@ -317,8 +317,9 @@ impl Shard {
         Stats::bump(counter);
     }
 
-    /// Counts messages whose expiry interval passed in a queue as drops.
-    pub(super) fn count_expired(&self, n: usize) {
+    /// Counts `n` messages dropped from a queue: their expiry interval
+    /// passed, or a session cut as a slow consumer kept only its limits.
+    pub(super) fn count_dropped(&self, n: usize) {
         let dropped = &self.stats.dropped;
         dropped.set(dropped.get() + n as u64);
     }
