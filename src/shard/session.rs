@@ -985,12 +985,16 @@ mod tests {
     }
 
     fn deliver(s: &mut Session, qos: QoS) -> Delivery {
+        deliver_within(s, qos, &LIMITS)
+    }
+
+    fn deliver_within(s: &mut Session, qos: QoS, limits: &QueueLimits) -> Delivery {
         s.deliver(
             &message(qos),
             qos,
             false,
             &mut EncodeCache::default(),
-            &LIMITS,
+            limits,
         )
     }
 
@@ -1116,6 +1120,39 @@ mod tests {
         );
         assert_eq!(d, Delivery::Dropped);
         assert!(s.flow.is_none());
+    }
+
+    #[test]
+    fn backpressure_holds_qos1_past_the_limit_while_online_only() {
+        let limits = QueueLimits {
+            max_messages: 1,
+            backpressure: true,
+            ..LIMITS
+        };
+        let mut s = online_session();
+        s.window = 1;
+        let send = |s: &mut Session, qos| deliver_within(s, qos, &limits);
+        assert_eq!(send(&mut s, QoS::AtLeastOnce), Delivery::Sent);
+        assert_eq!(send(&mut s, QoS::AtLeastOnce), Delivery::Queued);
+        assert_eq!(send(&mut s, QoS::AtLeastOnce), Delivery::Held);
+        assert_eq!(send(&mut s, QoS::ExactlyOnce), Delivery::Held);
+        assert_eq!(s.queued(), 3);
+        // Gone offline: the queue keeps its limit, the rest is dropped.
+        s.conn = None;
+        assert_eq!(s.trim_queue(&limits), 2);
+        assert_eq!(s.queued(), 1);
+        assert_eq!(
+            send(&mut s, QoS::AtLeastOnce),
+            Delivery::Dropped,
+            "offline: no headroom"
+        );
+        let drop = QueueLimits {
+            backpressure: false,
+            ..limits
+        };
+        s.conn = Some(Rc::new(ConnShared::new(ProtocolVersion::V311, u32::MAX, 0)));
+        let d = deliver_within(&mut s, QoS::AtLeastOnce, &drop);
+        assert_eq!(d, Delivery::Dropped, "overload_policy drop");
     }
 
     #[test]
