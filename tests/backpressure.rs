@@ -8,6 +8,7 @@
 mod common;
 
 use std::io::Write;
+use std::net::TcpStream;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -60,22 +61,10 @@ fn flood(
     n: usize,
 ) -> JoinHandle<Vec<u32>> {
     let (c, _) = RawClient::connected(b.addr, connect_packet(ProtocolVersion::V311, id, true, 0));
-    let mut writer = c.stream.try_clone().expect("clone");
+    let writer = c.stream.try_clone().expect("clone");
     let mut acks = c;
     std::thread::spawn(move || {
-        let sender = std::thread::spawn(move || {
-            for i in 0..n {
-                let id = (i % 65_535) as u16 + 1;
-                let p = publish(topic, &payload(tag, i as u32), QoS::AtLeastOnce, false, id);
-                let mut out = BytesMut::new();
-                Packet::Publish(p)
-                    .encode(ProtocolVersion::V311, &mut out)
-                    .unwrap();
-                if writer.write_all(&out).is_err() {
-                    return;
-                }
-            }
-        });
+        let sender = std::thread::spawn(move || pour(writer, topic, tag, n));
         let deadline = Instant::now() + LIMIT;
         let mut acked = Vec::with_capacity(n);
         while acked.len() < n && Instant::now() < deadline {
@@ -94,6 +83,22 @@ fn flood(
         let _ = sender.join();
         acked
     })
+}
+
+/// Writes `n` QoS 1 PUBLISH packets (publisher `tag`, sequence 0..n) to
+/// `topic` without waiting for PUBACKs; stops when the socket fails.
+fn pour(mut writer: TcpStream, topic: &str, tag: u16, n: usize) {
+    for i in 0..n {
+        let id = (i % 65_535) as u16 + 1;
+        let p = publish(topic, &payload(tag, i as u32), QoS::AtLeastOnce, false, id);
+        let mut out = BytesMut::new();
+        Packet::Publish(p)
+            .encode(ProtocolVersion::V311, &mut out)
+            .unwrap();
+        if writer.write_all(&out).is_err() {
+            return;
+        }
+    }
 }
 
 /// A subscriber reading `want` messages (acknowledging each, pausing
@@ -183,12 +188,18 @@ fn fan_in_loses_nothing(pub_shard: usize, sub_shard: usize) {
             "publisher {tag}: lost, repeated or out of order"
         );
     }
-    let stats = stats_when(&b, |s| s.held > 0);
+    let stats = stats_when(&b, |s| s.held > 0 && released(s));
     assert_eq!(stats.dropped, 0, "{stats:?}");
     assert!(
         stats.held > 0,
         "the queue never ran past its limit: {stats:?}"
     );
+    assert!(released(&stats), "{stats:?}");
+}
+
+/// No publisher held back and no subscriber holding one, on any shard.
+fn released(s: &shardmq::shard::StatsSnapshot) -> bool {
+    s.publishers_held == 0 && s.subscribers_pressing == 0
 }
 
 #[test]
@@ -236,7 +247,8 @@ fn stalled_subscriber_is_cut(pub_shard: usize, sub_shard: usize) {
     let b = broker(2, OverloadPolicy::Backpressure, 1);
     let mut stalled = subscriber(&b, sub_shard, "stalled", "shared-topic");
     let healthy = subscriber(&b, sub_shard, "healthy", "shared-topic");
-    let n = 3000;
+    // More than the pipeline between publisher and subscriber holds.
+    let n = 20_000;
     let reader = collect(healthy, n, Duration::ZERO, Duration::from_secs(10));
     let id = b.id_on(pub_shard, "src");
     let started = Instant::now();
@@ -257,8 +269,9 @@ fn stalled_subscriber_is_cut(pub_shard: usize, sub_shard: usize) {
         }
     }
     assert_eq!(disconnect, Some(ReasonCode::QuotaExceeded));
-    let stats = stats_when(&b, |s| s.slow_consumers == 1);
+    let stats = stats_when(&b, |s| s.slow_consumers == 1 && released(s));
     assert_eq!(stats.slow_consumers, 1, "{stats:?}");
+    assert!(released(&stats), "{stats:?}");
 }
 
 #[test]
@@ -278,7 +291,8 @@ fn healthy_traffic_keeps_flowing(pub_shard: usize, sub_shard: usize) {
     let b = broker(2, OverloadPolicy::Backpressure, 3600);
     let stalled = subscriber(&b, sub_shard, "stalled", "slow");
     let mut healthy = subscriber(&b, sub_shard, "healthy", "fast");
-    let n = 3000;
+    // More than the pipeline between publisher and subscriber holds.
+    let n = 20_000;
     let slow = flood(&b, &b.id_on(pub_shard, "slowsrc"), "slow", 0, n);
     // Until the slow publisher is held back.
     let _ = stats_when(&b, |s| s.held > 0);
@@ -350,11 +364,17 @@ fn a_cut_persistent_session_keeps_its_limits(pub_shard: usize, sub_shard: usize)
     let (mut stalled, _) = RawClient::connected(b.addr, connect_v5_expiry(&id, true, 600));
     stalled.subscribe("persist", QoS::AtLeastOnce);
     let n = 2000;
-    let acked = flood(&b, &b.id_on(pub_shard, "src"), "persist", 0, n)
-        .join()
-        .unwrap();
+    let publisher = flood(&b, &b.id_on(pub_shard, "src"), "persist", 0, n);
+    // Cut (whether or not the whole flood reached its queue first): read,
+    // never acknowledged, until the broker closes it.
+    let closed = stalled.expect_closed();
+    assert!(
+        matches!(closed.last(), Some(Packet::Disconnect(d)) if d.reason == ReasonCode::QuotaExceeded),
+        "{:?}",
+        closed.last()
+    );
+    let acked = publisher.join().unwrap();
     assert_eq!(acked.len(), n, "the publisher resumed after the cut");
-    drop(stalled);
     let (mut back, present) = RawClient::connected(b.addr, connect_v5_expiry(&id, false, 600));
     assert!(present);
     let got = drain(&mut back, Duration::from_secs(1));
@@ -378,4 +398,42 @@ fn a_cut_persistent_session_keeps_its_limits_on_one_shard() {
 #[test]
 fn a_cut_persistent_session_keeps_its_limits_across_shards() {
     a_cut_persistent_session_keeps_its_limits(1, 0);
+}
+
+/// A publisher that hangs up while held back leaves at once (what it
+/// sent is read to the end), and nothing of the pressure is left on
+/// either shard once the subscriber goes too.
+fn a_held_publisher_that_hangs_up_leaves_nothing(pub_shard: usize, sub_shard: usize) {
+    let b = broker(2, OverloadPolicy::Backpressure, 3600);
+    let stalled = subscriber(&b, sub_shard, "stalled", "gone");
+    let id = b.id_on(pub_shard, "leaver");
+    let (c, _) = RawClient::connected(b.addr, connect_packet(ProtocolVersion::V311, &id, true, 0));
+    let writer = c.stream.try_clone().expect("clone");
+    let sender = std::thread::spawn(move || pour(writer, "gone", 0, 100_000));
+    let held = stats_when(&b, |s| {
+        s.publishers_held == 1 && s.subscribers_pressing == 1
+    });
+    assert_eq!(
+        (held.publishers_held, held.subscribers_pressing),
+        (1, 1),
+        "{held:?}"
+    );
+    let _ = c.stream.shutdown(std::net::Shutdown::Both);
+    drop(c);
+    let _ = sender.join();
+    let gone = stats_when(&b, |s| s.publishers_held == 0 && s.sessions == 1);
+    assert_eq!((gone.publishers_held, gone.sessions), (0, 1), "{gone:?}");
+    drop(stalled);
+    let end = stats_when(&b, |s| released(s) && s.sessions == 0);
+    assert!(released(&end) && end.sessions == 0, "{end:?}");
+}
+
+#[test]
+fn a_held_publisher_that_hangs_up_leaves_nothing_on_one_shard() {
+    a_held_publisher_that_hangs_up_leaves_nothing(0, 0);
+}
+
+#[test]
+fn a_held_publisher_that_hangs_up_leaves_nothing_across_shards() {
+    a_held_publisher_that_hangs_up_leaves_nothing(0, 1);
 }

@@ -122,6 +122,9 @@ pub struct ConnShared {
     /// out buffer reached its bound): TCP flow control then holds the
     /// client back, instead of its answers piling up here.
     pub input_paused: Cell<bool>,
+    /// The client hung up: it is read to the end even while held back
+    /// by backpressure (see `pressure`), so that it leaves at once.
+    pub hung_up: Cell<bool>,
     /// Shard-clock second of the last packet received.
     last_seen: Cell<u32>,
     /// 1.5 x keepalive in seconds, rounded up; 0 = no keepalive.
@@ -162,6 +165,7 @@ impl ConnShared {
             starved: Cell::new(false),
             blocked: Cell::new(false),
             input_paused: Cell::new(false),
+            hung_up: Cell::new(false),
             last_seen: Cell::new(now as u32),
             keepalive_limit: Cell::new(0),
             aliases: Cell::new(None),

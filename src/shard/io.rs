@@ -38,6 +38,9 @@ impl Shard {
         if r.writable {
             self.flush_token(token);
         }
+        if r.closed {
+            self.note_hang_up(token);
+        }
         if r.readable || r.closed {
             // After a hang-up, read on to the end of the stream (a short
             // read does not mean EOF was seen).
@@ -105,6 +108,18 @@ impl Shard {
             }
         }
         self.again.borrow_mut().push(token);
+    }
+
+    /// Marks an attached connection whose client hung up.
+    fn note_hang_up(&self, token: usize) {
+        if let Some(shared) = self
+            .conns
+            .borrow()
+            .get(token)
+            .and_then(|c| c.shared.as_ref())
+        {
+            shared.hung_up.set(true);
+        }
     }
 
     /// The phase of a connection whose input may be read now.

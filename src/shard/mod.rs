@@ -363,8 +363,10 @@ impl Shard {
 
     fn publish_stats(&self) {
         let sessions = self.sessions.borrow().by_id.len();
-        self.published
-            .publish(&self.stats.snapshot(self.connections.get(), sessions));
+        let mut snapshot = self.stats.snapshot(self.connections.get(), sessions);
+        let (held, pressing) = self.pressure.borrow().gauges();
+        (snapshot.publishers_held, snapshot.subscribers_pressing) = (held as u64, pressing as u64);
+        self.published.publish(&snapshot);
     }
 
     /// Ends offline sessions whose expiry passed.

@@ -79,6 +79,11 @@ impl Pressure {
         true
     }
 
+    /// Publishers held back here, and subscribers here holding some.
+    pub fn gauges(&self) -> (usize, usize) {
+        (self.paused.len(), self.pressing.len())
+    }
+
     /// True if session `sid` (a publisher here) is paused.
     pub fn is_paused(&self, sid: SessionId) -> bool {
         !self.paused.is_empty() && self.paused.contains_key(&sid)
@@ -161,8 +166,10 @@ impl Shard {
 
     /// True if `conn`'s session is a publisher held back: its input is
     /// not read, nor its next PUBLISH handled.
+    /// A client that hung up is not: what it sent before leaving is
+    /// handled (bounded by its socket buffer), and it leaves at once.
     pub(super) fn held_back(&self, conn: &ConnShared) -> bool {
-        self.pressure.borrow().is_paused(conn.session.get())
+        !conn.hung_up.get() && self.pressure.borrow().is_paused(conn.session.get())
     }
 
     /// A subscriber (here or on another shard) holds local session `sid`

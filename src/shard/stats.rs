@@ -72,6 +72,10 @@ pub struct StatsSnapshot {
     pub connections: u64,
     /// Sessions (online and offline) homed on this shard now.
     pub sessions: u64,
+    /// Publishers on this shard held back by backpressure now.
+    pub publishers_held: u64,
+    /// Subscribers on this shard holding publishers back now.
+    pub subscribers_pressing: u64,
 }
 
 impl std::ops::Add for StatsSnapshot {
@@ -94,6 +98,8 @@ impl std::ops::Add for StatsSnapshot {
             slow_consumers: self.slow_consumers + o.slow_consumers,
             connections: self.connections + o.connections,
             sessions: self.sessions + o.sessions,
+            publishers_held: self.publishers_held + o.publishers_held,
+            subscribers_pressing: self.subscribers_pressing + o.subscribers_pressing,
         }
     }
 }
@@ -102,7 +108,7 @@ impl std::ops::Add for StatsSnapshot {
 /// read by the control plane. `Send + Sync`.
 #[derive(Debug, Default)]
 pub struct StatsCell {
-    values: [AtomicU64; 15],
+    values: [AtomicU64; 17],
 }
 
 impl StatsCell {
@@ -124,6 +130,8 @@ impl StatsCell {
             s.slow_consumers,
             s.connections,
             s.sessions,
+            s.publishers_held,
+            s.subscribers_pressing,
         ];
         for (slot, value) in self.values.iter().zip(v) {
             slot.store(value, Ordering::Relaxed);
@@ -153,6 +161,8 @@ impl StatsCell {
             slow_consumers: v[12],
             connections: v[13],
             sessions: v[14],
+            publishers_held: v[15],
+            subscribers_pressing: v[16],
         }
     }
 }
@@ -176,6 +186,8 @@ impl Stats {
             slow_consumers: self.slow_consumers.get(),
             connections: connections as u64,
             sessions: sessions as u64,
+            publishers_held: 0,
+            subscribers_pressing: 0,
         }
     }
 }
