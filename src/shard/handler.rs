@@ -139,7 +139,7 @@ impl Shard {
         ack: OutAck,
     ) -> Result<(), CloseReason> {
         let sid = conn.session.get();
-        let (fit, queued) = {
+        let (fit, drained) = {
             let mut sessions = self.sessions.borrow_mut();
             let Some(s) = sessions.by_id.get_mut(&sid) else {
                 return Ok(());
@@ -148,10 +148,10 @@ impl Shard {
             if fit == AckFit::Finished {
                 self.count_dropped(s.drain(&self.queue_limits));
             }
-            (fit, s.queued())
+            (fit, s.at_low_watermark(&self.queue_limits))
         };
         if fit == AckFit::Finished {
-            self.pressure_progress(sid, queued);
+            self.pressure_progress(sid, drained);
         }
         match (fit, ack) {
             (AckFit::Finished, _) => self.mark_dirty(conn),

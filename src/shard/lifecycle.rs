@@ -215,15 +215,15 @@ impl Shard {
     /// Sends queued messages after the connection's buffer drained.
     pub fn drain_session(&self, conn: &Rc<ConnShared>) {
         let sid = conn.session.get();
-        let queued = {
+        let drained = {
             let mut sessions = self.sessions.borrow_mut();
             let Some(s) = sessions.by_id.get_mut(&sid) else {
                 return self.mark_dirty(conn);
             };
             self.count_dropped(s.drain(&self.queue_limits));
-            s.queued()
+            s.at_low_watermark(&self.queue_limits)
         };
-        self.pressure_progress(sid, queued);
+        self.pressure_progress(sid, drained);
         self.mark_dirty(conn);
     }
 

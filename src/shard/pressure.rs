@@ -136,14 +136,15 @@ impl Shard {
     }
 
     /// Subscriber `sub` made progress (acknowledged, drained its buffer);
-    /// releases its publishers once `queued` is at half its limit.
-    pub(super) fn pressure_progress(&self, sub: SessionId, queued: usize) {
+    /// releases its publishers once its queue is `drained` to half its
+    /// limits (see `Session::at_low_watermark`).
+    pub(super) fn pressure_progress(&self, sub: SessionId, drained: bool) {
         {
             let mut pressure = self.pressure.borrow_mut();
             if !pressure.is_pressing(sub) {
                 return;
             }
-            if queued > self.queue_limits.max_messages / 2 {
+            if !drained {
                 if let Some(p) = pressure.pressing.get_mut(&sub) {
                     p.progress = self.now();
                 }

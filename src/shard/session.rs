@@ -461,9 +461,13 @@ impl Session {
         self.queue_len() >= limits.max_messages + extra || over_bytes
     }
 
-    /// Messages waiting in the queue (behind the window).
-    pub fn queued(&self) -> usize {
-        self.queue_len()
+    /// Whether the queue is at half of `max_messages` and of `max_bytes`
+    /// or below: the low watermark at which publishers held back for it
+    /// resume (half, so that they do not pause and resume per message).
+    pub fn at_low_watermark(&self, limits: &QueueLimits) -> bool {
+        let bytes = self.flow.as_ref().map_or(0, |f| f.queued_bytes);
+        self.queue_len() <= limits.max_messages / 2
+            && (limits.max_bytes == 0 || bytes <= limits.max_bytes / 2)
     }
 
     /// Drops the newest queued messages until the queue is within
@@ -1136,11 +1140,13 @@ mod tests {
         assert_eq!(send(&mut s, QoS::AtLeastOnce), Delivery::Queued);
         assert_eq!(send(&mut s, QoS::AtLeastOnce), Delivery::Held);
         assert_eq!(send(&mut s, QoS::ExactlyOnce), Delivery::Held);
-        assert_eq!(s.queued(), 3);
+        assert_eq!(s.queue_len(), 3);
+        assert!(!s.at_low_watermark(&limits));
+        assert!(online_session().at_low_watermark(&limits));
         // Gone offline: the queue keeps its limit, the rest is dropped.
         s.conn = None;
         assert_eq!(s.trim_queue(&limits), 2);
-        assert_eq!(s.queued(), 1);
+        assert_eq!(s.queue_len(), 1);
         assert_eq!(
             send(&mut s, QoS::AtLeastOnce),
             Delivery::Dropped,
