@@ -437,3 +437,39 @@ fn a_held_publisher_that_hangs_up_leaves_nothing_on_one_shard() {
 fn a_held_publisher_that_hangs_up_leaves_nothing_across_shards() {
     a_held_publisher_that_hangs_up_leaves_nothing(0, 1);
 }
+
+/// A subscriber that is itself held back as a publisher (it floods a
+/// stalled subscriber) is not read while held, so its own queue fills and
+/// holds its publisher back too: the chain ends when the stalled
+/// subscriber is cut, and every message acknowledged to that publisher
+/// still reaches it.
+#[test]
+fn a_subscriber_held_back_as_a_publisher_recovers() {
+    let b = broker(2, OverloadPolicy::Backpressure, 1);
+    let stalled = subscriber(&b, 1, "stalled", "y");
+    let mut middle = subscriber(&b, 0, "middle", "x");
+    let writer = middle.stream.try_clone().expect("clone");
+    let pouring = std::thread::spawn(move || pour(writer, "y", 9, 20_000));
+    let n = 5000;
+    let source = flood(&b, &b.id_on(1, "src"), "x", 1, n);
+    let deadline = Instant::now() + LIMIT;
+    let mut got = Vec::new();
+    while got.len() < n && Instant::now() < deadline {
+        match middle.recv_within(Duration::from_secs(10)) {
+            Some(Some(Packet::Publish(p))) => {
+                middle.ack(&p);
+                got.push(tag_seq(&p.payload).1);
+            }
+            Some(Some(Packet::PubAck(_))) => {}
+            other => panic!("{other:?} after {} messages", got.len()),
+        }
+    }
+    let acked = source.join().unwrap();
+    assert_eq!(acked.len(), n);
+    assert_eq!(got, acked, "every acknowledged message, in order");
+    drop(middle);
+    let _ = pouring.join();
+    drop(stalled);
+    let stats = stats_when(&b, |s| s.slow_consumers >= 1 && released(s));
+    assert!(stats.slow_consumers >= 1 && released(&stats), "{stats:?}");
+}

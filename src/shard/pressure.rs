@@ -94,13 +94,13 @@ impl Pressure {
         !self.pressing.is_empty() && self.pressing.contains_key(&sub)
     }
 
-    /// Subscribers holding publishers back with no progress since before
-    /// `now - bound` seconds.
-    fn stalled(&self, now: u64, bound: u64) -> Vec<SessionId> {
+    /// Subscribers holding publishers back with no progress for `bound`
+    /// seconds or more, with how long.
+    fn stalled(&self, now: u64, bound: u64) -> Vec<(SessionId, u64)> {
         self.pressing
             .iter()
-            .filter(|(_, p)| now.saturating_sub(p.progress) >= bound)
-            .map(|(sid, _)| *sid)
+            .map(|(sid, p)| (*sid, now.saturating_sub(p.progress)))
+            .filter(|(_, idle)| *idle >= bound)
             .collect()
     }
 }
@@ -222,8 +222,15 @@ impl Shard {
         }
         let bound = u64::from(self.config.overload_stall_timeout);
         let stalled = self.pressure.borrow().stalled(now, bound);
-        for sid in stalled {
+        for (sid, idle) in stalled {
             let conn = self.online_conn(sid);
+            // One held back as a publisher itself is not read: its silence
+            // is partly ours. It gets twice the bound, so that the
+            // subscriber holding it is cut first (and a cycle of clients
+            // holding each other back still ends).
+            if idle < 2 * bound && conn.as_ref().is_some_and(|c| self.held_back(c)) {
+                continue;
+            }
             log::info!("session {sid}: cut as a slow consumer ({bound} s without progress)");
             Stats::bump(&self.stats.slow_consumers);
             match conn {
@@ -271,9 +278,9 @@ mod tests {
         p.press(1, origin(0, 7), 10);
         p.press(2, origin(0, 7), 13);
         assert!(p.stalled(14, 5).is_empty());
-        assert_eq!(p.stalled(15, 5), vec![1]);
+        assert_eq!(p.stalled(15, 5), vec![(1, 5)]);
         let mut both = p.stalled(18, 5);
         both.sort_unstable();
-        assert_eq!(both, vec![1, 2]);
+        assert_eq!(both, vec![(1, 8), (2, 5)]);
     }
 }
