@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use common::*;
 use shardmq::config::OverloadPolicy;
-use shardmq::protocol::{Packet, ProtocolVersion, QoS, ReasonCode};
+use shardmq::protocol::{Packet, ProtocolVersion, PubResp, QoS, ReasonCode};
 
 /// Publishers in a flood, and messages each sends.
 const PUBLISHERS: usize = 10;
@@ -91,14 +91,21 @@ fn pour(mut writer: TcpStream, topic: &str, tag: u16, n: usize) {
     for i in 0..n {
         let id = (i % 65_535) as u16 + 1;
         let p = publish(topic, &payload(tag, i as u32), QoS::AtLeastOnce, false, id);
-        let mut out = BytesMut::new();
-        Packet::Publish(p)
-            .encode(ProtocolVersion::V311, &mut out)
-            .unwrap();
-        if writer.write_all(&out).is_err() {
+        if writer.write_all(&encode(p)).is_err() {
             return;
         }
     }
+}
+
+/// A 3.1.1 PUBLISH as bytes.
+fn encode(p: shardmq::protocol::Publish) -> Vec<u8> {
+    encode_packet(Packet::Publish(p), ProtocolVersion::V311)
+}
+
+fn encode_packet(p: Packet, version: ProtocolVersion) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    p.encode(version, &mut out).unwrap();
+    out.to_vec()
 }
 
 /// A subscriber reading `want` messages (acknowledging each, pausing
@@ -448,8 +455,26 @@ fn a_subscriber_held_back_as_a_publisher_recovers() {
     let b = broker(2, OverloadPolicy::Backpressure, 1);
     let stalled = subscriber(&b, 1, "stalled", "y");
     let mut middle = subscriber(&b, 0, "middle", "x");
-    let writer = middle.stream.try_clone().expect("clone");
-    let pouring = std::thread::spawn(move || pour(writer, "y", 9, 20_000));
+    // One writer for its socket: its PUBLISHes, then the PUBACKs the
+    // reader hands it (two threads writing one socket could interleave
+    // the halves of a packet written in parts).
+    let mut writer = middle.stream.try_clone().expect("clone");
+    let (acks, to_write) = std::sync::mpsc::channel::<Vec<u8>>();
+    let pouring = std::thread::spawn(move || {
+        for i in 0..20_000u32 {
+            let p = publish("y", &payload(9, i), QoS::AtLeastOnce, false, 1);
+            let ack = to_write.try_iter().flatten().collect::<Vec<u8>>();
+            let p = encode_packet(Packet::Publish(p), ProtocolVersion::V5);
+            if writer.write_all(&ack).is_err() || writer.write_all(&p).is_err() {
+                return;
+            }
+        }
+        for ack in to_write.iter() {
+            if writer.write_all(&ack).is_err() {
+                return;
+            }
+        }
+    });
     let n = 5000;
     let source = flood(&b, &b.id_on(1, "src"), "x", 1, n);
     let deadline = Instant::now() + LIMIT;
@@ -457,7 +482,11 @@ fn a_subscriber_held_back_as_a_publisher_recovers() {
     while got.len() < n && Instant::now() < deadline {
         match middle.recv_within(Duration::from_secs(10)) {
             Some(Some(Packet::Publish(p))) => {
-                middle.ack(&p);
+                let id = p.packet_id.expect("QoS 1");
+                let _ = acks.send(encode_packet(
+                    Packet::PubAck(PubResp::new(id)),
+                    ProtocolVersion::V5,
+                ));
                 got.push(tag_seq(&p.payload).1);
             }
             Some(Some(Packet::PubAck(_))) => {}
@@ -467,6 +496,7 @@ fn a_subscriber_held_back_as_a_publisher_recovers() {
     let acked = source.join().unwrap();
     assert_eq!(acked.len(), n);
     assert_eq!(got, acked, "every acknowledged message, in order");
+    drop(acks);
     drop(middle);
     let _ = pouring.join();
     drop(stalled);
