@@ -14,13 +14,15 @@
 //! Publishers to other, healthy subscribers are never paused.
 //!
 //! A subscriber releases every publisher it paused once its queue is at
-//! half its limit, when its connection ends, or when it is cut as a slow
+//! half its limits, when its connection ends, or when it is cut as a slow
 //! consumer: after `overload_stall_timeout` seconds holding publishers
-//! back without acknowledging anything, it is disconnected (5.0: Quota
-//! exceeded), its session keeps `max_queued_*` and counts the rest as
-//! dropped. A publisher is never paused by its own subscription (it would
-//! stop reading the acknowledgements that drain it); a cycle between
-//! clients is broken by the same stall bound.
+//! back without progress, it is disconnected (5.0: Quota exceeded), its
+//! session keeps `max_queued_*` and counts the rest as dropped. A
+//! publisher is never paused by its own subscription (it would stop
+//! reading the acknowledgements that drain it). A subscriber held back as
+//! a publisher gets twice the bound (it is not read meanwhile), so the
+//! one holding it is cut first, and a cycle of clients holding each other
+//! back ends at twice the bound.
 
 use std::collections::HashMap;
 use std::rc::Rc;
