@@ -9,6 +9,8 @@ mod common;
 
 use std::io::Write;
 use std::net::TcpStream;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -52,7 +54,8 @@ fn tag_seq(p: &[u8]) -> (u16, u32) {
 
 /// A publisher (client `id`) sending `n` QoS 1 messages to `topic`
 /// without waiting for each PUBACK (its socket blocks while the broker
-/// holds it back); returns the (tag, seq) of every message acknowledged.
+/// holds it back); returns the sequence number of every message
+/// acknowledged.
 fn flood(
     b: &TestBroker,
     id: &str,
@@ -60,11 +63,33 @@ fn flood(
     tag: u16,
     n: usize,
 ) -> JoinHandle<Vec<u32>> {
-    let (c, _) = RawClient::connected(b.addr, connect_packet(ProtocolVersion::V311, id, true, 0));
+    flood_as(b, id, topic, tag, n, ProtocolVersion::V311)
+}
+
+/// [`flood`] in `version`. A 5.0 publisher keeps within the Receive
+/// Maximum the broker announced, as 5.0 clients must: the broker then
+/// holds it back by its PUBACKs.
+fn flood_as(
+    b: &TestBroker,
+    id: &str,
+    topic: &'static str,
+    tag: u16,
+    n: usize,
+    version: ProtocolVersion,
+) -> JoinHandle<Vec<u32>> {
+    let (c, _) = RawClient::connected(b.addr, connect_packet(version, id, true, 0));
     let writer = c.stream.try_clone().expect("clone");
+    let window = if version.is_v5() {
+        RECEIVE_MAXIMUM
+    } else {
+        usize::MAX
+    };
+    let acked_n = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&acked_n);
     let mut acks = c;
     std::thread::spawn(move || {
-        let sender = std::thread::spawn(move || pour(writer, topic, tag, n));
+        let sender =
+            std::thread::spawn(move || pour(writer, topic, (tag, n), version, (&seen, window)));
         let deadline = Instant::now() + LIMIT;
         let mut acked = Vec::with_capacity(n);
         while acked.len() < n && Instant::now() < deadline {
@@ -74,32 +99,55 @@ fn flood(
                     let i = acked.len() as u32;
                     assert_eq!(r.packet_id.get(), (i % 65_535) as u16 + 1);
                     acked.push(i);
+                    acked_n.store(acked.len(), Ordering::Release);
                 }
                 Some(Some(other)) => panic!("publisher {tag}: {other:?}"),
                 Some(None) => break,
                 None => {}
             }
         }
+        drop(acks);
         let _ = sender.join();
         acked
     })
 }
 
+/// The Receive Maximum the broker announces (`max_inflight_messages`).
+const RECEIVE_MAXIMUM: usize = 20;
+
 /// Writes `n` QoS 1 PUBLISH packets (publisher `tag`, sequence 0..n) to
-/// `topic` without waiting for PUBACKs; stops when the socket fails.
-fn pour(mut writer: TcpStream, topic: &str, tag: u16, n: usize) {
+/// `topic` without waiting for each PUBACK, keeping at most `window`
+/// beyond the `acked` count; stops when the socket fails or after [`LIMIT`].
+fn pour(
+    mut writer: TcpStream,
+    topic: &str,
+    (tag, n): (u16, usize),
+    version: ProtocolVersion,
+    (acked, window): (&AtomicUsize, usize),
+) {
+    let deadline = Instant::now() + LIMIT;
     for i in 0..n {
+        while i.saturating_sub(acked.load(Ordering::Acquire)) >= window {
+            if Instant::now() > deadline {
+                return;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
         let id = (i % 65_535) as u16 + 1;
         let p = publish(topic, &payload(tag, i as u32), QoS::AtLeastOnce, false, id);
-        if writer.write_all(&encode(p)).is_err() {
+        if writer
+            .write_all(&encode_packet(Packet::Publish(p), version))
+            .is_err()
+        {
             return;
         }
     }
 }
 
-/// A 3.1.1 PUBLISH as bytes.
-fn encode(p: shardmq::protocol::Publish) -> Vec<u8> {
-    encode_packet(Packet::Publish(p), ProtocolVersion::V311)
+/// Writes `n` 3.1.1 QoS 1 PUBLISH packets without waiting for any PUBACK.
+fn pour_all(writer: TcpStream, topic: &str, tag: u16, n: usize) {
+    let unlimited = (&AtomicUsize::new(0), usize::MAX);
+    pour(writer, topic, (tag, n), ProtocolVersion::V311, unlimited);
 }
 
 fn encode_packet(p: Packet, version: ProtocolVersion) -> Vec<u8> {
@@ -164,7 +212,7 @@ fn stats_when(
 /// The fan-in flood: every message acknowledged to a publisher reaches the
 /// slow subscriber, once, in each publisher's order; none is dropped, and
 /// the publishers were held back (the queue ran past its limit).
-fn fan_in_loses_nothing(pub_shard: usize, sub_shard: usize) {
+fn fan_in_loses_nothing(pub_shard: usize, sub_shard: usize, version: ProtocolVersion) {
     let b = broker(2, OverloadPolicy::Backpressure, 30);
     let sub = subscriber(&b, sub_shard, "sink", "fanin");
     let total = PUBLISHERS * PER_PUBLISHER;
@@ -177,7 +225,7 @@ fn fan_in_loses_nothing(pub_shard: usize, sub_shard: usize) {
     let floods: Vec<_> = (0..PUBLISHERS)
         .map(|i| {
             let id = b.id_on(pub_shard, &format!("src{i}-"));
-            flood(&b, &id, "fanin", i as u16, PER_PUBLISHER)
+            flood_as(&b, &id, "fanin", i as u16, PER_PUBLISHER, version)
         })
         .collect();
     let acked: Vec<Vec<u32>> = floods.into_iter().map(|f| f.join().unwrap()).collect();
@@ -211,12 +259,24 @@ fn released(s: &shardmq::shard::StatsSnapshot) -> bool {
 
 #[test]
 fn fan_in_flood_loses_nothing_on_one_shard() {
-    fan_in_loses_nothing(0, 0);
+    fan_in_loses_nothing(0, 0, ProtocolVersion::V311);
 }
 
 #[test]
 fn fan_in_flood_loses_nothing_across_shards() {
-    fan_in_loses_nothing(0, 1);
+    fan_in_loses_nothing(0, 1, ProtocolVersion::V311);
+}
+
+/// 5.0 publishers are held back by their PUBACKs (their Receive Maximum
+/// stops them) and lose nothing either.
+#[test]
+fn fan_in_flood_of_v5_publishers_loses_nothing_on_one_shard() {
+    fan_in_loses_nothing(0, 0, ProtocolVersion::V5);
+}
+
+#[test]
+fn fan_in_flood_of_v5_publishers_loses_nothing_across_shards() {
+    fan_in_loses_nothing(0, 1, ProtocolVersion::V5);
 }
 
 /// `overload_policy drop`: the same flood drops (and counts) what the
@@ -416,7 +476,7 @@ fn a_held_publisher_that_hangs_up_leaves_nothing(pub_shard: usize, sub_shard: us
     let id = b.id_on(pub_shard, "leaver");
     let (c, _) = RawClient::connected(b.addr, connect_packet(ProtocolVersion::V311, &id, true, 0));
     let writer = c.stream.try_clone().expect("clone");
-    let sender = std::thread::spawn(move || pour(writer, "gone", 0, 100_000));
+    let sender = std::thread::spawn(move || pour_all(writer, "gone", 0, 100_000));
     let held = stats_when(&b, |s| {
         s.publishers_held == 1 && s.subscribers_pressing == 1
     });
@@ -454,7 +514,12 @@ fn a_held_publisher_that_hangs_up_leaves_nothing_across_shards() {
 fn a_subscriber_held_back_as_a_publisher_recovers() {
     let b = broker(2, OverloadPolicy::Backpressure, 1);
     let stalled = subscriber(&b, 1, "stalled", "y");
-    let mut middle = subscriber(&b, 0, "middle", "x");
+    // 3.1.1: held back by not being read (a 5.0 client is held by its
+    // PUBACKs and read on).
+    let id = b.id_on(0, "middle");
+    let (mut middle, _) =
+        RawClient::connected(b.addr, connect_packet(ProtocolVersion::V311, &id, true, 0));
+    middle.subscribe("x", QoS::AtLeastOnce);
     // One writer for its socket: its PUBLISHes, then the PUBACKs the
     // reader hands it (two threads writing one socket could interleave
     // the halves of a packet written in parts).
@@ -464,7 +529,7 @@ fn a_subscriber_held_back_as_a_publisher_recovers() {
         for i in 0..20_000u32 {
             let p = publish("y", &payload(9, i), QoS::AtLeastOnce, false, 1);
             let ack = to_write.try_iter().flatten().collect::<Vec<u8>>();
-            let p = encode_packet(Packet::Publish(p), ProtocolVersion::V5);
+            let p = encode_packet(Packet::Publish(p), ProtocolVersion::V311);
             if writer.write_all(&ack).is_err() || writer.write_all(&p).is_err() {
                 return;
             }
@@ -485,7 +550,7 @@ fn a_subscriber_held_back_as_a_publisher_recovers() {
                 let id = p.packet_id.expect("QoS 1");
                 let _ = acks.send(encode_packet(
                     Packet::PubAck(PubResp::new(id)),
-                    ProtocolVersion::V5,
+                    ProtocolVersion::V311,
                 ));
                 got.push(tag_seq(&p.payload).1);
             }
@@ -502,4 +567,29 @@ fn a_subscriber_held_back_as_a_publisher_recovers() {
     drop(stalled);
     let stats = stats_when(&b, |s| s.slow_consumers >= 1 && released(s));
     assert!(stats.slow_consumers >= 1 && released(&stats), "{stats:?}");
+}
+
+/// A 5.0 publisher held back by its PUBACKs that sends past the Receive
+/// Maximum anyway breaks the protocol: DISCONNECT 0x93.
+#[test]
+fn a_v5_publisher_past_its_receive_maximum_while_held_is_disconnected() {
+    let b = broker(1, OverloadPolicy::Backpressure, 3600);
+    let _stalled = subscriber(&b, 0, "stalled", "t");
+    let (mut c, _) = RawClient::connected(
+        b.addr,
+        connect_packet(ProtocolVersion::V5, "eager", true, 0),
+    );
+    let writer = c.stream.try_clone().expect("clone");
+    let pouring = std::thread::spawn(move || {
+        let unlimited = (&AtomicUsize::new(0), usize::MAX);
+        pour(writer, "t", (0, 5000), ProtocolVersion::V5, unlimited);
+    });
+    let mut reason = None;
+    while let Some(Some(p)) = c.recv_within(WAIT) {
+        if let Packet::Disconnect(d) = p {
+            reason = Some(d.reason);
+        }
+    }
+    let _ = pouring.join();
+    assert_eq!(reason, Some(ReasonCode::ReceiveMaximumExceeded));
 }

@@ -8,9 +8,11 @@
 //! the bounded headroom, see [`Delivery::Held`](super::session::Delivery)),
 //! the subscriber's shard records the origin in the subscriber's
 //! [`Pressing`] set and pauses it: directly if the publisher is local, by
-//! a [`ShardMsg::Pressure`] to its shard otherwise. A paused publisher's
-//! connection is not read, and its input stops before the next PUBLISH
-//! (see `handler::process`): TCP flow control holds the client back.
+//! a [`ShardMsg::Pressure`] to its shard otherwise. A paused 5.0
+//! publisher's PUBACK/PUBREC are kept back until it is released, so its
+//! own Receive Maximum stops it while it is read on; any other paused
+//! publisher is not read, its input stopping before the next PUBLISH (see
+//! `handler::process`): TCP flow control holds the client back.
 //! Publishers to other, healthy subscribers are never paused.
 //!
 //! A subscriber releases every publisher it paused once its queue is at
@@ -30,11 +32,12 @@ use std::rc::Rc;
 use ahash::RandomState;
 
 use super::conn::{CloseReason, ConnShared};
+use super::durable::Mark;
 use super::session::SessionId;
 use super::{Shard, Stats};
 use crate::limits::PRESSURE_PUBLISHERS_MAX;
 use crate::mesh::{Origin, ShardMsg};
-use crate::protocol::ReasonCode;
+use crate::protocol::{Packet, ReasonCode};
 
 /// What a subscriber cut as a slow consumer is told (5.0).
 const SLOW_CONSUMER: &str = "slow consumer: no progress while holding publishers back";
@@ -170,9 +173,45 @@ impl Shard {
     /// True if `conn`'s session is a publisher held back: its input is
     /// not read, nor its next PUBLISH handled.
     /// A client that hung up is not: what it sent before leaving is
-    /// handled (bounded by its socket buffer), and it leaves at once.
+    /// handled (bounded by its socket buffer), and it leaves at once. A
+    /// publisher held by its acknowledgements is read on.
     pub(super) fn held_back(&self, conn: &ConnShared) -> bool {
-        !conn.hung_up.get() && self.pressure.borrow().is_paused(conn.session.get())
+        !conn.hung_up.get() && !self.held_by_acks(conn) && self.is_paused(conn)
+    }
+
+    /// How a paused publisher is held: a 5.0 one (without persistence,
+    /// whose acknowledgements wait for the journal) by its PUBACK/PUBREC,
+    /// kept back until it is released, so that its own Receive Maximum
+    /// stops it while its socket is read on (its acknowledgements of what
+    /// it receives, its PINGREQs); any other by not reading it.
+    fn held_by_acks(&self, conn: &ConnShared) -> bool {
+        conn.version.is_v5() && self.durable.is_none()
+    }
+
+    fn is_paused(&self, conn: &ConnShared) -> bool {
+        self.pressure.borrow().is_paused(conn.session.get())
+    }
+
+    /// Sends a publisher's PUBACK/PUBREC, or keeps it while the publisher
+    /// is held by its acknowledgements. More of them unanswered than the
+    /// Receive Maximum we announced is the client's protocol error.
+    pub(super) fn acknowledge_publish(
+        &self,
+        mark: Option<Mark>,
+        conn: &Rc<ConnShared>,
+        ack: Packet,
+    ) -> Result<(), CloseReason> {
+        if !(self.held_by_acks(conn) && self.is_paused(conn)) {
+            self.ack_when_durable(mark, conn, ack);
+            return Ok(());
+        }
+        if conn.hold_ack(ack) > usize::from(self.config.max_inflight_messages) {
+            return Err(CloseReason::Protocol(
+                ReasonCode::ReceiveMaximumExceeded,
+                "more QoS 1/2 messages in flight than the receive maximum",
+            ));
+        }
+        Ok(())
     }
 
     /// A subscriber (here or on another shard) holds local session `sid`
@@ -199,7 +238,13 @@ impl Shard {
             }
             pressure.paused.remove(&sid);
         }
-        if let Some(token) = self.online_conn(sid).and_then(|c| c.token()) {
+        let Some(conn) = self.online_conn(sid) else {
+            return;
+        };
+        for ack in conn.take_held_acks() {
+            self.send_packet(&conn, &ack);
+        }
+        if let Some(token) = conn.token() {
             self.again.borrow_mut().push(token);
         }
     }

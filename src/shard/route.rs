@@ -101,8 +101,7 @@ impl Shard {
         } else {
             Packet::PubRec(resp)
         };
-        self.ack_when_durable(mark, conn, ack);
-        Ok(())
+        self.acknowledge_publish(mark, conn, ack)
     }
 
     /// Why a client's PUBLISH is acknowledged but not routed, if it is:
