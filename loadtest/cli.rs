@@ -154,6 +154,12 @@ pub struct TrafficArgs {
     /// Test hook: publishers skip (never send) every Nth sequence number.
     #[arg(long, hide = true)]
     pub drop_every: Option<u64>,
+    /// Publishers issue nothing once the measured window ends: a backlog
+    /// (a broker slower than --rate) is not sent during the grace, which
+    /// then drains what the broker holds, so that "lost" is what the
+    /// broker lost, not what it still held when the run ended.
+    #[arg(long)]
+    pub no_backlog: bool,
 }
 
 /// What every traffic scenario (fanout, fanin, pairs) takes.

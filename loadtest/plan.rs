@@ -35,6 +35,8 @@ pub struct RunSpec {
     pub publishers: usize,
     /// Test hook: skip every Nth sequence number.
     pub drop_every: Option<u64>,
+    /// `--no-backlog`: nothing is issued after the measured window.
+    pub no_backlog: bool,
     /// Source addresses, used round-robin by connection index.
     pub sources: Vec<IpAddr>,
     /// Most connection attempts in flight per worker (connect-storm).

@@ -10,13 +10,15 @@
 use std::io;
 
 use bytes::{Bytes, BytesMut};
+use hdrhistogram::Histogram;
 use shardmq::protocol::{Packet, PacketId, Properties, PubResp, Publish, QoS, TopicName};
 
+use crate::clock::now_ns;
 use crate::conn::{queue, OUT_HIGH};
 use crate::payload::Header;
 use crate::plan::RunSpec;
 use crate::rate::Schedule;
-use crate::stats::PubOutcome;
+use crate::stats::{new_histogram, PubOutcome, HIST_MAX_NS};
 use crate::worker::Ctx;
 
 /// Most messages encoded per pump when catching up; the rest go out on the
@@ -31,6 +33,8 @@ struct Window {
     /// `busy[id]`: id is in use (a flow in progress). Guards against a
     /// broker acking an id twice, which would otherwise free it twice.
     busy: Vec<bool>,
+    /// `sent_ns[id]`: when the PUBLISH with id went into the out buffer.
+    sent_ns: Vec<u64>,
     /// Flows completed (PUBACK or PUBCOMP received).
     acked: u64,
 }
@@ -41,6 +45,7 @@ impl Window {
             qos,
             free: (1..=capacity).rev().filter_map(PacketId::new).collect(),
             busy: vec![false; usize::from(capacity) + 1],
+            sent_ns: vec![0; usize::from(capacity) + 1],
             acked: 0,
         }
     }
@@ -57,6 +62,7 @@ impl Window {
     fn take(&mut self) -> Option<PacketId> {
         let id = self.free.pop()?;
         self.busy[usize::from(id.get())] = true;
+        self.sent_ns[usize::from(id.get())] = now_ns();
         Some(id)
     }
 
@@ -67,8 +73,9 @@ impl Window {
             .unwrap_or(false)
     }
 
-    /// Ends the flow of `id`; an error if no flow uses it.
-    fn release(&mut self, id: PacketId) -> io::Result<()> {
+    /// Ends the flow of `id`, returning how long it took (PUBLISH to
+    /// PUBACK or PUBCOMP, ns); an error if no flow uses it.
+    fn release(&mut self, id: PacketId) -> io::Result<u64> {
         match self.busy.get_mut(usize::from(id.get())) {
             Some(b) if *b => *b = false,
             _ => {
@@ -79,7 +86,7 @@ impl Window {
         }
         self.free.push(id);
         self.acked += 1;
-        Ok(())
+        Ok(now_ns().saturating_sub(self.sent_ns[usize::from(id.get())]))
     }
 }
 
@@ -93,6 +100,8 @@ pub struct Publisher {
     /// The next sequence number to issue.
     next: u64,
     window: Window,
+    /// PUBLISH to PUBACK (QoS 1) or PUBCOMP (QoS 2), every flow of the run.
+    ack_latency: Histogram<u64>,
     outcome: PubOutcome,
     /// When the send timer should fire: the next message's due time, 0 (as
     /// soon as possible) after a blocked publisher got room, or `None`
@@ -113,6 +122,7 @@ impl Publisher {
             sched: None,
             next: 0,
             window: Window::new(spec.qos, spec.inflight),
+            ack_latency: new_histogram(),
             outcome: PubOutcome {
                 id,
                 ..Default::default()
@@ -138,7 +148,10 @@ impl Publisher {
     /// Encodes the messages due by `now` into `out`, as far as the window,
     /// [`MAX_BATCH`] and [`OUT_HIGH`] allow, and sets the next wake time.
     pub fn pump(&mut self, now: u64, ctx: &mut Ctx, out: &mut BytesMut) -> io::Result<()> {
-        let Some(sched) = self.sched else {
+        let Some(sched) = self
+            .sched
+            .filter(|_| !(ctx.spec.no_backlog && now >= ctx.window().1))
+        else {
             self.wake = None;
             return Ok(());
         };
@@ -174,7 +187,9 @@ impl Publisher {
         let qos = self.window.qos;
         match (qos, p) {
             (QoS::AtLeastOnce, Packet::PubAck(r)) | (QoS::ExactlyOnce, Packet::PubComp(r)) => {
-                self.window.release(r.packet_id)?;
+                let took = self.window.release(r.packet_id)?;
+                self.ack_latency
+                    .saturating_record(took.clamp(1, HIST_MAX_NS));
                 self.unblock();
             }
             (QoS::ExactlyOnce, Packet::PubRec(r)) => {
@@ -210,6 +225,7 @@ impl Publisher {
     pub fn finish(self) -> PubOutcome {
         PubOutcome {
             acked: self.window.acked,
+            ack_latency: Some(self.ack_latency),
             ..self.outcome
         }
     }

@@ -110,6 +110,12 @@ pub struct Report {
     pub out_of_order: u64,
     /// Sequence numbers skipped on purpose (`--drop-every`).
     pub dropped_by_test: u64,
+    /// QoS 1/2: flows the broker completed (PUBACK/PUBCOMP), whole run.
+    pub acked: u64,
+    /// QoS 1/2: deliveries of acknowledged messages that never arrived.
+    pub lost_acked: u64,
+    /// QoS 1/2: PUBLISH -> PUBACK/PUBCOMP at the publishers, whole run.
+    pub ack_latency: Option<Latency>,
     pub failed_connections: u64,
     pub errors: u64,
     pub error_samples: Vec<String>,
@@ -163,6 +169,10 @@ impl Report {
             }
             rows.push(row("delivered", self.delivered_per_s, "msg/s"));
             rows.push(row("lost", self.lost as f64, ""));
+            if self.qos > 0 {
+                rows.push(row("acked", self.acked as f64, ""));
+                rows.push(row("lost after ack", self.lost_acked as f64, ""));
+            }
             rows.push(row("duplicates", self.duplicates as f64, ""));
             rows.push(row("out of order", self.out_of_order as f64, ""));
         }
@@ -177,6 +187,11 @@ impl Report {
             ] {
                 rows.push(row(name, v, "ms"));
             }
+        }
+        if let Some(l) = &self.ack_latency {
+            let names = ["PUBACK p50", "PUBACK p99", "PUBACK p99.9", "PUBACK max"];
+            let values = [l.p50_ms, l.p99_ms, l.p99_9_ms, l.max_ms];
+            rows.extend(names.into_iter().zip(values).map(|(n, v)| row(n, v, "ms")));
         }
         if let Some(b) = &self.broker_usage {
             rows.extend(b.cpu_us_per_msg.map(|v| row("broker CPU / msg", v, "us")));

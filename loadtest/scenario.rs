@@ -172,6 +172,7 @@ pub fn spec(conn: &ConnArgs, time: Option<&TimeArgs>, tag: String) -> Result<Run
         rate: 0.0,
         publishers: 0,
         drop_every: None,
+        no_backlog: false,
         sources: conn.source.clone(),
         storm_concurrency: 1,
         tag,
@@ -227,6 +228,7 @@ fn apply_traffic(spec: &mut RunSpec, t: &TrafficArgs, publishers: usize) -> Resu
     spec.rate = t.rate;
     spec.publishers = publishers;
     spec.drop_every = t.drop_every;
+    spec.no_backlog = t.no_backlog;
     Ok(())
 }
 

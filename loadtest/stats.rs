@@ -29,6 +29,8 @@ pub struct PubOutcome {
     pub dropped: u64,
     /// QoS 1/2 flows completed (PUBACK or PUBCOMP received).
     pub acked: u64,
+    /// Their PUBLISH -> PUBACK/PUBCOMP times (ns); `None` until finished.
+    pub ack_latency: Option<Histogram<u64>>,
 }
 
 /// What one subscriber received, per publisher id.
@@ -111,6 +113,12 @@ pub struct Totals {
     pub out_of_order: u64,
     pub dropped_by_test: u64,
     pub acked: u64,
+    /// Deliveries of messages the broker acknowledged to their publisher
+    /// (PUBACK/PUBCOMP) that never arrived: what a broker lost after
+    /// promising "at least once".
+    pub lost_acked: u64,
+    /// PUBLISH -> PUBACK/PUBCOMP over every publisher, whole run.
+    pub ack_latency: Histogram<u64>,
     pub foreign: u64,
     pub storm: StormOutcome,
 }
@@ -130,10 +138,13 @@ pub fn merge(workers: Vec<WorkerStats>, plan: &Plan) -> Totals {
         out_of_order: 0,
         dropped_by_test: 0,
         acked: 0,
+        lost_acked: 0,
+        ack_latency: new_histogram(),
         foreign: 0,
         storm: StormOutcome::default(),
     };
     let mut issued: HashMap<u32, u64> = HashMap::new();
+    let mut acked: HashMap<u32, u64> = HashMap::new();
     let mut subs = Vec::new();
     for w in workers {
         // Same bounds on both sides, so adding cannot fail.
@@ -151,10 +162,23 @@ pub fn merge(workers: Vec<WorkerStats>, plan: &Plan) -> Totals {
             t.dropped_by_test += p.dropped;
             t.acked += p.acked;
             issued.insert(p.id, p.issued);
+            acked.insert(p.id, p.acked);
+            if let Some(h) = &p.ack_latency {
+                let _ = t.ack_latency.add(h);
+            }
         }
         subs.extend(w.subs);
     }
     count_loss(&mut t, &issued, &subs, plan.delivery);
+    // The same count over acknowledged messages only (QoS 1/2): PUBACKs
+    // come in order per publisher, so its first `acked` sequence numbers
+    // were acknowledged.
+    let mut after_ack = Totals {
+        lost: 0,
+        ..t.clone()
+    };
+    count_loss(&mut after_ack, &acked, &subs, plan.delivery);
+    t.lost_acked = after_ack.lost;
     t
 }
 
@@ -232,6 +256,18 @@ mod tests {
         );
         let t = merge(vec![w], &Plan::fanout(1, 2, "t"));
         assert_eq!((t.expected, t.lost, t.duplicates), (8, 2, 1));
+    }
+
+    #[test]
+    fn loss_after_ack_counts_only_acknowledged_messages() {
+        let mut w = worker(
+            &[(0, 10), (1, 10)],
+            vec![sub(0, &[(0, &[0, 1, 2]), (1, &[0])])],
+        );
+        w.pubs[0].acked = 4; // 0..4 acknowledged, 3 never delivered
+        w.pubs[1].acked = 1;
+        let t = merge(vec![w], &Plan::fanin(2, 1, None, "t"));
+        assert_eq!((t.acked, t.lost_acked, t.lost), (5, 1, 16));
     }
 
     #[test]

@@ -705,6 +705,7 @@ pub fn test_ctx(qos: shardmq::protocol::QoS, inflight: u16, rate: f64) -> Ctx {
         rate,
         publishers: 1,
         drop_every: None,
+        no_backlog: false,
         sources: Vec::new(),
         storm_concurrency: 1,
         tag: "test".into(),

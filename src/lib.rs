@@ -31,7 +31,10 @@
 //! broadcasts the filter to every other shard's replica; a PUBLISH is matched
 //! on the shard that received it, delivered to local subscribers, and sent
 //! once per destination shard over the mesh, where that shard fans it out.
-//! No locks, no shared mutable state on the data path.
+//! No locks, no shared mutable state on the data path. A subscriber whose
+//! queue is full holds back the publishers that feed it (a pause, local or
+//! a message over the mesh to their shard) rather than drop what they were
+//! acknowledged for (see `shard::pressure`).
 
 pub mod bridge;
 pub mod config;

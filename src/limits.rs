@@ -285,6 +285,26 @@ pub const MIN_PACKET_SIZE: usize = 20;
 /// and the largest value accepted.
 pub const MAX_QUEUED_MESSAGES_CAP: usize = 1_000_000;
 
+/// The largest `overload_stall_timeout`, in seconds: a subscriber that
+/// holds publishers back without progress for longer is always cut.
+pub const MAX_OVERLOAD_STALL_TIMEOUT: u32 = 3600;
+
+/// Backpressure headroom: QoS 1/2 messages an online subscriber's queue
+/// may hold above `max_queued_messages` while the publishers that feed it
+/// are being paused. It absorbs what is already in the pipeline when the
+/// queue fills: at most one read chunk per local publisher, and what a
+/// remote publisher's shard routes before the pressure message crosses
+/// the mesh back to it. Past it, a message is dropped and counted.
+pub const PRESSURE_HEADROOM_MESSAGES: usize = 100_000;
+
+/// Backpressure headroom in topic and payload bytes above
+/// `max_queued_bytes` (when that is set), for the same reason.
+pub const PRESSURE_HEADROOM_BYTES: usize = 64 * 1024 * 1024;
+
+/// Publishers one subscriber may hold paused at once. A publisher beyond
+/// it is not paused: its messages go to the headroom.
+pub const PRESSURE_PUBLISHERS_MAX: usize = 4096;
+
 /// The largest `max_topic_alias`: the protocol's (a Topic Alias is a
 /// two-byte integer). Each alias a client sets keeps one topic (at most
 /// 65535 bytes) for the life of its connection.
@@ -353,6 +373,11 @@ const _: () = assert!(PROTOCOL_MAX_PACKET_SIZE == 1 + 4 + 268_435_455);
 const _: () = assert!(MESH_CAPACITY >= 1024);
 const _: () = assert!(MESH_BATCH <= MESH_OUTBOX_LIMIT);
 const _: () = assert!(READ_MIN < READ_CHUNK);
+// The headroom takes at least one full read chunk of minimal (2-byte
+// header, 1-byte topic, 2-byte id) QoS 1 PUBLISH packets per shard's
+// pipeline of a few publishers.
+const _: () = assert!(PRESSURE_HEADROOM_MESSAGES >= 4 * READ_CHUNK / 7);
+const _: () = assert!(PRESSURE_HEADROOM_BYTES >= 16 * READ_CHUNK);
 const _: () = assert!(MAX_CONNECT_PACKET > 5 * 65_535);
 const _: () = assert!(PENDING_KEEP <= PARTIAL_RESERVE_MAX);
 const _: () = assert!(OUT_BUFFER_KEEP < MAX_OUT_BUFFER);

@@ -8,7 +8,8 @@ use std::time::Duration;
 use proptest::prelude::*;
 use shardmq::config::{
     BridgeAddress, BridgeConfig, BridgeTls, BridgeTopic, Config, ConfigError, ConfigWarning,
-    Direction, Listener, ListenerProtocol, LogDest, LogTypes, RestartTimeout, Security, StartType,
+    Direction, Listener, ListenerProtocol, LogDest, LogTypes, OverloadPolicy, RestartTimeout,
+    Security, StartType,
 };
 use shardmq::protocol::{ProtocolVersion, QoS};
 
@@ -327,6 +328,25 @@ fn check_retain_source_is_a_switch() {
         error("check_retain_source maybe"),
         "broker.conf:1: check_retain_source: expected true or false, got `maybe`"
     );
+}
+
+#[test]
+fn overload_policy_defaults_to_backpressure_and_drop_is_mosquittos() {
+    let default = Config::default();
+    assert_eq!(default.overload_policy, OverloadPolicy::Backpressure);
+    assert_eq!(default.overload_stall_timeout, 5);
+    let c = parse_quiet("overload_policy drop\noverload_stall_timeout 30");
+    assert_eq!(c.overload_policy, OverloadPolicy::Drop);
+    assert_eq!(c.overload_stall_timeout, 30);
+    let c = parse_quiet("overload_policy backpressure");
+    assert_eq!(c.overload_policy, OverloadPolicy::Backpressure);
+    assert_errors(&[
+        ("overload_policy block", "broker.conf:1: overload_policy: expected backpressure or drop, got `block`"),
+        ("overload_policy", "broker.conf:1: overload_policy: missing value (expected backpressure or drop)"),
+        ("\noverload_stall_timeout 0", "broker.conf:2: overload_stall_timeout: expected 1..3600, got 0 (seconds without progress)"),
+        ("overload_stall_timeout 3601", "broker.conf:1: overload_stall_timeout: expected 1..3600, got 3601 (seconds without progress)"),
+        ("overload_stall_timeout soon", "broker.conf:1: overload_stall_timeout: expected 1..3600, got `soon` (seconds without progress)"),
+    ]);
 }
 
 #[test]

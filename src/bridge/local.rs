@@ -89,6 +89,7 @@ impl Local {
             | ShardMsg::Shared(_)
             | ShardMsg::BarrierAck(_)
             | ShardMsg::WillsSent
+            | ShardMsg::Pressure { .. }
             | ShardMsg::Durable(_) => {}
         }
         None

@@ -4,13 +4,14 @@
 use super::directives::{Apply, ApplyFn, Directive, Scope};
 use super::lexer::Line;
 use super::parser::Parser;
-use super::{listener, value, Config};
+use super::{listener, value, Config, OverloadPolicy};
 use std::time::Duration;
 
 use crate::index::Strategy;
 use crate::limits::{
-    MAX_PASSWORD_CHECK_QUEUE, MAX_PASSWORD_CHECK_THREADS, MAX_PAYLOAD, MAX_QUEUED_MESSAGES_CAP,
-    MAX_TOPIC_ALIAS, MIN_PACKET_SIZE, PROTOCOL_MAX_PACKET_SIZE, WS_HEADERS_DEFAULT, WS_HEADERS_MAX,
+    MAX_OVERLOAD_STALL_TIMEOUT, MAX_PASSWORD_CHECK_QUEUE, MAX_PASSWORD_CHECK_THREADS, MAX_PAYLOAD,
+    MAX_QUEUED_MESSAGES_CAP, MAX_TOPIC_ALIAS, MIN_PACKET_SIZE, PROTOCOL_MAX_PACKET_SIZE,
+    WS_HEADERS_DEFAULT, WS_HEADERS_MAX,
 };
 use crate::persist::{Durability, DEFAULT_COMMIT_INTERVAL};
 
@@ -41,6 +42,8 @@ pub(super) const DIRECTIVES: &[Directive] = &[
     global("max_queued_messages", max_queued_messages),
     global("max_queued_bytes", max_queued_bytes),
     flag("queue_qos0_messages", |c| &mut c.queue_qos0_messages),
+    global("overload_policy", overload_policy),
+    global("overload_stall_timeout", overload_stall_timeout),
     global("max_packet_size", max_packet_size),
     global("max_keepalive", max_keepalive),
     global("persistent_client_expiration", persistent_client_expiration),
@@ -160,6 +163,29 @@ fn max_queued_messages(p: &mut Parser<'_>, line: &Line<'_>) -> Result<(), String
 /// `max_queued_bytes`: 0 = unlimited.
 fn max_queued_bytes(p: &mut Parser<'_>, line: &Line<'_>) -> Result<(), String> {
     p.config.max_queued_bytes = value::byte_count(line)?;
+    Ok(())
+}
+
+/// `overload_policy backpressure|drop` (a shardmq key).
+fn overload_policy(p: &mut Parser<'_>, line: &Line<'_>) -> Result<(), String> {
+    let choice = value::choice(
+        line.single("backpressure or drop")?,
+        &["backpressure", "drop"],
+    )?;
+    p.config.overload_policy = match choice {
+        "drop" => OverloadPolicy::Drop,
+        _ => OverloadPolicy::Backpressure,
+    };
+    Ok(())
+}
+
+/// `overload_stall_timeout <seconds>`: 1..[`MAX_OVERLOAD_STALL_TIMEOUT`]
+/// (a shardmq key).
+fn overload_stall_timeout(p: &mut Parser<'_>, line: &Line<'_>) -> Result<(), String> {
+    let max = i64::from(MAX_OVERLOAD_STALL_TIMEOUT);
+    let token = line.single("1..3600")?;
+    let n = value::integer(token, 1, max, "seconds without progress")?;
+    p.config.overload_stall_timeout = u32::try_from(n).unwrap_or(MAX_OVERLOAD_STALL_TIMEOUT);
     Ok(())
 }
 

@@ -217,6 +217,14 @@ pub struct Config {
     pub max_queued_bytes: usize,
     /// `queue_qos0_messages`, default false.
     pub queue_qos0_messages: bool,
+    /// `overload_policy` (a shardmq key): what happens to a QoS 1/2
+    /// message an online subscriber's queue has no room for. Default
+    /// [`OverloadPolicy::Backpressure`]; `drop` is Mosquitto's behaviour.
+    pub overload_policy: OverloadPolicy,
+    /// `overload_stall_timeout` (a shardmq key): seconds a subscriber
+    /// that holds publishers back may go without progress before it is
+    /// cut as a slow consumer (default 5, 1..=3600).
+    pub overload_stall_timeout: u32,
     /// `max_packet_size` in bytes; default 268_435_460 (the protocol maximum).
     pub max_packet_size: usize,
     /// `max_topic_alias`: the Topic Alias Maximum a 5.0 client is
@@ -316,6 +324,8 @@ impl Default for Config {
             max_queued_messages: 1000,
             max_queued_bytes: 0,
             queue_qos0_messages: false,
+            overload_policy: OverloadPolicy::Backpressure,
+            overload_stall_timeout: 5,
             max_packet_size: 268_435_460,
             max_topic_alias: 10,
             max_keepalive: 65535,
@@ -355,6 +365,17 @@ impl Default for Config {
             connect_timeout: crate::limits::CONNECT_TIMEOUT,
         }
     }
+}
+
+/// What the broker does with a QoS 1/2 message for an online subscriber
+/// whose queue is at `max_queued_messages` / `max_queued_bytes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OverloadPolicy {
+    /// Queue it (within a bounded headroom) and pause the publishers that
+    /// feed the subscriber until it drains (see `shard::pressure`).
+    Backpressure,
+    /// Drop it and count it, as Mosquitto does.
+    Drop,
 }
 
 /// A configuration error, naming the file, the line, the key and the fix.

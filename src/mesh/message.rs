@@ -248,6 +248,11 @@ pub enum ShardMsg {
     BarrierAck(u64),
     /// Shutdown: the sender has published all its wills.
     WillsSent,
+    /// Backpressure (see `shard::pressure`): a subscriber on the sender
+    /// pauses (`on`) or releases the destination's session `publisher`.
+    /// Invariant: per (subscriber, publisher) pair, an `on` is followed by
+    /// exactly one `off`, sent when the subscriber drains, goes or is cut.
+    Pressure { publisher: u64, on: bool },
 }
 
 #[cfg(test)]

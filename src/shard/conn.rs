@@ -19,7 +19,7 @@ use super::auth::{AuthState, PendingConnect};
 use super::partial::Stored;
 use super::session::SessionId;
 use crate::limits::{MAX_OUT_BUFFER, OUT_BUFFER_KEEP};
-use crate::protocol::{ProtocolVersion, Publish, QoS, ReasonCode, TopicName};
+use crate::protocol::{Packet, ProtocolVersion, Publish, QoS, ReasonCode, TopicName};
 use crate::runtime::Transport;
 use crate::security::Client;
 
@@ -122,6 +122,13 @@ pub struct ConnShared {
     /// out buffer reached its bound): TCP flow control then holds the
     /// client back, instead of its answers piling up here.
     pub input_paused: Cell<bool>,
+    /// The client hung up: it is read to the end even while held back
+    /// by backpressure (see `pressure`), so that it leaves at once.
+    pub hung_up: Cell<bool>,
+    /// PUBACK/PUBREC held back while a 5.0 publisher is held back by
+    /// backpressure (see `pressure`), in order; empty (no allocation) the
+    /// rest of the time. At most the Receive Maximum we announce.
+    held_acks: Cell<Vec<Packet>>,
     /// Shard-clock second of the last packet received.
     last_seen: Cell<u32>,
     /// 1.5 x keepalive in seconds, rounded up; 0 = no keepalive.
@@ -162,6 +169,8 @@ impl ConnShared {
             starved: Cell::new(false),
             blocked: Cell::new(false),
             input_paused: Cell::new(false),
+            hung_up: Cell::new(false),
+            held_acks: Cell::new(Vec::new()),
             last_seen: Cell::new(now as u32),
             keepalive_limit: Cell::new(0),
             aliases: Cell::new(None),
@@ -249,6 +258,20 @@ impl ConnShared {
     pub fn keepalive_deadline(&self) -> Option<u64> {
         let limit = self.keepalive_limit.get();
         (limit > 0).then(|| u64::from(self.last_seen.get()) + u64::from(limit))
+    }
+
+    /// Holds a PUBACK/PUBREC back; returns how many are held now.
+    pub fn hold_ack(&self, ack: Packet) -> usize {
+        let mut held = self.held_acks.take();
+        held.push(ack);
+        let n = held.len();
+        self.held_acks.set(held);
+        n
+    }
+
+    /// The acknowledgements held back, in order; none are held after.
+    pub fn take_held_acks(&self) -> Vec<Packet> {
+        self.held_acks.take()
     }
 
     /// Records activity at `now`.

@@ -74,6 +74,10 @@ fn process(
         if conn.is_closing() || conn.blocked.get() {
             return Ok(0);
         }
+        if is_publish(buf) && shard.held_back(conn) {
+            // Backpressure: the rest waits until a subscriber releases it.
+            return Ok(0);
+        }
         match decode(buf, conn.version, shard.config.max_packet_size) {
             Ok(packet) => handle(shard, conn, packet)?,
             Err(DecodeError::Incomplete { needed }) => return Ok(needed),
@@ -84,6 +88,11 @@ fn process(
             }
         }
     }
+}
+
+/// True if `buf` starts with a PUBLISH packet (type 3).
+fn is_publish(buf: &[u8]) -> bool {
+    buf.first().is_some_and(|b| b >> 4 == 3)
 }
 
 /// The Reason String of a PUBREL or PUBCOMP for a packet id not in flight.
@@ -129,17 +138,21 @@ impl Shard {
         r: &PubResp,
         ack: OutAck,
     ) -> Result<(), CloseReason> {
-        let fit = {
+        let sid = conn.session.get();
+        let (fit, drained) = {
             let mut sessions = self.sessions.borrow_mut();
-            let Some(s) = sessions.by_id.get_mut(&conn.session.get()) else {
+            let Some(s) = sessions.by_id.get_mut(&sid) else {
                 return Ok(());
             };
             let fit = s.acknowledge(r.packet_id, ack);
             if fit == AckFit::Finished {
-                self.count_expired(s.drain(&self.queue_limits));
+                self.count_dropped(s.drain(&self.queue_limits));
             }
-            fit
+            (fit, s.at_low_watermark(&self.queue_limits))
         };
+        if fit == AckFit::Finished {
+            self.pressure_progress(sid, drained);
+        }
         match (fit, ack) {
             (AckFit::Finished, _) => self.mark_dirty(conn),
             (AckFit::Release, _) => {

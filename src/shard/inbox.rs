@@ -59,6 +59,13 @@ impl Shard {
             ShardMsg::Barrier(token) => self.mesh.send(from, ShardMsg::BarrierAck(token)),
             ShardMsg::BarrierAck(token) => self.on_barrier_ack(token),
             ShardMsg::WillsSent => self.wills_from.set(self.wills_from.get() + 1),
+            ShardMsg::Pressure { publisher, on } => {
+                if on {
+                    self.pause_publisher(publisher);
+                } else {
+                    self.resume_publisher(publisher);
+                }
+            }
         }
     }
 

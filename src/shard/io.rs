@@ -38,6 +38,9 @@ impl Shard {
         if r.writable {
             self.flush_token(token);
         }
+        if r.closed {
+            self.note_hang_up(token);
+        }
         if r.readable || r.closed {
             // After a hang-up, read on to the end of the stream (a short
             // read does not mean EOF was seen).
@@ -107,6 +110,18 @@ impl Shard {
         self.again.borrow_mut().push(token);
     }
 
+    /// Marks an attached connection whose client hung up.
+    fn note_hang_up(&self, token: usize) {
+        if let Some(shared) = self
+            .conns
+            .borrow()
+            .get(token)
+            .and_then(|c| c.shared.as_ref())
+        {
+            shared.hung_up.set(true);
+        }
+    }
+
     /// The phase of a connection whose input may be read now.
     fn readable_phase(&self, token: usize) -> Option<Phase> {
         let conns = self.conns.borrow();
@@ -115,7 +130,7 @@ impl Shard {
             if s.out_full() {
                 s.input_paused.set(true);
             }
-            s.is_closing() || s.blocked.get() || s.input_paused.get()
+            s.is_closing() || s.blocked.get() || s.input_paused.get() || self.held_back(s)
         });
         match conn.phase {
             // A connection whose password is checked is read once attached.

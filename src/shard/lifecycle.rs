@@ -162,7 +162,7 @@ impl Shard {
         let mut sessions = self.sessions.borrow_mut();
         if let Some(s) = sessions.by_id.get_mut(&conn.session.get()) {
             let expired = s.resend_inflight() + s.drain(&self.queue_limits);
-            self.count_expired(expired);
+            self.count_dropped(expired);
         }
         self.mark_dirty(conn);
     }
@@ -188,6 +188,9 @@ impl Shard {
                 self.expiries.borrow_mut().entry(due).or_default().push(sid);
             }
             let ends = s.expiry == 0;
+            // Past its limits only while it held publishers back: what
+            // an offline session keeps is `max_queued_*`.
+            self.count_dropped(s.trim_queue(&self.queue_limits));
             // What it held for shared groups goes to another member (an
             // ending session's, in `end_session`).
             let held = if ends {
@@ -197,6 +200,7 @@ impl Shard {
             };
             (s.will.take(), ends, held)
         };
+        self.release_publishers(sid);
         if let (true, Some(will)) = (reason.publishes_will(), will) {
             self.will_on_close(sid, will);
         }
@@ -210,14 +214,16 @@ impl Shard {
 
     /// Sends queued messages after the connection's buffer drained.
     pub fn drain_session(&self, conn: &Rc<ConnShared>) {
-        if let Some(s) = self
-            .sessions
-            .borrow_mut()
-            .by_id
-            .get_mut(&conn.session.get())
-        {
-            self.count_expired(s.drain(&self.queue_limits));
-        }
+        let sid = conn.session.get();
+        let drained = {
+            let mut sessions = self.sessions.borrow_mut();
+            let Some(s) = sessions.by_id.get_mut(&sid) else {
+                return self.mark_dirty(conn);
+            };
+            self.count_dropped(s.drain(&self.queue_limits));
+            s.at_low_watermark(&self.queue_limits)
+        };
+        self.pressure_progress(sid, drained);
         self.mark_dirty(conn);
     }
 
@@ -225,6 +231,7 @@ impl Shard {
     /// still held back.
     pub fn end_session(self: &Rc<Self>, sid: SessionId) {
         self.send_delayed_will(sid);
+        self.forget_pressure(sid);
         let (filters, held): (Vec<TopicFilter>, _) = {
             let mut sessions = self.sessions.borrow_mut();
             let Some(s) = sessions.by_id.get_mut(&sid) else {

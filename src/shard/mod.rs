@@ -16,6 +16,7 @@
 //! - [`reload`]: SIGHUP: the settings every shard swaps live.
 //! - [`access`]: ACL checks (publish, will, subscribe, every delivery) against the shard's copy of the rules.
 //! - [`route`]: publish routing, fan-out, retained updates.
+//! - [`pressure`]: end-to-end backpressure: a subscriber past its queue limits pauses its publishers; slow consumers cut.
 //! - [`share`]: shared subscriptions: a member per group, across shards.
 //! - [`subscribe`]: SUBSCRIBE (a pending barrier), UNSUBSCRIBE, retained delivery.
 //! - [`inbox`]: what arrives over the mesh.
@@ -53,6 +54,7 @@ mod listener;
 mod log_lines;
 mod mount;
 mod partial;
+mod pressure;
 mod reload;
 mod route;
 mod session;
@@ -88,7 +90,7 @@ use self::listener::ListenerSettings;
 use self::session::{QueueLimits, Session, SessionId};
 use self::subscribe::{PendingSubscribe, RetainedJob, Subscription};
 use self::timers::{Deadlines, Stopping};
-use crate::config::Config;
+use crate::config::{Config, OverloadPolicy};
 use crate::index::{RetainStamp, RetainedStore, SharedIndex, SubTrie};
 use crate::limits::READ_CHUNK;
 use crate::mesh::{Mesh, Message};
@@ -196,6 +198,9 @@ pub struct Shard {
     /// Scratch for fan-out matches, reused.
     matches: RefCell<Vec<(SessionId, Subscription)>>,
     queue_limits: QueueLimits,
+    /// Backpressure: subscribers here holding publishers back, and
+    /// publishers here held back (see `pressure`).
+    pressure: RefCell<pressure::Pressure>,
     /// Per listener, indexed like `Config::listeners` (never empty);
     /// swapped by a reload.
     listener_settings: RefCell<Vec<Rc<ListenerSettings>>>,
@@ -240,6 +245,7 @@ impl Shard {
             max_bytes: config.max_queued_bytes,
             queue_qos0: config.queue_qos0_messages,
             max_inflight_bytes: config.max_inflight_bytes,
+            backpressure: config.overload_policy == OverloadPolicy::Backpressure,
         };
         let listener_settings = ListenerSettings::all(&config, &control.passwords, &control.tls)
             .into_iter()
@@ -296,6 +302,7 @@ impl Shard {
             stopping: Cell::new(Stopping::Running),
             matches: RefCell::default(),
             queue_limits,
+            pressure: RefCell::default(),
             listener_settings: RefCell::new(listener_settings),
             reload: control.reload,
             acl: RefCell::new(acl),
@@ -357,8 +364,10 @@ impl Shard {
 
     fn publish_stats(&self) {
         let sessions = self.sessions.borrow().by_id.len();
-        self.published
-            .publish(&self.stats.snapshot(self.connections.get(), sessions));
+        let mut snapshot = self.stats.snapshot(self.connections.get(), sessions);
+        let (held, pressing) = self.pressure.borrow().gauges();
+        (snapshot.publishers_held, snapshot.subscribers_pressing) = (held as u64, pressing as u64);
+        self.published.publish(&snapshot);
     }
 
     /// Ends offline sessions whose expiry passed.

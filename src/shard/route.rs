@@ -106,8 +106,7 @@ impl Shard {
         } else {
             Packet::PubRec(resp)
         };
-        self.ack_when_durable(mark, conn, ack);
-        Ok(())
+        self.acknowledge_publish(mark, conn, ack)
     }
 
     /// Why a client's PUBLISH is acknowledged but not routed, if it is:
@@ -288,6 +287,9 @@ impl Shard {
         matches.sort_unstable_by_key(|(sid, _)| *sid);
         let mut cache = EncodeCache::default();
         let mut ids = Vec::new();
+        // Subscribers whose queue took it past their limits (paused once
+        // the session table is free).
+        let mut held = Vec::new();
         let topic = msg.publish.topic.as_str();
         {
             let acl = self.acl.borrow();
@@ -318,6 +320,9 @@ impl Shard {
                 let outcome =
                     s.deliver_matched(msg, qos, retain, &ids, &mut cache, &self.queue_limits);
                 self.count(outcome);
+                if outcome == Delivery::Held {
+                    held.push(sid);
+                }
                 if let (Delivery::Sent, Some(conn)) = (outcome, &s.conn) {
                     self.mark_dirty(conn);
                 }
@@ -325,6 +330,8 @@ impl Shard {
         }
         matches.clear();
         *self.matches.borrow_mut() = matches;
+        held.into_iter()
+            .for_each(|sid| self.hold_back(sid, msg.origin));
         matched
     }
 
@@ -332,13 +339,15 @@ impl Shard {
         let counter = match outcome {
             Delivery::Sent => &self.stats.sent,
             Delivery::Queued => &self.stats.queued,
+            Delivery::Held => &self.stats.held,
             Delivery::Dropped => &self.stats.dropped,
         };
         Stats::bump(counter);
     }
 
-    /// Counts messages whose expiry interval passed in a queue as drops.
-    pub(super) fn count_expired(&self, n: usize) {
+    /// Counts `n` messages dropped from a queue: their expiry interval
+    /// passed, or a session cut as a slow consumer kept only its limits.
+    pub(super) fn count_dropped(&self, n: usize) {
         let dropped = &self.stats.dropped;
         dropped.set(dropped.get() + n as u64);
     }

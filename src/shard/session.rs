@@ -18,6 +18,7 @@ use super::encode::{encode_aliased, EncodeCache};
 use super::mount;
 use super::subscribe::Subscription;
 use super::will::Will;
+use crate::limits::{PRESSURE_HEADROOM_BYTES, PRESSURE_HEADROOM_MESSAGES};
 use crate::mesh::Message;
 use crate::persist::state::delivery_entries;
 use crate::persist::{Entry, StoredDelivery};
@@ -107,6 +108,11 @@ pub struct QueueLimits {
     pub queue_qos0: bool,
     /// `max_inflight_bytes`: payload bytes in the window; 0 = unlimited.
     pub max_inflight_bytes: usize,
+    /// `overload_policy backpressure`: an online session's queue takes
+    /// QoS 1/2 messages past `max_messages` / `max_bytes`, within
+    /// [`PRESSURE_HEADROOM_MESSAGES`] / [`PRESSURE_HEADROOM_BYTES`], and
+    /// reports them [`Delivery::Held`] so that their publishers are paused.
+    pub backpressure: bool,
 }
 
 /// What happened to one delivery (for stats).
@@ -114,6 +120,10 @@ pub struct QueueLimits {
 pub enum Delivery {
     Sent,
     Queued,
+    /// Queued past the session's limits, in the backpressure headroom
+    /// (online, QoS 1/2, `overload_policy backpressure`): its publisher
+    /// must be paused (see `shard::pressure`).
+    Held,
     Dropped,
 }
 
@@ -408,12 +418,22 @@ impl Session {
         limits: &QueueLimits,
     ) -> Delivery {
         // Checked before the flow is allocated: a drop leaves none behind.
-        let queued_bytes = self.flow.as_ref().map_or(0, |f| f.queued_bytes);
-        let over_bytes =
-            limits.max_bytes != 0 && queued_bytes + queued_size(msg) > limits.max_bytes;
-        if self.queue_len() >= limits.max_messages || over_bytes {
+        let outcome = if !self.over_limits(msg, limits, 0, 0) {
+            Delivery::Queued
+        } else if limits.backpressure
+            && self.conn.is_some()
+            && qos != QoS::AtMostOnce
+            && !self.over_limits(
+                msg,
+                limits,
+                PRESSURE_HEADROOM_MESSAGES,
+                PRESSURE_HEADROOM_BYTES,
+            )
+        {
+            Delivery::Held
+        } else {
             return Delivery::Dropped;
-        }
+        };
         let did = self.journal_enqueue(msg, qos, retain);
         self.flow_mut().push_queued(Queued {
             msg: Arc::clone(msg),
@@ -422,7 +442,55 @@ impl Session {
             group: None,
             did,
         });
-        Delivery::Queued
+        outcome
+    }
+
+    /// Whether queuing `msg` would take the queue past `limits` plus
+    /// `extra` messages and `extra_bytes` bytes (the latter only where
+    /// `max_queued_bytes` is set).
+    fn over_limits(
+        &self,
+        msg: &Message,
+        limits: &QueueLimits,
+        extra: usize,
+        extra_bytes: usize,
+    ) -> bool {
+        let queued_bytes = self.flow.as_ref().map_or(0, |f| f.queued_bytes);
+        let over_bytes = limits.max_bytes != 0
+            && queued_bytes + queued_size(msg) > limits.max_bytes + extra_bytes;
+        self.queue_len() >= limits.max_messages + extra || over_bytes
+    }
+
+    /// Whether the queue is at half of `max_messages` and of `max_bytes`
+    /// or below: the low watermark at which publishers held back for it
+    /// resume (half, so that they do not pause and resume per message).
+    pub fn at_low_watermark(&self, limits: &QueueLimits) -> bool {
+        let bytes = self.flow.as_ref().map_or(0, |f| f.queued_bytes);
+        self.queue_len() <= limits.max_messages / 2
+            && (limits.max_bytes == 0 || bytes <= limits.max_bytes / 2)
+    }
+
+    /// Drops the newest queued messages until the queue is within
+    /// `max_messages` / `max_bytes` again (what a session keeps once its
+    /// client is gone, having held publishers back); returns how many went.
+    pub fn trim_queue(&mut self, limits: &QueueLimits) -> usize {
+        let mut gone = Vec::new();
+        if let Some(flow) = self.flow.as_deref_mut() {
+            while flow.queue.len() > limits.max_messages
+                || (limits.max_bytes != 0 && flow.queued_bytes > limits.max_bytes)
+            {
+                let Some(q) = flow.queue.pop_back() else {
+                    break;
+                };
+                flow.queued_bytes -= queued_size(&q.msg);
+                flow.queued_qos0 -= usize::from(q.qos == QoS::AtMostOnce);
+                gone.push(q.did);
+            }
+        }
+        self.release_flow_if_empty();
+        let n = gone.len();
+        gone.into_iter().for_each(|did| self.journal_done(did));
+        n
     }
 
     /// Writes a new QoS 1/2 PUBLISH and files it as inflight.
@@ -501,7 +569,7 @@ impl Session {
             Delivery::Sent if qos != QoS::AtMostOnce => {
                 flow.inflight.back_mut().map(|i| &mut i.group)
             }
-            Delivery::Queued => flow.queue.back_mut().map(|q| &mut q.group),
+            Delivery::Queued | Delivery::Held => flow.queue.back_mut().map(|q| &mut q.group),
             _ => None,
         };
         if let Some(slot) = slot {
@@ -893,6 +961,7 @@ mod tests {
         max_bytes: 0,
         queue_qos0: true,
         max_inflight_bytes: 0,
+        backpressure: false,
     };
 
     fn message(qos: QoS) -> Arc<Message> {
@@ -920,12 +989,16 @@ mod tests {
     }
 
     fn deliver(s: &mut Session, qos: QoS) -> Delivery {
+        deliver_within(s, qos, &LIMITS)
+    }
+
+    fn deliver_within(s: &mut Session, qos: QoS, limits: &QueueLimits) -> Delivery {
         s.deliver(
             &message(qos),
             qos,
             false,
             &mut EncodeCache::default(),
-            &LIMITS,
+            limits,
         )
     }
 
@@ -1051,6 +1124,41 @@ mod tests {
         );
         assert_eq!(d, Delivery::Dropped);
         assert!(s.flow.is_none());
+    }
+
+    #[test]
+    fn backpressure_holds_qos1_past_the_limit_while_online_only() {
+        let limits = QueueLimits {
+            max_messages: 1,
+            backpressure: true,
+            ..LIMITS
+        };
+        let mut s = online_session();
+        s.window = 1;
+        let send = |s: &mut Session, qos| deliver_within(s, qos, &limits);
+        assert_eq!(send(&mut s, QoS::AtLeastOnce), Delivery::Sent);
+        assert_eq!(send(&mut s, QoS::AtLeastOnce), Delivery::Queued);
+        assert_eq!(send(&mut s, QoS::AtLeastOnce), Delivery::Held);
+        assert_eq!(send(&mut s, QoS::ExactlyOnce), Delivery::Held);
+        assert_eq!(s.queue_len(), 3);
+        assert!(!s.at_low_watermark(&limits));
+        assert!(online_session().at_low_watermark(&limits));
+        // Gone offline: the queue keeps its limit, the rest is dropped.
+        s.conn = None;
+        assert_eq!(s.trim_queue(&limits), 2);
+        assert_eq!(s.queue_len(), 1);
+        assert_eq!(
+            send(&mut s, QoS::AtLeastOnce),
+            Delivery::Dropped,
+            "offline: no headroom"
+        );
+        let drop = QueueLimits {
+            backpressure: false,
+            ..limits
+        };
+        s.conn = Some(Rc::new(ConnShared::new(ProtocolVersion::V311, u32::MAX, 0)));
+        let d = deliver_within(&mut s, QoS::AtLeastOnce, &drop);
+        assert_eq!(d, Delivery::Dropped, "overload_policy drop");
     }
 
     #[test]

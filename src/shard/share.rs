@@ -142,6 +142,10 @@ impl Shard {
         if let (Delivery::Sent, Some(conn)) = (outcome, &s.conn) {
             self.mark_dirty(conn);
         }
+        drop(sessions);
+        if outcome == Delivery::Held {
+            self.hold_back(member.sid, msg.origin);
+        }
     }
 
     /// Gives back to their groups the messages a member held (taken with

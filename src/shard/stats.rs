@@ -36,6 +36,11 @@ pub struct Stats {
     pub taken_over: Cell<u64>,
     /// Connection readiness events handled (an idle connection causes none).
     pub events: Cell<u64>,
+    /// QoS 1/2 messages queued past a subscriber's limits, in the
+    /// backpressure headroom, pausing their publisher.
+    pub held: Cell<u64>,
+    /// Subscribers cut as slow consumers (`overload_stall_timeout`).
+    pub slow_consumers: Cell<u64>,
 }
 
 impl Stats {
@@ -61,10 +66,16 @@ pub struct StatsSnapshot {
     pub handed_over: u64,
     pub taken_over: u64,
     pub events: u64,
+    pub held: u64,
+    pub slow_consumers: u64,
     /// Connections attached to sessions on this shard now.
     pub connections: u64,
     /// Sessions (online and offline) homed on this shard now.
     pub sessions: u64,
+    /// Publishers on this shard held back by backpressure now.
+    pub publishers_held: u64,
+    /// Subscribers on this shard holding publishers back now.
+    pub subscribers_pressing: u64,
 }
 
 impl std::ops::Add for StatsSnapshot {
@@ -83,8 +94,12 @@ impl std::ops::Add for StatsSnapshot {
             handed_over: self.handed_over + o.handed_over,
             taken_over: self.taken_over + o.taken_over,
             events: self.events + o.events,
+            held: self.held + o.held,
+            slow_consumers: self.slow_consumers + o.slow_consumers,
             connections: self.connections + o.connections,
             sessions: self.sessions + o.sessions,
+            publishers_held: self.publishers_held + o.publishers_held,
+            subscribers_pressing: self.subscribers_pressing + o.subscribers_pressing,
         }
     }
 }
@@ -93,7 +108,7 @@ impl std::ops::Add for StatsSnapshot {
 /// read by the control plane. `Send + Sync`.
 #[derive(Debug, Default)]
 pub struct StatsCell {
-    values: [AtomicU64; 13],
+    values: [AtomicU64; 17],
 }
 
 impl StatsCell {
@@ -111,8 +126,12 @@ impl StatsCell {
             s.handed_over,
             s.taken_over,
             s.events,
+            s.held,
+            s.slow_consumers,
             s.connections,
             s.sessions,
+            s.publishers_held,
+            s.subscribers_pressing,
         ];
         for (slot, value) in self.values.iter().zip(v) {
             slot.store(value, Ordering::Relaxed);
@@ -138,8 +157,12 @@ impl StatsCell {
             handed_over: v[8],
             taken_over: v[9],
             events: v[10],
-            connections: v[11],
-            sessions: v[12],
+            held: v[11],
+            slow_consumers: v[12],
+            connections: v[13],
+            sessions: v[14],
+            publishers_held: v[15],
+            subscribers_pressing: v[16],
         }
     }
 }
@@ -159,8 +182,12 @@ impl Stats {
             handed_over: self.handed_over.get(),
             taken_over: self.taken_over.get(),
             events: self.events.get(),
+            held: self.held.get(),
+            slow_consumers: self.slow_consumers.get(),
             connections: connections as u64,
             sessions: sessions as u64,
+            publishers_held: 0,
+            subscribers_pressing: 0,
         }
     }
 }

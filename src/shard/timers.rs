@@ -168,6 +168,7 @@ impl Shard {
             return;
         }
         self.check_keepalives(second);
+        self.cut_stalled(second);
         self.expire_sessions(second);
         let cutoff = self
             .next_stamp()
@@ -259,6 +260,10 @@ impl Shard {
                 }
             };
             let Some(conn) = conn else { continue };
+            if self.held_back(&conn) {
+                // Not read while held back: its silence is ours.
+                conn.seen(now);
+            }
             match conn.keepalive_deadline() {
                 Some(deadline) if deadline > now => {
                     self.keepalive.borrow_mut().watch(deadline, (token, serial))
