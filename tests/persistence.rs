@@ -7,15 +7,13 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::process::{publish_acked, Process};
 use common::*;
-use shardmq::protocol::{Packet, ProtocolVersion, PubResp, QoS, ReasonCode};
+use shardmq::protocol::{ProtocolVersion, QoS, ReasonCode};
 
-const BROKER: &str = env!("CARGO_BIN_EXE_shardmq");
 const V5: ProtocolVersion = ProtocolVersion::V5;
 
 fn dir(test: &str) -> PathBuf {
@@ -107,76 +105,6 @@ fn sessions_queues_and_retained_messages_survive_a_restart_with_another_shard_co
     let _ = std::fs::remove_dir_all(&d);
 }
 
-/// The broker binary, `--shards 2`, journaling into `dir`.
-struct Process {
-    child: ChildGuard,
-    addr: SocketAddr,
-}
-
-impl Process {
-    fn start(dir: &Path, port: u16, sync: &str) -> Process {
-        let conf = dir.join("broker.conf");
-        let text = format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n\
-             persistence_location {}\npersistence_sync {sync}\n",
-            dir.display()
-        );
-        std::fs::write(&conf, text).expect("config");
-        let child = Command::new(BROKER)
-            .args(["-c", conf.to_str().expect("utf-8"), "--shards", "2"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the shardmq binary");
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(addr).is_err() {
-            assert!(Instant::now() < deadline, "the broker never listened");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Process {
-            child: ChildGuard(child),
-            addr,
-        }
-    }
-
-    fn kill_9(mut self) {
-        // SAFETY: signalling our own child process.
-        unsafe { libc::kill(self.child.0.id() as i32, libc::SIGKILL) };
-        self.child
-            .wait_within(Duration::from_secs(5), "the killed broker");
-    }
-}
-
-/// Publishes `n` messages at `qos` and returns the payloads the broker
-/// acknowledged (PUBACK, or PUBREC for QoS 2 whose flow is completed).
-fn publish_acked(addr: SocketAddr, id: &str, qos: QoS, n: u16) -> Vec<String> {
-    let (mut p, _) = RawClient::connected(addr, connect_packet(V5, id, true, 60));
-    let mut acked = Vec::new();
-    for i in 1..=n {
-        let payload = format!("{id}-{i}");
-        p.send(&Packet::Publish(publish(
-            "k/x",
-            payload.as_bytes(),
-            qos,
-            false,
-            i,
-        )));
-        match p.recv() {
-            Some(Packet::PubAck(a)) | Some(Packet::PubRec(a)) => {
-                assert!(!a.reason.is_error(), "{a:?}");
-                if qos == QoS::ExactlyOnce {
-                    p.send(&Packet::PubRel(PubResp::new(a.packet_id)));
-                    assert!(matches!(p.recv(), Some(Packet::PubComp(_))));
-                }
-                acked.push(payload);
-            }
-            other => panic!("expected an acknowledgement, got {other:?}"),
-        }
-    }
-    acked
-}
-
 #[test]
 fn every_acknowledged_message_survives_kill_9_once() {
     for sync in ["written", "fsync"] {
@@ -195,8 +123,8 @@ fn every_acknowledged_message_survives_kill_9_once() {
                 s.disconnect();
             }
         }
-        let mut acked = publish_acked(broker.addr, "q1pub", QoS::AtLeastOnce, 50);
-        acked.extend(publish_acked(broker.addr, "q2pub", QoS::ExactlyOnce, 50));
+        let mut acked = publish_acked(broker.addr, "q1pub", "k/x", QoS::AtLeastOnce, 50);
+        acked.extend(publish_acked(broker.addr, "q2pub", "k/x", QoS::ExactlyOnce, 50));
         broker.kill_9();
 
         let broker = Process::start(&d, port, sync);

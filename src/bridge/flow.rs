@@ -10,6 +10,7 @@ use super::queue::{Entry, Next, Stage};
 use super::wire::Read;
 use crate::limits::BRIDGE_OUT_HIGH_WATER;
 use crate::mesh::Message;
+use crate::persist::bridge::BridgeEntry;
 use crate::protocol::{Packet, PubResp, Publish, QoS, TopicName};
 
 impl Link {
@@ -31,7 +32,10 @@ impl Link {
             self.counters.dropped += 1;
             return;
         };
-        let entry = Entry::new(Arc::clone(msg), topic, qos, msg.publish.retain);
+        let mut entry = Entry::new(Arc::clone(msg), topic, qos, msg.publish.retain);
+        if let (Some(j), true) = (ctx.journal.as_deref_mut(), self.queue.fits(&entry)) {
+            j.queued(&self.config.name, &mut entry);
+        }
         if self.queue.push(entry).is_err() {
             self.counters.dropped += 1;
             if self.counters.dropped.is_power_of_two() {
@@ -47,10 +51,25 @@ impl Link {
         self.check_threshold(ctx.now);
     }
 
-    /// Writes what the window allows and flushes the socket.
+    /// Writes what the window allows and flushes the socket, once what it
+    /// writes is journaled (persistence on).
     pub fn pump(&mut self, ctx: &mut Ctx) {
         if self.state == State::Up {
             self.fill();
+        }
+        if let Some(j) = ctx.journal.as_deref_mut() {
+            let mut any = std::mem::take(&mut self.unsubmitted);
+            self.queue.take_changes(|c| {
+                j.change(c);
+                any = true;
+            });
+            if any {
+                self.hold = j.submit();
+            }
+            if j.durable() < self.hold {
+                // The writer wakes the thread when it is.
+                return;
+            }
         }
         let Some(wire) = self.wire.as_mut() else {
             return;
@@ -181,7 +200,11 @@ impl Link {
             }
             (State::Up, Packet::PubComp(r)) => self.acked(r, Some(Stage::AwaitComp)),
             (State::Up, Packet::PubRel(r)) => {
-                self.inbound_qos2.remove(&r.packet_id.get());
+                let pid = r.packet_id.get();
+                if self.inbound_qos2.remove(&pid) {
+                    let link = self.config.name.clone();
+                    self.note(ctx, BridgeEntry::Qos2InDone { link, pid });
+                }
                 self.write(&Packet::PubComp(PubResp::new(r.packet_id)))
             }
             (State::Up, Packet::SubAck(ack)) => {
@@ -251,7 +274,11 @@ impl Link {
         match (qos, id) {
             (QoS::AtLeastOnce, Some(id)) => self.write(&Packet::PubAck(PubResp::new(id))),
             (QoS::ExactlyOnce, Some(id)) => {
-                self.inbound_qos2.insert(id.get());
+                if self.inbound_qos2.insert(id.get()) {
+                    let link = self.config.name.clone();
+                    let pid = id.get();
+                    self.note(ctx, BridgeEntry::Qos2In { link, pid });
+                }
                 self.write(&Packet::PubRec(PubResp::new(id)))
             }
             _ => Ok(()),

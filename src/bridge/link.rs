@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::backoff::{Addresses, Backoff};
+use super::durable::BridgeJournal;
 use super::local::Local;
 use super::packets;
 use super::queue::{Limits, OutQueue};
@@ -25,6 +26,7 @@ use crate::limits::{
     PROTOCOL_MAX_PACKET_SIZE,
 };
 use crate::mesh::{Message, Origin};
+use crate::persist::bridge::BridgeEntry;
 use crate::protocol::{ConnAck, Disconnect, Packet, QoS, ReasonCode};
 use crate::runtime::{Registrar, TlsClientConfig, Transport};
 
@@ -73,6 +75,8 @@ pub struct Ctx<'a> {
     pub relay: &'a mut Vec<Arc<Message>>,
     /// `queue_qos0_messages`: queue QoS 0 while the link is down.
     pub queue_qos0: bool,
+    /// The bridge journal, when persistence is on.
+    pub journal: Option<&'a mut BridgeJournal>,
     pub now: Instant,
 }
 
@@ -112,6 +116,11 @@ pub struct Link {
     pub(super) candidates: Vec<SocketAddr>,
     /// The primary address as last resolved (for the probe).
     pub(super) primary: Option<SocketAddr>,
+    /// The bridge journal batch the output waits for: what is written to
+    /// the socket is journaled first (see `durable.rs`).
+    pub(super) hold: u64,
+    /// Records appended for this link since its last submit.
+    pub(super) unsubmitted: bool,
 }
 
 impl Link {
@@ -149,6 +158,8 @@ impl Link {
             candidates: Vec::new(),
             primary: resolve::literal(&config.addresses[0]),
             config,
+            hold: 0,
+            unsubmitted: false,
         }
     }
 
@@ -192,6 +203,14 @@ impl Link {
             wire.close(registrar);
         }
         self.state = State::Down { retry: None };
+    }
+
+    /// Journals `entry` (persistence on); the link's output waits for it.
+    pub(super) fn note(&mut self, ctx: &mut Ctx, entry: BridgeEntry) {
+        if let Some(j) = ctx.journal.as_deref_mut() {
+            j.append(&entry);
+            self.unsubmitted = true;
+        }
     }
 
     /// The link's id (unique for the thread's life).
@@ -415,7 +434,10 @@ impl Link {
         self.last_traffic = ctx.now;
         self.next_probe = ctx.now + BRIDGE_PRIMARY_PROBE;
         if !ack.session_present {
-            self.inbound_qos2.clear();
+            for pid in std::mem::take(&mut self.inbound_qos2) {
+                let link = self.config.name.clone();
+                self.note(ctx, BridgeEntry::Qos2InDone { link, pid });
+            }
         }
         self.queue.rewind(ack.session_present);
         log::info!(

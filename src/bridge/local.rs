@@ -53,11 +53,11 @@ impl Local {
     /// Takes what the data shards sent (bounded per peer by the mesh),
     /// applying replica updates; forwarded messages go to `out` for the
     /// links. Returns how many batches were taken.
-    pub fn receive(&mut self, out: &mut Vec<Arc<Message>>) -> usize {
+    pub fn receive(&mut self, out: &mut Vec<(usize, Arc<Message>)>) -> usize {
         let mut msgs = Vec::new();
         let n = self.mesh.receive(|from, msg| msgs.push((from, msg)));
         for (from, msg) in msgs {
-            out.extend(self.on_mesh(from, msg));
+            out.extend(self.on_mesh(from, msg).map(|m| (from, m)));
         }
         n
     }

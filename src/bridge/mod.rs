@@ -28,6 +28,8 @@
 //!   failover; `upkeep.rs`: its deadlines (retry, keepalive, lazy idle,
 //!   primary probe); `flow.rs`: what flows on an up link.
 //! - `queue.rs`: the outgoing queue and inflight window, bounded.
+//! - `durable.rs`: the bridge journal (persistence on): queues and QoS
+//!   flows journaled, confirmations to the data shards, compaction.
 //! - `routes.rs`: `topic` lines prepared for mapping.
 //! - `packets.rs`: CONNECT, SUBSCRIBE, state notifications.
 //! - `backoff.rs`: `restart_timeout` and the address cycle; `resolve.rs`:
@@ -38,6 +40,7 @@
 
 mod backoff;
 mod driver;
+mod durable;
 mod flow;
 mod link;
 mod local;
@@ -55,6 +58,7 @@ use std::sync::Arc;
 use crossbeam_channel::{Sender, TrySendError};
 
 pub use driver::{BridgeLoop, Command, Setup};
+pub use durable::BridgeDurableBoot;
 pub use local::Local;
 pub use queue::Limits;
 pub use status::{BridgeStatus, StatusBoard};

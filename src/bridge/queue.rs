@@ -11,6 +11,11 @@
 //!
 //! Bounded by count and bytes ([`Limits`]); a message that does not fit is
 //! refused and the caller counts the drop.
+//!
+//! With persistence on, an entry has a journal id (`jid`), and every step
+//! of its flow is noted as a [`Change`] for the bridge journal (taken with
+//! [`OutQueue::take_changes`]); [`OutQueue::restore`] puts a journaled
+//! entry back at a restart.
 
 use std::collections::{HashMap, VecDeque};
 use std::num::NonZeroU16;
@@ -55,6 +60,19 @@ pub struct Entry {
     /// The link's own state notification: dropped, not resent, on a
     /// reconnect (the new connection sends a fresh one).
     pub notice: bool,
+    /// Its id in the bridge journal; 0 when it is not journaled.
+    pub jid: u64,
+}
+
+/// A step of a journaled entry's flow, for the bridge journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Written with packet id `pid` (QoS 1/2).
+    Sent { jid: u64, pid: u16 },
+    /// PUBREC came; PUBREL is written (QoS 2).
+    Released { jid: u64 },
+    /// Finished: acknowledged, written at QoS 0, or dropped.
+    Done { jid: u64 },
 }
 
 impl Entry {
@@ -68,6 +86,7 @@ impl Entry {
             packet_id: None,
             stage: Stage::Unsent,
             notice: false,
+            jid: 0,
         }
     }
 
@@ -99,6 +118,8 @@ pub struct OutQueue {
     next_id: u16,
     bytes: usize,
     limits: Limits,
+    /// Steps of journaled entries not yet taken by the journal.
+    changes: Vec<Change>,
 }
 
 impl OutQueue {
@@ -112,7 +133,52 @@ impl OutQueue {
             next_id: 0,
             bytes: 0,
             limits,
+            changes: Vec::new(),
         }
+    }
+
+    /// Puts back a journaled entry at a restart, at the back, as far as
+    /// its flow got (`entry.stage` and `entry.packet_id`); outside the
+    /// limits, which held when it was queued.
+    pub fn restore(&mut self, entry: Entry) {
+        if let (Some(id), true) = (entry.packet_id, entry.stage != Stage::Unsent) {
+            let seq = self.first_seq + self.entries.len() as u64;
+            self.by_id.insert(id.get(), seq);
+        }
+        self.bytes += entry.size();
+        self.entries.push_back(entry);
+    }
+
+    /// The journaled entries not finished, for a compaction.
+    pub fn journaled(&self) -> impl Iterator<Item = &Entry> {
+        self.entries
+            .iter()
+            .filter(|e| e.jid != 0 && e.stage != Stage::Done)
+    }
+
+    /// Hands the steps noted since the last call to `f`, in order.
+    pub fn take_changes(&mut self, f: impl FnMut(Change)) {
+        self.changes.drain(..).for_each(f);
+    }
+
+    /// Moves entry `index` to `stage`, noting the step if it is journaled.
+    fn set_stage(&mut self, index: usize, stage: Stage) {
+        let e = &mut self.entries[index];
+        e.stage = stage;
+        if e.jid == 0 {
+            return;
+        }
+        let jid = e.jid;
+        let change = match stage {
+            Stage::Done => Change::Done { jid },
+            Stage::AwaitComp => Change::Released { jid },
+            Stage::AwaitAck | Stage::AwaitRec => match e.packet_id {
+                Some(pid) => Change::Sent { jid, pid: pid.get() },
+                None => return,
+            },
+            Stage::Unsent => return,
+        };
+        self.changes.push(change);
     }
 
     /// Messages held (written but unacknowledged ones included).
@@ -140,15 +206,18 @@ impl OutQueue {
         self.sent < self.entries.len()
     }
 
+    /// True when `entry` fits within the limits.
+    pub fn fits(&self, entry: &Entry) -> bool {
+        self.entries.len() < self.limits.max_messages
+            && (self.limits.max_bytes == 0 || self.bytes + entry.size() <= self.limits.max_bytes)
+    }
+
     /// Appends `entry`; hands it back when the queue is full.
     pub fn push(&mut self, entry: Entry) -> Result<(), Entry> {
-        let size = entry.size();
-        let full = self.entries.len() >= self.limits.max_messages
-            || (self.limits.max_bytes > 0 && self.bytes + size > self.limits.max_bytes);
-        if full {
+        if !self.fits(&entry) {
             return Err(entry);
         }
-        self.bytes += size;
+        self.bytes += entry.size();
         self.entries.push_back(entry);
         Ok(())
     }
@@ -211,19 +280,19 @@ impl OutQueue {
         let qos = self.entries[index].qos;
         if qos == QoS::AtMostOnce {
             // Written is delivered, as far as QoS 0 goes.
-            self.entries[index].stage = Stage::Done;
+            self.set_stage(index, Stage::Done);
             return;
         }
         let id = self.allocate_id();
         let seq = self.first_seq + index as u64;
         self.by_id.insert(id.get(), seq);
-        let e = &mut self.entries[index];
-        e.packet_id = Some(id);
-        e.stage = if qos == QoS::AtLeastOnce {
+        self.entries[index].packet_id = Some(id);
+        let stage = if qos == QoS::AtLeastOnce {
             Stage::AwaitAck
         } else {
             Stage::AwaitRec
         };
+        self.set_stage(index, stage);
     }
 
     /// A free packet id below the link's own ([`CONTROL_IDS_FROM`]).
@@ -250,15 +319,15 @@ impl OutQueue {
         let Some(index) = self.index_of(id) else {
             return false;
         };
-        let entry = &mut self.entries[index];
-        if entry.stage != expected {
+        if self.entries[index].stage != expected {
             return false;
         }
-        entry.stage = match expected {
+        let stage = match expected {
             Stage::AwaitRec => Stage::AwaitComp,
             _ => Stage::Done,
         };
-        if entry.stage == Stage::Done {
+        self.set_stage(index, stage);
+        if stage == Stage::Done {
             self.by_id.remove(&id.get());
         }
         self.pop_done();
@@ -271,7 +340,7 @@ impl OutQueue {
         let Some(index) = self.index_of(id) else {
             return;
         };
-        self.entries[index].stage = Stage::Done;
+        self.set_stage(index, Stage::Done);
         self.by_id.remove(&id.get());
         self.pop_done();
     }
@@ -300,13 +369,14 @@ impl OutQueue {
     /// session, and the message's delivery, are the remote's now. Stale
     /// notifications are dropped.
     pub fn rewind(&mut self, session_present: bool) {
-        for e in self.entries.iter_mut() {
+        for index in 0..self.entries.len() {
+            let e = &self.entries[index];
             let stale = e.notice || (!session_present && e.stage == Stage::AwaitComp);
             if stale && e.stage != Stage::Done {
                 if let Some(id) = e.packet_id {
                     self.by_id.remove(&id.get());
                 }
-                e.stage = Stage::Done;
+                self.set_stage(index, Stage::Done);
             }
         }
         self.sent = self.entries.len();
@@ -317,11 +387,12 @@ impl OutQueue {
     /// Empties the queue (the link was removed); returns how many
     /// unfinished messages were dropped.
     pub fn clear(&mut self) -> usize {
-        let n = self
-            .entries
-            .iter()
-            .filter(|e| e.stage != Stage::Done)
-            .count();
+        let open = self.entries.iter().filter(|e| e.stage != Stage::Done);
+        let n = open.clone().count();
+        let done = open
+            .filter(|e| e.jid != 0)
+            .map(|e| Change::Done { jid: e.jid });
+        self.changes.extend(done.collect::<Vec<_>>());
         self.entries.clear();
         self.by_id.clear();
         self.sent = 0;

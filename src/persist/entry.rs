@@ -305,13 +305,13 @@ impl Entry {
     }
 }
 
-fn put_str(out: &mut BytesMut, s: &str) {
+pub(super) fn put_str(out: &mut BytesMut, s: &str) {
     let len = u16::try_from(s.len()).expect("MQTT strings fit a u16 length");
     out.put_u16(len);
     out.put_slice(s.as_bytes());
 }
 
-fn get_str(b: &mut &[u8]) -> Option<String> {
+pub(super) fn get_str(b: &mut &[u8]) -> Option<String> {
     let len = usize::from(get_u16(b)?);
     let bytes = b.get(..len)?;
     let s = std::str::from_utf8(bytes).ok()?.to_string();
@@ -321,7 +321,7 @@ fn get_str(b: &mut &[u8]) -> Option<String> {
 
 /// A routed PUBLISH (no packet id): its QoS u8, then a u32 length and the
 /// packet as the 5.0 codec writes it at QoS 0 (which has no packet id).
-fn put_publish(out: &mut BytesMut, p: &Publish) {
+pub(super) fn put_publish(out: &mut BytesMut, p: &Publish) {
     out.put_u8(p.qos as u8);
     let at = out.len();
     out.put_u32(0);
@@ -335,7 +335,7 @@ fn put_publish(out: &mut BytesMut, p: &Publish) {
     out[at..at + 4].copy_from_slice(&len.to_be_bytes());
 }
 
-fn get_publish(b: &mut &[u8]) -> Option<Publish> {
+pub(super) fn get_publish(b: &mut &[u8]) -> Option<Publish> {
     let qos = QoS::from_u8(get_u8(b)?)?;
     let len = get_u32(b)? as usize;
     let mut packet = BytesMut::from(b.get(..len)?);
@@ -350,11 +350,11 @@ fn get_publish(b: &mut &[u8]) -> Option<Publish> {
     }
 }
 
-fn get_u8(b: &mut &[u8]) -> Option<u8> {
+pub(super) fn get_u8(b: &mut &[u8]) -> Option<u8> {
     (!b.is_empty()).then(|| b.get_u8())
 }
 
-fn get_u16(b: &mut &[u8]) -> Option<u16> {
+pub(super) fn get_u16(b: &mut &[u8]) -> Option<u16> {
     (b.len() >= 2).then(|| b.get_u16())
 }
 
@@ -362,7 +362,7 @@ fn get_u32(b: &mut &[u8]) -> Option<u32> {
     (b.len() >= 4).then(|| b.get_u32())
 }
 
-fn get_u64(b: &mut &[u8]) -> Option<u64> {
+pub(super) fn get_u64(b: &mut &[u8]) -> Option<u64> {
     (b.len() >= 8).then(|| b.get_u64())
 }
 

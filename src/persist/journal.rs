@@ -95,6 +95,17 @@ impl Journal {
     ) -> io::Result<(Journal, Recovered)> {
         std::fs::create_dir_all(dir)?;
         let path = dir.join(format!("shard-{shard}.journal"));
+        Journal::open_at(path, shard, durability, wake)
+    }
+
+    /// [`Journal::open`] on the file `path`, whose header names `owner`
+    /// (the bridge thread's journal, say).
+    pub fn open_at(
+        path: PathBuf,
+        shard: u16,
+        durability: Durability,
+        wake: impl Fn() + Send + 'static,
+    ) -> io::Result<(Journal, Recovered)> {
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)

@@ -8,7 +8,8 @@
 //!
 //! When a publisher's PUBACK/PUBREC goes out: once the journal batch that
 //! holds what this shard did for the message is durable, and once every
-//! data shard it forwarded the message to has said the same of its own
+//! data shard (and the bridge thread, which journals its links' queues)
+//! it forwarded the message to has said the same of its own
 //! journal (`ShardMsg::Durable`, a running count of the QoS 1/2 messages
 //! forwarded to it: mesh queues keep order, so one number confirms them
 //! all). No shard's loop waits on another or on the disk; an
@@ -57,8 +58,8 @@ pub struct Durable {
     /// Records appended since the last [`Durable::mark`].
     appended: Cell<u64>,
     waiting: RefCell<VecDeque<Waiting>>,
-    /// Per data shard: QoS 1/2 messages forwarded to it, and how many of
-    /// them it has confirmed.
+    /// Per peer (data shard or the bridge thread): QoS 1/2 messages
+    /// forwarded to it, and how many of them it has confirmed.
     sent: RefCell<Vec<u64>>,
     confirmed: RefCell<Vec<u64>>,
     /// Per data shard: QoS 1/2 messages it forwarded here, and the counts
@@ -100,17 +101,18 @@ pub struct Mark {
 
 impl Durable {
     /// Wraps an open journal whose recovered records used keys and
-    /// delivery ids below `next`.
-    pub fn new(journal: Journal, shards: usize, next: u64, compact_min: u64) -> Durable {
+    /// delivery ids below `next`; `peers` counts the mesh peers that
+    /// confirm (the data shards and the bridge thread).
+    pub fn new(journal: Journal, peers: usize, next: u64, compact_min: u64) -> Durable {
         Durable {
             journal: RefCell::new(journal),
             next_id: Cell::new(next),
             keys: RefCell::default(),
             appended: Cell::new(0),
             waiting: RefCell::default(),
-            sent: RefCell::new(vec![0; shards]),
-            confirmed: RefCell::new(vec![0; shards]),
-            received: RefCell::new(vec![0; shards]),
+            sent: RefCell::new(vec![0; peers]),
+            confirmed: RefCell::new(vec![0; peers]),
+            received: RefCell::new(vec![0; peers]),
             to_confirm: RefCell::default(),
             moved: Cell::new(ShardSet::default()),
             forwarded_to: Cell::new(ShardSet::default()),
