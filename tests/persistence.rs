@@ -124,7 +124,13 @@ fn every_acknowledged_message_survives_kill_9_once() {
             }
         }
         let mut acked = publish_acked(broker.addr, "q1pub", "k/x", QoS::AtLeastOnce, 50);
-        acked.extend(publish_acked(broker.addr, "q2pub", "k/x", QoS::ExactlyOnce, 50));
+        acked.extend(publish_acked(
+            broker.addr,
+            "q2pub",
+            "k/x",
+            QoS::ExactlyOnce,
+            50,
+        ));
         broker.kill_9();
 
         let broker = Process::start(&d, port, sync);

@@ -80,12 +80,18 @@ fn collect(sub: &mut RawClient, expected: &[String], within: Duration) -> BTreeM
 /// exactly once.
 fn check(what: &str, acked: &[String], got: &BTreeMap<String, usize>) {
     let missing: Vec<&String> = acked.iter().filter(|a| !got.contains_key(*a)).collect();
-    assert!(missing.is_empty(), "{what}: acknowledged but lost: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "{what}: acknowledged but lost: {missing:?}"
+    );
     let twice: Vec<_> = got
         .iter()
         .filter(|(p, n)| p.starts_with("q2-") && **n > 1)
         .collect();
-    assert!(twice.is_empty(), "{what}: QoS 2 delivered more than once: {twice:?}");
+    assert!(
+        twice.is_empty(),
+        "{what}: QoS 2 delivered more than once: {twice:?}"
+    );
 }
 
 #[test]
@@ -97,7 +103,13 @@ fn acknowledged_bridge_messages_survive_kill_9_while_the_upstream_is_down() {
         let broker = Process::start_with(&d, port, sync, &conf);
         broker.wait_retained(STATE);
         let mut acked = publish_acked(broker.addr, "q1", "d/x", QoS::AtLeastOnce, 25);
-        acked.extend(publish_acked(broker.addr, "q2", "d/x", QoS::ExactlyOnce, 25));
+        acked.extend(publish_acked(
+            broker.addr,
+            "q2",
+            "d/x",
+            QoS::ExactlyOnce,
+            25,
+        ));
         broker.kill_9();
 
         let up = Mosquitto::run_on(&format!("pbridge-down-{sync}"), up_port, "");
@@ -126,8 +138,20 @@ fn qos2_in_flight_on_a_live_link_at_kill_9_goes_exactly_once() {
     let pid = up.pid() as i32;
     // SAFETY: signalling the Mosquitto child this test started.
     unsafe { libc::kill(pid, libc::SIGSTOP) };
-    acked.extend(publish_acked(broker.addr, "q2", "d/x", QoS::ExactlyOnce, 30));
-    acked.extend(publish_acked(broker.addr, "q1", "d/x", QoS::AtLeastOnce, 30));
+    acked.extend(publish_acked(
+        broker.addr,
+        "q2",
+        "d/x",
+        QoS::ExactlyOnce,
+        30,
+    ));
+    acked.extend(publish_acked(
+        broker.addr,
+        "q1",
+        "d/x",
+        QoS::AtLeastOnce,
+        30,
+    ));
     std::thread::sleep(Duration::from_millis(200));
     broker.kill_9();
     // SAFETY: as above.

@@ -12,11 +12,10 @@ use crate::index::Strategy;
 use crossbeam_channel::Receiver;
 use slab::Slab;
 
+use super::durable::{self, BridgeDurableBoot, BridgeJournal};
 use super::link::{Ctx, Link};
 use super::local::Local;
-use super::durable::{self, BridgeDurableBoot, BridgeJournal};
 use super::queue::{Entry as OutEntry, Limits, OutQueue, Stage};
-use bytes::BytesMut;
 use super::resolve::Resolver;
 use super::status::StatusBoard;
 use crate::config::BridgeConfig;
@@ -25,6 +24,7 @@ use crate::mesh::{Message, Origin, ShardMsg};
 use crate::persist::bridge::{BridgeEntry, StoredLink};
 use crate::protocol::{QoS, TopicName};
 use crate::runtime::{Driver, Readiness, Registrar, Token, Wake};
+use bytes::BytesMut;
 
 /// What the control plane asks of the bridge thread.
 #[derive(Debug)]
@@ -183,7 +183,10 @@ impl BridgeLoop {
         let n = stored.queue.len();
         for o in stored.queue {
             let Ok(topic) = TopicName::from_str(&o.topic) else {
-                log::warn!("bridge {name}: journaled topic {:?} is invalid; dropped", o.topic);
+                log::warn!(
+                    "bridge {name}: journaled topic {:?} is invalid; dropped",
+                    o.topic
+                );
                 continue;
             };
             let qos = QoS::from_u8(o.qos).unwrap_or(QoS::AtLeastOnce);

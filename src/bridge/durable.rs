@@ -22,7 +22,7 @@ use std::collections::VecDeque;
 
 use super::queue::{Change, Entry as OutEntry, Stage};
 use crate::index::ShardSet;
-use crate::persist::bridge::{out_entries, BridgeEntry, BridgeState, StoredOut};
+use crate::persist::bridge::{BridgeEntry, BridgeState};
 use crate::persist::Journal;
 
 /// What the bridge thread starts with when persistence is on: its journal
@@ -64,8 +64,7 @@ impl BridgeJournal {
 
     /// Appends `entry` to the current batch.
     pub fn append(&mut self, entry: &BridgeEntry) {
-        self.journal
-            .append(entry.kind(), |b| entry.write_body(b));
+        self.journal.append(entry.kind(), |b| entry.write_body(b));
     }
 
     /// Journals `e`, just queued by link `link`, and gives it its id.
@@ -158,24 +157,19 @@ fn queued_entry(link: &str, e: &OutEntry) -> BridgeEntry {
         qos: e.qos as u8,
         retain: e.retain,
         expires_at: e.msg.expires_at_unix(),
-        publish: e.msg.publish.clone(),
+        publish: Box::new(e.msg.publish.clone()),
     }
 }
 
-/// Appends the records that rebuild journaled queue entry `e` of `link`.
+/// Appends the records that rebuild journaled queue entry `e` of `link`:
+/// its message, and how far its flow got.
 pub fn live_records(out: &mut bytes::BytesMut, link: &str, e: &OutEntry) {
-    let stored = StoredOut {
-        id: e.jid,
-        topic: e.topic.as_str().to_string(),
-        qos: e.qos as u8,
-        retain: e.retain,
-        expires_at: e.msg.expires_at_unix(),
-        publish: e.msg.publish.clone(),
-        pid: e
-            .packet_id
-            .filter(|_| e.stage != Stage::Unsent)
-            .map(|p| p.get()),
-        released: e.stage == Stage::AwaitComp,
-    };
-    out_entries(out, link, &stored);
+    queued_entry(link, e).append_to(out);
+    let id = e.jid;
+    if let Some(pid) = e.packet_id.filter(|_| e.stage != Stage::Unsent) {
+        BridgeEntry::Sent { id, pid: pid.get() }.append_to(out);
+    }
+    if e.stage == Stage::AwaitComp {
+        BridgeEntry::Released { id }.append_to(out);
+    }
 }

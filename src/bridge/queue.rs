@@ -173,7 +173,10 @@ impl OutQueue {
             Stage::Done => Change::Done { jid },
             Stage::AwaitComp => Change::Released { jid },
             Stage::AwaitAck | Stage::AwaitRec => match e.packet_id {
-                Some(pid) => Change::Sent { jid, pid: pid.get() },
+                Some(pid) => Change::Sent {
+                    jid,
+                    pid: pid.get(),
+                },
                 None => return,
             },
             Stage::Unsent => return,
@@ -222,15 +225,23 @@ impl OutQueue {
         Ok(())
     }
 
-    /// Puts a notification first, ahead of everything (outside the limits:
-    /// one per connection).
+    /// Puts a notification ahead of every message not yet written, after
+    /// those in flight (outside the limits: one per connection). Not
+    /// first: after a reconnect with a full window, the notice would wait
+    /// for room in the window, and the resends that make room would wait
+    /// behind it.
     pub fn push_notice(&mut self, mut entry: Entry) {
         entry.notice = true;
         self.bytes += entry.size();
-        self.entries.push_front(entry);
-        self.first_seq -= 1;
-        // Called right after `rewind`: nothing is written yet, and the
-        // notice shifts every written entry by one.
+        let at = self
+            .entries
+            .iter()
+            .position(|e| e.stage == Stage::Unsent)
+            .unwrap_or(self.entries.len());
+        // Entries after `at` are unsent: none holds a packet id, whose
+        // sequence number the insertion would shift.
+        self.entries.insert(at, entry);
+        // Called right after `rewind`: nothing is written yet.
         debug_assert_eq!(self.sent, 0, "a notice is queued before any write");
     }
 
@@ -531,16 +542,19 @@ mod tests {
     }
 
     #[test]
-    fn a_notice_goes_first_and_is_not_resent() {
+    fn a_notice_goes_after_resends_before_new_messages_and_is_not_resent() {
         let mut q = queue(10, 0);
         q.push(entry(QoS::AtLeastOnce)).unwrap();
         let first = publish_id(&mut q).0;
+        q.push(entry(QoS::AtLeastOnce)).unwrap();
         q.rewind(true);
         q.push_notice(entry(QoS::AtLeastOnce));
+        assert_eq!(publish_id(&mut q), (first, true));
         let (notice, dup) = publish_id(&mut q);
         assert!(!dup);
         assert_ne!(notice, first);
-        assert_eq!(publish_id(&mut q), (first, true));
+        let (second, _) = publish_id(&mut q);
+        assert!(q.acknowledge(second, Stage::AwaitAck));
         q.rewind(true);
         assert_eq!(publish_id(&mut q), (first, true), "the old notice is gone");
         assert_eq!(q.next(), None);

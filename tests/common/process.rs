@@ -74,7 +74,10 @@ impl Process {
                 if let Some(Some(Packet::Publish(_))) = c.recv_within(Duration::from_millis(200)) {
                     break;
                 }
-                assert!(Instant::now() < deadline, "shard {shard}: no retained {topic}");
+                assert!(
+                    Instant::now() < deadline,
+                    "shard {shard}: no retained {topic}"
+                );
             }
         }
     }
