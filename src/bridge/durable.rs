@@ -173,3 +173,74 @@ pub fn live_records(out: &mut bytes::BytesMut, link: &str, e: &OutEntry) {
         BridgeEntry::Released { id }.append_to(out);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::num::NonZeroU16;
+    use std::sync::Arc;
+
+    use bytes::{Bytes, BytesMut};
+
+    use super::*;
+    use crate::mesh::{Message, Origin};
+    use crate::protocol::{Properties, Publish, QoS, TopicName};
+
+    fn entry(jid: u64, qos: QoS, stage: Stage, pid: Option<u16>) -> OutEntry {
+        let topic = TopicName::from_str("local/t").expect("topic");
+        let publish = Publish {
+            dup: false,
+            qos,
+            retain: false,
+            topic,
+            packet_id: None,
+            payload: Bytes::from(format!("m{jid}")),
+            properties: Properties::default(),
+        };
+        let origin = Origin {
+            shard: 2,
+            session: 0,
+        };
+        let msg = Arc::new(Message::new(publish, origin));
+        let remote = TopicName::from_str("remote/t").expect("topic");
+        let mut e = OutEntry::new(msg, remote, qos, true);
+        e.jid = jid;
+        e.stage = stage;
+        e.packet_id = pid.and_then(NonZeroU16::new);
+        e
+    }
+
+    #[test]
+    fn a_compaction_keeps_each_entry_as_far_as_its_flow_got() {
+        let entries = [
+            entry(3, QoS::ExactlyOnce, Stage::AwaitComp, Some(7)),
+            entry(4, QoS::ExactlyOnce, Stage::AwaitRec, Some(8)),
+            entry(5, QoS::AtLeastOnce, Stage::AwaitAck, Some(9)),
+            entry(6, QoS::AtLeastOnce, Stage::Unsent, None),
+        ];
+        let mut out = BytesMut::new();
+        for e in &entries {
+            live_records(&mut out, "up", e);
+        }
+        let state = BridgeState::fold(&out);
+        assert!(state.damage.is_empty());
+        assert_eq!(state.next_id, 7);
+        let got: Vec<_> = state.links["up"]
+            .queue
+            .iter()
+            .map(|o| (o.id, o.qos, o.pid, o.released, &o.publish.payload[..]))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (3, 2, Some(7), true, &b"m3"[..]),
+                (4, 2, Some(8), false, &b"m4"[..]),
+                (5, 1, Some(9), false, &b"m5"[..]),
+                (6, 1, None, false, &b"m6"[..]),
+            ]
+        );
+        assert!(state.links["up"]
+            .queue
+            .iter()
+            .all(|o| o.topic == "remote/t" && o.retain));
+    }
+}
