@@ -152,6 +152,8 @@ impl BridgeLoop {
             };
             if let Some(key) = bridge.add(config, queue) {
                 bridge.links[key].inbound_qos2 = inbound;
+                // A lazy link with enough recovered connects now.
+                bridge.with_link(key, |link, ctx| link.check_threshold(ctx.now));
             }
         }
         for (name, l) in stored {
@@ -246,7 +248,7 @@ impl BridgeLoop {
                 j.compact(records);
             }
             log::info!(
-                "bridge: journal compacted to {bytes} bytes in {:?}",
+                "bridge: journal compaction to {bytes} bytes started; the loop paused {:?}",
                 started.elapsed()
             );
         }

@@ -45,7 +45,7 @@ pub struct BridgeJournal {
     moved: ShardSet,
     /// Counts to confirm once their batch is durable.
     to_confirm: VecDeque<(u64, Vec<(usize, u64)>)>,
-    compact_at: u64,
+    /// `persistence_compact_size`.
     compact_min: u64,
 }
 
@@ -57,7 +57,6 @@ impl BridgeJournal {
             received: vec![0; shards],
             moved: ShardSet::default(),
             to_confirm: VecDeque::new(),
-            compact_at: compact_min,
             compact_min,
         }
     }
@@ -127,16 +126,15 @@ impl BridgeJournal {
     /// True when the journal has grown past its bound: twice the live
     /// state at the last compaction, and at least `persistence_compact_size`.
     pub fn due_for_compaction(&self) -> bool {
-        self.journal.written() >= self.compact_at
+        self.journal.due_for_compaction(self.compact_min)
     }
 
-    /// Replaces the journal with `records` (the live state). Call right
-    /// after [`submit`](Self::submit).
+    /// Replaces the journal with `records` (the live state, bounded by
+    /// the queues' limits). Call right after [`submit`](Self::submit).
     pub fn compact(&mut self, records: bytes::BytesMut) {
-        let live = records.len() as u64;
-        if self.journal.rotate(records.freeze()).is_ok() {
-            self.compact_at = self.compact_min.max(2 * live);
-        }
+        let snapshot = Box::new(move |out: &mut bytes::BytesMut| out.extend_from_slice(&records));
+        // A compaction still running: the next turn tries again.
+        let _ = self.journal.rotate(snapshot);
     }
 
     /// Hands over what is left and waits for the writer (its last sync).

@@ -70,9 +70,8 @@ pub struct Durable {
     moved: Cell<ShardSet>,
     /// Data shards forwarded to since the last [`Durable::mark`].
     forwarded_to: Cell<ShardSet>,
-    /// The journal is compacted once it holds this many bytes.
-    compact_at: Cell<u64>,
-    /// The smallest `compact_at` (`persistence_compact_size`).
+    /// No compaction before the journal holds this many bytes
+    /// (`persistence_compact_size`).
     compact_min: u64,
 }
 
@@ -116,7 +115,6 @@ impl Durable {
             to_confirm: RefCell::default(),
             moved: Cell::new(ShardSet::default()),
             forwarded_to: Cell::new(ShardSet::default()),
-            compact_at: Cell::new(compact_min),
             compact_min,
         }
     }
@@ -271,22 +269,23 @@ impl Durable {
         }
     }
 
-    /// True when the journal has grown past its bound: twice the live
-    /// state at the last compaction, and at least `compact_min`.
+    /// True when the journal has grown past its bound (twice the live
+    /// state at the last compaction, and at least `compact_min`) and no
+    /// compaction is running.
     pub fn due_for_compaction(&self) -> bool {
-        self.journal.borrow().written() >= self.compact_at.get()
+        self.journal.borrow().due_for_compaction(self.compact_min)
     }
 
-    /// Replaces the journal with `entries` (the live state).
-    fn compact(&self, entries: &[Entry]) {
-        let mut records = bytes::BytesMut::new();
-        for e in entries {
-            crate::persist::record::append(&mut records, e.kind(), |b| e.write_body(b));
-        }
-        let live = records.len() as u64;
-        if self.journal.borrow_mut().rotate(records.freeze()).is_ok() {
-            self.compact_at.set(self.compact_min.max(2 * live));
-        }
+    /// Replaces the journal with `entries` (the live state), encoded and
+    /// written off this thread.
+    fn compact(&self, entries: Vec<Entry>) {
+        let snapshot = Box::new(move |out: &mut bytes::BytesMut| {
+            for e in &entries {
+                crate::persist::record::append(out, e.kind(), |b| e.write_body(b));
+            }
+        });
+        // Refused while the writer is far behind: the next turn tries again.
+        let _ = self.journal.borrow_mut().rotate(snapshot);
     }
 
     /// True while acknowledgements or confirmations wait.
@@ -401,13 +400,15 @@ impl Shard {
         };
         d.submit();
         if d.due_for_compaction() {
+            // The loop pays for collecting the live state; encoding and
+            // writing it happen off the loop.
             let started = std::time::Instant::now();
             let entries = self.live_entries();
-            d.compact(&entries);
+            let n = entries.len();
+            d.compact(entries);
             log::info!(
-                "shard {}: journal compacted to {} records in {:?}",
+                "shard {}: journal compaction to {n} records started; the loop paused {:?}",
                 self.id,
-                entries.len(),
                 started.elapsed()
             );
         }
