@@ -599,15 +599,19 @@ mod tests {
         kinds
     }
 
+    /// Each durability, with a name for its test directory.
+    fn both_modes() -> [(Durability, &'static str); 2] {
+        let interval = Duration::from_millis(5);
+        [
+            (Durability::Written, "written"),
+            (Durability::Fsync { interval }, "fsync"),
+        ]
+    }
+
     #[test]
     fn batches_become_durable_in_order_and_are_read_back() {
-        for durability in [
-            Durability::Written,
-            Durability::Fsync {
-                interval: Duration::from_millis(5),
-            },
-        ] {
-            let d = dir(&format!("order-{durability:?}").replace([' ', '{', '}', ':'], ""));
+        for (durability, mode) in both_modes() {
+            let d = dir(&format!("order-{mode}"));
             let wakes = Arc::new(AtomicUsize::new(0));
             let w = Arc::clone(&wakes);
             let wake = move || {
@@ -661,13 +665,8 @@ mod tests {
 
     #[test]
     fn a_compaction_off_the_loop_keeps_every_batch_appended_while_it_runs() {
-        for durability in [
-            Durability::Written,
-            Durability::Fsync {
-                interval: Duration::from_millis(5),
-            },
-        ] {
-            let d = dir(&format!("compact-{durability:?}").replace([' ', '{', '}', ':'], ""));
+        for (durability, mode) in both_modes() {
+            let d = dir(&format!("compact-{mode}"));
             let (mut j, _) = Journal::open(&d, 4, durability, || {}).expect("opens");
             for kind in 1..=3u8 {
                 j.append(kind, |b| b.put_slice(&[0; 100]));
