@@ -303,6 +303,43 @@ fn a_shared_group_members_queue_survives_a_restart() {
     let _ = std::fs::remove_dir_all(&d);
 }
 
+/// A shared delivery the picked shard passes on (its only member there is
+/// offline) is acknowledged once the shard that takes it has journaled it
+/// (its ticket): after a kill -9 every acknowledged message is queued for
+/// the member that took it.
+#[test]
+fn shared_deliveries_passed_on_survive_kill_9() {
+    let d = dir("shared-pass-on");
+    let port = free_port();
+    let broker = Process::start(&d, port, "written");
+    let away = id_on(0, 2, "away");
+    let here = id_on(1, 2, "here");
+    let (mut m, _) = RawClient::connected(broker.addr, connect_v5_expiry(&away, true, 3600));
+    m.subscribe("$share/g/jobs/#", QoS::AtLeastOnce);
+    m.disconnect();
+    let (mut m, _) = RawClient::connected(broker.addr, connect_v5_expiry(&here, true, 3600));
+    m.subscribe("$share/g/jobs/#", QoS::AtLeastOnce);
+    std::mem::forget(m); // stays connected, acknowledges nothing
+                         // Published on shard 1: a pick of shard 0 finds only the offline
+                         // member and passes the message back to shard 1.
+    let publisher = id_on(1, 2, "pub");
+    let acked = publish_acked(broker.addr, &publisher, "jobs/x", QoS::AtLeastOnce, 40);
+    broker.kill_9();
+
+    let broker = Process::start(&d, port, "written");
+    let mut seen = BTreeSet::new();
+    for id in [&here, &away] {
+        let (mut s, present) =
+            RawClient::connected(broker.addr, connect_v5_expiry(id, false, 3600));
+        assert!(present, "{id}'s session is back");
+        seen.extend(payloads(&received(&mut s, Duration::from_millis(500))));
+    }
+    let missing: Vec<&String> = acked.iter().filter(|a| !seen.contains(*a)).collect();
+    assert!(missing.is_empty(), "acknowledged and lost: {missing:?}");
+    drop(broker);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
 #[test]
 fn wills_pending_at_kill_9_are_published_after_the_restart_unless_resumed() {
     let d = dir("wills");

@@ -89,7 +89,8 @@ impl Local {
             | ShardMsg::Shared(_)
             | ShardMsg::BarrierAck(_)
             | ShardMsg::WillsSent
-            | ShardMsg::Durable(_) => {}
+            | ShardMsg::Durable(_)
+            | ShardMsg::SharedDurable(_) => {}
         }
         None
     }
@@ -104,7 +105,7 @@ impl Local {
         }
         self.mesh.forward(&self.replica, msg);
         // The bridge has no members: every pick is a data shard.
-        self.mesh.share(&self.shared, msg, |_, _| {});
+        self.mesh.share(&self.shared, msg, |_, _| None);
     }
 
     /// A link line takes `filter` from the local broker.

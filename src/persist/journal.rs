@@ -555,6 +555,7 @@ fn write_snapshot(
     snapshot: Snapshot,
     sync: bool,
 ) -> io::Result<(File, u64)> {
+    let started = Instant::now();
     let mut records = BytesMut::new();
     snapshot(&mut records);
     let mut new = OpenOptions::new()
@@ -568,6 +569,12 @@ fn write_snapshot(
     if sync {
         new.sync_all()?;
     }
+    log::info!(
+        "{}: compaction snapshot of {} bytes encoded and written in {:?}, off the loop",
+        tmp.display(),
+        records.len(),
+        started.elapsed()
+    );
     Ok((new, records.len() as u64))
 }
 

@@ -12,11 +12,14 @@
 //! it forwarded the message to has said the same of its own
 //! journal (`ShardMsg::Durable`, a running count of the QoS 1/2 messages
 //! forwarded to it: mesh queues keep order, so one number confirms them
-//! all). No shard's loop waits on another or on the disk; an
+//! all). A shared subscription delivery, which may be passed from shard
+//! to shard, carries a ticket instead, confirmed by the shard that takes
+//! it (`ShardMsg::SharedDurable`). No shard's loop waits on another or on
+//! the disk; an
 //! acknowledgement waits, which is what "acknowledged means durable" asks.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::num::{NonZeroU16, NonZeroU32};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -35,12 +38,17 @@ use crate::protocol::{Packet, ProtocolVersion, QoS, SubscriptionOptions, TopicFi
 /// Per data shard, a running count of messages.
 type Counts = Vec<(usize, u64)>;
 
+/// Shared deliveries' tickets: (the shard that issued it, ticket).
+type Tickets = Vec<(usize, u64)>;
+
 /// A publisher's acknowledgement waiting for durability.
 struct Waiting {
     /// The journal batch that must be durable.
     batch: u64,
     /// Per data shard forwarded to: the count its confirmation must reach.
     peers: Counts,
+    /// Shared deliveries' tickets that must be confirmed.
+    tickets: Vec<u64>,
     conn: Rc<ConnShared>,
     ack: Packet,
 }
@@ -70,6 +78,15 @@ pub struct Durable {
     moved: Cell<ShardSet>,
     /// Data shards forwarded to since the last [`Durable::mark`].
     forwarded_to: Cell<ShardSet>,
+    /// Shared deliveries: the next ticket, the tickets issued and not yet
+    /// confirmed, and those issued since the last [`Durable::mark`].
+    next_ticket: Cell<u64>,
+    open_tickets: RefCell<HashSet<u64>>,
+    tickets_since_mark: RefCell<Vec<u64>>,
+    /// Tickets of other shards' deliveries taken this turn, and those to
+    /// confirm once their batch is durable (issuer, ticket).
+    taken: RefCell<Tickets>,
+    tickets_to_confirm: RefCell<VecDeque<(u64, Tickets)>>,
     /// No compaction before the journal holds this many bytes
     /// (`persistence_compact_size`).
     compact_min: u64,
@@ -115,6 +132,11 @@ impl Durable {
             to_confirm: RefCell::default(),
             moved: Cell::new(ShardSet::default()),
             forwarded_to: Cell::new(ShardSet::default()),
+            next_ticket: Cell::new(1),
+            open_tickets: RefCell::default(),
+            tickets_since_mark: RefCell::default(),
+            taken: RefCell::default(),
+            tickets_to_confirm: RefCell::default(),
             compact_min,
         }
     }
@@ -168,9 +190,30 @@ impl Durable {
     /// its [`hold`](Self::hold).)
     pub fn mark(&self) -> Mark {
         self.forwarded_to.set(ShardSet::default());
+        self.tickets_since_mark.borrow_mut().clear();
         Mark {
             appended: self.appended.get(),
         }
+    }
+
+    /// A ticket for a QoS 1/2 shared delivery that may be passed on
+    /// from shard to shard: what routes it waits for the ticket.
+    pub fn ticket(&self) -> u64 {
+        let t = self.next_ticket.get();
+        self.next_ticket.set(t + 1);
+        self.open_tickets.borrow_mut().insert(t);
+        self.tickets_since_mark.borrow_mut().push(t);
+        t
+    }
+
+    /// This shard took a shared delivery with shard `issuer`'s `ticket`.
+    pub fn took(&self, issuer: usize, ticket: u64) {
+        self.taken.borrow_mut().push((issuer, ticket));
+    }
+
+    /// Ticket `ticket` of this shard was confirmed.
+    pub fn ticket_confirmed(&self, ticket: u64) {
+        self.open_tickets.borrow_mut().remove(&ticket);
     }
 
     /// A QoS 1/2 message went to data shard `peer`.
@@ -207,7 +250,8 @@ impl Durable {
             .map(|p| (p, sent[p]))
             .collect();
         let journaled = self.appended.get() != mark.appended;
-        if peers.is_empty() && !journaled {
+        let tickets = std::mem::take(&mut *self.tickets_since_mark.borrow_mut());
+        if peers.is_empty() && !journaled && tickets.is_empty() {
             return Some(ack);
         }
         // The batch this turn will hand over, or (nothing journaled here)
@@ -217,6 +261,7 @@ impl Durable {
         self.waiting.borrow_mut().push_back(Waiting {
             batch,
             peers,
+            tickets,
             conn: Rc::clone(conn),
             ack,
         });
@@ -228,26 +273,35 @@ impl Durable {
     pub fn submit(&self) {
         let submitted = self.journal.borrow_mut().submit();
         self.keys.borrow_mut().clear();
+        let batch = match submitted {
+            Ok(Some(b)) => b,
+            // Nothing journaled: durable as soon as what came before.
+            Ok(None) | Err(_) => self.journal.borrow().next_batch() - 1,
+        };
+        let taken = std::mem::take(&mut *self.taken.borrow_mut());
+        if !taken.is_empty() {
+            self.tickets_to_confirm
+                .borrow_mut()
+                .push_back((batch, taken));
+        }
         let moved = self.moved.replace(ShardSet::default());
         if moved.is_empty() {
             return;
         }
         let received = self.received.borrow();
         let counts = moved.iter().map(|p| (p, received[p])).collect();
-        let batch = match submitted {
-            Ok(Some(b)) => b,
-            // Nothing journaled: durable as soon as what came before.
-            Ok(None) | Err(_) => self.journal.borrow().next_batch() - 1,
-        };
         self.to_confirm.borrow_mut().push_back((batch, counts));
     }
 
     /// Acknowledgements now durable (to send, in order), and the
     /// confirmations due to peers.
+    /// (`me`: this shard; a ticket of its own is confirmed here.)
     pub fn released(
         &self,
+        me: usize,
         acks: &mut Vec<(Rc<ConnShared>, Packet)>,
         confirms: &mut Vec<(usize, u64)>,
+        tickets: &mut Tickets,
     ) {
         let durable = self.journal.borrow().durable();
         let mut to_confirm = self.to_confirm.borrow_mut();
@@ -256,10 +310,28 @@ impl Durable {
                 confirms.extend(counts);
             }
         }
+        let mut tickets_to_confirm = self.tickets_to_confirm.borrow_mut();
+        while tickets_to_confirm
+            .front()
+            .is_some_and(|(b, _)| *b <= durable)
+        {
+            if let Some((_, taken)) = tickets_to_confirm.pop_front() {
+                for (issuer, ticket) in taken {
+                    if issuer == me {
+                        self.ticket_confirmed(ticket);
+                    } else {
+                        tickets.push((issuer, ticket));
+                    }
+                }
+            }
+        }
         let confirmed = self.confirmed.borrow();
+        let open = self.open_tickets.borrow();
         let mut waiting = self.waiting.borrow_mut();
         while let Some(w) = waiting.front() {
-            let ready = w.batch <= durable && w.peers.iter().all(|(p, n)| confirmed[*p] >= *n);
+            let ready = w.batch <= durable
+                && w.peers.iter().all(|(p, n)| confirmed[*p] >= *n)
+                && w.tickets.iter().all(|t| !open.contains(t));
             if !ready {
                 break;
             }
@@ -290,7 +362,9 @@ impl Durable {
 
     /// True while acknowledgements or confirmations wait.
     pub fn busy(&self) -> bool {
-        !self.waiting.borrow().is_empty() || !self.to_confirm.borrow().is_empty()
+        !self.waiting.borrow().is_empty()
+            || !self.to_confirm.borrow().is_empty()
+            || !self.tickets_to_confirm.borrow().is_empty()
     }
 }
 
@@ -447,8 +521,11 @@ impl Shard {
         if !d.busy() {
             return false;
         }
-        let (mut acks, mut confirms) = (Vec::new(), Vec::new());
-        d.released(&mut acks, &mut confirms);
+        let (mut acks, mut confirms, mut tickets) = (Vec::new(), Vec::new(), Vec::new());
+        d.released(self.id, &mut acks, &mut confirms, &mut tickets);
+        for (issuer, ticket) in &tickets {
+            self.mesh.send(*issuer, ShardMsg::SharedDurable(*ticket));
+        }
         for (conn, ack) in &acks {
             if !conn.is_closing() {
                 self.send_packet(conn, ack);
@@ -457,7 +534,7 @@ impl Shard {
         for (peer, n) in &confirms {
             self.mesh.send(*peer, ShardMsg::Durable(*n));
         }
-        !acks.is_empty() || !confirms.is_empty()
+        !acks.is_empty() || !confirms.is_empty() || !tickets.is_empty()
     }
 }
 

@@ -25,13 +25,11 @@ impl Shard {
                     d.confirmed(from, n);
                 }
             }
-            ShardMsg::Shared(d) => {
-                let counted = d.msg.publish.qos != crate::protocol::QoS::AtMostOnce;
-                let durable = self.durable.as_deref();
-                if let Some(dur) = durable.filter(|_| counted && from < self.mesh.shards()) {
-                    dur.received(from);
+            ShardMsg::Shared(d) => self.deliver_shared(*d),
+            ShardMsg::SharedDurable(ticket) => {
+                if let Some(d) = self.durable.as_deref() {
+                    d.ticket_confirmed(ticket);
                 }
-                self.deliver_shared(*d);
             }
             ShardMsg::SubAdd(f) if f.share().is_some() => {
                 self.shared.borrow_mut().add_remote(&f, from);
