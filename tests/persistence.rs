@@ -344,7 +344,9 @@ fn shared_deliveries_passed_on_survive_kill_9() {
 fn wills_pending_at_kill_9_are_published_after_the_restart_unless_resumed() {
     let d = dir("wills");
     let port = free_port();
-    let broker = Process::start(&d, port, "written");
+    // Small journals: the wills must survive the compactions below too.
+    let compact = "persistence_compact_size 4096\n";
+    let broker = Process::start_with(&d, port, "written", compact);
     let (mut s, _) = RawClient::connected(broker.addr, connect_v5_expiry("will-sub", true, 3600));
     s.subscribe("will/#", QoS::AtLeastOnce);
     s.disconnect();
@@ -363,10 +365,17 @@ fn wills_pending_at_kill_9_are_published_after_the_restart_unless_resumed() {
         let (gone, _) = RawClient::connected(broker.addr, c);
         drop(gone);
     }
-    std::thread::sleep(Duration::from_millis(200));
+    // Retained updates on both shards' topics: ~30 KB of records, live
+    // state a few hundred bytes, so each shard compacts its journal.
+    let (mut p, _) = RawClient::connected(broker.addr, connect_packet(V5, "filler", true, 60));
+    for i in 0..240u16 {
+        let topic = format!("fill/{}", i % 8);
+        p.publish(&topic, &[b'x'; 100], QoS::AtLeastOnce, true, i + 1);
+    }
+    std::thread::sleep(Duration::from_millis(300));
     broker.kill_9();
 
-    let broker = Process::start(&d, port, "written");
+    let broker = Process::start_with(&d, port, "written", compact);
     // Back within its delay: that will is cancelled.
     let (_back, present) =
         RawClient::connected(broker.addr, connect_v5_expiry("w-back", false, 3600));
