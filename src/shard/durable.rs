@@ -32,6 +32,7 @@ use super::{home_shard, Shard};
 use crate::index::{RetainStamp, ShardSet};
 use crate::limits::MAX_SHARDS;
 use crate::mesh::{Message, Origin, ShardMsg};
+use crate::persist::entry;
 use crate::persist::state::{delivery_entries, session_entries};
 use crate::persist::{Entry, Journal, StoredDelivery, StoredRetained, StoredSession, StoredWill};
 use crate::protocol::{Packet, ProtocolVersion, QoS, SubscriptionOptions, TopicFilter, TopicName};
@@ -155,13 +156,11 @@ impl Durable {
     pub fn enqueue(&self, client_id: &str, msg: &Arc<Message>, qos: u8, retain: bool) -> u64 {
         let key = self.key_of(msg);
         let delivery = self.next_id();
-        self.append(&Entry::Enqueue {
-            delivery,
-            client_id: client_id.to_string(),
-            key,
-            qos,
-            retain,
+        // Written from references: no owned entry per delivery.
+        self.journal.borrow_mut().append(entry::ENQUEUE, |b| {
+            entry::write_enqueue(b, (delivery, client_id), key, qos, retain)
         });
+        self.appended.set(self.appended.get() + 1);
         delivery
     }
 
@@ -171,11 +170,11 @@ impl Durable {
             return *key;
         }
         let key = self.next_id();
-        self.append(&Entry::Message {
-            key,
-            expires_at: msg.expires_at_unix(),
-            publish: msg.publish.clone(),
+        let expires_at = msg.expires_at_unix();
+        self.journal.borrow_mut().append(entry::MESSAGE, |b| {
+            entry::write_message(b, key, expires_at, &msg.publish)
         });
+        self.appended.set(self.appended.get() + 1);
         self.keys.borrow_mut().insert(ptr, key);
         key
     }

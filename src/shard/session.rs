@@ -447,7 +447,7 @@ impl Session {
             did => did,
         };
         if did != 0 {
-            self.journal(|_| Entry::Sent {
+            self.journal_step(Entry::Sent {
                 delivery: did,
                 pid: pid.get(),
             });
@@ -577,7 +577,7 @@ impl Session {
                 let first = *state == OutState::Received;
                 *state = OutState::Complete;
                 if first && did != 0 {
-                    self.journal(|_| Entry::Released { delivery: did });
+                    self.journal_step(Entry::Released { delivery: did });
                 }
                 return AckFit::Release;
             }
@@ -687,6 +687,14 @@ impl Session {
         }
     }
 
+    /// Journals a step of a delivery's flow (no client id to copy) for a
+    /// persistent session.
+    fn journal_step(&self, entry: Entry) {
+        if self.journaled {
+            with_journal(|log| log.append(&entry));
+        }
+    }
+
     /// Journals a QoS 1/2 delivery of `msg`; its id, or 0 when nothing is
     /// journaled (a clean session, QoS 0, persistence off).
     fn journal_enqueue(&self, msg: &Arc<Message>, qos: QoS, retain: bool) -> u64 {
@@ -699,7 +707,7 @@ impl Session {
     /// Journals the end of delivery `did` (0: none to journal).
     fn journal_done(&self, did: u64) {
         if did != 0 {
-            self.journal(|_| Entry::Done { delivery: did });
+            self.journal_step(Entry::Done { delivery: did });
         }
     }
 
