@@ -124,12 +124,21 @@ fn acknowledged_bridge_messages_survive_kill_9_while_the_upstream_is_down() {
 
 #[test]
 fn qos2_in_flight_on_a_live_link_at_kill_9_goes_exactly_once() {
-    let d = dir("live");
-    let mut up = Mosquitto::run("pbridge-live", "");
+    for sync in ["written", "fsync"] {
+        in_flight_at_kill_9(sync);
+    }
+}
+
+/// The upstream stops reading (SIGSTOP) while the bridge sends; shardmq
+/// is killed with messages in flight, the upstream goes on, shardmq
+/// restarts.
+fn in_flight_at_kill_9(sync: &str) {
+    let d = dir(&format!("live-{sync}"));
+    let mut up = Mosquitto::run(&format!("pbridge-live-{sync}"), "");
     let mut sub = upstream_subscriber(&up);
     let port = free_port();
     let conf = bridge_section(up.port);
-    let broker = Process::start_with(&d, port, "written", &conf);
+    let broker = Process::start_with(&d, port, sync, &conf);
     up.wait_log("as edge-dur", Duration::from_secs(10));
     broker.wait_retained(STATE);
     let mut acked = publish_acked(broker.addr, "q2-warm", "d/x", QoS::ExactlyOnce, 5);
@@ -157,9 +166,9 @@ fn qos2_in_flight_on_a_live_link_at_kill_9_goes_exactly_once() {
     // SAFETY: as above.
     unsafe { libc::kill(pid, libc::SIGCONT) };
 
-    let broker = Process::start_with(&d, port, "written", &conf);
+    let broker = Process::start_with(&d, port, sync, &conf);
     let got = collect(&mut sub, &acked, Duration::from_secs(15));
-    check("live link", &acked, &got);
+    check(&format!("live link, {sync}"), &acked, &got);
     drop(broker);
     up.kill();
     let _ = std::fs::remove_dir_all(&d);
