@@ -204,3 +204,48 @@ fn the_bridge_journal_is_compacted_while_running() {
     drop(broker);
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// Messages a remote sent in on a link (`c/#`, QoS 1 and 2) are
+/// acknowledged to it once the local shards have journaled them: once the
+/// upstream has every acknowledgement, a kill -9 loses none, and QoS 2
+/// ones are queued once.
+#[test]
+fn bridged_in_messages_the_upstream_saw_acknowledged_survive_kill_9() {
+    let d = dir("in");
+    let up = Mosquitto::run("pbridge-in", "");
+    let port = free_port();
+    let conf = format!("{}topic c/# in 2\n", bridge_section(up.port));
+    let broker = Process::start_with(&d, port, "written", &conf);
+    let connect = common::connect_v5_expiry("local-sub", true, 3600);
+    let (mut sub, _) = RawClient::connected(broker.addr, connect);
+    sub.subscribe("c/#", QoS::ExactlyOnce);
+    sub.disconnect();
+    up.wait_log("edge-dur 2 c/#", Duration::from_secs(10));
+    let mut sent = publish_acked(up.addr(), "q1", "c/x", QoS::AtLeastOnce, 40);
+    sent.extend(publish_acked(up.addr(), "q2", "c/x", QoS::ExactlyOnce, 40));
+    let acks = || {
+        let log = up.log();
+        log.matches("Received PUBACK from edge-dur").count()
+            + log.matches("Received PUBREC from edge-dur").count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while acks() < sent.len() {
+        assert!(
+            Instant::now() < deadline,
+            "the bridge acknowledged {} of {}",
+            acks(),
+            sent.len()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    broker.kill_9();
+
+    let broker = Process::start_with(&d, port, "written", &conf);
+    let connect = common::connect_v5_expiry("local-sub", false, 3600);
+    let (mut sub, present) = RawClient::connected(broker.addr, connect);
+    assert!(present);
+    let got = collect(&mut sub, &sent, Duration::from_secs(10));
+    check("bridged in", &sent, &got);
+    drop(broker);
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -112,8 +112,12 @@ pub struct Setup {
 
 impl BridgeLoop {
     /// The loop with every configured link started.
-    pub fn new(local: Local, registrar: Registrar, setup: Setup) -> BridgeLoop {
+    pub fn new(mut local: Local, registrar: Registrar, setup: Setup) -> BridgeLoop {
         let shards = local.mesh.shards();
+        if setup.durable.is_some() {
+            // A remote's message is acknowledged once the shards have it.
+            local.count_confirmations();
+        }
         let (journal, mut stored) = match setup.durable {
             Some(boot) => {
                 for line in &boot.state.damage {

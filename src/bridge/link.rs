@@ -5,7 +5,7 @@
 //! Nothing here waits: connects are non-blocking, retries and keepalives
 //! are deadlines the loop reports ([`Link::next_deadline`]).
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use super::backoff::{Addresses, Backoff};
 use super::durable::BridgeJournal;
-use super::local::Local;
+use super::local::{Local, Wait};
 use super::packets;
 use super::queue::{Limits, OutQueue};
 use super::resolve::{self, Resolver};
@@ -121,6 +121,9 @@ pub struct Link {
     pub(super) hold: u64,
     /// Records appended for this link since its last submit.
     pub(super) unsubmitted: bool,
+    /// Acknowledgements to the remote waiting for the data shards'
+    /// journals (persistence on), in order.
+    pub(super) acks: VecDeque<(Packet, Wait)>,
 }
 
 impl Link {
@@ -160,6 +163,7 @@ impl Link {
             config,
             hold: 0,
             unsubmitted: false,
+            acks: VecDeque::new(),
         }
     }
 
@@ -195,6 +199,7 @@ impl Link {
     /// Closes the connection so that the remote publishes the will: MQTT 5
     /// says so with DISCONNECT 0x04; 3.x just closes (no DISCONNECT).
     pub fn close_with_will(&mut self, registrar: &Registrar) {
+        self.acks.clear();
         if let Some(mut wire) = self.wire.take() {
             if self.config.protocol.is_v5() && self.state == State::Up {
                 let bye = Disconnect::new(ReasonCode::DisconnectWithWillMessage);
@@ -334,6 +339,8 @@ impl Link {
         }
         self.candidates.clear();
         self.more_input = false;
+        // Unacknowledged: the remote sends them again.
+        self.acks.clear();
         let was_up = self.state == State::Up;
         let address = self.describe_address();
         if was_up {

@@ -12,7 +12,8 @@
 //!   remote acknowledges it ([`queue`]).
 //! - **In.** A message from a remote is published to the local broker as a
 //!   data shard publishes one (retained update to every shard, one forward
-//!   per shard with subscribers), then acknowledged to the remote.
+//!   per shard with subscribers), then acknowledged to the remote (with
+//!   persistence on, once those shards have journaled it).
 //! - **Loops.** A link never sends out what it brought in; MQTT 5 remote
 //!   subscriptions use No Local and Retain As Published; 3.x links use the
 //!   bridge bit (`try_private`) and fall back when the remote refuses it.

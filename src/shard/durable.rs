@@ -390,7 +390,7 @@ impl Shard {
             }
             return;
         }
-        if let Some(peer) = from.filter(|p| *p < self.mesh.shards()) {
+        if let Some(peer) = from {
             d.received(peer);
         }
         let set = message.filter(|m| !m.publish.payload.is_empty());

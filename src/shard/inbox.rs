@@ -13,8 +13,9 @@ impl Shard {
         match msg {
             ShardMsg::Forward(m) => {
                 self.fanout_local(&m);
-                let durable = self.durable.as_deref();
-                if let Some(d) = durable.filter(|_| from < self.mesh.shards()) {
+                // Counted for the sender, a data shard or the bridge
+                // thread, which waits for this shard's confirmation.
+                if let Some(d) = self.durable.as_deref() {
                     if m.publish.qos != crate::protocol::QoS::AtMostOnce {
                         d.received(from);
                     }
