@@ -89,7 +89,8 @@ struct Compaction {
     since: BytesMut,
 }
 
-/// One shard's journal. Owned by that shard; with [`Durability::Fsync`]
+/// One shard's journal (or the bridge thread's: the same writer, another
+/// file). Owned by that shard; with [`Durability::Fsync`]
 /// its writer thread owns the file, with [`Durability::Written`] the shard
 /// writes it itself (one `write` per loop turn, into the page cache: no
 /// thread hand-off, which cost more CPU than the write it saved).
