@@ -89,7 +89,13 @@ impl Link {
             return;
         };
         while wire.pending() < BRIDGE_OUT_HIGH_WATER {
+            let fresh = self.queue.next_fresh();
             if self.queue.inflight() >= self.remote.window && self.queue.next_needs_window() {
+                return;
+            }
+            if fresh == Some(QoS::ExactlyOnce)
+                && self.queue.qos2_inflight() >= self.remote.qos2_window
+            {
                 return;
             }
             let Some(next) = self.queue.next() else {

@@ -23,7 +23,7 @@ use super::wire::{Remote as Endpoint, Wire};
 use crate::config::{BridgeConfig, StartType};
 use crate::limits::{
     BRIDGE_CONNECT_TIMEOUT, BRIDGE_MAX_INCOMING, BRIDGE_MAX_INFLIGHT, BRIDGE_PRIMARY_PROBE,
-    PROTOCOL_MAX_PACKET_SIZE,
+    BRIDGE_V3_QOS2_INFLIGHT, PROTOCOL_MAX_PACKET_SIZE,
 };
 use crate::mesh::{Message, Origin};
 use crate::persist::bridge::BridgeEntry;
@@ -49,6 +49,9 @@ pub enum State {
 pub struct Remote {
     /// QoS 1/2 messages in flight at most.
     pub window: usize,
+    /// QoS 2 messages in flight at most (PUBLISH to PUBCOMP): a 3.x
+    /// remote cannot say its quota (see [`BRIDGE_V3_QOS2_INFLIGHT`]).
+    pub qos2_window: usize,
     /// Largest packet the remote takes (and `bridge_max_packet_size`).
     pub max_packet: usize,
     pub max_qos: QoS,
@@ -546,6 +549,11 @@ impl Link {
 fn default_remote(config: &BridgeConfig) -> Remote {
     Remote {
         window: BRIDGE_MAX_INFLIGHT,
+        qos2_window: if config.protocol.is_v5() {
+            BRIDGE_MAX_INFLIGHT
+        } else {
+            BRIDGE_V3_QOS2_INFLIGHT
+        },
         max_packet: config
             .max_packet_size
             .map_or(PROTOCOL_MAX_PACKET_SIZE, |m| m as usize),

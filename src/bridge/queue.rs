@@ -120,6 +120,14 @@ pub struct OutQueue {
     limits: Limits,
     /// Steps of journaled entries not yet taken by the journal.
     changes: Vec<Change>,
+    /// Entries in [`Stage::AwaitRec`] or [`Stage::AwaitComp`].
+    qos2_inflight: usize,
+}
+
+/// True for the stages of a QoS 2 message the remote holds (PUBLISH
+/// written, PUBCOMP not yet come).
+fn holds_qos2(stage: Stage) -> bool {
+    matches!(stage, Stage::AwaitRec | Stage::AwaitComp)
 }
 
 impl OutQueue {
@@ -134,6 +142,7 @@ impl OutQueue {
             bytes: 0,
             limits,
             changes: Vec::new(),
+            qos2_inflight: 0,
         }
     }
 
@@ -144,6 +153,9 @@ impl OutQueue {
         if let (Some(id), true) = (entry.packet_id, entry.stage != Stage::Unsent) {
             let seq = self.first_seq + self.entries.len() as u64;
             self.by_id.insert(id.get(), seq);
+        }
+        if holds_qos2(entry.stage) {
+            self.qos2_inflight += 1;
         }
         self.bytes += entry.size();
         self.entries.push_back(entry);
@@ -163,8 +175,13 @@ impl OutQueue {
 
     /// Moves entry `index` to `stage`, noting the step if it is journaled.
     fn set_stage(&mut self, index: usize, stage: Stage) {
-        let e = &mut self.entries[index];
-        e.stage = stage;
+        let old = std::mem::replace(&mut self.entries[index].stage, stage);
+        match (holds_qos2(old), holds_qos2(stage)) {
+            (false, true) => self.qos2_inflight += 1,
+            (true, false) => self.qos2_inflight -= 1,
+            _ => {}
+        }
+        let e = &self.entries[index];
         if e.jid == 0 {
             return;
         }
@@ -250,11 +267,24 @@ impl OutQueue {
     /// a QoS 0 message) does not, so a window that was full when the link
     /// dropped is written again after the reconnect.
     pub fn next_needs_window(&self) -> bool {
+        self.next_fresh().is_some_and(|q| q != QoS::AtMostOnce)
+    }
+
+    /// The QoS of what [`OutQueue::next`] would write, if it is a message
+    /// not written yet (not a resend, not a PUBREL).
+    pub fn next_fresh(&self) -> Option<QoS> {
         self.entries
             .iter()
             .skip(self.sent)
             .find(|e| e.stage != Stage::Done)
-            .is_some_and(|e| e.stage == Stage::Unsent && e.qos != QoS::AtMostOnce)
+            .filter(|e| e.stage == Stage::Unsent)
+            .map(|e| e.qos)
+    }
+
+    /// QoS 2 messages written and not completed (PUBCOMP): what counts
+    /// against a remote's quota of inbound QoS 2 messages.
+    pub fn qos2_inflight(&self) -> usize {
+        self.qos2_inflight
     }
 
     /// What to write next, assigning a packet id to a fresh QoS > 0
@@ -408,6 +438,7 @@ impl OutQueue {
         self.by_id.clear();
         self.sent = 0;
         self.bytes = 0;
+        self.qos2_inflight = 0;
         n
     }
 }
@@ -582,6 +613,30 @@ mod tests {
             assert_eq!(publish_id(&mut q), (id, true));
         }
         assert!(q.next_needs_window());
+    }
+
+    #[test]
+    fn qos2_messages_count_in_flight_from_publish_to_pubcomp() {
+        let mut q = queue(10, 0);
+        q.push(entry(QoS::ExactlyOnce)).unwrap();
+        q.push(entry(QoS::AtLeastOnce)).unwrap();
+        q.push(entry(QoS::ExactlyOnce)).unwrap();
+        assert_eq!(q.next_fresh(), Some(QoS::ExactlyOnce));
+        let (a, _) = publish_id(&mut q);
+        let (b, _) = publish_id(&mut q);
+        assert_eq!(
+            (q.qos2_inflight(), q.next_fresh()),
+            (1, Some(QoS::ExactlyOnce))
+        );
+        let (c, _) = publish_id(&mut q);
+        assert_eq!((q.qos2_inflight(), q.next_fresh()), (2, None));
+        assert!(q.acknowledge(a, Stage::AwaitRec));
+        assert_eq!(q.qos2_inflight(), 2, "PUBREL written, PUBCOMP not come");
+        assert!(q.acknowledge(a, Stage::AwaitComp));
+        assert!(q.acknowledge(b, Stage::AwaitAck));
+        assert_eq!(q.qos2_inflight(), 1);
+        q.finish(c);
+        assert_eq!(q.qos2_inflight(), 0);
     }
 
     #[test]
