@@ -249,3 +249,31 @@ fn bridged_in_messages_the_upstream_saw_acknowledged_survive_kill_9() {
     drop(broker);
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// A link whose `connection` section is gone at a restart loses its
+/// journaled queue, with a log line; put back, it has nothing queued.
+#[test]
+fn a_link_no_longer_configured_drops_its_journal() {
+    let d = dir("gone");
+    let (port, up_port) = (free_port(), free_port());
+    let conf = bridge_section(up_port);
+    let broker = Process::start_with(&d, port, "written", &conf);
+    broker.wait_retained(STATE);
+    let acked = publish_acked(broker.addr, "q1", "d/x", QoS::AtLeastOnce, 5);
+    broker.kill_9();
+    let broker = Process::start_with(&d, port, "written", "");
+    broker.kill_9();
+    let log = std::fs::read_to_string(d.join("broker.log")).expect("log");
+    let line = "bridge up: no longer configured: its journal (5 queued messages) dropped";
+    assert!(log.contains(line), "{log}");
+
+    let up = Mosquitto::run_on("pbridge-gone", up_port, "");
+    let mut sub = upstream_subscriber(&up);
+    let broker = Process::start_with(&d, port, "written", &conf);
+    up.wait_log("as edge-dur", Duration::from_secs(10));
+    let got = collect(&mut sub, &[], Duration::from_millis(500));
+    let old: Vec<_> = acked.iter().filter(|a| got.contains_key(*a)).collect();
+    assert!(old.is_empty(), "dropped with the link, yet sent: {old:?}");
+    drop(broker);
+    let _ = std::fs::remove_dir_all(&d);
+}
