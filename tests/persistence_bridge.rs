@@ -262,10 +262,17 @@ fn a_link_no_longer_configured_drops_its_journal() {
     let acked = publish_acked(broker.addr, "q1", "d/x", QoS::AtLeastOnce, 5);
     broker.kill_9();
     let broker = Process::start_with(&d, port, "written", "");
-    broker.kill_9();
-    let log = std::fs::read_to_string(d.join("broker.log")).expect("log");
     let line = "bridge up: no longer configured: its journal (5 queued messages) dropped";
-    assert!(log.contains(line), "{log}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let log = std::fs::read_to_string(d.join("broker.log")).expect("log");
+        if log.contains(line) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{log}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    broker.kill_9();
 
     let up = Mosquitto::run_on("pbridge-gone", up_port, "");
     let mut sub = upstream_subscriber(&up);

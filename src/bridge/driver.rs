@@ -160,15 +160,24 @@ impl BridgeLoop {
                 bridge.with_link(key, |link, ctx| link.check_threshold(ctx.now));
             }
         }
-        for (name, l) in stored {
-            log::warn!(
-                "bridge {name}: no longer configured: its journal ({} queued messages) dropped",
-                l.queue.len()
-            );
-        }
         if let Some(j) = bridge.env.journal.as_mut() {
-            // The live state only: this drops what the links above did
-            // not take, and starts the file small.
+            for (name, l) in stored {
+                // Dropped in the journal now; the compaction below (off
+                // the loop) then leaves them out of the file.
+                for o in &l.queue {
+                    j.append(&BridgeEntry::Done { id: o.id });
+                }
+                for pid in l.qos2_in.iter().copied() {
+                    let link = name.clone();
+                    j.append(&BridgeEntry::Qos2InDone { link, pid });
+                }
+                j.submit();
+                log::warn!(
+                    "bridge {name}: no longer configured: its journal ({} queued messages) dropped",
+                    l.queue.len()
+                );
+            }
+            // The live state only: this starts the file small.
             j.submit();
             let records = bridge.live_records();
             if let Some(j) = bridge.env.journal.as_mut() {
