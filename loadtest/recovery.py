@@ -22,7 +22,8 @@ import sys
 import tempfile
 import time
 
-BROKER = "target/release/shardmq"
+# The broker binary (another CARGO_TARGET_DIR: set SHARDMQ_BROKER).
+BROKER = os.environ.get("SHARDMQ_BROKER", "target/release/shardmq")
 
 
 def varint(n):
@@ -113,13 +114,10 @@ def publish_all(port, n, size):
     s.close()
 
 
-def main():
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
-    size = int(sys.argv[2]) if len(sys.argv) > 2 else 1000
-    os.chdir(os.path.join(os.path.dirname(__file__), ".."))
-    if not os.access(BROKER, os.X_OK):
-        sys.exit(f"recovery.py: {BROKER} is missing: cargo build --release --bins")
-    work = tempfile.mkdtemp(prefix="shardmq-recovery-")
+def workspace(name):
+    """A temporary directory, a free port and a broker configuration there
+    (persistence on, unbounded queues): (directory, port, config path)."""
+    work = tempfile.mkdtemp(prefix=f"shardmq-{name}-")
     probe = socket.socket()
     probe.bind(("127.0.0.1", 0))
     port = probe.getsockname()[1]
@@ -130,6 +128,30 @@ def main():
             f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
             f"persistence_location {work}\nmax_queued_messages 0\nmax_queued_bytes 0\n"
         )
+    return work, port, conf
+
+
+def stop(proc, work):
+    """Kills the broker and removes its directory."""
+    proc.kill()
+    proc.wait()
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def arguments(script, n, size):
+    """N and SIZE from the command line (`n`, `size` by default), with the
+    repository as the working directory and the broker binary checked."""
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else n
+    size = int(sys.argv[2]) if len(sys.argv) > 2 else size
+    os.chdir(os.path.join(os.path.dirname(__file__), ".."))
+    if not os.access(BROKER, os.X_OK):
+        sys.exit(f"{script}: {BROKER} is missing: cargo build --release --bins")
+    return n, size
+
+
+def main():
+    n, size = arguments("recovery.py", 1_000_000, 1000)
+    work, port, conf = workspace("recovery")
     proc = start(conf, port)
     try:
         s, _ = connect(port, "rec-sub", False)
@@ -167,9 +189,7 @@ def main():
         print(f"recovery (kill -9 -> CONNACK, session present {present}): {recovered:.1f} s")
         print(f"broker RSS recovered:   {rss_after / 1e6:.2f} GB")
     finally:
-        proc.kill()
-        proc.wait()
-        shutil.rmtree(work, ignore_errors=True)
+        stop(proc, work)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@
 //! | [`mesh`]     | One bounded SPSC queue per ordered pair of shards, batched, and the [`mesh::ShardMsg`] enum: the only thing that crosses cores. |
 //! | [`index`]    | Subscription trie (local and replica), retained store, shard sets. Pure data structures. |
 //! | [`shard`]    | One core's broker, driven by its loop: listeners, connections as state machines in a slab, sessions, QoS windows, fan-out, timers. All `!Send`. |
-//! | [`persist`]  | Durable state: each shard's journal (format, entries, writer thread), recovery and journal generations. |
+//! | [`persist`]  | Durable state: each shard's journal and the bridge thread's (format, entries, writer thread), recovery and journal generations. |
 //! | [`bridge`]   | The bridge thread: links to upstream brokers (Mosquitto `connection` sections), one more peer on the mesh. |
 //! | [`server`]   | Boots the shards (`start`), checks the port, raises limits, stops them (`BrokerHandle::shutdown`). |
 //! | [`limits`]   | Every fixed bound, with compile-time checks that tie them together. |

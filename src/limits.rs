@@ -211,6 +211,13 @@ pub const MAX_BRIDGE_ADDRESSES: usize = 32;
 /// not stop-and-wait.
 pub const BRIDGE_MAX_INFLIGHT: usize = 1024;
 
+/// QoS 2 messages one MQTT 3.x link has in flight at most (PUBLISH to
+/// PUBCOMP). A 3.x remote cannot announce a Receive Maximum, and Mosquitto
+/// answers a 3.1.1 client's QoS 2 messages beyond its quota
+/// (`max_inflight_messages`, 20 by default) with PUBREC and drops them;
+/// 20 is that default. (MQTT 5 links obey the remote's Receive Maximum.)
+pub const BRIDGE_V3_QOS2_INFLIGHT: usize = 20;
+
 /// Bytes one link's outgoing buffer takes before it stops encoding more
 /// (and waits for the socket to drain).
 pub const BRIDGE_OUT_HIGH_WATER: usize = 256 * 1024;
@@ -383,6 +390,7 @@ const _: () = assert!(PENDING_KEEP <= PARTIAL_RESERVE_MAX);
 const _: () = assert!(OUT_BUFFER_KEEP < MAX_OUT_BUFFER);
 const _: () = assert!(MAX_SHARDS % 64 == 0);
 const _: () = assert!(BRIDGE_MAX_INFLIGHT < u16::MAX as usize);
+const _: () = assert!(BRIDGE_V3_QOS2_INFLIGHT <= BRIDGE_MAX_INFLIGHT);
 const _: () = assert!(BRIDGE_QUICK_RETRY.as_millis() < BRIDGE_CONNECT_TIMEOUT.as_millis());
 
 // A write can always hand rustls at least one full record.

@@ -341,7 +341,16 @@ pub fn start_with(config: Config, options: StartOptions) -> Result<BrokerHandle,
     let mut reactors = reactors;
     let mut registrars = registrars;
     let mut ends = ends;
-    let (setup, control) = bridge_setup(&config, &stop, &wakes[shards]);
+    let (mut setup, control) = bridge_setup(&config, &stop, &wakes[shards]);
+    if let Some(dir) = config.journal_dir() {
+        let boot = open_bridge_journal(&dir, &config, &wakes[shards]).map_err(|source| {
+            StartError::Persistence {
+                dir: dir.display().to_string(),
+                source,
+            }
+        })?;
+        setup.durable = Some(boot);
+    }
     let (threads, queue) = (config.password_check_threads, config.password_check_queue);
     let (verifiers, jobs) = Verifiers::start(threads, queue).map_err(StartError::Verifiers)?;
     let bridge_boot = BridgeBoot {
@@ -521,6 +530,29 @@ fn recover(
     Ok(boots)
 }
 
+/// Opens the bridge thread's journal in `dir` (cutting a torn tail) and
+/// folds what it holds; its writer wakes the bridge thread through `wake`.
+fn open_bridge_journal(
+    dir: &std::path::Path,
+    config: &Config,
+    wake: &Arc<Wake>,
+) -> io::Result<bridge::BridgeDurableBoot> {
+    use crate::persist::bridge::{BridgeState, BRIDGE_FILE, BRIDGE_OWNER};
+    std::fs::create_dir_all(dir)?;
+    let wake = Arc::clone(wake);
+    let (journal, recovered) = Journal::open_at(
+        dir.join(BRIDGE_FILE),
+        BRIDGE_OWNER,
+        config.persistence_sync,
+        move || wake.notify(),
+    )?;
+    Ok(bridge::BridgeDurableBoot {
+        journal,
+        state: BridgeState::fold(&recovered.records),
+        compact_min: config.persistence_compact_size,
+    })
+}
+
 /// One start-up line per listener saying who may connect: anonymous
 /// clients or not, and the password file that checks user names.
 fn log_security(
@@ -578,6 +610,7 @@ fn bridge_setup(
         stop: Arc::clone(stop),
         board,
         wake: Arc::clone(wake),
+        durable: None,
     };
     (setup, control)
 }

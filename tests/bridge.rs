@@ -637,3 +637,44 @@ fn messages_that_expire_in_the_bridge_queue_are_not_sent() {
     assert_eq!(topics_and_payloads(&got), [pair("x/kept", "kept")]);
     assert_eq!(b.wait_bridge("x").dropped, 1);
 }
+
+#[test]
+fn a_311_link_keeps_a_qos2_burst_within_mosquittos_inflight_quota() {
+    // 40 QoS 2 messages reach the link while the upstream does not read
+    // (stopped): Mosquitto takes 20 in flight from a 3.1.1 client and drops
+    // the rest (after PUBREC), so the link may write only 20 ahead.
+    let mut up = Mosquitto::run("burst", "");
+    let mut cloud_sub = client(up.addr(), V311, "cloud-sub");
+    cloud_sub.subscribe("q2/#", QoS::ExactlyOnce);
+    let b = edge(
+        2,
+        &format!(
+            "connection burst\naddress 127.0.0.1:{}\nremote_clientid edge-burst\n\
+             topic q2/# out 2\n",
+            up.port
+        ),
+    );
+    b.wait_bridge("burst");
+    let pid = up.pid() as i32;
+    // SAFETY: signalling the Mosquitto child this test started.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let mut p = client(b.addr, V311, "edge-pub");
+    let payloads: Vec<String> = (0..40).map(|i| format!("m{i}")).collect();
+    for (id, m) in (1u16..).zip(&payloads) {
+        p.publish("q2/x", m.as_bytes(), QoS::ExactlyOnce, false, id);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut got = Vec::new();
+    while got.len() < 40 && Instant::now() < deadline {
+        got.extend(topics_and_payloads(&drain(
+            &mut cloud_sub,
+            Duration::from_millis(500),
+        )));
+    }
+    let want: Vec<_> = payloads.iter().map(|m| pair("q2/x", m)).collect();
+    assert_eq!(got, want, "every message once, in order");
+    up.kill();
+}

@@ -2,7 +2,8 @@
 //! shards, reload commands and shutdown, plugged into
 //! [`crate::runtime::Reactor::run`] like a shard.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::num::NonZeroU16;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -11,15 +12,19 @@ use crate::index::Strategy;
 use crossbeam_channel::Receiver;
 use slab::Slab;
 
+use super::durable::{self, BridgeDurableBoot, BridgeJournal};
 use super::link::{Ctx, Link};
 use super::local::Local;
-use super::queue::{Limits, OutQueue};
+use super::queue::{Entry as OutEntry, Limits, OutQueue, Stage};
 use super::resolve::Resolver;
 use super::status::StatusBoard;
 use crate::config::BridgeConfig;
 use crate::limits::{BRIDGE_SHUTDOWN_FLUSH, START_TIMEOUT, TICK};
-use crate::mesh::Message;
+use crate::mesh::{Message, Origin, ShardMsg};
+use crate::persist::bridge::{BridgeEntry, StoredLink};
+use crate::protocol::{QoS, TopicName};
 use crate::runtime::{Driver, Readiness, Registrar, Token, Wake};
+use bytes::BytesMut;
 
 /// What the control plane asks of the bridge thread.
 #[derive(Debug)]
@@ -55,6 +60,8 @@ struct Env {
     /// Messages brought in by a link, to offer to every link's `out` side.
     relay: Vec<Arc<Message>>,
     queue_qos0: bool,
+    /// The bridge journal, when persistence is on.
+    journal: Option<BridgeJournal>,
 }
 
 impl Env {
@@ -65,6 +72,7 @@ impl Env {
             resolver: &self.resolver,
             relay: &mut self.relay,
             queue_qos0: self.queue_qos0,
+            journal: self.journal.as_mut(),
             now: Instant::now(),
         }
     }
@@ -81,8 +89,8 @@ pub struct BridgeLoop {
     /// The next link's id (never reused, unlike slab slots).
     next_id: u64,
     next_tick: Instant,
-    /// Messages forwarded by the data shards this round.
-    forwarded: Vec<Arc<Message>>,
+    /// Messages forwarded by the data shards this round, with the shard.
+    forwarded: Vec<(usize, Arc<Message>)>,
     closing: Closing,
 }
 
@@ -98,11 +106,29 @@ pub struct Setup {
     pub board: Arc<StatusBoard>,
     /// The bridge thread's own wake line (lookups finishing use it).
     pub wake: Arc<Wake>,
+    /// The bridge journal and what it held (persistence on).
+    pub durable: Option<BridgeDurableBoot>,
 }
 
 impl BridgeLoop {
     /// The loop with every configured link started.
-    pub fn new(local: Local, registrar: Registrar, setup: Setup) -> BridgeLoop {
+    pub fn new(mut local: Local, registrar: Registrar, setup: Setup) -> BridgeLoop {
+        let shards = local.mesh.shards();
+        if setup.durable.is_some() {
+            // A remote's message is acknowledged once the shards have it.
+            local.count_confirmations();
+        }
+        let (journal, mut stored) = match setup.durable {
+            Some(boot) => {
+                for line in &boot.state.damage {
+                    log::warn!("persistence: bridge journal: {line}");
+                }
+                let next = boot.state.next_id;
+                let j = BridgeJournal::new(boot.journal, next, shards, boot.compact_min);
+                (Some(j), boot.state.links)
+            }
+            None => (None, BTreeMap::new()),
+        };
         let mut bridge = BridgeLoop {
             env: Env {
                 local,
@@ -110,6 +136,7 @@ impl BridgeLoop {
                 resolver: Resolver::new(setup.wake),
                 relay: Vec::new(),
                 queue_qos0: setup.queue_qos0,
+                journal,
             },
             links: Slab::new(),
             commands: setup.commands,
@@ -122,10 +149,122 @@ impl BridgeLoop {
             closing: Closing::Running,
         };
         for config in setup.bridges {
-            bridge.add(config, None);
+            let restored = stored.remove(&config.name);
+            let (queue, inbound) = match restored {
+                Some(l) => bridge.restore(&config.name, l),
+                None => (None, HashSet::new()),
+            };
+            if let Some(key) = bridge.add(config, queue) {
+                bridge.links[key].inbound_qos2 = inbound;
+                // A lazy link with enough recovered connects now.
+                bridge.with_link(key, |link, ctx| link.check_threshold(ctx.now));
+            }
+        }
+        if let Some(j) = bridge.env.journal.as_mut() {
+            for (name, l) in stored {
+                // Dropped in the journal now; the compaction below (off
+                // the loop) then leaves them out of the file.
+                for o in &l.queue {
+                    j.append(&BridgeEntry::Done { id: o.id });
+                }
+                for pid in l.qos2_in.iter().copied() {
+                    let link = name.clone();
+                    j.append(&BridgeEntry::Qos2InDone { link, pid });
+                }
+                j.submit();
+                log::warn!(
+                    "bridge {name}: no longer configured: its journal ({} queued messages) dropped",
+                    l.queue.len()
+                );
+            }
+            // The live state only: this starts the file small.
+            j.submit();
+            let records = bridge.live_records();
+            if let Some(j) = bridge.env.journal.as_mut() {
+                j.compact(records);
+            }
         }
         bridge.publish_status();
         bridge
+    }
+
+    /// Link `name`'s queue and inbound QoS 2 ids as journaled.
+    fn restore(&self, name: &str, stored: StoredLink) -> (Option<OutQueue>, HashSet<u16>) {
+        let mut queue = OutQueue::new(self.limits);
+        let origin = Origin {
+            shard: self.env.local.id() as u16,
+            session: 0,
+        };
+        let n = stored.queue.len();
+        for o in stored.queue {
+            let Ok(topic) = TopicName::from_str(&o.topic) else {
+                log::warn!(
+                    "bridge {name}: journaled topic {:?} is invalid; dropped",
+                    o.topic
+                );
+                continue;
+            };
+            let qos = QoS::from_u8(o.qos).unwrap_or(QoS::AtLeastOnce);
+            let msg = Arc::new(Message::restored(o.publish, origin, o.expires_at));
+            let mut e = OutEntry::new(msg, topic, qos, o.retain);
+            e.jid = o.id;
+            e.packet_id = o.pid.and_then(NonZeroU16::new);
+            e.stage = match (e.packet_id, o.released, qos) {
+                (None, ..) => Stage::Unsent,
+                (Some(_), true, _) => Stage::AwaitComp,
+                (Some(_), false, QoS::ExactlyOnce) => Stage::AwaitRec,
+                (Some(_), false, _) => Stage::AwaitAck,
+            };
+            queue.restore(e);
+        }
+        log::info!(
+            "bridge {name}: recovered {n} queued message(s) and {} inbound QoS 2 id(s)",
+            stored.qos2_in.len()
+        );
+        (Some(queue), stored.qos2_in.into_iter().collect())
+    }
+
+    /// Every link's journaled state, as records (for a compaction).
+    fn live_records(&self) -> BytesMut {
+        let mut out = BytesMut::new();
+        for (_, link) in &self.links {
+            let name = &link.config.name;
+            for e in link.queue.journaled() {
+                durable::live_records(&mut out, name, e);
+            }
+            for pid in &link.inbound_qos2 {
+                let entry = BridgeEntry::Qos2In {
+                    link: name.clone(),
+                    pid: *pid,
+                };
+                entry.append_to(&mut out);
+            }
+        }
+        out
+    }
+
+    /// End of a turn: the journal batch goes to the writer, the data
+    /// shards get the confirmations now durable, and the journal is
+    /// compacted once it has grown past its bound.
+    fn journal_turn(&mut self) {
+        let Some(j) = self.env.journal.as_mut() else {
+            return;
+        };
+        j.submit();
+        let mesh = &self.env.local.mesh;
+        j.confirmations(|shard, n| mesh.send(shard, ShardMsg::Durable(n)));
+        if j.due_for_compaction() {
+            let started = Instant::now();
+            let records = self.live_records();
+            let bytes = records.len();
+            if let Some(j) = self.env.journal.as_mut() {
+                j.compact(records);
+            }
+            log::info!(
+                "bridge: journal compaction to {bytes} bytes started; the loop paused {:?}",
+                started.elapsed()
+            );
+        }
     }
 
     /// Runs `f` on link `key` with the context links work in, then offers
@@ -159,26 +298,28 @@ impl BridgeLoop {
     fn offer_relayed(&mut self) {
         while !self.env.relay.is_empty() {
             let msgs = std::mem::take(&mut self.env.relay);
-            self.offer_all(&msgs);
+            self.offer_all(msgs.iter());
         }
     }
 
     /// Offers messages to every link (each skips its own).
-    fn offer_all(&mut self, msgs: &[Arc<Message>]) {
+    fn offer_all<'m>(&mut self, msgs: impl Iterator<Item = &'m Arc<Message>> + Clone) {
         let mut ctx = self.env.ctx();
         for (_, link) in self.links.iter_mut() {
-            for msg in msgs {
+            for msg in msgs.clone() {
                 link.offer(msg, &mut ctx);
             }
         }
     }
 
-    fn add(&mut self, config: BridgeConfig, queue: Option<OutQueue>) {
+    /// Starts a link (with `queue`, carried over or recovered); returns
+    /// its key.
+    fn add(&mut self, config: BridgeConfig, queue: Option<OutQueue>) -> Option<usize> {
         let tls = match super::tls_settings(&config) {
             Ok(tls) => tls,
             Err(e) => {
                 log::error!("{e}; the bridge is not started");
-                return;
+                return None;
             }
         };
         let entry = self.links.vacant_entry();
@@ -197,6 +338,7 @@ impl BridgeLoop {
         log::info!("bridge {}: started", link.config.name);
         entry.insert(link);
         self.with_link(key, |link, ctx| link.start(ctx));
+        Some(key)
     }
 
     fn remove(&mut self, key: usize) -> OutQueue {
@@ -244,6 +386,9 @@ impl BridgeLoop {
                     "bridge {name}: its topics changed or it was removed: {} queued messages dropped",
                     queue.clear()
                 );
+                if let Some(j) = self.env.journal.as_mut() {
+                    queue.take_changes(|c| j.change(c));
+                }
             }
         }
         for config in configs {
@@ -296,6 +441,9 @@ impl BridgeLoop {
                 for key in keys {
                     self.remove(key);
                 }
+                if let Some(j) = self.env.journal.take() {
+                    j.close();
+                }
                 self.closing = Closing::Done;
             }
             _ => {}
@@ -329,7 +477,16 @@ impl Driver for BridgeLoop {
         }
         let mut forwarded = std::mem::take(&mut self.forwarded);
         busy |= self.env.local.receive(&mut forwarded) > 0;
-        self.offer_all(&forwarded);
+        if let Some(j) = self.env.journal.as_mut() {
+            // Counted as a data shard counts them: confirmed once what the
+            // links did with them is durable.
+            for (shard, m) in &forwarded {
+                if m.publish.qos != QoS::AtMostOnce {
+                    j.received(*shard);
+                }
+            }
+        }
+        self.offer_all(forwarded.iter().map(|(_, m)| m));
         forwarded.clear();
         self.forwarded = forwarded;
         if !self.env.local.congested() {
@@ -341,6 +498,7 @@ impl Driver for BridgeLoop {
 
     fn end_turn(&mut self) {
         self.each_link(|_| true, |link, ctx| link.pump(ctx));
+        self.journal_turn();
         self.env.local.mesh.flush();
         self.advance_closing(Instant::now());
     }

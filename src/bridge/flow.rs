@@ -6,10 +6,12 @@ use std::io;
 use std::sync::Arc;
 
 use super::link::{Ctx, Link, State};
+use super::local::Wait;
 use super::queue::{Entry, Next, Stage};
 use super::wire::Read;
 use crate::limits::BRIDGE_OUT_HIGH_WATER;
 use crate::mesh::Message;
+use crate::persist::bridge::BridgeEntry;
 use crate::protocol::{Packet, PubResp, Publish, QoS, TopicName};
 
 impl Link {
@@ -31,7 +33,10 @@ impl Link {
             self.counters.dropped += 1;
             return;
         };
-        let entry = Entry::new(Arc::clone(msg), topic, qos, msg.publish.retain);
+        let mut entry = Entry::new(Arc::clone(msg), topic, qos, msg.publish.retain);
+        if let (Some(j), true) = (ctx.journal.as_deref_mut(), self.queue.fits(&entry)) {
+            j.queued(&self.config.name, &mut entry);
+        }
         if self.queue.push(entry).is_err() {
             self.counters.dropped += 1;
             if self.counters.dropped.is_power_of_two() {
@@ -47,10 +52,28 @@ impl Link {
         self.check_threshold(ctx.now);
     }
 
-    /// Writes what the window allows and flushes the socket.
+    /// Writes what the window allows and flushes the socket, once what it
+    /// writes is journaled (persistence on).
     pub fn pump(&mut self, ctx: &mut Ctx) {
         if self.state == State::Up {
             self.fill();
+            if let Err(e) = self.release_acks(ctx) {
+                return self.fail(ctx, &e.to_string());
+            }
+        }
+        if let Some(j) = ctx.journal.as_deref_mut() {
+            let mut any = std::mem::take(&mut self.unsubmitted);
+            self.queue.take_changes(|c| {
+                j.change(c);
+                any = true;
+            });
+            if any {
+                self.hold = j.submit();
+            }
+            if j.durable() < self.hold {
+                // The writer wakes the thread when it is.
+                return;
+            }
         }
         let Some(wire) = self.wire.as_mut() else {
             return;
@@ -66,7 +89,13 @@ impl Link {
             return;
         };
         while wire.pending() < BRIDGE_OUT_HIGH_WATER {
+            let fresh = self.queue.next_fresh();
             if self.queue.inflight() >= self.remote.window && self.queue.next_needs_window() {
+                return;
+            }
+            if fresh == Some(QoS::ExactlyOnce)
+                && self.queue.qos2_inflight() >= self.remote.qos2_window
+            {
                 return;
             }
             let Some(next) = self.queue.next() else {
@@ -181,7 +210,11 @@ impl Link {
             }
             (State::Up, Packet::PubComp(r)) => self.acked(r, Some(Stage::AwaitComp)),
             (State::Up, Packet::PubRel(r)) => {
-                self.inbound_qos2.remove(&r.packet_id.get());
+                let pid = r.packet_id.get();
+                if self.inbound_qos2.remove(&pid) {
+                    let link = self.config.name.clone();
+                    self.note(ctx, BridgeEntry::Qos2InDone { link, pid });
+                }
                 self.write(&Packet::PubComp(PubResp::new(r.packet_id)))
             }
             (State::Up, Packet::SubAck(ack)) => {
@@ -240,25 +273,51 @@ impl Link {
         }
     }
 
-    /// A message from the remote: published locally, then acknowledged.
+    /// A message from the remote: published locally, then acknowledged
+    /// (with persistence on, once the data shards have journaled it; the
+    /// acknowledgements go in order).
     fn on_remote_publish(&mut self, ctx: &mut Ctx, p: Publish) -> io::Result<()> {
         let (qos, id) = (p.qos, p.packet_id);
         let duplicate =
             qos == QoS::ExactlyOnce && id.is_some_and(|id| self.inbound_qos2.contains(&id.get()));
-        if !duplicate {
-            self.bring_in(ctx, p);
-        }
-        match (qos, id) {
-            (QoS::AtLeastOnce, Some(id)) => self.write(&Packet::PubAck(PubResp::new(id))),
+        let wait = if duplicate {
+            Wait::default()
+        } else {
+            self.bring_in(ctx, p)
+        };
+        let ack = match (qos, id) {
+            (QoS::AtLeastOnce, Some(id)) => Packet::PubAck(PubResp::new(id)),
             (QoS::ExactlyOnce, Some(id)) => {
-                self.inbound_qos2.insert(id.get());
-                self.write(&Packet::PubRec(PubResp::new(id)))
+                if self.inbound_qos2.insert(id.get()) {
+                    let link = self.config.name.clone();
+                    let pid = id.get();
+                    self.note(ctx, BridgeEntry::Qos2In { link, pid });
+                }
+                Packet::PubRec(PubResp::new(id))
             }
-            _ => Ok(()),
-        }
+            _ => return Ok(()),
+        };
+        self.acks.push_back((ack, wait));
+        self.release_acks(ctx)
     }
 
-    fn bring_in(&mut self, ctx: &mut Ctx, mut p: Publish) {
+    /// Writes the acknowledgements to the remote whose messages the data
+    /// shards have journaled, in order.
+    pub(super) fn release_acks(&mut self, ctx: &mut Ctx) -> io::Result<()> {
+        while self
+            .acks
+            .front()
+            .is_some_and(|(_, w)| ctx.local.confirmed(w))
+        {
+            if let Some((ack, _)) = self.acks.pop_front() {
+                self.write(&ack)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Publishes `p` locally; what its acknowledgement waits for.
+    fn bring_in(&mut self, ctx: &mut Ctx, mut p: Publish) -> Wait {
         self.counters.received += 1;
         self.last_traffic = ctx.now;
         let Some(topic) = self.routes.map_in(p.topic.as_str()) else {
@@ -267,11 +326,11 @@ impl Link {
                 self.config.name,
                 p.topic.as_str()
             );
-            return;
+            return Wait::default();
         };
         let Ok(topic) = TopicName::from_str(&topic) else {
             self.counters.dropped += 1;
-            return;
+            return Wait::default();
         };
         p.topic = topic;
         p.detach();
@@ -280,8 +339,9 @@ impl Link {
         p.properties.topic_alias = None;
         p.properties.subscription_identifiers.clear();
         let msg = Arc::new(Message::new(p, self.origin(ctx.local.id())));
-        ctx.local.publish(&msg);
+        let wait = ctx.local.publish(&msg);
         ctx.relay.push(msg);
+        wait
     }
 
     fn write(&mut self, packet: &Packet) -> io::Result<()> {

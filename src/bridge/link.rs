@@ -5,14 +5,15 @@
 //! Nothing here waits: connects are non-blocking, retries and keepalives
 //! are deadlines the loop reports ([`Link::next_deadline`]).
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use super::backoff::{Addresses, Backoff};
-use super::local::Local;
+use super::durable::BridgeJournal;
+use super::local::{Local, Wait};
 use super::packets;
 use super::queue::{Limits, OutQueue};
 use super::resolve::{self, Resolver};
@@ -22,9 +23,10 @@ use super::wire::{Remote as Endpoint, Wire};
 use crate::config::{BridgeConfig, StartType};
 use crate::limits::{
     BRIDGE_CONNECT_TIMEOUT, BRIDGE_MAX_INCOMING, BRIDGE_MAX_INFLIGHT, BRIDGE_PRIMARY_PROBE,
-    PROTOCOL_MAX_PACKET_SIZE,
+    BRIDGE_V3_QOS2_INFLIGHT, PROTOCOL_MAX_PACKET_SIZE,
 };
 use crate::mesh::{Message, Origin};
+use crate::persist::bridge::BridgeEntry;
 use crate::protocol::{ConnAck, Disconnect, Packet, QoS, ReasonCode};
 use crate::runtime::{Registrar, TlsClientConfig, Transport};
 
@@ -47,6 +49,9 @@ pub enum State {
 pub struct Remote {
     /// QoS 1/2 messages in flight at most.
     pub window: usize,
+    /// QoS 2 messages in flight at most (PUBLISH to PUBCOMP): a 3.x
+    /// remote cannot say its quota (see [`BRIDGE_V3_QOS2_INFLIGHT`]).
+    pub qos2_window: usize,
     /// Largest packet the remote takes (and `bridge_max_packet_size`).
     pub max_packet: usize,
     pub max_qos: QoS,
@@ -73,6 +78,8 @@ pub struct Ctx<'a> {
     pub relay: &'a mut Vec<Arc<Message>>,
     /// `queue_qos0_messages`: queue QoS 0 while the link is down.
     pub queue_qos0: bool,
+    /// The bridge journal, when persistence is on.
+    pub journal: Option<&'a mut BridgeJournal>,
     pub now: Instant,
 }
 
@@ -112,6 +119,14 @@ pub struct Link {
     pub(super) candidates: Vec<SocketAddr>,
     /// The primary address as last resolved (for the probe).
     pub(super) primary: Option<SocketAddr>,
+    /// The bridge journal batch the output waits for: what is written to
+    /// the socket is journaled first (see `durable.rs`).
+    pub(super) hold: u64,
+    /// Records appended for this link since its last submit.
+    pub(super) unsubmitted: bool,
+    /// Acknowledgements to the remote waiting for the data shards'
+    /// journals (persistence on), in order.
+    pub(super) acks: VecDeque<(Packet, Wait)>,
 }
 
 impl Link {
@@ -149,6 +164,9 @@ impl Link {
             candidates: Vec::new(),
             primary: resolve::literal(&config.addresses[0]),
             config,
+            hold: 0,
+            unsubmitted: false,
+            acks: VecDeque::new(),
         }
     }
 
@@ -184,6 +202,7 @@ impl Link {
     /// Closes the connection so that the remote publishes the will: MQTT 5
     /// says so with DISCONNECT 0x04; 3.x just closes (no DISCONNECT).
     pub fn close_with_will(&mut self, registrar: &Registrar) {
+        self.acks.clear();
         if let Some(mut wire) = self.wire.take() {
             if self.config.protocol.is_v5() && self.state == State::Up {
                 let bye = Disconnect::new(ReasonCode::DisconnectWithWillMessage);
@@ -192,6 +211,14 @@ impl Link {
             wire.close(registrar);
         }
         self.state = State::Down { retry: None };
+    }
+
+    /// Journals `entry` (persistence on); the link's output waits for it.
+    pub(super) fn note(&mut self, ctx: &mut Ctx, entry: BridgeEntry) {
+        if let Some(j) = ctx.journal.as_deref_mut() {
+            j.append(&entry);
+            self.unsubmitted = true;
+        }
     }
 
     /// The link's id (unique for the thread's life).
@@ -315,6 +342,8 @@ impl Link {
         }
         self.candidates.clear();
         self.more_input = false;
+        // Unacknowledged: the remote sends them again.
+        self.acks.clear();
         let was_up = self.state == State::Up;
         let address = self.describe_address();
         if was_up {
@@ -415,7 +444,10 @@ impl Link {
         self.last_traffic = ctx.now;
         self.next_probe = ctx.now + BRIDGE_PRIMARY_PROBE;
         if !ack.session_present {
-            self.inbound_qos2.clear();
+            for pid in std::mem::take(&mut self.inbound_qos2) {
+                let link = self.config.name.clone();
+                self.note(ctx, BridgeEntry::Qos2InDone { link, pid });
+            }
         }
         self.queue.rewind(ack.session_present);
         log::info!(
@@ -517,6 +549,11 @@ impl Link {
 fn default_remote(config: &BridgeConfig) -> Remote {
     Remote {
         window: BRIDGE_MAX_INFLIGHT,
+        qos2_window: if config.protocol.is_v5() {
+            BRIDGE_MAX_INFLIGHT
+        } else {
+            BRIDGE_V3_QOS2_INFLIGHT
+        },
         max_packet: config
             .max_packet_size
             .map_or(PROTOCOL_MAX_PACKET_SIZE, |m| m as usize),

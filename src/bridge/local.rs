@@ -8,14 +8,19 @@
 //!   lines match.
 //! - In: a message from a remote is published as a data shard publishes
 //!   one: a retained update broadcast to every shard, and one forward per
-//!   shard whose subscribers match ([`Local::publish`]).
+//!   shard whose subscribers match ([`Local::publish`]). With persistence
+//!   on, the forwards are counted per shard as a data shard counts them,
+//!   and the remote's acknowledgement waits for the shards' confirmations
+//!   ([`Wait`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::index::{RetainStamp, RetainedStore, SharedIndex, Strategy, SubTrie};
 use crate::mesh::{Mesh, Message, ShardMsg};
+use crate::protocol::QoS;
 use crate::protocol::TopicFilter;
+use crate::shard::home_shard;
 
 /// Owned by the bridge thread.
 pub struct Local {
@@ -30,6 +35,30 @@ pub struct Local {
     /// Filters the links take from the local broker, with how many link
     /// lines use each (one `SubAdd` per filter, not per line).
     filters: HashMap<String, usize>,
+    /// Durable state (persistence on): what the data shards have journaled
+    /// of the QoS 1/2 messages published here, so that a remote's
+    /// acknowledgement waits for it ([`Local::publish`]'s [`Wait`]).
+    durable: Option<Confirmations>,
+}
+
+/// Per data shard, QoS 1/2 messages published to it and how many it has
+/// confirmed journaled (`ShardMsg::Durable`); shared deliveries' tickets
+/// not yet confirmed (`ShardMsg::SharedDurable`).
+#[derive(Default)]
+struct Confirmations {
+    sent: Vec<u64>,
+    confirmed: Vec<u64>,
+    next_ticket: u64,
+    open_tickets: HashSet<u64>,
+}
+
+/// What a message published here waits for before the remote may be
+/// acknowledged: per data shard, the count its confirmation must reach,
+/// and the tickets of its shared deliveries.
+#[derive(Debug, Default)]
+pub struct Wait {
+    counts: Vec<(usize, u64)>,
+    tickets: Vec<u64>,
 }
 
 impl Local {
@@ -42,7 +71,29 @@ impl Local {
             retained: RetainedStore::new(),
             last_stamp: 0,
             filters: HashMap::new(),
+            durable: None,
         }
+    }
+
+    /// Persistence is on: messages published here are counted, and
+    /// [`Local::publish`] says what their acknowledgement waits for.
+    pub fn count_confirmations(&mut self) {
+        let shards = self.mesh.shards();
+        self.durable = Some(Confirmations {
+            sent: vec![0; shards],
+            confirmed: vec![0; shards],
+            next_ticket: 1,
+            ..Confirmations::default()
+        });
+    }
+
+    /// True when every data shard has journaled what `wait` needs.
+    pub fn confirmed(&self, wait: &Wait) -> bool {
+        let Some(c) = &self.durable else {
+            return true;
+        };
+        wait.counts.iter().all(|(p, n)| c.confirmed[*p] >= *n)
+            && wait.tickets.iter().all(|t| !c.open_tickets.contains(t))
     }
 
     /// This thread's mesh id (the origin of what the links bring in).
@@ -53,11 +104,11 @@ impl Local {
     /// Takes what the data shards sent (bounded per peer by the mesh),
     /// applying replica updates; forwarded messages go to `out` for the
     /// links. Returns how many batches were taken.
-    pub fn receive(&mut self, out: &mut Vec<Arc<Message>>) -> usize {
+    pub fn receive(&mut self, out: &mut Vec<(usize, Arc<Message>)>) -> usize {
         let mut msgs = Vec::new();
         let n = self.mesh.receive(|from, msg| msgs.push((from, msg)));
         for (from, msg) in msgs {
-            out.extend(self.on_mesh(from, msg));
+            out.extend(self.on_mesh(from, msg).map(|m| (from, m)));
         }
         n
     }
@@ -83,29 +134,73 @@ impl Local {
                 self.retained.apply(topic.as_str(), stamp, message);
             }
             ShardMsg::Barrier(token) => self.mesh.send(from, ShardMsg::BarrierAck(token)),
+            ShardMsg::Durable(n) => {
+                let confirmed = self
+                    .durable
+                    .as_mut()
+                    .and_then(|c| c.confirmed.get_mut(from));
+                if let Some(c) = confirmed {
+                    *c = (*c).max(n);
+                }
+            }
+            ShardMsg::SharedDurable(ticket) => {
+                if let Some(c) = self.durable.as_mut() {
+                    c.open_tickets.remove(&ticket);
+                }
+            }
             // Data shards' business: the bridge owns no sessions and sends
             // no barriers.
             ShardMsg::Handover(_)
             | ShardMsg::Shared(_)
             | ShardMsg::BarrierAck(_)
             | ShardMsg::WillsSent
-            | ShardMsg::Pressure { .. }
-            | ShardMsg::Durable(_) => {}
+            | ShardMsg::Pressure { .. } => {}
         }
         None
     }
 
     /// Publishes a message brought in from a remote (or a link's state
-    /// notification) to the local broker.
-    pub fn publish(&mut self, msg: &Arc<Message>) {
+    /// notification) to the local broker; with persistence on, returns
+    /// what the remote's acknowledgement of a QoS 1/2 message waits for:
+    /// the data shards it went to journaling it (the owner of a retained
+    /// topic journals the update; a shared delivery's ticket is confirmed
+    /// by the shard that takes it).
+    pub fn publish(&mut self, msg: &Arc<Message>) -> Wait {
+        let shards = self.mesh.shards();
+        let me = self.id() as u16;
+        let mut wait = Wait::default();
+        let mut count = |c: &mut Confirmations, p: usize| {
+            c.sent[p] += 1;
+            wait.counts.push((p, c.sent[p]));
+        };
         if msg.publish.retain {
-            let stamp = RetainStamp::next(self.last_stamp, self.id() as u16);
+            let stamp = RetainStamp::next(self.last_stamp, me);
             self.last_stamp = stamp.nanos;
             self.mesh.retain(&mut self.retained, msg, stamp);
+            // The topic's owner journals every retained update (any QoS)
+            // and counts it, as from a data shard.
+            if let Some(c) = self.durable.as_mut() {
+                count(c, home_shard(msg.publish.topic.as_str(), shards));
+            }
         }
-        self.mesh.forward(&self.replica, msg);
+        let peers = self.mesh.forward(&self.replica, msg);
+        let counted = msg.publish.qos != QoS::AtMostOnce;
+        let mut durable = self.durable.as_mut().filter(|_| counted);
+        if let Some(c) = durable.as_deref_mut() {
+            peers.iter().for_each(|p| count(c, p));
+        }
+        let mut tickets = Vec::new();
         // The bridge has no members: every pick is a data shard.
-        self.mesh.share(&self.shared, msg, |_, _| {});
+        self.mesh.share(&self.shared, msg, |_, _| {
+            let c = durable.as_deref_mut()?;
+            let ticket = c.next_ticket;
+            c.next_ticket += 1;
+            c.open_tickets.insert(ticket);
+            tickets.push(ticket);
+            Some((me, ticket))
+        });
+        wait.tickets = tickets;
+        wait
     }
 
     /// A link line takes `filter` from the local broker.

@@ -12,7 +12,8 @@
 //!   remote acknowledges it ([`queue`]).
 //! - **In.** A message from a remote is published to the local broker as a
 //!   data shard publishes one (retained update to every shard, one forward
-//!   per shard with subscribers), then acknowledged to the remote.
+//!   per shard with subscribers), then acknowledged to the remote (with
+//!   persistence on, once those shards have journaled it).
 //! - **Loops.** A link never sends out what it brought in; MQTT 5 remote
 //!   subscriptions use No Local and Retain As Published; 3.x links use the
 //!   bridge bit (`try_private`) and fall back when the remote refuses it.
@@ -28,6 +29,8 @@
 //!   failover; `upkeep.rs`: its deadlines (retry, keepalive, lazy idle,
 //!   primary probe); `flow.rs`: what flows on an up link.
 //! - `queue.rs`: the outgoing queue and inflight window, bounded.
+//! - `durable.rs`: the bridge journal (persistence on): queues and QoS
+//!   flows journaled, confirmations to the data shards, compaction.
 //! - `routes.rs`: `topic` lines prepared for mapping.
 //! - `packets.rs`: CONNECT, SUBSCRIBE, state notifications.
 //! - `backoff.rs`: `restart_timeout` and the address cycle; `resolve.rs`:
@@ -38,6 +41,7 @@
 
 mod backoff;
 mod driver;
+mod durable;
 mod flow;
 mod link;
 mod local;
@@ -55,6 +59,7 @@ use std::sync::Arc;
 use crossbeam_channel::{Sender, TrySendError};
 
 pub use driver::{BridgeLoop, Command, Setup};
+pub use durable::BridgeDurableBoot;
 pub use local::Local;
 pub use queue::Limits;
 pub use status::{BridgeStatus, StatusBoard};

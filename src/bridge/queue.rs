@@ -11,6 +11,11 @@
 //!
 //! Bounded by count and bytes ([`Limits`]); a message that does not fit is
 //! refused and the caller counts the drop.
+//!
+//! With persistence on, an entry has a journal id (`jid`), and every step
+//! of its flow is noted as a [`Change`] for the bridge journal (taken with
+//! [`OutQueue::take_changes`]); [`OutQueue::restore`] puts a journaled
+//! entry back at a restart.
 
 use std::collections::{HashMap, VecDeque};
 use std::num::NonZeroU16;
@@ -55,6 +60,19 @@ pub struct Entry {
     /// The link's own state notification: dropped, not resent, on a
     /// reconnect (the new connection sends a fresh one).
     pub notice: bool,
+    /// Its id in the bridge journal; 0 when it is not journaled.
+    pub jid: u64,
+}
+
+/// A step of a journaled entry's flow, for the bridge journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Written with packet id `pid` (QoS 1/2).
+    Sent { jid: u64, pid: u16 },
+    /// PUBREC came; PUBREL is written (QoS 2).
+    Released { jid: u64 },
+    /// Finished: acknowledged, written at QoS 0, or dropped.
+    Done { jid: u64 },
 }
 
 impl Entry {
@@ -68,6 +86,7 @@ impl Entry {
             packet_id: None,
             stage: Stage::Unsent,
             notice: false,
+            jid: 0,
         }
     }
 
@@ -99,6 +118,16 @@ pub struct OutQueue {
     next_id: u16,
     bytes: usize,
     limits: Limits,
+    /// Steps of journaled entries not yet taken by the journal.
+    changes: Vec<Change>,
+    /// Entries in [`Stage::AwaitRec`] or [`Stage::AwaitComp`].
+    qos2_inflight: usize,
+}
+
+/// True for the stages of a QoS 2 message the remote holds (PUBLISH
+/// written, PUBCOMP not yet come).
+fn holds_qos2(stage: Stage) -> bool {
+    matches!(stage, Stage::AwaitRec | Stage::AwaitComp)
 }
 
 impl OutQueue {
@@ -112,7 +141,64 @@ impl OutQueue {
             next_id: 0,
             bytes: 0,
             limits,
+            changes: Vec::new(),
+            qos2_inflight: 0,
         }
+    }
+
+    /// Puts back a journaled entry at a restart, at the back, as far as
+    /// its flow got (`entry.stage` and `entry.packet_id`); outside the
+    /// limits, which held when it was queued.
+    pub fn restore(&mut self, entry: Entry) {
+        if let (Some(id), true) = (entry.packet_id, entry.stage != Stage::Unsent) {
+            let seq = self.first_seq + self.entries.len() as u64;
+            self.by_id.insert(id.get(), seq);
+        }
+        if holds_qos2(entry.stage) {
+            self.qos2_inflight += 1;
+        }
+        self.bytes += entry.size();
+        self.entries.push_back(entry);
+    }
+
+    /// The journaled entries not finished, for a compaction.
+    pub fn journaled(&self) -> impl Iterator<Item = &Entry> {
+        self.entries
+            .iter()
+            .filter(|e| e.jid != 0 && e.stage != Stage::Done)
+    }
+
+    /// Hands the steps noted since the last call to `f`, in order.
+    pub fn take_changes(&mut self, f: impl FnMut(Change)) {
+        self.changes.drain(..).for_each(f);
+    }
+
+    /// Moves entry `index` to `stage`, noting the step if it is journaled.
+    fn set_stage(&mut self, index: usize, stage: Stage) {
+        let old = std::mem::replace(&mut self.entries[index].stage, stage);
+        match (holds_qos2(old), holds_qos2(stage)) {
+            (false, true) => self.qos2_inflight += 1,
+            (true, false) => self.qos2_inflight -= 1,
+            _ => {}
+        }
+        let e = &self.entries[index];
+        if e.jid == 0 {
+            return;
+        }
+        let jid = e.jid;
+        let change = match stage {
+            Stage::Done => Change::Done { jid },
+            Stage::AwaitComp => Change::Released { jid },
+            Stage::AwaitAck | Stage::AwaitRec => match e.packet_id {
+                Some(pid) => Change::Sent {
+                    jid,
+                    pid: pid.get(),
+                },
+                None => return,
+            },
+            Stage::Unsent => return,
+        };
+        self.changes.push(change);
     }
 
     /// Messages held (written but unacknowledged ones included).
@@ -140,28 +226,39 @@ impl OutQueue {
         self.sent < self.entries.len()
     }
 
+    /// True when `entry` fits within the limits.
+    pub fn fits(&self, entry: &Entry) -> bool {
+        self.entries.len() < self.limits.max_messages
+            && (self.limits.max_bytes == 0 || self.bytes + entry.size() <= self.limits.max_bytes)
+    }
+
     /// Appends `entry`; hands it back when the queue is full.
     pub fn push(&mut self, entry: Entry) -> Result<(), Entry> {
-        let size = entry.size();
-        let full = self.entries.len() >= self.limits.max_messages
-            || (self.limits.max_bytes > 0 && self.bytes + size > self.limits.max_bytes);
-        if full {
+        if !self.fits(&entry) {
             return Err(entry);
         }
-        self.bytes += size;
+        self.bytes += entry.size();
         self.entries.push_back(entry);
         Ok(())
     }
 
-    /// Puts a notification first, ahead of everything (outside the limits:
-    /// one per connection).
+    /// Puts a notification ahead of every message not yet written, after
+    /// those in flight (outside the limits: one per connection). Not
+    /// first: after a reconnect with a full window, the notice would wait
+    /// for room in the window, and the resends that make room would wait
+    /// behind it.
     pub fn push_notice(&mut self, mut entry: Entry) {
         entry.notice = true;
         self.bytes += entry.size();
-        self.entries.push_front(entry);
-        self.first_seq -= 1;
-        // Called right after `rewind`: nothing is written yet, and the
-        // notice shifts every written entry by one.
+        let at = self
+            .entries
+            .iter()
+            .position(|e| e.stage == Stage::Unsent)
+            .unwrap_or(self.entries.len());
+        // Entries after `at` are unsent: none holds a packet id, whose
+        // sequence number the insertion would shift.
+        self.entries.insert(at, entry);
+        // Called right after `rewind`: nothing is written yet.
         debug_assert_eq!(self.sent, 0, "a notice is queued before any write");
     }
 
@@ -170,11 +267,24 @@ impl OutQueue {
     /// a QoS 0 message) does not, so a window that was full when the link
     /// dropped is written again after the reconnect.
     pub fn next_needs_window(&self) -> bool {
+        self.next_fresh().is_some_and(|q| q != QoS::AtMostOnce)
+    }
+
+    /// The QoS of what [`OutQueue::next`] would write, if it is a message
+    /// not written yet (not a resend, not a PUBREL).
+    pub fn next_fresh(&self) -> Option<QoS> {
         self.entries
             .iter()
             .skip(self.sent)
             .find(|e| e.stage != Stage::Done)
-            .is_some_and(|e| e.stage == Stage::Unsent && e.qos != QoS::AtMostOnce)
+            .filter(|e| e.stage == Stage::Unsent)
+            .map(|e| e.qos)
+    }
+
+    /// QoS 2 messages written and not completed (PUBCOMP): what counts
+    /// against a remote's quota of inbound QoS 2 messages.
+    pub fn qos2_inflight(&self) -> usize {
+        self.qos2_inflight
     }
 
     /// What to write next, assigning a packet id to a fresh QoS > 0
@@ -211,19 +321,19 @@ impl OutQueue {
         let qos = self.entries[index].qos;
         if qos == QoS::AtMostOnce {
             // Written is delivered, as far as QoS 0 goes.
-            self.entries[index].stage = Stage::Done;
+            self.set_stage(index, Stage::Done);
             return;
         }
         let id = self.allocate_id();
         let seq = self.first_seq + index as u64;
         self.by_id.insert(id.get(), seq);
-        let e = &mut self.entries[index];
-        e.packet_id = Some(id);
-        e.stage = if qos == QoS::AtLeastOnce {
+        self.entries[index].packet_id = Some(id);
+        let stage = if qos == QoS::AtLeastOnce {
             Stage::AwaitAck
         } else {
             Stage::AwaitRec
         };
+        self.set_stage(index, stage);
     }
 
     /// A free packet id below the link's own ([`CONTROL_IDS_FROM`]).
@@ -250,15 +360,15 @@ impl OutQueue {
         let Some(index) = self.index_of(id) else {
             return false;
         };
-        let entry = &mut self.entries[index];
-        if entry.stage != expected {
+        if self.entries[index].stage != expected {
             return false;
         }
-        entry.stage = match expected {
+        let stage = match expected {
             Stage::AwaitRec => Stage::AwaitComp,
             _ => Stage::Done,
         };
-        if entry.stage == Stage::Done {
+        self.set_stage(index, stage);
+        if stage == Stage::Done {
             self.by_id.remove(&id.get());
         }
         self.pop_done();
@@ -271,7 +381,7 @@ impl OutQueue {
         let Some(index) = self.index_of(id) else {
             return;
         };
-        self.entries[index].stage = Stage::Done;
+        self.set_stage(index, Stage::Done);
         self.by_id.remove(&id.get());
         self.pop_done();
     }
@@ -300,13 +410,14 @@ impl OutQueue {
     /// session, and the message's delivery, are the remote's now. Stale
     /// notifications are dropped.
     pub fn rewind(&mut self, session_present: bool) {
-        for e in self.entries.iter_mut() {
+        for index in 0..self.entries.len() {
+            let e = &self.entries[index];
             let stale = e.notice || (!session_present && e.stage == Stage::AwaitComp);
             if stale && e.stage != Stage::Done {
                 if let Some(id) = e.packet_id {
                     self.by_id.remove(&id.get());
                 }
-                e.stage = Stage::Done;
+                self.set_stage(index, Stage::Done);
             }
         }
         self.sent = self.entries.len();
@@ -317,15 +428,17 @@ impl OutQueue {
     /// Empties the queue (the link was removed); returns how many
     /// unfinished messages were dropped.
     pub fn clear(&mut self) -> usize {
-        let n = self
-            .entries
-            .iter()
-            .filter(|e| e.stage != Stage::Done)
-            .count();
+        let open = self.entries.iter().filter(|e| e.stage != Stage::Done);
+        let n = open.clone().count();
+        let done = open
+            .filter(|e| e.jid != 0)
+            .map(|e| Change::Done { jid: e.jid });
+        self.changes.extend(done.collect::<Vec<_>>());
         self.entries.clear();
         self.by_id.clear();
         self.sent = 0;
         self.bytes = 0;
+        self.qos2_inflight = 0;
         n
     }
 }
@@ -460,16 +573,19 @@ mod tests {
     }
 
     #[test]
-    fn a_notice_goes_first_and_is_not_resent() {
+    fn a_notice_goes_after_resends_before_new_messages_and_is_not_resent() {
         let mut q = queue(10, 0);
         q.push(entry(QoS::AtLeastOnce)).unwrap();
         let first = publish_id(&mut q).0;
+        q.push(entry(QoS::AtLeastOnce)).unwrap();
         q.rewind(true);
         q.push_notice(entry(QoS::AtLeastOnce));
+        assert_eq!(publish_id(&mut q), (first, true));
         let (notice, dup) = publish_id(&mut q);
         assert!(!dup);
         assert_ne!(notice, first);
-        assert_eq!(publish_id(&mut q), (first, true));
+        let (second, _) = publish_id(&mut q);
+        assert!(q.acknowledge(second, Stage::AwaitAck));
         q.rewind(true);
         assert_eq!(publish_id(&mut q), (first, true), "the old notice is gone");
         assert_eq!(q.next(), None);
@@ -497,6 +613,30 @@ mod tests {
             assert_eq!(publish_id(&mut q), (id, true));
         }
         assert!(q.next_needs_window());
+    }
+
+    #[test]
+    fn qos2_messages_count_in_flight_from_publish_to_pubcomp() {
+        let mut q = queue(10, 0);
+        q.push(entry(QoS::ExactlyOnce)).unwrap();
+        q.push(entry(QoS::AtLeastOnce)).unwrap();
+        q.push(entry(QoS::ExactlyOnce)).unwrap();
+        assert_eq!(q.next_fresh(), Some(QoS::ExactlyOnce));
+        let (a, _) = publish_id(&mut q);
+        let (b, _) = publish_id(&mut q);
+        assert_eq!(
+            (q.qos2_inflight(), q.next_fresh()),
+            (1, Some(QoS::ExactlyOnce))
+        );
+        let (c, _) = publish_id(&mut q);
+        assert_eq!((q.qos2_inflight(), q.next_fresh()), (2, None));
+        assert!(q.acknowledge(a, Stage::AwaitRec));
+        assert_eq!(q.qos2_inflight(), 2, "PUBREL written, PUBCOMP not come");
+        assert!(q.acknowledge(a, Stage::AwaitComp));
+        assert!(q.acknowledge(b, Stage::AwaitAck));
+        assert_eq!(q.qos2_inflight(), 1);
+        q.finish(c);
+        assert_eq!(q.qos2_inflight(), 0);
     }
 
     #[test]

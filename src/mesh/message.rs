@@ -167,6 +167,12 @@ pub struct SharedDelivery {
     /// The first of those that has offline members: if no shard has an
     /// online one, the message is queued there for one of them.
     pub fallback: Option<u16>,
+    /// Durable state: the shard whose publisher's acknowledgement waits
+    /// for this delivery, and its ticket. The shard that takes the
+    /// delivery (gives it to a member, or drops it) confirms the ticket
+    /// once that is durable (`SharedDurable`), however many shards it
+    /// was passed through.
+    pub ticket: Option<(u16, u64)>,
 }
 
 impl SharedDelivery {
@@ -177,6 +183,7 @@ impl SharedDelivery {
             group,
             tried: ShardSet::default(),
             fallback: None,
+            ticket: None,
         }
     }
 }
@@ -231,6 +238,9 @@ pub enum ShardMsg {
     /// did for the first `n` QoS 1/2 messages the destination forwarded it
     /// (a running count): the destination may acknowledge them.
     Durable(u64),
+    /// Durable state: the sender took a shared delivery with the
+    /// destination's ticket (see [`SharedDelivery::ticket`]), durably.
+    SharedDurable(u64),
     /// The sender no longer has any subscription on this filter; for a
     /// shared filter, one member fewer.
     SubRemove(TopicFilter),

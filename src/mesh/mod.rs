@@ -128,15 +128,16 @@ impl Mesh {
         &self,
         shared: &SharedIndex<K, V>,
         msg: &Arc<Message>,
-        mut picked: impl FnMut(&Group<K, V>, Pick),
+        mut picked: impl FnMut(&Group<K, V>, Pick) -> Option<(u16, u64)>,
     ) -> usize {
         shared.pick(msg.publish.topic.as_str(), |group, pick| {
+            let ticket = picked(group, pick);
             if let Pick::Shard(peer) = pick {
                 let name = TopicFilter::clone(group.name());
-                let d = SharedDelivery::new(Arc::clone(msg), name);
+                let mut d = SharedDelivery::new(Arc::clone(msg), name);
+                d.ticket = ticket;
                 self.send(peer, ShardMsg::Shared(Box::new(d)));
             }
-            picked(group, pick);
         })
     }
 

@@ -27,6 +27,11 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::protocol::{self, Packet, ProtocolVersion, Publish, QoS};
 
+/// The record kind of [`Entry::Message`].
+pub const MESSAGE: u8 = 5;
+/// The record kind of [`Entry::Enqueue`].
+pub const ENQUEUE: u8 = 6;
+
 /// One durable fact, as appended and as read back.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Entry {
@@ -109,8 +114,8 @@ impl Entry {
             Entry::SessionEnd { .. } => 2,
             Entry::Subscribe { .. } => 3,
             Entry::Unsubscribe { .. } => 4,
-            Entry::Message { .. } => 5,
-            Entry::Enqueue { .. } => 6,
+            Entry::Message { .. } => MESSAGE,
+            Entry::Enqueue { .. } => ENQUEUE,
             Entry::Sent { .. } => 7,
             Entry::Released { .. } => 8,
             Entry::Done { .. } => 9,
@@ -154,24 +159,14 @@ impl Entry {
                 key,
                 expires_at,
                 publish,
-            } => {
-                out.put_u64(*key);
-                out.put_u64(*expires_at);
-                put_publish(out, publish);
-            }
+            } => write_message(out, *key, *expires_at, publish),
             Entry::Enqueue {
                 delivery,
                 client_id,
                 key,
                 qos,
                 retain,
-            } => {
-                out.put_u64(*delivery);
-                put_str(out, client_id);
-                out.put_u64(*key);
-                out.put_u8(*qos);
-                out.put_u8(u8::from(*retain));
-            }
+            } => write_enqueue(out, (*delivery, client_id), *key, *qos, *retain),
             Entry::Sent { delivery, pid } => {
                 out.put_u64(*delivery);
                 out.put_u16(*pid);
@@ -305,13 +300,13 @@ impl Entry {
     }
 }
 
-fn put_str(out: &mut BytesMut, s: &str) {
+pub(super) fn put_str(out: &mut BytesMut, s: &str) {
     let len = u16::try_from(s.len()).expect("MQTT strings fit a u16 length");
     out.put_u16(len);
     out.put_slice(s.as_bytes());
 }
 
-fn get_str(b: &mut &[u8]) -> Option<String> {
+pub(super) fn get_str(b: &mut &[u8]) -> Option<String> {
     let len = usize::from(get_u16(b)?);
     let bytes = b.get(..len)?;
     let s = std::str::from_utf8(bytes).ok()?.to_string();
@@ -321,21 +316,39 @@ fn get_str(b: &mut &[u8]) -> Option<String> {
 
 /// A routed PUBLISH (no packet id): its QoS u8, then a u32 length and the
 /// packet as the 5.0 codec writes it at QoS 0 (which has no packet id).
-fn put_publish(out: &mut BytesMut, p: &Publish) {
+pub(super) fn put_publish(out: &mut BytesMut, p: &Publish) {
     out.put_u8(p.qos as u8);
     let at = out.len();
     out.put_u32(0);
-    let mut p = p.clone();
-    p.qos = QoS::AtMostOnce;
-    p.packet_id = None;
-    Packet::Publish(p)
-        .encode(ProtocolVersion::V5, out)
+    protocol::write_publish(p, ProtocolVersion::V5, QoS::AtMostOnce, p.retain, out)
         .expect("a routed PUBLISH re-encodes");
     let len = (out.len() - at - 4) as u32;
     out[at..at + 4].copy_from_slice(&len.to_be_bytes());
 }
 
-fn get_publish(b: &mut &[u8]) -> Option<Publish> {
+/// The body of an [`Entry::Message`], written from references.
+pub fn write_message(out: &mut BytesMut, key: u64, expires_at: u64, publish: &Publish) {
+    out.put_u64(key);
+    out.put_u64(expires_at);
+    put_publish(out, publish);
+}
+
+/// The body of an [`Entry::Enqueue`], written from references.
+pub fn write_enqueue(
+    out: &mut BytesMut,
+    (delivery, client_id): (u64, &str),
+    key: u64,
+    qos: u8,
+    retain: bool,
+) {
+    out.put_u64(delivery);
+    put_str(out, client_id);
+    out.put_u64(key);
+    out.put_u8(qos);
+    out.put_u8(u8::from(retain));
+}
+
+pub(super) fn get_publish(b: &mut &[u8]) -> Option<Publish> {
     let qos = QoS::from_u8(get_u8(b)?)?;
     let len = get_u32(b)? as usize;
     let mut packet = BytesMut::from(b.get(..len)?);
@@ -350,11 +363,11 @@ fn get_publish(b: &mut &[u8]) -> Option<Publish> {
     }
 }
 
-fn get_u8(b: &mut &[u8]) -> Option<u8> {
+pub(super) fn get_u8(b: &mut &[u8]) -> Option<u8> {
     (!b.is_empty()).then(|| b.get_u8())
 }
 
-fn get_u16(b: &mut &[u8]) -> Option<u16> {
+pub(super) fn get_u16(b: &mut &[u8]) -> Option<u16> {
     (b.len() >= 2).then(|| b.get_u16())
 }
 
@@ -362,7 +375,7 @@ fn get_u32(b: &mut &[u8]) -> Option<u32> {
     (b.len() >= 4).then(|| b.get_u32())
 }
 
-fn get_u64(b: &mut &[u8]) -> Option<u64> {
+pub(super) fn get_u64(b: &mut &[u8]) -> Option<u64> {
     (b.len() >= 8).then(|| b.get_u64())
 }
 

@@ -54,16 +54,43 @@ pub struct Recovered {
     pub dropped: u64,
 }
 
+/// A compaction's live state: encodes its records into the buffer. Run
+/// off the owner's loop (on the writer thread, or a compaction thread of
+/// its own), so that a large state does not stall the loop.
+pub type Snapshot = Box<dyn FnOnce(&mut BytesMut) + Send>;
+
 /// Work for the writer.
 enum Job {
     /// Records to append: batch `seq`.
     Batch { seq: u64, bytes: Bytes },
-    /// Replace the file with `records` (a compaction: the live state,
-    /// written after every batch before it).
-    Rotate { records: Bytes },
+    /// Replace the file with the snapshot's records (a compaction: the
+    /// live state, written after every batch before it).
+    Rotate { snapshot: Snapshot },
 }
 
-/// One shard's journal. Owned by that shard; with [`Durability::Fsync`]
+/// What the threads working for a journal publish to its owner.
+#[derive(Default)]
+struct Published {
+    /// The highest sequence number durable as [`Durability`] asks.
+    durable: AtomicU64,
+    /// Bytes of live state the last compaction wrote (at the start: the
+    /// file's size).
+    live: AtomicU64,
+    /// Compactions finished (the writer thread's).
+    rotated: AtomicU64,
+}
+
+/// A compaction in [`Durability::Written`] mode: a thread writes the
+/// snapshot under a temporary name while the owner goes on appending to
+/// the old file; the batches appended meanwhile are kept, and written to
+/// the new file before it takes the journal's name.
+struct Compaction {
+    thread: JoinHandle<io::Result<(File, u64)>>,
+    since: BytesMut,
+}
+
+/// One shard's journal (or the bridge thread's: the same writer, another
+/// file). Owned by that shard; with [`Durability::Fsync`]
 /// its writer thread owns the file, with [`Durability::Written`] the shard
 /// writes it itself (one `write` per loop turn, into the page cache: no
 /// thread hand-off, which cost more CPU than the write it saved).
@@ -75,10 +102,14 @@ pub struct Journal {
     batch: BytesMut,
     next_seq: u64,
     tx: Option<Sender<Job>>,
-    /// Bytes handed to the writer since the file was last compacted.
-    written: u64,
-    /// The highest sequence number durable as [`Durability`] asks.
-    durable: Arc<AtomicU64>,
+    /// Bytes appended since the last compaction was asked for.
+    appended: u64,
+    /// Compactions asked of the writer thread (done: `published.rotated`).
+    rotations: u64,
+    /// A compaction running ([`Durability::Written`]).
+    compaction: Option<Compaction>,
+    published: Arc<Published>,
+    wake: Arc<dyn Fn() + Send + Sync>,
     writer: Option<JoinHandle<io::Result<()>>>,
 }
 
@@ -91,10 +122,21 @@ impl Journal {
         dir: &Path,
         shard: u16,
         durability: Durability,
-        wake: impl Fn() + Send + 'static,
+        wake: impl Fn() + Send + Sync + 'static,
     ) -> io::Result<(Journal, Recovered)> {
         std::fs::create_dir_all(dir)?;
         let path = dir.join(format!("shard-{shard}.journal"));
+        Journal::open_at(path, shard, durability, wake)
+    }
+
+    /// [`Journal::open`] on the file `path`, whose header names `owner`
+    /// (the bridge thread's journal, say).
+    pub fn open_at(
+        path: PathBuf,
+        shard: u16,
+        durability: Durability,
+        wake: impl Fn() + Send + Sync + 'static,
+    ) -> io::Result<(Journal, Recovered)> {
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -113,14 +155,11 @@ impl Journal {
         dir: &Path,
         shard: u16,
         durability: Durability,
-        wake: impl Fn() + Send + 'static,
+        wake: impl Fn() + Send + Sync + 'static,
     ) -> io::Result<Journal> {
         let path = dir.join(format!("shard-{shard}.journal"));
         let file = OpenOptions::new().read(true).write(true).open(&path)?;
-        let size = file.metadata()?.len();
-        let mut journal = Journal::start(file, path, shard, durability, wake)?;
-        journal.written = size;
-        Ok(journal)
+        Journal::start(file, path, shard, durability, wake)
     }
 
     /// Starts the writer thread on `file`, positioned at its end.
@@ -129,42 +168,39 @@ impl Journal {
         path: PathBuf,
         shard: u16,
         durability: Durability,
-        wake: impl Fn() + Send + 'static,
+        wake: impl Fn() + Send + Sync + 'static,
     ) -> io::Result<Journal> {
-        file.seek(SeekFrom::End(0))?;
-        if durability == Durability::Written {
-            return Ok(Journal {
-                path,
-                shard,
-                direct: Some(file),
-                batch: BytesMut::new(),
-                next_seq: 1,
-                tx: None,
-                written: 0,
-                durable: Arc::new(AtomicU64::new(0)),
-                writer: None,
-            });
-        }
-        let (tx, rx) = crossbeam_channel::bounded(MAX_BATCHES);
-        let durable = Arc::new(AtomicU64::new(0));
-        let published = Arc::clone(&durable);
-        let writer = std::thread::Builder::new()
-            .name(format!("journal-{shard}"))
-            .spawn({
-                let path = path.clone();
-                move || write_loop(file, &path, shard, rx, durability, &published, wake)
-            })?;
-        let journal = Journal {
+        let size = file.seek(SeekFrom::End(0))?;
+        let published = Arc::new(Published::default());
+        published.live.store(size, Ordering::Relaxed);
+        let wake: Arc<dyn Fn() + Send + Sync> = Arc::new(wake);
+        let mut journal = Journal {
             path,
             shard,
             direct: None,
             batch: BytesMut::new(),
             next_seq: 1,
-            tx: Some(tx),
-            written: 0,
-            durable,
-            writer: Some(writer),
+            tx: None,
+            appended: 0,
+            rotations: 0,
+            compaction: None,
+            published,
+            wake,
+            writer: None,
         };
+        if durability == Durability::Written {
+            journal.direct = Some(file);
+            return Ok(journal);
+        }
+        let (tx, rx) = crossbeam_channel::bounded(MAX_BATCHES);
+        let published = Arc::clone(&journal.published);
+        let wake = Arc::clone(&journal.wake);
+        let path = journal.path.clone();
+        let writer = std::thread::Builder::new()
+            .name(format!("journal-{shard}"))
+            .spawn(move || write_loop(file, &path, shard, rx, durability, &published, &*wake))?;
+        journal.tx = Some(tx);
+        journal.writer = Some(writer);
         Ok(journal)
     }
 
@@ -185,6 +221,7 @@ impl Journal {
     /// behind: the batch stays and grows, and the shard should stop taking
     /// work that needs the journal until a later submit succeeds.
     pub fn submit(&mut self) -> Result<Option<u64>, Full> {
+        self.finish_compaction(false);
         if self.batch.is_empty() {
             return Ok(None);
         }
@@ -200,7 +237,7 @@ impl Journal {
         match tx.try_send(Job::Batch { seq, bytes }) {
             Ok(()) => {
                 self.next_seq += 1;
-                self.written += len;
+                self.appended += len;
                 Ok(Some(seq))
             }
             Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => {
@@ -225,50 +262,104 @@ impl Journal {
             log::error!("{}: {e}; acknowledgements wait", self.path.display());
             return Err(Full);
         }
+        if let Some(c) = self.compaction.as_mut() {
+            c.since.extend_from_slice(&self.batch);
+        }
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.written += self.batch.len() as u64;
+        self.appended += self.batch.len() as u64;
         self.batch.clear();
-        self.durable.store(seq, Ordering::Release);
+        self.published.durable.store(seq, Ordering::Release);
         Ok(Some(seq))
     }
 
-    /// Bytes handed to the writer since the file was created or compacted.
-    pub fn written(&self) -> u64 {
-        self.written
+    /// True when no compaction is running and the file has grown past
+    /// its bound: twice the live state at the last compaction (or the
+    /// open), and at least `min`.
+    pub fn due_for_compaction(&self, min: u64) -> bool {
+        let running = self.compaction.is_some()
+            || self.published.rotated.load(Ordering::Acquire) < self.rotations;
+        let live = self.published.live.load(Ordering::Acquire);
+        !running && live + self.appended >= min.max(2 * live)
     }
 
-    /// Compacts the file: the writer replaces it with `records` (the live
-    /// state, as records) once it has written every batch handed over so
-    /// far; later batches go to the new file. Call right after
-    /// [`submit`](Self::submit), so that `records` reflects them all.
-    /// `Err(Full)` if the writer is too far behind (try again later).
-    pub fn rotate(&mut self, records: Bytes) -> Result<(), Full> {
-        if let Some(file) = self.direct.take() {
-            let len = records.len() as u64;
-            match rotate(file, &self.path, self.shard, &records, false) {
-                Ok(new) => {
-                    self.direct = Some(new);
-                    self.written = len;
-                    return Ok(());
-                }
-                Err(e) => {
-                    // The old file is gone from under us only if the
-                    // rename happened; reopen whatever the path holds.
-                    log::error!("{}: compaction failed: {e}", self.path.display());
-                    let reopened = OpenOptions::new().append(true).open(&self.path);
-                    self.direct = reopened.ok();
-                    return Err(Full);
-                }
-            }
+    /// Compacts the file: `snapshot` (the live state) is encoded and
+    /// written off the owner's loop, and replaces the file after every
+    /// batch handed over so far; later batches go to the new file. Call
+    /// right after [`submit`](Self::submit), so that the snapshot reflects
+    /// them all. `Err(Full)` if a compaction is still running or the
+    /// writer is too far behind (try again later).
+    pub fn rotate(&mut self, snapshot: Snapshot) -> Result<(), Full> {
+        if self.compaction.is_some() {
+            return Err(Full);
+        }
+        if self.direct.is_some() {
+            let tmp = self.path.with_extension("journal.compact");
+            let (shard, wake) = (self.shard, Arc::clone(&self.wake));
+            let thread = std::thread::Builder::new()
+                .name(format!("compact-{shard}"))
+                .spawn(move || {
+                    let written = write_snapshot(&tmp, shard, snapshot, false);
+                    wake();
+                    written
+                })
+                .map_err(|_| Full)?;
+            self.compaction = Some(Compaction {
+                thread,
+                since: BytesMut::new(),
+            });
+            self.appended = 0;
+            return Ok(());
         }
         let Some(tx) = &self.tx else {
             return Err(Full);
         };
-        let len = records.len() as u64;
-        tx.try_send(Job::Rotate { records }).map_err(|_| Full)?;
-        self.written = len;
+        tx.try_send(Job::Rotate { snapshot }).map_err(|_| Full)?;
+        self.rotations += 1;
+        self.appended = 0;
         Ok(())
+    }
+
+    /// [`Durability::Written`]: installs a compaction whose snapshot is
+    /// written (or, with `wait`, once it is): the batches appended since go
+    /// after it, and it takes the journal's name. A failed one is logged
+    /// and dropped; the old file has everything.
+    fn finish_compaction(&mut self, wait: bool) {
+        if !wait
+            && self
+                .compaction
+                .as_ref()
+                .is_none_or(|c| !c.thread.is_finished())
+        {
+            return;
+        }
+        let Some(c) = self.compaction.take() else {
+            return;
+        };
+        let tmp = self.path.with_extension("journal.compact");
+        let installed = match c.thread.join() {
+            Ok(Ok((mut new, live))) => new
+                .write_all(&c.since)
+                .and_then(|()| std::fs::rename(&tmp, &self.path))
+                .map(|()| (new, live)),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(io::Error::other("the compaction thread panicked")),
+        };
+        match installed {
+            Ok((new, live)) => {
+                self.direct = Some(new);
+                self.published.live.store(live, Ordering::Release);
+            }
+            Err(e) => {
+                log::error!("{}: compaction failed: {e}", self.path.display());
+                let _ = std::fs::remove_file(&tmp);
+                // Not again before the file has doubled.
+                let live = self.published.live.load(Ordering::Acquire);
+                self.published
+                    .live
+                    .store(live + self.appended, Ordering::Release);
+            }
+        }
     }
 
     /// The number the next [`submit`](Self::submit) hands over.
@@ -278,12 +369,13 @@ impl Journal {
 
     /// The highest batch number that is durable.
     pub fn durable(&self) -> u64 {
-        self.durable.load(Ordering::Acquire)
+        self.published.durable.load(Ordering::Acquire)
     }
 
     /// Hands over what is left, lets the writer finish (its last sync
     /// included) and returns its result.
     pub fn close(mut self) -> io::Result<()> {
+        self.finish_compaction(true);
         let _ = self.submit();
         if let Some(file) = self.direct.take() {
             return file.sync_data();
@@ -299,6 +391,11 @@ impl Journal {
 
 impl Drop for Journal {
     fn drop(&mut self) {
+        if let Some(c) = self.compaction.take() {
+            // Abandoned: the old file has everything.
+            let _ = c.thread.join();
+            let _ = std::fs::remove_file(self.path.with_extension("journal.compact"));
+        }
         self.tx = None;
         if let Some(writer) = self.writer.take() {
             let _ = writer.join();
@@ -369,9 +466,10 @@ fn write_loop(
     shard: u16,
     rx: Receiver<Job>,
     durability: Durability,
-    durable: &AtomicU64,
-    wake: impl Fn(),
+    published: &Published,
+    wake: &dyn Fn(),
 ) -> io::Result<()> {
+    let durable = &published.durable;
     let interval = match durability {
         Durability::Written => None,
         Durability::Fsync { interval } => Some(interval),
@@ -399,7 +497,12 @@ fn write_loop(
                     file.write_all(&bytes)?;
                     written = seq;
                 }
-                Job::Rotate { records } => file = rotate(file, path, shard, &records, true)?,
+                Job::Rotate { snapshot } => {
+                    let live;
+                    (file, live) = rotate(file, path, shard, snapshot, true)?;
+                    published.live.store(live, Ordering::Release);
+                    published.rotated.fetch_add(1, Ordering::AcqRel);
+                }
             }
         }
         if interval.is_none() && written > 0 {
@@ -419,32 +522,61 @@ fn write_loop(
 }
 
 /// Replaces the journal at `path` (open as `old`) with a new file holding
-/// the header and `records`, which takes the old one's name; returns the
-/// new file, positioned at its end. A crash at any point leaves one whole
-/// journal at `path`: the old one or the new one. With `sync` (the fsync
-/// mode) the new file and the directory are synced before and after the
-/// rename; without it (`written`: kill -9 of the broker, not power loss)
-/// nothing is synced, so a compaction never waits on the device (syncing
-/// a journal of many dirty megabytes stalled the loop for a second).
-fn rotate(old: File, path: &Path, shard: u16, records: &[u8], sync: bool) -> io::Result<File> {
+/// the header and the snapshot's records, which takes the old one's name;
+/// returns the new file, positioned at its end, and its records' bytes. A
+/// crash at any point leaves one whole journal at `path`: the old one or
+/// the new one. With `sync` (the fsync mode) the new file and the
+/// directory are synced before and after the rename; without it
+/// (`written`: kill -9 of the broker, not power loss) nothing is synced,
+/// so a compaction never waits on the device (syncing a journal of many
+/// dirty megabytes stalled the loop for a second).
+fn rotate(
+    old: File,
+    path: &Path,
+    shard: u16,
+    snapshot: Snapshot,
+    sync: bool,
+) -> io::Result<(File, u64)> {
     drop(old);
     let tmp = path.with_extension("journal.compact");
-    let mut new = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)?;
-    new.write_all(&record::header(shard))?;
-    new.write_all(records)?;
-    if sync {
-        new.sync_all()?;
-    }
+    let new = write_snapshot(&tmp, shard, snapshot, sync)?;
     std::fs::rename(&tmp, path)?;
     if let (true, Some(dir)) = (sync, path.parent()) {
         File::open(dir)?.sync_all()?;
     }
     Ok(new)
+}
+
+/// Writes a journal file at `tmp`: the header and the snapshot's records
+/// (synced with `sync`). Returns it, positioned at its end, and the
+/// records' bytes.
+fn write_snapshot(
+    tmp: &Path,
+    shard: u16,
+    snapshot: Snapshot,
+    sync: bool,
+) -> io::Result<(File, u64)> {
+    let started = Instant::now();
+    let mut records = BytesMut::new();
+    snapshot(&mut records);
+    let mut new = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(tmp)?;
+    new.write_all(&record::header(shard))?;
+    new.write_all(&records)?;
+    if sync {
+        new.sync_all()?;
+    }
+    log::info!(
+        "{}: compaction snapshot of {} bytes encoded and written in {:?}, off the loop",
+        tmp.display(),
+        records.len(),
+        started.elapsed()
+    );
+    Ok((new, records.len() as u64))
 }
 
 #[cfg(test)]
@@ -475,15 +607,19 @@ mod tests {
         kinds
     }
 
+    /// Each durability, with a name for its test directory.
+    fn both_modes() -> [(Durability, &'static str); 2] {
+        let interval = Duration::from_millis(5);
+        [
+            (Durability::Written, "written"),
+            (Durability::Fsync { interval }, "fsync"),
+        ]
+    }
+
     #[test]
     fn batches_become_durable_in_order_and_are_read_back() {
-        for durability in [
-            Durability::Written,
-            Durability::Fsync {
-                interval: Duration::from_millis(5),
-            },
-        ] {
-            let d = dir(&format!("order-{durability:?}").replace([' ', '{', '}', ':'], ""));
+        for (durability, mode) in both_modes() {
+            let d = dir(&format!("order-{mode}"));
             let wakes = Arc::new(AtomicUsize::new(0));
             let w = Arc::clone(&wakes);
             let wake = move || {
@@ -533,6 +669,40 @@ mod tests {
         assert_eq!(kinds(&rec), [1, 3]);
         assert_eq!(rec.tail.end, End::Clean);
         let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_compaction_off_the_loop_keeps_every_batch_appended_while_it_runs() {
+        for (durability, mode) in both_modes() {
+            let d = dir(&format!("compact-{mode}"));
+            let (mut j, _) = Journal::open(&d, 4, durability, || {}).expect("opens");
+            for kind in 1..=3u8 {
+                j.append(kind, |b| b.put_slice(&[0; 100]));
+                j.submit().expect("room");
+            }
+            assert!(j.due_for_compaction(100), "300 B appended to nothing live");
+            let snapshot: Snapshot = Box::new(|out: &mut BytesMut| {
+                std::thread::sleep(Duration::from_millis(50));
+                record::append(out, 9, |b| b.put_slice(b"live"));
+            });
+            j.rotate(snapshot).expect("starts");
+            assert!(!j.due_for_compaction(0), "one compaction at a time");
+            j.append(10, |b| b.put_slice(b"during"));
+            let seq = j.submit().expect("room").expect("a batch");
+            wait_durable(&j, seq);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !j.due_for_compaction(0) {
+                assert!(Instant::now() < deadline, "{durability:?}: never finished");
+                std::thread::sleep(Duration::from_millis(5));
+                j.submit().expect("room");
+            }
+            j.append(11, |b| b.put_slice(b"after"));
+            j.close().expect("closes");
+            let (_j, rec) = Journal::open(&d, 4, durability, || {}).expect("reopens");
+            assert_eq!(kinds(&rec), [9, 10, 11], "{durability:?}");
+            assert!(!d.join("shard-4.journal.compact").exists());
+            let _ = std::fs::remove_dir_all(&d);
+        }
     }
 
     #[test]

@@ -12,7 +12,11 @@
 //!   new generation: recovery with another shard count, and compaction).
 //! - [`journal`]: a shard's journal file and its writer thread, with
 //!   write-before-ack or fsync group commit durability.
+//! - [`bridge`]: the bridge thread's entries (its links' outgoing queues
+//!   and QoS flows, inbound QoS 2 ids) and their fold, for its own
+//!   journal `bridge.journal`. Pure.
 
+pub mod bridge;
 pub mod entry;
 pub mod journal;
 pub mod record;

@@ -121,6 +121,28 @@ impl Packet {
     }
 }
 
+/// Appends `publish` encoded for `version` at `qos` (overriding
+/// `publish.qos`) with the retain flag given and, when `qos` > 0, a
+/// placeholder packet id 0 (at the returned offset from where it began),
+/// from a reference: no copy of the message. `publish.dup` and
+/// `publish.packet_id` are ignored. On error nothing is written.
+pub fn write_publish(
+    publish: &Publish,
+    version: ProtocolVersion,
+    qos: QoS,
+    retain: bool,
+    out: &mut BytesMut,
+) -> Result<Option<usize>, EncodeError> {
+    let len = publish::body_len(publish, version, qos)?;
+    frame::check_remaining(len)?;
+    let start = out.len();
+    frame::put_fixed_header(out, publish::first_byte(false, qos, retain), len);
+    let header = out.len() - start;
+    let placeholder = (qos != QoS::AtMostOnce).then_some(0);
+    let id_at = publish::write_body(publish, version, placeholder, out);
+    Ok(id_at.map(|at| header + at))
+}
+
 /// A PUBLISH encoded once for one protocol version and QoS, shared by every
 /// subscriber that receives it with that version and QoS. For QoS > 0 only
 /// the packet identifier (and the DUP bit) differ between subscribers.
@@ -144,15 +166,11 @@ impl EncodedPublish {
         retain: bool,
     ) -> Result<EncodedPublish, EncodeError> {
         let len = publish::body_len(publish, version, qos)?;
-        frame::check_remaining(len)?;
         let mut out = BytesMut::with_capacity(frame::packet_len(len));
-        frame::put_fixed_header(&mut out, publish::first_byte(false, qos, retain), len);
-        let header = out.len();
-        let placeholder = (qos != QoS::AtMostOnce).then_some(0);
-        let id_at = publish::write_body(publish, version, placeholder, &mut out);
+        let id_at = write_publish(publish, version, qos, retain, &mut out)?;
         Ok(EncodedPublish {
             bytes: out.freeze(),
-            packet_id_at: id_at.map(|at| header + at),
+            packet_id_at: id_at,
         })
     }
 

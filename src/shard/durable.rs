@@ -8,14 +8,18 @@
 //!
 //! When a publisher's PUBACK/PUBREC goes out: once the journal batch that
 //! holds what this shard did for the message is durable, and once every
-//! data shard it forwarded the message to has said the same of its own
+//! data shard (and the bridge thread, which journals its links' queues)
+//! it forwarded the message to has said the same of its own
 //! journal (`ShardMsg::Durable`, a running count of the QoS 1/2 messages
 //! forwarded to it: mesh queues keep order, so one number confirms them
-//! all). No shard's loop waits on another or on the disk; an
+//! all). A shared subscription delivery, which may be passed from shard
+//! to shard, carries a ticket instead, confirmed by the shard that takes
+//! it (`ShardMsg::SharedDurable`). No shard's loop waits on another or on
+//! the disk; an
 //! acknowledgement waits, which is what "acknowledged means durable" asks.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::num::{NonZeroU16, NonZeroU32};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -28,11 +32,16 @@ use super::{home_shard, Shard};
 use crate::index::{RetainStamp, ShardSet};
 use crate::limits::MAX_SHARDS;
 use crate::mesh::{Message, Origin, ShardMsg};
-use crate::persist::{Entry, Journal, StoredRetained, StoredSession};
+use crate::persist::entry;
+use crate::persist::state::{delivery_entries, session_entries};
+use crate::persist::{Entry, Journal, StoredDelivery, StoredRetained, StoredSession, StoredWill};
 use crate::protocol::{Packet, ProtocolVersion, QoS, SubscriptionOptions, TopicFilter, TopicName};
 
 /// Per data shard, a running count of messages.
 type Counts = Vec<(usize, u64)>;
+
+/// Shared deliveries' tickets: (the shard that issued it, ticket).
+type Tickets = Vec<(usize, u64)>;
 
 /// A publisher's acknowledgement waiting for durability.
 struct Waiting {
@@ -40,6 +49,8 @@ struct Waiting {
     batch: u64,
     /// Per data shard forwarded to: the count its confirmation must reach.
     peers: Counts,
+    /// Shared deliveries' tickets that must be confirmed.
+    tickets: Vec<u64>,
     conn: Rc<ConnShared>,
     ack: Packet,
 }
@@ -57,8 +68,8 @@ pub struct Durable {
     /// Records appended since the last [`Durable::mark`].
     appended: Cell<u64>,
     waiting: RefCell<VecDeque<Waiting>>,
-    /// Per data shard: QoS 1/2 messages forwarded to it, and how many of
-    /// them it has confirmed.
+    /// Per peer (data shard or the bridge thread): QoS 1/2 messages
+    /// forwarded to it, and how many of them it has confirmed.
     sent: RefCell<Vec<u64>>,
     confirmed: RefCell<Vec<u64>>,
     /// Per data shard: QoS 1/2 messages it forwarded here, and the counts
@@ -69,9 +80,17 @@ pub struct Durable {
     moved: Cell<ShardSet>,
     /// Data shards forwarded to since the last [`Durable::mark`].
     forwarded_to: Cell<ShardSet>,
-    /// The journal is compacted once it holds this many bytes.
-    compact_at: Cell<u64>,
-    /// The smallest `compact_at` (`persistence_compact_size`).
+    /// Shared deliveries: the next ticket, the tickets issued and not yet
+    /// confirmed, and those issued since the last [`Durable::mark`].
+    next_ticket: Cell<u64>,
+    open_tickets: RefCell<HashSet<u64>>,
+    tickets_since_mark: RefCell<Vec<u64>>,
+    /// Tickets of other shards' deliveries taken this turn, and those to
+    /// confirm once their batch is durable (issuer, ticket).
+    taken: RefCell<Tickets>,
+    tickets_to_confirm: RefCell<VecDeque<(u64, Tickets)>>,
+    /// No compaction before the journal holds this many bytes
+    /// (`persistence_compact_size`).
     compact_min: u64,
 }
 
@@ -100,21 +119,26 @@ pub struct Mark {
 
 impl Durable {
     /// Wraps an open journal whose recovered records used keys and
-    /// delivery ids below `next`.
-    pub fn new(journal: Journal, shards: usize, next: u64, compact_min: u64) -> Durable {
+    /// delivery ids below `next`; `peers` counts the mesh peers that
+    /// confirm (the data shards and the bridge thread).
+    pub fn new(journal: Journal, peers: usize, next: u64, compact_min: u64) -> Durable {
         Durable {
             journal: RefCell::new(journal),
             next_id: Cell::new(next),
             keys: RefCell::default(),
             appended: Cell::new(0),
             waiting: RefCell::default(),
-            sent: RefCell::new(vec![0; shards]),
-            confirmed: RefCell::new(vec![0; shards]),
-            received: RefCell::new(vec![0; shards]),
+            sent: RefCell::new(vec![0; peers]),
+            confirmed: RefCell::new(vec![0; peers]),
+            received: RefCell::new(vec![0; peers]),
             to_confirm: RefCell::default(),
             moved: Cell::new(ShardSet::default()),
             forwarded_to: Cell::new(ShardSet::default()),
-            compact_at: Cell::new(compact_min),
+            next_ticket: Cell::new(1),
+            open_tickets: RefCell::default(),
+            tickets_since_mark: RefCell::default(),
+            taken: RefCell::default(),
+            tickets_to_confirm: RefCell::default(),
             compact_min,
         }
     }
@@ -132,13 +156,11 @@ impl Durable {
     pub fn enqueue(&self, client_id: &str, msg: &Arc<Message>, qos: u8, retain: bool) -> u64 {
         let key = self.key_of(msg);
         let delivery = self.next_id();
-        self.append(&Entry::Enqueue {
-            delivery,
-            client_id: client_id.to_string(),
-            key,
-            qos,
-            retain,
+        // Written from references: no owned entry per delivery.
+        self.journal.borrow_mut().append(entry::ENQUEUE, |b| {
+            entry::write_enqueue(b, (delivery, client_id), key, qos, retain)
         });
+        self.appended.set(self.appended.get() + 1);
         delivery
     }
 
@@ -148,11 +170,11 @@ impl Durable {
             return *key;
         }
         let key = self.next_id();
-        self.append(&Entry::Message {
-            key,
-            expires_at: msg.expires_at_unix(),
-            publish: msg.publish.clone(),
+        let expires_at = msg.expires_at_unix();
+        self.journal.borrow_mut().append(entry::MESSAGE, |b| {
+            entry::write_message(b, key, expires_at, &msg.publish)
         });
+        self.appended.set(self.appended.get() + 1);
         self.keys.borrow_mut().insert(ptr, key);
         key
     }
@@ -168,9 +190,30 @@ impl Durable {
     /// its [`hold`](Self::hold).)
     pub fn mark(&self) -> Mark {
         self.forwarded_to.set(ShardSet::default());
+        self.tickets_since_mark.borrow_mut().clear();
         Mark {
             appended: self.appended.get(),
         }
+    }
+
+    /// A ticket for a QoS 1/2 shared delivery that may be passed on
+    /// from shard to shard: what routes it waits for the ticket.
+    pub fn ticket(&self) -> u64 {
+        let t = self.next_ticket.get();
+        self.next_ticket.set(t + 1);
+        self.open_tickets.borrow_mut().insert(t);
+        self.tickets_since_mark.borrow_mut().push(t);
+        t
+    }
+
+    /// This shard took a shared delivery with shard `issuer`'s `ticket`.
+    pub fn took(&self, issuer: usize, ticket: u64) {
+        self.taken.borrow_mut().push((issuer, ticket));
+    }
+
+    /// Ticket `ticket` of this shard was confirmed.
+    pub fn ticket_confirmed(&self, ticket: u64) {
+        self.open_tickets.borrow_mut().remove(&ticket);
     }
 
     /// A QoS 1/2 message went to data shard `peer`.
@@ -207,7 +250,8 @@ impl Durable {
             .map(|p| (p, sent[p]))
             .collect();
         let journaled = self.appended.get() != mark.appended;
-        if peers.is_empty() && !journaled {
+        let tickets = std::mem::take(&mut *self.tickets_since_mark.borrow_mut());
+        if peers.is_empty() && !journaled && tickets.is_empty() {
             return Some(ack);
         }
         // The batch this turn will hand over, or (nothing journaled here)
@@ -217,6 +261,7 @@ impl Durable {
         self.waiting.borrow_mut().push_back(Waiting {
             batch,
             peers,
+            tickets,
             conn: Rc::clone(conn),
             ack,
         });
@@ -228,26 +273,35 @@ impl Durable {
     pub fn submit(&self) {
         let submitted = self.journal.borrow_mut().submit();
         self.keys.borrow_mut().clear();
+        let batch = match submitted {
+            Ok(Some(b)) => b,
+            // Nothing journaled: durable as soon as what came before.
+            Ok(None) | Err(_) => self.journal.borrow().next_batch() - 1,
+        };
+        let taken = std::mem::take(&mut *self.taken.borrow_mut());
+        if !taken.is_empty() {
+            self.tickets_to_confirm
+                .borrow_mut()
+                .push_back((batch, taken));
+        }
         let moved = self.moved.replace(ShardSet::default());
         if moved.is_empty() {
             return;
         }
         let received = self.received.borrow();
         let counts = moved.iter().map(|p| (p, received[p])).collect();
-        let batch = match submitted {
-            Ok(Some(b)) => b,
-            // Nothing journaled: durable as soon as what came before.
-            Ok(None) | Err(_) => self.journal.borrow().next_batch() - 1,
-        };
         self.to_confirm.borrow_mut().push_back((batch, counts));
     }
 
     /// Acknowledgements now durable (to send, in order), and the
     /// confirmations due to peers.
+    /// (`me`: this shard; a ticket of its own is confirmed here.)
     pub fn released(
         &self,
+        me: usize,
         acks: &mut Vec<(Rc<ConnShared>, Packet)>,
         confirms: &mut Vec<(usize, u64)>,
+        tickets: &mut Tickets,
     ) {
         let durable = self.journal.borrow().durable();
         let mut to_confirm = self.to_confirm.borrow_mut();
@@ -256,10 +310,28 @@ impl Durable {
                 confirms.extend(counts);
             }
         }
+        let mut tickets_to_confirm = self.tickets_to_confirm.borrow_mut();
+        while tickets_to_confirm
+            .front()
+            .is_some_and(|(b, _)| *b <= durable)
+        {
+            if let Some((_, taken)) = tickets_to_confirm.pop_front() {
+                for (issuer, ticket) in taken {
+                    if issuer == me {
+                        self.ticket_confirmed(ticket);
+                    } else {
+                        tickets.push((issuer, ticket));
+                    }
+                }
+            }
+        }
         let confirmed = self.confirmed.borrow();
+        let open = self.open_tickets.borrow();
         let mut waiting = self.waiting.borrow_mut();
         while let Some(w) = waiting.front() {
-            let ready = w.batch <= durable && w.peers.iter().all(|(p, n)| confirmed[*p] >= *n);
+            let ready = w.batch <= durable
+                && w.peers.iter().all(|(p, n)| confirmed[*p] >= *n)
+                && w.tickets.iter().all(|t| !open.contains(t));
             if !ready {
                 break;
             }
@@ -269,27 +341,26 @@ impl Durable {
         }
     }
 
-    /// True when the journal has grown past its bound: twice the live
-    /// state at the last compaction, and at least `compact_min`.
+    /// True when the journal has grown past its bound (twice the live
+    /// state at the last compaction, and at least `compact_min`) and no
+    /// compaction is running.
     pub fn due_for_compaction(&self) -> bool {
-        self.journal.borrow().written() >= self.compact_at.get()
+        self.journal.borrow().due_for_compaction(self.compact_min)
     }
 
-    /// Replaces the journal with `entries` (the live state).
-    fn compact(&self, entries: &[Entry]) {
-        let mut records = bytes::BytesMut::new();
-        for e in entries {
-            crate::persist::record::append(&mut records, e.kind(), |b| e.write_body(b));
-        }
-        let live = records.len() as u64;
-        if self.journal.borrow_mut().rotate(records.freeze()).is_ok() {
-            self.compact_at.set(self.compact_min.max(2 * live));
-        }
+    /// Replaces the journal with `live` (the live state), encoded and
+    /// written off this thread.
+    fn compact(&self, live: LiveState) {
+        let snapshot = Box::new(move |out: &mut bytes::BytesMut| live.encode(out));
+        // Refused while the writer is far behind: the next turn tries again.
+        let _ = self.journal.borrow_mut().rotate(snapshot);
     }
 
     /// True while acknowledgements or confirmations wait.
     pub fn busy(&self) -> bool {
-        !self.waiting.borrow().is_empty() || !self.to_confirm.borrow().is_empty()
+        !self.waiting.borrow().is_empty()
+            || !self.to_confirm.borrow().is_empty()
+            || !self.tickets_to_confirm.borrow().is_empty()
     }
 }
 
@@ -319,7 +390,7 @@ impl Shard {
             }
             return;
         }
-        if let Some(peer) = from.filter(|p| *p < self.mesh.shards()) {
+        if let Some(peer) = from {
             d.received(peer);
         }
         let set = message.filter(|m| !m.publish.payload.is_empty());
@@ -399,40 +470,37 @@ impl Shard {
         };
         d.submit();
         if d.due_for_compaction() {
+            // The loop pays for collecting the live state; encoding and
+            // writing it happen off the loop.
             let started = std::time::Instant::now();
-            let entries = self.live_entries();
-            d.compact(&entries);
+            let live = self.live_state();
+            let n = live.records();
+            d.compact(live);
             log::info!(
-                "shard {}: journal compacted to {} records in {:?}",
+                "shard {}: journal compaction to {n} records started; the loop paused {:?}",
                 self.id,
-                entries.len(),
                 started.elapsed()
             );
         }
     }
 
-    /// This shard's durable state as journal entries: its persistent
-    /// sessions and the retained messages whose topics it owns.
-    fn live_entries(&self) -> Vec<Entry> {
-        let mut out = Vec::new();
-        for s in self.sessions.borrow().by_id.values() {
-            if s.journaled {
-                s.durable_entries(&mut out);
-            }
-        }
+    /// This shard's durable state: its persistent sessions and the
+    /// retained messages whose topics it owns, messages shared.
+    fn live_state(&self) -> LiveState {
+        let sessions = self.sessions.borrow();
+        let journaled = sessions.by_id.values().filter(|s| s.journaled);
+        let mut live = LiveState {
+            sessions: journaled.map(|s| s.snapshot()).collect(),
+            retained: Vec::new(),
+        };
         let shards = self.mesh.shards();
         self.retained.borrow().for_each(|topic, stamp, msg| {
             if home_shard(topic, shards) == self.id {
-                out.push(Entry::Retain {
-                    nanos: stamp.nanos,
-                    shard: stamp.shard,
-                    topic: topic.to_string(),
-                    expires_at: msg.expires_at_unix(),
-                    publish: Some(msg.publish.clone()),
-                });
+                live.retained
+                    .push((topic.to_string(), stamp, Arc::clone(msg)));
             }
         });
-        out
+        live
     }
 
     /// Sends the acknowledgements and confirmations now durable; true if
@@ -444,8 +512,11 @@ impl Shard {
         if !d.busy() {
             return false;
         }
-        let (mut acks, mut confirms) = (Vec::new(), Vec::new());
-        d.released(&mut acks, &mut confirms);
+        let (mut acks, mut confirms, mut tickets) = (Vec::new(), Vec::new(), Vec::new());
+        d.released(self.id, &mut acks, &mut confirms, &mut tickets);
+        for (issuer, ticket) in &tickets {
+            self.mesh.send(*issuer, ShardMsg::SharedDurable(*ticket));
+        }
         for (conn, ack) in &acks {
             if !conn.is_closing() {
                 self.send_packet(conn, ack);
@@ -454,7 +525,96 @@ impl Shard {
         for (peer, n) in &confirms {
             self.mesh.send(*peer, ShardMsg::Durable(*n));
         }
-        !acks.is_empty() || !confirms.is_empty()
+        !acks.is_empty() || !confirms.is_empty() || !tickets.is_empty()
+    }
+}
+
+/// A shard's live state for a compaction, taken on its loop (messages
+/// shared, not copied) and encoded off it. `Send`.
+struct LiveState {
+    sessions: Vec<SessionSnapshot>,
+    retained: Vec<(String, RetainStamp, Arc<Message>)>,
+}
+
+/// One persistent session's durable state (see `Session::snapshot`).
+pub struct SessionSnapshot {
+    pub client_id: String,
+    pub version: u8,
+    pub expiry: u32,
+    /// (filter, options byte, subscription identifier or 0).
+    pub subscriptions: Vec<(String, u8, u32)>,
+    pub qos2_in: Vec<u16>,
+    pub will: Option<StoredWill>,
+    pub deliveries: Vec<SnapshotDelivery>,
+}
+
+/// A journaled delivery as it is now.
+pub struct SnapshotDelivery {
+    pub did: u64,
+    pub msg: Arc<Message>,
+    pub qos: u8,
+    pub retain: bool,
+    pub pid: Option<u16>,
+    pub released: bool,
+}
+
+impl LiveState {
+    /// How many records it makes (sessions count as one).
+    fn records(&self) -> usize {
+        let deliveries: usize = self.sessions.iter().map(|s| s.deliveries.len()).sum();
+        self.sessions.len() + 2 * deliveries + self.retained.len()
+    }
+
+    /// Its records, as `persist::state` rebuilds a session: each message
+    /// keyed by its delivery's id.
+    fn encode(self, out: &mut bytes::BytesMut) {
+        let mut entries = Vec::new();
+        for s in self.sessions {
+            s.entries(&mut entries);
+            for e in entries.drain(..) {
+                crate::persist::record::append(out, e.kind(), |b| e.write_body(b));
+            }
+        }
+        for (topic, stamp, msg) in self.retained {
+            let e = Entry::Retain {
+                nanos: stamp.nanos,
+                shard: stamp.shard,
+                topic,
+                expires_at: msg.expires_at_unix(),
+                publish: Some(msg.publish.clone()),
+            };
+            crate::persist::record::append(out, e.kind(), |b| e.write_body(b));
+        }
+    }
+}
+
+impl SessionSnapshot {
+    /// The entries that rebuild the session.
+    fn entries(self, out: &mut Vec<Entry>) {
+        let mut stored = StoredSession {
+            version: self.version,
+            expiry: self.expiry,
+            qos2_in: self.qos2_in,
+            will: self.will,
+            ..StoredSession::default()
+        };
+        for (filter, options, id) in self.subscriptions {
+            stored.subscriptions.insert(filter, (options, id));
+        }
+        // The session's own entries (its deliveries are added by id below).
+        let mut next = 0;
+        out.extend(session_entries(&self.client_id, &stored, &mut next));
+        for d in self.deliveries {
+            let stored = StoredDelivery {
+                publish: d.msg.publish.clone(),
+                expires_at: d.msg.expires_at_unix(),
+                qos: d.qos,
+                retain: d.retain,
+                pid: d.pid,
+                released: d.released,
+            };
+            delivery_entries(out, &self.client_id, d.did, &stored);
+        }
     }
 }
 

@@ -13,8 +13,9 @@ impl Shard {
         match msg {
             ShardMsg::Forward(m) => {
                 self.fanout_local(&m);
-                let durable = self.durable.as_deref();
-                if let Some(d) = durable.filter(|_| from < self.mesh.shards()) {
+                // Counted for the sender, a data shard or the bridge
+                // thread, which waits for this shard's confirmation.
+                if let Some(d) = self.durable.as_deref() {
                     if m.publish.qos != crate::protocol::QoS::AtMostOnce {
                         d.received(from);
                     }
@@ -25,13 +26,11 @@ impl Shard {
                     d.confirmed(from, n);
                 }
             }
-            ShardMsg::Shared(d) => {
-                let counted = d.msg.publish.qos != crate::protocol::QoS::AtMostOnce;
-                let durable = self.durable.as_deref();
-                if let Some(dur) = durable.filter(|_| counted && from < self.mesh.shards()) {
-                    dur.received(from);
+            ShardMsg::Shared(d) => self.deliver_shared(*d),
+            ShardMsg::SharedDurable(ticket) => {
+                if let Some(d) = self.durable.as_deref() {
+                    d.ticket_confirmed(ticket);
                 }
-                self.deliver_shared(*d);
             }
             ShardMsg::SubAdd(f) if f.share().is_some() => {
                 self.shared.borrow_mut().add_remote(&f, from);

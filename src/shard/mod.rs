@@ -263,7 +263,9 @@ impl Shard {
                 let (journal, next, recovered) = boot.into_parts();
                 let compact_min = config.persistence_compact_size;
                 let shards = mesh.shards();
-                let durable = Rc::new(Durable::new(journal, shards, next, compact_min));
+                // Peers that confirm: the data shards and the bridge thread.
+                let peers = shards + 1;
+                let durable = Rc::new(Durable::new(journal, peers, next, compact_min));
                 durable::install(&durable);
                 (Some(durable), Some(recovered))
             }

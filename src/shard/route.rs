@@ -257,12 +257,10 @@ impl Shard {
     fn forward(self: &Rc<Self>, msg: &Arc<Message>) -> bool {
         let peers = self.mesh.forward(&self.replica.borrow(), msg);
         if let Some(d) = self.durable.as_deref() {
-            // Data shards confirm what they journal for QoS 1/2 messages.
+            // Data shards, and the bridge thread, confirm what they
+            // journal for QoS 1/2 messages.
             if msg.publish.qos != QoS::AtMostOnce {
-                peers
-                    .iter()
-                    .filter(|p| *p < self.mesh.shards())
-                    .for_each(|p| d.forwarded(p));
+                peers.iter().for_each(|p| d.forwarded(p));
             }
         }
         let n = peers.iter().count();

@@ -13,15 +13,14 @@ use ahash::AHasher;
 use super::access::ReadMemo;
 use super::alias::OutAlias;
 use super::conn::ConnShared;
-use super::durable::with_journal;
+use super::durable::{with_journal, SessionSnapshot, SnapshotDelivery};
 use super::encode::{encode_aliased, EncodeCache};
 use super::mount;
 use super::subscribe::Subscription;
 use super::will::Will;
 use crate::limits::{PRESSURE_HEADROOM_BYTES, PRESSURE_HEADROOM_MESSAGES};
 use crate::mesh::Message;
-use crate::persist::state::delivery_entries;
-use crate::persist::{Entry, StoredDelivery};
+use crate::persist::Entry;
 use crate::protocol::{
     EncodedPublish, Packet, PacketId, ProtocolVersion, PubResp, QoS, TopicFilter,
 };
@@ -516,7 +515,7 @@ impl Session {
             did => did,
         };
         if did != 0 {
-            self.journal(|_| Entry::Sent {
+            self.journal_step(Entry::Sent {
                 delivery: did,
                 pid: pid.get(),
             });
@@ -646,7 +645,7 @@ impl Session {
                 let first = *state == OutState::Received;
                 *state = OutState::Complete;
                 if first && did != 0 {
-                    self.journal(|_| Entry::Released { delivery: did });
+                    self.journal_step(Entry::Released { delivery: did });
                 }
                 return AckFit::Release;
             }
@@ -756,6 +755,14 @@ impl Session {
         }
     }
 
+    /// Journals a step of a delivery's flow (no client id to copy) for a
+    /// persistent session.
+    fn journal_step(&self, entry: Entry) {
+        if self.journaled {
+            with_journal(|log| log.append(&entry));
+        }
+    }
+
     /// Journals a QoS 1/2 delivery of `msg`; its id, or 0 when nothing is
     /// journaled (a clean session, QoS 0, persistence off).
     fn journal_enqueue(&self, msg: &Arc<Message>, qos: QoS, retain: bool) -> u64 {
@@ -768,60 +775,62 @@ impl Session {
     /// Journals the end of delivery `did` (0: none to journal).
     fn journal_done(&self, did: u64) {
         if did != 0 {
-            self.journal(|_| Entry::Done { delivery: did });
+            self.journal_step(Entry::Done { delivery: did });
         }
     }
 
-    /// The journal entries that rebuild this session as it is now (for a
-    /// compaction): the session, its subscriptions, its inbound QoS 2 ids
-    /// and its journaled deliveries in order, each message keyed by its
-    /// delivery's id.
-    pub fn durable_entries(&self, out: &mut Vec<Entry>) {
-        let id = || self.client_id.to_string();
-        out.push(Entry::Session {
-            client_id: id(),
+    /// This session's durable state as it is now, for a compaction: the
+    /// session, its subscriptions, inbound QoS 2 ids, will and journaled
+    /// deliveries in order, their messages shared (an `Arc` each), so that
+    /// taking it costs the loop little; it is encoded off the loop.
+    pub fn snapshot(&self) -> SessionSnapshot {
+        let subscriptions = self.subscriptions.iter().map(|(filter, sub)| {
+            let options = sub.opts.to_byte(ProtocolVersion::V5);
+            let id = sub.id.map_or(0, NonZeroU32::get);
+            (filter.as_str().to_string(), options, id)
+        });
+        let mut snapshot = SessionSnapshot {
+            client_id: self.client_id.to_string(),
             version: self.version as u8,
             expiry: self.expiry,
-        });
-        for (filter, sub) in &self.subscriptions {
-            out.push(Entry::Subscribe {
-                client_id: id(),
-                filter: filter.as_str().to_string(),
-                options: sub.opts.to_byte(ProtocolVersion::V5),
-                id: sub.id.map_or(0, NonZeroU32::get),
-            });
-        }
-        let Some(flow) = self.flow.as_deref() else {
-            return;
+            subscriptions: subscriptions.collect(),
+            qos2_in: Vec::new(),
+            will: self.will.as_ref().map(|w| w.stored()),
+            deliveries: Vec::new(),
         };
-        for pid in &flow.inbound_qos2 {
-            out.push(Entry::Qos2In {
-                client_id: id(),
-                pid: *pid,
-            });
-        }
+        let Some(flow) = self.flow.as_deref() else {
+            return snapshot;
+        };
+        snapshot.qos2_in.extend(flow.inbound_qos2.iter().copied());
         let inflight = flow.inflight.iter().map(|f| {
             let released = f.state == OutState::Complete;
-            (&f.msg, f.qos, f.retain, f.did, Some(f.pid), released)
+            (
+                f.did,
+                &f.msg,
+                f.qos as u8,
+                f.retain,
+                Some(f.pid.get()),
+                released,
+            )
         });
         let queued = flow
             .queue
             .iter()
-            .map(|q| (&q.msg, q.qos, q.retain, q.did, None, false));
-        for (msg, qos, retain, did, pid, released) in inflight.chain(queued) {
-            if did == 0 {
-                continue;
-            }
-            let stored = StoredDelivery {
-                publish: msg.publish.clone(),
-                expires_at: msg.expires_at_unix(),
-                qos: qos as u8,
-                retain,
-                pid: pid.map(PacketId::get),
-                released,
-            };
-            delivery_entries(out, &self.client_id, did, &stored);
-        }
+            .map(|q| (q.did, &q.msg, q.qos as u8, q.retain, None, false));
+        let journaled = inflight.chain(queued).filter(|d| d.0 != 0);
+        snapshot
+            .deliveries
+            .extend(
+                journaled.map(|(did, msg, qos, retain, pid, released)| SnapshotDelivery {
+                    did,
+                    msg: Arc::clone(msg),
+                    qos,
+                    retain,
+                    pid,
+                    released,
+                }),
+            );
+        snapshot
     }
 
     /// Puts back a delivery read from the journal as delivery `did`: in

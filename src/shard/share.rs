@@ -11,6 +11,12 @@
 //! that member, as its session queue allows. So a message visits each
 //! shard at most once, plus one hop back to that shard.
 //!
+//! Durable state: a QoS 1/2 delivery carries a ticket of the shard whose
+//! publisher waits for it; the shard that takes it (gives it to a member,
+//! or drops it) confirms the ticket once that is journaled
+//! (`ShardMsg::SharedDurable`), so the acknowledgement waits for the shard
+//! that stores the message, not for the first shard it was passed to.
+//!
 //! A member whose client goes away hands what it held for the group
 //! (queued messages, QoS 1 in flight; QoS 2 in flight once its session
 //! ends) back to the group, where another member takes it
@@ -37,20 +43,26 @@ impl Shard {
         let mut here = Vec::new();
         let durable = self.durable.as_deref();
         let counted = msg.publish.qos != QoS::AtMostOnce;
+        // A QoS 1/2 delivery carries a ticket of this shard: the shard
+        // that finally takes it confirms it, and the publisher's
+        // acknowledgement waits for that.
+        let ticket = || {
+            let d = durable.filter(|_| counted)?;
+            Some((self.id as u16, d.ticket()))
+        };
         let matched = self
             .mesh
             .share(&self.shared.borrow(), msg, |group, pick| match pick {
-                Pick::Local => here.push(TopicFilter::clone(group.name())),
-                // The first shard's confirmation covers the message (one
-                // passed on from there is not waited for: see the README).
-                Pick::Shard(peer) => {
-                    if let (Some(d), true) = (durable, counted) {
-                        d.forwarded(peer);
-                    }
+                Pick::Local => {
+                    here.push(TopicFilter::clone(group.name()));
+                    None
                 }
+                Pick::Shard(_) => ticket(),
             });
         for group in here {
-            self.deliver_shared(SharedDelivery::new(Arc::clone(msg), group));
+            let mut d = SharedDelivery::new(Arc::clone(msg), group);
+            d.ticket = ticket();
+            self.deliver_shared(d);
         }
         matched > 0
     }
@@ -61,6 +73,7 @@ impl Shard {
         let me = self.id;
         let (online, offline) = self.choose_members(&d);
         if let Some(member) = online {
+            self.take_ticket(&d);
             return self.give(&d, member);
         }
         d.tried.insert(me);
@@ -74,18 +87,23 @@ impl Shard {
             .and_then(|g| g.untried_shard(&d.tried));
         let next = next.or(d.fallback.map(usize::from).filter(|f| *f != me));
         if let Some(peer) = next {
-            // Counted like every QoS 1/2 message between data shards, so
-            // that the peer's running count stays this shard's.
-            if let Some(dur) = self.durable.as_deref() {
-                if d.msg.publish.qos != QoS::AtMostOnce {
-                    dur.forwarded(peer);
-                }
-            }
+            // Its ticket goes with it.
             self.mesh.send(peer, ShardMsg::Shared(Box::new(d)));
         } else if let Some(member) = offline {
+            self.take_ticket(&d);
             self.give(&d, member);
         } else {
+            self.take_ticket(&d);
             self.count(Delivery::Dropped);
+        }
+    }
+
+    /// This shard takes `d` (gives it to a member, or drops it): its
+    /// ticket is confirmed to the shard that issued it once what this
+    /// turn journals is durable.
+    fn take_ticket(&self, d: &SharedDelivery) {
+        if let (Some(dur), Some((origin, ticket))) = (self.durable.as_deref(), d.ticket) {
+            dur.took(usize::from(origin), ticket);
         }
     }
 

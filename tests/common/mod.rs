@@ -9,6 +9,7 @@ pub mod certs;
 pub mod mosquitto;
 pub mod mosquitto_clients;
 pub mod mqttjs;
+pub mod process;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
