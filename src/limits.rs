@@ -122,6 +122,16 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// tombstones); the loop also waits for nearer deadlines.
 pub const TICK: Duration = Duration::from_millis(100);
 
+/// Runs of (read time, deliveries) a shard keeps per turn for the
+/// publish-to-delivery histogram (one run per message however many
+/// subscribers it reaches); past it, the runs are recorded at once.
+pub const LATENCY_RUNS: usize = 4096;
+
+/// The largest request the metrics endpoint reads (a scrape's is a few
+/// hundred bytes), and how long it waits for it or for the answer to go.
+pub const METRICS_REQUEST_MAX: usize = 8192;
+pub const METRICS_IO_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Keepalive bucket width: deadlines are checked per second, not per client.
 pub const KEEPALIVE_BUCKET: Duration = Duration::from_secs(1);
 

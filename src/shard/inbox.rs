@@ -12,6 +12,7 @@ impl Shard {
     pub(super) fn on_mesh(self: &Rc<Self>, from: usize, msg: ShardMsg) {
         match msg {
             ShardMsg::Forward(m) => {
+                self.latency.hopped(m.read_at);
                 self.fanout_local(&m);
                 let durable = self.durable.as_deref();
                 if let Some(d) = durable.filter(|_| from < self.mesh.shards()) {

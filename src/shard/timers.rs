@@ -161,6 +161,7 @@ impl Shard {
     fn tick(self: &Rc<Self>, now: Instant) {
         self.deadlines.borrow_mut().tick = now + TICK;
         self.publish_stats();
+        self.update_sys(now);
         let second = self.now();
         let last = std::mem::replace(&mut self.deadlines.borrow_mut().last_second, second);
         if second == last {
