@@ -84,6 +84,11 @@ pub struct ConnArgs {
     /// Broker process id: report its CPU time per message and its memory.
     #[arg(long)]
     pub broker_pid: Option<u32>,
+    /// A shardmq metrics endpoint (http://host:port/metrics, its
+    /// `metrics_listener`): report the broker-side latency percentiles of
+    /// the measured window next to the end-to-end ones.
+    #[arg(long, value_name = "URL")]
+    pub broker_metrics: Option<String>,
     /// Print the report as JSON on stdout instead of a table.
     #[arg(long)]
     pub json: bool,

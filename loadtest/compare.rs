@@ -89,6 +89,9 @@ fn run_one(args: &CompareArgs, name: &str, target: &BrokerTarget) -> Entry {
         BrokerTarget::Address(addr) => {
             sc.conn_mut().host = addr.clone();
             sc.conn_mut().broker_pid = None;
+            // An address names no metrics endpoint (`--broker-metrics`
+            // would be every broker's): start it with `{metrics_conf}`.
+            sc.conn_mut().broker_metrics = None;
             Ok(None)
         }
         BrokerTarget::Command(cmd) => {
@@ -106,6 +109,7 @@ fn run_one(args: &CompareArgs, name: &str, target: &BrokerTarget) -> Entry {
     if let Some(g) = &guard {
         sc.conn_mut().host = g.addr();
         sc.conn_mut().broker_pid = Some(g.pid());
+        sc.conn_mut().broker_metrics = g.metrics_url();
     }
     entry.address = sc.conn().host.clone();
     if !sc.conn().json {

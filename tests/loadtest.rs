@@ -436,3 +436,39 @@ fn bridge_scenario_says_so_when_the_edge_does_not_bridge() {
         started.elapsed()
     );
 }
+
+#[test]
+fn broker_metrics_put_the_brokers_own_latency_next_to_end_to_end() {
+    let broker = common::TestBroker::with(2, |c| {
+        c.metrics_listener = Some("127.0.0.1:0".parse().expect("addr"));
+    });
+    let host = broker.addr.to_string();
+    let metrics = broker.handle().metrics_addr().expect("an endpoint");
+    let url = format!("http://{metrics}/metrics");
+    let line = format!(
+        "pairs --host {host} --pairs 4 --qos 1 --rate 400 --duration 1s --warmup 300ms --broker-metrics {url}"
+    );
+    let r = json_run(&line);
+    assert_no_loss(&r);
+    let delivery = &r["broker_latency"]["delivery"];
+    let count = num(delivery, "count");
+    // The window's deliveries, give or take the 100 ms the broker's
+    // histograms lag behind the harness's clock at each end.
+    assert!((200..=600).contains(&count), "{r}");
+    let p99 = delivery["p99_ms"].as_f64().expect("p99");
+    let e2e_p99 = r["latency"]["p99_ms"].as_f64().expect("e2e p99");
+    assert!(p99 > 0.0 && p99 <= e2e_p99.max(10.0) * 10.0, "{r}");
+    assert!(num(&r["broker_latency"]["turn"], "count") > 0, "{r}");
+
+    let args: Vec<&str> = line.split_whitespace().collect();
+    let table = String::from_utf8_lossy(&harness(&args).stdout).into_owned();
+    assert!(
+        table.contains("in broker p99.9") && table.contains("latency p99"),
+        "{table}"
+    );
+
+    let bad = format!("pairs --host {host} --pairs 1 --rate 10 --duration 1s --warmup 0s --broker-metrics http://{host}/metrics");
+    let err = harness_fails(&bad.split_whitespace().collect::<Vec<_>>());
+    assert!(err.contains("--broker-metrics"), "{err}");
+    broker.stop();
+}
