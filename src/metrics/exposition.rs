@@ -296,6 +296,10 @@ pub fn histogram(samples: &[Sample], name: &str) -> Option<HistogramSnapshot> {
         cumulative[i] += s.value as u64;
         any = true;
     }
+    // A bucket a scrape leaves out holds what the one below it holds.
+    for i in 1..BUCKETS {
+        cumulative[i] = cumulative[i].max(cumulative[i - 1]);
+    }
     let sum: f64 = samples
         .iter()
         .filter(|s| s.name == format!("{name}_sum"))
