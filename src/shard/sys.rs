@@ -58,6 +58,9 @@ pub struct SysTree {
     loads: [[f64; PERIODS.len()]; RATES.len()],
     /// Most clients connected at once, seen at an update.
     max_connected: u64,
+    /// Per shard, the longest loop turn of any tick since the last update
+    /// (each shard's cell holds its last tick's).
+    stalls: Vec<u64>,
 }
 
 impl SysTree {
@@ -73,16 +76,25 @@ impl SysTree {
             previous: None,
             loads: [[0.0; PERIODS.len()]; RATES.len()],
             max_connected: 0,
+            stalls: Vec::new(),
         }
     }
 
-    /// The changed topics and payloads if an update is due at `now`.
+    /// Called every tick: the changed topics and payloads if an update is
+    /// due at `now`. Every tick folds the shards' longest turns in.
     pub fn due(&mut self, now: Instant) -> Option<Vec<(String, String)>> {
+        let mut per_shard: Vec<StatsSnapshot> = self.shards.iter().map(|c| c.read()).collect();
+        self.stalls.resize(per_shard.len(), 0);
+        for (max, s) in self.stalls.iter_mut().zip(&per_shard) {
+            *max = (*max).max(s.max_turn_us);
+        }
         if now < self.next {
             return None;
         }
         self.next = now + self.interval;
-        let per_shard: Vec<StatsSnapshot> = self.shards.iter().map(|c| c.read()).collect();
+        for (s, max) in per_shard.iter_mut().zip(&mut self.stalls) {
+            s.max_turn_us = std::mem::take(max);
+        }
         Some(self.update(now, &per_shard))
     }
 
@@ -274,6 +286,22 @@ mod tests {
         assert_eq!(value(&out, "clients/connected"), Some("2"));
         assert_eq!(value(&out, "clients/maximum"), None, "unchanged");
         assert_eq!(value(&out, "publish/messages/received"), None, "unchanged");
+    }
+
+    #[test]
+    fn the_stall_is_the_longest_turn_of_any_tick_since_the_last_update() {
+        let (mut tree, start) = tree();
+        let cell = |us| StatsSnapshot {
+            max_turn_us: us,
+            ..StatsSnapshot::default()
+        };
+        tree.shards[1].publish(&cell(900));
+        assert!(tree.due(start).is_some(), "the first update is at once");
+        tree.shards[1].publish(&cell(700));
+        assert!(tree.due(start + Duration::from_secs(1)).is_none());
+        tree.shards[1].publish(&cell(5));
+        let out = tree.due(start + Duration::from_secs(10)).expect("due");
+        assert_eq!(value(&out, "shard/1/loop/stall"), Some("700"));
     }
 
     #[test]
