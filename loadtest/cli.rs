@@ -424,7 +424,8 @@ pub struct BrokerSpec {
 pub enum BrokerTarget {
     /// Already running there.
     Address(String),
-    /// A command to start (with `{port}` / `{conf}` placeholders).
+    /// A command to start (with `{port}` / `{conf}` / `{metrics_conf}`
+    /// placeholders).
     Command(String),
 }
 
@@ -448,12 +449,12 @@ impl std::str::FromStr for BrokerSpec {
             ));
         }
         let target = match rest.strip_prefix("cmd:") {
-            Some(cmd) if cmd.contains("{port}") || cmd.contains("{conf}") => {
+            Some(cmd) if ["{port}", "{conf}", "{metrics_conf}"].iter().any(|p| cmd.contains(p)) => {
                 BrokerTarget::Command(cmd.to_string())
             }
             Some(_) => {
                 return Err(format!(
-                    "--broker {name}: the command needs a {{port}} or {{conf}} placeholder"
+                    "--broker {name}: the command needs a {{port}}, {{conf}} or {{metrics_conf}} placeholder"
                 ))
             }
             None if rest.contains(':') => BrokerTarget::Address(rest.to_string()),

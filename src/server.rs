@@ -268,13 +268,14 @@ impl BrokerHandle {
 
     /// Waits until the broker stops (its stop flag was set elsewhere).
     pub fn wait(self) -> io::Result<()> {
-        if let Some(endpoint) = self.metrics {
-            endpoint.stop();
-        }
         for (i, shard) in self.shards.into_iter().enumerate() {
             shard
                 .join()
                 .map_err(|_| io::Error::other(format!("shard {i} panicked")))?;
+        }
+        // Scrapes are answered until the shards are gone.
+        if let Some(endpoint) = self.metrics {
+            endpoint.stop();
         }
         // Every shard, and so every job sender, is gone: they end.
         self.verifiers.join();

@@ -207,3 +207,29 @@ fn without_a_metrics_listener_there_is_no_endpoint() {
     assert_eq!(b.handle().metrics_addr(), None);
     b.stop();
 }
+
+/// The binary blocks in `BrokerHandle::wait`: scrapes are answered
+/// meanwhile, and the endpoint goes with the broker.
+#[test]
+fn the_endpoint_answers_while_the_broker_is_waited_for() {
+    let config = shardmq::config::Config {
+        listeners: vec![shardmq::config::Listener::new(
+            "127.0.0.1:0".parse().expect("addr"),
+        )],
+        shards: Some(1),
+        metrics_listener: Some("127.0.0.1:0".parse().expect("addr")),
+        ..shardmq::config::Config::default()
+    };
+    let handle = shardmq::server::start_with(config, Default::default()).expect("starts");
+    let addr = handle.metrics_addr().expect("an endpoint");
+    let stop = handle.stop_flag();
+    let waiter = std::thread::spawn(move || handle.wait());
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!scrape(addr).is_empty());
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    waiter.join().expect("no panic").expect("stops cleanly");
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "the endpoint is gone"
+    );
+}
