@@ -472,3 +472,40 @@ fn broker_metrics_put_the_brokers_own_latency_next_to_end_to_end() {
     assert!(err.contains("--broker-metrics"), "{err}");
     broker.stop();
 }
+
+#[test]
+fn compare_shows_the_in_broker_rows_of_a_broker_started_with_metrics_conf() {
+    if !mosquitto_installed("compare with metrics") {
+        return;
+    }
+    let dir = temp_dir("compare-metrics");
+    let svg = dir.join("cmp.svg");
+    let shardmq = format!(
+        "smq=cmd:{} -c {{metrics_conf}}",
+        env!("CARGO_BIN_EXE_shardmq")
+    );
+    let mut args = vec![
+        "compare",
+        "--svg",
+        svg.to_str().unwrap(),
+        "--settle",
+        "100ms",
+    ];
+    args.extend([
+        "--broker",
+        "mosq=cmd:mosquitto -c {conf}",
+        "--broker",
+        &shardmq,
+    ]);
+    args.extend("pairs --pairs 2 --qos 1 --rate 300 --duration 1s --warmup 300ms".split(' '));
+    let out = harness(&args);
+    let table = String::from_utf8_lossy(&out.stdout);
+    let row = table
+        .lines()
+        .find(|l| l.trim_start().starts_with("in broker p99 "))
+        .unwrap_or_else(|| panic!("no in-broker row: {table}"));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cells[4], "-", "Mosquitto exposes none: {row}");
+    assert!(cells[5].parse::<f64>().is_ok_and(|v| v > 0.0), "{row}");
+    let _ = std::fs::remove_dir_all(dir);
+}
