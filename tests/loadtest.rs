@@ -199,13 +199,9 @@ fn idle_and_connect_storm_report_their_figures() {
     assert_eq!(num(&r["latency"], "count"), 200, "{r}");
 }
 
-#[test]
-fn compare_two_brokers_prints_ratios_and_draws_svg() {
-    if !mosquitto_installed("compare") {
-        return;
-    }
-    let dir = temp_dir("compare");
-    let svg = dir.join("cmp.svg");
+/// `compare` of `brokers` (`NAME=...`) over `scenario`, chart at `svg`:
+/// its table.
+fn compare(svg: &Path, brokers: &[&str], scenario: &str) -> String {
     let mut args = vec![
         "compare",
         "--svg",
@@ -213,15 +209,26 @@ fn compare_two_brokers_prints_ratios_and_draws_svg() {
         "--settle",
         "100ms",
     ];
-    args.extend([
-        "--broker",
+    for b in brokers {
+        args.extend(["--broker", b]);
+    }
+    args.extend(scenario.split(' '));
+    String::from_utf8_lossy(&harness(&args).stdout).into_owned()
+}
+
+#[test]
+fn compare_two_brokers_prints_ratios_and_draws_svg() {
+    if !mosquitto_installed("compare") {
+        return;
+    }
+    let dir = temp_dir("compare");
+    let svg = dir.join("cmp.svg");
+    let brokers = [
         "first=cmd:mosquitto -c {conf}",
-        "--broker",
         "second=cmd:mosquitto -c {conf}",
-    ]);
-    args.extend("fanout --subscribers 2 --rate 500 --duration 1s --warmup 200ms".split(' '));
-    let out = harness(&args);
-    let table = String::from_utf8_lossy(&out.stdout);
+    ];
+    let scenario = "fanout --subscribers 2 --rate 500 --duration 1s --warmup 200ms";
+    let table = compare(&svg, &brokers, scenario);
     assert!(
         table.contains("first") && table.contains("second"),
         "{table}"
@@ -479,27 +486,13 @@ fn compare_shows_the_in_broker_rows_of_a_broker_started_with_metrics_conf() {
         return;
     }
     let dir = temp_dir("compare-metrics");
-    let svg = dir.join("cmp.svg");
     let shardmq = format!(
         "smq=cmd:{} -c {{metrics_conf}}",
         env!("CARGO_BIN_EXE_shardmq")
     );
-    let mut args = vec![
-        "compare",
-        "--svg",
-        svg.to_str().unwrap(),
-        "--settle",
-        "100ms",
-    ];
-    args.extend([
-        "--broker",
-        "mosq=cmd:mosquitto -c {conf}",
-        "--broker",
-        &shardmq,
-    ]);
-    args.extend("pairs --pairs 2 --qos 1 --rate 300 --duration 1s --warmup 300ms".split(' '));
-    let out = harness(&args);
-    let table = String::from_utf8_lossy(&out.stdout);
+    let brokers = ["mosq=cmd:mosquitto -c {conf}", shardmq.as_str()];
+    let scenario = "pairs --pairs 2 --qos 1 --rate 300 --duration 1s --warmup 300ms";
+    let table = compare(&dir.join("cmp.svg"), &brokers, scenario);
     let row = table
         .lines()
         .find(|l| l.trim_start().starts_with("in broker p99 "))
