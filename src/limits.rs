@@ -127,9 +127,12 @@ pub const TICK: Duration = Duration::from_millis(100);
 /// subscribers it reaches); past it, the runs are recorded at once.
 pub const LATENCY_RUNS: usize = 4096;
 
-/// The largest request the metrics endpoint reads (a scrape's is a few
-/// hundred bytes), and how long it waits for it or for the answer to go.
+/// The largest request head the metrics endpoint reads (a scrape's is a
+/// few hundred bytes).
 pub const METRICS_REQUEST_MAX: usize = 8192;
+
+/// How long the metrics endpoint waits for a request, or for its answer to
+/// go: one slow client holds the (single) endpoint thread at most this long.
 pub const METRICS_IO_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Keepalive bucket width: deadlines are checked per second, not per client.

@@ -93,7 +93,8 @@ fn read_head(s: &mut TcpStream) -> io::Result<String> {
     let mut chunk = [0u8; 1024];
     while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
         if buf.len() >= METRICS_REQUEST_MAX {
-            return Err(io::Error::other("request head above 8 KiB"));
+            let why = format!("request head above {METRICS_REQUEST_MAX} bytes");
+            return Err(io::Error::other(why));
         }
         let n = s.read(&mut chunk)?;
         if n == 0 {
