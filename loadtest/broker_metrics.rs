@@ -13,8 +13,8 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use serde::Serialize;
-use shardmq::metrics::exposition::{histogram, parse, Sample};
 use shardmq::metrics::histogram::HistogramSnapshot;
+use shardmq::metrics::scrape::{histogram, parse, Sample};
 
 use crate::error::{LoadError, Result};
 

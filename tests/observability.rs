@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{RawClient, TestBroker};
-use shardmq::metrics::exposition::{histogram, parse, Sample};
+use shardmq::metrics::scrape::{histogram, parse, Sample};
 use shardmq::protocol::{Packet, ProtocolVersion, QoS};
 
 const V311: ProtocolVersion = ProtocolVersion::V311;

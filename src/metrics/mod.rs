@@ -4,8 +4,8 @@
 //! - [`histogram`]: fixed-bucket histograms: shard-local to record, a
 //!   cell of atomics to publish, snapshots to read and diff.
 //! - [`exposition`]: the counters and histograms of every shard in the
-//!   Prometheus text format (through `prometheus-client`), and a parser
-//!   of it for the harness and tests.
+//!   Prometheus text format (through `prometheus-client`).
+//! - [`scrape`]: a parser of that format, for the harness and tests.
 //! - [`http`]: the `metrics_listener` thread answering `GET /metrics`.
 //!
 //! The shards never wait for a scrape: each records into its own
@@ -15,6 +15,7 @@
 pub mod exposition;
 pub mod histogram;
 pub mod http;
+pub mod scrape;
 
 use std::cell::{Cell, RefCell};
 use std::time::{Duration, Instant};
