@@ -47,7 +47,15 @@ fn sys_values_match_the_clients_and_messages_of_the_test() {
     let (mut sub, _) = RawClient::connect(b.addr, V311, &b.id_on(1, "sub"), true);
     sub.subscribe("obs/t", QoS::AtMostOnce);
     let (mut publisher, _) = RawClient::connect(b.addr, V311, &b.id_on(0, "pub"), true);
-    let (_idle, _) = RawClient::connect(b.addr, V311, &b.id_on(0, "idle"), true);
+    let (mut idle, _) = RawClient::connect(b.addr, V311, &b.id_on(0, "idle"), true);
+    idle.subscribe("$share/g/obs/#", QoS::AtMostOnce);
+    idle.subscribe("obs/gone", QoS::AtMostOnce);
+    idle.send(&Packet::Unsubscribe(shardmq::protocol::Unsubscribe {
+        packet_id: common::pid(9),
+        filters: vec!["obs/gone".parse().expect("a filter")],
+        properties: Default::default(),
+    }));
+    assert!(matches!(idle.recv(), Some(Packet::UnsubAck(_))));
     let (gone, _) = RawClient::connect(b.addr, V311, &b.id_on(1, "gone"), false);
     gone.disconnect();
     let m = 7;
@@ -62,7 +70,7 @@ fn sys_values_match_the_clients_and_messages_of_the_test() {
         get(s, "publish/messages/received") == Some("7")
             && get(s, "clients/connected") == Some("4")
             && get(s, "clients/total") == Some("5")
-            && get(s, "subscriptions/count") == Some("2")
+            && get(s, "subscriptions/count") == Some("3")
             && get(s, "shard/0/connections") == Some("3")
             && get(s, "shard/1/sessions") == Some("2")
             && get(s, "load/publish/received/1min").is_some()
@@ -232,4 +240,36 @@ fn the_endpoint_answers_while_the_broker_is_waited_for() {
         std::net::TcpStream::connect(addr).is_err(),
         "the endpoint is gone"
     );
+}
+
+/// The tree is published again at start: a journal does not keep it (a
+/// client's retained message it keeps).
+#[test]
+fn sys_values_are_not_journaled() {
+    let d = std::env::temp_dir().join(format!("shardmq-obs-journal-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    let persist = |c: &mut shardmq::config::Config, sys: u64| {
+        c.persistence = true;
+        c.persistence_location = Some(d.clone());
+        c.sys_interval = Duration::from_secs(sys);
+    };
+    let b = TestBroker::with(2, |c| persist(c, 1));
+    let (mut w, _) = RawClient::connect(b.addr, V311, "journal-w", true);
+    w.subscribe("$SYS/broker/version", QoS::AtMostOnce);
+    let version = w.recv_within(Duration::from_secs(3));
+    assert!(
+        matches!(version, Some(Some(Packet::Publish(_)))),
+        "{version:?}"
+    );
+    w.publish("obs/kept", b"1", QoS::AtLeastOnce, true, 1);
+    b.stop();
+
+    let b = TestBroker::with(2, |c| persist(c, 0));
+    let (mut w, _) = RawClient::connect(b.addr, V311, "journal-w", true);
+    w.subscribe("$SYS/#", QoS::AtMostOnce);
+    w.expect_silence(Duration::from_millis(500));
+    w.subscribe("obs/kept", QoS::AtMostOnce);
+    assert_eq!(&w.recv_publish().payload[..], b"1");
+    b.stop();
+    let _ = std::fs::remove_dir_all(&d);
 }

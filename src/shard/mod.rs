@@ -170,6 +170,9 @@ pub struct Shard {
     local: RefCell<SubTrie<SessionId, Subscription>>,
     /// Local subscription count per filter; 0 -> 1 and 1 -> 0 are broadcast.
     filter_counts: RefCell<HashMap<TopicFilter, u32, RandomState>>,
+    /// Subscriptions of the sessions here, shared ones included (the sum
+    /// of `filter_counts`, kept as it changes).
+    subscriptions: Cell<usize>,
     /// Replica of the other shards' filters: filter -> shard.
     replica: RefCell<SubTrie<usize, ()>>,
     /// Shared subscription groups: this shard's members, every shard's
@@ -299,6 +302,7 @@ impl Shard {
             next_session: Cell::new(1),
             local: RefCell::default(),
             filter_counts: RefCell::default(),
+            subscriptions: Cell::new(0),
             replica: RefCell::default(),
             shared: RefCell::new(SharedIndex::new(id, strategy)),
             retained: RefCell::default(),
@@ -385,7 +389,7 @@ impl Shard {
         let gauges = Gauges {
             connections: self.connections.get() as u64,
             sessions: self.sessions.borrow().by_id.len() as u64,
-            subscriptions: self.local.borrow().len() as u64,
+            subscriptions: self.subscriptions.get() as u64,
             retained: self.retained.borrow().len() as u64,
             mesh_queued: self.mesh.queued() as u64,
             max_turn_us: self.latency.take_max_turn().as_micros() as u64,
