@@ -1,6 +1,8 @@
 //! Brokers that the harness starts itself (`compare`'s brokers, the
 //! upstream that `bridge --kill-upstream` restarts): a command with
 //! `{port}` / `{conf}` placeholders, run through `sh -c exec ...`,
+//! (or `{metrics_conf}`: `{conf}` with a shardmq `metrics_listener` on a
+//! free port, which `compare` then scrapes, see [`BrokerProc::metrics_url`]),
 //! optionally pinned to cores, waited for until its port accepts
 //! connections, and killed on drop (or with the harness, if it is killed).
 
@@ -26,6 +28,8 @@ const LISTEN_POLL: Duration = Duration::from_millis(5);
 pub struct BrokerProc {
     child: Child,
     pub port: u16,
+    /// The `metrics_listener` port, when the command names `{metrics_conf}`.
+    metrics_port: Option<u16>,
     /// Holds the generated config and the broker's log.
     dir: PathBuf,
 }
@@ -52,8 +56,20 @@ impl BrokerProc {
         let conf = dir.join("broker.conf");
         std::fs::write(&conf, config_text(port))
             .map_err(LoadError::io(format!("writing {}", conf.display())))?;
+        let metrics_port = if template.contains("{metrics_conf}") {
+            Some(free_port()?)
+        } else {
+            None
+        };
+        let metrics_conf = dir.join("broker-metrics.conf");
+        if let Some(mport) = metrics_port {
+            let text = format!("{}metrics_listener {mport} 127.0.0.1\n", config_text(port));
+            std::fs::write(&metrics_conf, text)
+                .map_err(LoadError::io(format!("writing {}", metrics_conf.display())))?;
+        }
         let command = template
             .replace("{port}", &port.to_string())
+            .replace("{metrics_conf}", &metrics_conf.to_string_lossy())
             .replace("{conf}", &conf.to_string_lossy());
         let log = File::create(dir.join("broker.log"))
             .map_err(LoadError::io("creating the broker log"))?;
@@ -78,7 +94,12 @@ impl BrokerProc {
         let child = cmd
             .spawn()
             .map_err(LoadError::io(format!("starting broker {name}: {command}")))?;
-        let mut proc = BrokerProc { child, port, dir };
+        let mut proc = BrokerProc {
+            child,
+            port,
+            metrics_port,
+            dir,
+        };
         proc.wait_listening(name, &command)?;
         Ok(proc)
     }
@@ -86,6 +107,12 @@ impl BrokerProc {
     /// The broker's address.
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The broker's metrics endpoint, if started with `{metrics_conf}`.
+    pub fn metrics_url(&self) -> Option<String> {
+        self.metrics_port
+            .map(|p| format!("http://127.0.0.1:{p}/metrics"))
     }
 
     /// The broker's process id (the command was exec'd by sh).

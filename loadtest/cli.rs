@@ -84,6 +84,11 @@ pub struct ConnArgs {
     /// Broker process id: report its CPU time per message and its memory.
     #[arg(long)]
     pub broker_pid: Option<u32>,
+    /// A shardmq metrics endpoint (http://host:port/metrics, its
+    /// `metrics_listener`): report the broker-side latency percentiles of
+    /// the measured window next to the end-to-end ones.
+    #[arg(long, value_name = "URL")]
+    pub broker_metrics: Option<String>,
     /// Print the report as JSON on stdout instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -425,7 +430,8 @@ pub struct BrokerSpec {
 pub enum BrokerTarget {
     /// Already running there.
     Address(String),
-    /// A command to start (with `{port}` / `{conf}` placeholders).
+    /// A command to start (with `{port}` / `{conf}` / `{metrics_conf}`
+    /// placeholders).
     Command(String),
 }
 
@@ -449,12 +455,12 @@ impl std::str::FromStr for BrokerSpec {
             ));
         }
         let target = match rest.strip_prefix("cmd:") {
-            Some(cmd) if cmd.contains("{port}") || cmd.contains("{conf}") => {
+            Some(cmd) if ["{port}", "{conf}", "{metrics_conf}"].iter().any(|p| cmd.contains(p)) => {
                 BrokerTarget::Command(cmd.to_string())
             }
             Some(_) => {
                 return Err(format!(
-                    "--broker {name}: the command needs a {{port}} or {{conf}} placeholder"
+                    "--broker {name}: the command needs a {{port}}, {{conf}} or {{metrics_conf}} placeholder"
                 ))
             }
             None if rest.contains(':') => BrokerTarget::Address(rest.to_string()),

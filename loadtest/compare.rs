@@ -13,7 +13,7 @@ use crate::app::{emit, write_hgrm};
 use crate::broker_proc::BrokerProc;
 use crate::cli::{BrokerTarget, CompareArgs, Scenario};
 use crate::error::{LoadError, Result};
-use crate::report::{fmt_value, Report};
+use crate::report::{fmt_value, Report, Row};
 use crate::scenario::{self, Outcome};
 
 /// One broker's result.
@@ -89,6 +89,9 @@ fn run_one(args: &CompareArgs, name: &str, target: &BrokerTarget) -> Entry {
         BrokerTarget::Address(addr) => {
             sc.conn_mut().host = addr.clone();
             sc.conn_mut().broker_pid = None;
+            // An address names no metrics endpoint (`--broker-metrics`
+            // would be every broker's): start it with `{metrics_conf}`.
+            sc.conn_mut().broker_metrics = None;
             Ok(None)
         }
         BrokerTarget::Command(cmd) => {
@@ -106,6 +109,7 @@ fn run_one(args: &CompareArgs, name: &str, target: &BrokerTarget) -> Entry {
     if let Some(g) = &guard {
         sc.conn_mut().host = g.addr();
         sc.conn_mut().broker_pid = Some(g.pid());
+        sc.conn_mut().broker_metrics = g.metrics_url();
     }
     entry.address = sc.conn().host.clone();
     if !sc.conn().json {
@@ -149,36 +153,35 @@ pub fn table(entries: &[Entry]) -> String {
         out.push_str(&format!(" {:>width$}", e.name));
     }
     out.push('\n');
-    let rows = entries
-        .iter()
-        .find_map(|e| e.report.as_ref())
-        .map(|r| r.rows())
-        .unwrap_or_default();
-    let base = entries
-        .first()
-        .and_then(|e| e.report.as_ref())
-        .map(|r| r.rows());
-    for (i, row) in rows.iter().enumerate() {
+    // Every report's rows, in order of first appearance: a broker that
+    // exposes metrics the others do not (`{metrics_conf}`) adds rows.
+    let mut rows: Vec<Row> = Vec::new();
+    for r in entries.iter().filter_map(|e| e.report.as_ref()) {
+        for row in r.rows() {
+            if !rows.iter().any(|x| x.name == row.name) {
+                rows.push(row);
+            }
+        }
+    }
+    let value_of = |e: &Entry, name: &str| {
+        e.report
+            .as_ref()
+            .and_then(|r| r.rows().into_iter().find(|x| x.name == name))
+            .map(|x| x.value)
+    };
+    for row in &rows {
         out.push_str(&format!(
             "  {:<20}",
             format!("{} {}", row.name, row.unit).trim_end()
         ));
+        let base = entries.first().and_then(|e| value_of(e, row.name));
         for (j, e) in entries.iter().enumerate() {
-            let cell = match e
-                .report
-                .as_ref()
-                .and_then(|r| r.rows().into_iter().find(|x| x.name == row.name))
-            {
-                Some(v) => {
-                    let base_value = base.as_ref().and_then(|b| b.get(i)).map(|b| b.value);
-                    match base_value {
-                        Some(b) if j > 0 && b != 0.0 => {
-                            format!("{} (x{:.2})", fmt_value(v.value), v.value / b)
-                        }
-                        _ => fmt_value(v.value),
-                    }
+            let cell = match (value_of(e, row.name), base) {
+                (Some(v), Some(b)) if j > 0 && b != 0.0 => {
+                    format!("{} (x{:.2})", fmt_value(v), v / b)
                 }
-                None => "-".into(),
+                (Some(v), _) => fmt_value(v),
+                (None, _) => "-".into(),
             };
             out.push_str(&format!(" {cell:>width$}"));
         }

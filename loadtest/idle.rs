@@ -339,6 +339,7 @@ fn report(
         error_samples: held.errors,
         latency: None,
         broker_usage: None,
+        broker_latency: None,
         storm: None,
         idle: Some(IdleReport {
             requested: args.connections,

@@ -40,6 +40,7 @@
 
 mod app;
 mod bridge;
+mod broker_metrics;
 mod broker_proc;
 mod chart;
 mod cli;

@@ -122,6 +122,8 @@ pub struct Report {
     /// End-to-end latency (CONNECT->CONNACK for connect-storm).
     pub latency: Option<Latency>,
     pub broker_usage: Option<BrokerUsage>,
+    /// The broker's own latency in the window (`--broker-metrics`).
+    pub broker_latency: Option<crate::broker_metrics::BrokerLatency>,
     pub storm: Option<StormReport>,
     pub idle: Option<IdleReport>,
     /// The merged latency histogram (nanoseconds), for .hgrm files and charts.
@@ -192,6 +194,28 @@ impl Report {
             let names = ["PUBACK p50", "PUBACK p99", "PUBACK p99.9", "PUBACK max"];
             let values = [l.p50_ms, l.p99_ms, l.p99_9_ms, l.max_ms];
             rows.extend(names.into_iter().zip(values).map(|(n, v)| row(n, v, "ms")));
+        }
+        if let Some(d) = self
+            .broker_latency
+            .as_ref()
+            .and_then(|b| b.delivery.as_ref())
+        {
+            for (name, v) in [
+                ("in broker p50", d.p50_ms),
+                ("in broker p90", d.p90_ms),
+                ("in broker p99", d.p99_ms),
+                ("in broker p99.9", d.p99_9_ms),
+            ] {
+                rows.push(row(name, v, "ms"));
+            }
+        }
+        if let Some(b) = &self.broker_latency {
+            rows.extend(b.hop.as_ref().map(|h| row("mesh hop p99", h.p99_ms, "ms")));
+            rows.extend(
+                b.turn
+                    .as_ref()
+                    .map(|t| row("loop turn p99", t.p99_ms, "ms")),
+            );
         }
         if let Some(b) = &self.broker_usage {
             rows.extend(b.cpu_us_per_msg.map(|v| row("broker CPU / msg", v, "us")));

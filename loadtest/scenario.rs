@@ -150,6 +150,7 @@ fn opts(conn: &ConnArgs, time: &TimeArgs, label: &str) -> RunOpts {
     RunOpts {
         grace: time.grace,
         broker_pid: conn.broker_pid,
+        broker_metrics: conn.broker_metrics.clone(),
         broker_label: label.to_string(),
         mqtt_version: conn.mqtt_version,
     }

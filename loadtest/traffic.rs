@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::broker_metrics;
 use crate::clock::{now_ns, ns};
 use crate::control::Snapshot;
 use crate::error::{LoadError, Result};
@@ -30,6 +31,8 @@ pub struct RunOpts {
     /// Extra time after the window for in-flight messages.
     pub grace: Duration,
     pub broker_pid: Option<u32>,
+    /// The broker's metrics endpoint (`--broker-metrics`).
+    pub broker_metrics: Option<String>,
     /// How the broker is named in the report.
     pub broker_label: String,
     pub mqtt_version: u8,
@@ -47,7 +50,8 @@ pub fn measure(
     let fleet = connect_all(&spec, plan, cores, &mut progress)?;
     let start = now_ns() + ns(START_DELAY);
     fleet.start_at(start);
-    let usage = watch_run(&fleet, &spec, plan, start, opts, &mut progress)?;
+    let mut window = broker_metrics::Window::new(opts.broker_metrics.as_deref());
+    let usage = watch_run(&fleet, &spec, plan, start, opts, &mut window, &mut progress)?;
     let (from, to) = spec.window(start);
     let scheduled = scheduled_between(&spec, plan, start, from, to);
     progress.finish();
@@ -57,6 +61,7 @@ pub fn measure(
     let totals = stats::merge(fleet.finish()?, plan);
     let mut report = build_report(&spec, plan, opts, &totals, workers, usage);
     report.scheduled = scheduled;
+    report.broker_latency = window.latency();
     report.errors = final_snap.errors;
     report.failed_connections = final_snap.failed;
     report.error_samples = samples;
@@ -101,6 +106,7 @@ fn watch_run(
     plan: &Plan,
     start: u64,
     opts: &RunOpts,
+    window: &mut broker_metrics::Window,
     progress: &mut Progress,
 ) -> Result<Option<BrokerUsage>> {
     let (from, to) = spec.window(start);
@@ -112,6 +118,9 @@ fn watch_run(
     loop {
         std::thread::sleep(POLL);
         let now = now_ns();
+        if now >= from {
+            window.opened()?;
+        }
         if let (Some(pid), None, true) = (opts.broker_pid, cpu_from, now >= from) {
             cpu_from =
                 Some(procstat::cpu_seconds(pid).map_err(LoadError::io("sampling broker CPU"))?);
@@ -127,6 +136,7 @@ fn watch_run(
         if now < to {
             continue;
         }
+        window.closed()?;
         if let (Some(pid), Some(c0), None) = (opts.broker_pid, cpu_from, &usage) {
             let cpu = procstat::cpu_seconds(pid).map_err(LoadError::io("sampling broker CPU"))?;
             let rss = procstat::rss_bytes(pid).map_err(LoadError::io("sampling broker memory"))?;
@@ -253,6 +263,7 @@ fn build_report(
         error_samples: Vec::new(),
         latency: Latency::of(&t.latency),
         broker_usage: usage,
+        broker_latency: None,
         storm,
         idle: None,
         histogram: Some(t.latency.clone()),

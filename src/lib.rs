@@ -17,6 +17,7 @@
 //! | [`shard`]    | One core's broker, driven by its loop: listeners, connections as state machines in a slab, sessions, QoS windows, fan-out, timers. All `!Send`. |
 //! | [`persist`]  | Durable state: each shard's journal and the bridge thread's (format, entries, writer thread), recovery and journal generations. |
 //! | [`bridge`]   | The bridge thread: links to upstream brokers (Mosquitto `connection` sections), one more peer on the mesh. |
+//! | [`metrics`]  | Latency histograms the shards record and publish each tick, and the `metrics_listener` thread serving them and every shard's counters to Prometheus. (`$SYS` is published by shard 0: `shard::sys`.) |
 //! | [`server`]   | Boots the shards (`start`), checks the port, raises limits, stops them (`BrokerHandle::shutdown`). |
 //! | [`limits`]   | Every fixed bound, with compile-time checks that tie them together. |
 //!
@@ -42,6 +43,7 @@ pub mod index;
 pub mod limits;
 pub mod logging;
 pub mod mesh;
+pub mod metrics;
 pub mod password;
 pub mod persist;
 pub mod protocol;

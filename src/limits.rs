@@ -135,6 +135,19 @@ const _: () = assert!(LOG_TOPIC_BATCH <= LOG_TOPIC_QUEUE);
 /// The longest `log_timestamp_format` output, in bytes.
 pub const LOG_TIMESTAMP_MAX: usize = 64;
 
+/// Runs of (read time, deliveries) a shard keeps per turn for the
+/// publish-to-delivery histogram (one run per message however many
+/// subscribers it reaches); past it, the runs are recorded at once.
+pub const LATENCY_RUNS: usize = 4096;
+
+/// The largest request head the metrics endpoint reads (a scrape's is a
+/// few hundred bytes).
+pub const METRICS_REQUEST_MAX: usize = 8192;
+
+/// How long the metrics endpoint waits for a request, or for its answer to
+/// go: one slow client holds the (single) endpoint thread at most this long.
+pub const METRICS_IO_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Keepalive bucket width: deadlines are checked per second, not per client.
 pub const KEEPALIVE_BUCKET: Duration = Duration::from_secs(1);
 

@@ -27,6 +27,9 @@ use crate::limits::{
     RESTART_BIND_WAIT, START_TIMEOUT,
 };
 use crate::mesh::{Batch, Mesh};
+use crate::metrics::exposition::Board;
+use crate::metrics::http::Endpoint;
+use crate::metrics::{self, ShardHistograms};
 use crate::password::{self, ListenerPasswords, VerifierLine, Verifiers};
 use crate::persist::state::{retained_entry, session_entries};
 use crate::persist::{Durability, Entry, Generations, Journal};
@@ -68,6 +71,9 @@ pub enum StartError {
     Passwords(#[from] password::PasswordError),
     #[error("starting the password verifier threads: {0}")]
     Verifiers(io::Error),
+    /// The `metrics_listener` cannot be bound or its thread started.
+    #[error("{0} (check metrics_listener: the port may be in use)")]
+    Metrics(io::Error),
     /// A TLS listener whose files cannot be used (`path:line: key file:
     /// reason`).
     #[error("{0}")]
@@ -81,6 +87,8 @@ pub struct BrokerHandle {
     addrs: Vec<SocketAddr>,
     stop: Arc<AtomicBool>,
     stats: Vec<Arc<StatsCell>>,
+    /// The Prometheus endpoint, with a `metrics_listener`.
+    metrics: Option<Endpoint>,
     /// Each shard's wake-up line, then the bridge thread's: shutdown wakes
     /// them at once.
     wakes: Vec<Arc<Wake>>,
@@ -186,6 +194,11 @@ impl BrokerHandle {
         Arc::clone(&self.stop)
     }
 
+    /// Where the metrics endpoint listens (port 0 resolved), if it does.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(Endpoint::addr)
+    }
+
     /// Each shard's counters as last published (every 100 ms tick).
     pub fn stats(&self) -> Vec<StatsSnapshot> {
         self.stats.iter().map(|s| s.read()).collect()
@@ -259,6 +272,10 @@ impl BrokerHandle {
             shard
                 .join()
                 .map_err(|_| io::Error::other(format!("shard {i} panicked")))?;
+        }
+        // Scrapes are answered until the shards are gone.
+        if let Some(endpoint) = self.metrics {
+            endpoint.stop();
         }
         // Every shard, and so every job sender, is gone: they end.
         self.verifiers.join();
@@ -334,6 +351,13 @@ pub fn start_with(config: Config, options: StartOptions) -> Result<BrokerHandle,
     let ends = runtime::full_mesh(&wakes, MESH_CAPACITY);
     let stop = Arc::new(AtomicBool::new(false));
     let stats: Vec<Arc<StatsCell>> = (0..shards).map(|_| Arc::default()).collect();
+    let all_stats: Arc<[Arc<StatsCell>]> = stats.iter().cloned().collect();
+    let histograms: Vec<Arc<ShardHistograms>> = (0..shards).map(|_| Arc::default()).collect();
+    let metrics_socket = config
+        .metrics_listener
+        .map(metrics::http::bind)
+        .transpose()
+        .map_err(StartError::Metrics)?;
     let reload = Arc::new(ReloadBoard::new(shards));
     let listener_load = Arc::new(ListenerLoad::new(config.listeners.len()));
     let (ready_tx, ready_rx) = crossbeam_channel::bounded::<Result<(), String>>(peers);
@@ -391,6 +415,8 @@ pub fn start_with(config: Config, options: StartOptions) -> Result<BrokerHandle,
             control: Control {
                 stop: Arc::clone(&stop),
                 stats: Arc::clone(&stats[shard]),
+                all_stats: Arc::clone(&all_stats),
+                histograms: Arc::clone(&histograms[shard]),
                 auth: options.auth.clone(),
                 reload: Arc::clone(&reload),
                 durable,
@@ -448,6 +474,22 @@ pub fn start_with(config: Config, options: StartOptions) -> Result<BrokerHandle,
     }
     // Only the shards hold job senders now: the threads end with them.
     drop(jobs);
+    let metrics = match metrics_socket {
+        Some(socket) => {
+            let board = Board {
+                stats: stats.clone(),
+                histograms,
+            };
+            match Endpoint::start(socket, board) {
+                Ok(endpoint) => Some(endpoint),
+                Err(e) => {
+                    abort_start(&stop, &wakes, handles);
+                    return Err(StartError::Metrics(e));
+                }
+            }
+        }
+        None => None,
+    };
     log::info!("shardmq listening on {addrs:?} with {shards} shard(s)");
     log_security(&config, &addrs, &passwords);
     let bridge_thread = handles.pop().expect("the bridge thread was started");
@@ -455,6 +497,7 @@ pub fn start_with(config: Config, options: StartOptions) -> Result<BrokerHandle,
         addrs,
         stop,
         stats,
+        metrics,
         reloader: Reloader {
             board: reload,
             wakes: wakes[..shards].to_vec(),

@@ -603,7 +603,6 @@ fn known_unsupported_keys_warn() {
         "http_dir /www",
         "socket_domain ipv4",
         "include_dir /etc/mosquitto/conf.d",
-        "sys_interval 10",
         "user mosquitto",
         "pid_file /run/m.pid",
         "memory_limit 0",
@@ -1366,4 +1365,29 @@ fn secure_websockets_are_refused_with_the_reason() {
     let err = error("listener 8884\nprotocol websockets\ncertfile /c\nkeyfile /k\n");
     assert!(err.starts_with("broker.conf:1: protocol"), "{err}");
     assert!(err.contains("wss://"), "{err}");
+}
+
+#[test]
+fn sys_interval_and_metrics_listener() {
+    let c = parse_quiet("");
+    assert_eq!(c.sys_interval, std::time::Duration::from_secs(10));
+    assert_eq!(c.metrics_listener, None);
+    let c = parse_quiet("sys_interval 0\nmetrics_listener 9100\n");
+    assert_eq!(c.sys_interval, std::time::Duration::ZERO);
+    assert_eq!(
+        c.metrics_listener,
+        Some("0.0.0.0:9100".parse().expect("addr"))
+    );
+    let c = parse_quiet("sys_interval 1\nmetrics_listener 0 127.0.0.1\n");
+    assert_eq!(c.sys_interval, std::time::Duration::from_secs(1));
+    assert_eq!(
+        c.metrics_listener,
+        Some("127.0.0.1:0".parse().expect("addr"))
+    );
+    assert_errors(&[
+        ("sys_interval -1", "broker.conf:1: sys_interval: expected 0..86400, got -1 (0 turns $SYS off)"),
+        ("\nmetrics_listener 70000", "broker.conf:2: metrics_listener: expected 0..65535, got 70000"),
+        ("metrics_listener 9100 nowhere", "broker.conf:1: metrics_listener: expected an IPv4 or IPv6 address or `localhost`, got `nowhere`"),
+        ("metrics_listener", "broker.conf:1: metrics_listener: missing value (expected <port> [address])"),
+    ]);
 }

@@ -239,6 +239,12 @@ fn a_subscriber_on_another_shard_or_this_one_is_a_match() {
 
 // 4. `$SYS` is the broker's.
 
+/// A broker publishing no `$SYS` tree of its own (`sys_interval 0`): what
+/// a `$SYS/#` subscriber hears is what clients managed to publish.
+fn sys_off() -> TestBroker {
+    TestBroker::with(2, |c| c.sys_interval = Duration::ZERO)
+}
+
 /// A `$SYS/#` subscriber on shard 1 and a publisher on shard 0.
 fn sys_watch(b: &TestBroker, version: ProtocolVersion) -> (RawClient, RawClient) {
     sub_and_pub(b, version, "$SYS/#", QoS::ExactlyOnce)
@@ -246,7 +252,7 @@ fn sys_watch(b: &TestBroker, version: ProtocolVersion) -> (RawClient, RawClient)
 
 #[test]
 fn v5_publish_to_sys_is_not_authorized_and_not_delivered() {
-    let b = TestBroker::start(2);
+    let b = sys_off();
     let (mut sys, mut publ) = sys_watch(&b, V5);
     let (mut exact, _) = RawClient::connected(
         b.addr,
@@ -285,7 +291,7 @@ fn v5_publish_to_sys_is_not_authorized_and_not_delivered() {
 
 #[test]
 fn v311_publish_to_sys_is_dropped_silently() {
-    let b = TestBroker::start(2);
+    let b = sys_off();
     let (mut sys, mut publ) = sys_watch(&b, V311);
     let topic = "$SYS/broker/clients/total";
     send_publish(&mut publ, topic, b"0", QoS::AtMostOnce, 0);
@@ -309,7 +315,7 @@ fn v311_publish_to_sys_is_dropped_silently() {
 /// are not the broker's.
 #[test]
 fn bridge_state_and_other_dollar_topics_may_be_published() {
-    let b = TestBroker::start(2);
+    let b = sys_off();
     for version in VERSIONS {
         let (mut sys, mut publ) = sys_watch(&b, version);
         publ.publish(

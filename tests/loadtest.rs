@@ -199,13 +199,9 @@ fn idle_and_connect_storm_report_their_figures() {
     assert_eq!(num(&r["latency"], "count"), 200, "{r}");
 }
 
-#[test]
-fn compare_two_brokers_prints_ratios_and_draws_svg() {
-    if !mosquitto_installed("compare") {
-        return;
-    }
-    let dir = temp_dir("compare");
-    let svg = dir.join("cmp.svg");
+/// `compare` of `brokers` (`NAME=...`) over `scenario`, chart at `svg`:
+/// its table.
+fn compare(svg: &Path, brokers: &[&str], scenario: &str) -> String {
     let mut args = vec![
         "compare",
         "--svg",
@@ -213,15 +209,26 @@ fn compare_two_brokers_prints_ratios_and_draws_svg() {
         "--settle",
         "100ms",
     ];
-    args.extend([
-        "--broker",
+    for b in brokers {
+        args.extend(["--broker", b]);
+    }
+    args.extend(scenario.split(' '));
+    String::from_utf8_lossy(&harness(&args).stdout).into_owned()
+}
+
+#[test]
+fn compare_two_brokers_prints_ratios_and_draws_svg() {
+    if !mosquitto_installed("compare") {
+        return;
+    }
+    let dir = temp_dir("compare");
+    let svg = dir.join("cmp.svg");
+    let brokers = [
         "first=cmd:mosquitto -c {conf}",
-        "--broker",
         "second=cmd:mosquitto -c {conf}",
-    ]);
-    args.extend("fanout --subscribers 2 --rate 500 --duration 1s --warmup 200ms".split(' '));
-    let out = harness(&args);
-    let table = String::from_utf8_lossy(&out.stdout);
+    ];
+    let scenario = "fanout --subscribers 2 --rate 500 --duration 1s --warmup 200ms";
+    let table = compare(&svg, &brokers, scenario);
     assert!(
         table.contains("first") && table.contains("second"),
         "{table}"
@@ -435,4 +442,63 @@ fn bridge_scenario_says_so_when_the_edge_does_not_bridge() {
         "{:?}",
         started.elapsed()
     );
+}
+
+#[test]
+fn broker_metrics_put_the_brokers_own_latency_next_to_end_to_end() {
+    let broker = common::TestBroker::with(2, |c| {
+        c.metrics_listener = Some("127.0.0.1:0".parse().expect("addr"));
+    });
+    let host = broker.addr.to_string();
+    let metrics = broker.handle().metrics_addr().expect("an endpoint");
+    let url = format!("http://{metrics}/metrics");
+    let line = format!(
+        "pairs --host {host} --pairs 4 --qos 1 --rate 400 --duration 1s --warmup 300ms --broker-metrics {url}"
+    );
+    let r = json_run(&line);
+    assert_no_loss(&r);
+    let delivery = &r["broker_latency"]["delivery"];
+    let count = num(delivery, "count");
+    // The window's deliveries, give or take the 100 ms the broker's
+    // histograms lag behind the harness's clock at each end.
+    assert!((200..=600).contains(&count), "{r}");
+    let p99 = delivery["p99_ms"].as_f64().expect("p99");
+    let e2e_p99 = r["latency"]["p99_ms"].as_f64().expect("e2e p99");
+    assert!(p99 > 0.0 && p99 <= e2e_p99.max(10.0) * 10.0, "{r}");
+    assert!(num(&r["broker_latency"]["turn"], "count") > 0, "{r}");
+
+    let args: Vec<&str> = line.split_whitespace().collect();
+    let table = String::from_utf8_lossy(&harness(&args).stdout).into_owned();
+    assert!(
+        table.contains("in broker p99.9") && table.contains("latency p99"),
+        "{table}"
+    );
+
+    let bad = format!("pairs --host {host} --pairs 1 --rate 10 --duration 1s --warmup 0s --broker-metrics http://{host}/metrics");
+    let err = harness_fails(&bad.split_whitespace().collect::<Vec<_>>());
+    assert!(err.contains("--broker-metrics"), "{err}");
+    broker.stop();
+}
+
+#[test]
+fn compare_shows_the_in_broker_rows_of_a_broker_started_with_metrics_conf() {
+    if !mosquitto_installed("compare with metrics") {
+        return;
+    }
+    let dir = temp_dir("compare-metrics");
+    let shardmq = format!(
+        "smq=cmd:{} -c {{metrics_conf}}",
+        env!("CARGO_BIN_EXE_shardmq")
+    );
+    let brokers = ["mosq=cmd:mosquitto -c {conf}", shardmq.as_str()];
+    let scenario = "pairs --pairs 2 --qos 1 --rate 300 --duration 1s --warmup 300ms";
+    let table = compare(&dir.join("cmp.svg"), &brokers, scenario);
+    let row = table
+        .lines()
+        .find(|l| l.trim_start().starts_with("in broker p99 "))
+        .unwrap_or_else(|| panic!("no in-broker row: {table}"));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cells[4], "-", "Mosquitto exposes none: {row}");
+    assert!(cells[5].parse::<f64>().is_ok_and(|v| v > 0.0), "{row}");
+    let _ = std::fs::remove_dir_all(dir);
 }

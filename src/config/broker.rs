@@ -74,7 +74,24 @@ pub(super) const DIRECTIVES: &[Directive] = &[
     global("persistence_compact_size", persistence_compact_size),
     global("password_check_threads", password_check_threads),
     global("password_check_queue", password_check_queue),
+    global("sys_interval", sys_interval),
+    global("metrics_listener", metrics_listener),
 ];
+
+/// `sys_interval <seconds>`: 0 (no `$SYS` updates)..86400.
+fn sys_interval(p: &mut Parser<'_>, line: &Line<'_>) -> Result<(), String> {
+    let secs = value::integer(line.single("0..86400")?, 0, 86_400, "0 turns $SYS off")?;
+    p.config.sys_interval = Duration::from_secs(secs.unsigned_abs());
+    Ok(())
+}
+
+/// `metrics_listener <port> [address]` (a shardmq key): the Prometheus
+/// endpoint, on every interface unless an address is given.
+fn metrics_listener(p: &mut Parser<'_>, line: &Line<'_>) -> Result<(), String> {
+    let tokens = line.some_tokens(1, 2, "<port> [address]")?;
+    p.config.metrics_listener = Some(value::port_and_address(&tokens)?);
+    Ok(())
+}
 
 /// `password_check_threads`: 1..[`MAX_PASSWORD_CHECK_THREADS`] (a shardmq key).
 fn password_check_threads(p: &mut Parser<'_>, line: &Line<'_>) -> Result<(), String> {

@@ -57,13 +57,9 @@ impl Default for Listeners {
 /// `listener <port> [address]`: opens a listener section.
 pub(super) fn listener(p: &mut Parser<'_>, line: &Line<'_>) -> Result<(), String> {
     let tokens = line.some_tokens(1, 2, "<port> [address]")?;
-    let port = value::port_number(tokens[0], 0)?;
-    let ip = match tokens.get(1) {
-        Some(address) => value::ip_address(address)?,
-        None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-    };
+    let addr = value::port_and_address(&tokens)?;
     p.listeners.explicit.push(Placed {
-        listener: Listener::new(SocketAddr::new(ip, port)),
+        listener: Listener::new(addr),
         line: line.number,
         key: "listener",
     });

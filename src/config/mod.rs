@@ -306,6 +306,13 @@ pub struct Config {
     pub connection_messages: bool,
     /// `connection` sections in file order (run by the bridge thread).
     pub bridges: Vec<BridgeConfig>,
+    /// `sys_interval`: seconds between `$SYS` updates; 0 turns `$SYS`
+    /// off. Default 10 s (Mosquitto's).
+    pub sys_interval: Duration,
+    /// `metrics_listener <port> [address]` (a shardmq key): where the
+    /// Prometheus endpoint listens; `None` (the default) = no endpoint and
+    /// no latency histograms recorded.
+    pub metrics_listener: Option<SocketAddr>,
     /// Time a new connection has to send CONNECT; default
     /// [`crate::limits::CONNECT_TIMEOUT`]. Not a config-file key: tests
     /// shorten it.
@@ -334,6 +341,8 @@ impl Default for Config {
             password_file: None,
             password_check_threads: crate::limits::PASSWORD_CHECK_THREADS,
             password_check_queue: crate::limits::PASSWORD_CHECK_QUEUE,
+            sys_interval: Duration::from_secs(10),
+            metrics_listener: None,
             retain_available: true,
             shared_subscription_strategy: Default::default(),
             persistence: false,

@@ -25,7 +25,6 @@ pub(super) const UNSUPPORTED: &[Directive] = &[
     global("pid_file"),
     global("retry_interval"),
     global("store_clean_interval"),
-    global("sys_interval"),
     global("user"),
     // Persistence.
     // Logging.

@@ -83,6 +83,17 @@ pub(super) fn duration(token: &str) -> Result<Duration, String> {
     }
 }
 
+/// `<port> [address]` (`listener`, `metrics_listener`): every interface
+/// unless an address is given.
+pub(super) fn port_and_address(tokens: &[&str]) -> Result<std::net::SocketAddr, String> {
+    let port = port_number(tokens.first().copied().unwrap_or(""), 0)?;
+    let ip = match tokens.get(1) {
+        Some(address) => ip_address(address)?,
+        None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+    };
+    Ok(std::net::SocketAddr::new(ip, port))
+}
+
 /// An IPv4 or IPv6 literal (optionally `[bracketed]`) or `localhost`.
 pub(super) fn ip_address(token: &str) -> Result<IpAddr, String> {
     if token == "localhost" {

@@ -41,6 +41,10 @@ pub struct Message {
     /// Who published it, kept only on retained messages while
     /// `check_retain_source` is on (see [`Message::with_source`]).
     pub source: Option<Arc<Publisher>>,
+    /// When the broker read it: the start of the loop turn that read the
+    /// PUBLISH (for the latency histograms). `None` while metrics are off,
+    /// and for messages not read from a client (restored, broker's own).
+    pub read_at: Option<Instant>,
 }
 
 /// The client that published a retained message: with
@@ -69,6 +73,7 @@ impl Message {
             origin,
             expires_at,
             source: None,
+            read_at: None,
         }
     }
 
@@ -76,6 +81,14 @@ impl Message {
     pub fn with_source(self, source: Publisher) -> Message {
         Message {
             source: Some(Arc::new(source)),
+            ..self
+        }
+    }
+
+    /// This message as read at `at` (see [`Message::read_at`]).
+    pub fn with_read_at(self, at: Option<Instant>) -> Message {
+        Message {
+            read_at: at,
             ..self
         }
     }
@@ -93,6 +106,7 @@ impl Message {
             origin,
             expires_at,
             source: None,
+            read_at: None,
         }
     }
 
@@ -135,6 +149,7 @@ impl Message {
             origin: self.origin,
             expires_at: self.expires_at,
             source: self.source.clone(),
+            read_at: self.read_at,
         }
     }
 
@@ -150,6 +165,7 @@ impl Message {
             origin: self.origin,
             expires_at: self.expires_at,
             source: self.source.clone(),
+            read_at: self.read_at,
         }
     }
 }
@@ -287,6 +303,7 @@ mod tests {
             },
             expires_at,
             source: None,
+            read_at: None,
         }
     }
 

@@ -41,6 +41,8 @@ pub struct Mesh {
     outbox: RefCell<Vec<Batch>>,
     /// Total messages across outboxes (the backpressure measure).
     queued: Cell<usize>,
+    /// Messages queued for peers so far (a counter for the statistics).
+    sent: Cell<u64>,
 }
 
 impl Mesh {
@@ -57,6 +59,7 @@ impl Mesh {
             shards,
             outbox: RefCell::new((0..peers).map(|_| Vec::new()).collect()),
             queued: Cell::new(0),
+            sent: Cell::new(0),
         }
     }
 
@@ -97,6 +100,7 @@ impl Mesh {
             outbox[peer].len() >= MESH_BATCH
         };
         self.queued.set(self.queued.get() + 1);
+        self.sent.set(self.sent.get() + 1);
         if full {
             self.flush_peer(peer);
         }
@@ -193,6 +197,16 @@ impl Mesh {
     /// and everything it sent was taken: the shards have stopped.
     pub fn shards_closed(&self) -> bool {
         (0..self.shards).all(|peer| peer == self.me() || self.end.is_closed(peer))
+    }
+
+    /// Messages in the outboxes now, not yet taken by a queue.
+    pub fn queued(&self) -> usize {
+        self.queued.get()
+    }
+
+    /// Messages queued for peers since the start.
+    pub fn sent(&self) -> u64 {
+        self.sent.get()
     }
 
     /// True when readers should pause until the outboxes drain.

@@ -163,6 +163,10 @@ pub trait Driver {
     /// deadline that only bounds the loop, checked by `finished`).
     fn on_timer(&mut self, _now: Instant) {}
 
+    /// A turn begins: the wait ended at `now` (what [`Driver::end_turn`]
+    /// later measures a turn from). The default does nothing.
+    fn turn_started(&mut self, _now: Instant) {}
+
     /// `true` stops [`Reactor::run`] at the end of the current turn.
     fn finished(&self) -> bool;
 }
@@ -352,6 +356,7 @@ impl Reactor {
             if parked {
                 self.wake.parked.store(false, Ordering::Relaxed);
             }
+            driver.turn_started(Instant::now());
             match polled {
                 Ok(()) => {}
                 // A signal: the events buffer was cleared; go round again.

@@ -335,6 +335,11 @@ impl ConnShared {
         self.dirty.set(false);
     }
 
+    /// Bytes waiting to be written.
+    pub fn out_len(&self) -> usize {
+        self.out.borrow().len()
+    }
+
     /// Writes as much of the outgoing buffer as `transport` takes, then
     /// what the transport itself holds (a WebSocket frame the socket took
     /// part of, a pong). `Ok(true)` when both drained, `Ok(false)` when the

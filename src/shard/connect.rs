@@ -230,6 +230,7 @@ impl Shard {
             c.counted = true;
         }
         self.connections.set(self.connections.get() + 1);
+        Stats::bump(&self.stats.connects);
         let present = self.attach(conn, connect);
         let mut ack = connack(self, connect, conn.max_qos, assigned, present);
         if let Some(method) = &connect.properties.authentication_method {
@@ -475,6 +476,8 @@ mod tests {
         let control = Control {
             stop: Arc::new(AtomicBool::new(false)),
             stats: Arc::default(),
+            all_stats: Arc::new([]),
+            histograms: Arc::default(),
             auth: Default::default(),
             reload: Arc::new(ReloadBoard::new(2)),
             listener_load: Arc::new(ListenerLoad::new(1)),

@@ -43,7 +43,10 @@ impl Driver for ShardLoop {
         let shard = &self.0;
         let mut busy = shard.check_stop();
         shard.check_reload();
-        busy |= shard.mesh.receive(|peer, msg| shard.on_mesh(peer, msg)) > 0;
+        busy |= shard.mesh.receive(|peer, msg| {
+            super::Stats::bump(&shard.stats.mesh_received);
+            shard.on_mesh(peer, msg)
+        }) > 0;
         busy |= shard.mesh.flush();
         busy |= shard.take_verdicts();
         busy |= shard.read_again();
@@ -67,7 +70,14 @@ impl Driver for ShardLoop {
         self.0.release_durable();
         self.0.flush_dirty();
         self.0.mesh.flush();
-        self.0.advance_shutdown(Instant::now());
+        let now = Instant::now();
+        super::Stats::bump(&self.0.stats.turns);
+        self.0.latency.turn_ended(now);
+        self.0.advance_shutdown(now);
+    }
+
+    fn turn_started(&mut self, now: Instant) {
+        self.0.latency.turn_started(now);
     }
 
     fn next_deadline(&self) -> Option<Instant> {

@@ -383,6 +383,11 @@ impl Shard {
         let Some(d) = self.durable.as_deref() else {
             return;
         };
+        // The broker's own `$SYS` values are published again at start: not
+        // journaled (nor counted, on either side, as forwarded for one).
+        if super::route::is_broker_only(topic.as_str()) {
+            return;
+        }
         let owner = home_shard(topic.as_str(), self.mesh.shards());
         if owner != self.id {
             if from.is_none() {

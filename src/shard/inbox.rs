@@ -12,6 +12,7 @@ impl Shard {
     pub(super) fn on_mesh(self: &Rc<Self>, from: usize, msg: ShardMsg) {
         match msg {
             ShardMsg::Forward(m) => {
+                self.latency.hopped(m.read_at);
                 self.fanout_local(&m);
                 // Counted for the sender, a data shard or the bridge
                 // thread, which waits for this shard's confirmation.

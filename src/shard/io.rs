@@ -160,6 +160,7 @@ impl Shard {
         match read {
             Ok(0) => Read::Closed,
             Ok(n) => {
+                super::Stats::add(&self.stats.bytes_received, n);
                 let drained = n < buf.len() && conn.transport.short_read_drains();
                 Read::Data(buf.split_to(n), drained)
             }
@@ -243,7 +244,12 @@ impl Shard {
                 drop(conns);
                 return self.flush_handshake(token);
             };
+            let waiting = shared.out_len();
             let result = shared.flush_to(&mut conn.transport);
+            super::Stats::add(
+                &self.stats.bytes_sent,
+                waiting.saturating_sub(shared.out_len()),
+            );
             if let Ok(drained) = result {
                 self.set_writable(token, conn, !drained);
             }

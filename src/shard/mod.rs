@@ -20,6 +20,8 @@
 //! - [`share`]: shared subscriptions: a member per group, across shards.
 //! - [`subscribe`]: SUBSCRIBE (a pending barrier), UNSUBSCRIBE, retained delivery.
 //! - [`inbox`]: what arrives over the mesh.
+//! - [`sys`]: the `$SYS` tree shard 0 publishes every `sys_interval`, and
+//!   [`Shard::publish_broker_message`], how the broker publishes a message of its own.
 //! - [`timers`]: deadlines (tick, CONNECT, closing, barriers, delayed wills) and shutdown.
 //! - [`session`]: session state and the outbound QoS window.
 //! - [`conn`]: a connection's shared state and its slab entry.
@@ -61,6 +63,7 @@ mod session;
 mod share;
 mod stats;
 mod subscribe;
+mod sys;
 mod timers;
 mod verify;
 mod will;
@@ -79,7 +82,7 @@ use slab::Slab;
 pub use driver::ShardLoop;
 pub use listener::{tls_config, tls_configs, ListenerLoad, ListenerTlsConfigs};
 pub use reload::{Reload, ReloadBoard};
-pub use stats::{Stats, StatsCell, StatsSnapshot};
+pub use stats::{Gauges, Stats, StatsCell, StatsSnapshot};
 
 use self::access::AclState;
 use self::conn::{CloseReason, Conn, ConnShared};
@@ -114,6 +117,12 @@ pub struct Control {
     pub stop: Arc<AtomicBool>,
     /// This shard's published counters.
     pub stats: Arc<StatsCell>,
+    /// Every shard's published counters, by shard id (shard 0 builds
+    /// `$SYS` from them).
+    pub all_stats: Arc<[Arc<StatsCell>]>,
+    /// This shard's published latency histograms (recorded only with a
+    /// `metrics_listener`).
+    pub histograms: Arc<crate::metrics::ShardHistograms>,
     /// The enhanced authentication methods clients may name.
     pub auth: auth::AuthMethods,
     /// Where the control plane posts reloads (shared by every shard).
@@ -164,6 +173,9 @@ pub struct Shard {
     local: RefCell<SubTrie<SessionId, Subscription>>,
     /// Local subscription count per filter; 0 -> 1 and 1 -> 0 are broadcast.
     filter_counts: RefCell<HashMap<TopicFilter, u32, RandomState>>,
+    /// Subscriptions of the sessions here, shared ones included (the sum
+    /// of `filter_counts`, kept as it changes).
+    subscriptions: Cell<usize>,
     /// Replica of the other shards' filters: filter -> shard.
     replica: RefCell<SubTrie<usize, ()>>,
     /// Shared subscription groups: this shard's members, every shard's
@@ -218,6 +230,12 @@ pub struct Shard {
     stop: Arc<AtomicBool>,
     /// Control plane: where this shard publishes its counters each tick.
     published: Arc<StatsCell>,
+    /// The turn's clock, the longest turn, and the latency histograms.
+    latency: crate::metrics::Latency,
+    /// Control plane: where this shard publishes its histograms each tick.
+    histograms: Arc<crate::metrics::ShardHistograms>,
+    /// The `$SYS` tree: shard 0's only, unless `sys_interval` is 0.
+    sys: Option<RefCell<sys::SysTree>>,
     /// Peers that reported `WillsSent` during shutdown.
     wills_from: Cell<usize>,
     /// Shard-local pseudo-random state (assigned client ids).
@@ -258,6 +276,14 @@ impl Shard {
         let strategy = config.shared_subscription_strategy;
         let acl = AclState::new(control.acl, config.check_retain_source);
         let started = Instant::now();
+        let sys = (id == 0 && !config.sys_interval.is_zero()).then(|| {
+            RefCell::new(sys::SysTree::new(
+                config.sys_interval,
+                started,
+                control.all_stats,
+            ))
+        });
+        let latency = crate::metrics::Latency::new(config.metrics_listener.is_some());
         let (durable, recovered) = match control.durable {
             Some(boot) => {
                 let (journal, next, recovered) = boot.into_parts();
@@ -285,6 +311,7 @@ impl Shard {
             next_session: Cell::new(1),
             local: RefCell::default(),
             filter_counts: RefCell::default(),
+            subscriptions: Cell::new(0),
             replica: RefCell::default(),
             shared: RefCell::new(SharedIndex::new(id, strategy)),
             retained: RefCell::default(),
@@ -313,6 +340,9 @@ impl Shard {
             stats: Stats::default(),
             stop: control.stop,
             published: control.stats,
+            latency,
+            histograms: control.histograms,
+            sys,
             wills_from: Cell::new(0),
             auth: control.auth,
             verifier: control.verifier,
@@ -365,11 +395,20 @@ impl Shard {
     }
 
     fn publish_stats(&self) {
-        let sessions = self.sessions.borrow().by_id.len();
-        let mut snapshot = self.stats.snapshot(self.connections.get(), sessions);
+        self.stats.mesh_sent.set(self.mesh.sent());
         let (held, pressing) = self.pressure.borrow().gauges();
-        (snapshot.publishers_held, snapshot.subscribers_pressing) = (held as u64, pressing as u64);
-        self.published.publish(&snapshot);
+        let gauges = Gauges {
+            connections: self.connections.get() as u64,
+            sessions: self.sessions.borrow().by_id.len() as u64,
+            subscriptions: self.subscriptions.get() as u64,
+            retained: self.retained.borrow().len() as u64,
+            mesh_queued: self.mesh.queued() as u64,
+            max_turn_us: self.latency.take_max_turn().as_micros() as u64,
+            publishers_held: held as u64,
+            subscribers_pressing: pressing as u64,
+        };
+        self.published.publish(&self.stats.snapshot(gauges));
+        self.latency.publish(&self.histograms);
     }
 
     /// Ends offline sessions whose expiry passed.
@@ -400,6 +439,7 @@ impl Shard {
                 })
                 .collect()
         };
+        Stats::add(&self.stats.expired, expired.len());
         for sid in expired {
             self.end_session(sid);
         }

@@ -28,6 +28,7 @@ impl Shard {
         mut p: Publish,
     ) -> Result<(), CloseReason> {
         Stats::bump(&self.stats.received);
+        Stats::add(&self.stats.publish_bytes_received, p.payload.len());
         // As Mosquitto: a QoS above the listener's `max_qos` disconnects
         // (5.0 with "QoS not supported"), whatever the protocol version.
         if p.qos > conn.max_qos {
@@ -181,7 +182,8 @@ impl Shard {
                 shard: self.id as u16,
                 session: sid,
             },
-        );
+        )
+        .with_read_at(self.latency.read_at());
         let source = retain.then(|| self.retain_source(sid)).flatten();
         let msg = Arc::new(match source {
             Some(source) => msg.with_source(source),
@@ -221,8 +223,10 @@ impl Shard {
         self.route_publish(sid, p);
     }
 
-    /// Publishes a message the broker itself originates (a `$SYS` topic),
-    /// routed as a client's is, from no session ([`BROKER_SESSION`]).
+    /// Publishes a message the broker itself originates (the `$SYS` tree,
+    /// `log_dest topic` lines) through the normal path, from no session
+    /// ([`BROKER_SESSION`]): local subscribers, the other shards, the
+    /// retained store if `retain`.
     pub fn publish_broker_message(
         self: &Rc<Self>,
         topic: &str,
@@ -317,7 +321,7 @@ impl Shard {
                 let retain = opts.retain_as_published && msg.publish.retain;
                 let outcome =
                     s.deliver_matched(msg, qos, retain, &ids, &mut cache, &self.queue_limits);
-                self.count(outcome);
+                self.count_delivery(outcome, msg);
                 if outcome == Delivery::Held {
                     held.push(sid);
                 }
@@ -341,6 +345,17 @@ impl Shard {
             Delivery::Dropped => &self.stats.dropped,
         };
         Stats::bump(counter);
+    }
+
+    /// Counts the outcome of a delivery of `msg` as it is routed (not a
+    /// retained one to a new subscriber): one written now adds its payload
+    /// bytes and, with metrics on, its latency.
+    pub(super) fn count_delivery(&self, outcome: Delivery, msg: &Message) {
+        self.count(outcome);
+        if outcome == Delivery::Sent {
+            Stats::add(&self.stats.publish_bytes_sent, msg.publish.payload.len());
+            self.latency.delivered(msg.read_at);
+        }
     }
 
     /// Counts `n` messages dropped from a queue: their expiry interval

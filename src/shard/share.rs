@@ -156,7 +156,7 @@ impl Shard {
             &self.queue_limits,
         );
         s.tag_shared(outcome, qos, &member.group);
-        self.count(outcome);
+        self.count_delivery(outcome, msg);
         if let (Delivery::Sent, Some(conn)) = (outcome, &s.conn) {
             self.mark_dirty(conn);
         }

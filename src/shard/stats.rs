@@ -3,44 +3,151 @@
 //! [`Stats`] is shard-local (plain `Cell`s, bumped on the data path). Once
 //! per tick the shard copies it into its [`StatsCell`], a set of atomics
 //! that only this shard writes and that the control plane
-//! (`BrokerHandle::stats`, later `$SYS` and metrics) reads. Nothing on the
-//! data path reads another shard's counters.
+//! (`BrokerHandle::stats`, the `$SYS` tree built by shard 0, the metrics
+//! endpoint) reads. Nothing on the data path reads another shard's
+//! counters.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Counters of one shard (monotonic). Shard-local.
-#[derive(Default, Debug)]
-pub struct Stats {
-    /// PUBLISH packets received from clients.
-    pub received: Cell<u64>,
-    /// Messages written to subscribers' connections.
-    pub sent: Cell<u64>,
-    /// Messages queued for offline or slow subscribers.
-    pub queued: Cell<u64>,
-    /// Messages dropped (slow consumer QoS 0, full queues, too large).
-    pub dropped: Cell<u64>,
-    /// Messages forwarded to other shards (once per destination shard).
-    pub forwarded: Cell<u64>,
-    /// Connections accepted by this shard's listeners.
-    pub accepted: Cell<u64>,
-    /// Accepted connections closed at once: their listener was at its
-    /// `max_connections`.
-    pub refused: Cell<u64>,
-    /// CONNECTs refused with Server busy (0x89; 3.1.1: server unavailable)
-    /// because this shard was overloaded (its mesh outboxes congested).
-    pub busy: Cell<u64>,
-    /// Accepted connections handed to their session's home shard.
-    pub handed_over: Cell<u64>,
-    /// Sessions taken over from a live connection (always on the home shard).
-    pub taken_over: Cell<u64>,
-    /// Connection readiness events handled (an idle connection causes none).
-    pub events: Cell<u64>,
-    /// QoS 1/2 messages queued past a subscriber's limits, in the
-    /// backpressure headroom, pausing their publisher.
-    pub held: Cell<u64>,
-    /// Subscribers cut as slow consumers (`overload_stall_timeout`).
-    pub slow_consumers: Cell<u64>,
+/// Declares the counters once: the shard-local [`Stats`], the
+/// [`StatsSnapshot`] the control plane sees (counters plus gauges), and
+/// the atomics of [`StatsCell`] in between.
+macro_rules! shard_stats {
+    (
+        counters { $($(#[$cdoc:meta])* $c:ident,)* }
+        gauges { $($(#[$gdoc:meta])* $g:ident,)* }
+    ) => {
+        /// Counters of one shard (monotonic). Shard-local.
+        #[derive(Default, Debug)]
+        pub struct Stats {
+            $($(#[$cdoc])* pub $c: Cell<u64>,)*
+        }
+
+        /// What one shard measures now (not counted): filled in at each
+        /// tick. Shard-local.
+        #[derive(Default, Debug, Clone, Copy)]
+        pub struct Gauges {
+            $($(#[$gdoc])* pub $g: u64,)*
+        }
+
+        /// A copy of the counters, plus gauges, as the control plane sees them.
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+        pub struct StatsSnapshot {
+            $($(#[$cdoc])* pub $c: u64,)*
+            $($(#[$gdoc])* pub $g: u64,)*
+        }
+
+        impl std::ops::Add for StatsSnapshot {
+            type Output = StatsSnapshot;
+
+            /// Sums every field (the `max_turn_us` gauge too: take the
+            /// maximum per shard where that matters).
+            fn add(self, o: StatsSnapshot) -> StatsSnapshot {
+                StatsSnapshot {
+                    $($c: self.$c + o.$c,)*
+                    $($g: self.$g + o.$g,)*
+                }
+            }
+        }
+
+        impl StatsSnapshot {
+            fn to_array(self) -> [u64; FIELDS] {
+                [$(self.$c,)* $(self.$g,)*]
+            }
+
+            fn from_array(v: [u64; FIELDS]) -> StatsSnapshot {
+                let mut it = v.into_iter();
+                StatsSnapshot {
+                    $($c: it.next().unwrap_or(0),)*
+                    $($g: it.next().unwrap_or(0),)*
+                }
+            }
+        }
+
+        impl Stats {
+            /// The counters with the given gauges, ready to publish.
+            pub fn snapshot(&self, g: Gauges) -> StatsSnapshot {
+                StatsSnapshot {
+                    $($c: self.$c.get(),)*
+                    $($g: g.$g,)*
+                }
+            }
+        }
+
+        const FIELDS: usize = [$(stringify!($c),)* $(stringify!($g),)*].len();
+    };
+}
+
+shard_stats! {
+    counters {
+        /// PUBLISH packets received from clients.
+        received,
+        /// Messages written to subscribers' connections.
+        sent,
+        /// Messages queued for offline or slow subscribers.
+        queued,
+        /// Messages dropped (slow consumer QoS 0, full queues, too large).
+        dropped,
+        /// Messages forwarded to other shards (once per destination shard).
+        forwarded,
+        /// Connections accepted by this shard's listeners.
+        accepted,
+        /// Accepted connections closed at once: their listener was at its
+        /// `max_connections`.
+        refused,
+        /// CONNECTs refused with Server busy (0x89; 3.1.1: server unavailable)
+        /// because this shard was overloaded (its mesh outboxes congested).
+        busy,
+        /// Accepted connections handed to their session's home shard.
+        handed_over,
+        /// Sessions taken over from a live connection (always on the home shard).
+        taken_over,
+        /// Connection readiness events handled (an idle connection causes none).
+        events,
+        /// Bytes read from clients' sockets (after TLS and WebSocket framing).
+        bytes_received,
+        /// Bytes written to clients' sockets (before TLS and WebSocket framing).
+        bytes_sent,
+        /// Payload bytes of the PUBLISH packets received from clients.
+        publish_bytes_received,
+        /// Payload bytes of the messages written to subscribers.
+        publish_bytes_sent,
+        /// CONNECTs accepted (a session attached).
+        connects,
+        /// Offline sessions ended because their expiry passed.
+        expired,
+        /// Messages put on the mesh for other shards (every kind).
+        mesh_sent,
+        /// Messages taken from the mesh from other shards (every kind).
+        mesh_received,
+        /// Loop turns run.
+        turns,
+        /// QoS 1/2 messages queued past a subscriber's limits, in the
+        /// backpressure headroom, pausing their publisher.
+        held,
+        /// Subscribers cut as slow consumers (`overload_stall_timeout`).
+        slow_consumers,
+    }
+    gauges {
+        /// Connections attached to sessions on this shard now.
+        connections,
+        /// Sessions (online and offline) homed on this shard now.
+        sessions,
+        /// Subscriptions of the sessions homed on this shard now.
+        subscriptions,
+        /// Retained messages in this shard's replica of the store (every
+        /// shard holds them all).
+        retained,
+        /// Messages in this shard's mesh outboxes, not yet taken by a queue.
+        mesh_queued,
+        /// The longest loop turn since the last tick, in microseconds.
+        max_turn_us,
+        /// Publishers on this shard held back by backpressure now.
+        publishers_held,
+        /// Subscribers on this shard holding publishers back now.
+        subscribers_pressing,
+    }
 }
 
 impl Stats {
@@ -48,59 +155,10 @@ impl Stats {
     pub fn bump(counter: &Cell<u64>) {
         counter.set(counter.get() + 1);
     }
-}
 
-/// A copy of the counters, plus gauges, as the control plane sees them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct StatsSnapshot {
-    pub received: u64,
-    pub sent: u64,
-    pub queued: u64,
-    pub dropped: u64,
-    pub forwarded: u64,
-    pub accepted: u64,
-    /// Connections closed at accept: the listener was at `max_connections`.
-    pub refused: u64,
-    /// CONNECTs refused because the shard was overloaded.
-    pub busy: u64,
-    pub handed_over: u64,
-    pub taken_over: u64,
-    pub events: u64,
-    pub held: u64,
-    pub slow_consumers: u64,
-    /// Connections attached to sessions on this shard now.
-    pub connections: u64,
-    /// Sessions (online and offline) homed on this shard now.
-    pub sessions: u64,
-    /// Publishers on this shard held back by backpressure now.
-    pub publishers_held: u64,
-    /// Subscribers on this shard holding publishers back now.
-    pub subscribers_pressing: u64,
-}
-
-impl std::ops::Add for StatsSnapshot {
-    type Output = StatsSnapshot;
-
-    fn add(self, o: StatsSnapshot) -> StatsSnapshot {
-        StatsSnapshot {
-            received: self.received + o.received,
-            sent: self.sent + o.sent,
-            queued: self.queued + o.queued,
-            dropped: self.dropped + o.dropped,
-            forwarded: self.forwarded + o.forwarded,
-            accepted: self.accepted + o.accepted,
-            refused: self.refused + o.refused,
-            busy: self.busy + o.busy,
-            handed_over: self.handed_over + o.handed_over,
-            taken_over: self.taken_over + o.taken_over,
-            events: self.events + o.events,
-            held: self.held + o.held,
-            slow_consumers: self.slow_consumers + o.slow_consumers,
-            connections: self.connections + o.connections,
-            sessions: self.sessions + o.sessions,
-            publishers_held: self.publishers_held + o.publishers_held,
-            subscribers_pressing: self.subscribers_pressing + o.subscribers_pressing,
-        }
+    /// Adds `n` to a counter.
+    pub fn add(counter: &Cell<u64>, n: usize) {
+        counter.set(counter.get() + n as u64);
     }
 }
 
@@ -108,86 +166,44 @@ impl std::ops::Add for StatsSnapshot {
 /// read by the control plane. `Send + Sync`.
 #[derive(Debug, Default)]
 pub struct StatsCell {
-    values: [AtomicU64; 17],
+    values: [AtomicU64; FIELDS],
 }
 
 impl StatsCell {
     /// Publishes a snapshot (called by the owning shard only).
     pub fn publish(&self, s: &StatsSnapshot) {
-        let v = [
-            s.received,
-            s.sent,
-            s.queued,
-            s.dropped,
-            s.forwarded,
-            s.accepted,
-            s.refused,
-            s.busy,
-            s.handed_over,
-            s.taken_over,
-            s.events,
-            s.held,
-            s.slow_consumers,
-            s.connections,
-            s.sessions,
-            s.publishers_held,
-            s.subscribers_pressing,
-        ];
-        for (slot, value) in self.values.iter().zip(v) {
+        for (slot, value) in self.values.iter().zip(s.to_array()) {
             slot.store(value, Ordering::Relaxed);
         }
     }
 
     /// The last published snapshot.
     pub fn read(&self) -> StatsSnapshot {
-        let v: Vec<u64> = self
-            .values
-            .iter()
-            .map(|a| a.load(Ordering::Relaxed))
-            .collect();
-        StatsSnapshot {
-            received: v[0],
-            sent: v[1],
-            queued: v[2],
-            dropped: v[3],
-            forwarded: v[4],
-            accepted: v[5],
-            refused: v[6],
-            busy: v[7],
-            handed_over: v[8],
-            taken_over: v[9],
-            events: v[10],
-            held: v[11],
-            slow_consumers: v[12],
-            connections: v[13],
-            sessions: v[14],
-            publishers_held: v[15],
-            subscribers_pressing: v[16],
-        }
+        StatsSnapshot::from_array(std::array::from_fn(|i| {
+            self.values[i].load(Ordering::Relaxed)
+        }))
     }
 }
 
-impl Stats {
-    /// The counters with the given gauges, ready to publish.
-    pub fn snapshot(&self, connections: usize, sessions: usize) -> StatsSnapshot {
-        StatsSnapshot {
-            received: self.received.get(),
-            sent: self.sent.get(),
-            queued: self.queued.get(),
-            dropped: self.dropped.get(),
-            forwarded: self.forwarded.get(),
-            accepted: self.accepted.get(),
-            refused: self.refused.get(),
-            busy: self.busy.get(),
-            handed_over: self.handed_over.get(),
-            taken_over: self.taken_over.get(),
-            events: self.events.get(),
-            held: self.held.get(),
-            slow_consumers: self.slow_consumers.get(),
-            connections: connections as u64,
-            sessions: sessions as u64,
-            publishers_held: 0,
-            subscribers_pressing: 0,
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_published_snapshot_reads_back_field_for_field() {
+        let stats = Stats::default();
+        Stats::bump(&stats.received);
+        Stats::add(&stats.bytes_sent, 42);
+        Stats::bump(&stats.turns);
+        let gauges = Gauges {
+            connections: 3,
+            max_turn_us: 7,
+            ..Gauges::default()
+        };
+        let cell = StatsCell::default();
+        cell.publish(&stats.snapshot(gauges));
+        let s = cell.read();
+        assert_eq!((s.received, s.bytes_sent, s.turns), (1, 42, 1));
+        assert_eq!((s.connections, s.max_turn_us, s.sessions), (3, 7, 0));
     }
 }

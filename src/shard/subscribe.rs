@@ -290,6 +290,7 @@ impl Shard {
                 .insert(filter.as_str(), sid, subscription);
         }
         if !existed {
+            self.subscriptions.set(self.subscriptions.get() + 1);
             let mut counts = self.filter_counts.borrow_mut();
             let count = counts.entry(filter.clone()).or_insert(0);
             *count += 1;
@@ -322,6 +323,7 @@ impl Shard {
         if !existed {
             return false;
         }
+        self.subscriptions.set(self.subscriptions.get() - 1);
         let shared = filter.share().is_some();
         if shared {
             self.shared.borrow_mut().remove_local(filter, &sid);

@@ -162,6 +162,7 @@ impl Shard {
         self.deadlines.borrow_mut().tick = now + TICK;
         self.publish_stats();
         self.publish_log_lines();
+        self.update_sys(now);
         let second = self.now();
         let last = std::mem::replace(&mut self.deadlines.borrow_mut().last_second, second);
         if second == last {
