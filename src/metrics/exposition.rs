@@ -86,6 +86,11 @@ const COUNTERS: &[Field] = &[
         |s| s.forwarded,
     ),
     ("loop_turns", "Event loop turns", |s| s.turns),
+    (
+        "log_lines_dropped",
+        "log_dest topic lines dropped, their queue full (process-wide: shard 0 only)",
+        |s| s.log_dropped,
+    ),
 ];
 
 /// Gauges, per shard.
@@ -105,6 +110,21 @@ const GAUGES: &[Field] = &[
         "retained_messages",
         "Retained messages (every shard holds them all)",
         |s| s.retained,
+    ),
+    (
+        "retained_bytes",
+        "Payload bytes of the retained messages (every shard holds them all)",
+        |s| s.retained_bytes,
+    ),
+    (
+        "queued_messages",
+        "Messages in the queues of the sessions homed on the shard",
+        |s| s.queued_messages,
+    ),
+    (
+        "queued_bytes",
+        "Payload bytes of the messages in those queues",
+        |s| s.queued_bytes,
     ),
     (
         "mesh_queue_depth",
@@ -130,6 +150,11 @@ const HISTOGRAMS: &[HistogramField] = &[
         "publish_delivery_latency_seconds",
         "From the loop turn that read a PUBLISH to the end of the turn that wrote it to a subscriber",
         |h| h.delivery.read(),
+    ),
+    (
+        "queued_delivery_latency_seconds",
+        "From the loop turn that read a PUBLISH to its write from a session's queue (offline or slow subscribers)",
+        |h| h.queued_delivery.read(),
     ),
     (
         "mesh_hop_latency_seconds",
