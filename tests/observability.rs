@@ -203,6 +203,19 @@ fn a_reload_turns_the_sys_tree_on_and_off() {
     b.stop();
 }
 
+/// As Mosquitto (`SYS_TREE_QOS`), the tree is published at QoS 2: a
+/// subscriber at QoS 2 gets it at QoS 2.
+#[test]
+fn the_sys_tree_is_published_at_qos_2() {
+    let b = TestBroker::with(1, |c| c.sys_interval = Duration::from_secs(1));
+    let (mut w, _) = RawClient::connect(b.addr, V311, "watch-qos", true);
+    w.subscribe("$SYS/broker/version", QoS::ExactlyOnce);
+    let p = w.expect_publish();
+    assert_eq!(p.topic.as_str(), "$SYS/broker/version");
+    assert_eq!(p.qos, QoS::ExactlyOnce);
+    b.stop();
+}
+
 #[test]
 fn sys_interval_0_publishes_no_sys_tree() {
     let b = TestBroker::with(2, |c| c.sys_interval = Duration::ZERO);
