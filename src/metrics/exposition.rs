@@ -291,4 +291,29 @@ mod tests {
         assert_eq!(h.counts[5], 8, "30 µs falls under 50 µs");
         assert!(render(&board().registry(), true).ends_with("# EOF\n"));
     }
+
+    #[test]
+    fn the_store_and_log_drop_figures_are_exposed() {
+        let b = board();
+        b.stats[0].publish(&StatsSnapshot {
+            queued_messages: 3,
+            queued_bytes: 30,
+            retained_bytes: 4,
+            log_dropped: 2,
+            ..StatsSnapshot::default()
+        });
+        let samples = parse(&render(&b.registry(), false));
+        let value = |name: &str| {
+            samples
+                .iter()
+                .find(|s| s.name == name && s.label("shard") == Some("0"))
+                .map(|s| s.value)
+        };
+        assert_eq!(value("shardmq_queued_messages"), Some(3.0));
+        assert_eq!(value("shardmq_queued_bytes"), Some(30.0));
+        assert_eq!(value("shardmq_retained_bytes"), Some(4.0));
+        assert_eq!(value("shardmq_log_lines_dropped_total"), Some(2.0));
+        let queued = histogram(&samples, "shardmq_queued_delivery_latency_seconds");
+        assert_eq!(queued.map(|h| h.count()), Some(0), "exposed, empty");
+    }
 }
