@@ -175,9 +175,10 @@ fn has_ipv6_loopback() -> bool {
 
 /// SIGHUP reloads the configuration file, as Mosquitto does: the logging
 /// settings (log files are closed and opened again, so logrotate works),
-/// the bridge sections, and each listener's settings on every shard (see
-/// `shard::Reload`), are applied at once, leaving connected clients alone.
-/// Other settings take effect at the next start, and the log says so.
+/// the bridge sections, each listener's settings on every shard (see
+/// `shard::Reload`) and `sys_interval`, are applied at once, leaving
+/// connected clients alone. Other settings (`metrics_listener` among them)
+/// take effect at the next start, and the log says so.
 fn reload_on_hangup(mut signals: Signals, cli: Cli, reloader: Reloader) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("sighup".into())
@@ -222,7 +223,7 @@ fn reload(cli: &Cli, reloader: &Reloader) {
     }
     match reloader.reload(config) {
         Ok(n) => log::info!(
-            "SIGHUP: reloaded {}: logging, listener settings and {n} bridge(s) applied; other settings take effect at the next start",
+            "SIGHUP: reloaded {}: logging, listener settings, sys_interval and {n} bridge(s) applied; other settings take effect at the next start",
             path.display()
         ),
         Err(e) => log::error!("SIGHUP: {e}"),

@@ -107,6 +107,115 @@ fn sys_values_match_the_clients_and_messages_of_the_test() {
     b.stop();
 }
 
+fn number(seen: &HashMap<String, String>, topic: &str) -> Option<i64> {
+    get(seen, topic).and_then(|v| v.parse().ok())
+}
+
+/// Messages queued for an offline persistent session count in the store,
+/// as in Mosquitto, with their payload bytes (`$SYS` and /metrics); once
+/// the client is back and takes them, they leave it, and their delivery
+/// from the queue is timed.
+#[test]
+fn messages_queued_for_an_offline_session_count_in_the_store() {
+    let b = TestBroker::with(2, |c| {
+        c.sys_interval = Duration::from_secs(1);
+        c.metrics_listener = Some("127.0.0.1:0".parse().expect("addr"));
+    });
+    let addr = b.handle().metrics_addr().expect("a metrics endpoint");
+    let away = b.id_on(1, "away");
+    let (mut sub, _) = RawClient::connect(b.addr, V311, &away, false);
+    sub.subscribe("obs/q", QoS::AtLeastOnce);
+    sub.disconnect();
+    let (mut publisher, _) = RawClient::connect(b.addr, V311, &b.id_on(0, "pub"), true);
+    publisher.publish("obs/r", b"four", QoS::AtLeastOnce, true, 1);
+    for i in 0..3 {
+        publisher.publish("obs/q", b"0123456789", QoS::AtLeastOnce, false, i + 2);
+    }
+    let (mut watcher, _) = RawClient::connect(b.addr, V311, &b.id_on(0, "watch"), true);
+    watcher.subscribe("$SYS/#", QoS::AtMostOnce);
+    // Held beyond the retained messages (the tree's own among them).
+    let queued = |s: &HashMap<String, String>| {
+        let count = number(s, "store/messages/count")?;
+        let stored = number(s, "messages/stored")?;
+        let retained = number(s, "retained messages/count")?;
+        (count == stored).then_some(count - retained)
+    };
+    let mut seen = HashMap::new();
+    let settled = watch_sys(&mut watcher, &mut seen, Duration::from_secs(8), |s| {
+        queued(s) == Some(3)
+    });
+    assert!(settled, "3 queued messages never showed: {seen:#?}");
+    let bytes = number(&seen, "store/messages/bytes").expect("published");
+    assert!(bytes >= 34, "3 x 10 queued + 4 retained, and $SYS: {bytes}");
+    let samples = scrape(addr);
+    assert_eq!(total(&samples, "shardmq_queued_messages"), 3.0);
+    assert_eq!(total(&samples, "shardmq_queued_bytes"), 30.0);
+    assert!(
+        total(&samples, "shardmq_retained_bytes") >= 2.0 * 4.0,
+        "each shard's replica"
+    );
+
+    let (mut back, _) = RawClient::connect(b.addr, V311, &away, false);
+    assert_eq!(back.expect_payloads(3).len(), 3);
+    let settled = watch_sys(&mut watcher, &mut seen, Duration::from_secs(8), |s| {
+        queued(s) == Some(0)
+    });
+    assert!(settled, "the queue never left the store: {seen:#?}");
+    let queued_delivery = "shardmq_queued_delivery_latency_seconds";
+    let until = Instant::now() + Duration::from_secs(5);
+    let mut samples = scrape(addr);
+    while histogram_count(&samples, queued_delivery) < 3 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(100));
+        samples = scrape(addr);
+    }
+    assert_eq!(histogram_count(&samples, queued_delivery), 3);
+    assert_eq!(total(&samples, "shardmq_queued_messages"), 0.0);
+    assert_eq!(total(&samples, "shardmq_queued_bytes"), 0.0);
+    b.stop();
+}
+
+/// `sys_interval` changes with a reload (SIGHUP), as Mosquitto re-reads it.
+#[test]
+fn a_reload_turns_the_sys_tree_on_and_off() {
+    let b = TestBroker::with(2, |c| c.sys_interval = Duration::ZERO);
+    let reload = |secs: u64| {
+        let config = shardmq::config::Config {
+            listeners: vec![shardmq::config::Listener::new(b.addr)],
+            shards: Some(b.shards),
+            sys_interval: Duration::from_secs(secs),
+            ..shardmq::config::Config::default()
+        };
+        b.handle().reload(config).expect("every shard applies it");
+    };
+    let (mut watcher, _) = RawClient::connect(b.addr, V311, "watch", true);
+    watcher.subscribe("$SYS/broker/uptime", QoS::AtMostOnce);
+    watcher.expect_silence(Duration::from_millis(500));
+    reload(1);
+    let mut seen = HashMap::new();
+    let on = watch_sys(&mut watcher, &mut seen, Duration::from_secs(5), |s| {
+        get(s, "uptime").is_some()
+    });
+    assert!(on, "no $SYS after the reload set sys_interval");
+    reload(0);
+    // An update under way when the reload landed may still arrive.
+    let _ = watcher.recv_within(Duration::from_millis(300));
+    watcher.expect_silence(Duration::from_millis(2500));
+    b.stop();
+}
+
+/// As Mosquitto (`SYS_TREE_QOS`), the tree is published at QoS 2: a
+/// subscriber at QoS 2 gets it at QoS 2.
+#[test]
+fn the_sys_tree_is_published_at_qos_2() {
+    let b = TestBroker::with(1, |c| c.sys_interval = Duration::from_secs(1));
+    let (mut w, _) = RawClient::connect(b.addr, V311, "watch-qos", true);
+    w.subscribe("$SYS/broker/version", QoS::ExactlyOnce);
+    let p = w.expect_publish();
+    assert_eq!(p.topic.as_str(), "$SYS/broker/version");
+    assert_eq!(p.qos, QoS::ExactlyOnce);
+    b.stop();
+}
+
 #[test]
 fn sys_interval_0_publishes_no_sys_tree() {
     let b = TestBroker::with(2, |c| c.sys_interval = Duration::ZERO);

@@ -18,7 +18,7 @@ mod shared;
 mod tree;
 mod trie;
 
-pub use retained::{RetainStamp, RetainedStore};
+pub use retained::{RetainStamp, RetainedStore, Weigh};
 pub use shardset::ShardSet;
 pub use shared::{Group, Pick, SharedIndex, Strategy};
 pub use trie::SubTrie;

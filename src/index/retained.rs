@@ -102,6 +102,9 @@ pub struct RetainedStore<V> {
     root: Node<V>,
     /// Live (non-tombstone) entries.
     len: usize,
+    /// The sum of the live entries' [`Weigh::bytes`] (`$SYS`
+    /// `store/messages/bytes`), kept as they are set and replaced.
+    bytes: usize,
     tombstones: usize,
     /// Every delete applied, oldest first: what `purge_tombstones` visits,
     /// so purging costs the tombstones purged, not the size of the store.
@@ -125,13 +128,32 @@ impl<V> Default for RetainedStore<V> {
         RetainedStore {
             root: Node::default(),
             len: 0,
+            bytes: 0,
             tombstones: 0,
             tomb_log: VecDeque::new(),
         }
     }
 }
 
-impl<V: Clone> RetainedStore<V> {
+/// What a retained value weighs in `store/messages/bytes`: its payload
+/// bytes.
+pub trait Weigh {
+    fn bytes(&self) -> usize;
+}
+
+impl Weigh for &str {
+    fn bytes(&self) -> usize {
+        self.len()
+    }
+}
+
+impl Weigh for String {
+    fn bytes(&self) -> usize {
+        self.len()
+    }
+}
+
+impl<V: Clone + Weigh> RetainedStore<V> {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
@@ -140,6 +162,11 @@ impl<V: Clone> RetainedStore<V> {
     /// Number of retained messages.
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// Payload bytes of the retained messages.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// True when no message is retained.
@@ -158,14 +185,16 @@ impl<V: Clone> RetainedStore<V> {
             if old.stamp >= stamp {
                 return false;
             }
-            if old.value.is_some() {
+            if let Some(v) = &old.value {
                 self.len -= 1;
+                self.bytes -= v.bytes();
             } else {
                 self.tombstones -= 1;
             }
         }
-        if value.is_some() {
+        if let Some(v) = &value {
             self.len += 1;
+            self.bytes += v.bytes();
         } else {
             self.tombstones += 1;
             self.tomb_log.push_back((stamp, topic.into()));
@@ -346,6 +375,28 @@ mod tests {
 
     fn stamp(nanos: u64) -> RetainStamp {
         RetainStamp { nanos, shard: 0 }
+    }
+
+    /// Test values that are plain numbers weigh nothing.
+    impl Weigh for usize {
+        fn bytes(&self) -> usize {
+            0
+        }
+    }
+
+    #[test]
+    fn the_bytes_follow_sets_replacements_and_deletes() {
+        let mut s = RetainedStore::new();
+        s.apply("a", stamp(1), Some("12345"));
+        s.apply("b", stamp(2), Some("12"));
+        assert_eq!((s.len(), s.bytes()), (2, 7));
+        s.apply("a", stamp(3), Some("1"));
+        assert_eq!((s.len(), s.bytes()), (2, 3));
+        assert!(!s.apply("a", stamp(2), Some("stale")), "older: not applied");
+        s.apply("b", stamp(4), None);
+        assert_eq!((s.len(), s.bytes()), (1, 1));
+        s.apply("a", stamp(5), None);
+        assert_eq!((s.len(), s.bytes()), (0, 0));
     }
 
     fn matching(s: &RetainedStore<&'static str>, filter: &str) -> Vec<&'static str> {

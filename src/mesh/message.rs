@@ -47,6 +47,13 @@ pub struct Message {
     pub read_at: Option<Instant>,
 }
 
+impl crate::index::Weigh for Arc<Message> {
+    /// Payload bytes, as Mosquitto's `store/messages/bytes` counts them.
+    fn bytes(&self) -> usize {
+        self.publish.payload.len()
+    }
+}
+
 /// The client that published a retained message: with
 /// `check_retain_source`, the message is delivered to new subscribers
 /// only while that client may still write its topic.

@@ -86,6 +86,11 @@ const COUNTERS: &[Field] = &[
         |s| s.forwarded,
     ),
     ("loop_turns", "Event loop turns", |s| s.turns),
+    (
+        "log_lines_dropped",
+        "log_dest topic lines dropped, their queue full (process-wide: shard 0 only)",
+        |s| s.log_dropped,
+    ),
 ];
 
 /// Gauges, per shard.
@@ -105,6 +110,21 @@ const GAUGES: &[Field] = &[
         "retained_messages",
         "Retained messages (every shard holds them all)",
         |s| s.retained,
+    ),
+    (
+        "retained_bytes",
+        "Payload bytes of the retained messages (every shard holds them all)",
+        |s| s.retained_bytes,
+    ),
+    (
+        "queued_messages",
+        "Messages in the queues of the sessions homed on the shard",
+        |s| s.queued_messages,
+    ),
+    (
+        "queued_bytes",
+        "Payload bytes of the messages in those queues",
+        |s| s.queued_bytes,
     ),
     (
         "mesh_queue_depth",
@@ -130,6 +150,11 @@ const HISTOGRAMS: &[HistogramField] = &[
         "publish_delivery_latency_seconds",
         "From the loop turn that read a PUBLISH to the end of the turn that wrote it to a subscriber",
         |h| h.delivery.read(),
+    ),
+    (
+        "queued_delivery_latency_seconds",
+        "From the loop turn that read a PUBLISH to its write from a session's queue (offline or slow subscribers)",
+        |h| h.queued_delivery.read(),
     ),
     (
         "mesh_hop_latency_seconds",
@@ -265,5 +290,30 @@ mod tests {
         assert_eq!(h.count(), 8);
         assert_eq!(h.counts[5], 8, "30 µs falls under 50 µs");
         assert!(render(&board().registry(), true).ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn the_store_and_log_drop_figures_are_exposed() {
+        let b = board();
+        b.stats[0].publish(&StatsSnapshot {
+            queued_messages: 3,
+            queued_bytes: 30,
+            retained_bytes: 4,
+            log_dropped: 2,
+            ..StatsSnapshot::default()
+        });
+        let samples = parse(&render(&b.registry(), false));
+        let value = |name: &str| {
+            samples
+                .iter()
+                .find(|s| s.name == name && s.label("shard") == Some("0"))
+                .map(|s| s.value)
+        };
+        assert_eq!(value("shardmq_queued_messages"), Some(3.0));
+        assert_eq!(value("shardmq_queued_bytes"), Some(30.0));
+        assert_eq!(value("shardmq_retained_bytes"), Some(4.0));
+        assert_eq!(value("shardmq_log_lines_dropped_total"), Some(2.0));
+        let queued = histogram(&samples, "shardmq_queued_delivery_latency_seconds");
+        assert_eq!(queued.map(|h| h.count()), Some(0), "exposed, empty");
     }
 }

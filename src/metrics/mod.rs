@@ -30,6 +30,11 @@ pub struct ShardHistograms {
     /// From the loop turn that read a PUBLISH to the end of the turn that
     /// wrote it to a subscriber (on whichever shard).
     pub delivery: HistogramCell,
+    /// From the loop turn that read a PUBLISH to the drain that wrote it
+    /// from a session's queue (the subscriber was offline, or its window
+    /// or buffer full): apart, so that offline waits do not swamp
+    /// `delivery`.
+    pub queued_delivery: HistogramCell,
     /// From the loop turn that read a PUBLISH to its take from the mesh by
     /// another shard.
     pub hop: HistogramCell,
@@ -49,6 +54,7 @@ pub struct Latency {
     /// The longest turn since [`Latency::take_max_turn`].
     max_turn: Cell<Duration>,
     delivery: LocalHistogram,
+    queued_delivery: LocalHistogram,
     hop: LocalHistogram,
     turn: LocalHistogram,
     /// Read times of the messages written this turn, one run per message
@@ -64,6 +70,7 @@ impl Latency {
             turn_start: Cell::new(Instant::now()),
             max_turn: Cell::new(Duration::ZERO),
             delivery: LocalHistogram::default(),
+            queued_delivery: LocalHistogram::default(),
             hop: LocalHistogram::default(),
             turn: LocalHistogram::default(),
             written: RefCell::default(),
@@ -95,6 +102,13 @@ impl Latency {
             self.record_written(&mut written, Instant::now());
         }
         written.push((at, 1));
+    }
+
+    /// A message read at `read_at` was written now from a session's queue.
+    pub fn delivered_from_queue(&self, read_at: Option<Instant>) {
+        if let Some(at) = read_at {
+            self.queued_delivery.record(at.elapsed());
+        }
     }
 
     /// A message read at `read_at` on another shard arrived over the mesh.
@@ -131,6 +145,7 @@ impl Latency {
     pub fn publish(&self, cell: &ShardHistograms) {
         if self.on {
             cell.delivery.publish(&self.delivery);
+            cell.queued_delivery.publish(&self.queued_delivery);
             cell.hop.publish(&self.hop);
             cell.turn.publish(&self.turn);
         }

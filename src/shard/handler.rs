@@ -146,7 +146,7 @@ impl Shard {
             };
             let fit = s.acknowledge(r.packet_id, ack);
             if fit == AckFit::Finished {
-                self.count_dropped(s.drain(&self.queue_limits));
+                self.drain_queue(s);
             }
             (fit, s.at_low_watermark(&self.queue_limits))
         };

@@ -161,8 +161,8 @@ impl Shard {
     pub(super) fn resume(&self, conn: &Rc<ConnShared>) {
         let mut sessions = self.sessions.borrow_mut();
         if let Some(s) = sessions.by_id.get_mut(&conn.session.get()) {
-            let expired = s.resend_inflight() + s.drain(&self.queue_limits);
-            self.count_dropped(expired);
+            self.count_dropped(s.resend_inflight());
+            self.drain_queue(s);
         }
         self.mark_dirty(conn);
     }
@@ -220,7 +220,7 @@ impl Shard {
             let Some(s) = sessions.by_id.get_mut(&sid) else {
                 return self.mark_dirty(conn);
             };
-            self.count_dropped(s.drain(&self.queue_limits));
+            self.drain_queue(s);
             s.at_low_watermark(&self.queue_limits)
         };
         self.pressure_progress(sid, drained);

@@ -24,6 +24,7 @@
 //!   [`Shard::publish_broker_message`], how the broker publishes a message of its own.
 //! - [`timers`]: deadlines (tick, CONNECT, closing, barriers, delayed wills) and shutdown.
 //! - [`session`]: session state and the outbound QoS window.
+//! - [`store`]: the running total of the messages sessions' queues hold (`store/messages/*`).
 //! - [`conn`]: a connection's shared state and its slab entry.
 //! - [`alias`]: a connection's MQTT 5.0 topic aliases, both ways.
 //! - [`auth`]: MQTT 5.0 enhanced authentication: the plug-in API
@@ -62,6 +63,7 @@ mod route;
 mod session;
 mod share;
 mod stats;
+mod store;
 mod subscribe;
 mod sys;
 mod timers;
@@ -234,7 +236,7 @@ pub struct Shard {
     latency: crate::metrics::Latency,
     /// Control plane: where this shard publishes its histograms each tick.
     histograms: Arc<crate::metrics::ShardHistograms>,
-    /// The `$SYS` tree: shard 0's only, unless `sys_interval` is 0.
+    /// The `$SYS` tree: shard 0's only (idle while `sys_interval` is 0).
     sys: Option<RefCell<sys::SysTree>>,
     /// Peers that reported `WillsSent` during shutdown.
     wills_from: Cell<usize>,
@@ -276,7 +278,9 @@ impl Shard {
         let strategy = config.shared_subscription_strategy;
         let acl = AclState::new(control.acl, config.check_retain_source);
         let started = Instant::now();
-        let sys = (id == 0 && !config.sys_interval.is_zero()).then(|| {
+        // Shard 0 keeps the tree even while `sys_interval` is 0: a reload
+        // may set one.
+        let sys = (id == 0).then(|| {
             RefCell::new(sys::SysTree::new(
                 config.sys_interval,
                 started,
@@ -396,12 +400,20 @@ impl Shard {
 
     fn publish_stats(&self) {
         self.stats.mesh_sent.set(self.mesh.sent());
+        if self.id == 0 {
+            self.stats.log_dropped.set(crate::logging::topic::dropped());
+        }
         let (held, pressing) = self.pressure.borrow().gauges();
+        let (queued_messages, queued_bytes) = store::queued();
+        let retained = self.retained.borrow();
         let gauges = Gauges {
             connections: self.connections.get() as u64,
             sessions: self.sessions.borrow().by_id.len() as u64,
             subscriptions: self.subscriptions.get() as u64,
-            retained: self.retained.borrow().len() as u64,
+            retained: retained.len() as u64,
+            retained_bytes: retained.bytes() as u64,
+            queued_messages,
+            queued_bytes,
             mesh_queued: self.mesh.queued() as u64,
             max_turn_us: self.latency.take_max_turn().as_micros() as u64,
             publishers_held: held as u64,

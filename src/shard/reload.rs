@@ -120,7 +120,8 @@ impl Shard {
         self.reload.applied(self.id, generation);
     }
 
-    /// What a reload changes here: every listener's settings (the
+    /// What a reload changes here: `sys_interval` (shard 0's `$SYS` tree;
+    /// `metrics_listener` is read at start only), every listener's settings (the
     /// `per_listener_settings` scope, `max_connections`, the WebSocket
     /// bounds, password files, TLS certificates) and the ACL rules. Connections already attached keep the
     /// listener settings (a TLS session keeps its certificate) they were admitted with; new ones get the new
@@ -130,6 +131,10 @@ impl Shard {
     /// rules apply to everyone at once: the next PUBLISH, SUBSCRIBE and
     /// delivery are checked against them.
     fn apply_reload(&self, reload: &Reload) {
+        if let Some(tree) = &self.sys {
+            tree.borrow_mut()
+                .set_interval(reload.config.sys_interval, Instant::now());
+        }
         let mut settings = ListenerSettings::all(&reload.config, &reload.passwords, &reload.tls);
         let old = self.listener_settings.borrow().clone();
         if settings.len() != old.len() {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::conn::{CloseReason, ConnShared};
 use super::encode::EncodeCache;
 use super::mount;
-use super::session::{Delivery, SessionId};
+use super::session::{Delivery, Session, SessionId};
 use super::subscribe::Subscription;
 use super::will::Will;
 use super::{Shard, Stats};
@@ -356,6 +356,19 @@ impl Shard {
             Stats::add(&self.stats.publish_bytes_sent, msg.publish.payload.len());
             self.latency.delivered(msg.read_at);
         }
+    }
+
+    /// Sends what session `s` queued while its window and buffer allow
+    /// ([`Session::drain`]): each message written counts as sent, with
+    /// its payload bytes and, with metrics on, its queued-delivery
+    /// latency; those expired while they waited count as dropped.
+    pub(super) fn drain_queue(&self, s: &mut Session) {
+        let expired = s.drain(&self.queue_limits, &mut |msg| {
+            Stats::bump(&self.stats.sent);
+            Stats::add(&self.stats.publish_bytes_sent, msg.publish.payload.len());
+            self.latency.delivered_from_queue(msg.read_at);
+        });
+        self.count_dropped(expired);
     }
 
     /// Counts `n` messages dropped from a queue: their expiry interval

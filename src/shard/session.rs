@@ -16,6 +16,7 @@ use super::conn::ConnShared;
 use super::durable::{with_journal, SessionSnapshot, SnapshotDelivery};
 use super::encode::{encode_aliased, EncodeCache};
 use super::mount;
+use super::store;
 use super::subscribe::Subscription;
 use super::will::Will;
 use crate::limits::{PRESSURE_HEADROOM_BYTES, PRESSURE_HEADROOM_MESSAGES};
@@ -199,6 +200,9 @@ struct Flow {
     queue: VecDeque<Queued>,
     /// Topic and payload bytes held in `queue`.
     queued_bytes: usize,
+    /// `queue`'s share of the shard's `store/messages/*` (payload bytes);
+    /// given back when the flow goes.
+    stored: store::Held,
     /// QoS 0 entries in `queue`.
     queued_qos0: usize,
     /// Inbound QoS 2 packet ids with PUBREC sent and PUBREL pending; at
@@ -214,6 +218,7 @@ impl Flow {
 
     fn push_queued(&mut self, q: Queued) {
         self.queued_bytes += queued_size(&q.msg);
+        self.stored.add(q.msg.publish.payload.len());
         self.queued_qos0 += usize::from(q.qos == QoS::AtMostOnce);
         self.queue.push_back(q);
     }
@@ -221,6 +226,7 @@ impl Flow {
     fn pop_queued(&mut self) -> Option<Queued> {
         let q = self.queue.pop_front()?;
         self.queued_bytes -= queued_size(&q.msg);
+        self.stored.remove(q.msg.publish.payload.len());
         self.queued_qos0 -= usize::from(q.qos == QoS::AtMostOnce);
         Some(q)
     }
@@ -482,6 +488,7 @@ impl Session {
                     break;
                 };
                 flow.queued_bytes -= queued_size(&q.msg);
+                flow.stored.remove(q.msg.publish.payload.len());
                 flow.queued_qos0 -= usize::from(q.qos == QoS::AtMostOnce);
                 gone.push(q.did);
             }
@@ -664,10 +671,11 @@ impl Session {
         fit
     }
 
-    /// Sends queued messages while the window and the buffer allow;
-    /// discards those whose Message Expiry Interval passed while they
-    /// waited, and returns how many (drops, for the stats).
-    pub fn drain(&mut self, limits: &QueueLimits) -> usize {
+    /// Sends queued messages while the window and the buffer allow,
+    /// calling `written` with each one written; discards those whose
+    /// Message Expiry Interval passed while they waited, and returns how
+    /// many (drops, for the stats).
+    pub fn drain(&mut self, limits: &QueueLimits, written: &mut dyn FnMut(&Message)) -> usize {
         let Some(conn) = self.conn.clone() else {
             return 0;
         };
@@ -692,10 +700,14 @@ impl Session {
                 continue;
             }
             let mut cache = EncodeCache::default();
-            if q.qos == QoS::AtMostOnce {
-                write_publish(&conn, &mut cache, &q.msg, q.qos, q.retain, None, false);
+            let sent = if q.qos == QoS::AtMostOnce {
+                write_publish(&conn, &mut cache, &q.msg, q.qos, q.retain, None, false)
             } else {
-                self.send_new(&q.msg, q.qos, q.retain, &mut cache, (q.group, q.did));
+                let msg = Arc::clone(&q.msg);
+                self.send_new(&msg, q.qos, q.retain, &mut cache, (q.group, q.did)) == Delivery::Sent
+            };
+            if sent {
+                written(&q.msg);
             }
         }
         if self.queue_len() > 0 && conn.out_full() {
@@ -1016,6 +1028,51 @@ mod tests {
     }
 
     #[test]
+    fn the_store_total_follows_the_queue_and_returns_to_zero() {
+        let offline = |s: &mut Session| s.conn.take();
+        // Each message carries 5 payload bytes ("hello").
+        let mut s = online_session();
+        let conn = offline(&mut s);
+        for _ in 0..3 {
+            assert_eq!(deliver(&mut s, QoS::AtLeastOnce), Delivery::Queued);
+        }
+        assert_eq!(store::queued(), (3, 15), "pushed");
+        let trim = QueueLimits {
+            max_messages: 2,
+            ..LIMITS
+        };
+        assert_eq!(s.trim_queue(&trim), 1);
+        assert_eq!(store::queued(), (2, 10), "trimmed");
+        // Expired while it waited: dropped at the drain.
+        let mut gone = message(QoS::AtLeastOnce).publish.clone();
+        gone.properties.message_expiry_interval = Some(1);
+        let origin = message(QoS::AtMostOnce).origin;
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let expiring = Arc::new(Message::restored(gone, origin, unix + 1));
+        let mut cache = EncodeCache::default();
+        s.deliver(&expiring, QoS::AtLeastOnce, false, &mut cache, &LIMITS);
+        assert_eq!(store::queued(), (3, 15), "queued");
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        assert!(expiring.is_expired());
+        s.conn = conn;
+        let mut written = 0;
+        assert_eq!(s.drain(&LIMITS, &mut |_| written += 1), 1, "one expired");
+        assert_eq!(written, 2, "the QoS 1 ones went into the window");
+        assert_eq!(store::queued(), (0, 0), "popped");
+
+        // A session that ends with messages queued gives them back.
+        let mut s = online_session();
+        offline(&mut s);
+        deliver(&mut s, QoS::AtLeastOnce);
+        deliver(&mut s, QoS::ExactlyOnce);
+        assert_eq!(store::queued(), (2, 10));
+        drop(s);
+        assert_eq!(store::queued(), (0, 0), "session ended");
+    }
+
+    #[test]
     fn an_idle_session_is_small() {
         assert!(std::mem::size_of::<Session>() <= 120);
         let s = online_session();
@@ -1078,14 +1135,14 @@ mod tests {
         assert_eq!(deliver(&mut s, QoS::AtMostOnce), Delivery::Queued);
         assert!(s.flow.as_ref().is_some_and(|f| f.queued_qos0 == 2));
         s.conn = conn;
-        s.drain(&LIMITS);
+        s.drain(&LIMITS, &mut |_| {});
         assert!(s.flow.is_none());
 
         // QoS 1 moves from the queue into the window, then is acknowledged.
         let conn = s.conn.take();
         assert_eq!(deliver(&mut s, QoS::AtLeastOnce), Delivery::Queued);
         s.conn = conn;
-        s.drain(&LIMITS);
+        s.drain(&LIMITS, &mut |_| {});
         assert_eq!(s.queue_len(), 0);
         assert_eq!(s.inflight_len(), 1);
         assert_eq!(s.acknowledge(pid(1), OutAck::Ack), AckFit::Finished);
@@ -1109,7 +1166,7 @@ mod tests {
         assert_eq!(send(&mut s), Delivery::Sent, "5 bytes in flight");
         assert_eq!(send(&mut s), Delivery::Queued, "10 bytes in flight");
         assert_eq!(s.acknowledge(pid(1), OutAck::Ack), AckFit::Finished);
-        s.drain(&limits);
+        s.drain(&limits, &mut |_| {});
         assert_eq!((s.inflight_len(), s.queue_len()), (2, 0));
         assert_eq!(s.flow.as_ref().map(|f| f.inflight_bytes), Some(10));
         assert_eq!(s.acknowledge(pid(2), OutAck::Ack), AckFit::Finished);

@@ -128,6 +128,10 @@ shard_stats! {
         held,
         /// Subscribers cut as slow consumers (`overload_stall_timeout`).
         slow_consumers,
+        /// `log_dest topic` lines dropped because their queue was full
+        /// (`logging::topic::dropped`): process-wide, so shard 0's only
+        /// (0 on the others).
+        log_dropped,
     }
     gauges {
         /// Connections attached to sessions on this shard now.
@@ -147,6 +151,14 @@ shard_stats! {
         publishers_held,
         /// Subscribers on this shard holding publishers back now.
         subscribers_pressing,
+        /// Messages in the queues of the sessions homed on this shard now
+        /// (`store::queued`).
+        queued_messages,
+        /// Payload bytes of those messages.
+        queued_bytes,
+        /// Payload bytes of the retained messages in this shard's replica
+        /// (every shard holds them all).
+        retained_bytes,
     }
 }
 
@@ -164,9 +176,18 @@ impl Stats {
 
 /// One shard's published counters: written by that shard on its tick only,
 /// read by the control plane. `Send + Sync`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct StatsCell {
     values: [AtomicU64; FIELDS],
+}
+
+impl Default for StatsCell {
+    /// All zero. (Written out: arrays derive `Default` up to 32 only.)
+    fn default() -> StatsCell {
+        StatsCell {
+            values: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
 }
 
 impl StatsCell {

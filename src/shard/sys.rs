@@ -22,6 +22,10 @@ use bytes::Bytes;
 use super::{Shard, StatsCell, StatsSnapshot};
 use crate::protocol::QoS;
 
+/// The QoS the tree is published with: Mosquitto's (`SYS_TREE_QOS` in
+/// its `sys_tree.c`).
+const SYS_TREE_QOS: QoS = QoS::ExactlyOnce;
+
 /// The load averages' periods, in seconds, and their topic suffixes.
 const PERIODS: [(f64, &str); 3] = [(60.0, "1min"), (300.0, "5min"), (900.0, "15min")];
 
@@ -65,7 +69,7 @@ pub struct SysTree {
 
 impl SysTree {
     /// The tree of a broker started at `started`, updated every `interval`
-    /// (not zero) from `shards`' counters.
+    /// (0: not until a reload sets one) from `shards`' counters.
     pub fn new(interval: Duration, started: Instant, shards: Arc<[Arc<StatsCell>]>) -> SysTree {
         SysTree {
             interval,
@@ -80,9 +84,27 @@ impl SysTree {
         }
     }
 
+    /// A reload's `sys_interval` (0 turns the tree off): the next update
+    /// is due one new interval after the last one (at once if the tree
+    /// was off), as Mosquitto times it after re-reading the setting.
+    pub fn set_interval(&mut self, interval: Duration, now: Instant) {
+        if interval == self.interval {
+            return;
+        }
+        let last = (!self.interval.is_zero())
+            .then(|| self.next.checked_sub(self.interval))
+            .flatten();
+        self.next = last.map_or(now, |t| t + interval);
+        self.interval = interval;
+    }
+
     /// Called every tick: the changed topics and payloads if an update is
-    /// due at `now`. Every tick folds the shards' longest turns in.
+    /// due at `now` (never while the interval is 0). Every tick folds the
+    /// shards' longest turns in.
     pub fn due(&mut self, now: Instant) -> Option<Vec<(String, String)>> {
+        if self.interval.is_zero() {
+            return None;
+        }
         let mut per_shard: Vec<StatsSnapshot> = self.shards.iter().map(|c| c.read()).collect();
         self.stalls.resize(per_shard.len(), 0);
         for (max, s) in self.stalls.iter_mut().zip(&per_shard) {
@@ -157,7 +179,12 @@ impl SysTree {
 fn broker_values(t: &StatsSnapshot, per_shard: &[StatsSnapshot]) -> Vec<(String, String)> {
     // Every shard holds every retained message: shard 0's count is the
     // broker's.
-    let retained = per_shard.first().map_or(0, |s| s.retained);
+    let (retained, retained_bytes) = per_shard
+        .first()
+        .map_or((0, 0), |s| (s.retained, s.retained_bytes));
+    // Held by the broker, as Mosquitto counts its store: retained
+    // messages and messages queued for sessions.
+    let stored = retained + t.queued_messages;
     let mut v: Vec<(String, u64)> = vec![
         ("clients/connected".into(), t.connections),
         (
@@ -168,8 +195,17 @@ fn broker_values(t: &StatsSnapshot, per_shard: &[StatsSnapshot]) -> Vec<(String,
         ("clients/expired".into(), t.expired),
         ("messages/received".into(), t.received),
         ("messages/sent".into(), t.sent),
-        ("messages/stored".into(), retained),
-        ("store/messages/count".into(), retained),
+        ("messages/stored".into(), stored),
+        ("store/messages/count".into(), stored),
+        (
+            "store/messages/bytes".into(),
+            retained_bytes + t.queued_bytes,
+        ),
+        // Process-wide, published by shard 0 alone.
+        (
+            "logging/dropped".into(),
+            per_shard.first().map_or(0, |s| s.log_dropped),
+        ),
         ("publish/messages/dropped".into(), t.dropped),
         ("publish/messages/received".into(), t.received),
         ("publish/messages/sent".into(), t.sent),
@@ -211,7 +247,7 @@ impl Shard {
             return;
         };
         for (topic, payload) in changed {
-            self.publish_broker_message(&topic, Bytes::from(payload), QoS::AtMostOnce, true);
+            self.publish_broker_message(&topic, Bytes::from(payload), SYS_TREE_QOS, true);
         }
     }
 }
@@ -265,6 +301,45 @@ mod tests {
         assert_eq!(value(&out, "clients/connected"), Some("2"));
         assert_eq!(value(&out, "clients/maximum"), None, "unchanged");
         assert_eq!(value(&out, "publish/messages/received"), None, "unchanged");
+    }
+
+    #[test]
+    fn the_store_is_retained_once_plus_every_shards_queues() {
+        let (mut tree, start) = tree();
+        // Every shard holds every retained message: counted once.
+        let a = StatsSnapshot {
+            retained: 2,
+            retained_bytes: 8,
+            queued_messages: 3,
+            queued_bytes: 30,
+            log_dropped: 5,
+            ..StatsSnapshot::default()
+        };
+        let b = StatsSnapshot {
+            queued_messages: 1,
+            queued_bytes: 7,
+            ..a
+        };
+        let out = tree.update(start, &[a, b]);
+        assert_eq!(value(&out, "retained messages/count"), Some("2"));
+        assert_eq!(value(&out, "store/messages/count"), Some("6"));
+        assert_eq!(value(&out, "messages/stored"), Some("6"));
+        assert_eq!(value(&out, "store/messages/bytes"), Some("45"));
+        assert_eq!(value(&out, "logging/dropped"), Some("5"), "shard 0's");
+    }
+
+    #[test]
+    fn a_new_interval_times_the_next_update_from_the_last_one() {
+        let (mut tree, start) = tree();
+        assert!(tree.due(start).is_some());
+        tree.set_interval(Duration::from_secs(2), start);
+        assert!(tree.due(start + Duration::from_secs(1)).is_none());
+        assert!(tree.due(start + Duration::from_secs(2)).is_some());
+        tree.set_interval(Duration::ZERO, start);
+        assert!(tree.due(start + Duration::from_secs(60)).is_none(), "off");
+        let later = start + Duration::from_secs(61);
+        tree.set_interval(Duration::from_secs(10), later);
+        assert!(tree.due(later).is_some(), "on again: at once");
     }
 
     #[test]
