@@ -35,6 +35,10 @@ pub struct Local {
     /// Filters the links take from the local broker, with how many link
     /// lines use each (one `SubAdd` per filter, not per line).
     filters: HashMap<String, usize>,
+    /// Backpressure from the data shards for the links as publishers
+    /// (a link's origin session, on), in order, until the loop takes
+    /// them.
+    pressure: Vec<(u64, bool)>,
     /// Durable state (persistence on): what the data shards have journaled
     /// of the QoS 1/2 messages published here, so that a remote's
     /// acknowledgement waits for it ([`Local::publish`]'s [`Wait`]).
@@ -71,6 +75,7 @@ impl Local {
             retained: RetainedStore::new(),
             last_stamp: 0,
             filters: HashMap::new(),
+            pressure: Vec::new(),
             durable: None,
         }
     }
@@ -148,13 +153,15 @@ impl Local {
                     c.open_tickets.remove(&ticket);
                 }
             }
+            // A local subscriber pauses or releases the link with this id
+            // (see `pressure.rs`).
+            ShardMsg::Pressure { publisher, on } => self.pressure.push((publisher, on)),
             // Data shards' business: the bridge owns no sessions and sends
             // no barriers.
             ShardMsg::Handover(_)
             | ShardMsg::Shared(_)
             | ShardMsg::BarrierAck(_)
-            | ShardMsg::WillsSent
-            | ShardMsg::Pressure { .. } => {}
+            | ShardMsg::WillsSent => {}
         }
         None
     }
@@ -201,6 +208,12 @@ impl Local {
         });
         wait.tickets = tickets;
         wait
+    }
+
+    /// Pressure changes for links (origin session, on) received since the
+    /// last call.
+    pub fn take_pressure(&mut self) -> Vec<(u64, bool)> {
+        std::mem::take(&mut self.pressure)
     }
 
     /// A link line takes `filter` from the local broker.
