@@ -25,6 +25,8 @@ use shardmq::protocol::{Packet, ProtocolVersion, QoS};
 
 /// Messages in each flood.
 const FLOOD: usize = 3000;
+/// How long a subscriber waits for the next message before it gives up.
+const QUIET: Duration = Duration::from_secs(10);
 /// How long a flood or a drain may take at most.
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -115,8 +117,14 @@ fn flood(
 }
 
 /// Reads (acknowledging) until `want` distinct sequence numbers came, or
-/// nothing for `quiet`; sleeps `pause` every 20 messages. Returns them.
-fn collect(c: &mut RawClient, want: usize, pause: Duration, quiet: Duration) -> HashSet<u32> {
+/// nothing for `quiet`; sleeps `pause` every 20 messages. Returns them;
+/// `got` counts them meanwhile.
+fn collect(
+    c: &mut RawClient,
+    want: usize,
+    (pause, quiet): (Duration, Duration),
+    got: &AtomicUsize,
+) -> HashSet<u32> {
     let deadline = Instant::now() + LIMIT;
     let mut seen = HashSet::new();
     let mut n = 0usize;
@@ -126,6 +134,7 @@ fn collect(c: &mut RawClient, want: usize, pause: Duration, quiet: Duration) -> 
                 c.ack(&p);
                 seen.insert(u32::from_be_bytes(p.payload[..4].try_into().unwrap()));
                 n += 1;
+                got.store(seen.len(), Ordering::Release);
                 if n % 20 == 0 {
                     std::thread::sleep(pause);
                 }
@@ -165,8 +174,9 @@ struct OutFlood {
     frozen: Option<Frozen>,
     acked: Arc<AtomicUsize>,
     publisher: Option<JoinHandle<()>>,
-    /// The remote's subscriber on `flood/#`.
+    /// The remote's subscriber on `flood/#`, and how many it got.
     cloud: RawClient,
+    got: AtomicUsize,
     b: TestBroker,
     /// The link's status once it first held the publisher back.
     holding: BridgeStatus,
@@ -198,6 +208,7 @@ impl OutFlood {
             acked,
             publisher: Some(publisher),
             cloud,
+            got: AtomicUsize::new(0),
             b,
             holding,
             started,
@@ -246,7 +257,7 @@ fn a_slow_remote_pauses_local_publishers_and_loses_nothing() {
     assert!(s.connected, "the link stays up: {s:?}");
     f.thaw();
 
-    let seen = collect(&mut f.cloud, FLOOD, Duration::ZERO, Duration::from_secs(10));
+    let seen = collect(&mut f.cloud, FLOOD, (Duration::ZERO, QUIET), &f.got);
     let acked = f.acked();
     assert_eq!(acked, FLOOD, "every message acknowledged in time");
     assert_all_arrived(acked, &seen);
@@ -278,7 +289,7 @@ fn a_link_stalled_while_holding_publishers_reconnects_and_keeps_its_queue() {
     assert_eq!(f.acked(), FLOOD, "resumed");
     f.thaw();
 
-    let seen = collect(&mut f.cloud, FLOOD, Duration::ZERO, Duration::from_secs(5));
+    let seen = collect(&mut f.cloud, FLOOD, (Duration::ZERO, QUIET), &f.got);
     let s = status_when(&f.b, "up", |s| s.connected && s.queued == 0);
     assert!(
         seen.len() > 20,
@@ -315,17 +326,21 @@ fn a_slow_local_subscriber_slows_the_link_and_loses_nothing() {
     sink.subscribe("in/#", QoS::AtLeastOnce);
 
     let (acked, publisher) = flood(up.addr(), "cloud-src", "in/a", FLOOD);
-    let reader = std::thread::spawn(move || {
-        collect(
-            &mut sink,
-            FLOOD,
-            Duration::from_millis(10),
-            Duration::from_secs(10),
-        )
-    });
-    let mut paused = false;
+    let got = Arc::new(AtomicUsize::new(0));
+    let reader = {
+        let got = Arc::clone(&got);
+        let slow = (Duration::from_millis(10), QUIET);
+        std::thread::spawn(move || collect(&mut sink, FLOOD, slow, &got))
+    };
+    // How far the link ran ahead of the subscriber: bounded while the
+    // link is held back (the remote keeps the rest); the whole flood
+    // otherwise.
+    let (mut paused, mut ahead) = (false, 0u64);
     while !reader.is_finished() {
-        paused |= b.bridges().iter().any(|s| s.paused);
+        let statuses = b.bridges();
+        paused |= statuses.iter().any(|s| s.paused);
+        let received = statuses.iter().map(|s| s.received).sum::<u64>();
+        ahead = ahead.max(received.saturating_sub(got.load(Ordering::Acquire) as u64));
         std::thread::sleep(Duration::from_millis(5));
     }
     let seen = reader.join().unwrap();
@@ -337,6 +352,10 @@ fn a_slow_local_subscriber_slows_the_link_and_loses_nothing() {
         b.stats().into_iter().fold(Default::default(), |a, s| a + s);
     assert_eq!(stats.dropped, 0, "{stats:?}");
     assert!(paused, "the link was never held back: {:?}", b.bridges());
+    assert!(
+        ahead < FLOOD as u64 / 10,
+        "the link read {ahead} messages ahead of its subscriber"
+    );
     let s = status_when(&b, "up", |s| !s.paused);
     assert!(!s.paused && s.connected, "released: {s:?}");
 }

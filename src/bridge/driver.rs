@@ -502,7 +502,15 @@ impl Driver for BridgeLoop {
         forwarded.clear();
         self.forwarded = forwarded;
         if !self.env.local.congested() {
-            let readable = |l: &Link| l.more_input && !l.held_back();
+            let local = &self.env.local;
+            let closing = self.closing != Closing::Running;
+            for (_, link) in self.links.iter_mut() {
+                // At shutdown the shards may no longer answer.
+                if link.sync.is_some_and(|t| closing || local.synced(t)) {
+                    link.sync = None;
+                }
+            }
+            let readable = |l: &Link| l.more_input && !l.held_back() && l.sync.is_none();
             busy |= self.each_link(readable, |link, ctx| link.read_input(ctx));
         }
         busy |= self.env.local.mesh.flush();

@@ -9,7 +9,7 @@ use super::link::{Ctx, Link, State};
 use super::local::Wait;
 use super::queue::{Entry, Next, Stage};
 use super::wire::Read;
-use crate::limits::BRIDGE_OUT_HIGH_WATER;
+use crate::limits::{BRIDGE_OUT_HIGH_WATER, BRIDGE_READ_PACKETS};
 use crate::mesh::Message;
 use crate::persist::bridge::BridgeEntry;
 use crate::protocol::{Packet, PubResp, Publish, QoS, TopicName};
@@ -150,7 +150,7 @@ impl Link {
     /// packet; stops reading while the local broker is backed up, or while
     /// the remote leaves our answers unread.
     pub fn read_input(&mut self, ctx: &mut Ctx) {
-        if ctx.local.congested() || self.held_back() {
+        if ctx.local.congested() || self.held_back() || self.awaits_sync(ctx) {
             // Read again once the mesh drains, or the subscribers this
             // link's messages press release it (`pressure.rs`).
             self.more_input = true;
@@ -166,8 +166,9 @@ impl Link {
             self.more_input = false;
             return;
         }
+        let brought = self.counters.received;
         let mut packets = Vec::new();
-        let read = wire.read(|p| {
+        let read = wire.read(BRIDGE_READ_PACKETS, |p| {
             packets.push(p);
             Ok(())
         });
@@ -183,6 +184,9 @@ impl Link {
         }
         if self.wire.is_none() {
             return;
+        }
+        if self.counters.received > brought {
+            self.sync_after_bringing_in(ctx);
         }
         match read {
             Ok(r) => self.more_input = r == Read::More,

@@ -141,6 +141,9 @@ pub struct Link {
     /// How many local subscribers hold this link back as a publisher:
     /// while above 0 (and up), its socket is not read.
     pub(super) held_by: u32,
+    /// The barrier the link waits for before it reads again, after it
+    /// brought messages in (see `pressure.rs`).
+    pub(super) sync: Option<u64>,
     /// The next drop is a reconnect after a stall: the queue is kept whole.
     pub(super) stall_restart: bool,
     /// See [`Limits::overload_stall`].
@@ -188,6 +191,7 @@ impl Link {
             acks: VecDeque::new(),
             pressing: None,
             held_by: 0,
+            sync: None,
             stall_restart: false,
             overload_stall: limits.overload_stall,
         }

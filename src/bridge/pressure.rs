@@ -22,11 +22,19 @@
 //!   thread stops reading its socket until every such subscriber released
 //!   it, and TCP flow control holds the remote back. Pressure for a link
 //!   that is gone is ignored; a stopped link takes its count with it.
+//!   The pause comes back over the mesh: so that a link does not read on
+//!   meanwhile (one read may hold thousands of messages), after a read
+//!   that brought messages in ([`BRIDGE_READ_PACKETS`] packets at most)
+//!   the link sends a barrier to the data shards and reads again once all
+//!   answered, the pressure it caused taken by then: it runs at most one
+//!   read ahead of a subscriber that holds it back.
 
 use std::time::Instant;
 
 use super::link::{Ctx, Link, State};
 use super::queue::Entry;
+#[cfg(doc)]
+use crate::limits::BRIDGE_READ_PACKETS;
 use crate::mesh::{Origin, ShardMsg};
 use crate::protocol::QoS;
 use crate::shard::Pressing;
@@ -154,6 +162,24 @@ impl Link {
             // Read again: readiness seen while held was passed over.
             self.more_input |= self.held_by == 0;
         }
+    }
+
+    /// After a read that brought messages in (backpressure policy): the
+    /// link reads again once the data shards have handled them.
+    pub(super) fn sync_after_bringing_in(&mut self, ctx: &mut Ctx) {
+        if self.overload_stall.is_some() {
+            self.sync = Some(ctx.local.sync());
+        }
+    }
+
+    /// True while the link waits for the data shards to handle what it
+    /// brought in last; clears the wait once they have.
+    pub(super) fn awaits_sync(&mut self, ctx: &Ctx) -> bool {
+        let waits = self.sync.is_some_and(|t| !ctx.local.synced(t));
+        if !waits {
+            self.sync = None;
+        }
+        waits
     }
 
     /// True while local subscribers hold the link back: its socket is not
