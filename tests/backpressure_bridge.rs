@@ -307,6 +307,26 @@ fn a_link_stalled_while_holding_publishers_reconnects_and_keeps_its_queue() {
     );
 }
 
+/// A link removed by a reload while it holds publishers back releases
+/// them: nothing stays paused on any shard, and the publisher goes on.
+#[test]
+fn a_link_removed_while_holding_publishers_releases_them() {
+    let mut f = OutFlood::start("bp-remove", 30);
+    let paused = |b: &TestBroker| b.stats().iter().map(|s| s.publishers_held).sum::<u64>();
+    let within = |ok: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !ok() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    within(&|| paused(&f.b) > 0);
+    assert!(paused(&f.b) > 0, "the publisher's shard holds it");
+    f.b.handle().reload_bridges(Vec::new()).unwrap();
+    within(&|| paused(&f.b) == 0 && f.b.bridges().is_empty());
+    assert_eq!(paused(&f.b), 0, "left paused: {:?}", f.b.bridges());
+    assert_eq!(f.acked(), FLOOD, "the publisher went on");
+}
+
 /// A flood from the remote into a slow local subscriber (queue limit 20):
 /// the subscriber pauses the link, whose socket is then not read (the
 /// remote holds the rest), and every message the remote acknowledged to
