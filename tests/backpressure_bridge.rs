@@ -39,6 +39,8 @@ fn edge(conf: &str) -> TestBroker {
         c.max_queued_messages = parsed.max_queued_messages;
         c.overload_policy = parsed.overload_policy;
         c.overload_stall_timeout = parsed.overload_stall_timeout;
+        c.persistence = parsed.persistence;
+        c.persistence_location = parsed.persistence_location;
     })
 }
 
@@ -159,9 +161,10 @@ fn status_when(b: &TestBroker, name: &str, ok: impl Fn(&BridgeStatus) -> bool) -
     }
 }
 
-fn out_link(up: &Mosquitto, stall: u32) -> String {
+/// The edge's configuration: `extra` broker lines, then the link.
+fn out_link(up: &Mosquitto, stall: u32, extra: &str) -> String {
     format!(
-        "max_queued_messages 20\noverload_stall_timeout {stall}\n\
+        "{extra}max_queued_messages 20\noverload_stall_timeout {stall}\n\
          connection up\naddress 127.0.0.1:{}\nrestart_timeout 1\nkeepalive_interval 60\n\
          topic flood/# out 1\n",
         up.port
@@ -189,9 +192,9 @@ impl OutFlood {
     /// (queue limit 20, `overload_stall_timeout` `stall`), the upstream
     /// frozen, and a local 3.1.1 publisher flooding; returns once the link
     /// holds it back.
-    fn start(test: &str, stall: u32) -> OutFlood {
+    fn start(test: &str, stall: u32, extra: &str) -> OutFlood {
         let up = Mosquitto::run(test, "");
-        let b = edge(&out_link(&up, stall));
+        let b = edge(&out_link(&up, stall, extra));
         b.wait_bridge("up");
         let mut cloud = client(up.addr(), "cloud");
         cloud.subscribe("flood/#", QoS::AtLeastOnce);
@@ -248,7 +251,28 @@ fn assert_all_arrived(acked: usize, seen: &HashSet<u32>) {
 /// to the publisher reaches the remote's subscriber.
 #[test]
 fn a_slow_remote_pauses_local_publishers_and_loses_nothing() {
-    let mut f = OutFlood::start("bp-out", 30);
+    slow_remote_loses_nothing("bp-out", "");
+}
+
+/// The same with the bridge journal on (`persistence true`): what the
+/// headroom holds is journaled too, and nothing is lost either.
+#[test]
+fn with_the_bridge_journal_a_slow_remote_pauses_and_loses_nothing() {
+    let dir = std::env::temp_dir().join(format!("shardmq-bp-bridge-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let extra = format!(
+        "persistence true\npersistence_location {}/\n",
+        dir.display()
+    );
+    slow_remote_loses_nothing("bp-out-journal", &extra);
+    let journals = std::fs::read_dir(&dir).map_or(0, |d| d.count());
+    assert!(journals > 0, "nothing journaled in {}", dir.display());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn slow_remote_loses_nothing(test: &str, extra: &str) {
+    let mut f = OutFlood::start(test, 30, extra);
     std::thread::sleep(Duration::from_secs(1));
     let paused_at = f.acked.load(Ordering::Acquire);
     let s = status_when(&f.b, "up", |_| true);
@@ -275,7 +299,7 @@ fn a_slow_remote_pauses_local_publishers_and_loses_nothing() {
 /// reaches the remote.
 #[test]
 fn a_link_stalled_while_holding_publishers_reconnects_and_keeps_its_queue() {
-    let mut f = OutFlood::start("bp-stall", 2);
+    let mut f = OutFlood::start("bp-stall", 2, "");
     let kept = f.holding.queued;
     let s = status_when(&f.b, "up", |s| s.stalls > 0);
     assert!(s.stalls > 0, "never cut: {s:?}");
@@ -311,7 +335,7 @@ fn a_link_stalled_while_holding_publishers_reconnects_and_keeps_its_queue() {
 /// them: nothing stays paused on any shard, and the publisher goes on.
 #[test]
 fn a_link_removed_while_holding_publishers_releases_them() {
-    let mut f = OutFlood::start("bp-remove", 30);
+    let mut f = OutFlood::start("bp-remove", 30, "");
     let paused = |b: &TestBroker| b.stats().iter().map(|s| s.publishers_held).sum::<u64>();
     let within = |ok: &dyn Fn() -> bool| {
         let deadline = Instant::now() + Duration::from_secs(5);
