@@ -351,6 +351,24 @@ fn a_link_removed_while_holding_publishers_releases_them() {
     assert_eq!(f.acked(), FLOOD, "the publisher went on");
 }
 
+/// A link that goes down (the remote killed) while it holds publishers
+/// back is an offline destination: its publishers resume, and what it
+/// holds past its limits and has not written is dropped and counted.
+#[test]
+fn a_link_that_drops_while_holding_publishers_releases_them_and_counts_drops() {
+    let mut f = OutFlood::start("bp-drop", 30, "");
+    // Killed while stopped: not let go on first.
+    std::mem::forget(f.frozen.take());
+    f.up.kill();
+    let s = status_when(&f.b, "up", |s| !s.connected && s.holding == 0);
+    assert!(!s.connected && s.holding == 0, "{s:?}");
+    assert_eq!(f.acked(), FLOOD, "the publisher went on");
+    let s = status_when(&f.b, "up", |_| true);
+    assert!(s.dropped > 0, "nothing counted: {s:?}");
+    let paused: u64 = f.b.stats().iter().map(|s| s.publishers_held).sum();
+    assert_eq!(paused, 0, "left paused");
+}
+
 /// A flood from the remote into a slow local subscriber (queue limit 20):
 /// the subscriber pauses the link, whose socket is then not read (the
 /// remote holds the rest), and every message the remote acknowledged to

@@ -481,11 +481,8 @@ impl Driver for BridgeLoop {
         for (publisher, on) in self.env.local.take_pressure() {
             // A link gone meanwhile (its id is never reused) took its
             // count with it.
-            let pressed = self.links.iter_mut().map(|(_, l)| l);
-            if let Some(link) = pressed
-                .into_iter()
-                .find(|l| l.origin(bridge).session == publisher)
-            {
+            let mut links = self.links.iter_mut().map(|(_, l)| l);
+            if let Some(link) = links.find(|l| l.origin(bridge).session == publisher) {
                 link.pressed(on);
             }
         }
