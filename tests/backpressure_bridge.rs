@@ -148,6 +148,19 @@ fn collect(
     seen
 }
 
+/// Publishers held back on the shards (as last published, each tick).
+fn paused_publishers(b: &TestBroker) -> u64 {
+    b.stats().iter().map(|s| s.publishers_held).sum()
+}
+
+/// Waits (at most 5 s) for `ok`.
+fn within(ok: &dyn Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !ok() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Waits (at most 15 s) for link `name`'s status to satisfy `ok`.
 fn status_when(b: &TestBroker, name: &str, ok: impl Fn(&BridgeStatus) -> bool) -> BridgeStatus {
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -287,8 +300,8 @@ fn slow_remote_loses_nothing(test: &str, extra: &str) {
     assert_all_arrived(acked, &seen);
     let s = status_when(&f.b, "up", |s| s.holding == 0);
     assert_eq!((s.dropped, s.holding, s.stalls), (0, 0, 0), "{s:?}");
-    let held: u64 = f.b.stats().iter().map(|s| s.publishers_held).sum();
-    assert_eq!(held, 0, "a publisher left paused");
+    within(&|| paused_publishers(&f.b) == 0);
+    assert_eq!(paused_publishers(&f.b), 0, "a publisher left paused");
 }
 
 /// A remote that acknowledges nothing for `overload_stall_timeout` while
@@ -336,13 +349,7 @@ fn a_link_stalled_while_holding_publishers_reconnects_and_keeps_its_queue() {
 #[test]
 fn a_link_removed_while_holding_publishers_releases_them() {
     let mut f = OutFlood::start("bp-remove", 30, "");
-    let paused = |b: &TestBroker| b.stats().iter().map(|s| s.publishers_held).sum::<u64>();
-    let within = |ok: &dyn Fn() -> bool| {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !ok() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    };
+    let paused = paused_publishers;
     within(&|| paused(&f.b) > 0);
     assert!(paused(&f.b) > 0, "the publisher's shard holds it");
     f.b.handle().reload_bridges(Vec::new()).unwrap();
@@ -365,8 +372,8 @@ fn a_link_that_drops_while_holding_publishers_releases_them_and_counts_drops() {
     assert_eq!(f.acked(), FLOOD, "the publisher went on");
     let s = status_when(&f.b, "up", |_| true);
     assert!(s.dropped > 0, "nothing counted: {s:?}");
-    let paused: u64 = f.b.stats().iter().map(|s| s.publishers_held).sum();
-    assert_eq!(paused, 0, "left paused");
+    within(&|| paused_publishers(&f.b) == 0);
+    assert_eq!(paused_publishers(&f.b), 0, "left paused");
 }
 
 /// A flood from the remote into a slow local subscriber (queue limit 20):
