@@ -35,7 +35,10 @@
 //! No locks, no shared mutable state on the data path. A subscriber whose
 //! queue is full holds back the publishers that feed it (a pause, local or
 //! a message over the mesh to their shard) rather than drop what they were
-//! acknowledged for (see `shard::pressure`).
+//! acknowledged for (see `shard::pressure`); the bridge takes part both
+//! ways: an up link is such a subscriber, and a link is a publisher whose
+//! socket is not read while a local subscriber holds it back (see
+//! `bridge::pressure`).
 
 pub mod bridge;
 pub mod config;

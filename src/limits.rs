@@ -231,6 +231,12 @@ pub const BRIDGE_MAX_INFLIGHT: usize = 1024;
 /// 20 is that default. (MQTT 5 links obey the remote's Receive Maximum.)
 pub const BRIDGE_V3_QOS2_INFLIGHT: usize = 20;
 
+/// Packets from a remote one link handles per read, before the bridge
+/// thread takes what the data shards sent (their backpressure among it):
+/// a link a local subscriber holds back brings in at most this many more
+/// messages per round trip to the shards (a read may hold thousands).
+pub const BRIDGE_READ_PACKETS: usize = 64;
+
 /// Bytes one link's outgoing buffer takes before it stops encoding more
 /// (and waits for the socket to drain).
 pub const BRIDGE_OUT_HIGH_WATER: usize = 256 * 1024;

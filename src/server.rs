@@ -646,6 +646,8 @@ fn bridge_setup(
         limits: bridge::Limits {
             max_messages: config.max_queued_messages,
             max_bytes: config.max_queued_bytes,
+            overload_stall: (config.overload_policy == crate::config::OverloadPolicy::Backpressure)
+                .then(|| Duration::from_secs(u64::from(config.overload_stall_timeout))),
         },
         queue_qos0: config.queue_qos0_messages,
         shared_strategy: config.shared_subscription_strategy,

@@ -214,7 +214,12 @@ fn stats_when(
 /// the publishers were held back (the queue ran past its limit).
 fn fan_in_loses_nothing(pub_shard: usize, sub_shard: usize, version: ProtocolVersion) {
     let b = broker(2, OverloadPolicy::Backpressure, 30);
-    let sub = subscriber(&b, sub_shard, "sink", "fanin");
+    fan_in_into(&b, pub_shard, sub_shard, version);
+}
+
+/// The fan-in flood on broker `b` (see [`fan_in_loses_nothing`]).
+fn fan_in_into(b: &TestBroker, pub_shard: usize, sub_shard: usize, version: ProtocolVersion) {
+    let sub = subscriber(b, sub_shard, "sink", "fanin");
     let total = PUBLISHERS * PER_PUBLISHER;
     let reader = collect(
         sub,
@@ -225,7 +230,7 @@ fn fan_in_loses_nothing(pub_shard: usize, sub_shard: usize, version: ProtocolVer
     let floods: Vec<_> = (0..PUBLISHERS)
         .map(|i| {
             let id = b.id_on(pub_shard, &format!("src{i}-"));
-            flood_as(&b, &id, "fanin", i as u16, PER_PUBLISHER, version)
+            flood_as(b, &id, "fanin", i as u16, PER_PUBLISHER, version)
         })
         .collect();
     let acked: Vec<Vec<u32>> = floods.into_iter().map(|f| f.join().unwrap()).collect();
@@ -243,7 +248,7 @@ fn fan_in_loses_nothing(pub_shard: usize, sub_shard: usize, version: ProtocolVer
             "publisher {tag}: lost, repeated or out of order"
         );
     }
-    let stats = stats_when(&b, |s| s.held > 0 && released(s));
+    let stats = stats_when(b, |s| s.held > 0 && released(s));
     assert_eq!(stats.dropped, 0, "{stats:?}");
     assert!(
         stats.held > 0,
@@ -273,6 +278,33 @@ fn fan_in_flood_loses_nothing_across_shards() {
 fn fan_in_flood_of_v5_publishers_loses_nothing() {
     for (publishers, subscriber) in [(0, 0), (0, 1)] {
         fan_in_loses_nothing(publishers, subscriber, ProtocolVersion::V5);
+    }
+}
+
+/// Persistence on (`persistence_sync written`): the acknowledgements wait
+/// for the journal, and a 5.0 publisher is held by not being read, as a
+/// 3.1.1 one. Nothing acknowledged is lost, nothing dropped.
+#[test]
+fn fan_in_flood_with_persistence_loses_nothing() {
+    for (publishers, subscriber, version) in
+        [(0, 1, ProtocolVersion::V311), (0, 0, ProtocolVersion::V5)]
+    {
+        let dir = std::env::temp_dir().join(format!(
+            "shardmq-bp-persist-{}-{subscriber}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let b = TestBroker::with(2, |c| {
+            c.max_queued_messages = 50;
+            c.overload_policy = OverloadPolicy::Backpressure;
+            c.overload_stall_timeout = 30;
+            c.persistence = true;
+            c.persistence_location = Some(dir.clone());
+        });
+        fan_in_into(&b, publishers, subscriber, version);
+        drop(b);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
 

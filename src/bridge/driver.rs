@@ -477,6 +477,15 @@ impl Driver for BridgeLoop {
         }
         let mut forwarded = std::mem::take(&mut self.forwarded);
         busy |= self.env.local.receive(&mut forwarded) > 0;
+        let bridge = self.env.local.id();
+        for (publisher, on) in self.env.local.take_pressure() {
+            // A link gone meanwhile (its id is never reused) took its
+            // count with it.
+            let mut links = self.links.iter_mut().map(|(_, l)| l);
+            if let Some(link) = links.find(|l| l.origin(bridge).session == publisher) {
+                link.pressed(on);
+            }
+        }
         if let Some(j) = self.env.journal.as_mut() {
             // Counted as a data shard counts them: confirmed once what the
             // links did with them is durable.
@@ -490,7 +499,16 @@ impl Driver for BridgeLoop {
         forwarded.clear();
         self.forwarded = forwarded;
         if !self.env.local.congested() {
-            busy |= self.each_link(|l| l.more_input, |link, ctx| link.read_input(ctx));
+            let local = &self.env.local;
+            let closing = self.closing != Closing::Running;
+            for (_, link) in self.links.iter_mut() {
+                // At shutdown the shards may no longer answer.
+                if link.sync.is_some_and(|t| closing || local.synced(t)) {
+                    link.sync = None;
+                }
+            }
+            let readable = |l: &Link| l.more_input && !l.held_back() && l.sync.is_none();
+            busy |= self.each_link(readable, |link, ctx| link.read_input(ctx));
         }
         busy |= self.env.local.mesh.flush();
         busy

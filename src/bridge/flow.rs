@@ -9,7 +9,7 @@ use super::link::{Ctx, Link, State};
 use super::local::Wait;
 use super::queue::{Entry, Next, Stage};
 use super::wire::Read;
-use crate::limits::BRIDGE_OUT_HIGH_WATER;
+use crate::limits::{BRIDGE_OUT_HIGH_WATER, BRIDGE_READ_PACKETS};
 use crate::mesh::Message;
 use crate::persist::bridge::BridgeEntry;
 use crate::protocol::{Packet, PubResp, Publish, QoS, TopicName};
@@ -17,7 +17,7 @@ use crate::protocol::{Packet, PubResp, Publish, QoS, TopicName};
 impl Link {
     /// Takes a local message for the remote if a line sends it out.
     pub fn offer(&mut self, msg: &Arc<Message>, ctx: &mut Ctx) {
-        if msg.origin == self.origin(ctx.local.id()) {
+        if self.brought_in(msg.origin, ctx.local.id()) {
             // It came in on this link: never back out on it.
             return;
         }
@@ -34,10 +34,15 @@ impl Link {
             return;
         };
         let mut entry = Entry::new(Arc::clone(msg), topic, qos, msg.publish.retain);
-        if let (Some(j), true) = (ctx.journal.as_deref_mut(), self.queue.fits(&entry)) {
-            j.queued(&self.config.name, &mut entry);
-        }
-        if self.queue.push(entry).is_err() {
+        let queued = if self.queue.fits(&entry) {
+            if let Some(j) = ctx.journal.as_deref_mut() {
+                j.queued(&self.config.name, &mut entry);
+            }
+            self.queue.push(entry)
+        } else {
+            self.queue_held(ctx, entry)
+        };
+        if queued.is_err() {
             self.counters.dropped += 1;
             if self.counters.dropped.is_power_of_two() {
                 log::warn!(
@@ -57,6 +62,7 @@ impl Link {
     pub fn pump(&mut self, ctx: &mut Ctx) {
         if self.state == State::Up {
             self.fill();
+            self.release_if_drained(ctx);
             if let Err(e) = self.release_acks(ctx) {
                 return self.fail(ctx, &e.to_string());
             }
@@ -144,7 +150,9 @@ impl Link {
     /// packet; stops reading while the local broker is backed up, or while
     /// the remote leaves our answers unread.
     pub fn read_input(&mut self, ctx: &mut Ctx) {
-        if ctx.local.congested() {
+        if ctx.local.congested() || self.held_back() || self.awaits_sync(ctx) {
+            // Read again once the mesh drains, or the subscribers this
+            // link's messages press release it (`pressure.rs`).
             self.more_input = true;
             return;
         }
@@ -158,8 +166,9 @@ impl Link {
             self.more_input = false;
             return;
         }
+        let brought = self.counters.received;
         let mut packets = Vec::new();
-        let read = wire.read(|p| {
+        let read = wire.read(BRIDGE_READ_PACKETS, |p| {
             packets.push(p);
             Ok(())
         });
@@ -175,6 +184,9 @@ impl Link {
         }
         if self.wire.is_none() {
             return;
+        }
+        if self.counters.received > brought {
+            self.sync_after_bringing_in(ctx);
         }
         match read {
             Ok(r) => self.more_input = r == Read::More,
@@ -199,6 +211,7 @@ impl Link {
             (State::Up, Packet::Publish(p)) => self.on_remote_publish(ctx, p),
             (State::Up, Packet::PubAck(r)) => self.acked(r, None),
             (State::Up, Packet::PubRec(r)) => {
+                self.pressure_progress();
                 let ok = r.reason.value() < 0x80;
                 if self.queue.acknowledge(r.packet_id, Stage::AwaitRec) && ok {
                     self.write(&Packet::PubRel(PubResp::new(r.packet_id)))?;
@@ -256,6 +269,7 @@ impl Link {
             }
             None => self.queue.finish(r.packet_id),
         }
+        self.pressure_progress();
         self.last_traffic = self.wire.as_ref().map_or(self.last_traffic, |w| w.last_in);
         Ok(())
     }

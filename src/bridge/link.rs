@@ -29,6 +29,10 @@ use crate::mesh::{Message, Origin};
 use crate::persist::bridge::BridgeEntry;
 use crate::protocol::{ConnAck, Disconnect, Packet, QoS, ReasonCode};
 use crate::runtime::{Registrar, TlsClientConfig, Transport};
+use crate::shard::Pressing;
+
+/// Low bits of a link's origin session that hold its slot (plus one).
+const SLOT_BITS: u32 = 24;
 
 /// Where a link is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +71,10 @@ pub struct Counters {
     pub received: u64,
     pub dropped: u64,
     pub connects: u64,
+    /// QoS 1/2 messages queued past the limits, their publishers paused.
+    pub held: u64,
+    /// Reconnects after a stall while holding publishers back.
+    pub stalls: u64,
 }
 
 /// What a link needs of the bridge thread while it works.
@@ -127,6 +135,19 @@ pub struct Link {
     /// Acknowledgements to the remote waiting for the data shards'
     /// journals (persistence on), in order.
     pub(super) acks: VecDeque<(Packet, Wait)>,
+    /// The publishers this link holds back (its queue past its limits
+    /// while up), and its last progress; see `pressure.rs`.
+    pub(super) pressing: Option<Pressing<Instant>>,
+    /// How many local subscribers hold this link back as a publisher:
+    /// while above 0 (and up), its socket is not read.
+    pub(super) held_by: u32,
+    /// The barrier the link waits for before it reads again, after it
+    /// brought messages in (see `pressure.rs`).
+    pub(super) sync: Option<u64>,
+    /// The next drop is a reconnect after a stall: the queue is kept whole.
+    pub(super) stall_restart: bool,
+    /// See [`Limits::overload_stall`].
+    pub(super) overload_stall: Option<std::time::Duration>,
 }
 
 impl Link {
@@ -139,6 +160,7 @@ impl Link {
         limits: Limits,
         now: Instant,
     ) -> Link {
+        assert!(key + 1 < 1 << SLOT_BITS, "a link's slot fits its origin");
         let seed = wall_nanos() ^ (key as u64).wrapping_mul(0x9E37_79B9);
         let addresses = Addresses::new(config.addresses.len(), config.round_robin);
         Link {
@@ -167,6 +189,11 @@ impl Link {
             hold: 0,
             unsubmitted: false,
             acks: VecDeque::new(),
+            pressing: None,
+            held_by: 0,
+            sync: None,
+            stall_restart: false,
+            overload_stall: limits.overload_stall,
         }
     }
 
@@ -188,6 +215,7 @@ impl Link {
     /// remote publishes the link's will ("0"), the local broker stops
     /// sending it messages. Returns the queue for a successor.
     pub fn stop(mut self, ctx: &mut Ctx) -> OutQueue {
+        self.release_publishers(ctx);
         self.close_with_will(ctx.registrar);
         self.drop_probe(ctx.registrar);
         if self.state == State::Up {
@@ -226,13 +254,23 @@ impl Link {
         self.id
     }
 
-    /// The link's id as the origin of what it brings in: its own messages
-    /// are never sent back out on it.
+    /// The origin of what the link brings in: its id (never reused) above
+    /// its slot. A local subscriber they press pauses exactly this link
+    /// (see `pressure.rs`); the slot says what is never sent back out on
+    /// it ([`Link::brought_in`]).
     pub fn origin(&self, bridge: usize) -> Origin {
         Origin {
             shard: bridge as u16,
-            session: self.key as u64 + 1,
+            session: (self.id << SLOT_BITS) | (self.key as u64 + 1),
         }
+    }
+
+    /// True if `origin` is a message brought in on this link's slot: by
+    /// this link, or by the one it replaced on a reload (its retained
+    /// messages are not sent back either).
+    pub fn brought_in(&self, origin: Origin, bridge: usize) -> bool {
+        let slot = origin.session & ((1 << SLOT_BITS) - 1);
+        usize::from(origin.shard) == bridge && slot == self.key as u64 + 1
     }
 
     pub(super) fn notify_local(&self, ctx: &mut Ctx, up: bool) {
@@ -352,6 +390,7 @@ impl Link {
                 self.config.name
             );
             self.notify_local(ctx, false);
+            self.went_offline(ctx);
         } else {
             log::warn!(
                 "bridge {}: cannot connect to {address}: {why}",
@@ -498,9 +537,9 @@ impl Link {
         for filter in self.routes.local_filters() {
             ctx.local.retained_matching(filter, &mut retained);
         }
-        let own = self.origin(ctx.local.id());
+        let bridge = ctx.local.id();
         for msg in retained {
-            if msg.origin != own {
+            if !self.brought_in(msg.origin, bridge) {
                 self.offer(&msg, ctx);
             }
         }
@@ -542,6 +581,10 @@ impl Link {
             received: self.counters.received,
             dropped: self.counters.dropped,
             reconnects: self.counters.connects.saturating_sub(1),
+            held: self.counters.held,
+            holding: self.pressing.as_ref().map_or(0, Pressing::len),
+            stalls: self.counters.stalls,
+            paused: self.held_back(),
         }
     }
 }

@@ -35,6 +35,14 @@ pub struct Local {
     /// Filters the links take from the local broker, with how many link
     /// lines use each (one `SubAdd` per filter, not per line).
     filters: HashMap<String, usize>,
+    /// Barriers sent to the data shards (see [`Local::sync`]), with how
+    /// many shards have not answered yet.
+    barriers: HashMap<u64, usize>,
+    next_barrier: u64,
+    /// Backpressure from the data shards for the links as publishers
+    /// (a link's origin session, on), in order, until the loop takes
+    /// them.
+    pressure: Vec<(u64, bool)>,
     /// Durable state (persistence on): what the data shards have journaled
     /// of the QoS 1/2 messages published here, so that a remote's
     /// acknowledgement waits for it ([`Local::publish`]'s [`Wait`]).
@@ -71,6 +79,9 @@ impl Local {
             retained: RetainedStore::new(),
             last_stamp: 0,
             filters: HashMap::new(),
+            barriers: HashMap::new(),
+            next_barrier: 0,
+            pressure: Vec::new(),
             durable: None,
         }
     }
@@ -134,6 +145,14 @@ impl Local {
                 self.retained.apply(topic.as_str(), stamp, message);
             }
             ShardMsg::Barrier(token) => self.mesh.send(from, ShardMsg::BarrierAck(token)),
+            ShardMsg::BarrierAck(token) => {
+                if let Some(missing) = self.barriers.get_mut(&token) {
+                    *missing = missing.saturating_sub(1);
+                    if *missing == 0 {
+                        self.barriers.remove(&token);
+                    }
+                }
+            }
             ShardMsg::Durable(n) => {
                 let confirmed = self
                     .durable
@@ -148,13 +167,12 @@ impl Local {
                     c.open_tickets.remove(&ticket);
                 }
             }
+            // A local subscriber pauses or releases the link with this id
+            // (see `pressure.rs`).
+            ShardMsg::Pressure { publisher, on } => self.pressure.push((publisher, on)),
             // Data shards' business: the bridge owns no sessions and sends
             // no barriers.
-            ShardMsg::Handover(_)
-            | ShardMsg::Shared(_)
-            | ShardMsg::BarrierAck(_)
-            | ShardMsg::WillsSent
-            | ShardMsg::Pressure { .. } => {}
+            ShardMsg::Handover(_) | ShardMsg::Shared(_) | ShardMsg::WillsSent => {}
         }
         None
     }
@@ -201,6 +219,31 @@ impl Local {
         });
         wait.tickets = tickets;
         wait
+    }
+
+    /// Sends a barrier to every data shard; once [`Local::synced`] says
+    /// so, each has handled what was sent before it, and any backpressure
+    /// that caused has been taken ([`Local::take_pressure`]).
+    pub fn sync(&mut self) -> u64 {
+        self.next_barrier += 1;
+        let token = self.next_barrier;
+        let shards = self.mesh.shards();
+        for shard in 0..shards {
+            self.mesh.send(shard, ShardMsg::Barrier(token));
+        }
+        self.barriers.insert(token, shards);
+        token
+    }
+
+    /// True once every data shard answered barrier `token`.
+    pub fn synced(&self, token: u64) -> bool {
+        !self.barriers.contains_key(&token)
+    }
+
+    /// Pressure changes for links (origin session, on) received since the
+    /// last call.
+    pub fn take_pressure(&mut self) -> Vec<(u64, bool)> {
+        std::mem::take(&mut self.pressure)
     }
 
     /// A link line takes `filter` from the local broker.

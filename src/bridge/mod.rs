@@ -29,6 +29,9 @@
 //!   failover; `upkeep.rs`: its deadlines (retry, keepalive, lazy idle,
 //!   primary probe); `flow.rs`: what flows on an up link.
 //! - `queue.rs`: the outgoing queue and inflight window, bounded.
+//! - `pressure.rs`: overload without loss: an up link past its limits
+//!   pauses the publishers feeding it; a link pressed by a local
+//!   subscriber is not read.
 //! - `durable.rs`: the bridge journal (persistence on): queues and QoS
 //!   flows journaled, confirmations to the data shards, compaction.
 //! - `routes.rs`: `topic` lines prepared for mapping.
@@ -46,6 +49,7 @@ mod flow;
 mod link;
 mod local;
 mod packets;
+mod pressure;
 mod queue;
 mod resolve;
 mod routes;

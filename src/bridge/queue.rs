@@ -22,6 +22,7 @@ use std::num::NonZeroU16;
 use std::sync::Arc;
 
 use super::packets::CONTROL_IDS_FROM;
+use crate::limits::{PRESSURE_HEADROOM_BYTES, PRESSURE_HEADROOM_MESSAGES};
 use crate::mesh::Message;
 use crate::protocol::{PacketId, QoS, TopicName};
 
@@ -30,6 +31,10 @@ use crate::protocol::{PacketId, QoS, TopicName};
 pub struct Limits {
     pub max_messages: usize,
     pub max_bytes: usize,
+    /// `overload_stall_timeout` with `overload_policy backpressure`: an up
+    /// link past its limits holds publishers back (see `pressure.rs`);
+    /// `None` with `overload_policy drop` (it drops at its limits).
+    pub overload_stall: Option<std::time::Duration>,
 }
 
 /// Where an entry is in its QoS flow.
@@ -232,14 +237,71 @@ impl OutQueue {
             && (self.limits.max_bytes == 0 || self.bytes + entry.size() <= self.limits.max_bytes)
     }
 
+    /// True if `entry` fits within the limits plus the backpressure
+    /// headroom ([`PRESSURE_HEADROOM_MESSAGES`], and
+    /// [`PRESSURE_HEADROOM_BYTES`] with a byte limit).
+    pub fn fits_headroom(&self, entry: &Entry) -> bool {
+        let max_bytes = self.limits.max_bytes + PRESSURE_HEADROOM_BYTES;
+        self.entries.len() < self.limits.max_messages + PRESSURE_HEADROOM_MESSAGES
+            && (self.limits.max_bytes == 0 || self.bytes + entry.size() <= max_bytes)
+    }
+
     /// Appends `entry`; hands it back when the queue is full.
     pub fn push(&mut self, entry: Entry) -> Result<(), Entry> {
-        if !self.fits(&entry) {
+        let room = self.fits(&entry);
+        self.append(room, entry)
+    }
+
+    /// Appends `entry` past the limits, into the headroom (its publisher
+    /// is paused); hands it back when the headroom is full too.
+    pub fn push_held(&mut self, entry: Entry) -> Result<(), Entry> {
+        let room = self.fits_headroom(&entry);
+        self.append(room, entry)
+    }
+
+    fn append(&mut self, room: bool, entry: Entry) -> Result<(), Entry> {
+        if !room {
             return Err(entry);
         }
         self.bytes += entry.size();
         self.entries.push_back(entry);
         Ok(())
+    }
+
+    /// True once the queue is back at half its limits (and half its byte
+    /// limit, when set): its publishers may resume.
+    pub fn at_low_watermark(&self) -> bool {
+        self.entries.len() <= self.limits.max_messages / 2
+            && (self.limits.max_bytes == 0 || self.bytes <= self.limits.max_bytes / 2)
+    }
+
+    /// Drops the newest messages not yet written until the queue is within
+    /// its limits (the link went offline with its headroom in use);
+    /// returns how many were dropped. Entries written (in flight) stay.
+    pub fn trim_to_limits(&mut self) -> usize {
+        let over = |q: &OutQueue| {
+            q.entries.len() > q.limits.max_messages
+                || (q.limits.max_bytes != 0 && q.bytes > q.limits.max_bytes)
+        };
+        let mut dropped = 0;
+        while over(self) && self.entries.len() > self.sent {
+            let unsent = self
+                .entries
+                .back()
+                .is_some_and(|e| matches!(e.stage, Stage::Unsent | Stage::Done));
+            if !unsent {
+                break;
+            }
+            let Some(e) = self.entries.pop_back() else {
+                break;
+            };
+            self.bytes -= e.size();
+            if e.jid != 0 && e.stage != Stage::Done {
+                self.changes.push(Change::Done { jid: e.jid });
+            }
+            dropped += usize::from(e.stage != Stage::Done);
+        }
+        dropped
     }
 
     /// Puts a notification ahead of every message not yet written, after
@@ -473,6 +535,7 @@ mod tests {
         OutQueue::new(Limits {
             max_messages,
             max_bytes,
+            overload_stall: None,
         })
     }
 
@@ -570,6 +633,30 @@ mod tests {
             q.push(entry(QoS::AtLeastOnce)).is_err(),
             "6 B each, 12 B max"
         );
+    }
+
+    #[test]
+    fn the_headroom_takes_what_the_limits_refuse_and_a_trim_gives_it_back() {
+        let mut q = queue(2, 0);
+        q.push(entry(QoS::AtLeastOnce)).unwrap();
+        let first = publish_id(&mut q).0;
+        q.push(entry(QoS::AtLeastOnce)).unwrap();
+        assert!(q.push(entry(QoS::AtLeastOnce)).is_err());
+        for _ in 0..3 {
+            q.push_held(entry(QoS::AtLeastOnce)).unwrap();
+        }
+        assert_eq!(q.len(), 5);
+        assert!(!q.at_low_watermark());
+        assert_eq!(q.trim_to_limits(), 3, "the newest unsent go");
+        assert_eq!(q.len(), 2);
+        assert!(q.acknowledge(first, Stage::AwaitAck));
+        assert!(q.at_low_watermark(), "1 of 2");
+        let mut q = queue(1, 0);
+        q.push(entry(QoS::AtLeastOnce)).unwrap();
+        q.push_held(entry(QoS::AtLeastOnce)).unwrap();
+        publish_id(&mut q);
+        publish_id(&mut q);
+        assert_eq!(q.trim_to_limits(), 0, "written entries stay");
     }
 
     #[test]

@@ -26,6 +26,17 @@ pub struct BridgeStatus {
     pub dropped: u64,
     /// Connections made after the first.
     pub reconnects: u64,
+    /// QoS 1/2 messages queued past the limits while the link was up,
+    /// their publishers paused (`overload_policy backpressure`).
+    pub held: u64,
+    /// Local publishers the link holds back now.
+    pub holding: usize,
+    /// Reconnects after `overload_stall_timeout` without an
+    /// acknowledgement while holding publishers back.
+    pub stalls: u64,
+    /// Local subscribers its messages press hold the link back as a
+    /// publisher: its socket is not read.
+    pub paused: bool,
 }
 
 /// The last published statuses. Written by the bridge thread once per

@@ -32,9 +32,15 @@ impl Link {
     fn up_timers(&mut self, ctx: &mut Ctx) {
         let now = ctx.now;
         let keepalive = Duration::from_secs(u64::from(self.remote.keepalive));
+        self.cut_if_stalled(ctx);
+        if self.state != State::Up {
+            return;
+        }
+        // Not read while held back: its silence is ours.
+        let held = self.held_back();
         if let Some(wire) = self.wire.as_mut() {
             if !keepalive.is_zero() {
-                if now.duration_since(wire.last_in) >= keepalive * 3 / 2 {
+                if !held && now.duration_since(wire.last_in) >= keepalive * 3 / 2 {
                     let why = format!(
                         "no answer for {} s (keepalive)",
                         keepalive.as_secs() * 3 / 2
@@ -76,6 +82,7 @@ impl Link {
         self.close_with_will(ctx.registrar);
         if was_up {
             self.notify_local(ctx, false);
+            self.went_offline(ctx);
         }
         self.drop_probe(ctx.registrar);
     }
@@ -155,6 +162,9 @@ impl Link {
         }
         if let StartType::Lazy { idle_timeout, .. } = self.config.start_type {
             at(self.last_traffic + idle_timeout);
+        }
+        if let Some(stall) = self.stall_deadline() {
+            at(stall);
         }
         next
     }

@@ -135,23 +135,38 @@ impl Wire {
     }
 
     /// Reads until the socket is drained (or [`READ_BUDGET`] bytes) and
-    /// hands every complete packet to `on_packet`. An error (EOF included,
-    /// as `UnexpectedEof`) means the connection is over; the packets that
-    /// came before it are handed over first (a refusing CONNACK, say).
+    /// hands complete packets to `on_packet`, at most `max_packets`
+    /// ([`Read::More`] then: the rest waits in the input, and the socket
+    /// is read again only once the input is below [`READ_BUDGET`]). An
+    /// error (EOF included, as `UnexpectedEof`) means the connection is
+    /// over; every packet that came before it is handed over first (a
+    /// refusing CONNACK, say).
     pub fn read(
         &mut self,
+        max_packets: usize,
         mut on_packet: impl FnMut(Packet) -> io::Result<()>,
     ) -> io::Result<Read> {
         if !self.connected {
             return Ok(Read::Drained);
         }
-        let (outcome, total) = self.fill_input();
+        let (outcome, total) = if self.input.len() < READ_BUDGET {
+            self.fill_input()
+        } else {
+            (Ok(Read::More), 0)
+        };
         if total > 0 {
             self.last_in = Instant::now();
         }
+        let mut handled = 0;
         loop {
+            if handled >= max_packets && outcome.is_ok() {
+                return Ok(Read::More);
+            }
             match protocol::decode(&mut self.input, self.version, self.max_incoming) {
-                Ok(packet) => on_packet(packet)?,
+                Ok(packet) => {
+                    handled += 1;
+                    on_packet(packet)?
+                }
                 Err(DecodeError::Incomplete { .. }) => break,
                 Err(e) => {
                     return Err(io::Error::new(

@@ -83,6 +83,7 @@ use slab::Slab;
 
 pub use driver::ShardLoop;
 pub use listener::{tls_config, tls_configs, ListenerLoad, ListenerTlsConfigs};
+pub(crate) use pressure::Pressing;
 pub use reload::{Reload, ReloadBoard};
 pub use stats::{Gauges, Stats, StatsCell, StatsSnapshot};
 

@@ -42,15 +42,47 @@ use crate::protocol::{Packet, ReasonCode};
 /// What a subscriber cut as a slow consumer is told (5.0).
 const SLOW_CONSUMER: &str = "slow consumer: no progress while holding publishers back";
 
-/// One subscriber holding publishers back. Shard-local (its subscriber's
-/// home shard).
-struct Pressing {
+/// One subscriber holding publishers back: a session on its home shard
+/// (progress in shard-clock seconds), or a bridge link on the bridge
+/// thread (progress an `Instant`, see `bridge::pressure`). Owned by that
+/// thread; never crosses the mesh.
+pub(crate) struct Pressing<T> {
     /// The publishers it paused, each once; at most
     /// [`PRESSURE_PUBLISHERS_MAX`].
     origins: Vec<Origin>,
-    /// Shard-clock second of its last progress (an acknowledgement, a
-    /// drained buffer), or of the first pause.
-    progress: u64,
+    /// When it last made progress (an acknowledgement, a drained buffer),
+    /// or first paused a publisher.
+    pub(crate) progress: T,
+}
+
+impl<T> Pressing<T> {
+    pub(crate) fn new(now: T) -> Self {
+        Pressing {
+            origins: Vec::new(),
+            progress: now,
+        }
+    }
+
+    /// Records that it holds `origin` back; true if it did not yet (the
+    /// publisher must then be paused). False too past
+    /// [`PRESSURE_PUBLISHERS_MAX`] publishers.
+    pub(crate) fn press(&mut self, origin: Origin) -> bool {
+        if self.origins.contains(&origin) || self.origins.len() >= PRESSURE_PUBLISHERS_MAX {
+            return false;
+        }
+        self.origins.push(origin);
+        true
+    }
+
+    /// How many publishers it holds back.
+    pub(crate) fn len(&self) -> usize {
+        self.origins.len()
+    }
+
+    /// The publishers to resume, each once, as it ends.
+    pub(crate) fn into_origins(self) -> Vec<Origin> {
+        self.origins
+    }
 }
 
 /// A shard's backpressure bookkeeping, both sides. Shard-local; never
@@ -63,7 +95,7 @@ struct Pressing {
 #[derive(Default)]
 pub struct Pressure {
     /// Subscribers on this shard holding publishers back.
-    pressing: HashMap<SessionId, Pressing, RandomState>,
+    pressing: HashMap<SessionId, Pressing<u64>, RandomState>,
     /// Publishers on this shard that are paused, with how many
     /// subscribers (on any shard) hold them.
     paused: HashMap<SessionId, u32, RandomState>,
@@ -73,15 +105,11 @@ impl Pressure {
     /// Records that subscriber `sub` holds `origin` back; true if it did
     /// not yet (the publisher must then be paused).
     fn press(&mut self, sub: SessionId, origin: Origin, now: u64) -> bool {
-        let entry = self.pressing.entry(sub).or_insert_with(|| Pressing {
-            origins: Vec::new(),
-            progress: now,
-        });
-        if entry.origins.contains(&origin) || entry.origins.len() >= PRESSURE_PUBLISHERS_MAX {
-            return false;
-        }
-        entry.origins.push(origin);
-        true
+        let entry = self
+            .pressing
+            .entry(sub)
+            .or_insert_with(|| Pressing::new(now));
+        entry.press(origin)
     }
 
     /// Publishers held back here, and subscribers here holding some.
@@ -113,11 +141,13 @@ impl Pressure {
 impl Shard {
     /// A QoS 1/2 message from `origin` was queued for subscriber `sub`
     /// past its limits: pause its publisher, unless it is the subscriber
-    /// itself, the bridge or a message with no client.
+    /// itself or a message with no client. A message a bridge link brought
+    /// in has the bridge thread's peer id and the link's id as its origin:
+    /// the bridge thread stops reading that link (see `bridge::pressure`).
     pub(super) fn hold_back(&self, sub: SessionId, origin: Origin) {
         let from = usize::from(origin.shard);
         let own = from == self.id && origin.session == sub;
-        if own || origin.session == 0 || from >= self.mesh.shards() {
+        if own || origin.session == 0 || from >= self.mesh.peers() {
             return;
         }
         if !self.pressure.borrow_mut().press(sub, origin, self.now()) {
@@ -165,7 +195,7 @@ impl Shard {
         let Some(p) = self.pressure.borrow_mut().pressing.remove(&sub) else {
             return;
         };
-        for origin in p.origins {
+        for origin in p.into_origins() {
             self.signal_publisher(origin, false);
         }
     }
