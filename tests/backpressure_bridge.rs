@@ -318,7 +318,9 @@ fn a_link_stalled_while_holding_publishers_reconnects_and_keeps_its_queue() {
     assert!(s.stalls > 0, "never cut: {s:?}");
     let took = f.started.elapsed();
     assert!(
-        took >= Duration::from_secs(2) && took < Duration::from_secs(6),
+        // The upper end leaves room for a loaded 2-core CI machine; what
+        // it catches is a link never cut, or cut on another clock.
+        took >= Duration::from_secs(2) && took < Duration::from_secs(15),
         "cut after {took:?} (bound 2 s, checked each tick)"
     );
     assert_eq!(s.holding, 0, "its publishers are released: {s:?}");
