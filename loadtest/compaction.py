@@ -51,7 +51,7 @@ def main():
         for (records, p, pu), (nbytes, o, ou) in zip(paused, off):
             on_loop, off_loop = float(p) * unit[pu], float(o) * unit[ou]
             print(f"compaction of {int(records):,} records ({int(nbytes) / 2**20:.0f} MiB): "
-                  f"loop paused {on_loop:.0f} ms; encoded and written off the loop in "
+                  f"loop paused {on_loop:.2f} ms at most per turn; encoded and written off the loop in "
                   f"{off_loop:.0f} ms (all on the loop before: ~{on_loop + off_loop:.0f} ms)")
         if not paused:
             print("no compaction happened: raise N")

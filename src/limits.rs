@@ -426,3 +426,8 @@ const _: () = assert!(MAX_PASSWORD_ITERATIONS >= crate::password::DEFAULT_ITERAT
 // Records of the smallest size (a header and a tag) filling
 // TLS_MAX_INCOMING are all processed in one call's rounds.
 const _: () = assert!(TLS_PROCESS_ROUNDS * (5 + 16) >= TLS_MAX_INCOMING);
+
+/// Records' worth of live state (sessions, subscriptions, deliveries) a
+/// shard takes for a journal compaction per loop turn: about half a
+/// millisecond of the loop (`shard::compaction`), whatever the state.
+pub const COMPACTION_SLICE: usize = 8 * 1024;

@@ -108,6 +108,11 @@ pub struct Journal {
     rotations: u64,
     /// A compaction running ([`Durability::Written`]).
     compaction: Option<Compaction>,
+    /// While the owner takes a compaction's snapshot in slices (from
+    /// [`begin_compaction`](Self::begin_compaction) to
+    /// [`rotate`](Self::rotate)): a copy of every batch handed over since,
+    /// which follows the snapshot into the new file.
+    capture: Option<BytesMut>,
     published: Arc<Published>,
     wake: Arc<dyn Fn() + Send + Sync>,
     writer: Option<JoinHandle<io::Result<()>>>,
@@ -184,6 +189,7 @@ impl Journal {
             appended: 0,
             rotations: 0,
             compaction: None,
+            capture: None,
             published,
             wake,
             writer: None,
@@ -234,8 +240,12 @@ impl Journal {
         let seq = self.next_seq;
         let bytes = self.batch.split().freeze();
         let len = bytes.len() as u64;
+        let copy = self.capture.is_some().then(|| bytes.clone());
         match tx.try_send(Job::Batch { seq, bytes }) {
             Ok(()) => {
+                if let (Some(capture), Some(copy)) = (self.capture.as_mut(), copy) {
+                    capture.extend_from_slice(&copy);
+                }
                 self.next_seq += 1;
                 self.appended += len;
                 Ok(Some(seq))
@@ -265,6 +275,9 @@ impl Journal {
         if let Some(c) = self.compaction.as_mut() {
             c.since.extend_from_slice(&self.batch);
         }
+        if let Some(capture) = self.capture.as_mut() {
+            capture.extend_from_slice(&self.batch);
+        }
         let seq = self.next_seq;
         self.next_seq += 1;
         self.appended += self.batch.len() as u64;
@@ -277,19 +290,48 @@ impl Journal {
     /// its bound: twice the live state at the last compaction (or the
     /// open), and at least `min`.
     pub fn due_for_compaction(&self, min: u64) -> bool {
-        let running = self.compaction.is_some()
-            || self.published.rotated.load(Ordering::Acquire) < self.rotations;
         let live = self.published.live.load(Ordering::Acquire);
-        !running && live + self.appended >= min.max(2 * live)
+        !self.compacting() && live + self.appended >= min.max(2 * live)
+    }
+
+    /// True from [`begin_compaction`](Self::begin_compaction) (or
+    /// [`rotate`](Self::rotate)) until the new file is in place.
+    pub fn compacting(&self) -> bool {
+        self.compaction.is_some()
+            || self.capture.is_some()
+            || self.published.rotated.load(Ordering::Acquire) < self.rotations
+    }
+
+    /// Begins a compaction whose snapshot the owner takes in slices over
+    /// several turns: from the next batch handed over on, every batch is
+    /// also kept, to be written right after the snapshot by
+    /// [`rotate`](Self::rotate). Call right after [`submit`](Self::submit),
+    /// so that what is kept starts at a batch. The snapshot may then be
+    /// fuzzy (each part taken at any time between this call and
+    /// `rotate`): folding the batches kept on top of it must give the
+    /// live state, which holds when every entry sets or removes one keyed
+    /// thing (see `shard::compaction`).
+    pub fn begin_compaction(&mut self) {
+        self.capture = Some(BytesMut::new());
     }
 
     /// Compacts the file: `snapshot` (the live state) is encoded and
-    /// written off the owner's loop, and replaces the file after every
-    /// batch handed over so far; later batches go to the new file. Call
-    /// right after [`submit`](Self::submit), so that the snapshot reflects
-    /// them all. `Err(Full)` if a compaction is still running or the
-    /// writer is too far behind (try again later).
+    /// written off the owner's loop, followed by the batches kept since
+    /// [`begin_compaction`](Self::begin_compaction) if it was called, and
+    /// replaces the file after every batch handed over so far; later
+    /// batches go to the new file. Call right after
+    /// [`submit`](Self::submit), so that the snapshot (and what was kept)
+    /// reflects them all. `Err(Full)` if a compaction is still running or
+    /// the writer is too far behind: a compaction begun is then dropped
+    /// (the old file has everything), and is due again.
     pub fn rotate(&mut self, snapshot: Snapshot) -> Result<(), Full> {
+        let snapshot: Snapshot = match self.capture.take() {
+            Some(since) => Box::new(move |out: &mut BytesMut| {
+                snapshot(out);
+                out.extend_from_slice(&since);
+            }),
+            None => snapshot,
+        };
         if self.compaction.is_some() {
             return Err(Full);
         }
@@ -701,6 +743,40 @@ mod tests {
             let (_j, rec) = Journal::open(&d, 4, durability, || {}).expect("reopens");
             assert_eq!(kinds(&rec), [9, 10, 11], "{durability:?}");
             assert!(!d.join("shard-4.journal.compact").exists());
+            let _ = std::fs::remove_dir_all(&d);
+        }
+    }
+
+    #[test]
+    fn a_compaction_begun_keeps_the_batches_until_its_snapshot_is_whole() {
+        for (durability, mode) in both_modes() {
+            let d = dir(&format!("slices-{mode}"));
+            let (mut j, _) = Journal::open(&d, 6, durability, || {}).expect("opens");
+            j.append(1, |b| b.put_slice(&[0; 100]));
+            j.submit().expect("room");
+            assert!(j.due_for_compaction(50));
+            j.begin_compaction();
+            assert!(j.compacting() && !j.due_for_compaction(0), "one at a time");
+            // Turns while the owner takes the snapshot in slices.
+            for kind in 2..=3u8 {
+                j.append(kind, |b| b.put_slice(b"meanwhile"));
+                j.submit().expect("room");
+            }
+            let snapshot: Snapshot = Box::new(|out: &mut BytesMut| {
+                record::append(out, 9, |b| b.put_slice(b"slices"));
+            });
+            j.rotate(snapshot).expect("starts");
+            j.append(4, |b| b.put_slice(b"after"));
+            j.submit().expect("room");
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while j.compacting() {
+                assert!(Instant::now() < deadline, "{durability:?}: never finished");
+                std::thread::sleep(Duration::from_millis(5));
+                j.submit().expect("room");
+            }
+            j.close().expect("closes");
+            let (_j, rec) = Journal::open(&d, 6, durability, || {}).expect("reopens");
+            assert_eq!(kinds(&rec), [9, 2, 3, 4], "{durability:?}");
             let _ = std::fs::remove_dir_all(&d);
         }
     }

@@ -81,6 +81,10 @@ impl Driver for ShardLoop {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
+        if self.0.compacting() {
+            // The next slice of the compaction is due at once.
+            return Some(Instant::now());
+        }
         Some(self.0.next_deadline())
     }
 

@@ -24,6 +24,7 @@ use std::num::{NonZeroU16, NonZeroU32};
 use std::rc::Rc;
 use std::sync::Arc;
 
+use super::compaction::{LiveState, Slicing};
 use super::conn::ConnShared;
 use super::session::{Session, SessionId, NEVER_EXPIRES};
 use super::subscribe::Subscription;
@@ -33,8 +34,7 @@ use crate::index::{RetainStamp, ShardSet};
 use crate::limits::MAX_SHARDS;
 use crate::mesh::{Message, Origin, ShardMsg};
 use crate::persist::entry;
-use crate::persist::state::{delivery_entries, session_entries};
-use crate::persist::{Entry, Journal, StoredDelivery, StoredRetained, StoredSession, StoredWill};
+use crate::persist::{Entry, Journal, StoredRetained, StoredSession};
 use crate::protocol::{Packet, ProtocolVersion, QoS, SubscriptionOptions, TopicFilter, TopicName};
 
 /// Per data shard, a running count of messages.
@@ -92,6 +92,8 @@ pub struct Durable {
     /// No compaction before the journal holds this many bytes
     /// (`persistence_compact_size`).
     compact_min: u64,
+    /// The compaction being taken in slices, one per loop turn.
+    pub(super) compaction: RefCell<Option<Slicing>>,
 }
 
 thread_local! {
@@ -140,6 +142,7 @@ impl Durable {
             taken: RefCell::default(),
             tickets_to_confirm: RefCell::default(),
             compact_min,
+            compaction: RefCell::default(),
         }
     }
 
@@ -343,16 +346,29 @@ impl Durable {
 
     /// True when the journal has grown past its bound (twice the live
     /// state at the last compaction, and at least `compact_min`) and no
-    /// compaction is running.
+    /// compaction is running or being taken.
     pub fn due_for_compaction(&self) -> bool {
         self.journal.borrow().due_for_compaction(self.compact_min)
     }
 
-    /// Replaces the journal with `live` (the live state), encoded and
-    /// written off this thread.
-    fn compact(&self, live: LiveState) {
+    /// True while a compaction is written (not yet in place).
+    #[cfg(test)]
+    pub(super) fn compaction_running(&self) -> bool {
+        self.journal.borrow().compacting()
+    }
+
+    /// Begins a compaction taken in slices (see `shard::compaction`): the
+    /// journal keeps the batches handed over from now on.
+    pub(super) fn begin_compaction(&self) {
+        self.journal.borrow_mut().begin_compaction();
+    }
+
+    /// Replaces the journal with `live` (the live state, taken in slices
+    /// since [`begin_compaction`](Self::begin_compaction)) and the batches
+    /// kept since, encoded and written off this thread.
+    pub(super) fn compact(&self, live: LiveState) {
         let snapshot = Box::new(move |out: &mut bytes::BytesMut| live.encode(out));
-        // Refused while the writer is far behind: the next turn tries again.
+        // Refused while the writer is far behind: dropped, and due again.
         let _ = self.journal.borrow_mut().rotate(snapshot);
     }
 
@@ -468,44 +484,13 @@ impl Shard {
     }
 
     /// End of a turn: the journal batch goes to the writer, and the
-    /// journal is compacted if it has grown past its bound.
+    /// journal is compacted (a slice of it) if it has grown past its bound.
     pub(super) fn submit_journal(&self) {
         let Some(d) = self.durable.as_deref() else {
             return;
         };
         d.submit();
-        if d.due_for_compaction() {
-            // The loop pays for collecting the live state; encoding and
-            // writing it happen off the loop.
-            let started = std::time::Instant::now();
-            let live = self.live_state();
-            let n = live.records();
-            d.compact(live);
-            log::info!(
-                "shard {}: journal compaction to {n} records started; the loop paused {:?}",
-                self.id,
-                started.elapsed()
-            );
-        }
-    }
-
-    /// This shard's durable state: its persistent sessions and the
-    /// retained messages whose topics it owns, messages shared.
-    fn live_state(&self) -> LiveState {
-        let sessions = self.sessions.borrow();
-        let journaled = sessions.by_id.values().filter(|s| s.journaled);
-        let mut live = LiveState {
-            sessions: journaled.map(|s| s.snapshot()).collect(),
-            retained: Vec::new(),
-        };
-        let shards = self.mesh.shards();
-        self.retained.borrow().for_each(|topic, stamp, msg| {
-            if home_shard(topic, shards) == self.id {
-                live.retained
-                    .push((topic.to_string(), stamp, Arc::clone(msg)));
-            }
-        });
-        live
+        self.compact_journal(d);
     }
 
     /// Sends the acknowledgements and confirmations now durable; true if
@@ -531,95 +516,6 @@ impl Shard {
             self.mesh.send(*peer, ShardMsg::Durable(*n));
         }
         !acks.is_empty() || !confirms.is_empty() || !tickets.is_empty()
-    }
-}
-
-/// A shard's live state for a compaction, taken on its loop (messages
-/// shared, not copied) and encoded off it. `Send`.
-struct LiveState {
-    sessions: Vec<SessionSnapshot>,
-    retained: Vec<(String, RetainStamp, Arc<Message>)>,
-}
-
-/// One persistent session's durable state (see `Session::snapshot`).
-pub struct SessionSnapshot {
-    pub client_id: String,
-    pub version: u8,
-    pub expiry: u32,
-    /// (filter, options byte, subscription identifier or 0).
-    pub subscriptions: Vec<(String, u8, u32)>,
-    pub qos2_in: Vec<u16>,
-    pub will: Option<StoredWill>,
-    pub deliveries: Vec<SnapshotDelivery>,
-}
-
-/// A journaled delivery as it is now.
-pub struct SnapshotDelivery {
-    pub did: u64,
-    pub msg: Arc<Message>,
-    pub qos: u8,
-    pub retain: bool,
-    pub pid: Option<u16>,
-    pub released: bool,
-}
-
-impl LiveState {
-    /// How many records it makes (sessions count as one).
-    fn records(&self) -> usize {
-        let deliveries: usize = self.sessions.iter().map(|s| s.deliveries.len()).sum();
-        self.sessions.len() + 2 * deliveries + self.retained.len()
-    }
-
-    /// Its records, as `persist::state` rebuilds a session: each message
-    /// keyed by its delivery's id.
-    fn encode(self, out: &mut bytes::BytesMut) {
-        let mut entries = Vec::new();
-        for s in self.sessions {
-            s.entries(&mut entries);
-            for e in entries.drain(..) {
-                crate::persist::record::append(out, e.kind(), |b| e.write_body(b));
-            }
-        }
-        for (topic, stamp, msg) in self.retained {
-            let e = Entry::Retain {
-                nanos: stamp.nanos,
-                shard: stamp.shard,
-                topic,
-                expires_at: msg.expires_at_unix(),
-                publish: Some(msg.publish.clone()),
-            };
-            crate::persist::record::append(out, e.kind(), |b| e.write_body(b));
-        }
-    }
-}
-
-impl SessionSnapshot {
-    /// The entries that rebuild the session.
-    fn entries(self, out: &mut Vec<Entry>) {
-        let mut stored = StoredSession {
-            version: self.version,
-            expiry: self.expiry,
-            qos2_in: self.qos2_in,
-            will: self.will,
-            ..StoredSession::default()
-        };
-        for (filter, options, id) in self.subscriptions {
-            stored.subscriptions.insert(filter, (options, id));
-        }
-        // The session's own entries (its deliveries are added by id below).
-        let mut next = 0;
-        out.extend(session_entries(&self.client_id, &stored, &mut next));
-        for d in self.deliveries {
-            let stored = StoredDelivery {
-                publish: d.msg.publish.clone(),
-                expires_at: d.msg.expires_at_unix(),
-                qos: d.qos,
-                retain: d.retain,
-                pid: d.pid,
-                released: d.released,
-            };
-            delivery_entries(out, &self.client_id, d.did, &stored);
-        }
     }
 }
 

@@ -24,6 +24,8 @@
 //!   [`Shard::publish_broker_message`], how the broker publishes a message of its own.
 //! - [`timers`]: deadlines (tick, CONNECT, closing, barriers, delayed wills) and shutdown.
 //! - [`session`]: session state and the outbound QoS window.
+//! - [`durable`]: the shard's journal: what it appends, the acknowledgements that wait for it, recovery.
+//! - [`compaction`]: the journal's compaction, its snapshot taken in slices over loop turns.
 //! - [`store`]: the running total of the messages sessions' queues hold (`store/messages/*`).
 //! - [`conn`]: a connection's shared state and its slab entry.
 //! - [`alias`]: a connection's MQTT 5.0 topic aliases, both ways.
@@ -43,6 +45,7 @@
 mod access;
 mod alias;
 pub mod auth;
+mod compaction;
 mod conn;
 mod connect;
 mod driver;

@@ -12,8 +12,9 @@ use ahash::AHasher;
 
 use super::access::ReadMemo;
 use super::alias::OutAlias;
+use super::compaction::{SessionSnapshot, SnapshotDelivery};
 use super::conn::ConnShared;
-use super::durable::{with_journal, SessionSnapshot, SnapshotDelivery};
+use super::durable::with_journal;
 use super::encode::{encode_aliased, EncodeCache};
 use super::mount;
 use super::store;
@@ -791,58 +792,77 @@ impl Session {
         }
     }
 
-    /// This session's durable state as it is now, for a compaction: the
-    /// session, its subscriptions, inbound QoS 2 ids, will and journaled
-    /// deliveries in order, their messages shared (an `Arc` each), so that
-    /// taking it costs the loop little; it is encoded off the loop.
-    pub fn snapshot(&self) -> SessionSnapshot {
+    /// This session's own durable state as it is now, for a compaction
+    /// (`shard::compaction`): the session, its subscriptions, inbound QoS 2
+    /// ids and will; its deliveries are taken apart
+    /// ([`snapshot_deliveries`](Self::snapshot_deliveries)).
+    pub fn snapshot_head(&self) -> SessionSnapshot {
         let subscriptions = self.subscriptions.iter().map(|(filter, sub)| {
             let options = sub.opts.to_byte(ProtocolVersion::V5);
             let id = sub.id.map_or(0, NonZeroU32::get);
             (filter.as_str().to_string(), options, id)
         });
-        let mut snapshot = SessionSnapshot {
+        let qos2_in = self.flow.as_deref().map(|f| &f.inbound_qos2);
+        SessionSnapshot {
             client_id: self.client_id.to_string(),
             version: self.version as u8,
             expiry: self.expiry,
             subscriptions: subscriptions.collect(),
-            qos2_in: Vec::new(),
+            qos2_in: qos2_in.into_iter().flatten().copied().collect(),
             will: self.will.as_ref().map(|w| w.stored()),
-            deliveries: Vec::new(),
-        };
+        }
+    }
+
+    /// For a compaction: appends to `out` this session's journaled
+    /// deliveries, in flight or queued, with ids above `after`, at most
+    /// `max` of them from the queue (their messages shared, an `Arc`
+    /// each); returns the highest id the range covers: the last queued one
+    /// taken, or `u64::MAX` once the queue's end is reached. Every
+    /// delivery with an id in (`after`, returned] is in `out`. Costs a
+    /// binary search of the queue, a look through those in flight (the
+    /// receive maximum at most) and the ones taken.
+    pub fn snapshot_deliveries(
+        &self,
+        after: u64,
+        max: usize,
+        out: &mut Vec<SnapshotDelivery>,
+    ) -> u64 {
         let Some(flow) = self.flow.as_deref() else {
-            return snapshot;
+            return u64::MAX;
         };
-        snapshot.qos2_in.extend(flow.inbound_qos2.iter().copied());
-        let inflight = flow.inflight.iter().map(|f| {
-            let released = f.state == OutState::Complete;
-            (
-                f.did,
-                &f.msg,
-                f.qos as u8,
-                f.retain,
-                Some(f.pid.get()),
-                released,
-            )
-        });
-        let queued = flow
-            .queue
+        let from = queued_after(&flow.queue, after);
+        let mut journaled = flow.queue.range(from..).filter(|q| q.did != 0);
+        let mut queued = Vec::new();
+        let upto = loop {
+            let Some(q) = journaled.next() else {
+                break u64::MAX;
+            };
+            if queued.len() == max {
+                break queued.last().map_or(after, |d: &SnapshotDelivery| d.did);
+            }
+            queued.push(SnapshotDelivery {
+                did: q.did,
+                msg: Arc::clone(&q.msg),
+                qos: q.qos as u8,
+                retain: q.retain,
+                pid: None,
+                released: false,
+            });
+        };
+        let inflight = flow
+            .inflight
             .iter()
-            .map(|q| (q.did, &q.msg, q.qos as u8, q.retain, None, false));
-        let journaled = inflight.chain(queued).filter(|d| d.0 != 0);
-        snapshot
-            .deliveries
-            .extend(
-                journaled.map(|(did, msg, qos, retain, pid, released)| SnapshotDelivery {
-                    did,
-                    msg: Arc::clone(msg),
-                    qos,
-                    retain,
-                    pid,
-                    released,
-                }),
-            );
-        snapshot
+            .filter(|f| f.did > after && f.did <= upto);
+        out.extend(inflight.map(|f| SnapshotDelivery {
+            did: f.did,
+            msg: Arc::clone(&f.msg),
+            qos: f.qos as u8,
+            retain: f.retain,
+            pid: Some(f.pid.get()),
+            released: f.state == OutState::Complete,
+        }));
+        out.append(&mut queued);
+        upto
     }
 
     /// Puts back a delivery read from the journal as delivery `did`: in
@@ -969,6 +989,24 @@ fn write_encoded(
 /// per idle connection in all).
 const _: () = assert!(std::mem::size_of::<Session>() <= 120);
 
+/// The first position in `queue` past every journaled delivery with an id
+/// up to `after`: journaled ids grow along the queue (ids come from one
+/// counter as deliveries are queued at the back); unjournaled entries (id
+/// 0) fall anywhere and are stepped over.
+fn queued_after(queue: &VecDeque<Queued>, after: u64) -> usize {
+    // Journaled entries before `lo` have ids up to `after`; from `hi` on,
+    // above it.
+    let (mut lo, mut hi) = (0, queue.len());
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        match (mid..hi).find(|&i| queue[i].did != 0) {
+            Some(j) if queue[j].did <= after => lo = j + 1,
+            _ => hi = mid,
+        }
+    }
+    lo
+}
+
 #[cfg(test)]
 mod tests {
     use bytes::Bytes;
@@ -1025,6 +1063,29 @@ mod tests {
 
     fn pid(n: u16) -> PacketId {
         PacketId::new(n).expect("non-zero")
+    }
+
+    #[test]
+    fn a_compaction_range_of_the_queue_is_found_past_unjournaled_entries() {
+        let queue: VecDeque<Queued> = [0, 3, 0, 0, 7, 8, 0, 12, 0]
+            .into_iter()
+            .map(|did| Queued {
+                msg: message(QoS::AtLeastOnce),
+                qos: QoS::AtLeastOnce,
+                retain: false,
+                group: None,
+                did,
+            })
+            .collect();
+        for after in [0, 2, 3, 6, 7, 8, 11] {
+            let at = queued_after(&queue, after);
+            let mut before = queue.range(..at).filter(|q| q.did != 0);
+            let mut past = queue.range(at..).filter(|q| q.did != 0);
+            assert!(before.all(|q| q.did <= after), "after {after}");
+            assert!(past.all(|q| q.did > after), "after {after}");
+        }
+        assert!(queue.range(queued_after(&queue, 12)..).all(|q| q.did == 0));
+        assert_eq!(queued_after(&VecDeque::new(), 5), 0);
     }
 
     #[test]
