@@ -334,10 +334,15 @@ impl RawClient {
         }
     }
 
+    /// Sends DISCONNECT and waits until the broker closes the connection:
+    /// when it returns, the broker has handled it (the session is offline
+    /// or gone), so what a test publishes next cannot reach this
+    /// connection on a slow machine.
     pub fn disconnect(mut self) {
         self.send(&Packet::Disconnect(shardmq::protocol::Disconnect::new(
             shardmq::protocol::ReasonCode::NormalDisconnection,
         )));
+        self.expect_closed();
     }
 }
 
