@@ -109,11 +109,8 @@ impl Message {
             Instant::now() + Duration::from_secs(left)
         });
         Message {
-            publish,
-            origin,
             expires_at,
-            source: None,
-            read_at: None,
+            ..Message::new(publish, origin)
         }
     }
 

@@ -268,8 +268,7 @@ impl Shard {
             }
         }
         let n = peers.iter().count();
-        let forwarded = &self.stats.forwarded;
-        forwarded.set(forwarded.get() + n as u64);
+        Stats::add(&self.stats.forwarded, n);
         n > 0
     }
 
@@ -353,9 +352,14 @@ impl Shard {
     pub(super) fn count_delivery(&self, outcome: Delivery, msg: &Message) {
         self.count(outcome);
         if outcome == Delivery::Sent {
-            Stats::add(&self.stats.publish_bytes_sent, msg.publish.payload.len());
+            self.count_payload_sent(msg);
             self.latency.delivered(msg.read_at);
         }
+    }
+
+    /// Adds the payload bytes of `msg`, written to a subscriber.
+    fn count_payload_sent(&self, msg: &Message) {
+        Stats::add(&self.stats.publish_bytes_sent, msg.publish.payload.len());
     }
 
     /// Sends what session `s` queued while its window and buffer allow
@@ -365,7 +369,7 @@ impl Shard {
     pub(super) fn drain_queue(&self, s: &mut Session) {
         let expired = s.drain(&self.queue_limits, &mut |msg| {
             Stats::bump(&self.stats.sent);
-            Stats::add(&self.stats.publish_bytes_sent, msg.publish.payload.len());
+            self.count_payload_sent(msg);
             self.latency.delivered_from_queue(msg.read_at);
         });
         self.count_dropped(expired);
@@ -374,8 +378,7 @@ impl Shard {
     /// Counts `n` messages dropped from a queue: their expiry interval
     /// passed, or a session cut as a slow consumer kept only its limits.
     pub(super) fn count_dropped(&self, n: usize) {
-        let dropped = &self.stats.dropped;
-        dropped.set(dropped.get() + n as u64);
+        Stats::add(&self.stats.dropped, n);
     }
 }
 
