@@ -65,10 +65,10 @@ pub enum StartError {
     Persistence { dir: String, source: io::Error },
     /// An `acl_file` that cannot be read or parsed.
     #[error("{0}")]
-    Acl(#[from] AclError),
+    Acl(AclError),
     /// A password file that cannot be read or has a bad line.
     #[error("{0}")]
-    Passwords(#[from] password::PasswordError),
+    Passwords(password::PasswordError),
     #[error("starting the password verifier threads: {0}")]
     Verifiers(io::Error),
     /// The `metrics_listener` cannot be bound or its thread started.
@@ -321,8 +321,8 @@ pub fn start_with(config: Config, options: StartOptions) -> Result<BrokerHandle,
     for b in &config.bridges {
         bridge::tls_settings(b).map_err(StartError::Bridge)?;
     }
-    let acl = AclTable::load(&config)?;
-    let passwords = password::load_for(&config)?;
+    let acl = AclTable::load(&config).map_err(StartError::Acl)?;
+    let passwords = password::load_for(&config).map_err(StartError::Passwords)?;
     let tls = tls_configs(&config).map_err(StartError::Tls)?;
     let mut addrs = Vec::with_capacity(config.listeners.len());
     let mut sockets: Vec<Vec<OwnedFd>> = (0..shards).map(|_| Vec::new()).collect();

@@ -388,6 +388,25 @@ pub enum OverloadPolicy {
 }
 
 /// A configuration error, naming the file, the line, the key and the fix.
+/// A file a directive names (`acl_file`, `password_file`) that cannot be
+/// used: `key path: why` when it cannot be read, `path:line: why` when a
+/// line is wrong (the reason says how to fix it).
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("{key} {path}: {source} (check the path and its permissions)")]
+    Io {
+        key: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {reason}")]
+    Invalid {
+        path: String,
+        line: usize,
+        reason: String,
+    },
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.

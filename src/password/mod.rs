@@ -30,20 +30,7 @@ const MAX_USERNAME: usize = 65_535;
 
 /// A password file that could not be loaded: `path: why` or
 /// `path:line: why`, with the fix.
-#[derive(Debug, thiserror::Error)]
-pub enum PasswordError {
-    #[error("password_file {path}: {source} (check the path and its permissions)")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("{path}:{line}: {reason}")]
-    Invalid {
-        path: String,
-        line: usize,
-        reason: String,
-    },
-}
+pub type PasswordError = crate::config::FileError;
 
 /// One password file: user name to hash. Immutable once loaded; shared
 /// (`Arc`) by the shards that read which file a listener uses and the
@@ -70,6 +57,7 @@ impl PasswordDb {
     /// Reads and checks the file at `path`.
     pub fn load(path: &Path) -> Result<PasswordDb, PasswordError> {
         let text = std::fs::read_to_string(path).map_err(|source| PasswordError::Io {
+            key: "password_file",
             path: path.display().to_string(),
             source,
         })?;

@@ -101,28 +101,14 @@ pub struct AclRules {
 }
 
 /// Why an `acl_file` cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum AclError {
-    /// The file could not be read.
-    #[error("acl_file {path}: {source} (check the path and its permissions)")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
-    /// `path:line: reason` (the reason says how to fix it).
-    #[error("{path}:{line}: {reason}")]
-    Invalid {
-        path: String,
-        line: usize,
-        reason: String,
-    },
-}
+pub type AclError = crate::config::FileError;
 
 impl AclRules {
     /// Reads and parses `path` (once).
     pub fn load(path: &Path) -> Result<AclRules, AclError> {
         let name = path.display().to_string();
         let io = |source| AclError::Io {
+            key: "acl_file",
             path: name.clone(),
             source,
         };
