@@ -25,6 +25,17 @@ use shardmq::protocol::{Packet, ProtocolVersion, QoS};
 
 /// Messages in each flood.
 const FLOOD: usize = 3000;
+/// Bytes of each flooded payload: 3,000 of them are about 3 MiB, a dozen
+/// of a shard's reads (a few hundred bytes would fit in one, read before
+/// any pause could come back over the mesh).
+const PAYLOAD: usize = 1024;
+
+/// The sequence number `i`, then zeros up to [`PAYLOAD`] bytes.
+fn padded(i: u32) -> Vec<u8> {
+    let mut p = vec![0; PAYLOAD];
+    p[..4].copy_from_slice(&i.to_be_bytes());
+    p
+}
 /// How long a subscriber waits for the next message before it gives up.
 const QUIET: Duration = Duration::from_secs(10);
 /// How long a flood or a drain may take at most.
@@ -68,7 +79,8 @@ impl Drop for Frozen {
 }
 
 /// A 3.1.1 client `id` on `addr` writing `n` QoS 1 messages (payload: the
-/// sequence number) to `topic` without waiting for each PUBACK; the
+/// sequence number, padded to [`PAYLOAD`] bytes so that a flood spans many
+/// reads and a pause has reads left to stop) to `topic` without waiting for each PUBACK; the
 /// count of PUBACKs is kept in the returned counter, and the handle ends
 /// once all came or after [`LIMIT`].
 fn flood(
@@ -85,13 +97,7 @@ fn flood(
         let sender = std::thread::spawn(move || {
             for i in 0..n {
                 let id = (i % 65_535) as u16 + 1;
-                let p = publish(
-                    topic,
-                    &(i as u32).to_be_bytes(),
-                    QoS::AtLeastOnce,
-                    false,
-                    id,
-                );
+                let p = publish(topic, &padded(i as u32), QoS::AtLeastOnce, false, id);
                 let mut out = BytesMut::new();
                 Packet::Publish(p)
                     .encode(ProtocolVersion::V311, &mut out)

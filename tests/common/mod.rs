@@ -411,12 +411,25 @@ pub fn drain(c: &mut RawClient, quiet: Duration) -> Vec<Publish> {
 }
 
 /// A port free on 127.0.0.1 right now (for a broker run as a process).
+/// A port nothing listens on now, and that no other test of this process
+/// was given: the kernel may hand a port just released to the next
+/// `bind(0)`, and two brokers of concurrent tests on one port (shardmq
+/// binds with SO_REUSEPORT) would share its connections.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    for _ in 0..1000 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
+    panic!("no port left that this process was not given already")
 }
 
 pub fn pid(n: u16) -> NonZeroU16 {
