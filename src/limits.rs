@@ -323,6 +323,15 @@ pub const MAX_OVERLOAD_STALL_TIMEOUT: u32 = 3600;
 /// the mesh back to it. Past it, a message is dropped and counted.
 pub const PRESSURE_HEADROOM_MESSAGES: usize = 100_000;
 
+/// Empty session flows (window, queue, inbound QoS 2 ids) a shard keeps
+/// for reuse, so that a subscriber taking one QoS 1 message at a time does
+/// not allocate a flow per message.
+pub const SPARE_FLOWS: usize = 64;
+
+/// A spare flow keeps collections of at most this many entries' capacity;
+/// larger ones are freed (a queue that grew gives its memory back).
+pub const SPARE_FLOW_CAPACITY: usize = 32;
+
 /// Backpressure headroom in topic and payload bytes above
 /// `max_queued_bytes` (when that is set), for the same reason.
 pub const PRESSURE_HEADROOM_BYTES: usize = 64 * 1024 * 1024;

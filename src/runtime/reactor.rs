@@ -5,7 +5,8 @@
 //!
 //! 1. [`Driver::run_pending`] until it reports no work, at most
 //!    [`PENDING_ROUNDS`] times (mesh batches, handed-over connections...).
-//! 2. [`Driver::end_turn`]: flush what the turn made dirty.
+//! 2. [`Driver::end_turn`]: flush what the turn made dirty; then
+//!    [`Driver::turn_ended`] with the time, read once for both.
 //! 3. Stop if [`Driver::finished`].
 //! 4. Park, unless still busy or a deadline is due: announce it
 //!    ([`Wake`]'s flag), re-check [`Driver::run_pending`] once, then
@@ -163,9 +164,14 @@ pub trait Driver {
     /// deadline that only bounds the loop, checked by `finished`).
     fn on_timer(&mut self, _now: Instant) {}
 
-    /// A turn begins: the wait ended at `now` (what [`Driver::end_turn`]
+    /// A turn begins: the wait ended at `now` (what [`Driver::turn_ended`]
     /// later measures a turn from). The default does nothing.
     fn turn_started(&mut self, _now: Instant) {}
+
+    /// The turn's work and writes are done, at `now` (the same reading the
+    /// wait's timeout is computed from: the clock is read twice a turn,
+    /// here and when the wait ends). The default does nothing.
+    fn turn_ended(&mut self, _now: Instant) {}
 
     /// `true` stops [`Reactor::run`] at the end of the current turn.
     fn finished(&self) -> bool;
@@ -320,6 +326,8 @@ impl Reactor {
                 rounds += 1;
             }
             driver.end_turn();
+            let ended = Instant::now();
+            driver.turn_ended(ended);
             if driver.finished() {
                 return Ok(());
             }
@@ -331,7 +339,7 @@ impl Reactor {
             } else {
                 driver
                     .next_deadline()
-                    .map(|d| d.saturating_duration_since(Instant::now()))
+                    .map(|d| d.saturating_duration_since(ended))
             };
 
             let parked = timeout != Some(Duration::ZERO) && {
@@ -356,7 +364,8 @@ impl Reactor {
             if parked {
                 self.wake.parked.store(false, Ordering::Relaxed);
             }
-            driver.turn_started(Instant::now());
+            let started = Instant::now();
+            driver.turn_started(started);
             match polled {
                 Ok(()) => {}
                 // A signal: the events buffer was cleared; go round again.
@@ -373,11 +382,11 @@ impl Reactor {
             }
             events_full = n == EVENTS_CAPACITY;
 
-            if let Some(deadline) = driver.next_deadline() {
-                let now = Instant::now();
-                if now >= deadline {
-                    driver.on_timer(now);
-                }
+            // The wait's end stands for the whole turn: a deadline that
+            // passed while the events were handled is taken next turn,
+            // whose wait then does not block.
+            if driver.next_deadline().is_some_and(|d| started >= d) {
+                driver.on_timer(started);
             }
         }
     }

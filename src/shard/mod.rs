@@ -173,6 +173,9 @@ pub struct Shard {
     /// The shard-wide read buffer every connection reads into.
     read_buf: RefCell<BytesMut>,
     started: Instant,
+    /// When the current turn's wait ended: the shard's clock for the turn
+    /// (keepalive, expiry), so that a packet does not read the time.
+    clock: Cell<Instant>,
     sessions: RefCell<Sessions>,
     next_session: Cell<SessionId>,
     /// Local subscriptions: filter -> (session, options and identifier).
@@ -315,6 +318,7 @@ impl Shard {
             next_serial: Cell::new(0),
             read_buf: RefCell::new(BytesMut::with_capacity(READ_CHUNK)),
             started,
+            clock: Cell::new(started),
             sessions: RefCell::default(),
             next_session: Cell::new(1),
             local: RefCell::default(),
@@ -363,9 +367,13 @@ impl Shard {
         shard
     }
 
-    /// Seconds since the shard started (the keepalive and expiry clock).
+    /// Seconds since the shard started (the keepalive and expiry clock),
+    /// as of the current turn's start.
     pub fn now(&self) -> u64 {
-        self.started.elapsed().as_secs()
+        self.clock
+            .get()
+            .saturating_duration_since(self.started)
+            .as_secs()
     }
 
     /// The home shard of a client id.

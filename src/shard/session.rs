@@ -20,7 +20,9 @@ use super::mount;
 use super::store;
 use super::subscribe::Subscription;
 use super::will::Will;
-use crate::limits::{PRESSURE_HEADROOM_BYTES, PRESSURE_HEADROOM_MESSAGES};
+use crate::limits::{
+    PRESSURE_HEADROOM_BYTES, PRESSURE_HEADROOM_MESSAGES, SPARE_FLOWS, SPARE_FLOW_CAPACITY,
+};
 use crate::mesh::Message;
 use crate::persist::Entry;
 use crate::protocol::{
@@ -233,6 +235,47 @@ impl Flow {
     }
 }
 
+thread_local! {
+    /// Empty flows kept for reuse on this thread's shard, at most
+    /// [`SPARE_FLOWS`], each with small collections: a subscriber that
+    /// takes its QoS 1 messages one at a time gets and gives back a flow
+    /// per message, and reusing one saves the allocations of the box and
+    /// of its window. (Boxes, not flows: the box is what gets reused.)
+    #[allow(clippy::vec_box)]
+    static SPARES: std::cell::RefCell<Vec<Box<Flow>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// An empty flow: a spare if the shard has one.
+fn spare_flow() -> Box<Flow> {
+    SPARES.with(|s| s.borrow_mut().pop()).unwrap_or_default()
+}
+
+/// Keeps an empty `flow` as a spare, unless there are enough or one of its
+/// collections grew past [`SPARE_FLOW_CAPACITY`] (a queue that once grew
+/// large gives its memory back).
+fn keep_spare_flow(mut flow: Box<Flow>) {
+    debug_assert!(flow.is_empty());
+    let small = flow.inflight.capacity() <= SPARE_FLOW_CAPACITY
+        && flow.queue.capacity() <= SPARE_FLOW_CAPACITY
+        && flow.inbound_qos2.capacity() <= SPARE_FLOW_CAPACITY;
+    if !small {
+        return;
+    }
+    // Counters of an empty flow are zero; its store share holds nothing.
+    *flow = Flow {
+        inflight: std::mem::take(&mut flow.inflight),
+        queue: std::mem::take(&mut flow.queue),
+        inbound_qos2: std::mem::take(&mut flow.inbound_qos2),
+        ..Flow::default()
+    };
+    SPARES.with(|s| {
+        let mut spares = s.borrow_mut();
+        if spares.len() < SPARE_FLOWS {
+            spares.push(flow);
+        }
+    });
+}
+
 /// What a queued message counts against `QueueLimits::max_bytes`.
 fn queued_size(msg: &Message) -> usize {
     msg.publish.payload.len() + msg.publish.topic.as_bytes().len()
@@ -318,15 +361,17 @@ impl Session {
         }
     }
 
-    /// The flow, allocated on first need.
+    /// The flow, allocated on first need (from the shard's spares).
     fn flow_mut(&mut self) -> &mut Flow {
-        self.flow.get_or_insert_with(Box::default)
+        self.flow.get_or_insert_with(spare_flow)
     }
 
-    /// Frees the flow once nothing is in flight or queued any more.
+    /// Gives the flow up once nothing is in flight or queued any more.
     fn release_flow_if_empty(&mut self) {
         if self.flow.as_ref().is_some_and(|f| f.is_empty()) {
-            self.flow = None;
+            if let Some(flow) = self.flow.take() {
+                keep_spare_flow(flow);
+            }
         }
     }
 
@@ -1302,6 +1347,29 @@ mod tests {
         assert!(s.qos2_remove(8));
         assert!(s.flow.is_none());
         assert!(!s.qos2_remove(8));
+    }
+
+    #[test]
+    fn an_emptied_flow_is_kept_as_a_spare_and_reused_unless_it_grew() {
+        let spares = || SPARES.with(|s| s.borrow().len());
+        let mut s = online_session();
+        assert_eq!(deliver(&mut s, QoS::AtLeastOnce), Delivery::Sent);
+        let first = s.flow.as_deref().map(|f| f as *const Flow);
+        assert_eq!(s.acknowledge(pid(1), OutAck::Ack), AckFit::Finished);
+        assert!(s.flow.is_none(), "an empty flow stays with its session");
+        assert_eq!(spares(), 1);
+        assert_eq!(deliver(&mut s, QoS::AtLeastOnce), Delivery::Sent);
+        assert_eq!(s.flow.as_deref().map(|f| f as *const Flow), first);
+        assert_eq!(spares(), 0);
+
+        let mut grown = Box::<Flow>::default();
+        grown.queue.reserve(SPARE_FLOW_CAPACITY * 2);
+        keep_spare_flow(grown);
+        assert_eq!(spares(), 0, "a flow whose queue grew was kept");
+        for _ in 0..SPARE_FLOWS + 3 {
+            keep_spare_flow(Box::default());
+        }
+        assert_eq!(spares(), SPARE_FLOWS);
     }
 
     #[test]
