@@ -323,6 +323,10 @@ pub const MAX_OVERLOAD_STALL_TIMEOUT: u32 = 3600;
 /// the mesh back to it. Past it, a message is dropped and counted.
 pub const PRESSURE_HEADROOM_MESSAGES: usize = 100_000;
 
+/// Log lines a shard thread collects in a turn before it writes them to
+/// stdout, stderr and log files, in bytes (see `logging::LineBatch`).
+pub const LOG_BATCH_BYTES: usize = 64 * 1024;
+
 /// Empty session flows (window, queue, inbound QoS 2 ids) a shard keeps
 /// for reuse, so that a subscriber taking one QoS 1 message at a time does
 /// not allocate a flow per message.

@@ -702,6 +702,9 @@ impl ShardBoot {
         };
         let _ = ready.send(Ok(()));
         drop(ready);
+        // Log lines are written once per turn (see `LineBatch`), and what
+        // is left when the loop ends, or the thread unwinds.
+        let _lines = crate::logging::LineBatch::start();
         if let Err(e) = reactor.run(&mut driver) {
             log::error!("shard {id}: {e}; the shard stopped");
         }

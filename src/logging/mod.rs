@@ -5,7 +5,8 @@
 //! - this file: the log types, which of them are on (one atomic word: a
 //!   disabled type costs a load and a branch, never a lock), and the
 //!   [`log::Log`] implementation;
-//! - `sink`: the destinations, behind one mutex taken per written line;
+//! - `sink`: the destinations, behind one mutex taken per written line,
+//!   and the per-turn batch of a shard thread's lines ([`LineBatch`]);
 //! - `stamp`: the time stamp each line starts with;
 //! - [`topic`]: the bounded queue of lines shard 0 publishes to
 //!   `$SYS/broker/log/<letter>`.
@@ -25,6 +26,7 @@ use log::{Level, LevelFilter, Log, Metadata, Record};
 
 use crate::config::{Config, LogTypes};
 
+pub use sink::{flush_batch, LineBatch};
 pub use stamp::check_timestamp_format;
 
 /// The `log` target of `information` lines (`log::info!(target: INFORMATION, ..)`).

@@ -1,7 +1,14 @@
 //! Where log lines go: every `log_dest` at once, behind one mutex taken
-//! once per written line (logging is not the data path; the line is
-//! formatted before the lock is taken).
+//! once per written line (logging is not the data path).
+//!
+//! A shard thread batches: its lines for the stream destinations (stdout,
+//! stderr, files) collect in a thread-local buffer, bounded by
+//! [`LOG_BATCH_BYTES`], that its loop writes at the end of each turn (see
+//! [`LineBatch`]): one `write` per destination per turn, not one per line,
+//! so a burst of connections does not pay three writes each for its
+//! connection lines. Syslog and topic lines go one by one as before.
 
+use std::cell::RefCell;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -11,6 +18,54 @@ use std::time::SystemTime;
 use super::stamp::Stamp;
 use super::{topic, LogType};
 use crate::config::{Config, LogDest};
+use crate::limits::LOG_BATCH_BYTES;
+
+thread_local! {
+    /// This thread's lines for the stream destinations, not yet written;
+    /// `None` on a thread that does not batch.
+    static BATCH: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// While alive, the thread that started it batches its lines (see the
+/// module doc); [`flush_batch`] writes them. Dropped (the thread's loop
+/// ended, or it unwinds), it writes what is left and stops batching.
+/// Thread-local: `!Send`.
+pub struct LineBatch(std::marker::PhantomData<*const ()>);
+
+impl LineBatch {
+    /// Starts batching this thread's lines.
+    pub fn start() -> LineBatch {
+        BATCH.with(|b| *b.borrow_mut() = Some(String::new()));
+        LineBatch(std::marker::PhantomData)
+    }
+}
+
+impl Drop for LineBatch {
+    fn drop(&mut self) {
+        flush_batch();
+        BATCH.with(|b| *b.borrow_mut() = None);
+    }
+}
+
+/// Writes this thread's batched lines, if any.
+pub fn flush_batch() {
+    if BATCH.with(|b| b.borrow().as_ref().is_some_and(|t| !t.is_empty())) {
+        flush_batch_to(&mut output());
+    }
+}
+
+fn flush_batch_to(output: &mut Output) {
+    BATCH.with(|b| {
+        // Busy only if this thread panicked inside logging: nothing to do.
+        let Ok(mut batch) = b.try_borrow_mut() else {
+            return;
+        };
+        if let Some(text) = batch.as_mut().filter(|t| !t.is_empty()) {
+            output.write_streams(text);
+            text.clear();
+        }
+    });
+}
 
 /// One destination, open.
 enum Sink {
@@ -126,21 +181,44 @@ impl Output {
 
     fn write(&mut self, kind: LogType, message: &str, now: SystemTime) {
         let line = format!("{}{message}\n", self.stamp.prefix(now));
+        if !self.batch(&line) {
+            self.write_streams(&line);
+        }
+        for sink in &mut self.sinks {
+            match sink {
+                Sink::Syslog => syslog(kind, message),
+                Sink::Topic => topic::push(kind, line.trim_end()),
+                _ => {}
+            }
+        }
+    }
+
+    /// Adds `line` to this thread's batch; false if the thread does not
+    /// batch. A batch that reaches [`LOG_BATCH_BYTES`] is written at once.
+    fn batch(&mut self, line: &str) -> bool {
+        BATCH.with(|b| {
+            let mut batch = b.borrow_mut();
+            let Some(text) = batch.as_mut() else {
+                return false;
+            };
+            text.push_str(line);
+            if text.len() >= LOG_BATCH_BYTES {
+                self.write_streams(text);
+                text.clear();
+            }
+            true
+        })
+    }
+
+    /// Writes `text` (whole lines) to stdout, stderr and the files.
+    fn write_streams(&mut self, text: &str) {
         for sink in &mut self.sinks {
             // A log line that cannot be written has nowhere else to go.
             let _ = match sink {
-                Sink::Stdout => std::io::stdout().lock().write_all(line.as_bytes()),
-                Sink::Stderr => std::io::stderr().lock().write_all(line.as_bytes()),
-                Sink::File(_, Some(file)) => file.write_all(line.as_bytes()),
-                Sink::File(_, None) => Ok(()),
-                Sink::Syslog => {
-                    syslog(kind, message);
-                    Ok(())
-                }
-                Sink::Topic => {
-                    topic::push(kind, line.trim_end());
-                    Ok(())
-                }
+                Sink::Stdout => std::io::stdout().lock().write_all(text.as_bytes()),
+                Sink::Stderr => std::io::stderr().lock().write_all(text.as_bytes()),
+                Sink::File(_, Some(file)) => file.write_all(text.as_bytes()),
+                _ => Ok(()),
             };
         }
     }
@@ -182,6 +260,46 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("shardmq-sink-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         dir.join(name)
+    }
+
+    #[test]
+    fn a_batching_thread_writes_its_lines_when_flushed_or_when_the_batch_is_full() {
+        let path = temp("batch.log");
+        let _ = std::fs::remove_file(&path);
+        let config = Config {
+            log_dests: vec![LogDest::File(path.clone())],
+            ..Config::default()
+        };
+        let mut output = Output::open(&config).expect("open");
+        let at = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let read = || std::fs::read_to_string(&path).expect("read");
+
+        let batch = LineBatch::start();
+        output.write(LogType::Notice, "one", at);
+        output.write(LogType::Notice, "two", at);
+        assert_eq!(read(), "", "a batched line was written before the flush");
+        flush_batch_to(&mut output);
+        assert_eq!(read(), "1700000000: one\n1700000000: two\n");
+
+        let long = "x".repeat(1000);
+        let mut lines = 0;
+        while read().len() == 32 {
+            output.write(LogType::Notice, &long, at);
+            lines += 1;
+            assert!(
+                lines * 1000 <= LOG_BATCH_BYTES + 1000,
+                "the batch grew past its bound"
+            );
+        }
+        assert!(
+            lines * 1000 >= LOG_BATCH_BYTES - 1000,
+            "written before the batch was full"
+        );
+
+        drop(batch);
+        let before = read().len();
+        output.write(LogType::Notice, "three", at);
+        assert_eq!(read().len(), before + "1700000000: three\n".len());
     }
 
     #[test]

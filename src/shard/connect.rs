@@ -238,7 +238,7 @@ impl Shard {
             ack.properties.authentication_data = auth_data;
         }
         self.send_packet(conn, &Packet::ConnAck(ack));
-        super::log_lines::connected(self.peer_of(token), conn, connect);
+        super::log_lines::connected(|| self.peer_of(token), conn, connect);
         self.resume(conn);
         self.watch_keepalive(token, conn);
     }

@@ -72,6 +72,7 @@ impl Driver for ShardLoop {
         self.0.release_durable();
         self.0.flush_dirty();
         self.0.mesh.flush();
+        crate::logging::flush_batch();
     }
 
     fn turn_ended(&mut self, now: Instant) {

@@ -267,8 +267,7 @@ impl Shard {
             );
             return; // Dropping the transport closes the socket.
         }
-        let port = transport.local_addr().ok().map(|a| a.port());
-        super::log_lines::new_connection(peer, port);
+        super::log_lines::new_connection(peer, self.listener_ports.get(i).copied().flatten());
         let Some(transport) = self.secure(transport, i) else {
             return self.listener_load.close(i);
         };

@@ -29,11 +29,16 @@ pub(super) fn new_connection(peer: SocketAddr, port: Option<u16>) {
 
 /// `New client connected from 127.0.0.1:50000 as <id> (p2, c1, k60,
 /// u'user').`: a CONNECT accepted.
-pub(super) fn connected(peer: Option<SocketAddr>, conn: &ConnShared, connect: &Connect) {
+/// The peer is looked up (a `getpeername`) only if the line is written.
+pub(super) fn connected(
+    peer: impl FnOnce() -> Option<SocketAddr>,
+    conn: &ConnShared,
+    connect: &Connect,
+) {
     if !logging::connection_messages() {
         return;
     }
-    let from = peer.map_or_else(|| "?".to_string(), |p| format!("{}:{}", p.ip(), p.port()));
+    let from = peer().map_or_else(|| "?".to_string(), |p| format!("{}:{}", p.ip(), p.port()));
     let user = conn
         .username
         .as_deref()

@@ -167,6 +167,9 @@ pub struct Shard {
     /// This shard's accepting sockets (token `LISTENER_TOKEN - i`); emptied
     /// when shutdown begins.
     listeners: RefCell<Vec<Listener>>,
+    /// Each listener's port, read once: an accepted socket's local port
+    /// (for the "New connection" line) without a `getsockname` each.
+    listener_ports: Vec<Option<u16>>,
     /// Connections, by token. Each is a state machine (see [`conn::Conn`]).
     conns: RefCell<Slab<Conn>>,
     next_serial: Cell<u32>,
@@ -313,6 +316,10 @@ impl Shard {
             config,
             mesh,
             registrar,
+            listener_ports: listeners
+                .iter()
+                .map(|l| l.local_addr().ok().map(|a| a.port()))
+                .collect(),
             listeners: RefCell::new(listeners),
             conns: RefCell::new(Slab::new()),
             next_serial: Cell::new(0),
