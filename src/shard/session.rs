@@ -253,21 +253,25 @@ fn spare_flow() -> Box<Flow> {
 /// Keeps an empty `flow` as a spare, unless there are enough or one of its
 /// collections grew past [`SPARE_FLOW_CAPACITY`] (a queue that once grew
 /// large gives its memory back).
-fn keep_spare_flow(mut flow: Box<Flow>) {
+/// An empty flow's counters are zero and its store share holds nothing,
+/// so it is kept as it is.
+fn keep_spare_flow(flow: Box<Flow>) {
     debug_assert!(flow.is_empty());
+    debug_assert_eq!(
+        (
+            flow.inflight_bytes,
+            flow.held,
+            flow.queued_bytes,
+            flow.queued_qos0
+        ),
+        (0, 0, 0, 0)
+    );
     let small = flow.inflight.capacity() <= SPARE_FLOW_CAPACITY
         && flow.queue.capacity() <= SPARE_FLOW_CAPACITY
         && flow.inbound_qos2.capacity() <= SPARE_FLOW_CAPACITY;
     if !small {
         return;
     }
-    // Counters of an empty flow are zero; its store share holds nothing.
-    *flow = Flow {
-        inflight: std::mem::take(&mut flow.inflight),
-        queue: std::mem::take(&mut flow.queue),
-        inbound_qos2: std::mem::take(&mut flow.inbound_qos2),
-        ..Flow::default()
-    };
     SPARES.with(|s| {
         let mut spares = s.borrow_mut();
         if spares.len() < SPARE_FLOWS {
@@ -368,10 +372,8 @@ impl Session {
 
     /// Gives the flow up once nothing is in flight or queued any more.
     fn release_flow_if_empty(&mut self) {
-        if self.flow.as_ref().is_some_and(|f| f.is_empty()) {
-            if let Some(flow) = self.flow.take() {
-                keep_spare_flow(flow);
-            }
+        if let Some(flow) = self.flow.take_if(|f| f.is_empty()) {
+            keep_spare_flow(flow);
         }
     }
 
